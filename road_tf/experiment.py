@@ -1,0 +1,136 @@
+"""One training run, stage by stage; shared by `python -m road_tf.train` and the TFX Trainer.
+
+Stages (each in its own sub-folder of the run directory, each checkpointed and resumable):
+  multitask/        optional multi-task pre-training of the encoder (k-task gradient averaging)
+  teacher_<i>/      teachers trained here when no checkpoint is given
+  student_no_kd/    the student fine-tuned on hard labels only (baseline for KD)
+  student/          the student fine-tuned with KD (or plain, when there are no teachers)
+The final student is evaluated and exported.
+"""
+
+import dataclasses
+import logging
+import pathlib
+
+import keras
+import tensorflow as tf
+
+from road_tf.data import sources
+from road_tf.data.tokenizer import load_tokenizer
+from road_tf.distillation.distiller import Distiller
+from road_tf.distillation.layer_maps import build_layer_map
+from road_tf.evaluation.task_eval import evaluate, headline
+from road_tf.models.backbones import build_backbone
+from road_tf.models.task_model import build_task_model
+from road_tf.tasks import get_task
+from road_tf import training
+
+
+@dataclasses.dataclass
+class TaskData:
+    """A task's examples and features for training and dev."""
+
+    task: object
+    train_examples: list
+    dev_examples: list
+    train_features: dict
+    dev_features: dict
+
+
+def load_task_data(task, config, tokenizer, is_main_task=True):
+    """Reads and featurizes both splits of `task`."""
+    data = config.data
+    train_examples, train_files = sources.load_split(task, data, "train", is_main_task)
+    dev_examples, dev_files = sources.load_split(task, data, "dev", is_main_task)
+    return TaskData(
+        task, train_examples, dev_examples,
+        sources.featurize(task, train_examples, train_files, tokenizer, data, "train"),
+        sources.featurize(task, dev_examples, dev_files, tokenizer, data, "dev"),
+    )
+
+
+def build_model(model_config, task, tokenizer, config, name, encoder_weights=None):
+    """A task model for `task`, optionally starting from pre-trained encoder weights."""
+    backbone = build_backbone(model_config, tokenizer.vocabulary_size, config.data.max_seq_length)
+    model = build_task_model(backbone, {task.name: task.head}, dropout=model_config.dropout, name=name)
+    if encoder_weights:
+        from road_tf.multitask.trainer import load_encoder_weights
+
+        load_encoder_weights(model, encoder_weights)
+    return model
+
+
+def train_stage(stage_dir, student, task_data, config, steps, learning_rate, teachers=(), distillation=None,
+                layer_matches=()):
+    """Fine-tunes `student` (optionally distilling from `teachers`) for `steps`; returns dev metrics."""
+    task = task_data.task
+    distiller = Distiller(student, task.name, task.kind, distillation=distillation, teachers=teachers,
+                          layer_matches=layer_matches, total_steps=steps)
+    train = config.train
+    distiller.compile(
+        optimizer=training.make_optimizer(learning_rate, steps, train.warmup_fraction, train.weight_decay),
+        jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution,
+    )
+    distiller.optimizer.build(distiller.trained_variables())
+    logging.info("stage %s: %d steps", stage_dir.name, steps)
+    training.fit(distiller, task_data.train_features, train, steps, stage_dir)
+    student.save_weights(str(stage_dir / "model.weights.h5"))
+    return evaluate(student, task, task_data.dev_examples, task_data.dev_features, config.export)
+
+
+def teacher_layer_matches(distillation, teacher, student):
+    """Hidden-state layer matches between the first teacher and the student (empty if hidden KD is off)."""
+    if distillation.hidden_loss == "none":
+        return ()
+    depth = lambda model: len(model.output["hidden_states"]) - 1
+    return tuple(build_layer_map(distillation.layer_map, depth(teacher), depth(student), distillation.layer_matches))
+
+
+def run_training(config, output_dir):
+    """Runs every configured stage; returns the metrics dict written to metrics.json."""
+    output_dir = pathlib.Path(output_dir)
+    training.set_precision(config.train)
+    keras.utils.set_random_seed(config.train.seed)
+    strategy = training.get_strategy(config.train)
+    tokenizer = load_tokenizer(config.data.vocab)
+    task = get_task(config.task)
+    task_data = load_task_data(task, config, tokenizer)
+    stages = {}
+    distillation = config.distillation
+    steps, lr = config.train.steps, config.train.learning_rate
+
+    encoder_weights = None
+    if config.multitask.steps:
+        from road_tf.multitask.trainer import run_multitask_stage
+
+        encoder_weights, stages["multitask"] = run_multitask_stage(config, tokenizer, task_data, output_dir / "multitask")
+
+    with strategy.scope():
+        teachers = []
+        for i, teacher_config in enumerate(distillation.teachers):
+            teacher = build_model(teacher_config.model, task, tokenizer, config, name=f"teacher_{i}")
+            if teacher_config.checkpoint:
+                teacher.load_weights(teacher_config.checkpoint)
+                stages[f"teacher_{i}"] = evaluate(teacher, task, task_data.dev_examples, task_data.dev_features,
+                                                  config.export)
+            else:
+                stages[f"teacher_{i}"] = train_stage(output_dir / f"teacher_{i}", teacher, task_data, config,
+                                                     teacher_config.train_steps or steps, lr)
+            teachers.append(teacher)
+
+        if teachers and distillation.compare_without_kd:
+            baseline = build_model(config.model, task, tokenizer, config, "student_no_kd", encoder_weights)
+            stages["student_no_kd"] = train_stage(output_dir / "student_no_kd", baseline, task_data, config, steps, lr)
+
+        student = build_model(config.model, task, tokenizer, config, "student", encoder_weights)
+        matches = teacher_layer_matches(distillation, teachers[0], student) if teachers else ()
+        stages["student"] = train_stage(output_dir / "student", student, task_data, config, steps, lr,
+                                        teachers=teachers, distillation=distillation, layer_matches=matches)
+
+    final = {"task": task.name, "split": "dev", **stages["student"]}
+    metrics = {"final": final, "dev": stages["student"], "stages": stages, "export": None}
+    if config.export.enabled and task.kind == "span":
+        from road_tf.export import export_qa_model
+
+        metrics["export"] = str(export_qa_model(student, tokenizer, config, task.name))
+    return metrics

@@ -1,0 +1,156 @@
+"""The training engine shared by every stage: strategy, optimizer, datasets, fit with resume.
+
+A stage is killed-and-restarted safe: it checkpoints model and optimizer (whose step counter is
+the data position: the dataset is a seeded, repeated shuffle that is fast-forwarded by the
+number of finished steps) every `checkpoint_every` steps, and a rerun of the same command
+restores the newest checkpoint and continues to the same final weights.
+"""
+
+import logging
+import math
+import os
+import pathlib
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from road_tf.errors import ConfigError
+
+_STRATEGY = {}
+
+
+def get_strategy(train_config):
+    """The `tf.distribute` strategy named by `train.strategy` (created once per process)."""
+    kind = train_config.strategy
+    if kind in _STRATEGY:
+        return _STRATEGY[kind]
+    if kind == "default":
+        strategy = tf.distribute.get_strategy()
+    elif kind == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    elif kind == "multi_worker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=train_config.tpu_address)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+    _STRATEGY[kind] = strategy
+    return strategy
+
+
+def set_precision(train_config):
+    """Applies `train.mixed_precision` as the global Keras dtype policy."""
+    keras.mixed_precision.set_global_policy(train_config.mixed_precision)
+
+
+def make_optimizer(learning_rate, total_steps, warmup_fraction, weight_decay):
+    """AdamW with linear warm-up then linear decay to 0 over `total_steps`."""
+    warmup = int(total_steps * warmup_fraction)
+    decay = keras.optimizers.schedules.PolynomialDecay(learning_rate, max(total_steps - warmup, 1), 0.0)
+    schedule = WarmupThen(learning_rate, warmup, decay) if warmup else decay
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6,
+                                  global_clipnorm=1.0)
+
+
+@keras.saving.register_keras_serializable(package="road_tf")
+class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warm-up from 0 to `peak` over `warmup_steps`, then `after(step - warmup_steps)`."""
+
+    def __init__(self, peak, warmup_steps, after):
+        self.peak = peak
+        self.warmup_steps = warmup_steps
+        self.after = after
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warm = self.peak * step / float(self.warmup_steps)
+        return tf.where(step < self.warmup_steps, warm, self.after(step - self.warmup_steps))
+
+    def get_config(self):
+        return {"peak": self.peak, "warmup_steps": self.warmup_steps,
+                "after": keras.saving.serialize_keras_object(self.after)}
+
+
+def train_dataset(features, batch_size, seed, skip_batches=0):
+    """A repeated, seeded shuffle of in-memory features, batched, fast-forwarded by `skip_batches`.
+
+    Args:
+        features: dict of arrays with the same first dimension N.
+    Returns:
+        tf.data.Dataset of dicts of [batch_size, ...] tensors (remainder dropped), infinite.
+    """
+    rows = len(next(iter(features.values())))
+    if rows < batch_size:
+        raise ConfigError(f"train.batch_size: {batch_size} is larger than the {rows} training rows")
+    dataset = tf.data.Dataset.from_tensor_slices(features).repeat()
+    dataset = dataset.shuffle(min(rows, 50_000), seed=seed, reshuffle_each_iteration=True)
+    return dataset.batch(batch_size, drop_remainder=True).skip(skip_batches).prefetch(2)
+
+
+def eval_dataset(features, batch_size):
+    """In-order batches of features (last batch kept)."""
+    return tf.data.Dataset.from_tensor_slices(features).batch(batch_size).prefetch(2)
+
+
+class _Checkpointer(keras.callbacks.Callback):
+    """Saves model + optimizer at each epoch end (every `checkpoint_every` steps) and stops at `steps`."""
+
+    def __init__(self, manager, steps):
+        super().__init__()
+        self.manager = manager
+        self.steps = steps
+
+    def on_train_batch_end(self, batch, logs=None):
+        if int(self.model.optimizer.iterations.numpy()) >= self.steps:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+
+
+def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), learning_rate=None):
+    """Trains `model` (already built and compiled in the strategy scope) for `steps` steps.
+
+    Resumes from the newest checkpoint in `stage_dir/checkpoints`. Logs to TensorBoard under
+    `stage_dir/logs`. Returns the Keras History (empty when the stage had already finished).
+    """
+    stage_dir = pathlib.Path(stage_dir)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    manager = tf.train.CheckpointManager(checkpoint, str(stage_dir / "checkpoints"), max_to_keep=2)
+    if manager.latest_checkpoint:
+        checkpoint.restore(manager.latest_checkpoint).expect_partial()
+        logging.info("resumed %s from %s", stage_dir.name, manager.latest_checkpoint)
+    done = int(model.optimizer.iterations.numpy())
+    if done >= steps:
+        return None
+    every = train_config.checkpoint_every
+    dataset = train_dataset(features, train_config.batch_size, train_config.seed, skip_batches=done)
+    callbacks = [
+        _Checkpointer(manager, steps),
+        keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(every // 4, 1)),
+        *extra_callbacks,
+    ]
+    return model.fit(
+        dataset,
+        initial_epoch=done // every,
+        epochs=math.ceil(steps / every),
+        steps_per_epoch=every,
+        callbacks=callbacks,
+        verbose=1 if os.environ.get("ROAD_TF_QUIET") is None else 2,
+    )
+
+
+def predict_outputs(model, features, keys, batch_size):
+    """Runs `model` (a task model) over features; returns {key: np.ndarray} for `keys`."""
+    from road_tf.data.features import MODEL_INPUTS
+
+    inputs = {key: features[key] for key in MODEL_INPUTS}
+    results = {key: [] for key in keys}
+    infer = tf.function(lambda x: {key: model(x, training=False)[key] for key in keys})
+    for batch in eval_dataset(inputs, batch_size):
+        out = infer(batch)
+        for key in keys:
+            results[key].append(out[key].numpy())
+    return {key: np.concatenate(values) if values else np.zeros((0,)) for key, values in results.items()}

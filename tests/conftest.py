@@ -1,0 +1,41 @@
+"""Shared pytest set-up: quiet TensorFlow, two logical CPUs (for MirroredStrategy tests), --run-slow."""
+
+import os
+import pathlib
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("ROAD_TF_QUIET", "1")
+
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False, help="also run tests marked slow")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: long-running test, run only with --run-slow")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="slow test: pass --run-slow to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def shared_file(relative):
+    """A file under ../shared, or a pytest skip saying why it is absent."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"real data not available: {path} is absent (tests read ../shared/data beside the repo)")
+    return path
