@@ -21,7 +21,7 @@ from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.evaluation.task_eval import evaluate, headline
 from road_tf.models.backbones import build_backbone
-from road_tf.models.task_model import build_task_model
+from road_tf.models.task_model import build_task_model, num_layers
 from road_tf.tasks import get_task
 from road_tf import training
 
@@ -82,8 +82,8 @@ def teacher_layer_matches(distillation, teacher, student):
     """Hidden-state layer matches between the first teacher and the student (empty if hidden KD is off)."""
     if distillation.hidden_loss == "none":
         return ()
-    depth = lambda model: len(model.output["hidden_states"]) - 1
-    return tuple(build_layer_map(distillation.layer_map, depth(teacher), depth(student), distillation.layer_matches))
+    matches = distillation.layer_matches if distillation.layer_map == "custom" else ()
+    return tuple(build_layer_map(distillation.layer_map, num_layers(teacher), num_layers(student), matches))
 
 
 def run_training(config, output_dir):

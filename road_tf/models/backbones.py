@@ -17,10 +17,9 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
         a keras-hub `BertBackbone` or `ElectraBackbone`.
     """
     if model_config.pretrained == "minilm":
-        from road_tf.data.tokenizer import minilm_folder
-        from road_tf.models.convert import load_hf_bert
+        from road_tf.models.convert import load_hf_bert, minilm_path
 
-        backbone = load_hf_bert(minilm_folder())
+        backbone = load_hf_bert(minilm_path())
     elif model_config.pretrained == "preset":
         backbone = keras_hub.models.Backbone.from_preset(model_config.preset)
     elif model_config.pretrained != "none":
@@ -65,11 +64,6 @@ def check_vocabulary(backbone, vocabulary_size, model_config):
             f"model.pretrained={model_config.pretrained!r}: the encoder's vocabulary has {size} tokens "
             f"but the tokenizer (data.vocab) has {vocabulary_size}"
         )
-
-
-def num_layers(backbone):
-    """Number of transformer layers."""
-    return backbone.num_layers
 
 
 def hidden_states_encoder(backbone):

@@ -47,3 +47,8 @@ def build_task_model(backbone, heads, dropout=0.1, name="road_model"):
 def encoder_of(model):
     """The shared encoder sub-model (backbone with all hidden states) inside a task model."""
     return next(layer for layer in model.layers if layer.name.endswith("_hidden_states"))
+
+
+def num_layers(model):
+    """Transformer layers of a task model's encoder (hidden states minus the embedding output)."""
+    return len(model.output[HIDDEN_STATES]) - 1

@@ -1,0 +1,89 @@
+"""Which teacher layer each student layer imitates in hidden-state distillation, as data.
+
+Layers are counted the TinyBERT way: 0 is the embedding output and k (1..depth) is the output of
+transformer layer k, so a model of depth N has N + 1 hidden states. Every match built here has
+weight 1.0 (a uniform map's matches are not divided by their count; scale the whole hidden
+loss with `distillation.hidden_weight` instead). Custom matches keep their own weights.
+"""
+
+from road_tf.config import LayerMatch
+from road_tf.errors import ConfigError
+
+KINDS = ("uniform", "last", "custom")
+
+
+def _check_depths(teacher_layers, student_layers):
+    """Raises ConfigError unless both depths are positive integers."""
+    for who, depth in (("teacher", teacher_layers), ("student", student_layers)):
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 1:
+            raise ConfigError(f"layer map: the {who} depth must be a positive integer, got {depth!r}")
+
+
+def uniform_map(teacher_layers, student_layers):
+    """TinyBERT's uniform map: student layer m <-> teacher layer m * (N / M), for m = 0..M.
+
+    Args:
+        teacher_layers: N, the teacher's number of transformer layers.
+        student_layers: M, the student's; N must be a multiple of M.
+
+    Returns:
+        tuple of M + 1 `LayerMatch`, ordered by student layer (24 -> 12 gives 0<->0, 2<->1, ...,
+        24<->12).
+    """
+    _check_depths(teacher_layers, student_layers)
+    if teacher_layers % student_layers:
+        raise ConfigError(f"layer map: uniform needs the teacher's {teacher_layers} layers to be a multiple "
+                          f"of the student's {student_layers}; use layer_map: custom instead")
+    stride = teacher_layers // student_layers
+    return tuple(LayerMatch(m * stride, m, 1.0) for m in range(student_layers + 1))
+
+
+def last_map(teacher_layers, student_layers):
+    """Only the last hidden states: (LayerMatch(N, M, 1.0),)."""
+    _check_depths(teacher_layers, student_layers)
+    return (LayerMatch(teacher_layers, student_layers, 1.0),)
+
+
+def _check_match(match, teacher_layers, student_layers):
+    """Raises ConfigError unless `match` is a LayerMatch with indices in 0..depth and weight >= 0."""
+    if not isinstance(match, LayerMatch):
+        raise ConfigError(f"layer map: expected a LayerMatch, got {match!r}")
+    for who, index, depth in (("teacher", match.teacher_layer, teacher_layers),
+                              ("student", match.student_layer, student_layers)):
+        if index < 0:
+            raise ConfigError(f"layer map: {who}_layer {index} is negative (0 is the embedding output)")
+        if index > depth:
+            raise ConfigError(f"layer map: {who}_layer {index} is beyond the {who}'s {depth} layers")
+    if match.weight < 0:
+        raise ConfigError(f"layer map: weight {match.weight} of match {match.teacher_layer}<->"
+                          f"{match.student_layer} is negative")
+
+
+def build_layer_map(kind, teacher_layers, student_layers, matches=()):
+    """The layer matches a `distillation.layer_map` setting names.
+
+    Args:
+        kind: "uniform" (`uniform_map`), "last" (`last_map`) or "custom" (`matches` as given).
+        teacher_layers, student_layers: the two models' numbers of transformer layers.
+        matches: `LayerMatch` entries; required for "custom" and refused for the other kinds,
+            so a custom list is never silently ignored.
+
+    Returns:
+        tuple of `LayerMatch`, every index checked to lie in 0..depth.
+    """
+    if kind not in KINDS:
+        raise ConfigError(f"layer map: unknown kind {kind!r}; known: {', '.join(KINDS)}")
+    _check_depths(teacher_layers, student_layers)
+    matches = tuple(matches)
+    if kind != "custom" and matches:
+        raise ConfigError(f"layer map: {len(matches)} custom matches given but the kind is {kind!r}; "
+                          "set layer_map: custom to use them")
+    if kind == "uniform":
+        return uniform_map(teacher_layers, student_layers)
+    if kind == "last":
+        return last_map(teacher_layers, student_layers)
+    if not matches:
+        raise ConfigError("layer map: custom needs at least one {teacher_layer, student_layer, weight} match")
+    for match in matches:
+        _check_match(match, teacher_layers, student_layers)
+    return matches

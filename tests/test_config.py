@@ -1,0 +1,92 @@
+"""Config parsing, validation and recipe files."""
+
+import dataclasses
+
+import pytest
+import yaml
+
+from road_tf import config as config_lib
+from road_tf.errors import ConfigError
+
+
+def test_defaults_are_valid_and_frozen():
+    config = config_lib.Config()
+    assert config.task == "squad2"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.train.steps = 3
+
+
+def test_set_overrides_are_typed():
+    config = config_lib.load_config(None, ["train.steps=100", "train.learning_rate=2e-4", "data.skip_bad_records=true",
+                                           "multitask.tasks=squad2,synthetic_nli", "multitask.k=2"])
+    assert config.train.steps == 100 and isinstance(config.train.steps, int)
+    assert config.train.learning_rate == pytest.approx(2e-4)
+    assert config.data.skip_bad_records is True
+    assert config.multitask.tasks == ("squad2", "synthetic_nli")
+
+
+@pytest.mark.parametrize("pair, field", [
+    ("train.steps=abc", "train.steps"),
+    ("train.steps=0", "train.steps"),
+    ("no.such.key=1", "no"),
+    ("train.nope=1", "train.nope"),
+    ("model.hidden_dim=65", "model.hidden_dim"),
+    ("distillation.kd_weight=1.5", "distillation.kd_weight"),
+    ("train.strategy=gpu_farm", "train.strategy"),
+    ("data.doc_stride=500", "data.doc_stride"),
+    ("multitask.k=3", "multitask.k"),
+    ("task=chess", "task"),
+])
+def test_bad_values_name_the_field(pair, field):
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, [pair])
+    assert str(error.value).startswith(field)
+
+
+def test_set_without_equals_is_an_error():
+    with pytest.raises(ConfigError, match="KEY=VALUE"):
+        config_lib.parse_set("train.steps")
+
+
+def test_yaml_overrides_and_round_trip(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("train:\n  steps: 7\ndistillation:\n  teachers:\n    - {weight: 2.0, train_steps: 3}\n")
+    config = config_lib.load_config(recipe, ["train.batch_size=4"])
+    assert config.train.steps == 7 and config.train.batch_size == 4
+    assert config.distillation.teachers[0].weight == 2.0
+    assert config.distillation.teachers[0].model.num_layers == 4
+    dumped = tmp_path / "config.yaml"
+    dumped.write_text(config_lib.dump_yaml(config))
+    assert config_lib.load_config(dumped) == config
+
+
+def test_custom_layer_matches_parse():
+    config = config_lib.load_config(None, [
+        "distillation.layer_map=custom",
+        "distillation.layer_matches=[{teacher_layer: 4, student_layer: 2, weight: 0.5}]",
+    ])
+    assert config.distillation.layer_matches == (config_lib.LayerMatch(4, 2, 0.5),)
+
+
+def test_bad_yaml_files(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        config_lib.load_config(broken)
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- 1\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        config_lib.load_config(listing)
+    with pytest.raises(ConfigError, match="no such config file"):
+        config_lib.load_config(tmp_path / "missing.yaml")
+
+
+def test_every_recipe_is_valid_and_holds_only_known_overrides():
+    recipes = config_lib.recipes()
+    assert "demo" in recipes
+    defaults = config_lib.to_dict(config_lib.Config())
+    for name in recipes:
+        path = config_lib.resolve_recipe(name)
+        config_lib.load_config(path)
+        overrides = yaml.safe_load(path.read_text()) or {}
+        assert isinstance(overrides, dict) and set(overrides) <= set(defaults), name

@@ -1,0 +1,99 @@
+"""Tokenizer windows, span labels, classification features and the feature cache."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from road_tf.data import features as feats
+from road_tf.data.examples import Answer, ClassificationExample, QAExample
+from road_tf.data.tokenizer import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return load_tokenizer()
+
+
+def example(qid, question, context, answer=None):
+    answers = (Answer(answer, context.index(answer)),) if answer else ()
+    return QAExample(qid, question, context, answers)
+
+
+def test_windows_layout(tokenizer):
+    windows = feats.qa_windows(tokenizer, tf.constant(["who?"]), tf.constant(["Ann met Bob."]), 16, 8, 4)
+    ids = windows["token_ids"].numpy()[0]
+    vocab = tokenizer.vocab
+    pieces = [vocab[i] for i in ids[: int(windows["padding_mask"].numpy()[0].sum())]]
+    assert pieces == ["[CLS]", "who", "?", "[SEP]", "ann", "met", "bob", ".", "[SEP]"]
+    assert windows["segment_ids"].numpy()[0][:9].tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1]
+    offsets = windows["byte_offsets"].numpy()[0]
+    assert offsets[:4].tolist() == [[-1, -1]] * 4
+    assert offsets[4].tolist() == [0, 3] and offsets[6].tolist() == [8, 11]
+
+
+def test_long_context_is_split_with_stride_and_answer_labelled_once_per_covering_window(tokenizer):
+    context = " ".join(f"w{i}" for i in range(60)) + " the answer is Quixotic ."
+    ex = example("q", "what is it?", context, "Quixotic")
+    features = feats.featurize_qa(tokenizer, [ex], 32, 8, 8)
+    assert len(features["token_ids"]) > 3
+    labelled = np.flatnonzero(features["start_positions"])
+    assert labelled.size >= 1
+    for w in labelled:
+        offsets = features["char_offsets"][w]
+        s, e = features["start_positions"][w], features["end_positions"][w]
+        assert context[offsets[s][0]:offsets[e][1]] == "Quixotic"
+    # Windows that do not contain the whole answer point at [CLS].
+    unlabelled = np.setdiff1d(np.arange(len(features["token_ids"])), labelled)
+    assert (features["end_positions"][unlabelled] == 0).all()
+
+
+def test_non_ascii_offsets_are_characters(tokenizer):
+    context = "Zürich café ½ and Ærø island, then Straße."
+    ex = example("q", "which island?", context, "Ærø island")
+    features = feats.featurize_qa(tokenizer, [ex], 48, 8, 16)
+    s, e = features["start_positions"][0], features["end_positions"][0]
+    offsets = features["char_offsets"][0]
+    assert context[offsets[s][0]:offsets[e][1]] == "Ærø island"
+
+
+def test_unanswerable_points_at_cls(tokenizer):
+    features = feats.featurize_qa(tokenizer, [example("q", "who?", "Nobody here.")], 16, 8, 4)
+    assert features["start_positions"].tolist() == [0] and features["end_positions"].tolist() == [0]
+
+
+def test_byte_to_char_offsets():
+    text = "aé½b"
+    assert feats.byte_to_char_offsets(text, np.array([0, 1, 3, 5, 6, -1])).tolist() == [0, 1, 2, 3, 4, -1]
+
+
+def test_classification_pairs_truncate_to_length(tokenizer):
+    examples = [ClassificationExample("1", "a " * 40, "b " * 40, 1), ClassificationExample("2", "short", "pair", 0)]
+    features = feats.featurize_classification(tokenizer, examples, 24)
+    assert features["token_ids"].shape == (2, 24)
+    assert features["padding_mask"][0].sum() == 24
+    assert features["label"].tolist() == [1, 0]
+    seg = features["segment_ids"][1]
+    assert seg[:3].tolist() == [0, 0, 0] and seg[3:5].tolist() == [1, 1]
+
+
+def test_cache_round_trip_and_incomplete_cache_rebuilds(tmp_path):
+    data = {"a": np.arange(12, dtype=np.int32).reshape(3, 4), "b": np.arange(3, dtype=np.int32)}
+    path = tmp_path / "f.tfrecord"
+    calls = []
+    first = feats.cached(path, lambda: calls.append(1) or data)
+    again = feats.cached(path, lambda: calls.append(1) or data)
+    assert calls == [1]
+    np.testing.assert_array_equal(again["a"], data["a"])
+    np.testing.assert_array_equal(first["b"], again["b"])
+    path.with_suffix(".json").unlink()  # as if the build was killed before finishing
+    assert feats.read_feature_cache(path) is None
+
+
+def test_cache_key_changes_with_input(tmp_path, tokenizer):
+    source = tmp_path / "d.json"
+    source.write_text("one")
+    key = feats.cache_key([source], tokenizer, max_seq_length=128)
+    assert key == feats.cache_key([source], tokenizer, max_seq_length=128)
+    assert key != feats.cache_key([source], tokenizer, max_seq_length=64)
+    source.write_text("two")
+    assert key != feats.cache_key([source], tokenizer, max_seq_length=128)
