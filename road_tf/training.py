@@ -74,19 +74,31 @@ class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def train_dataset(features, batch_size, seed, skip_batches=0):
-    """A repeated, seeded shuffle of in-memory features, batched, fast-forwarded by `skip_batches`.
+    """Seeded, reshuffled-every-epoch batches of in-memory features, starting at batch `skip_batches`.
+
+    Batch b is a pure function of (seed, b): epoch e = b // (N // batch_size) uses the stateless
+    permutation of seed [seed, e]. So the order does not depend on TF's global seed, and a
+    resumed run continues exactly where the killed one stopped.
 
     Args:
         features: dict of arrays with the same first dimension N.
     Returns:
-        tf.data.Dataset of dicts of [batch_size, ...] tensors (remainder dropped), infinite.
+        tf.data.Dataset of dicts of [batch_size, ...] tensors, infinite.
     """
     rows = len(next(iter(features.values())))
     if rows < batch_size:
         raise ConfigError(f"train.batch_size: {batch_size} is larger than the {rows} training rows")
-    dataset = tf.data.Dataset.from_tensor_slices(features).repeat()
-    dataset = dataset.shuffle(min(rows, 50_000), seed=seed, reshuffle_each_iteration=True)
-    return dataset.batch(batch_size, drop_remainder=True).skip(skip_batches).prefetch(2)
+    per_epoch = rows // batch_size
+    tensors = {key: tf.constant(value) for key, value in features.items()}
+
+    def batch_at(index):
+        epoch, position = index // per_epoch, index % per_epoch
+        order = tf.random.experimental.stateless_shuffle(tf.range(rows, dtype=tf.int64),
+                                                         seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        chosen = order[position * batch_size:(position + 1) * batch_size]
+        return {key: tf.gather(value, chosen) for key, value in tensors.items()}
+
+    return tf.data.Dataset.range(skip_batches, 2**62).map(batch_at).prefetch(2)
 
 
 def eval_dataset(features, batch_size):

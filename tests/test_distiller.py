@@ -1,0 +1,123 @@
+"""The Distiller's train step: loss terms, frozen teachers, gradients, strategies."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from road_tf.config import DistillationConfig, LayerMatch, TeacherConfig
+from road_tf.distillation.distiller import Distiller
+from road_tf import losses
+from road_tf.data.features import MODEL_INPUTS
+from helpers_models import random_span_features, tiny_model
+
+
+def kd_config(**overrides):
+    values = dict(teachers=(TeacherConfig(),), kd_weight=0.5, temperature=2.0)
+    values.update(overrides)
+    return DistillationConfig(**values)
+
+
+def compiled(distiller, lr=0.1):
+    distiller.compile(optimizer=keras.optimizers.SGD(lr))
+    distiller.optimizer.build(distiller.trained_variables())
+    return distiller
+
+
+def inputs(data):
+    return {key: data[key] for key in MODEL_INPUTS}
+
+
+def batch(rows=8, seed=0):
+    return {k: tf.constant(v) for k, v in random_span_features(rows, seed).items()}
+
+
+def test_without_teachers_the_loss_is_hard_ce():
+    student = tiny_model()
+    distiller = compiled(Distiller(student, "squad2", "span"))
+    data = batch()
+    total, terms = distiller.compute_losses(data, training=False)
+    out = student(inputs(data), training=False)
+    expected = losses.span_ce(out["squad2/start_logits"], out["squad2/end_logits"], data["start_positions"],
+                              data["end_positions"])
+    np.testing.assert_allclose(total.numpy(), expected.numpy(), rtol=1e-6)
+    assert set(terms) == {"hard_loss"}
+
+
+def test_logits_kd_total_is_weighted_sum_and_terms_are_logged():
+    student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
+    distiller = compiled(Distiller(student, "squad2", "span", kd_config(kd_weight=0.3), teachers=[teacher]))
+    data = batch()
+    total, terms = distiller.compute_losses(data, training=False)
+    s, t = student(inputs(data)), teacher(inputs(data))
+    hard = losses.span_ce(s["squad2/start_logits"], s["squad2/end_logits"], data["start_positions"], data["end_positions"])
+    kd = 0.5 * (losses.kd_kl_logits(s["squad2/start_logits"], t["squad2/start_logits"], 2.0)
+                + losses.kd_kl_logits(s["squad2/end_logits"], t["squad2/end_logits"], 2.0))
+    np.testing.assert_allclose(total.numpy(), (0.7 * hard + 0.3 * kd).numpy(), rtol=1e-5)
+    assert {"kd_loss", "weighted_kd_loss", "weighted_hard_loss", "temperature", "kd_weight"} <= set(terms)
+
+
+def test_teacher_never_changes_and_student_and_projection_do():
+    student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
+    matches = (LayerMatch(1, 1, 1.0), LayerMatch(0, 0, 0.5))
+    distiller = compiled(Distiller(student, "squad2", "span", kd_config(hidden_loss="mse", layer_map="last"),
+                                   teachers=[teacher], layer_matches=matches))
+    before_teacher = [w.numpy().copy() for w in teacher.weights]
+    before_student = [w.numpy().copy() for w in student.trainable_weights]
+    before_projection = [w.numpy().copy() for w in distiller.projections[0].weights]
+    data = batch()
+    with tf.GradientTape() as tape:
+        total, terms = distiller.compute_losses(data)
+    grads = tape.gradient(tf.reduce_mean(total), teacher.trainable_weights + teacher.non_trainable_weights)
+    assert all(g is None for g in grads)
+    for _ in range(3):
+        logs = distiller.train_step(data)
+    assert "hidden_loss_1_1" in logs and "weighted_hidden_loss" in logs
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before_teacher, teacher.weights))
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before_student, student.trainable_weights))
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before_projection, distiller.projections[0].weights))
+    assert distiller.projections[0].kernel.shape == (8, 16)
+
+
+def test_offline_teacher_logits_give_the_same_loss_as_online():
+    student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
+    data = batch()
+    online = compiled(Distiller(student, "squad2", "span", kd_config(), teachers=[teacher]))
+    out = teacher(inputs(data))
+    offline_data = dict(data)
+    offline_data["teacher_logits/0/0"] = out["squad2/start_logits"]
+    offline_data["teacher_logits/0/1"] = out["squad2/end_logits"]
+    offline = compiled(Distiller(student, "squad2", "span", kd_config(mode="offline"), num_offline_teachers=1))
+    np.testing.assert_allclose(online.compute_losses(data, False)[0].numpy(),
+                               offline.compute_losses(offline_data, False)[0].numpy(), rtol=1e-6)
+
+
+def test_ensemble_weights_matter():
+    student = tiny_model(seed=0)
+    teachers = [tiny_model(seed=s, hidden=16, name=f"t{s}") for s in (1, 2)]
+    data = batch()
+    totals = []
+    for weights in ((1.0, 1.0), (3.0, 1.0)):
+        config = kd_config(teachers=tuple(TeacherConfig(weight=w) for w in weights), kd_weight=1.0)
+        distiller = compiled(Distiller(student, "squad2", "span", config, teachers=teachers))
+        totals.append(distiller.compute_losses(data, False)[0].numpy())
+    assert not np.allclose(totals[0], totals[1])
+
+
+def test_two_replicas_match_one_device():
+    """MirroredStrategy over 2 logical CPUs gives the same weights as one device (global-batch scaling)."""
+    data = random_span_features(8, seed=3)
+    dataset = tf.data.Dataset.from_tensor_slices(data).batch(8).repeat(3)
+    reference = tiny_model(seed=5)
+    initial = [w.numpy() for w in reference.weights]
+    results = []
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+        with strategy.scope():
+            student = tiny_model(seed=5)
+            student.set_weights(initial)
+            distiller = compiled(Distiller(student, "squad2", "span"), lr=0.5)
+        distiller.fit(dataset, epochs=1, verbose=0)
+        results.append([w.numpy() for w in student.trainable_weights])
+    assert any(not np.allclose(a, b) for a, b in zip(initial, results[0]))
+    for one, two in zip(*results):
+        np.testing.assert_allclose(one, two, atol=2e-5)
