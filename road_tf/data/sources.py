@@ -25,10 +25,7 @@ def synthetic_corpus(data_config):
 
 
 def _read_local(task, path, data_config):
-    reader = resolve(task.reader)
-    if task.kind == "span":
-        return reader(path, skip_bad_records=data_config.skip_bad_records)
-    return reader(path)
+    return resolve(task.reader)(path, skip_bad_records=data_config.skip_bad_records)
 
 
 def load_split(task, data_config, split, is_main_task=True):

@@ -1,0 +1,184 @@
+"""Tab-separated files: read line by line (plain or gzipped) with errors that name the line, and
+written atomically.
+
+GLUE's TSV files hold quote characters that are plain text (`"` opens no quoted field), so a
+line is split on tabs only: what `csv.reader(..., delimiter="\\t", quoting=csv.QUOTE_NONE)` does,
+without its limit on field size. Blank lines are skipped. Problems with the file itself (missing,
+corrupt or truncated gzip, bad header) always stop the read; problems with one record stop it
+unless `skip_bad_records` is set, in which case the record is logged, skipped and counted.
+"""
+
+import gzip
+import itertools
+import logging
+import os
+import pathlib
+import tempfile
+import zlib
+
+from road_tf.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+
+def iter_lines(path):
+    """Yields (line number from 1, raw line bytes without the line ending) of a file.
+
+    The file is gunzipped when its name ends in `.gz` or its bytes start like gzip. A UTF-8 byte
+    order mark at the start is dropped.
+
+    Raises:
+        DataError: the file cannot be opened, or its gzip stream is corrupt or truncated (the
+            record named is the line that could not be read).
+    """
+    path = pathlib.Path(path)
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise DataError(path, f"cannot read file: {error.strerror or error}") from None
+    with handle:
+        is_gzip = path.name.endswith(".gz") or handle.read(2) == _GZIP_MAGIC
+        handle.seek(0)
+        stream = gzip.GzipFile(fileobj=handle, mode="rb") if is_gzip else handle
+        lines = iter(stream)
+        number = 0
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                return
+            except (OSError, EOFError, zlib.error) as error:
+                raise DataError(path, f"corrupt or truncated gzip data: {error}", f"line {number + 1}") from None
+            number += 1
+            if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+                raw = raw[3:]
+            yield number, raw.rstrip(b"\n").rstrip(b"\r")
+
+
+def split_line(path, number, raw, width):
+    """Decodes one raw line as UTF-8 and splits it into exactly `width` tab-separated fields.
+
+    Returns:
+        list of `width` str.
+    Raises:
+        DataError: the line is not UTF-8 or has another number of fields.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"not valid UTF-8: byte 0x{raw[error.start]:02x} at column {error.start + 1}",
+                        f"line {number}") from None
+    fields = text.split("\t")
+    if len(fields) != width:
+        raise DataError(path, f"expected {width} tab-separated fields, found {len(fields)}", f"line {number}")
+    return fields
+
+
+def label_index(path, number, column, value, labels):
+    """Returns the position of `value` in `labels` (the label strings in class-id order).
+
+    Raises:
+        DataError: `value` is not one of `labels`.
+    """
+    try:
+        return labels.index(value)
+    except ValueError:
+        expected = ", ".join(repr(label) for label in labels)
+        raise DataError(path, f"unknown {column} {value!r}; expected one of {expected}", f"line {number}") from None
+
+
+def read_table(path, parse, required, skip_bad_records=False, optional_header=False):
+    """Reads a TSV file with a header line into a list of parsed records.
+
+    Args:
+        path: a `.tsv` or `.tsv.gz` file.
+        parse: `parse(record, number) -> example`, where `record` maps each column name to its str
+            field; it raises DataError (naming `path` and `f"line {number}"`) for a bad record.
+        required: the column names that must be present.
+        skip_bad_records: skip (and log) records whose line or fields are bad instead of raising.
+        optional_header: the first line is a header only when it names every `required` column;
+            otherwise the columns are `required`, in that order, and the first line is a record.
+    Returns:
+        list of what `parse` returned, in file order.
+    Raises:
+        DataError: naming the file, the line and the problem.
+    """
+    lines = _non_blank(iter_lines(path))
+    columns, pending = _header(path, next(lines, None), required, optional_header)
+    examples, skipped = [], 0
+    for number, raw in itertools.chain(pending, lines):
+        try:
+            record = dict(zip(columns, split_line(path, number, raw, len(columns))))
+            examples.append(parse(record, number))
+        except DataError as error:
+            if not skip_bad_records:
+                raise
+            logger.warning("skipping bad record: %s", error)
+            skipped += 1
+    if skipped:
+        logger.warning("%s: skipped %d bad record(s), kept %d", path, skipped, len(examples))
+    return examples
+
+
+def _non_blank(lines):
+    """Filters (number, raw) pairs, dropping empty lines."""
+    return ((number, raw) for number, raw in lines if raw)
+
+
+def _header(path, line, required, optional_header):
+    """Returns (column names, [lines to parse as records]) from the file's first non-blank line.
+
+    Raises:
+        DataError: the file is empty, or its header is not UTF-8, repeats a name or lacks a
+            required column.
+    """
+    if line is None:
+        raise DataError(path, "file is empty (no header line)")
+    number, raw = line
+    try:
+        names = raw.decode("utf-8").split("\t")
+    except UnicodeDecodeError:
+        names = None
+    has_all = names is not None and all(name in names for name in required)
+    if optional_header and not has_all:
+        return list(required), [line]
+    if names is None:
+        raise DataError(path, "header is not valid UTF-8", f"line {number}")
+    if len(set(names)) != len(names):
+        raise DataError(path, f"header repeats a column name: {names}", f"line {number}")
+    if not has_all:
+        missing = [name for name in required if name not in names]
+        raise DataError(path, f"header lacks column(s) {', '.join(missing)}; it has {', '.join(names)}",
+                        f"line {number}")
+    return names, []
+
+
+def write_atomic(path, payload):
+    """Writes bytes to `path` (mode 644) through a temporary file beside it and a rename, so a
+    reader never sees half a file."""
+    path = pathlib.Path(path)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as tmp_file:
+            tmp_file.write(payload)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+
+
+def write_tsv(path, header, rows):
+    """Writes a UTF-8 TSV file (header line, then one line per row of str fields) atomically.
+
+    Raises:
+        ValueError: a field holds a tab or a line break, which the layout cannot carry.
+    """
+    lines = []
+    for row in [header, *rows]:
+        if any("\t" in field or "\n" in field or "\r" in field for field in row):
+            raise ValueError(f"{path}: a TSV field holds a tab or line break: {row}")
+        lines.append("\t".join(row) + "\n")
+    write_atomic(path, "".join(lines).encode("utf-8"))
