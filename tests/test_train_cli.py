@@ -1,0 +1,67 @@
+"""The `python -m road_tf.train` entry point: errors, --help, and the end-to-end slice."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import REPO
+from road_tf import train
+
+TINY = [
+    "train.steps=12", "train.batch_size=8", "train.checkpoint_every=6",
+    "data.synthetic_train_size=60", "data.synthetic_dev_size=20",
+    "data.max_seq_length=64", "data.doc_stride=24", "data.max_query_length=16",
+    "model.hidden_dim=16", "model.intermediate_dim=32", "model.num_layers=1",
+]
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, "-m", "road_tf.train", *args], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+@pytest.mark.parametrize("args, field", [
+    (["--set", "train.steps=abc"], "train.steps"),
+    (["--set", "no.such.key=1"], "no"),
+    (["--config", "no_such_recipe"], "--config"),
+])
+def test_bad_arguments_fail_with_one_line_and_exit_2(args, field):
+    result = run_cli(*args)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {field}")
+    assert "Traceback" not in result.stderr
+
+
+def test_help_lists_recipes():
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "demo" in result.stdout and "--set" in result.stdout
+
+
+def test_end_to_end_slice(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = tmp_path / "saved_models"
+    args = ["--output-dir", str(out)]
+    for pair in TINY + [f"export.base_dir={base}", f"data.cache_dir={tmp_path / 'cache'}"]:
+        args += ["--set", pair]
+    assert train.main(args) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    final = metrics["final"]
+    assert final["task"] == "squad2" and final["split"] == "dev"
+    assert 0.0 <= final["f1"] <= 100.0 and final["total"] == 20
+    assert metrics["dev"]["exact"] == final["exact"]
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["train"]["steps"] == 12
+    assert (out / "student" / "checkpoints").is_dir() and (out / "student" / "logs").is_dir()
+    assert (base / "road_demo" / "1" / "saved_model.pb").is_file()
+    assert (tmp_path / "cache" / "synthetic-0" / "squad" / "train.json").is_file()
+    printed = capsys.readouterr().out
+    assert "student" in printed and "f1" in printed
+    # Rerunning the finished command resumes (nothing to train) and exports the next version.
+    assert train.main(args) == 0
+    assert (base / "road_demo" / "2").is_dir()
+    assert json.loads((out / "metrics.json").read_text())["final"]["f1"] == final["f1"]
