@@ -158,9 +158,18 @@ class DistillationConfig:
                f"must be uniform, last or custom, got {self.layer_map!r}")
         _check(self.layer_map != "custom" or self.layer_matches, f"{prefix}.layer_matches",
                "must list {teacher_layer, student_layer, weight} entries when layer_map is custom")
+        if self.mode == "offline":
+            _check(bool(self.cache_path), f"{prefix}.cache_path",
+                   "is required in offline mode (write it with python -m road_tf.cache_teacher)")
+            _check(bool(self.teachers), f"{prefix}.teachers", "offline mode needs the teachers whose logits are cached")
         _check(not (self.mode == "offline" and self.hidden_loss != "none"), f"{prefix}.hidden_loss",
                "hidden-state KD needs an online teacher (offline caches hold logits only)")
         _check(self.hidden_weight >= 0, f"{prefix}.hidden_weight", "must be non-negative")
+        _check(self.hidden_loss in ("none", "mse"), f"{prefix}.hidden_loss", f"must be none or mse, got {self.hidden_loss!r}")
+        from road_tf.losses import LOSSES
+
+        _check(self.kd_loss in LOSSES, f"{prefix}.kd_loss", f"unknown loss {self.kd_loss!r}; known: {', '.join(LOSSES)}")
+        _check(self.hard_loss == "ce", f"{prefix}.hard_loss", f"unknown loss {self.hard_loss!r}; known: ce")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -61,11 +61,17 @@ def build_model(model_config, task, tokenizer, config, name, encoder_weights=Non
 
 
 def train_stage(stage_dir, student, task_data, config, steps, learning_rate, teachers=(), distillation=None,
-                layer_matches=()):
-    """Fine-tunes `student` (optionally distilling from `teachers`) for `steps`; returns dev metrics."""
+                layer_matches=(), offline_features=None):
+    """Fine-tunes `student` for `steps`; returns dev metrics.
+
+    It distills from online `teachers`, or from cached teacher logits when `offline_features`
+    (training features plus `teacher_logits/...` keys) are given; with neither it is plain
+    fine-tuning on hard labels.
+    """
     task = task_data.task
+    num_offline = len(distillation.teachers) if offline_features is not None else 0
     distiller = Distiller(student, task.name, task.kind, distillation=distillation, teachers=teachers,
-                          layer_matches=layer_matches, total_steps=steps)
+                          num_offline_teachers=num_offline, layer_matches=layer_matches, total_steps=steps)
     train = config.train
     distiller.compile(
         optimizer=training.make_optimizer(learning_rate, steps, train.warmup_fraction, train.weight_decay),
@@ -73,15 +79,46 @@ def train_stage(stage_dir, student, task_data, config, steps, learning_rate, tea
     )
     distiller.optimizer.build(distiller.trained_variables())
     logging.info("stage %s: %d steps", stage_dir.name, steps)
-    training.fit(distiller, task_data.train_features, train, steps, stage_dir)
+    features = task_data.train_features if offline_features is None else offline_features
+    training.fit(distiller, features, train, steps, stage_dir)
     student.save_weights(str(stage_dir / "model.weights.h5"))
     return evaluate(student, task, task_data.dev_examples, task_data.dev_features, config.export)
 
 
-def teacher_layer_matches(distillation, teacher, student):
+def prepare_teachers(config, task_data, tokenizer, output_dir, stages):
+    """Online teachers, loaded from `checkpoint` or trained here; records their dev metrics in `stages`."""
+    if config.distillation.mode == "offline":
+        return []
+    task = task_data.task
+    teachers = []
+    for i, teacher_config in enumerate(config.distillation.teachers):
+        teacher = build_model(teacher_config.model, task, tokenizer, config, name=f"teacher_{i}")
+        if teacher_config.checkpoint:
+            teacher.load_weights(teacher_config.checkpoint)
+            stages[f"teacher_{i}"] = evaluate(teacher, task, task_data.dev_examples, task_data.dev_features,
+                                              config.export)
+        else:
+            stages[f"teacher_{i}"] = train_stage(output_dir / f"teacher_{i}", teacher, task_data, config,
+                                                 teacher_config.train_steps or config.train.steps,
+                                                 config.train.learning_rate)
+        teachers.append(teacher)
+    return teachers
+
+
+def offline_teacher_features(distillation, task_data):
+    """Training features with cached teacher logits in offline mode, else None."""
+    if distillation.mode != "offline":
+        return None
+    from road_tf.cache_teacher import load_offline_features
+
+    return load_offline_features(distillation.cache_path, task_data.train_features, len(distillation.teachers))
+
+
+def teacher_layer_matches(distillation, teachers, student):
     """Hidden-state layer matches between the first teacher and the student (empty if hidden KD is off)."""
-    if distillation.hidden_loss == "none":
+    if distillation.hidden_loss == "none" or not teachers:
         return ()
+    teacher = teachers[0]
     matches = distillation.layer_matches if distillation.layer_map == "custom" else ()
     return tuple(build_layer_map(distillation.layer_map, num_layers(teacher), num_layers(student), matches))
 
@@ -106,26 +143,16 @@ def run_training(config, output_dir):
         encoder_weights, stages["multitask"] = run_multitask_stage(config, tokenizer, task_data, output_dir / "multitask")
 
     with strategy.scope():
-        teachers = []
-        for i, teacher_config in enumerate(distillation.teachers):
-            teacher = build_model(teacher_config.model, task, tokenizer, config, name=f"teacher_{i}")
-            if teacher_config.checkpoint:
-                teacher.load_weights(teacher_config.checkpoint)
-                stages[f"teacher_{i}"] = evaluate(teacher, task, task_data.dev_examples, task_data.dev_features,
-                                                  config.export)
-            else:
-                stages[f"teacher_{i}"] = train_stage(output_dir / f"teacher_{i}", teacher, task_data, config,
-                                                     teacher_config.train_steps or steps, lr)
-            teachers.append(teacher)
-
-        if teachers and distillation.compare_without_kd:
+        teachers = prepare_teachers(config, task_data, tokenizer, output_dir, stages)
+        if distillation.teachers and distillation.compare_without_kd:
             baseline = build_model(config.model, task, tokenizer, config, "student_no_kd", encoder_weights)
             stages["student_no_kd"] = train_stage(output_dir / "student_no_kd", baseline, task_data, config, steps, lr)
-
         student = build_model(config.model, task, tokenizer, config, "student", encoder_weights)
-        matches = teacher_layer_matches(distillation, teachers[0], student) if teachers else ()
-        stages["student"] = train_stage(output_dir / "student", student, task_data, config, steps, lr,
-                                        teachers=teachers, distillation=distillation, layer_matches=matches)
+        stages["student"] = train_stage(
+            output_dir / "student", student, task_data, config, steps, lr, teachers=teachers,
+            distillation=distillation, layer_matches=teacher_layer_matches(distillation, teachers, student),
+            offline_features=offline_teacher_features(distillation, task_data),
+        )
 
     final = {"task": task.name, "split": "dev", **stages["student"]}
     metrics = {"final": final, "dev": stages["student"], "stages": stages, "export": None}

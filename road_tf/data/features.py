@@ -17,7 +17,7 @@ import tensorflow as tf
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
 MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
 START, END, LABEL = "start_positions", "end_positions", "label"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 def _ragged_fill(like_rows, value, width=1):
@@ -201,23 +201,29 @@ def cache_key(source_files, tokenizer, **settings):
     return digest.hexdigest()[:16]
 
 
+def _feature(value):
+    values = np.ravel(value)
+    if np.issubdtype(values.dtype, np.floating):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=values.tolist()))
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=values.tolist()))
+
+
 def _example_proto(row):
-    feature = {
-        key: tf.train.Feature(int64_list=tf.train.Int64List(value=np.ravel(value).tolist()))
-        for key, value in row.items()
-    }
+    feature = {key: _feature(value) for key, value in row.items()}
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
 def write_feature_cache(path, features):
-    """Writes a dict of int arrays (first axis = rows) as TFRecords, atomically.
+    """Writes a dict of int or float arrays (first axis = rows) as TFRecords, atomically.
 
     A `.json` sidecar with shapes is written last, so a killed build never looks complete.
     """
     path = pathlib.Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = len(next(iter(features.values())))
-    descriptor = {key: list(value.shape[1:]) for key, value in features.items()}
+    descriptor = {key: {"shape": list(value.shape[1:]),
+                        "dtype": "float32" if np.issubdtype(value.dtype, np.floating) else "int32"}
+                  for key, value in features.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     with tf.io.TFRecordWriter(tmp) as writer:
@@ -227,7 +233,7 @@ def write_feature_cache(path, features):
     meta = path.with_suffix(".json")
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{meta.name}.")
     with os.fdopen(fd, "w") as handle:
-        json.dump({"rows": rows, "shapes": descriptor}, handle)
+        json.dump({"format": CACHE_FORMAT, "rows": rows, "shapes": descriptor}, handle)
     os.replace(tmp, meta)
 
 
@@ -238,14 +244,19 @@ def read_feature_cache(path):
     if not (path.exists() and meta.exists()):
         return None
     info = json.loads(meta.read_text())
-    spec = {key: tf.io.FixedLenFeature([int(np.prod(shape))], tf.int64) for key, shape in info["shapes"].items()}
+    if info.get("format") != CACHE_FORMAT:
+        return None
+    shapes = {key: d["shape"] for key, d in info["shapes"].items()}
+    dtypes = {key: d["dtype"] for key, d in info["shapes"].items()}
+    spec = {key: tf.io.FixedLenFeature([int(np.prod(shape))], tf.float32 if dtypes[key] == "float32" else tf.int64)
+            for key, shape in shapes.items()}
     columns = {key: [] for key in spec}
     for record in tf.data.TFRecordDataset(str(path)).batch(4096).map(lambda r: tf.io.parse_example(r, spec)):
         for key in spec:
             columns[key].append(record[key].numpy())
     features = {
-        key: np.concatenate(columns[key]).astype(np.int32).reshape([-1, *info["shapes"][key]])
-        if columns[key] else np.zeros([0, *info["shapes"][key]], np.int32)
+        key: np.concatenate(columns[key]).astype(dtypes[key]).reshape([-1, *shapes[key]])
+        if columns[key] else np.zeros([0, *shapes[key]], dtypes[key])
         for key in spec
     }
     if len(next(iter(features.values()))) != info["rows"]:

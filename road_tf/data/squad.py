@@ -1,0 +1,292 @@
+"""SQuAD 2.0 questions: read and write the official JSON layout, or load them from TFDS.
+
+The JSON layout is `{"version", "data": [{"title", "paragraphs": [{"context", "qas": [{"id",
+"question", "answers": [{"text", "answer_start"}], "is_impossible"}]}]}]}`, plain or gzipped.
+Every question is checked while it is read; unknown extra fields (`plausible_answers`, ...) are
+ignored. Problems above the question level (bad JSON, `data` or `qas` not a list, ...) always stop
+the read; problems with one question stop it too unless `skip_bad_records` is set, in which case the
+question is logged, skipped and counted.
+"""
+
+import gzip
+import json
+import logging
+import os
+import pathlib
+import tempfile
+import zlib
+
+from road_tf.data.examples import Answer, QAExample
+from road_tf.errors import DataError
+
+logger = logging.getLogger(__name__)
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_KINDS = {
+    "a string": lambda value: isinstance(value, str),
+    "a list": lambda value: isinstance(value, list),
+    "an integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+}
+
+
+def read_json(path):
+    """Parses a UTF-8 JSON file, gzipped or not, into Python values.
+
+    Raises:
+        DataError: naming the file, when it cannot be read, is corrupt gzip, is not UTF-8 or is
+            not valid (e.g. truncated) JSON.
+    """
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(path, f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+
+
+def read_squad_json(path, skip_bad_records=False):
+    """Reads a SQuAD 1.1/2.0 JSON file (`.json` or `.json.gz`) into a list of QAExample.
+
+    With `skip_bad_records`, a bad question is logged as a warning and skipped instead of raising;
+    `read_squad_json_with_stats` also returns how many were skipped.
+
+    Raises:
+        DataError: naming the file, the question id (or location) and the problem.
+    """
+    examples, _ = read_squad_json_with_stats(path, skip_bad_records)
+    return examples
+
+
+def read_squad_json_with_stats(path, skip_bad_records=False):
+    """Like `read_squad_json`, and also counts skipped questions.
+
+    Returns:
+        (examples, skipped): the valid questions in file order, and how many bad questions were
+        skipped (always 0 when `skip_bad_records` is False, since the first one raises).
+    """
+    document = read_json(path)
+    return _collect(path, _iter_json_questions(path, document), skip_bad_records)
+
+
+def load_squad_tfds(split, data_dir=None, name="squad/v2.0", skip_bad_records=False):
+    """Loads one TFDS split (e.g. "train", "validation[:10%]") of `name` as QAExample.
+
+    Uses `tfds.load`, which downloads and prepares the data set on first use. Records are checked
+    like JSON questions; errors name the source as `tfds:NAME/SPLIT`.
+    """
+    import tensorflow_datasets as tfds  # Imported here: it pulls in TensorFlow.
+
+    source = f"tfds:{name}/{split}"
+    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    records = (_tfds_record_to_json(record, index) for index, record in enumerate(tfds.as_numpy(dataset)))
+    examples, _ = _collect(source, records, skip_bad_records)
+    return examples
+
+
+def write_squad_json(path, examples):
+    """Writes QAExample as a SQuAD 2.0 JSON file, gzipped when `path` ends in `.gz`.
+
+    Consecutive questions that share a title form one article, and consecutive ones that share a
+    context one paragraph, so reading the file back gives `examples` in order. The file (mode 0644)
+    is written to a temporary name beside `path` and then renamed, so readers never see half a file.
+    """
+    path = pathlib.Path(path)
+    payload = json.dumps({"version": "v2.0", "data": _articles(examples)}).encode("utf-8")
+    if path.name.endswith(".gz"):
+        payload = gzip.compress(payload, mtime=0)
+    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as tmp_file:
+            tmp_file.write(payload)
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        os.unlink(tmp_name)
+        raise
+
+
+def read_text(path):
+    """Returns a UTF-8 file's text; gunzips when the name ends in .gz or the bytes start like gzip.
+
+    Raises:
+        DataError: naming the file, when it cannot be read, is corrupt gzip or is not UTF-8.
+    """
+    path = pathlib.Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise DataError(path, f"cannot read file: {error.strerror or error}") from None
+    if path.name.endswith(".gz") or raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as error:
+            raise DataError(path, f"corrupt gzip data: {error}") from None
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise DataError(path, f"not valid UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}") from None
+
+
+def _field(path, record, obj, name, kind, where):
+    """Returns `obj[name]` after checking `obj` is a dict and the value is of `kind` (a _KINDS key).
+
+    `where` names `obj` in messages ("question", "answers[0]", ...; "" for the top level).
+    """
+    if not isinstance(obj, dict):
+        raise DataError(path, f"{where or 'the top level'} must be an object, got {_type_name(obj)}", record)
+    if name not in obj:
+        raise DataError(path, f"{where or 'the top level'} has no {name!r} field", record)
+    value = obj[name]
+    if not _KINDS[kind](value):
+        label = f"{where}.{name}" if where else name
+        raise DataError(path, f"{label} must be {kind}, got {_type_name(value)}", record)
+    return value
+
+
+def _type_name(value):
+    """JSON's name for the type of a parsed value, with its article."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "an object"
+    return type(value).__name__
+
+
+def _iter_json_questions(path, document):
+    """Yields (location, qa, context, title) per question; raises DataError on structural problems.
+
+    `context` is the paragraph's context, or a DataError when it is missing or not a string: that
+    makes each of the paragraph's questions bad, not the whole file.
+    """
+    data = _field(path, None, document, "data", "a list", "")
+    for a_index, article in enumerate(data):
+        where = f"data[{a_index}]"
+        paragraphs = _field(path, where, article, "paragraphs", "a list", "article")
+        title = article.get("title", "")
+        if not isinstance(title, str):
+            raise DataError(path, f"article.title must be a string, got {_type_name(title)}", where)
+        for p_index, paragraph in enumerate(paragraphs):
+            p_where = f"{where}.paragraphs[{p_index}]"
+            qas = _field(path, p_where, paragraph, "qas", "a list", "paragraph")
+            context = _paragraph_context(path, paragraph, p_where)
+            for q_index, qa in enumerate(qas):
+                yield f"{p_where}.qas[{q_index}]", qa, context, title
+
+
+def _paragraph_context(path, paragraph, where):
+    """Returns the paragraph's context string, or the DataError that says why there is none."""
+    try:
+        return _field(path, where, paragraph, "context", "a string", "paragraph")
+    except DataError as error:
+        return error
+
+
+def _collect(path, questions, skip_bad_records):
+    """Parses (location, qa, context, title) tuples into QAExample, enforcing unique ids.
+
+    Returns:
+        (examples, skipped count).
+    """
+    examples, seen, skipped = [], {}, 0
+    for where, qa, context, title in questions:
+        try:
+            example = _parse_question(path, where, qa, context, title)
+            if example.qid in seen:
+                raise DataError(path, f"duplicate question id (first at {seen[example.qid]})", example.qid)
+        except DataError as error:
+            if not skip_bad_records:
+                raise
+            logger.warning("skipping bad question: %s", error)
+            skipped += 1
+            continue
+        seen[example.qid] = where
+        examples.append(example)
+    return examples, skipped
+
+
+def _parse_question(path, where, qa, context, title):
+    """Checks one raw question dict and returns its QAExample; raises DataError naming its id."""
+    qid = qa.get("id") if isinstance(qa, dict) else None
+    record = qid if isinstance(qid, str) and qid else where
+    if isinstance(context, DataError):
+        raise DataError(path, context.problem, record)
+    if not context:
+        raise DataError(path, "the paragraph's context is empty", record)
+    qid = _field(path, record, qa, "id", "a string", "question")
+    if not qid:
+        raise DataError(path, "question.id is empty", record)
+    question = _field(path, record, qa, "question", "a string", "question")
+    raw_answers = _field(path, record, qa, "answers", "a list", "question")
+    is_impossible = qa.get("is_impossible", False)
+    if not isinstance(is_impossible, bool):
+        raise DataError(path, f"question.is_impossible must be a boolean, got {_type_name(is_impossible)}", record)
+    answers = tuple(_parse_answer(path, record, index, raw, context) for index, raw in enumerate(raw_answers))
+    if is_impossible and answers:
+        raise DataError(path, f"is_impossible is true but the question has {len(answers)} answer(s)", record)
+    if not is_impossible and not answers:
+        raise DataError(path, "answerable question (is_impossible false or absent) has no answers", record)
+    return QAExample(qid=qid, question=question, context=context, answers=answers, title=title)
+
+
+def _parse_answer(path, record, index, raw, context):
+    """Checks one raw answer dict against the context and returns an Answer."""
+    where = f"answers[{index}]"
+    text = _field(path, record, raw, "text", "a string", where)
+    start = _field(path, record, raw, "answer_start", "an integer", where)
+    if not text:
+        raise DataError(path, f"{where}.text is empty", record)
+    end = start + len(text)
+    if start < 0 or end > len(context):
+        raise DataError(path, f"{where} span [{start}, {end}) lies outside the context "
+                              f"({len(context)} characters)", record)
+    if context[start:end] != text:
+        raise DataError(path, f"{where}.text {text!r} does not match the context at answer_start {start} "
+                              f"({context[start:end]!r})", record)
+    return Answer(text=text, start=start)
+
+
+def _tfds_record_to_json(record, index):
+    """Turns one TFDS squad/v2.0 NumPy record into (location, qa dict, context, title) as in JSON."""
+    answers = record["answers"]
+    qa = {
+        "id": _text(record["id"]),
+        "question": _text(record["question"]),
+        "answers": [{"text": _text(text), "answer_start": int(start)}
+                    for text, start in zip(answers["text"], answers["answer_start"])],
+        "is_impossible": bool(record.get("is_impossible", False)),
+    }
+    return f"example {index}", qa, _text(record["context"]), _text(record.get("title", b""))
+
+
+def _text(value):
+    """Decodes a TFDS text value (bytes) to str."""
+    return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def _articles(examples):
+    """Groups QAExample into SQuAD's article/paragraph/qas JSON structure (a list of articles).
+
+    Consecutive questions with one title share an article; consecutive ones with one context share
+    a paragraph, so file order is question order.
+    """
+    articles = []
+    for example in examples:
+        if not articles or articles[-1]["title"] != example.title:
+            articles.append({"title": example.title, "paragraphs": []})
+        paragraphs = articles[-1]["paragraphs"]
+        if not paragraphs or paragraphs[-1]["context"] != example.context:
+            paragraphs.append({"context": example.context, "qas": []})
+        paragraphs[-1]["qas"].append({
+            "id": example.qid,
+            "question": example.question,
+            "answers": [{"text": answer.text, "answer_start": answer.start} for answer in example.answers],
+            "is_impossible": example.is_impossible,
+        })
+    return articles

@@ -1,0 +1,128 @@
+"""Score prediction files from the command line; prints the metrics as JSON on stdout.
+
+    python -m road_tf.evaluate squad2 DATA.json[.gz] PREDICTIONS.json [--na-probs NA.json] [--na-prob-thresh F]
+    python -m road_tf.evaluate classification GOLD PREDICTIONS.json
+
+squad2: DATA is a SQuAD 2.0 JSON file; PREDICTIONS is {question id: answer text} ("" = no answer);
+NA is {question id: probability of no answer}. The output has the official evaluate-v2.0.py keys
+(exact, f1, total, HasAns_*, NoAns_*, and best_* with --na-probs); missing predictions are warned
+about on stderr and left out, as the official script does.
+
+classification: GOLD is JSON {guid: integer label} when its name ends in .json or .json.gz, else a
+TSV of `guid<TAB>integer label` lines (a first line `guid<TAB>label` is a header); PREDICTIONS is
+{guid: integer label} and must cover every gold guid. The output holds accuracy, macro_f1, f1 (of
+class 1, for 0/1 labels) and total; the scores are fractions in [0, 1].
+
+Bad files exit with status 2 and one line on stderr naming the file, the record and the problem.
+"""
+
+import argparse
+import json
+import logging
+import math
+import sys
+
+from road_tf.data.squad import read_json, read_squad_json, read_text
+from road_tf.errors import DataError, cli_main
+from road_tf.evaluation.classification import classification_metrics
+from road_tf.evaluation.squad_metric import squad_v2_metrics
+
+
+def _parser():
+    """The argparse parser with the squad2 and classification subcommands."""
+    parser = argparse.ArgumentParser(prog="python -m road_tf.evaluate", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    squad = commands.add_parser("squad2", help="SQuAD 2.0 exact match and F1, as the official script")
+    squad.add_argument("data", help="SQuAD 2.0 JSON file (.json or .json.gz)")
+    squad.add_argument("predictions", help="JSON {question id: answer text}")
+    squad.add_argument("--na-probs", help="JSON {question id: probability of no answer}")
+    squad.add_argument("--na-prob-thresh", type=float, default=1.0,
+                       help='predict "" where the no-answer probability exceeds this (default 1.0)')
+    classify = commands.add_parser("classification", help="accuracy, macro-F1 and binary F1")
+    classify.add_argument("gold", help="JSON {guid: label} (.json/.json.gz) or TSV `guid<TAB>label`")
+    classify.add_argument("predictions", help="JSON {guid: integer label}")
+    return parser
+
+
+def _read_mapping(path, describe, is_value):
+    """Reads a JSON object whose values pass `is_value`; DataError names the first bad entry."""
+    mapping = read_json(path)
+    if not isinstance(mapping, dict):
+        raise DataError(path, f"must be a JSON object mapping ids to {describe}, got {type(mapping).__name__}")
+    for key, value in mapping.items():
+        if not is_value(value):
+            raise DataError(path, f"value must be {describe}, got {json.dumps(value)[:60]}", record=key)
+    return mapping
+
+
+def _is_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_probability(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _score_squad(args):
+    """Returns the SQuAD 2.0 metric dict for the squad2 subcommand."""
+    examples = read_squad_json(args.data)
+    predictions = _read_mapping(args.predictions, "a string (the answer text)", lambda value: isinstance(value, str))
+    predicted = [example.qid for example in examples if example.qid in predictions]
+    if not predicted:
+        raise DataError(args.predictions, f"has no prediction for any of the {len(examples)} questions in {args.data}")
+    na_probs = None
+    if args.na_probs:
+        na_probs = _read_mapping(args.na_probs, "a finite number (the no-answer probability)", _is_probability)
+        unprobed = [qid for qid in predicted if qid not in na_probs]
+        if unprobed:
+            raise DataError(args.na_probs, f"has no no-answer probability for this predicted question "
+                                           f"({len(unprobed)} missing in all)", record=unprobed[0])
+    return squad_v2_metrics(examples, predictions, na_probs, args.na_prob_thresh)
+
+
+def _read_gold_labels(path):
+    """{guid: int label} from a JSON object or a `guid<TAB>label` TSV (optional header line)."""
+    if path.endswith((".json", ".json.gz")):
+        return _read_mapping(path, "an integer label", _is_integer)
+    labels = {}
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
+        if not line.strip() or (number == 1 and line.strip().split("\t") == ["guid", "label"]):
+            continue
+        fields = line.split("\t")
+        if len(fields) != 2 or not fields[0]:
+            raise DataError(path, f"expected `guid<TAB>label`, got {len(fields)} field(s)", record=f"line {number}")
+        guid, label = fields[0], fields[1].strip()
+        if not label.lstrip("-").isdigit():
+            raise DataError(path, f"label must be an integer, got {label!r}", record=f"line {number}")
+        if guid in labels:
+            raise DataError(path, f"duplicate guid {guid!r}", record=f"line {number}")
+        labels[guid] = int(label)
+    if not labels:
+        raise DataError(path, "has no labels")
+    return labels
+
+
+def _score_classification(args):
+    """Returns the classification metric dict for the classification subcommand."""
+    gold = _read_gold_labels(args.gold)
+    predictions = _read_mapping(args.predictions, "an integer label", _is_integer)
+    missing = [guid for guid in gold if guid not in predictions]
+    if missing:
+        raise DataError(args.predictions, f"has no prediction for this guid of {args.gold} "
+                                          f"({len(missing)} missing in all)", record=missing[0])
+    guids = list(gold)
+    return classification_metrics([gold[guid] for guid in guids], [predictions[guid] for guid in guids])
+
+
+@cli_main
+def main(argv=None):
+    """Parses `argv`, scores, and prints the metrics as indented JSON."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    scorer = _score_squad if args.command == "squad2" else _score_classification
+    print(json.dumps(scorer(args), indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
