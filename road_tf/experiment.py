@@ -123,8 +123,20 @@ def teacher_layer_matches(distillation, teachers, student):
     return tuple(build_layer_map(distillation.layer_map, num_layers(teacher), num_layers(student), matches))
 
 
+def check_layer_map(config):
+    """Fails fast (before any training) on a layer map beyond a randomly initialised model's depth."""
+    distillation = config.distillation
+    if distillation.hidden_loss == "none" or not distillation.teachers:
+        return
+    teacher, student = distillation.teachers[0].model, config.model
+    if teacher.pretrained == "none" and student.pretrained == "none":
+        matches = distillation.layer_matches if distillation.layer_map == "custom" else ()
+        build_layer_map(distillation.layer_map, teacher.num_layers, student.num_layers, matches)
+
+
 def run_training(config, output_dir):
     """Runs every configured stage; returns the metrics dict written to metrics.json."""
+    check_layer_map(config)
     output_dir = pathlib.Path(output_dir)
     training.set_precision(config.train)
     keras.utils.set_random_seed(config.train.seed)

@@ -1,0 +1,79 @@
+"""Distillation runs through the entry points: online teachers, cached (offline) teachers, bad configs."""
+
+import json
+
+import pytest
+
+from road_tf import cache_teacher, train
+from test_train_cli import TINY
+
+TEACHER = "{model: {num_layers: 1, hidden_dim: 32, num_heads: 2, intermediate_dim: 64}, train_steps: 12}"
+
+
+def args_for(tmp_path, out, *pairs):
+    args = ["--output-dir", str(out)]
+    for pair in TINY + [f"export.base_dir={tmp_path / 'sm'}", f"data.cache_dir={tmp_path / 'cache'}", *pairs]:
+        args += ["--set", pair]
+    return args
+
+
+def test_online_then_offline_distillation(tmp_path):
+    online = tmp_path / "online"
+    assert train.main(args_for(tmp_path, online, f"distillation.teachers=[{TEACHER}]", "export.enabled=false")) == 0
+    stages = json.loads((online / "metrics.json").read_text())["stages"]
+    assert {"teacher_0", "student_no_kd", "student"} <= set(stages)
+    weights = online / "teacher_0" / "model.weights.h5"
+    teacher = TEACHER.replace("train_steps: 12", f"checkpoint: {weights}")
+    cache = tmp_path / "teacher.tfrecord"
+    base = args_for(tmp_path, tmp_path / "unused", f"distillation.teachers=[{teacher}]")[2:]
+    assert cache_teacher.main(base + ["--output", str(cache)]) == 0
+    assert cache.is_file() and cache.with_suffix(".json").is_file()
+    offline = tmp_path / "offline"
+    assert train.main(args_for(tmp_path, offline, f"distillation.teachers=[{teacher}]", "distillation.mode=offline",
+                               f"distillation.cache_path={cache}", "distillation.compare_without_kd=false",
+                               "export.enabled=false")) == 0
+    metrics = json.loads((offline / "metrics.json").read_text())
+    assert set(metrics["stages"]) == {"student"} and "f1" in metrics["final"]
+
+
+def test_offline_cache_from_other_features_is_rejected(tmp_path, capsys):
+    from road_tf.data.features import write_feature_cache
+    import numpy as np
+
+    cache = tmp_path / "stale.tfrecord"
+    write_feature_cache(cache, {"token_ids": np.zeros((3, 64), np.int32),
+                                "teacher_logits/0/0": np.zeros((3, 64), np.float32)})
+    args = args_for(tmp_path, tmp_path / "r", f"distillation.teachers=[{TEACHER}]", "distillation.mode=offline",
+                    f"distillation.cache_path={cache}")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(args)
+    assert exit_info.value.code == 2
+    assert "different training features" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pairs, message", [
+    (["distillation.kd_loss=cosine"], "distillation.kd_loss: unknown loss 'cosine'"),
+    ([f"distillation.teachers=[{TEACHER}]", "distillation.hidden_loss=mse", "distillation.layer_map=custom",
+      "distillation.layer_matches=[{teacher_layer: 5, student_layer: 1}]"], "teacher_layer 5 is beyond"),
+    ([f"distillation.teachers=[{TEACHER}]", "distillation.mode=offline"], "distillation.cache_path"),
+    ([f"distillation.teachers=[{TEACHER}]", "distillation.mode=offline", "distillation.cache_path=x",
+      "distillation.hidden_loss=mse"], "needs an online teacher"),
+])
+def test_bad_distillation_configs_fail_with_one_line(tmp_path, capsys, pairs, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(args_for(tmp_path, tmp_path / "r", *pairs))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0]
+
+
+def test_teacher_vocabulary_mismatch_is_a_clear_error(tmp_path, capsys):
+    from test_convert import VOCAB, tiny_checkpoint
+
+    folder = tmp_path / "hf"
+    tiny_checkpoint(folder, "bert", "bert.")
+    teacher = "{model: {pretrained: %s}, train_steps: 2}" % folder
+    with pytest.raises(SystemExit):
+        train.main(args_for(tmp_path, tmp_path / "r", f"distillation.teachers=[{teacher}]"))
+    err = capsys.readouterr().err
+    assert f"vocabulary has {VOCAB} tokens" in err and "30522" in err
