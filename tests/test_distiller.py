@@ -121,3 +121,22 @@ def test_two_replicas_match_one_device():
     assert any(not np.allclose(a, b) for a, b in zip(initial, results[0]))
     for one, two in zip(*results):
         np.testing.assert_allclose(one, two, atol=2e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_steps_train_with_float32_weights(policy):
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
+        distiller = Distiller(student, "squad2", "span", kd_config(), teachers=[teacher])
+        distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
+        if policy == "mixed_float16":
+            assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)
+        before = [w.numpy().copy() for w in student.trainable_weights]
+        dataset = tf.data.Dataset.from_tensor_slices(random_span_features(16)).batch(8)
+        history = distiller.fit(dataset, epochs=2, verbose=0)
+        assert all(np.isfinite(v) for v in history.history["loss"])
+        assert all(w.dtype == "float32" for w in student.trainable_weights)
+        assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, student.trainable_weights))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
