@@ -1,0 +1,240 @@
+"""A development stand-in for `tensorflow_model_server`: same flags, REST and gRPC APIs.
+
+    python -m serving.devserver --port=8500 --rest_api_port=8501 \\
+        --model_name=road_demo --model_base_path=$PWD/saved_models/road_demo
+    python -m serving.devserver --model_config_file=serving/models.config
+
+It loads the newest integer version under each base path (as the version policy asks),
+polls every --file_system_poll_wait_seconds for new versions and swaps them in without
+dropping requests. The production path is the real TF Serving binary (see serving/README.md).
+"""
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from road_tf.errors import ConfigError, RoadError, cli_main
+from serving.grpc_api import build_server
+from serving.rest import RestServer
+from serving.servables import LOG, ModelManager, ModelRegistry
+
+DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+
+
+def parse_bool(text):
+    """A TF Serving style boolean flag value ("true"/"false"/"1"/"0") -> bool."""
+    lowered = text.lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one-line RoadErrors (exit 2 via cli_main)."""
+
+    def error(self, message):
+        raise RoadError(f"{message} (see --help)")
+
+
+def parse_args(argv):
+    """Command-line flags (tensorflow_model_server's names) -> argparse.Namespace."""
+    parser = _Parser(prog="python -m serving.devserver", description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+    parser.add_argument(
+        "--rest_api_port", type=int, default=8501, help="REST port; 0 disables REST (default 8501)"
+    )
+    parser.add_argument("--model_name", default="default", help="model name (ignored with a config file)")
+    parser.add_argument("--model_base_path", default="", help="directory of integer version directories")
+    parser.add_argument("--model_config_file", default="", help="ModelServerConfig text proto")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument(
+        "--max_request_bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest REST body / gRPC message accepted (default 4 MiB)",
+    )
+    parser.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="seconds between polls for new versions; 0 loads once and never polls (default 1)",
+    )
+    parser.add_argument("--max_num_load_retries", type=int, default=5, help="failed loads before giving up")
+    parser.add_argument("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
+    parser.add_argument(
+        "--enable_batching", type=parse_bool, nargs="?", const=True, default=False,
+        help="accepted for command-line compatibility; the devserver does not batch",
+    )
+    parser.add_argument("--batching_parameters_file", default="", help="accepted and ignored, like --enable_batching")
+    args = parser.parse_args(argv)
+    _check_args(args)
+    return args
+
+
+def _check_args(args):
+    """Raises ConfigError for flag combinations tensorflow_model_server would refuse."""
+    if args.rest_api_port and args.rest_api_port == args.port:
+        raise ConfigError(f"--port and --rest_api_port must differ (both are {args.port})")
+    for flag in ("port", "rest_api_port", "max_request_bytes", "file_system_poll_wait_seconds"):
+        if getattr(args, flag) < 0:
+            raise ConfigError(f"--{flag} must not be negative, got {getattr(args, flag)}")
+    if args.grpc_max_threads < 1 or args.max_request_bytes < 1:
+        raise ConfigError("--grpc_max_threads and --max_request_bytes must be at least 1")
+    if not args.model_config_file and not args.model_base_path:
+        raise ConfigError("give --model_config_file, or --model_name and --model_base_path")
+
+
+def read_model_config(path):
+    """A ModelServerConfig text proto file -> list of ModelConfig protos.
+
+    Raises:
+        ConfigError: unreadable or unparsable file, custom_model_config, a model without a
+        name or base_path, a non-TensorFlow platform, version_labels, or duplicate names.
+    """
+    try:
+        with open(path, encoding="utf-8") as stream:
+            config = text_format.Parse(stream.read(), model_server_config_pb2.ModelServerConfig())
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read model config: {error.strerror}") from None
+    except text_format.ParseError as error:
+        raise ConfigError(f"{path}: not a ModelServerConfig text proto: {error}") from None
+    if config.WhichOneof("config") != "model_config_list":
+        raise ConfigError(f"{path}: needs a model_config_list (custom_model_config is not supported)")
+    names = set()
+    for model in config.model_config_list.config:
+        if not model.name or not model.base_path:
+            raise ConfigError(f"{path}: every config entry needs a name and a base_path")
+        if model.model_platform not in ("", "tensorflow"):
+            raise ConfigError(f"{path}: model {model.name}: platform {model.model_platform!r} is not supported")
+        if model.version_labels:
+            raise ConfigError(f"{path}: model {model.name}: version_labels are not supported by the devserver")
+        if model.name in names:
+            raise ConfigError(f"{path}: model {model.name} is configured twice")
+        names.add(model.name)
+    if not names:
+        raise ConfigError(f"{path}: the model_config_list is empty")
+    return list(config.model_config_list.config)
+
+
+def model_configs(args):
+    """The models to serve, from --model_config_file or --model_name/--model_base_path."""
+    if args.model_config_file:
+        return read_model_config(args.model_config_file)
+    return [model_server_config_pb2.ModelConfig(name=args.model_name, base_path=args.model_base_path)]
+
+
+class DevServer:
+    """The gRPC and REST front ends over one ModelRegistry.
+
+    Args:
+        registry: the ModelRegistry (loaded and polled by start()).
+        host: address to listen on; grpc_port / rest_port: ports (rest_port 0: no REST).
+        max_request_bytes: largest REST body / gRPC message accepted.
+        grpc_max_threads: gRPC worker threads.
+    """
+
+    def __init__(self, registry, host, grpc_port, rest_port, max_request_bytes, grpc_max_threads):
+        self.registry = registry
+        self._host = host
+        self._grpc_port = grpc_port
+        self._rest_port = rest_port
+        self._max_request_bytes = max_request_bytes
+        self._grpc_max_threads = grpc_max_threads
+        self._grpc = None
+        self._rest = None
+        self._rest_thread = None
+
+    def start(self):
+        """Loads the models, then listens on both ports.
+
+        Raises:
+            RoadError: a port cannot be bound.
+        """
+        self.registry.start()
+        self._grpc = build_server(self.registry, self._max_request_bytes, self._grpc_max_threads)
+        address = f"{self._host}:{self._grpc_port}"
+        try:
+            bound = self._grpc.add_insecure_port(address)
+        except RuntimeError as error:
+            raise RoadError(f"cannot listen for gRPC on {address}: {error}") from None
+        if not bound:
+            raise RoadError(f"cannot listen for gRPC on {address}")
+        self._grpc.start()
+        LOG.info("gRPC API at %s", address)
+        if self._rest_port:
+            try:
+                self._rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes)
+            except OSError as error:
+                raise RoadError(f"cannot listen for REST on {self._host}:{self._rest_port}: {error.strerror}") from None
+            self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
+            self._rest_thread.start()
+            LOG.info("REST API at http://%s:%d", self._host, self._rest_port)
+
+    def stop(self, grace_seconds=5.0):
+        """Stops accepting requests, lets gRPC calls in flight finish, then unloads the models."""
+        if self._rest is not None:
+            self._rest.shutdown()
+            self._rest.server_close()
+        if self._grpc is not None:
+            self._grpc.stop(grace_seconds).wait()
+        self.registry.stop()
+
+
+class _SignalWatch:
+    """Turns SIGTERM/SIGINT into an Event, so shutdown runs in the main thread's normal flow."""
+
+    def __init__(self):
+        self.received = None
+        self._event = threading.Event()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._handle)
+
+    def _handle(self, signum, _frame):
+        self.received = signal.Signals(signum).name
+        self._event.set()
+
+    def wait(self):
+        """Blocks until a signal has arrived; returns its name (e.g. "SIGTERM")."""
+        while not self._event.wait(0.5):
+            pass
+        return self.received
+
+
+@cli_main
+def main(argv=None):
+    """Runs the devserver until SIGTERM/SIGINT; returns 0 after a clean shutdown."""
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s devserver: %(message)s"
+    )
+    if args.enable_batching or args.batching_parameters_file:
+        LOG.warning("--enable_batching/--batching_parameters_file are ignored: the devserver does not batch")
+    managers = [
+        ModelManager(
+            model.name, os.path.abspath(model.base_path), model.model_version_policy, args.max_num_load_retries
+        )
+        for model in model_configs(args)
+    ]
+    server = DevServer(
+        ModelRegistry(managers, args.file_system_poll_wait_seconds),
+        args.host, args.port, args.rest_api_port, args.max_request_bytes, args.grpc_max_threads,
+    )
+    signals = _SignalWatch()
+    try:
+        server.start()
+        LOG.info("shutting down on %s", signals.wait())
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""The devserver's request error: a gRPC status name plus a message, mapped to HTTP for REST."""
+
+HTTP_STATUS = {
+    "INVALID_ARGUMENT": 400,
+    "NOT_FOUND": 404,
+    "RESOURCE_EXHAUSTED": 413,
+}
+"""gRPC status name -> the HTTP status the REST API answers with."""
+
+
+class ServingError(Exception):
+    """A request the server refuses or fails.
+
+    Args:
+        code: a gRPC status name, one of HTTP_STATUS's keys.
+        message: what is wrong, in words; sent to the client.
+    """
+
+    def __init__(self, code, message):
+        if code not in HTTP_STATUS:
+            raise ValueError(f"unknown status code {code!r}")
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+    @property
+    def http_status(self):
+        """The HTTP status for this error (int)."""
+        return HTTP_STATUS[self.code]
+
+
+def invalid(message):
+    """A ServingError for a malformed request (INVALID_ARGUMENT, HTTP 400)."""
+    return ServingError("INVALID_ARGUMENT", message)
+
+
+def not_found(message):
+    """A ServingError for an unknown model, version or signature (NOT_FOUND, HTTP 404)."""
+    return ServingError("NOT_FOUND", message)

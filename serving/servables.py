@@ -1,0 +1,369 @@
+"""Loaded model versions, the version policy, and polling a base path for new versions.
+
+A model's base path holds one SavedModel per integer-named directory
+(`<base_path>/<version>/saved_model.pb`); other names (such as `.tmp-3-ab12` during an
+atomic export) are not versions. The ModelManager loads the versions its policy wants,
+then swaps them in under a lock: requests that already hold a Servable finish on it.
+"""
+
+import logging
+import os
+import threading
+import time
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the TF Text ops the exported graphs use)
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
+
+from serving.errors import invalid, not_found
+
+LOG = logging.getLogger("serving.devserver")
+
+DEFAULT_SIGNATURE = "serving_default"
+WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
+MAX_WARMUP_RECORDS = 1000
+"""TF Serving replays at most this many warmup records per version."""
+
+
+def check_names(given, expected, what):
+    """Raises INVALID_ARGUMENT unless the set `given` equals the set `expected`.
+
+    Args:
+        given, expected: iterables of names; `what` ("input", "output") words the message.
+    """
+    missing, extra = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
+    if missing:
+        raise invalid(f"missing {what}(s) {', '.join(missing)}; expected {', '.join(sorted(expected))}")
+    if extra:
+        raise invalid(f"unknown {what}(s) {', '.join(extra)}; expected {', '.join(sorted(expected))}")
+
+
+def tf_error_summary(message):
+    """A TF runtime error message -> its explanatory line(s), without headers and stack traces."""
+    kept = [
+        line
+        for line in message.splitlines()
+        if line.strip()
+        and not line[0].isspace()
+        and not line.startswith(("Graph execution error", "Detected at node", "<stack traces"))
+    ]
+    return " ".join(kept) or message.strip()
+
+
+def _dtype_name(enum):
+    """A DataType enum value -> its TF name ("float32"), or a note that it is not a dtype."""
+    try:
+        return tf.dtypes.as_dtype(enum).name
+    except TypeError:
+        return f"invalid dtype enum {enum}"
+
+
+def tensor_proto_to_array(name, proto, spec):
+    """A TensorProto input -> np.ndarray, after checking its dtype against the tf.TensorSpec."""
+    if proto.dtype != spec.dtype.as_datatype_enum:
+        raise invalid(f"input {name!r} expects dtype {spec.dtype.name}, got {_dtype_name(proto.dtype)}")
+    try:
+        return tf.make_ndarray(proto)
+    except (ValueError, TypeError) as error:
+        raise invalid(f"input {name!r}: bad TensorProto: {error}") from None
+
+
+def read_signature_defs(path):
+    """A SavedModel directory -> its "serve" MetaGraph's {name: SignatureDef proto}."""
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(path, "saved_model.pb"), "rb") as stream:
+        saved_model.ParseFromString(stream.read())
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags:
+            return dict(meta_graph.signature_def)
+    raise ValueError(f"{path}: no MetaGraph tagged 'serve'")
+
+
+class Servable:
+    """One loaded model version.
+
+    Args:
+        name: the model name; version: its integer version; path: the SavedModel directory.
+    """
+
+    def __init__(self, name, version, path):
+        self.name = name
+        self.version = version
+        self.path = path
+        self.signature_defs = read_signature_defs(path)
+        self._loaded = tf.saved_model.load(path)
+        self._functions = dict(self._loaded.signatures)
+        self.warmup_requests = self._warm_up()
+
+    def input_specs(self, signature_name):
+        """{input name: tf.TensorSpec} of a signature; INVALID_ARGUMENT if it does not exist."""
+        function = self._function(signature_name)
+        return dict(function.structured_input_signature[1])
+
+    def _function(self, signature_name):
+        """The ConcreteFunction for `signature_name` ("" means serving_default)."""
+        name = signature_name or DEFAULT_SIGNATURE
+        if name not in self._functions:
+            raise invalid(
+                f"signature {name!r} not found in model {self.name} version {self.version}; "
+                f"it has {', '.join(sorted(self._functions))}"
+            )
+        return self._functions[name]
+
+    def _warm_up(self):
+        """Replays assets.extra/tf_serving_warmup_requests (PredictionLog TFRecords) as TF Serving
+        does before a version goes live; returns how many requests ran.
+
+        Raises:
+            ValueError: a record that is not a predict_log, or more than MAX_WARMUP_RECORDS.
+            ServingError: a warmup request the model refuses (the version then fails to load).
+        """
+        path = os.path.join(self.path, WARMUP_FILE)
+        if not os.path.exists(path):
+            return 0
+        count = 0
+        for record in tf.data.TFRecordDataset(path):
+            log = prediction_log_pb2.PredictionLog.FromString(record.numpy())
+            kind = log.WhichOneof("log_type")
+            if kind != "predict_log":
+                raise ValueError(f"{path}: the devserver replays only predict_log warmup records, got {kind}")
+            count += 1
+            if count > MAX_WARMUP_RECORDS:
+                raise ValueError(f"{path}: more than {MAX_WARMUP_RECORDS} warmup records")
+            request = log.predict_log.request
+            self.predict_protos(request.model_spec.signature_name, request.inputs, request.output_filter)
+        return count
+
+    def predict_protos(self, signature_name, tensor_protos, output_filter=()):
+        """Like predict, with {input name: TensorProto} inputs (gRPC requests, warmup records)."""
+        specs = self.input_specs(signature_name)
+        check_names(tensor_protos, specs, "input")
+        arrays = {name: tensor_proto_to_array(name, proto, specs[name]) for name, proto in tensor_protos.items()}
+        return self.predict(signature_name, arrays, tuple(output_filter))
+
+    def predict(self, signature_name, inputs, output_filter=()):
+        """Validates inputs against the signature and runs it.
+
+        Args:
+            signature_name: the signature to run ("" means serving_default).
+            inputs: {input name: np.ndarray}, e.g. question/context object arrays of bytes [B].
+            output_filter: output names to return; empty means all.
+
+        Returns:
+            {output name: np.ndarray}, sorted by name.
+
+        Raises:
+            ServingError(INVALID_ARGUMENT): unknown signature or output, missing/extra inputs,
+            wrong dtype or shape, an empty batch, or a TF InvalidArgumentError while running.
+        """
+        function = self._function(signature_name)
+        specs = self.input_specs(signature_name)
+        check_names(inputs, specs, "input")
+        tensors = {name: self._to_tensor(name, array, specs[name]) for name, array in inputs.items()}
+        try:
+            outputs = function(**tensors)
+        except tf.errors.InvalidArgumentError as error:
+            raise invalid(f"the model rejected the inputs: {tf_error_summary(error.message)}") from None
+        if output_filter:
+            unknown = sorted(set(output_filter) - set(outputs))
+            if unknown:
+                raise invalid(
+                    f"output_filter names unknown output(s) {', '.join(unknown)}; "
+                    f"the signature has {', '.join(sorted(outputs))}"
+                )
+            outputs = {name: outputs[name] for name in output_filter}
+        return {name: outputs[name].numpy() for name in sorted(outputs)}
+
+    @staticmethod
+    def _to_tensor(name, array, spec):
+        """np.ndarray -> tf.Tensor after checking dtype, shape and a non-empty batch."""
+        expected = np.dtype(object) if spec.dtype == tf.string else np.dtype(spec.dtype.as_numpy_dtype)
+        if array.dtype != expected:
+            raise invalid(f"input {name!r} expects dtype {spec.dtype.name}, got {array.dtype.name}")
+        if not spec.shape.is_compatible_with(array.shape):
+            raise invalid(f"input {name!r} expects shape {spec.shape}, got {list(array.shape)}")
+        if spec.shape.rank and spec.shape[0] is None and array.shape[0] == 0:
+            raise invalid(f"empty batch: input {name!r} has no examples")
+        return tf.constant(array, dtype=spec.dtype)
+
+
+class ModelManager:
+    """Keeps the versions of one model that its version policy asks for, loaded and swappable.
+
+    Args:
+        name: the model name clients use.
+        base_path: the directory holding integer-named version directories.
+        policy: a FileSystemStoragePathSourceConfig.ServableVersionPolicy proto
+            (latest {num_versions}, all {}, or specific {versions}); unset means latest 1.
+        max_load_retries: how many failed loads of one version before it is given up.
+    """
+
+    def __init__(self, name, base_path, policy, max_load_retries=5):
+        self.name = name
+        self.base_path = base_path
+        self._policy = policy
+        self._max_load_retries = max_load_retries
+        self._servables = {}
+        self._lock = threading.Lock()
+        self._failures = {}
+        self._last_problem = None
+
+    def available_versions(self):
+        """The integer version directories under base_path that hold a saved_model.pb (list)."""
+        try:
+            names = os.listdir(self.base_path)
+        except OSError as error:
+            self._report_problem(f"cannot list base path {self.base_path}: {error.strerror}")
+            return []
+        versions = [
+            int(name)
+            for name in names
+            if name.isdigit() and os.path.isfile(os.path.join(self.base_path, name, "saved_model.pb"))
+        ]
+        if not versions:
+            self._report_problem(f"no versions found under base path {self.base_path}")
+        return versions
+
+    def _report_problem(self, problem):
+        """Logs a polling problem once, not on every poll."""
+        if problem != self._last_problem:
+            LOG.warning("model %s: %s", self.name, problem)
+            self._last_problem = problem
+
+    def wanted_versions(self, available):
+        """The versions the policy wants among `available` (set of ints)."""
+        kind = self._policy.WhichOneof("policy_choice")
+        if kind == "all":
+            return set(available)
+        if kind == "specific":
+            return set(available) & set(self._policy.specific.versions)
+        count = self._policy.latest.num_versions if kind == "latest" else 1
+        return set(sorted(available)[-max(count, 1):])
+
+    def poll(self):
+        """Loads wanted versions that are not loaded yet, then unloads unwanted ones.
+
+        Unwanted versions stay loaded until at least one wanted version is loaded, so a
+        model whose newest version fails to load keeps serving the one it has.
+        """
+        available = self.available_versions()
+        if available:
+            self._last_problem = None
+        wanted = self.wanted_versions(available)
+        for version in sorted(wanted - set(self._servables)):
+            self._load(version)
+        with self._lock:
+            if not wanted & set(self._servables):
+                return
+            dropped = sorted(set(self._servables) - wanted)
+            self._servables = {v: s for v, s in self._servables.items() if v in wanted}
+        for version in dropped:
+            LOG.info("unloaded model %s version %d", self.name, version)
+
+    def _load(self, version):
+        """Loads one version fully, then publishes it; logs failures and counts retries."""
+        if self._failures.get(version, 0) >= self._max_load_retries:
+            return
+        path = os.path.join(self.base_path, str(version))
+        started = time.monotonic()
+        try:
+            servable = Servable(self.name, version, path)
+        except Exception as error:  # any load failure must leave the old version serving
+            self._failures[version] = self._failures.get(version, 0) + 1
+            given_up = self._failures[version] >= self._max_load_retries
+            LOG.error(
+                "failed to load model %s version %d from %s (attempt %d%s): %s",
+                self.name, version, path, self._failures[version],
+                ", giving up" if given_up else "", (str(error) or type(error).__name__).splitlines()[0],
+            )
+            return
+        with self._lock:
+            self._servables = {**self._servables, version: servable}
+        LOG.info(
+            "loaded model %s version %d from %s in %.2f s (%d warmup requests)",
+            self.name, version, path, time.monotonic() - started, servable.warmup_requests,
+        )
+
+    def unload_all(self):
+        """Drops every loaded version (at shutdown), logging each."""
+        with self._lock:
+            dropped, self._servables = sorted(self._servables), {}
+        for version in dropped:
+            LOG.info("unloaded model %s version %d", self.name, version)
+
+    def loaded_versions(self):
+        """The loaded versions, ascending (list of ints)."""
+        with self._lock:
+            return sorted(self._servables)
+
+    def get(self, version=None):
+        """The Servable for `version`, or the newest loaded one when version is None.
+
+        Raises:
+            ServingError(NOT_FOUND): nothing loaded, or that version is not loaded.
+        """
+        with self._lock:
+            servables = self._servables
+        if version is None:
+            if not servables:
+                raise not_found(f"Servable not found for request: Latest({self.name})")
+            return servables[max(servables)]
+        if version not in servables:
+            raise not_found(f"Servable not found for request: Specific({self.name}, {version})")
+        return servables[version]
+
+
+class ModelRegistry:
+    """All served models by name, and the thread that polls their base paths.
+
+    Args:
+        managers: ModelManager objects (distinct names).
+        poll_wait_seconds: seconds between polls; 0 polls only once, at start().
+    """
+
+    def __init__(self, managers, poll_wait_seconds):
+        self._managers = {manager.name: manager for manager in managers}
+        self._poll_wait_seconds = poll_wait_seconds
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        """Loads every model's wanted versions (blocking), then starts polling if enabled."""
+        self.poll_all()
+        if self._poll_wait_seconds > 0:
+            self._thread = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
+            self._thread.start()
+
+    def poll_all(self):
+        """Polls every model once."""
+        for manager in self._managers.values():
+            manager.poll()
+
+    def _poll_loop(self):
+        """Polls until stop(); a failing poll is logged and retried next time."""
+        while not self._stop.wait(self._poll_wait_seconds):
+            try:
+                self.poll_all()
+            except Exception:  # the poller must survive anything a file system throws
+                LOG.exception("polling for new model versions failed")
+
+    def stop(self):
+        """Stops polling and unloads every model."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        for manager in self._managers.values():
+            manager.unload_all()
+
+    def manager(self, name):
+        """The ModelManager for `name`; NOT_FOUND if no such model is configured."""
+        if name not in self._managers:
+            raise not_found(f"Servable not found for request: model {name!r} is not served")
+        return self._managers[name]
+
+    def get(self, name, version=None):
+        """The Servable of model `name` at `version` (None: newest); raises NOT_FOUND."""
+        return self.manager(name).get(version)
+

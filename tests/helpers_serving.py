@@ -1,0 +1,238 @@
+"""Test helpers for serving/: a toy SavedModel with road_tf's serving contract, ports, processes.
+
+The toy reader answers with a whole whitespace token of the context that also occurs in
+the question: version 1 picks the FIRST such token, version 2 the LAST one, so a version
+swap is visible in the answers. It tokenizes with TF Text's WhitespaceTokenizer, so a
+server that forgot `import tensorflow_text` cannot load it (as with the real exports).
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+
+import tensorflow as tf
+import tensorflow_text as tf_text
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
+from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+QA_EXAMPLES = [
+    {"question": "Where do red and blue meet?", "context": "green red yellow blue purple"},
+    {"question": "Who wrote it?", "context": "nobody here knows"},
+    {"question": "is this café open late", "context": "the café is open until late"},
+]
+"""Questions whose first and last shared tokens differ (row 0, 2) and one without any (row 1)."""
+
+EXPECTED_ANSWERS = {1: ["red", "", "café"], 2: ["blue", "", "late"]}
+"""The toy model's answers to QA_EXAMPLES, by version."""
+
+
+class ToyReader(tf.Module):
+    """Answers with the first (or last) context token that also occurs in the question.
+
+    Args:
+        pick_last: False for version 1 (first shared token), True for version 2 (last).
+    """
+
+    def __init__(self, pick_last):
+        super().__init__()
+        self._pick_last = pick_last
+        self._tokenizer = tf_text.WhitespaceTokenizer()
+
+    def _answer_one(self, pair):
+        """(question, context) scalar strings -> (answer, score, p_no_answer, start, end).
+
+        start/end are character (not byte) offsets, end exclusive: context[start:end] == answer.
+        """
+        question, context = pair
+        tokens, byte_starts, _ = self._tokenizer.tokenize_with_offsets(context)
+        shared = tf.reduce_any(
+            tf.equal(tokens[:, None], self._tokenizer.tokenize(question)[None, :]), axis=1
+        )
+        positions = tf.cast(tf.where(shared)[:, 0], tf.int32)
+        found = tf.size(positions) > 0
+        pick = tf.cond(
+            found,
+            lambda: positions[-1] if self._pick_last else positions[0],
+            lambda: tf.constant(0, tf.int32),
+        )
+        token = tf.gather(tokens, pick)
+        start = tf.strings.length(
+            tf.strings.substr(context, 0, tf.gather(byte_starts, pick)), unit="UTF8_CHAR"
+        )
+        end = start + tf.strings.length(token, unit="UTF8_CHAR")
+        answer = tf.where(found, token, "")
+        score = tf.cast(tf.strings.length(answer, unit="UTF8_CHAR"), tf.float32)
+        return answer, score, tf.where(found, 0.0, 1.0), tf.where(found, start, -1), tf.where(found, end, -1)
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None], tf.string, name="question"),
+            tf.TensorSpec([None], tf.string, name="context"),
+        ]
+    )
+    def answer(self, question, context):
+        """question, context: [B] strings -> the serving_default outputs, each [B]."""
+        answer, score, no_answer, start, end = tf.map_fn(
+            self._answer_one,
+            (question, context),
+            fn_output_signature=(tf.string, tf.float32, tf.float32, tf.int32, tf.int32),
+        )
+        return {
+            "answer": answer,
+            "score": score,
+            "no_answer_probability": no_answer,
+            "start_char": start,
+            "end_char": end,
+        }
+
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, None], tf.int32, name="token_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="segment_ids"),
+            tf.TensorSpec([None, None], tf.int32, name="padding_mask"),
+        ]
+    )
+    def token_logits(self, token_ids, segment_ids, padding_mask):
+        """token_ids, segment_ids, padding_mask: [B, T] int32 -> start/end logits [B, T]."""
+        start = tf.cast(token_ids * padding_mask, tf.float32)
+        end = tf.cast(segment_ids * padding_mask, tf.float32) + (2.0 if self._pick_last else 1.0)
+        return {"start_logits": start, "end_logits": end}
+
+
+def save_toy_model(path, version):
+    """Writes the toy SavedModel for `version` (1 or 2) to the directory `path`, with one
+    warmup request (as road_tf.export writes) for serving_default."""
+    reader = ToyReader(pick_last=version == 2)
+    tf.saved_model.save(
+        reader,
+        path,
+        signatures={"serving_default": reader.answer, "serve_token_ids": reader.token_logits},
+    )
+    write_warmup(path, {"question": [QA_EXAMPLES[0]["question"]], "context": [QA_EXAMPLES[0]["context"]]})
+
+
+def write_warmup(path, inputs):
+    """(Over)writes `path`/assets.extra/tf_serving_warmup_requests with one serving_default
+    PredictionLog whose inputs are {name: list of str}."""
+    request = predict_pb2.PredictRequest()
+    request.model_spec.signature_name = "serving_default"
+    for name, values in inputs.items():
+        request.inputs[name].CopyFrom(tf.make_tensor_proto(values, dtype=tf.string))
+    log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+    os.makedirs(os.path.join(path, "assets.extra"), exist_ok=True)
+    with tf.io.TFRecordWriter(os.path.join(path, "assets.extra", "tf_serving_warmup_requests")) as writer:
+        writer.write(log.SerializeToString())
+
+
+def install_version(staged_path, base_path, version):
+    """Copies a staged SavedModel into base_path/<version> atomically (tmp name, then rename)."""
+    tmp_path = os.path.join(base_path, f".tmp-{version}-{uuid.uuid4().hex[:8]}")
+    shutil.copytree(staged_path, tmp_path)
+    os.rename(tmp_path, os.path.join(base_path, str(version)))
+
+
+def free_port():
+    """Returns a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def http_json(method, url, body=None, timeout=30.0):
+    """Sends a request with an optional bytes/str/JSON body -> (HTTP status, decoded JSON body)."""
+    if body is not None and not isinstance(body, (bytes, str)):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def start_devserver(args, ready_url, timeout=90.0):
+    """Starts `python -m serving.devserver ARGS` and waits until GET ready_url answers 200.
+
+    Returns the subprocess.Popen (stderr piped, text mode).
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.devserver", *args],
+        cwd=REPO_ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"devserver exited early: {process.stderr.read()}")
+        try:
+            if http_json("GET", ready_url, timeout=2.0)[0] == 200:
+                return process
+        except OSError:
+            pass
+        time.sleep(0.2)
+    process.kill()
+    raise RuntimeError(f"devserver did not become ready: {process.stderr.read()}")
+
+
+def stop_devserver(process, sig):
+    """Sends `sig` to the devserver, waits for it -> (exit code, its stderr text)."""
+    process.send_signal(sig)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        _, stderr = process.communicate()
+    return process.returncode, stderr
+
+
+BATCHING_FIELDS = [
+    ("max_batch_size", 1, "TYPE_MESSAGE", ".google.protobuf.Int64Value", "LABEL_OPTIONAL"),
+    ("batch_timeout_micros", 2, "TYPE_MESSAGE", ".google.protobuf.Int64Value", "LABEL_OPTIONAL"),
+    ("max_enqueued_batches", 3, "TYPE_MESSAGE", ".google.protobuf.Int64Value", "LABEL_OPTIONAL"),
+    ("num_batch_threads", 4, "TYPE_MESSAGE", ".google.protobuf.Int64Value", "LABEL_OPTIONAL"),
+    ("thread_pool_name", 5, "TYPE_MESSAGE", ".google.protobuf.StringValue", "LABEL_OPTIONAL"),
+    ("allowed_batch_sizes", 6, "TYPE_INT64", "", "LABEL_REPEATED"),
+    ("pad_variable_length_inputs", 7, "TYPE_BOOL", "", "LABEL_OPTIONAL"),
+]
+"""TF Serving's BatchingParameters fields (session_bundle_config.proto), which the
+tensorflow-serving-api wheel does not ship: (name, number, type, message type, label)."""
+
+
+def batching_parameters_class():
+    """A protobuf message class equivalent to tensorflow.serving.BatchingParameters."""
+    pool = descriptor_pool.DescriptorPool()
+    wrappers = descriptor_pb2.FileDescriptorProto()
+    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
+    pool.Add(wrappers)
+    file_proto = descriptor_pb2.FileDescriptorProto(
+        name="batching_parameters.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
+    message = file_proto.message_type.add(name="BatchingParameters")
+    for name, number, kind, type_name, label in BATCHING_FIELDS:
+        field = message.field.add(
+            name=name,
+            number=number,
+            type=descriptor_pb2.FieldDescriptorProto.Type.Value(kind),
+            label=descriptor_pb2.FieldDescriptorProto.Label.Value(label),
+        )
+        if type_name:
+            field.type_name = type_name
+    pool.Add(file_proto)
+    descriptor = pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
+    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
