@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from conftest import REPO
-from road_tf import train
+from road_tf import export, train
 
 TINY = [
     "train.steps=12", "train.batch_size=8", "train.checkpoint_every=6",
@@ -65,3 +65,13 @@ def test_end_to_end_slice(tmp_path, capsys):
     assert train.main(args) == 0
     assert (base / "road_demo" / "2").is_dir()
     assert json.loads((out / "metrics.json").read_text())["final"]["f1"] == final["f1"]
+    # The export command re-exports a finished run under another name.
+    assert export.main(["--run-dir", str(out), "--model-name", "again", "--base", str(base)]) == 0
+    assert (base / "again" / "1" / "saved_model.pb").is_file()
+
+
+def test_export_of_a_folder_that_is_not_a_run_fails_with_one_line(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--run-dir", str(tmp_path), "--model-name", "x", "--base", str(tmp_path / "sm")])
+    assert exit_info.value.code == 2
+    assert "not a finished run" in capsys.readouterr().err
