@@ -67,7 +67,7 @@ def main(argv=None):
     for i, teacher in enumerate(teachers_config):
         if not teacher.checkpoint:
             raise ConfigError(f"distillation.teachers[{i}].checkpoint: required to cache a teacher's logits")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
 
     from road_tf.data.features import write_feature_cache
     from road_tf.data.tokenizer import load_tokenizer

@@ -33,7 +33,12 @@ def parse_args(argv):
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one field, e.g. --set train.steps=100 (repeatable)")
     parser.add_argument("--output-dir", help="run directory (default runs/<recipe>-<timestamp>)")
-    return parser.parse_args(argv)
+    parser.add_argument("--skip-bad-records", action="store_true",
+                        help="warn about and skip malformed data records instead of stopping (data.skip_bad_records)")
+    args = parser.parse_args(argv)
+    if args.skip_bad_records:
+        args.overrides.append("data.skip_bad_records=true")
+    return args
 
 
 def resolve_run(args):
@@ -69,7 +74,7 @@ def summary_table(rows):
 def main(argv=None):
     args = parse_args(argv)
     config, output_dir = resolve_run(args)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     output_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(output_dir / "config.yaml", config_lib.dump_yaml(config))
 

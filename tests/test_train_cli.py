@@ -75,3 +75,31 @@ def test_export_of_a_folder_that_is_not_a_run_fails_with_one_line(tmp_path, caps
         export.main(["--run-dir", str(tmp_path), "--model-name", "x", "--base", str(tmp_path / "sm")])
     assert exit_info.value.code == 2
     assert "not a finished run" in capsys.readouterr().err
+
+
+BAD_SQUAD = {
+    "offset past the context": '{"data": [{"title": "t", "paragraphs": [{"context": "abc", "qas": [{"id": "q1", '
+                               '"question": "?", "answers": [{"text": "c", "answer_start": 9}]}]}]}]}',
+    "truncated": '{"data": [{"title": "t", "paragraphs": [',
+}
+
+
+@pytest.mark.parametrize("problem", sorted(BAD_SQUAD))
+def test_bad_training_file_fails_with_one_line_naming_it(tmp_path, problem):
+    bad = tmp_path / "bad.json"
+    bad.write_text(BAD_SQUAD[problem])
+    result = run_cli("--set", "data.source=json", "--set", f"data.train_path={bad}", "--set", f"data.dev_path={bad}",
+                     "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in result.stderr
+
+
+def test_bad_tsv_fails_with_one_line_naming_the_line(tmp_path):
+    bad = tmp_path / "train.tsv"
+    bad.write_text("sentence\tlabel\ngood film\t1\nbad film\tmaybe\n")
+    result = run_cli("--set", "task=sentiment", "--set", "data.source=json", "--set", f"data.train_path={bad}",
+                     "--set", f"data.dev_path={bad}", "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(bad) in lines[0] and "line 3" in lines[0]
