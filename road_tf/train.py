@@ -9,13 +9,12 @@ import argparse
 import datetime
 import json
 import logging
-import os
 import pathlib
 import sys
-import tempfile
 
 from road_tf import config as config_lib
-from road_tf.errors import ConfigError, cli_main
+from road_tf.errors import cli_main
+from road_tf.files import write_atomic
 
 EPILOG_HEADER = "recipes (configs/*.yaml, pass --config NAME or a path):"
 
@@ -49,15 +48,6 @@ def resolve_run(args):
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     output_dir = pathlib.Path(args.output_dir or f"runs/{recipe}-{stamp}")
     return config, output_dir
-
-
-def write_atomic(path, text):
-    """Writes `text` to `path` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(tmp, path)
 
 
 def summary_table(rows):

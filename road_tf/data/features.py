@@ -14,6 +14,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
+from road_tf.files import write_atomic
+
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
 MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
 START, END, LABEL = "start_positions", "end_positions", "label"
@@ -230,11 +232,7 @@ def write_feature_cache(path, features):
         for i in range(rows):
             writer.write(_example_proto({key: value[i] for key, value in features.items()}))
     os.replace(tmp, path)
-    meta = path.with_suffix(".json")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{meta.name}.")
-    with os.fdopen(fd, "w") as handle:
-        json.dump({"format": CACHE_FORMAT, "rows": rows, "shapes": descriptor}, handle)
-    os.replace(tmp, meta)
+    write_atomic(path.with_suffix(".json"), json.dumps({"format": CACHE_FORMAT, "rows": rows, "shapes": descriptor}))
 
 
 def read_feature_cache(path):

@@ -11,13 +11,12 @@ question is logged, skipped and counted.
 import gzip
 import json
 import logging
-import os
 import pathlib
-import tempfile
 import zlib
 
 from road_tf.data.examples import Answer, QAExample
 from road_tf.errors import DataError
+from road_tf.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -93,15 +92,7 @@ def write_squad_json(path, examples):
     payload = json.dumps({"version": "v2.0", "data": _articles(examples)}).encode("utf-8")
     if path.name.endswith(".gz"):
         payload = gzip.compress(payload, mtime=0)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as tmp_file:
-            tmp_file.write(payload)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
+    write_atomic(path, payload)
 
 
 def read_text(path):

@@ -31,7 +31,8 @@ from road_tf.data.examples import Answer, ClassificationExample, QAExample
 from road_tf.data.glue import MNLI_LABELS, read_mnli_tsv, read_qqp_tsv
 from road_tf.data.sentiment import read_sentiment_tsv
 from road_tf.data.squad import read_squad_json, write_squad_json
-from road_tf.data.tsv import write_atomic, write_tsv
+from road_tf.data.tsv import write_tsv
+from road_tf.files import write_atomic
 
 # Bump when the generated text changes, so that existing corpora are regenerated.
 GENERATOR_VERSION = 1
@@ -771,7 +772,7 @@ def generate(out_dir, seed=0, train_size=1200, dev_size=200):
         for corpus, writer in _WRITERS.items():
             paths[corpus]["train"].parent.mkdir(parents=True, exist_ok=True)
             writer(random.Random(f"{seed}:{corpus}"), paths[corpus], {"train": train_size, "dev": dev_size})
-        write_atomic(marker, (json.dumps(settings, sort_keys=True) + "\n").encode("utf-8"))
+        write_atomic(marker, json.dumps(settings, sort_keys=True) + "\n")
     return {corpus: {split: str(path) for split, path in splits.items()} for corpus, splits in paths.items()}
 
 

@@ -11,12 +11,11 @@ unless `skip_bad_records` is set, in which case the record is logged, skipped an
 import gzip
 import itertools
 import logging
-import os
 import pathlib
-import tempfile
 import zlib
 
 from road_tf.errors import DataError
+from road_tf.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -155,21 +154,6 @@ def _header(path, line, required, optional_header):
     return names, []
 
 
-def write_atomic(path, payload):
-    """Writes bytes to `path` (mode 644) through a temporary file beside it and a rename, so a
-    reader never sees half a file."""
-    path = pathlib.Path(path)
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as tmp_file:
-            tmp_file.write(payload)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        os.unlink(tmp_name)
-        raise
-
-
 def write_tsv(path, header, rows):
     """Writes a UTF-8 TSV file (header line, then one line per row of str fields) atomically.
 
@@ -181,4 +165,4 @@ def write_tsv(path, header, rows):
         if any("\t" in field or "\n" in field or "\r" in field for field in row):
             raise ValueError(f"{path}: a TSV field holds a tab or line break: {row}")
         lines.append("\t".join(row) + "\n")
-    write_atomic(path, "".join(lines).encode("utf-8"))
+    write_atomic(path, "".join(lines))
