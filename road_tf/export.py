@@ -171,20 +171,25 @@ def check_serving_ops(saved_model_dir):
     return ops
 
 
+def save_qa_model(model, tokenizer, config, task_name, directory):
+    """Writes the raw-text QA SavedModel (signatures, warm-up requests) into `directory` and checks its ops."""
+    module = QAServingModule(logits_only(model, task_name), tokenizer, config.data, config.export)
+    tf.saved_model.save(module, str(directory), signatures={
+        "serving_default": module.answer.get_concrete_function(),
+        "serve_token_ids": module.token_logits.get_concrete_function(),
+    })
+    write_warmup(pathlib.Path(directory))
+    check_serving_ops(directory)
+
+
 def export_qa_model(model, tokenizer, config, task_name, base_dir=None, model_name=None):
     """Writes `<base>/<name>/<next version>/` atomically; returns its path."""
     export = config.export
     model_dir = pathlib.Path(base_dir or export.base_dir) / (model_name or export.model_name)
     model_dir.mkdir(parents=True, exist_ok=True)
-    module = QAServingModule(logits_only(model, task_name), tokenizer, config.data, export)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))
     try:
-        tf.saved_model.save(module, str(tmp), signatures={
-            "serving_default": module.answer.get_concrete_function(),
-            "serve_token_ids": module.token_logits.get_concrete_function(),
-        })
-        write_warmup(tmp)
-        check_serving_ops(tmp)
+        save_qa_model(model, tokenizer, config, task_name, tmp)
         while True:
             version_dir = model_dir / str(next_version(model_dir))
             try:
@@ -200,6 +205,27 @@ def export_qa_model(model, tokenizer, config, task_name, base_dir=None, model_na
     return version_dir
 
 
+def load_run_student(run_dir):
+    """Rebuilds a finished run's student: (config, task, tokenizer, model with trained weights)."""
+    from road_tf.config import load_config
+    from road_tf.data.tokenizer import load_tokenizer
+    from road_tf.experiment import build_model
+    from road_tf.tasks import get_task
+
+    run_dir = pathlib.Path(run_dir)
+    weights = run_dir / "student" / "model.weights.h5"
+    if not (run_dir / "config.yaml").is_file() or not weights.is_file():
+        raise RoadError(f"{run_dir}: not a finished run (needs config.yaml and student/model.weights.h5)")
+    config = load_config(run_dir / "config.yaml")
+    task = get_task(config.task)
+    if task.kind != "span":
+        raise RoadError(f"{run_dir}: task {task.name!r} is not a QA task; only QA students are exported")
+    tokenizer = load_tokenizer(config.data.vocab)
+    model = build_model(config.model, task, tokenizer, config, "student")
+    model.load_weights(str(weights))
+    return config, task, tokenizer, model
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(prog="python -m road_tf.export",
                                      description="Export a trained run's student as a TF Serving SavedModel version.")
@@ -212,22 +238,7 @@ def parse_args(argv):
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
-    from road_tf.config import load_config
-    from road_tf.data.tokenizer import load_tokenizer
-    from road_tf.experiment import build_model
-    from road_tf.tasks import get_task
-
-    run_dir = pathlib.Path(args.run_dir)
-    weights = run_dir / "student" / "model.weights.h5"
-    if not (run_dir / "config.yaml").is_file() or not weights.is_file():
-        raise RoadError(f"{run_dir}: not a finished run (needs config.yaml and student/model.weights.h5)")
-    config = load_config(run_dir / "config.yaml")
-    task = get_task(config.task)
-    if task.kind != "span":
-        raise RoadError(f"{run_dir}: task {task.name!r} is not a QA task; only QA students are exported")
-    tokenizer = load_tokenizer(config.data.vocab)
-    model = build_model(config.model, task, tokenizer, config, "student")
-    model.load_weights(str(weights))
+    config, task, tokenizer, model = load_run_student(args.run_dir)
     print(export_qa_model(model, tokenizer, config, task.name, base_dir=args.base, model_name=args.model_name))
     return 0
 
