@@ -9,6 +9,7 @@ The final student is evaluated and exported.
 """
 
 import dataclasses
+import json
 import logging
 import pathlib
 
@@ -24,6 +25,8 @@ from road_tf.models.backbones import build_backbone
 from road_tf.models.task_model import build_task_model, num_layers
 from road_tf.tasks import get_task
 from road_tf import training
+from road_tf.config import dump_yaml
+from road_tf.files import write_atomic
 
 
 @dataclasses.dataclass
@@ -172,4 +175,13 @@ def run_training(config, output_dir):
         from road_tf.export import export_qa_model
 
         metrics["export"] = str(export_qa_model(student, tokenizer, config, task.name))
+    return metrics
+
+
+def run_and_record(config, output_dir):
+    """`run_training` that also writes `config.yaml` (first) and `metrics.json` (last) to `output_dir`."""
+    output_dir = pathlib.Path(output_dir)
+    write_atomic(output_dir / "config.yaml", dump_yaml(config))
+    metrics = run_training(config, output_dir)
+    write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics

@@ -7,14 +7,12 @@ checkpoints, so rerunning a killed command resumes where it stopped.
 
 import argparse
 import datetime
-import json
 import logging
 import pathlib
 import sys
 
 from road_tf import config as config_lib
 from road_tf.errors import cli_main
-from road_tf.files import write_atomic
 
 EPILOG_HEADER = "recipes (configs/*.yaml, pass --config NAME or a path):"
 
@@ -65,13 +63,9 @@ def main(argv=None):
     args = parse_args(argv)
     config, output_dir = resolve_run(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    write_atomic(output_dir / "config.yaml", config_lib.dump_yaml(config))
+    from road_tf.experiment import run_and_record
 
-    from road_tf.experiment import run_training
-
-    metrics = run_training(config, output_dir)
-    write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    metrics = run_and_record(config, output_dir)
     rows = [(name, values) for name, values in metrics["stages"].items()]
     print(f"\nrun directory: {output_dir}")
     if metrics.get("export"):

@@ -1,0 +1,1 @@
+"""The TFX pipeline: data -> validation -> training -> evaluation gate -> push."""

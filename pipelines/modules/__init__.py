@@ -1,0 +1,1 @@
+"""TFX module files (thin: they call road_tf)."""
