@@ -26,5 +26,9 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q tests --run-slow
 
+bench: setup
+	for script in benchmarks/*.py; do case $$script in */common.py) continue;; esac; \
+		echo "== $$script"; $(PY) $$script | tail -n 1; done
+
 clean:
 	rm -rf $(VENV) runs

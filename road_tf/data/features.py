@@ -77,19 +77,24 @@ def qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length,
     }
 
 
-def byte_to_char_offsets(text, byte_offsets):
+def char_index_at_byte(text):
+    """int32 [len(utf8) + 1]: the character index at each UTF-8 byte offset of `text` (at a character start or the end)."""
+    encoded = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    is_lead = (encoded & 0xC0) != 0x80
+    return np.concatenate([np.cumsum(is_lead) - 1, [is_lead.sum()]]).astype(np.int32)
+
+
+def byte_to_char_offsets(text, byte_offsets, char_at_byte=None):
     """Maps UTF-8 byte offsets into `text` to character offsets; -1 stays -1.
 
     Args:
         text: the string the offsets index.
         byte_offsets: int array of any shape.
+        char_at_byte: `char_index_at_byte(text)`, if already computed.
     """
-    encoded = text.encode("utf-8")
-    char_at_byte = np.zeros(len(encoded) + 1, dtype=np.int32)
-    char_starts = np.cumsum([0] + [len(ch.encode("utf-8")) for ch in text])
-    char_at_byte[char_starts] = np.arange(len(char_starts))
-    char_at_byte = np.maximum.accumulate(char_at_byte)
-    safe = np.clip(byte_offsets, 0, len(encoded))
+    if char_at_byte is None:
+        char_at_byte = char_index_at_byte(text)
+    safe = np.clip(byte_offsets, 0, len(char_at_byte) - 1)
     return np.where(byte_offsets < 0, -1, char_at_byte[safe])
 
 
@@ -127,18 +132,21 @@ def featurize_qa(tokenizer, examples, max_seq_length, max_query_length, doc_stri
         char_offsets int32 [W, S, 2].
     """
     columns = {key: [] for key in (*MODEL_INPUTS, START, END, "example_index", "char_offsets")}
+    windows_of = tf.function(
+        lambda questions, contexts: qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length,
+                                               doc_stride),
+        input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)],
+    )
     for begin in range(0, len(examples), batch_size):
         chunk = examples[begin:begin + batch_size]
-        windows = qa_windows(
-            tokenizer,
-            tf.constant([e.question for e in chunk]),
-            tf.constant([e.context for e in chunk]),
-            max_seq_length, max_query_length, doc_stride,
-        )
+        windows = windows_of(tf.constant([e.question for e in chunk]), tf.constant([e.context for e in chunk]))
         windows = {key: value.numpy() for key, value in windows.items()}
+        char_maps = {}
         for w, local_index in enumerate(windows["example_index"]):
             example = chunk[local_index]
-            offsets = byte_to_char_offsets(example.context, windows["byte_offsets"][w])
+            if local_index not in char_maps:
+                char_maps[local_index] = char_index_at_byte(example.context)
+            offsets = byte_to_char_offsets(example.context, windows["byte_offsets"][w], char_maps[local_index])
             answer = example.answers[0] if example.answers else None
             start, end = span_labels(
                 offsets,

@@ -22,7 +22,11 @@ def vocab_path(name):
 
 
 class WordPieceTokenizer(tf.Module):
-    """Lower-casing BERT WordPiece tokenizer over TF Text's `FastBertTokenizer`.
+    """Uncased BERT WordPiece tokenizer over TF Text's `FastBertTokenizer`.
+
+    "Uncased" here is TF Text's NFKC case folding plus accent stripping, which differs from
+    Hugging Face's lower-casing on a few characters (ß, ligatures, full-width forms, ½): see
+    docs/tokenization.md for the measured parity.
 
     Args:
         vocab_file: a BERT `vocab.txt`, one piece per line.
