@@ -18,7 +18,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 demo: setup
-	$(PY) -m road_tf.train
+	$(PY) -m road_tf.train --config demo
 
 test: setup
 	$(PY) -m pytest -q tests
