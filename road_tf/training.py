@@ -46,12 +46,15 @@ def set_precision(train_config):
 
 
 def make_optimizer(learning_rate, total_steps, warmup_fraction, weight_decay):
-    """AdamW with linear warm-up then linear decay to 0 over `total_steps`."""
+    """AdamW with linear warm-up then linear decay to 0 over `total_steps`.
+
+    No gradient clipping: Keras clips each replica's partial gradient before the cross-replica
+    sum, which would make results depend on the number of replicas.
+    """
     warmup = int(total_steps * warmup_fraction)
     decay = keras.optimizers.schedules.PolynomialDecay(learning_rate, max(total_steps - warmup, 1), 0.0)
     schedule = WarmupThen(learning_rate, warmup, decay) if warmup else decay
-    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6,
-                                  global_clipnorm=1.0)
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6)
 
 
 @keras.saving.register_keras_serializable(package="road_tf")
@@ -122,8 +125,12 @@ class _Checkpointer(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
 
 
-def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), learning_rate=None):
+def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), make_dataset=None):
     """Trains `model` (already built and compiled in the strategy scope) for `steps` steps.
+
+    The data is a seeded shuffle of `features` in `train.batch_size` batches or, when given,
+    `make_dataset(finished_steps)`: a dataset whose first element is the batch of step
+    `finished_steps` (e.g. the multi-task stage's per-step task slots).
 
     Resumes from the newest checkpoint in `stage_dir/checkpoints`. Logs to TensorBoard under
     `stage_dir/logs`. Returns the Keras History (empty when the stage had already finished).
@@ -138,7 +145,8 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), lea
     if done >= steps:
         return None
     every = train_config.checkpoint_every
-    dataset = train_dataset(features, train_config.batch_size, train_config.seed, skip_batches=done)
+    dataset = (make_dataset(done) if make_dataset
+               else train_dataset(features, train_config.batch_size, train_config.seed, skip_batches=done))
     callbacks = [
         _Checkpointer(manager, steps),
         keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(every // 4, 1)),

@@ -1,0 +1,133 @@
+"""Time per optimizer step of k-task gradient averaging, k in {1, 2, 4, 8}, at a constant global batch.
+
+One small BERT (4 layers, hidden 256, BERT vocabulary) with four heads (one span, three
+classification) is trained by `MultiTaskTrainer` with AdamW; every step sees the same global batch
+(default 32 x 128 tokens) split into k passes of 32/k rows. Each k is warmed up (tracing), then
+the k values are timed in interleaved rounds, so load from other processes hits them alike; a
+k's time is the median over all its timed steps.
+
+Run from the repo root: `.venv/bin/python benchmarks/multitask_step.py`. The last line printed is
+one JSON object; "value" is the worst ratio of a k > 1 step time to the k = 1 step time.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import keras_hub  # noqa: E402
+import numpy as np  # noqa: E402
+
+from road_tf import training  # noqa: E402
+from road_tf.data.features import END, LABEL, START  # noqa: E402
+from road_tf.models.task_model import build_task_model  # noqa: E402
+from road_tf.multitask.samplers import TaskSampler  # noqa: E402
+from road_tf.multitask.trainer import MultiTaskTrainer, step_dataset  # noqa: E402
+
+KS = (1, 2, 4, 8)
+HEADS = {"squad": "span", "nli": 3, "para": 2, "sentiment": 2}
+VOCAB = 30522
+
+
+class StepTimer(keras.callbacks.Callback):
+    """Records the wall time of every training batch (one optimizer step each)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = []
+        self.started = 0.0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.started = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seconds.append(time.perf_counter() - self.started)
+
+
+def random_features(head, rows, seq_length, rng):
+    """Features of one task: full-length rows, the second half context; labels of the task's kind."""
+    features = {
+        "token_ids": rng.integers(1000, VOCAB, (rows, seq_length)).astype(np.int32),
+        "segment_ids": np.tile((np.arange(seq_length) >= seq_length // 2).astype(np.int32), (rows, 1)),
+        "padding_mask": np.ones((rows, seq_length), np.int32),
+    }
+    if head == "span":
+        features[START] = rng.integers(seq_length // 2, seq_length - 2, rows).astype(np.int32)
+        features[END] = features[START] + 1
+    else:
+        features[LABEL] = rng.integers(0, head, rows).astype(np.int32)
+    return features
+
+
+def build_trainers(args):
+    """{k: compiled MultiTaskTrainer}, each around its own copy of one initial model."""
+    keras.utils.set_random_seed(0)
+    trainers, initial = {}, None
+    kinds = {name: "span" if head == "span" else "classification" for name, head in HEADS.items()}
+    for k in KS:
+        backbone = keras_hub.models.BertBackbone(
+            vocabulary_size=VOCAB, num_layers=args.layers, num_heads=args.hidden // 64, hidden_dim=args.hidden,
+            intermediate_dim=4 * args.hidden, dropout=0.1, max_sequence_length=args.seq_length)
+        model = build_task_model(backbone, HEADS)
+        initial = initial or model.get_weights()
+        model.set_weights(initial)
+        trainer = MultiTaskTrainer(model, kinds, k, args.batch_size)
+        total = args.warmup + args.rounds * args.steps
+        trainer.compile(optimizer=training.make_optimizer(1e-4, total, 0.1, 0.01), jit_compile=False)
+        trainers[k] = trainer
+    return trainers
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-size", type=int, default=32, help="global batch B (rows per step)")
+    parser.add_argument("--seq-length", type=int, default=128)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=256, help="hidden size (heads = hidden / 64)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per k (tracing)")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds")
+    parser.add_argument("--steps", type=int, default=2, help="timed steps per k per round")
+    args = parser.parse_args(argv)
+
+    rng = np.random.default_rng(0)
+    features = {name: random_features(head, 4 * args.batch_size, args.seq_length, rng) for name, head in HEADS.items()}
+    sizes = {name: len(f["token_ids"]) for name, f in features.items()}
+    trainers = build_trainers(args)
+    timers = {k: StepTimer() for k in KS}
+    position = {k: 0 for k in KS}
+
+    def run(k, steps, timed):
+        sampler = TaskSampler("uniform", sizes, k, replacement=True, seed=k)
+        data = step_dataset(features, sampler, args.batch_size, 0, position[k], position[k] + steps)
+        callbacks = [timers[k]] if timed else []
+        trainers[k].fit(data, steps_per_epoch=steps, epochs=1, verbose=0, callbacks=callbacks)
+        position[k] += steps
+
+    warmup = {}
+    for k in KS:
+        started = time.perf_counter()
+        run(k, args.warmup, timed=False)
+        warmup[k] = time.perf_counter() - started
+    for _ in range(args.rounds):
+        for k in KS:
+            run(k, args.steps, timed=True)
+
+    per_k = {str(k): float(np.median(timers[k].seconds)) for k in KS}
+    ratios = {k: per_k[str(k)] / per_k["1"] for k in KS}
+    print(f"global batch {args.batch_size} x {args.seq_length} tokens, BERT {args.layers}x{args.hidden}, "
+          f"{args.rounds * args.steps} timed steps per k")
+    for k in KS:
+        print(f"k={k}: {per_k[str(k)]:.3f} s/step (median), ratio to k=1 {ratios[k]:.3f}, "
+              f"passes of {args.batch_size // k} rows; warm-up incl. tracing {warmup[k]:.1f} s")
+    print(json.dumps({"benchmark": "multitask_step", "value": round(max(ratios[k] for k in KS[1:]), 4),
+                      "goal": 1.10, "better": "lower", "unit": "ratio to k=1", "per_k": per_k}))
+
+
+if __name__ == "__main__":
+    main()

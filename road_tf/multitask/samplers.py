@@ -1,0 +1,114 @@
+"""Task samplers for multi-task training: which k tasks each optimizer step trains on.
+
+A sampler's choice for a step is a pure function of (seed, step): every step draws from its own
+generator `np.random.default_rng([seed, step])`, so a resumed run needs no sampler state and
+replays exactly the sequence an uninterrupted run would have drawn.
+
+Distributions over tasks i with n_i training rows:
+  uniform        p_i = 1 / (number of tasks)
+  proportional   p_i ∝ n_i
+  temperature    p_i ∝ n_i ** (1 / T)   (T = 1 is proportional, T -> infinity approaches uniform)
+  annealed       p_i ∝ n_i ** alpha(step), alpha = 1 - 0.8 * step / (total_steps - 1)
+                 (Stickland & Murray, 2019: proportional at the first step, close to uniform at
+                 the last; alpha = 1 throughout when total_steps is 1)
+
+With replacement, each of the k slots of a step draws independently from p (a task may fill
+several slots). Without replacement the k tasks are distinct: slot j draws from p restricted to
+the tasks not chosen by slots 0..j-1 and renormalised (sequential sampling), so slot 0 follows p
+exactly and later slots lean towards the remaining tasks.
+"""
+
+import numpy as np
+
+from road_tf.errors import ConfigError
+
+KINDS = ("uniform", "proportional", "temperature", "annealed")
+ANNEAL_DROP = 0.8
+
+
+class TaskSampler:
+    """Chooses the tasks of each optimizer step.
+
+    Args:
+        kind: one of KINDS.
+        sizes: dict {task name: number of training rows (> 0)}; its order is the task order.
+        k: tasks per step (slots).
+        replacement: whether a step may pick the same task more than once.
+        seed: int seed; with the step, it fixes the draw.
+        total_steps: length of training (the annealed schedule's horizon).
+        temperature: T of the temperature sampler (> 0).
+    """
+
+    def __init__(self, kind, sizes, k, replacement=False, seed=0, total_steps=1, temperature=1.0):
+        if kind not in KINDS:
+            raise ConfigError(f"multitask.sampler: must be one of {', '.join(KINDS)}, got {kind!r}")
+        if not sizes:
+            raise ConfigError("multitask.tasks: at least one task is needed")
+        for name, size in sizes.items():
+            if size <= 0:
+                raise ConfigError(f"multitask.tasks: task {name!r} has no training rows")
+        if k < 1:
+            raise ConfigError(f"multitask.k: must be positive, got {k}")
+        if not replacement and k > len(sizes):
+            raise ConfigError(f"multitask.k: k={k} distinct tasks per step needs at least k tasks, have {len(sizes)}")
+        if temperature <= 0:
+            raise ConfigError(f"multitask.temperature: must be positive, got {temperature}")
+        self.kind = kind
+        self.names = tuple(sizes)
+        self.sizes = np.asarray([float(sizes[name]) for name in self.names])
+        self.k = k
+        self.replacement = replacement
+        self.seed = int(seed)
+        self.total_steps = max(int(total_steps), 1)
+        self.temperature = float(temperature)
+
+    def exponent(self, step):
+        """The power applied to the task sizes at `step` (0 for uniform)."""
+        if self.kind == "uniform":
+            return 0.0
+        if self.kind == "proportional":
+            return 1.0
+        if self.kind == "temperature":
+            return 1.0 / self.temperature
+        if self.total_steps == 1:
+            return 1.0
+        progress = min(max(step, 0), self.total_steps - 1) / (self.total_steps - 1)
+        return 1.0 - ANNEAL_DROP * progress
+
+    def probability_vector(self, step):
+        """float64 [num_tasks] sampling probabilities at `step`, in `names` order."""
+        logits = self.exponent(step) * np.log(self.sizes)
+        weights = np.exp(logits - logits.max())
+        return weights / weights.sum()
+
+    def probabilities(self, step):
+        """{task name: probability} at `step`."""
+        return dict(zip(self.names, self.probability_vector(step).tolist()))
+
+    def indices_for_step(self, step):
+        """The k task indices (into `names`) of `step`, in slot order; a pure function of (seed, step)."""
+        rng = np.random.default_rng([self.seed, int(step)])
+        p = self.probability_vector(step)
+        if self.replacement:
+            return [int(i) for i in rng.choice(len(p), size=self.k, p=p)]
+        chosen = []
+        remaining = p.copy()
+        for _ in range(self.k):
+            index = int(rng.choice(len(p), p=remaining / remaining.sum()))
+            chosen.append(index)
+            remaining[index] = 0.0
+        return chosen
+
+    def tasks_for_step(self, step):
+        """The k task names of `step`, in slot order."""
+        return [self.names[i] for i in self.indices_for_step(step)]
+
+    def plan(self, start, stop):
+        """int32 [stop - start, k]: the task indices of steps start..stop-1."""
+        rows = [self.indices_for_step(step) for step in range(start, stop)]
+        return np.asarray(rows, dtype=np.int32).reshape(-1, self.k)
+
+    def counts(self, start, stop):
+        """{task name: slots it fills} over steps start..stop-1."""
+        totals = np.bincount(self.plan(start, stop).ravel(), minlength=len(self.names))
+        return dict(zip(self.names, totals.tolist()))
