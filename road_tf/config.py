@@ -174,7 +174,11 @@ class DistillationConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MultitaskConfig:
-    """Multi-task pre-training before fine-tuning (off when `steps` is 0)."""
+    """Multi-task pre-training before fine-tuning (off when `steps` is 0).
+
+    `batch_size` is the constant global batch B of one optimizer step, split into k passes of B/k
+    (0 means `train.batch_size`).
+    """
 
     tasks: Tuple[str, ...] = ("squad2", "synthetic_nli", "synthetic_para", "synthetic_sentiment")
     steps: int = 0
@@ -183,6 +187,7 @@ class MultitaskConfig:
     temperature: float = 1.0
     replacement: bool = False
     learning_rate: float = 5e-4
+    batch_size: int = 0
 
     def validate(self, prefix="multitask"):
         for task in self.tasks:
@@ -194,6 +199,8 @@ class MultitaskConfig:
         _check(self.sampler in ("uniform", "proportional", "temperature", "annealed"), f"{prefix}.sampler",
                f"must be uniform, proportional, temperature or annealed, got {self.sampler!r}")
         _check(self.temperature > 0, f"{prefix}.temperature", "must be positive")
+        _check(self.batch_size >= 0, f"{prefix}.batch_size", "must be 0 (use train.batch_size) or positive")
+        _check(len(set(self.tasks)) == len(self.tasks), f"{prefix}.tasks", "lists a task more than once")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -17,11 +17,17 @@ def args_for(tmp_path, out, *pairs):
     return args
 
 
-def test_online_then_offline_distillation(tmp_path):
+def test_multitask_then_online_then_offline_distillation(tmp_path):
     online = tmp_path / "online"
-    assert train.main(args_for(tmp_path, online, f"distillation.teachers=[{TEACHER}]", "export.enabled=false")) == 0
+    assert train.main(args_for(tmp_path, online, f"distillation.teachers=[{TEACHER}]", "export.enabled=false",
+                               "multitask.steps=4", "multitask.k=2")) == 0
     stages = json.loads((online / "metrics.json").read_text())["stages"]
-    assert {"teacher_0", "student_no_kd", "student"} <= set(stages)
+    assert {"multitask", "teacher_0", "student_no_kd", "student"} <= set(stages)
+    per_task = stages["multitask"]["tasks"]
+    assert set(per_task) == {"squad2", "synthetic_nli", "synthetic_para", "synthetic_sentiment"}
+    assert "f1" in per_task["squad2"] and "accuracy" in per_task["synthetic_nli"]
+    assert sum(stages["multitask"]["picks"].values()) == 4 * 2
+    assert (online / "multitask" / "encoder.weights.h5").is_file()
     weights = online / "teacher_0" / "model.weights.h5"
     teacher = TEACHER.replace("train_steps: 12", f"checkpoint: {weights}")
     cache = tmp_path / "teacher.tfrecord"

@@ -15,6 +15,7 @@ is traced once whatever k is. Every head's logits are computed in every pass (he
 next to the encoder); heads of tasks absent from a step get zero gradients.
 """
 
+import dataclasses
 import functools
 import logging
 import pathlib
@@ -235,9 +236,6 @@ def _task_data(config, tokenizer, main_task_data):
     from road_tf.experiment import load_task_data
 
     names = config.multitask.tasks
-    for name in names:
-        if names.count(name) > 1:
-            raise ConfigError(f"multitask.tasks: task {name!r} is listed more than once")
     return {
         name: main_task_data if name == main_task_data.task.name
         else load_task_data(get_task(name), config, tokenizer, is_main_task=False)
@@ -254,8 +252,8 @@ def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
     """Multi-task pre-training of the encoder: trains, evaluates every task, saves the encoder.
 
     Args:
-        config: the run `Config`; `config.multitask` picks tasks, steps, k, sampler and learning
-            rate; `config.train.batch_size` is the constant global batch B.
+        config: the run `Config`; `config.multitask` picks tasks, steps, k, sampler, learning
+            rate and the constant global batch B (`batch_size`, default `config.train.batch_size`).
         tokenizer: the run's `WordPieceTokenizer`.
         main_task_data: `TaskData` of `config.task` (used if that task is among the tasks).
         stage_dir: folder for checkpoints, logs and the encoder weights; a rerun resumes.
@@ -265,10 +263,11 @@ def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
         filled over the stage under "picks").
     """
     stage_dir = pathlib.Path(stage_dir)
-    multitask, train = config.multitask, config.train
+    multitask = config.multitask
+    train = dataclasses.replace(config.train, batch_size=multitask.batch_size or config.train.batch_size)
     strategy = training.get_strategy(train)
     if train.batch_size % multitask.k or (train.batch_size // multitask.k) % strategy.num_replicas_in_sync:
-        raise ConfigError(f"train.batch_size: {train.batch_size} must split into multitask.k={multitask.k} passes "
+        raise ConfigError(f"multitask.batch_size: {train.batch_size} must split into multitask.k={multitask.k} passes "
                           f"whose size is a multiple of the {strategy.num_replicas_in_sync} replicas")
     data = _task_data(config, tokenizer, main_task_data)
     tasks = {name: item.task for name, item in data.items()}
