@@ -76,6 +76,17 @@ class WarmupThen(keras.optimizers.schedules.LearningRateSchedule):
                 "after": keras.saving.serialize_keras_object(self.after)}
 
 
+def dense_gradients(gradients):
+    """Converts `tf.IndexedSlices` gradients (embeddings) to dense tensors.
+
+    Keras' Adam updates a sparse gradient's rows differently from a dense one, and under
+    MirroredStrategy the cross-replica all-gathers of sparse gradients were seen to pair up out
+    of order between replicas ("Shape mismatch in the collective instance"). Dense gradients give
+    the same update on any number of replicas.
+    """
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
+
+
 def train_dataset(features, batch_size, seed, skip_batches=0):
     """Seeded, reshuffled-every-epoch batches of in-memory features, starting at batch `skip_batches`.
 

@@ -39,3 +39,14 @@ def shared_file(relative):
     if not path.exists():
         pytest.skip(f"real data not available: {path} is absent (tests read ../shared/data beside the repo)")
     return path
+
+
+@pytest.fixture(scope="session")
+def two_replicas():
+    """The one MirroredStrategy over the 2 logical CPUs that every test shares.
+
+    Two MirroredStrategy objects in one process reuse collective instance keys, and the second
+    then fails with "Shape mismatch in the collective instance"; the product, too, creates one
+    strategy per process (`road_tf.training.get_strategy`).
+    """
+    return tf.distribute.MirroredStrategy([d.name for d in tf.config.list_logical_devices("CPU")[:2]])

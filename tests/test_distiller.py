@@ -104,14 +104,14 @@ def test_ensemble_weights_matter():
     assert not np.allclose(totals[0], totals[1])
 
 
-def test_two_replicas_match_one_device():
+def test_two_replicas_match_one_device(two_replicas):
     """MirroredStrategy over 2 logical CPUs gives the same weights as one device (global-batch scaling)."""
     data = random_span_features(8, seed=3)
     dataset = tf.data.Dataset.from_tensor_slices(data).batch(8).repeat(3)
     reference = tiny_model(seed=5)
     initial = [w.numpy() for w in reference.weights]
     results = []
-    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])):
+    for strategy in (tf.distribute.OneDeviceStrategy("/cpu:0"), two_replicas):
         with strategy.scope():
             student = tiny_model(seed=5)
             student.set_weights(initial)

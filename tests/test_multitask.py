@@ -199,14 +199,11 @@ def test_k1_equals_single_task_fine_tuning_with_the_distiller():
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
-def test_two_replicas_give_the_weights_of_one_device():
-    devices = tf.config.list_logical_devices("CPU")
-    if len(devices) < 2:
-        pytest.skip("needs the 2 logical CPU devices that conftest.py configures")
+def test_two_replicas_give_the_weights_of_one_device(two_replicas):
     steps, batch = 3, 8
     sampler = TaskSampler("uniform", {name: 24 for name in HEADS}, k=2, replacement=False, seed=1)
     single = tiny_model()
-    strategy = tf.distribute.MirroredStrategy([d.name for d in devices[:2]])
+    strategy = two_replicas
     with strategy.scope():
         mirrored = tiny_model()
         same_weights(single, mirrored)

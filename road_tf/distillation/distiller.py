@@ -12,6 +12,7 @@ import tensorflow as tf
 from road_tf import losses
 from road_tf.data.features import END, LABEL, MODEL_INPUTS, PADDING_MASK, START
 from road_tf.models.task_model import HIDDEN_STATES, logit_keys
+from road_tf.training import dense_gradients
 
 TEACHER_LOGITS = "teacher_logits"
 
@@ -166,7 +167,7 @@ class Distiller(keras.Model):
             loss = tf.nn.compute_average_loss(per_example)
             scaled = self.optimizer.scale_loss(loss)
         variables = self.trained_variables()
-        gradients = tape.gradient(scaled, variables)
+        gradients = dense_gradients(tape.gradient(scaled, variables))
         self.optimizer.apply(gradients, variables)
         return self._track({"loss": loss, **terms})
 

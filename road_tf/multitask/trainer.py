@@ -217,7 +217,7 @@ class MultiTaskTrainer(keras.Model):
 
     def train_step(self, data):
         gradients, passes = self.compute_gradients(data, training=True)
-        self.optimizer.apply(gradients, self.task_model.trainable_variables)
+        self.optimizer.apply(training.dense_gradients(gradients), self.task_model.trainable_variables)
         return self._track(passes)
 
     def _track(self, passes):
