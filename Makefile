@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all bench clean
+.PHONY: setup demo test test-all bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -26,7 +26,12 @@ test: setup
 test-all: setup
 	$(PY) -m pytest -q tests --run-slow
 
-bench: setup
+bench-setup: .venv-baseline/.installed
+
+.venv-baseline/.installed: benchmarks/baseline_requirements.txt benchmarks/setup_baseline.sh
+	bash benchmarks/setup_baseline.sh
+
+bench: setup bench-setup
 	for script in benchmarks/*.py; do case $$script in */common.py) continue;; esac; \
 		echo "== $$script"; $(PY) $$script | tail -n 1; done
 

@@ -87,6 +87,16 @@ def decode_best_spans(start_logits, end_logits, byte_offsets, example_index, num
     }
 
 
+def trim_padding(windows):
+    """Cuts `qa_windows`' [W, S] inputs and [W, S, 2] byte offsets to the request's longest window.
+
+    Every window is padded to max_seq_length; a request of short contexts then runs the encoder
+    on padding. Masked positions change no logit, so the answers are the same, only cheaper.
+    """
+    longest = tf.reduce_max(tf.reduce_sum(windows[PADDING_MASK], axis=1))
+    return {key: value if key == "example_index" else value[:, :longest] for key, value in windows.items()}
+
+
 class QAServingModule(tf.Module):
     """The exported object: tokenizer + student logits + decoding, behind two signatures."""
 
@@ -103,8 +113,8 @@ class QAServingModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
                                   tf.TensorSpec([None], tf.string, name="context")])
     def answer(self, question, context):
-        windows = qa_windows(self.tokenizer, question, context, self.max_seq_length, self.max_query_length,
-                             self.doc_stride)
+        windows = trim_padding(qa_windows(self.tokenizer, question, context, self.max_seq_length,
+                                          self.max_query_length, self.doc_stride))
         start, end = self.logits_model({key: windows[key] for key in MODEL_INPUTS}, training=False)
         return decode_best_spans(tf.cast(start, tf.float32), tf.cast(end, tf.float32), windows["byte_offsets"],
                                  windows["example_index"], tf.size(question), context,

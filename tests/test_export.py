@@ -117,3 +117,14 @@ def test_next_version_and_failed_export_leaves_no_version(exported, monkeypatch)
         export.export_qa_model(model, tokenizer, config, "squad2", base_dir=base, model_name="m")
     names = sorted(p.name for p in (base / "m").iterdir())
     assert names == ["1", "2"]
+
+
+def test_short_requests_run_on_trimmed_windows_with_the_same_answers(exported):
+    windows = export.qa_windows(exported["tokenizer"], tf.constant(QUESTIONS[:1]), tf.constant(CONTEXTS[:1]), 48, 12, 16)
+    trimmed = export.trim_padding(windows)
+    real = int(windows["padding_mask"].numpy().sum())
+    assert trimmed["token_ids"].shape == (1, real) and trimmed["byte_offsets"].shape == (1, real, 2)
+    model = exported["model"]
+    full = export.logits_only(model, "squad2")({k: windows[k] for k in ("token_ids", "segment_ids", "padding_mask")})
+    short = export.logits_only(model, "squad2")({k: trimmed[k] for k in ("token_ids", "segment_ids", "padding_mask")})
+    np.testing.assert_allclose(full[0].numpy()[:, :real], short[0].numpy(), rtol=1e-5, atol=1e-5)

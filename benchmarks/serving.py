@@ -1,0 +1,430 @@
+"""QA serving throughput: road_tf's exported MiniLM QA model behind the dev server vs Hugging Face's pipeline.
+
+    .venv/bin/python benchmarks/serving.py [--questions 192] [--chunk 32] [--passes 3] [--threads 2]
+
+road_tf: a MiniLM-L6 QA model (`--set model.pretrained=minilm`, untrained QA head; max_seq_length
+384, doc_stride 128, max_query_length 64) is exported with `export_qa_model` into a temporary
+`saved_models/` and served by `python -m serving.devserver`. Closed-loop clients send one
+question per request over gRPC (`serving.client.GrpcPredictor`, one shared channel) and over
+REST (`serving.client.predict_rest`), with 1 and with 16 requests in flight.
+
+Baseline: Hugging Face `pipeline("question-answering")` on PyTorch CPU with the same encoder
+(`BertForQuestionAnswering` from the package's MiniLM folder, QA head random, offline) and the
+same settings (max_seq_len 384, doc_stride 128, max_question_len 64, max_answer_len 30,
+impossible answers allowed), run by benchmarks/hf_qa_baseline.py in .venv-baseline (Python 3.11,
+made by benchmarks/setup_baseline.sh when missing): one call per question (batch 1), and one
+call over all questions with batch_size 16, its way of serving many questions at once.
+
+Fairness: the dev server and the baseline get the same `--threads` CPU cores (affinity) and that
+many intra-op threads (TF_NUM_INTRAOP_THREADS / torch.set_num_threads, OMP_NUM_THREADS); the
+baseline runs with the tuned glibc malloc settings of STACK.md. The load generator (this
+process) shares the server's cores, so client overhead counts against road_tf.
+
+Rounds: the questions are cut into chunks of --chunk; a round sends one chunk through every mode
+(the mode order rotating from round to round) and --passes passes go over all chunks, so load
+from other processes on a shared machine falls on every mode alike. Such load only slows a mode
+down, so a mode's QA/s counts each chunk at the mode's fastest pass over it (see `summarize`).
+This matters: PyTorch's OpenMP threads are far more sensitive than TF's thread pool to other
+processes on the same cores (a MiniLM forward pass then jumps from ~30 ms to ~900 ms), and a
+median would mostly measure the neighbours. `load_average_1min` records the machine's load.
+
+Data: --questions SQuAD 2.0 dev questions spread evenly over ../shared/data/squad2-dev when
+present, else the synthetic dev split.
+
+Result: value = QA/s of road_tf's fastest mode (API x concurrency c) ÷ the baseline's QA/s at
+the same c, where the baseline at c=1 is one pipeline call per question and at c=16 is
+batch_size 16. Goal ≥ 2.0. Also reported: the ratio at each c, road_tf's fastest mode ÷ the
+baseline's fastest mode, and per mode QA/s, p50/p99 latency and the median round's QA/s.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+import common
+
+# This script is named like the repository's `serving` package, which must win `import serving`
+# even when the repository root was already on sys.path behind benchmarks/ (PYTHONPATH=.).
+sys.path.insert(0, str(common.REPO))
+sys.path.insert(1, str(common.REPO / "tests"))
+
+import numpy as np  # noqa: E402
+
+from road_tf.errors import RoadError, cli_main  # noqa: E402
+from serving import client  # noqa: E402
+
+SQUAD_DEV = "data/squad2-dev/squad2-dev-public.json.gz"
+MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
+MODEL_NAME = "road_bench"
+CONCURRENCY = (1, 16)
+APIS = ("grpc", "rest")
+ROAD_MODES = tuple(f"{api}_c{c}" for api in APIS for c in CONCURRENCY)
+BASELINE_MODES = tuple(f"hf_batch{c}" for c in CONCURRENCY)
+WARMUP_QUESTIONS = 16
+BASELINE_PYTHON = common.REPO / ".venv-baseline" / "bin" / "python"
+SETUP_SCRIPT = common.REPO / "benchmarks" / "setup_baseline.sh"
+BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_qa_baseline.py"
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+
+
+def parse_args(argv):
+    """Command-line flags -> argparse.Namespace; RoadError for values out of range."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
+    parser.add_argument("--questions", type=int, default=192, help="questions asked by every mode (default 192)")
+    parser.add_argument("--chunk", type=int, default=32, help="questions per round (default 32)")
+    parser.add_argument("--passes", type=int, default=3, help="passes over all the questions (default 3)")
+    parser.add_argument("--threads", type=int, default=2, help="CPU cores and threads for each side (default 2)")
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except argparse.ArgumentError as error:
+        raise RoadError(f"{error} (see --help)") from None
+    if unknown:
+        raise RoadError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
+    for name in ("questions", "chunk", "passes", "threads"):
+        if getattr(args, name) < 1:
+            raise RoadError(f"--{name} must be at least 1, got {getattr(args, name)}")
+    return args
+
+
+def ensure_baseline_venv():
+    """Runs benchmarks/setup_baseline.sh (a no-op once .venv-baseline is installed and current)."""
+    result = subprocess.run(["bash", str(SETUP_SCRIPT)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or ["(no output)"]
+        raise RoadError(f"{SETUP_SCRIPT.name} failed (exit {result.returncode}): {lines[-1]}")
+
+
+def load_questions(count, work_dir):
+    """`count` (question, context) pairs spread evenly over the data -> (pairs, name of the source)."""
+    from road_tf.data.squad import read_squad_json
+    from road_tf.data.synthetic import generate
+
+    path = common.shared_file(SQUAD_DEV)
+    source = "squad2-dev-public"
+    if path is None:
+        path = generate(work_dir / "synthetic", train_size=8, dev_size=max(count, 8))["squad"]["dev"]
+        source = "synthetic"
+    examples = read_squad_json(path)
+    if count > len(examples):
+        raise RoadError(f"--questions {count}: {path} holds only {len(examples)} questions")
+    chosen = [examples[i * len(examples) // count] for i in range(count)]
+    return [(example.question, example.context) for example in chosen], source
+
+
+def cores_for(threads):
+    """The first `threads` CPUs this process may run on (fewer if it has fewer)."""
+    return sorted(os.sched_getaffinity(0))[:threads]
+
+
+def child_env(threads, **extra):
+    """This process's environment with every thread-count knob set to `threads`, plus `extra`."""
+    count = str(threads)
+    return {**os.environ, "OMP_NUM_THREADS": count, "MKL_NUM_THREADS": count, "TF_NUM_INTRAOP_THREADS": count,
+            "TF_NUM_INTEROP_THREADS": count, **extra}
+
+
+def export_minilm_qa(base_dir):
+    """Exports the MiniLM QA model (random QA head, seed 0) -> (version dir, tokenizer, seconds)."""
+    import keras
+
+    from road_tf.config import load_config
+    from road_tf.data.tokenizer import load_tokenizer
+    from road_tf.experiment import build_model
+    from road_tf.export import export_qa_model
+    from road_tf.tasks import get_task
+
+    begin = time.perf_counter()
+    config = load_config(overrides=["model.pretrained=minilm", f"data.max_seq_length={MAX_SEQ_LENGTH}",
+                                    f"data.doc_stride={DOC_STRIDE}", f"data.max_query_length={MAX_QUERY_LENGTH}"])
+    tokenizer = load_tokenizer(config.data.vocab)
+    task = get_task("squad2")
+    keras.utils.set_random_seed(0)
+    model = build_model(config.model, task, tokenizer, config, "student")
+    version_dir = export_qa_model(model, tokenizer, config, task.name, base_dir=base_dir, model_name=MODEL_NAME)
+    return version_dir, tokenizer, time.perf_counter() - begin
+
+
+def count_windows(tokenizer, pairs):
+    """The windows road_tf cuts the questions into -> (how many, mean non-padding tokens per window)."""
+    import tensorflow as tf
+
+    from road_tf.data.features import PADDING_MASK, qa_windows
+
+    windows = qa_windows(tokenizer, tf.constant([q for q, _ in pairs]), tf.constant([c for _, c in pairs]),
+                         MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE)
+    return int(windows["example_index"].shape[0]), float(tf.reduce_mean(tf.reduce_sum(windows[PADDING_MASK], 1)))
+
+
+def start_server(model_dir, threads, cores, timeout=300.0):
+    """Starts the devserver on free ports, pinned to `cores` -> (Popen, REST URL, gRPC target)."""
+    from helpers_serving import free_port, http_json  # the tests' helpers (they import TensorFlow)
+
+    grpc_port, rest_port = free_port(), free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "serving.devserver", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
+         f"--model_name={MODEL_NAME}", f"--model_base_path={model_dir}", "--file_system_poll_wait_seconds=0"],
+        cwd=common.REPO, env=child_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: os.sched_setaffinity(0, cores),
+    )
+    rest_url = f"http://127.0.0.1:{rest_port}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RoadError(f"the devserver exited early: {process.stderr.read().strip()[-500:]}")
+        try:
+            if http_json("GET", f"{rest_url}/v1/models/{MODEL_NAME}", timeout=2.0)[0] == 200:
+                return process, rest_url, f"127.0.0.1:{grpc_port}"
+        except OSError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    raise RoadError(f"the devserver did not serve {MODEL_NAME} within {timeout:.0f} s")
+
+
+def stop_server(process):
+    """SIGTERM, then wait (kill after 30 s)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+
+
+def closed_loop(ask, pairs, concurrency):
+    """Answers every pair, one question per request, with `concurrency` requests in flight.
+
+    Args:
+        ask: (question, context) -> answer row dict; called from `concurrency` threads.
+        pairs: list of (question, context).
+    Returns:
+        (wall seconds, list of per-request latencies in seconds, list of answers in input order).
+    """
+    answers, latencies, errors = [None] * len(pairs), [], []
+    next_index, lock = iter(range(len(pairs))), threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                index = next(next_index, None)
+            if index is None or errors:
+                return
+            started = time.perf_counter()
+            try:
+                answers[index] = ask(*pairs[index])["answer"]
+            except Exception as error:  # every failed request ends the run, whatever its kind
+                errors.append(str(error) or repr(error))
+                return
+            latencies.append(time.perf_counter() - started)
+
+    begin = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(concurrency)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise RoadError(f"a request failed: {errors[0]}")
+    return time.perf_counter() - begin, latencies, answers
+
+
+class Baseline:
+    """benchmarks/hf_qa_baseline.py running in .venv-baseline, driven over its stdin/stdout."""
+
+    def __init__(self, questions_file, threads, cores):
+        from road_tf.models.convert import minilm_path
+
+        self.process = subprocess.Popen(
+            [str(BASELINE_PYTHON), str(BASELINE_SCRIPT), "--model-dir", str(minilm_path()),
+             "--questions", str(questions_file), "--threads", str(threads)],
+            cwd=common.REPO, env=child_env(threads, HF_HUB_OFFLINE="1", **TUNED_MALLOC),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, cores),
+        )
+        self.info = self._reply()
+
+    def _reply(self):
+        """The worker's next JSON line; RoadError with its stderr if it died."""
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            raise RoadError(f"the baseline worker exited: {self.process.stderr.read().strip()[-500:]}")
+        return json.loads(line)
+
+    def run(self, batch_size, start, stop):
+        """Answers questions[start:stop] at `batch_size` -> (seconds, latencies, answers)."""
+        self.process.stdin.write(json.dumps({"batch_size": batch_size, "start": start, "stop": stop}) + "\n")
+        self.process.stdin.flush()
+        reply = self._reply()
+        return reply["seconds"], reply["latencies"], reply["answers"]
+
+    def close(self):
+        """Ends the worker (end of input), killing it after 30 s."""
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def road_askers(rest_url, grpc_target):
+    """{api: (question, context) -> answer row} for the road_tf server, and the gRPC predictor."""
+    predictor = client.GrpcPredictor(grpc_target, timeout=120)
+    askers = {
+        "grpc": lambda q, c: predictor.predict(MODEL_NAME, [q], [c])[0],
+        "rest": lambda q, c: client.predict_rest(rest_url, MODEL_NAME, [q], [c], timeout=120)[0],
+    }
+    return askers, predictor
+
+
+def percentile_ms(latencies, q):
+    """The q-th percentile of latencies (seconds) in milliseconds, or None when there are none."""
+    return round(float(np.percentile(latencies, q)) * 1000, 1) if latencies else None
+
+
+def summarize(runs):
+    """Per-mode results from {mode: [(chunk index, questions, seconds, latencies) per round]}.
+
+    Other processes only ever slow a mode down, so each chunk counts with the mode's fastest
+    pass over it: qa_per_s = all questions / the sum of those fastest times. p50_ms and p99_ms
+    pool the requests of the passes that count (None for the batched baseline, which has no
+    per-request latency); median_round_qa_per_s is the median of every round's QA/s.
+    """
+    summary = {}
+    for mode, measured in runs.items():
+        fastest = {}
+        for chunk, count, seconds, latencies in measured:
+            if chunk not in fastest or seconds < fastest[chunk][1]:
+                fastest[chunk] = (count, seconds, latencies)
+        counted = fastest.values()
+        latencies = [value for _, _, values in counted for value in values]
+        summary[mode] = {
+            "qa_per_s": round(sum(c for c, _, _ in counted) / sum(s for _, s, _ in counted), 2),
+            "p50_ms": percentile_ms(latencies, 50), "p99_ms": percentile_ms(latencies, 99),
+            "median_round_qa_per_s": round(common.median([count / seconds for _, count, seconds, _ in measured]), 2),
+        }
+    return summary
+
+
+def mode_runners(pairs, askers, baseline):
+    """{mode: run(start, stop) -> (seconds, latencies, answers)} answering pairs[start:stop].
+
+    road_tf modes are `{api}_c{c}` (c single-question requests in flight), baseline modes
+    `hf_batch{c}` (the pipeline at batch size c), for each c in CONCURRENCY.
+    """
+    runners = {}
+    for api, ask in askers.items():
+        for c in CONCURRENCY:
+            runners[f"{api}_c{c}"] = lambda start, stop, ask=ask, c=c: closed_loop(ask, pairs[start:stop], c)
+    for c in CONCURRENCY:
+        runners[f"hf_batch{c}"] = lambda start, stop, c=c: baseline.run(c, start, stop)
+    return runners
+
+
+def measure(runners, num_questions, chunk, passes):
+    """Warm-up, then interleaved rounds -> ({mode: [(chunk index, questions, seconds, latencies)]},
+    {mode: answers}).
+
+    The questions are cut into chunks of `chunk`; each round sends one chunk through every mode,
+    the mode order rotating from round to round, so that load from other processes falls on
+    every mode alike. `passes` passes over all chunks; `answers` holds each mode's answers to
+    every question from the first pass.
+    """
+    for mode in ROAD_MODES:
+        runners[mode](0, min(WARMUP_QUESTIONS, num_questions))
+    bounds = [(start, min(start + chunk, num_questions)) for start in range(0, num_questions, chunk)]
+    modes = list(runners)
+    runs, answers = {mode: [] for mode in modes}, {mode: [] for mode in modes}
+    for round_index in range(passes * len(bounds)):
+        chunk_index = round_index % len(bounds)
+        start, stop = bounds[chunk_index]
+        shift = round_index % len(modes)
+        for mode in modes[shift:] + modes[:shift]:
+            seconds, latencies, got = runners[mode](start, stop)
+            runs[mode].append((chunk_index, stop - start, seconds, latencies))
+            if round_index < len(bounds):
+                answers[mode].extend(got)
+        print(f"round {round_index + 1}, questions {start}-{stop - 1}: "
+              + ", ".join(f"{mode} {(stop - start) / runs[mode][-1][2]:.1f}" for mode in modes) + " QA/s", flush=True)
+    return runs, answers
+
+
+def headline(summary):
+    """The result's ratios from the per-mode summary.
+
+    Returns:
+        (value, fastest road_tf mode, its concurrency, {"c1": ..., "c16": ...} fastest road_tf
+        API ÷ baseline at each concurrency, fastest road_tf mode ÷ fastest baseline mode).
+    """
+    def rate(mode):
+        return summary[mode]["qa_per_s"]
+
+    best = max(ROAD_MODES, key=rate)
+    best_c = int(best.rsplit("_c", 1)[1])
+    ratios = {f"c{c}": round(max(rate(f"{api}_c{c}") for api in APIS) / rate(f"hf_batch{c}"), 4) for c in CONCURRENCY}
+    best_vs_best = rate(best) / max(rate(mode) for mode in BASELINE_MODES)
+    return rate(best) / rate(f"hf_batch{best_c}"), best, best_c, ratios, round(best_vs_best, 4)
+
+
+@cli_main
+def main(argv=None):
+    args = parse_args(argv)
+    begin, load_before = time.perf_counter(), os.getloadavg()[0]
+    ensure_baseline_venv()
+    cores = cores_for(args.threads)
+    os.sched_setaffinity(0, cores)
+    with tempfile.TemporaryDirectory(prefix="road_tf_serving_bench_") as work:
+        work_dir = pathlib.Path(work)
+        pairs, source = load_questions(args.questions, work_dir)
+        questions_file = work_dir / "questions.jsonl"
+        questions_file.write_text("".join(json.dumps({"question": q, "context": c}) + "\n" for q, c in pairs),
+                                  encoding="utf-8")
+        version_dir, tokenizer, export_seconds = export_minilm_qa(work_dir / "saved_models")
+        windows, tokens_per_window = count_windows(tokenizer, pairs)
+        print(f"{source}: {len(pairs)} questions, {windows} road_tf windows of {MAX_SEQ_LENGTH} tokens "
+              f"({tokens_per_window:.0f} not padding on average); exported {version_dir} in {export_seconds:.1f} s; "
+              f"cores {cores}", flush=True)
+        server, rest_url, grpc_target = start_server(version_dir.parent, args.threads, cores)
+        predictor = baseline = None
+        try:
+            baseline = Baseline(questions_file, args.threads, cores)
+            askers, predictor = road_askers(rest_url, grpc_target)
+            runs, answers = measure(mode_runners(pairs, askers, baseline), len(pairs), args.chunk, args.passes)
+        finally:
+            if predictor is not None:
+                predictor.close()
+            if baseline is not None:
+                baseline.close()
+            stop_server(server)
+    summary = summarize(runs)
+    value, best, best_c, ratios, best_vs_best = headline(summary)
+    common.result_line(
+        "serving", value, 2.0, "higher", "ratio of QA/s",
+        definition=(f"QA/s of road_tf's fastest mode ({best}) / QA/s of the HF pipeline at the same concurrency "
+                    f"(hf_batch{best_c}); c=1: one question per request vs one pipeline call per question; c=16: 16 "
+                    "single-question requests in flight vs pipeline batch_size 16; QA/s = questions / sum over "
+                    "chunks of the mode's fastest pass over the chunk"),
+        best_mode=best, ratio_by_concurrency=ratios, ratio_best_vs_best_baseline=best_vs_best, modes=summary,
+        grpc_rest_answers_agree=all(answers[f"grpc_c{c}"] == answers[f"rest_c{c}"] for c in CONCURRENCY),
+        data=source, questions=len(pairs), road_tf_windows=windows,
+        road_tf_tokens_per_window=round(tokens_per_window, 1), chunk=args.chunk, passes=args.passes,
+        rounds=len(runs["hf_batch1"]), threads=args.threads, cores=cores, max_seq_length=MAX_SEQ_LENGTH,
+        doc_stride=DOC_STRIDE, max_query_length=MAX_QUERY_LENGTH,
+        baseline={name: setting for name, setting in baseline.info.items() if name != "ready"},
+        export_seconds=round(export_seconds, 1),
+        load_average_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],
+        total_seconds=round(time.perf_counter() - begin, 1),
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""End to end: a trained QA student, exported by `export_qa_model`, served by `serving.devserver`.
+
+A tiny student (1 layer, hidden 32) is fine-tuned for 20 steps on a small synthetic corpus,
+exported to `<tmp>/saved_models/road_demo/1`, and served by a devserver subprocess on free
+127.0.0.1 ports. gRPC, REST, the client CLI and a direct `tf.saved_model.load` must give the
+same answers, scores and character offsets for questions with a short, a multi-window, a
+non-ASCII and an empty context. Then the student trains a few more steps and is exported as
+version 2 while the server runs: the server must switch to it.
+"""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from helpers_serving import REPO_ROOT, free_port, http_json, start_devserver, stop_devserver
+from road_tf.config import Config, DataConfig, ExportConfig, ModelConfig, TrainConfig
+from road_tf.data.features import qa_windows
+from road_tf.data.tokenizer import load_tokenizer
+from road_tf.experiment import build_model, load_task_data, train_stage
+from road_tf.export import export_qa_model
+from road_tf.tasks import get_task
+from serving import client
+
+MODEL_NAME = "road_demo"
+POLL_SECONDS = 0.2
+FLOAT_OUTPUTS = ("score", "no_answer_probability")
+EXACT_OUTPUTS = ("answer", "start_char", "end_char")
+
+LONG_CONTEXT = " ".join(
+    f"The {name} River rises in the {hills} Hills and flows for {km} km past the town of {town}."
+    for name, hills, km, town in [
+        ("Velden", "Marrow", 412, "Ostrava"), ("Tessa", "Brin", 96, "Dorvan"), ("Kolm", "Aster", 1210, "Sable"),
+        ("Irith", "Ven", 58, "Halden"), ("Mura", "Toll", 733, "Pell"), ("Ansel", "Corve", 265, "Lisk"),
+        ("Oban", "Ferro", 389, "Quill"), ("Rask", "Ulm", 140, "Tamber"),
+    ]
+)
+CONTEXTS = [
+    "The Velden river flows through Marrow, a city founded in 1821 by Ilse Varga.",
+    LONG_CONTEXT,
+    "Café Zürich sells crème brûlée; its owner, Ærin Støle, was born in Ostrava near 東京 station.",
+    "",
+]
+QUESTIONS = [
+    "Who founded Marrow?",
+    "Which town does the Rask River pass?",
+    "Where was Ærin Støle born?",
+    "Is there anything here?",
+]
+DATA = DataConfig(synthetic_train_size=96, synthetic_dev_size=8, max_seq_length=64, max_query_length=16, doc_stride=24)
+
+
+class Served:
+    """The devserver subprocess and what it serves."""
+
+    def __init__(self, process, rest_url, grpc_target, model_dir, student, tokenizer, config, task_data):
+        self.process = process
+        self.rest_url = rest_url
+        self.grpc_target = grpc_target
+        self.model_dir = model_dir
+        self.student = student
+        self.tokenizer = tokenizer
+        self.config = config
+        self.task_data = task_data
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """Trains a tiny student, exports version 1 and serves it; stops the server afterwards.
+
+    The null answer is switched off (threshold 1e9), so every non-empty context gets a span and
+    the offset checks always have something to check."""
+    root = tmp_path_factory.mktemp("serving_export")
+    config = Config(
+        model=ModelConfig(num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64, dropout=0.0),
+        data=dataclasses.replace(DATA, cache_dir=str(root / "cache")),
+        train=TrainConfig(steps=20, batch_size=8, learning_rate=5e-3, warmup_fraction=0.0, checkpoint_every=20),
+        export=ExportConfig(null_score_diff_threshold=1e9),
+    )
+    tokenizer = load_tokenizer(config.data.vocab)
+    task = get_task("squad2")
+    task_data = load_task_data(task, config, tokenizer)
+    keras.utils.set_random_seed(0)
+    student = build_model(config.model, task, tokenizer, config, "student")
+    train_stage(root / "student", student, task_data, config, config.train.steps, config.train.learning_rate)
+    version_dir = export_qa_model(student, tokenizer, config, task.name, base_dir=root / "saved_models",
+                                  model_name=MODEL_NAME)
+    assert version_dir.name == "1"
+    grpc_port, rest_port = free_port(), free_port()
+    rest_url = f"http://127.0.0.1:{rest_port}"
+    process = start_devserver(
+        [f"--port={grpc_port}", f"--rest_api_port={rest_port}", f"--model_name={MODEL_NAME}",
+         f"--model_base_path={version_dir.parent}", f"--file_system_poll_wait_seconds={POLL_SECONDS}"],
+        f"{rest_url}/v1/models/{MODEL_NAME}",
+    )
+    yield Served(process, rest_url, f"127.0.0.1:{grpc_port}", version_dir.parent, student, tokenizer, config,
+                 task_data)
+    returncode, stderr = stop_devserver(process, signal.SIGTERM)
+    assert returncode == 0, stderr
+
+
+def direct_rows(version_dir, questions, contexts):
+    """Answers with `serving_default` of a SavedModel loaded in this process -> list of row dicts
+    (the client's format: str answer, float scores, int offsets)."""
+    outputs = tf.saved_model.load(str(version_dir)).signatures["serving_default"](
+        question=tf.constant(questions), context=tf.constant(contexts))
+    rows = []
+    for i in range(len(questions)):
+        rows.append({
+            "answer": outputs["answer"][i].numpy().decode("utf-8"),
+            "score": float(outputs["score"][i]),
+            "no_answer_probability": float(outputs["no_answer_probability"][i]),
+            "start_char": int(outputs["start_char"][i]),
+            "end_char": int(outputs["end_char"][i]),
+        })
+    return rows
+
+
+def assert_same_rows(actual, expected, what):
+    """Equal answers and offsets; scores equal up to float32 round-off (another process, batch)."""
+    assert len(actual) == len(expected), what
+    for row, (got, want) in enumerate(zip(actual, expected)):
+        assert {key: got[key] for key in EXACT_OUTPUTS} == {key: want[key] for key in EXACT_OUTPUTS}, (what, row)
+        np.testing.assert_allclose([got[key] for key in FLOAT_OUTPUTS], [want[key] for key in FLOAT_OUTPUTS],
+                                   rtol=1e-5, atol=1e-5, err_msg=f"{what}, row {row}")
+
+
+def served_version(rest_url):
+    """The version numbers the devserver reports as AVAILABLE for road_demo."""
+    status, body = http_json("GET", f"{rest_url}/v1/models/{MODEL_NAME}")
+    assert status == 200, body
+    return [int(s["version"]) for s in body["model_version_status"] if s["state"] == "AVAILABLE"]
+
+
+def run_client_cli(*args):
+    """`python -m serving.client ARGS` -> CompletedProcess (UTF-8 text on both pipes)."""
+    return subprocess.run([sys.executable, "-m", "serving.client", *args], cwd=REPO_ROOT, capture_output=True,
+                          encoding="utf-8", env={**os.environ, "PYTHONIOENCODING": "utf-8"}, timeout=120)
+
+
+def test_contexts_cover_the_hard_cases(served):
+    """The long context needs several windows at this sequence length; the others need one."""
+    windows = qa_windows(served.tokenizer, tf.constant(QUESTIONS), tf.constant(CONTEXTS), DATA.max_seq_length,
+                         DATA.max_query_length, DATA.doc_stride)
+    per_question = np.bincount(windows["example_index"].numpy(), minlength=len(QUESTIONS))
+    assert per_question[1] >= 3
+    assert list(per_question[[0, 2, 3]]) == [1, 1, 1]
+
+
+def test_grpc_rest_and_direct_load_agree(served):
+    """The batch of questions answered over gRPC, over REST and in-process gives the same rows;
+    answers are exact substrings at their character offsets; an empty context has no answer."""
+    direct = direct_rows(served.model_dir / "1", QUESTIONS, CONTEXTS)
+    assert_same_rows(client.predict_grpc(served.grpc_target, MODEL_NAME, QUESTIONS, CONTEXTS), direct, "gRPC")
+    assert_same_rows(client.predict_rest(served.rest_url, MODEL_NAME, QUESTIONS, CONTEXTS), direct, "REST")
+    for question, context, want in zip(QUESTIONS, CONTEXTS, direct):
+        alone = client.predict_rest(served.rest_url, MODEL_NAME, [question], [context], version=1)
+        assert_same_rows(alone, [want], f"REST, one question: {question}")
+    for context, row in zip(CONTEXTS, direct):
+        assert 0.0 <= row["no_answer_probability"] <= 1.0
+        if context:
+            assert row["answer"] and context[row["start_char"]:row["end_char"]] == row["answer"]
+    assert (direct[3]["answer"], direct[3]["start_char"], direct[3]["end_char"]) == ("", -1, -1)
+    assert direct[3]["no_answer_probability"] == 1.0
+
+
+def test_client_cli_prints_the_same_json(served, capsys):
+    """The client CLI prints the direct answer as one JSON object with non-ASCII text unchanged:
+    `python -m serving.client` over REST, and its `main` (same code, no second TF start-up) over gRPC."""
+    want = direct_rows(served.model_dir / "1", QUESTIONS[2:3], CONTEXTS[2:3])
+    result = run_client_cli(QUESTIONS[2], "--context", CONTEXTS[2], "--rest", served.rest_url, "--model", MODEL_NAME)
+    assert result.returncode == 0, result.stderr
+    assert client.main([QUESTIONS[2], "--context", CONTEXTS[2], "--grpc", served.grpc_target,
+                        "--model", MODEL_NAME]) == 0
+    for api, stdout in (("REST", result.stdout), ("gRPC", capsys.readouterr().out)):
+        lines = stdout.splitlines()
+        assert len(lines) == 1, (api, stdout)
+        row = json.loads(lines[0])
+        assert list(row) == ["answer", "score", "no_answer_probability", "start_char", "end_char"]
+        assert_same_rows([row], want, f"client CLI over {api}")
+
+
+def test_second_export_is_served(served):
+    """Exporting a further-trained student while the server runs: version 2 goes live and both
+    APIs answer as the new SavedModel does (and no longer as version 1)."""
+    config, task_data = served.config, served.task_data
+    train_stage(served.model_dir.parent / "student_more", served.student, task_data, config, 10,
+                config.train.learning_rate)
+    version_dir = export_qa_model(served.student, served.tokenizer, config, task_data.task.name,
+                                  base_dir=served.model_dir.parent, model_name=MODEL_NAME)
+    assert version_dir.name == "2"
+    deadline = time.monotonic() + 60
+    while served_version(served.rest_url) != [2]:
+        assert time.monotonic() < deadline, "version 2 was not picked up within 60 s"
+        time.sleep(POLL_SECONDS)
+    new, old = direct_rows(version_dir, QUESTIONS, CONTEXTS), direct_rows(served.model_dir / "1", QUESTIONS, CONTEXTS)
+    assert [row["score"] for row in new] != [row["score"] for row in old]
+    assert_same_rows(client.predict_grpc(served.grpc_target, MODEL_NAME, QUESTIONS, CONTEXTS), new, "gRPC v2")
+    assert_same_rows(client.predict_rest(served.rest_url, MODEL_NAME, QUESTIONS, CONTEXTS), new, "REST v2")
