@@ -236,3 +236,22 @@ def batching_parameters_class():
     pool.Add(file_proto)
     descriptor = pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
     return message_factory.MessageFactory(pool).GetPrototype(descriptor)
+
+
+def direct_rows(path, questions, contexts):
+    """Loads a SavedModel in this process and answers with serving_default -> list of row dicts."""
+    outputs = tf.saved_model.load(str(path)).signatures["serving_default"](
+        question=tf.constant(questions), context=tf.constant(contexts)
+    )
+    rows = []
+    for row in range(len(questions)):
+        rows.append(
+            {
+                "answer": outputs["answer"][row].numpy().decode("utf-8"),
+                "score": float(outputs["score"][row]),
+                "no_answer_probability": float(outputs["no_answer_probability"][row]),
+                "start_char": int(outputs["start_char"][row]),
+                "end_char": int(outputs["end_char"][row]),
+            }
+        )
+    return rows

@@ -38,6 +38,7 @@ from helpers_serving import (
     QA_EXAMPLES,
     REPO_ROOT,
     batching_parameters_class,
+    direct_rows,
     free_port,
     http_json,
     install_version,
@@ -122,25 +123,6 @@ def stubs(served):
         model_service_pb2_grpc.ModelServiceStub(channel),
     )
     channel.close()
-
-
-def direct_rows(path, questions, contexts):
-    """Loads a SavedModel in this process and answers with serving_default -> list of row dicts."""
-    outputs = tf.saved_model.load(path).signatures["serving_default"](
-        question=tf.constant(questions), context=tf.constant(contexts)
-    )
-    rows = []
-    for row in range(len(questions)):
-        rows.append(
-            {
-                "answer": outputs["answer"][row].numpy().decode("utf-8"),
-                "score": float(outputs["score"][row]),
-                "no_answer_probability": float(outputs["no_answer_probability"][row]),
-                "start_char": int(outputs["start_char"][row]),
-                "end_char": int(outputs["end_char"][row]),
-            }
-        )
-    return rows
 
 
 def assert_serves_version(served, name, version):

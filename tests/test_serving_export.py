@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers_serving import REPO_ROOT, free_port, http_json, start_devserver, stop_devserver
+from helpers_serving import REPO_ROOT, direct_rows, free_port, http_json, start_devserver, stop_devserver
 from road_tf.config import Config, DataConfig, ExportConfig, ModelConfig, TrainConfig
 from road_tf.data.features import qa_windows
 from road_tf.data.tokenizer import load_tokenizer
@@ -105,23 +105,6 @@ def served(tmp_path_factory):
                  task_data)
     returncode, stderr = stop_devserver(process, signal.SIGTERM)
     assert returncode == 0, stderr
-
-
-def direct_rows(version_dir, questions, contexts):
-    """Answers with `serving_default` of a SavedModel loaded in this process -> list of row dicts
-    (the client's format: str answer, float scores, int offsets)."""
-    outputs = tf.saved_model.load(str(version_dir)).signatures["serving_default"](
-        question=tf.constant(questions), context=tf.constant(contexts))
-    rows = []
-    for i in range(len(questions)):
-        rows.append({
-            "answer": outputs["answer"][i].numpy().decode("utf-8"),
-            "score": float(outputs["score"][i]),
-            "no_answer_probability": float(outputs["no_answer_probability"][i]),
-            "start_char": int(outputs["start_char"][i]),
-            "end_char": int(outputs["end_char"][i]),
-        })
-    return rows
 
 
 def assert_same_rows(actual, expected, what):
