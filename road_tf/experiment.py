@@ -14,13 +14,12 @@ import logging
 import pathlib
 
 import keras
-import tensorflow as tf
 
 from road_tf.data import sources
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
-from road_tf.evaluation.task_eval import evaluate, headline
+from road_tf.evaluation.task_eval import evaluate
 from road_tf.models.backbones import build_backbone
 from road_tf.models.task_model import build_task_model, num_layers
 from road_tf.tasks import get_task

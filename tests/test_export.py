@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from road_tf import export
 from road_tf.config import Config, DataConfig, ExportConfig, ModelConfig
-from road_tf.data.examples import Answer, QAExample
+from road_tf.data.examples import QAExample
 from road_tf.data.features import featurize_qa
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import RoadError

@@ -27,7 +27,3 @@ def evaluate(model, task, examples, features, export_config, batch_size=64):
     predicted = np.argmax(outputs[keys[0]], axis=-1)
     return classification_metrics(features[LABEL], predicted)
 
-
-def headline(task, metrics):
-    """The one number a task is judged by (SQuAD: f1; classification: accuracy)."""
-    return metrics[task.metric]
