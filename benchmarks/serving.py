@@ -62,10 +62,11 @@ from serving import client  # noqa: E402
 
 SQUAD_DEV = "data/squad2-dev/squad2-dev-public.json.gz"
 MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
-MODEL_NAME = "road_bench"
+PRECISIONS = {"bf16": "bfloat16", "fp32": "float32"}
 CONCURRENCY = (1, 16)
 APIS = ("grpc", "rest")
-ROAD_MODES = tuple(f"{api}_c{c}" for api in APIS for c in CONCURRENCY)
+ROAD_MODES = tuple(f"{tag}_{api}_c{c}" for tag in PRECISIONS for api in APIS for c in CONCURRENCY)
+BATCHING_CONFIG = common.REPO / "serving" / "batching.config"
 BASELINE_MODES = tuple(f"hf_batch{c}" for c in CONCURRENCY)
 WARMUP_QUESTIONS = 16
 BASELINE_PYTHON = common.REPO / ".venv-baseline" / "bin" / "python"
@@ -130,8 +131,19 @@ def child_env(threads, **extra):
             "TF_NUM_INTEROP_THREADS": count, **extra}
 
 
+def model_name(tag):
+    """The served model of one precision tag ("bf16" or "fp32")."""
+    return f"road_bench_{tag}"
+
+
 def export_minilm_qa(base_dir):
-    """Exports the MiniLM QA model (random QA head, seed 0) -> (version dir, tokenizer, seconds)."""
+    """Exports the MiniLM QA model (random QA head, seed 0) once per precision.
+
+    Returns:
+        ({tag: version dir}, tokenizer, seconds).
+    """
+    import dataclasses
+
     import keras
 
     from road_tf.config import load_config
@@ -147,8 +159,26 @@ def export_minilm_qa(base_dir):
     task = get_task("squad2")
     keras.utils.set_random_seed(0)
     model = build_model(config.model, task, tokenizer, config, "student")
-    version_dir = export_qa_model(model, tokenizer, config, task.name, base_dir=base_dir, model_name=MODEL_NAME)
-    return version_dir, tokenizer, time.perf_counter() - begin
+    version_dirs = {}
+    for tag, precision in PRECISIONS.items():
+        precise = dataclasses.replace(config, export=dataclasses.replace(config.export, precision=precision))
+        version_dirs[tag] = export_qa_model(model, tokenizer, precise, task.name, base_dir=base_dir,
+                                            model_name=model_name(tag))
+    return version_dirs, tokenizer, time.perf_counter() - begin
+
+
+def cpu_has_bfloat16():
+    """Whether this CPU has bfloat16 matmul instructions (AVX512_BF16 or AMX-BF16)."""
+    flags = pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8").split()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def write_models_config(version_dirs, path):
+    """A ModelServerConfig text proto serving every exported model -> its path."""
+    entries = "".join(f'  config {{ name: "{model_name(tag)}" base_path: "{directory.parent}" '
+                      f'model_platform: "tensorflow" }}\n' for tag, directory in version_dirs.items())
+    path.write_text(f"model_config_list {{\n{entries}}}\n", encoding="utf-8")
+    return path
 
 
 def count_windows(tokenizer, pairs):
@@ -162,14 +192,16 @@ def count_windows(tokenizer, pairs):
     return int(windows["example_index"].shape[0]), float(tf.reduce_mean(tf.reduce_sum(windows[PADDING_MASK], 1)))
 
 
-def start_server(model_dir, threads, cores, timeout=300.0):
-    """Starts the devserver on free ports, pinned to `cores` -> (Popen, REST URL, gRPC target)."""
+def start_server(models_config, names, threads, cores, timeout=300.0):
+    """Starts the devserver with request batching on free ports, pinned to `cores`, and waits
+    until it serves every model in `names` -> (Popen, REST URL, gRPC target)."""
     from helpers_serving import free_port, http_json  # the tests' helpers (they import TensorFlow)
 
     grpc_port, rest_port = free_port(), free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.devserver", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
-         f"--model_name={MODEL_NAME}", f"--model_base_path={model_dir}", "--file_system_poll_wait_seconds=0"],
+         f"--model_config_file={models_config}", "--enable_batching",
+         f"--batching_parameters_file={BATCHING_CONFIG}", "--file_system_poll_wait_seconds=0"],
         cwd=common.REPO, env=child_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: os.sched_setaffinity(0, cores),
     )
@@ -179,13 +211,13 @@ def start_server(model_dir, threads, cores, timeout=300.0):
         if process.poll() is not None:
             raise RoadError(f"the devserver exited early: {process.stderr.read().strip()[-500:]}")
         try:
-            if http_json("GET", f"{rest_url}/v1/models/{MODEL_NAME}", timeout=2.0)[0] == 200:
+            if all(http_json("GET", f"{rest_url}/v1/models/{name}", timeout=2.0)[0] == 200 for name in names):
                 return process, rest_url, f"127.0.0.1:{grpc_port}"
         except OSError:
             pass
         time.sleep(0.5)
     process.kill()
-    raise RoadError(f"the devserver did not serve {MODEL_NAME} within {timeout:.0f} s")
+    raise RoadError(f"the devserver did not serve {', '.join(names)} within {timeout:.0f} s")
 
 
 def stop_server(process):
@@ -276,12 +308,13 @@ class Baseline:
 
 
 def road_askers(rest_url, grpc_target):
-    """{api: (question, context) -> answer row} for the road_tf server, and the gRPC predictor."""
+    """{"{tag}_{api}": (question, context) -> answer row} for the road_tf server, and the gRPC predictor."""
     predictor = client.GrpcPredictor(grpc_target, timeout=120)
-    askers = {
-        "grpc": lambda q, c: predictor.predict(MODEL_NAME, [q], [c])[0],
-        "rest": lambda q, c: client.predict_rest(rest_url, MODEL_NAME, [q], [c], timeout=120)[0],
-    }
+    askers = {}
+    for tag in PRECISIONS:
+        name = model_name(tag)
+        askers[f"{tag}_grpc"] = lambda q, c, name=name: predictor.predict(name, [q], [c])[0]
+        askers[f"{tag}_rest"] = lambda q, c, name=name: client.predict_rest(rest_url, name, [q], [c], timeout=120)[0]
     return askers, predictor
 
 
@@ -317,13 +350,14 @@ def summarize(runs):
 def mode_runners(pairs, askers, baseline):
     """{mode: run(start, stop) -> (seconds, latencies, answers)} answering pairs[start:stop].
 
-    road_tf modes are `{api}_c{c}` (c single-question requests in flight), baseline modes
-    `hf_batch{c}` (the pipeline at batch size c), for each c in CONCURRENCY.
+    road_tf modes are `{tag}_{api}_c{c}` (c single-question requests in flight to the model of
+    precision `tag`), baseline modes `hf_batch{c}` (the pipeline at batch size c), for each c in
+    CONCURRENCY.
     """
     runners = {}
-    for api, ask in askers.items():
+    for name, ask in askers.items():
         for c in CONCURRENCY:
-            runners[f"{api}_c{c}"] = lambda start, stop, ask=ask, c=c: closed_loop(ask, pairs[start:stop], c)
+            runners[f"{name}_c{c}"] = lambda start, stop, ask=ask, c=c: closed_loop(ask, pairs[start:stop], c)
     for c in CONCURRENCY:
         runners[f"hf_batch{c}"] = lambda start, stop, c=c: baseline.run(c, start, stop)
     return runners
@@ -361,15 +395,17 @@ def headline(summary):
     """The result's ratios from the per-mode summary.
 
     Returns:
-        (value, fastest road_tf mode, its concurrency, {"c1": ..., "c16": ...} fastest road_tf
-        API ÷ baseline at each concurrency, fastest road_tf mode ÷ fastest baseline mode).
+        (value, fastest road_tf mode, its concurrency, {tag: {"c1": ..., "c16": ...}} the fastest
+        API of each precision ÷ the baseline at each concurrency, fastest road_tf mode ÷ fastest
+        baseline mode).
     """
     def rate(mode):
         return summary[mode]["qa_per_s"]
 
     best = max(ROAD_MODES, key=rate)
     best_c = int(best.rsplit("_c", 1)[1])
-    ratios = {f"c{c}": round(max(rate(f"{api}_c{c}") for api in APIS) / rate(f"hf_batch{c}"), 4) for c in CONCURRENCY}
+    ratios = {tag: {f"c{c}": round(max(rate(f"{tag}_{api}_c{c}") for api in APIS) / rate(f"hf_batch{c}"), 4)
+                    for c in CONCURRENCY} for tag in PRECISIONS}
     best_vs_best = rate(best) / max(rate(mode) for mode in BASELINE_MODES)
     return rate(best) / rate(f"hf_batch{best_c}"), best, best_c, ratios, round(best_vs_best, 4)
 
@@ -387,12 +423,14 @@ def main(argv=None):
         questions_file = work_dir / "questions.jsonl"
         questions_file.write_text("".join(json.dumps({"question": q, "context": c}) + "\n" for q, c in pairs),
                                   encoding="utf-8")
-        version_dir, tokenizer, export_seconds = export_minilm_qa(work_dir / "saved_models")
+        version_dirs, tokenizer, export_seconds = export_minilm_qa(work_dir / "saved_models")
         windows, tokens_per_window = count_windows(tokenizer, pairs)
         print(f"{source}: {len(pairs)} questions, {windows} road_tf windows of {MAX_SEQ_LENGTH} tokens "
-              f"({tokens_per_window:.0f} not padding on average); exported {version_dir} in {export_seconds:.1f} s; "
-              f"cores {cores}", flush=True)
-        server, rest_url, grpc_target = start_server(version_dir.parent, args.threads, cores)
+              f"({tokens_per_window:.0f} not padding on average); exported {len(version_dirs)} models in "
+              f"{export_seconds:.1f} s; cores {cores}", flush=True)
+        models_config = write_models_config(version_dirs, work_dir / "models.config")
+        server, rest_url, grpc_target = start_server(models_config, [model_name(tag) for tag in PRECISIONS],
+                                                     args.threads, cores)
         predictor = baseline = None
         try:
             baseline = Baseline(questions_file, args.threads, cores)
@@ -406,14 +444,18 @@ def main(argv=None):
             stop_server(server)
     summary = summarize(runs)
     value, best, best_c, ratios, best_vs_best = headline(summary)
+    same_answers = sum(a == b for a, b in zip(answers["bf16_grpc_c1"], answers["fp32_grpc_c1"]))
     common.result_line(
         "serving", value, 2.0, "higher", "ratio of QA/s",
-        definition=(f"QA/s of road_tf's fastest mode ({best}) / QA/s of the HF pipeline at the same concurrency "
-                    f"(hf_batch{best_c}); c=1: one question per request vs one pipeline call per question; c=16: 16 "
-                    "single-question requests in flight vs pipeline batch_size 16; QA/s = questions / sum over "
-                    "chunks of the mode's fastest pass over the chunk"),
-        best_mode=best, ratio_by_concurrency=ratios, ratio_best_vs_best_baseline=best_vs_best, modes=summary,
-        grpc_rest_answers_agree=all(answers[f"grpc_c{c}"] == answers[f"rest_c{c}"] for c in CONCURRENCY),
+        definition=(f"QA/s of road_tf's fastest mode ({best}) / QA/s of the HF pipeline (float32) at the same "
+                    f"concurrency (hf_batch{best_c}); c=1: one question per request vs one pipeline call per "
+                    "question; c=16: 16 single-question requests in flight (the devserver batches them) vs pipeline "
+                    "batch_size 16; QA/s = questions / sum over chunks of the mode's fastest pass over the chunk"),
+        best_mode=best, value_float32=max(ratios["fp32"].values()), ratio_by_precision_and_concurrency=ratios,
+        ratio_best_vs_best_baseline=best_vs_best, modes=summary, cpu_bfloat16=cpu_has_bfloat16(),
+        bf16_fp32_same_answers=f"{same_answers}/{len(pairs)}",
+        grpc_rest_answers_agree=all(answers[f"{tag}_grpc_c{c}"] == answers[f"{tag}_rest_c{c}"]
+                                    for tag in PRECISIONS for c in CONCURRENCY),
         data=source, questions=len(pairs), road_tf_windows=windows,
         road_tf_tokens_per_window=round(tokens_per_window, 1), chunk=args.chunk, passes=args.passes,
         rounds=len(runs["hf_batch1"]), threads=args.threads, cores=cores, max_seq_length=MAX_SEQ_LENGTH,

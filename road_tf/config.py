@@ -19,6 +19,7 @@ CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 TASKS = ("squad2", "mnli", "qqp", "sentiment", "synthetic_nli", "synthetic_para", "synthetic_sentiment")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+SERVING_PRECISIONS = ("float32", "bfloat16")
 
 
 def _check(condition, field, why):
@@ -244,12 +245,21 @@ class ExportConfig:
     n_best_size: int = 20
     max_answer_length: int = 30
     null_score_diff_threshold: float = 0.0
+    # The served encoder's dtype. bfloat16 halves matmul time on CPUs with AVX512_BF16 or AMX and
+    # is much slower on CPUs without them; float32 is exact.
+    precision: str = "float32"
+    # The windows of a request run through the encoder sorted by length, this many at a time,
+    # each group cut to its longest window: less padding than one batch cut to the longest.
+    window_group_size: int = 4
 
     def validate(self, prefix="export"):
         _check(bool(self.model_name) and "/" not in self.model_name, f"{prefix}.model_name",
                f"must be a non-empty name without '/', got {self.model_name!r}")
         _check(self.n_best_size > 0, f"{prefix}.n_best_size", "must be positive")
         _check(self.max_answer_length > 0, f"{prefix}.max_answer_length", "must be positive")
+        _check(self.precision in SERVING_PRECISIONS, f"{prefix}.precision",
+               f"must be one of {', '.join(SERVING_PRECISIONS)}, got {self.precision!r}")
+        _check(self.window_group_size > 0, f"{prefix}.window_group_size", "must be positive")
 
 
 @dataclasses.dataclass(frozen=True)

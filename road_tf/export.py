@@ -87,14 +87,65 @@ def decode_best_spans(start_logits, end_logits, byte_offsets, example_index, num
     }
 
 
-def trim_padding(windows):
-    """Cuts `qa_windows`' [W, S] inputs and [W, S, 2] byte offsets to the request's longest window.
+def grouped_logits(logits_model, windows, group_size):
+    """Span logits of every window, computed `group_size` windows at a time in order of length.
 
-    Every window is padded to max_seq_length; a request of short contexts then runs the encoder
-    on padding. Masked positions change no logit, so the answers are the same, only cheaper.
+    `qa_windows` pads every window to max_seq_length. Sorted by length, the windows run through
+    the encoder in groups, each cut to its own longest window, so a request spends little time on
+    padding. Masked positions change no logit, so the answers equal the padded batch's.
+
+    Args:
+        logits_model: {token_ids, segment_ids, padding_mask} int32 [G, L] -> (start, end) [G, L].
+        windows: `qa_windows`' output (its MODEL_INPUTS are int32 [W, S]).
+        group_size: windows per encoder call.
+    Returns:
+        (start_logits, end_logits), float32 [W, S]; 0 beyond each group's longest window.
     """
-    longest = tf.reduce_max(tf.reduce_sum(windows[PADDING_MASK], axis=1))
-    return {key: value if key == "example_index" else value[:, :longest] for key, value in windows.items()}
+    lengths = tf.reduce_sum(windows[PADDING_MASK], axis=1)
+    order = tf.argsort(lengths, direction="DESCENDING", stable=True)
+    inputs = {key: tf.gather(windows[key], order) for key in MODEL_INPUTS}
+    sorted_lengths = tf.gather(lengths, order)
+    count, width = tf.size(order), tf.shape(windows[TOKEN_IDS])[1]
+    num_groups = (count + group_size - 1) // group_size
+
+    def run_group(index, starts, ends):
+        first = index * group_size
+        last, longest = tf.minimum(first + group_size, count), sorted_lengths[first]
+        start, end = logits_model({key: value[first:last, :longest] for key, value in inputs.items()}, training=False)
+        padding = [[0, 0], [0, width - longest]]
+        return (index + 1, starts.write(index, tf.pad(tf.cast(start, tf.float32), padding)),
+                ends.write(index, tf.pad(tf.cast(end, tf.float32), padding)))
+
+    arrays = [tf.TensorArray(tf.float32, size=num_groups, infer_shape=False, element_shape=[None, None])
+              for _ in range(2)]
+    _, starts, ends = tf.while_loop(lambda index, *_: index < num_groups, run_group, [0, *arrays])
+    unsort = tf.argsort(order)
+    return tf.gather(starts.concat(), unsort), tf.gather(ends.concat(), unsort)
+
+
+def with_dtype(model, dtype):
+    """A copy of a functional `model` whose layers hold weights and compute in `dtype`.
+
+    Args:
+        model: a functional keras.Model (nested functional models included) in float32.
+        dtype: "float32" (returns `model` itself) or "bfloat16".
+    """
+    if dtype == "float32":
+        return model
+    import keras
+
+    def convert(node):
+        if isinstance(node, list):
+            return [convert(value) for value in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("class_name") == "DTypePolicy":
+            return {**node, "config": {**node["config"], "name": dtype}}
+        return {key: dtype if key == "dtype" and value == "float32" else convert(value) for key, value in node.items()}
+
+    copy = keras.Model.from_config(convert(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy
 
 
 class QAServingModule(tf.Module):
@@ -109,14 +160,15 @@ class QAServingModule(tf.Module):
         self.doc_stride = data_config.doc_stride
         self.max_answer_length = export_config.max_answer_length
         self.null_score_diff_threshold = float(export_config.null_score_diff_threshold)
+        self.window_group_size = export_config.window_group_size
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
                                   tf.TensorSpec([None], tf.string, name="context")])
     def answer(self, question, context):
-        windows = trim_padding(qa_windows(self.tokenizer, question, context, self.max_seq_length,
-                                          self.max_query_length, self.doc_stride))
-        start, end = self.logits_model({key: windows[key] for key in MODEL_INPUTS}, training=False)
-        return decode_best_spans(tf.cast(start, tf.float32), tf.cast(end, tf.float32), windows["byte_offsets"],
+        windows = qa_windows(self.tokenizer, question, context, self.max_seq_length, self.max_query_length,
+                             self.doc_stride)
+        start, end = grouped_logits(self.logits_model, windows, self.window_group_size)
+        return decode_best_spans(start, end, windows["byte_offsets"],
                                  windows["example_index"], tf.size(question), context,
                                  self.max_answer_length, self.null_score_diff_threshold)
 
@@ -183,7 +235,8 @@ def check_serving_ops(saved_model_dir):
 
 def save_qa_model(model, tokenizer, config, task_name, directory):
     """Writes the raw-text QA SavedModel (signatures, warm-up requests) into `directory` and checks its ops."""
-    module = QAServingModule(logits_only(model, task_name), tokenizer, config.data, config.export)
+    logits_model = with_dtype(logits_only(model, task_name), config.export.precision)
+    module = QAServingModule(logits_model, tokenizer, config.data, config.export)
     tf.saved_model.save(module, str(directory), signatures={
         "serving_default": module.answer.get_concrete_function(),
         "serve_token_ids": module.token_logits.get_concrete_function(),

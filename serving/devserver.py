@@ -6,7 +6,8 @@
 
 It loads the newest integer version under each base path (as the version policy asks),
 polls every --file_system_poll_wait_seconds for new versions and swaps them in without
-dropping requests. The production path is the real TF Serving binary (see serving/README.md).
+dropping requests. With --enable_batching it batches concurrent requests as TF Serving does
+(serving/batching.py). The production path is the real TF Serving binary (see serving/README.md).
 """
 
 import argparse
@@ -20,6 +21,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from road_tf.errors import ConfigError, RoadError, cli_main
+from serving.batching import BatchingOptions, BatchScheduler, read_batching_parameters
 from serving.grpc_api import build_server
 from serving.rest import RestServer
 from serving.servables import LOG, ModelManager, ModelRegistry
@@ -71,9 +73,12 @@ def parse_args(argv):
     parser.add_argument("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
     parser.add_argument(
         "--enable_batching", type=parse_bool, nargs="?", const=True, default=False,
-        help="accepted for command-line compatibility; the devserver does not batch",
+        help="batch concurrent predict requests (default false)",
     )
-    parser.add_argument("--batching_parameters_file", default="", help="accepted and ignored, like --enable_batching")
+    parser.add_argument(
+        "--batching_parameters_file", default="",
+        help="BatchingParameters text proto (needs --enable_batching; default: TF Serving's defaults)",
+    )
     args = parser.parse_args(argv)
     _check_args(args)
     return args
@@ -90,6 +95,23 @@ def _check_args(args):
         raise ConfigError("--grpc_max_threads and --max_request_bytes must be at least 1")
     if not args.model_config_file and not args.model_base_path:
         raise ConfigError("give --model_config_file, or --model_name and --model_base_path")
+    if args.batching_parameters_file and not args.enable_batching:
+        raise ConfigError("--batching_parameters_file is set without --enable_batching (tensorflow_model_server "
+                          "refuses this too)")
+
+
+def batching_options(args):
+    """The BatchingOptions --enable_batching asks for (from --batching_parameters_file, or TF
+    Serving's defaults without one), or None without --enable_batching.
+
+    Raises:
+        ConfigError: an unreadable, unparsable or invalid batching parameters file.
+    """
+    if not args.enable_batching:
+        return None
+    if not args.batching_parameters_file:
+        return BatchingOptions()
+    return read_batching_parameters(args.batching_parameters_file)
 
 
 def read_model_config(path):
@@ -139,10 +161,12 @@ class DevServer:
         host: address to listen on; grpc_port / rest_port: ports (rest_port 0: no REST).
         max_request_bytes: largest REST body / gRPC message accepted.
         grpc_max_threads: gRPC worker threads.
+        scheduler: the BatchScheduler the registry's models batch with (stopped by stop()), or None.
     """
 
-    def __init__(self, registry, host, grpc_port, rest_port, max_request_bytes, grpc_max_threads):
+    def __init__(self, registry, host, grpc_port, rest_port, max_request_bytes, grpc_max_threads, scheduler=None):
         self.registry = registry
+        self.scheduler = scheduler
         self._host = host
         self._grpc_port = grpc_port
         self._rest_port = rest_port
@@ -179,13 +203,16 @@ class DevServer:
             LOG.info("REST API at http://%s:%d", self._host, self._rest_port)
 
     def stop(self, grace_seconds=5.0):
-        """Stops accepting requests, lets gRPC calls in flight finish, then unloads the models."""
+        """Stops accepting requests, lets gRPC calls in flight finish, unloads the models, then
+        runs the batches still queued and ends the batch threads."""
         if self._rest is not None:
             self._rest.shutdown()
             self._rest.server_close()
         if self._grpc is not None:
             self._grpc.stop(grace_seconds).wait()
         self.registry.stop()
+        if self.scheduler is not None:
+            self.scheduler.stop()
 
 
 class _SignalWatch:
@@ -212,20 +239,25 @@ class _SignalWatch:
 def main(argv=None):
     """Runs the devserver until SIGTERM/SIGINT; returns 0 after a clean shutdown."""
     args = parse_args(argv)
+    batching = batching_options(args)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s devserver: %(message)s"
     )
-    if args.enable_batching or args.batching_parameters_file:
-        LOG.warning("--enable_batching/--batching_parameters_file are ignored: the devserver does not batch")
+    configs = model_configs(args)
+    scheduler = None
+    if batching is not None:
+        LOG.info("batching enabled: %s", batching.describe())
+        scheduler = BatchScheduler(batching)
     managers = [
         ModelManager(
-            model.name, os.path.abspath(model.base_path), model.model_version_policy, args.max_num_load_retries
+            model.name, os.path.abspath(model.base_path), model.model_version_policy, args.max_num_load_retries,
+            scheduler,
         )
-        for model in model_configs(args)
+        for model in configs
     ]
     server = DevServer(
         ModelRegistry(managers, args.file_system_poll_wait_seconds),
-        args.host, args.port, args.rest_api_port, args.max_request_bytes, args.grpc_max_threads,
+        args.host, args.port, args.rest_api_port, args.max_request_bytes, args.grpc_max_threads, scheduler,
     )
     signals = _SignalWatch()
     try:

@@ -4,6 +4,7 @@ HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
     "NOT_FOUND": 404,
     "RESOURCE_EXHAUSTED": 413,
+    "UNAVAILABLE": 503,
 }
 """gRPC status name -> the HTTP status the REST API answers with."""
 
@@ -37,3 +38,9 @@ def invalid(message):
 def not_found(message):
     """A ServingError for an unknown model, version or signature (NOT_FOUND, HTTP 404)."""
     return ServingError("NOT_FOUND", message)
+
+
+def unavailable(message):
+    """A ServingError for a request the server cannot take now: a full batch queue, or shutting
+    down (UNAVAILABLE, HTTP 503; the client may retry)."""
+    return ServingError("UNAVAILABLE", message)

@@ -3,9 +3,12 @@
 A model's base path holds one SavedModel per integer-named directory
 (`<base_path>/<version>/saved_model.pb`); other names (such as `.tmp-3-ab12` during an
 atomic export) are not versions. The ModelManager loads the versions its policy wants,
-then swaps them in under a lock: requests that already hold a Servable finish on it.
+then swaps them in under a lock: requests that already hold a Servable finish on it. With a
+BatchScheduler (--enable_batching), each batchable signature of a Servable gets a BatchQueue;
+a queued request keeps its Servable alive, so a version swap drops none.
 """
 
+import functools
 import logging
 import os
 import threading
@@ -17,6 +20,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the exported gr
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from serving.batching import batchable
 from serving.errors import invalid, not_found
 
 LOG = logging.getLogger("serving.devserver")
@@ -38,6 +42,18 @@ def check_names(given, expected, what):
         raise invalid(f"missing {what}(s) {', '.join(missing)}; expected {', '.join(sorted(expected))}")
     if extra:
         raise invalid(f"unknown {what}(s) {', '.join(extra)}; expected {', '.join(sorted(expected))}")
+
+
+def check_input(name, array, spec):
+    """Raises INVALID_ARGUMENT unless np.ndarray `array` suits the tf.TensorSpec `spec`: its
+    dtype (np object for tf.string), its shape, and a non-empty batch when dim 0 is the batch."""
+    expected = np.dtype(object) if spec.dtype == tf.string else np.dtype(spec.dtype.as_numpy_dtype)
+    if array.dtype != expected:
+        raise invalid(f"input {name!r} expects dtype {spec.dtype.name}, got {array.dtype.name}")
+    if not spec.shape.is_compatible_with(array.shape):
+        raise invalid(f"input {name!r} expects shape {spec.shape}, got {list(array.shape)}")
+    if spec.shape.rank and spec.shape[0] is None and array.shape[0] == 0:
+        raise invalid(f"empty batch: input {name!r} has no examples")
 
 
 def tf_error_summary(message):
@@ -86,16 +102,28 @@ class Servable:
 
     Args:
         name: the model name; version: its integer version; path: the SavedModel directory.
+        scheduler: a BatchScheduler to batch the batchable signatures with, or None (no batching).
     """
 
-    def __init__(self, name, version, path):
+    def __init__(self, name, version, path, scheduler=None):
         self.name = name
         self.version = version
         self.path = path
         self.signature_defs = read_signature_defs(path)
         self._loaded = tf.saved_model.load(path)
         self._functions = dict(self._loaded.signatures)
+        self._queues = {}
+        if scheduler is not None:
+            self._queues = {
+                key: scheduler.queue(functools.partial(self._run, key))
+                for key, function in self._functions.items()
+                if batchable(list(self.input_specs(key).values()), tf.nest.flatten(function.structured_outputs))
+            }
         self.warmup_requests = self._warm_up()
+
+    def batched_signatures(self):
+        """The names of the signatures whose requests are batched (sorted list)."""
+        return sorted(self._queues)
 
     def input_specs(self, signature_name):
         """{input name: tf.TensorSpec} of a signature; INVALID_ARGUMENT if it does not exist."""
@@ -144,7 +172,8 @@ class Servable:
         return self.predict(signature_name, arrays, tuple(output_filter))
 
     def predict(self, signature_name, inputs, output_filter=()):
-        """Validates inputs against the signature and runs it.
+        """Validates inputs against the signature, then runs it: in a batch with other
+        requests when the signature is batched, directly otherwise.
 
         Args:
             signature_name: the signature to run ("" means serving_default).
@@ -155,38 +184,48 @@ class Servable:
             {output name: np.ndarray}, sorted by name.
 
         Raises:
-            ServingError(INVALID_ARGUMENT): unknown signature or output, missing/extra inputs,
-            wrong dtype or shape, an empty batch, or a TF InvalidArgumentError while running.
+            ServingError: INVALID_ARGUMENT for an unknown signature or output, missing/extra
+            inputs, a wrong dtype or shape, an empty batch, a TF InvalidArgumentError while
+            running, or (batched) more rows than max_batch_size or inputs whose dim 0 differ;
+            UNAVAILABLE (batched) when the batch queue is full or the server is stopping.
         """
-        function = self._function(signature_name)
-        specs = self.input_specs(signature_name)
+        name = signature_name or DEFAULT_SIGNATURE
+        function = self._function(name)
+        specs = self.input_specs(name)
         check_names(inputs, specs, "input")
-        tensors = {name: self._to_tensor(name, array, specs[name]) for name, array in inputs.items()}
+        for key, array in inputs.items():
+            check_input(key, array, specs[key])
+        output_names = sorted(function.structured_outputs)
+        unknown = sorted(set(output_filter) - set(output_names))
+        if unknown:
+            raise invalid(
+                f"output_filter names unknown output(s) {', '.join(unknown)}; "
+                f"the signature has {', '.join(output_names)}"
+            )
+        queue = self._queues.get(name)
+        outputs = queue.submit(inputs) if queue is not None else self._run(name, inputs)
+        return {key: outputs[key] for key in sorted(output_filter or outputs)}
+
+    def _run(self, signature_name, inputs):
+        """Runs a signature once.
+
+        Args:
+            signature_name: an existing signature's name.
+            inputs: {input name: np.ndarray [B, ...]}, already checked against the signature.
+
+        Returns:
+            {output name: np.ndarray [B, ...]}.
+
+        Raises:
+            ServingError(INVALID_ARGUMENT): the model raised tf.errors.InvalidArgumentError.
+        """
+        specs = self.input_specs(signature_name)
+        tensors = {key: tf.constant(array, dtype=specs[key].dtype) for key, array in inputs.items()}
         try:
-            outputs = function(**tensors)
+            outputs = self._functions[signature_name](**tensors)
         except tf.errors.InvalidArgumentError as error:
             raise invalid(f"the model rejected the inputs: {tf_error_summary(error.message)}") from None
-        if output_filter:
-            unknown = sorted(set(output_filter) - set(outputs))
-            if unknown:
-                raise invalid(
-                    f"output_filter names unknown output(s) {', '.join(unknown)}; "
-                    f"the signature has {', '.join(sorted(outputs))}"
-                )
-            outputs = {name: outputs[name] for name in output_filter}
-        return {name: outputs[name].numpy() for name in sorted(outputs)}
-
-    @staticmethod
-    def _to_tensor(name, array, spec):
-        """np.ndarray -> tf.Tensor after checking dtype, shape and a non-empty batch."""
-        expected = np.dtype(object) if spec.dtype == tf.string else np.dtype(spec.dtype.as_numpy_dtype)
-        if array.dtype != expected:
-            raise invalid(f"input {name!r} expects dtype {spec.dtype.name}, got {array.dtype.name}")
-        if not spec.shape.is_compatible_with(array.shape):
-            raise invalid(f"input {name!r} expects shape {spec.shape}, got {list(array.shape)}")
-        if spec.shape.rank and spec.shape[0] is None and array.shape[0] == 0:
-            raise invalid(f"empty batch: input {name!r} has no examples")
-        return tf.constant(array, dtype=spec.dtype)
+        return {key: tensor.numpy() for key, tensor in outputs.items()}
 
 
 class ModelManager:
@@ -198,13 +237,15 @@ class ModelManager:
         policy: a FileSystemStoragePathSourceConfig.ServableVersionPolicy proto
             (latest {num_versions}, all {}, or specific {versions}); unset means latest 1.
         max_load_retries: how many failed loads of one version before it is given up.
+        scheduler: the BatchScheduler that batches the loaded versions' requests, or None.
     """
 
-    def __init__(self, name, base_path, policy, max_load_retries=5):
+    def __init__(self, name, base_path, policy, max_load_retries=5, scheduler=None):
         self.name = name
         self.base_path = base_path
         self._policy = policy
         self._max_load_retries = max_load_retries
+        self._scheduler = scheduler
         self._servables = {}
         self._lock = threading.Lock()
         self._failures = {}
@@ -269,7 +310,7 @@ class ModelManager:
         path = os.path.join(self.base_path, str(version))
         started = time.monotonic()
         try:
-            servable = Servable(self.name, version, path)
+            servable = Servable(self.name, version, path, self._scheduler)
         except Exception as error:  # any load failure must leave the old version serving
             self._failures[version] = self._failures.get(version, 0) + 1
             given_up = self._failures[version] >= self._max_load_retries
@@ -285,6 +326,11 @@ class ModelManager:
             "loaded model %s version %d from %s in %.2f s (%d warmup requests)",
             self.name, version, path, time.monotonic() - started, servable.warmup_requests,
         )
+        if self._scheduler is not None:
+            LOG.info(
+                "model %s version %d batches signature(s): %s", self.name, version,
+                ", ".join(servable.batched_signatures()) or "none (no signature has a batch dim 0 everywhere)",
+            )
 
     def unload_all(self):
         """Drops every loaded version (at shutdown), logging each."""

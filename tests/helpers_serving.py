@@ -19,7 +19,6 @@ import uuid
 
 import tensorflow as tf
 import tensorflow_text as tf_text
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -196,46 +195,6 @@ def stop_devserver(process, sig):
         process.kill()
         _, stderr = process.communicate()
     return process.returncode, stderr
-
-
-BATCHING_FIELDS = [
-    ("max_batch_size", 1, "TYPE_MESSAGE", ".google.protobuf.Int64Value", "LABEL_OPTIONAL"),
-    ("batch_timeout_micros", 2, "TYPE_MESSAGE", ".google.protobuf.Int64Value", "LABEL_OPTIONAL"),
-    ("max_enqueued_batches", 3, "TYPE_MESSAGE", ".google.protobuf.Int64Value", "LABEL_OPTIONAL"),
-    ("num_batch_threads", 4, "TYPE_MESSAGE", ".google.protobuf.Int64Value", "LABEL_OPTIONAL"),
-    ("thread_pool_name", 5, "TYPE_MESSAGE", ".google.protobuf.StringValue", "LABEL_OPTIONAL"),
-    ("allowed_batch_sizes", 6, "TYPE_INT64", "", "LABEL_REPEATED"),
-    ("pad_variable_length_inputs", 7, "TYPE_BOOL", "", "LABEL_OPTIONAL"),
-]
-"""TF Serving's BatchingParameters fields (session_bundle_config.proto), which the
-tensorflow-serving-api wheel does not ship: (name, number, type, message type, label)."""
-
-
-def batching_parameters_class():
-    """A protobuf message class equivalent to tensorflow.serving.BatchingParameters."""
-    pool = descriptor_pool.DescriptorPool()
-    wrappers = descriptor_pb2.FileDescriptorProto()
-    wrappers_pb2.DESCRIPTOR.CopyToProto(wrappers)
-    pool.Add(wrappers)
-    file_proto = descriptor_pb2.FileDescriptorProto(
-        name="batching_parameters.proto",
-        package="tensorflow.serving",
-        syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"],
-    )
-    message = file_proto.message_type.add(name="BatchingParameters")
-    for name, number, kind, type_name, label in BATCHING_FIELDS:
-        field = message.field.add(
-            name=name,
-            number=number,
-            type=descriptor_pb2.FieldDescriptorProto.Type.Value(kind),
-            label=descriptor_pb2.FieldDescriptorProto.Label.Value(label),
-        )
-        if type_name:
-            field.type_name = type_name
-    pool.Add(file_proto)
-    descriptor = pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters")
-    return message_factory.MessageFactory(pool).GetPrototype(descriptor)
 
 
 def direct_rows(path, questions, contexts):

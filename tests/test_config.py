@@ -36,6 +36,8 @@ def test_set_overrides_are_typed():
     ("data.doc_stride=500", "data.doc_stride"),
     ("multitask.k=3", "multitask.k"),
     ("task=chess", "task"),
+    ("export.precision=float16", "export.precision"),
+    ("export.window_group_size=0", "export.window_group_size"),
 ])
 def test_bad_values_name_the_field(pair, field):
     with pytest.raises(ConfigError) as error:

@@ -1,5 +1,7 @@
 """Raw-text SavedModel export: signatures, decoding parity, op check, atomic versions."""
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -119,12 +121,48 @@ def test_next_version_and_failed_export_leaves_no_version(exported, monkeypatch)
     assert names == ["1", "2"]
 
 
-def test_short_requests_run_on_trimmed_windows_with_the_same_answers(exported):
-    windows = export.qa_windows(exported["tokenizer"], tf.constant(QUESTIONS[:1]), tf.constant(CONTEXTS[:1]), 48, 12, 16)
-    trimmed = export.trim_padding(windows)
-    real = int(windows["padding_mask"].numpy().sum())
-    assert trimmed["token_ids"].shape == (1, real) and trimmed["byte_offsets"].shape == (1, real, 2)
-    model = exported["model"]
-    full = export.logits_only(model, "squad2")({k: windows[k] for k in ("token_ids", "segment_ids", "padding_mask")})
-    short = export.logits_only(model, "squad2")({k: trimmed[k] for k in ("token_ids", "segment_ids", "padding_mask")})
-    np.testing.assert_allclose(full[0].numpy()[:, :real], short[0].numpy(), rtol=1e-5, atol=1e-5)
+@pytest.mark.parametrize("group_size", [1, 2, 100])
+def test_grouped_windows_give_the_padded_batch_logits(exported, group_size):
+    """Windows of different lengths, run in length-sorted groups, get the logits of one padded batch."""
+    questions = tf.constant([QUESTIONS[0], QUESTIONS[1], QUESTIONS[0]])
+    contexts = tf.constant([CONTEXTS[0], CONTEXTS[1], "Short one."])
+    windows = export.qa_windows(exported["tokenizer"], questions, contexts, 48, 12, 16)
+    lengths = windows["padding_mask"].numpy().sum(axis=1)
+    assert len(set(lengths)) > 2 and windows["token_ids"].shape[0] > 3
+    model = export.logits_only(exported["model"], "squad2")
+    full = model({key: windows[key] for key in ("token_ids", "segment_ids", "padding_mask")})
+    grouped = tf.function(export.grouped_logits, reduce_retracing=True)(model, windows, group_size)
+    for expected, got in zip(full, grouped):
+        assert got.shape == expected.shape
+        mask = windows["padding_mask"].numpy().astype(bool)
+        np.testing.assert_allclose(got.numpy()[mask], expected.numpy()[mask], rtol=1e-5, atol=1e-5)
+        if group_size == 1:  # each window ran alone, cut to its own length: the rest is zero padding
+            assert not got.numpy()[~mask].any()
+
+
+def test_bfloat16_copy_holds_bfloat16_weights_and_close_logits(exported):
+    model = export.logits_only(exported["model"], "squad2")
+    copy = export.with_dtype(model, "bfloat16")
+    assert {w.dtype for w in copy.weights} == {"bfloat16"} and len(copy.weights) == len(model.weights)
+    assert export.with_dtype(model, "float32") is model
+    features = featurize_qa(exported["tokenizer"], [QAExample("0", QUESTIONS[1], CONTEXTS[1], ())], 48, 12, 16)
+    inputs = {key: tf.constant(features[key]) for key in ("token_ids", "segment_ids", "padding_mask")}
+    expected, got = model(inputs)[0].numpy(), tf.cast(copy(inputs)[0], tf.float32).numpy()
+    scale = np.abs(expected).max()
+    assert np.abs(got - expected).max() < 0.05 * scale
+    assert np.abs(got - expected).max() > 0  # it really computed in a different precision
+
+
+def test_bfloat16_export_answers_like_float32(exported, tmp_path):
+    tokenizer, config, model = exported["tokenizer"], exported["config"], exported["model"]
+    bf16 = dataclasses.replace(config, export=dataclasses.replace(config.export, precision="bfloat16"))
+    path = export.export_qa_model(model, tokenizer, bf16, "squad2", base_dir=tmp_path, model_name="m")
+    export.check_serving_ops(path)
+    dtypes = tf.train.load_checkpoint(str(path / "variables" / "variables")).get_variable_to_dtype_map()
+    weights = {name: dtype for name, dtype in dtypes.items() if name.startswith("logits_model/")}
+    assert weights and set(weights.values()) == {tf.bfloat16}
+    got, expected = serve(path, QUESTIONS, CONTEXTS), serve(exported["path"], QUESTIONS, CONTEXTS)
+    np.testing.assert_allclose(got["score"], expected["score"], rtol=0.05, atol=0.05)
+    for i, context in enumerate(CONTEXTS):
+        start, end = int(got["start_char"][i]), int(got["end_char"][i])
+        assert got["answer"][i].decode("utf-8") == (context[start:end] if start >= 0 else "")

@@ -37,7 +37,6 @@ from helpers_serving import (
     EXPECTED_ANSWERS,
     QA_EXAMPLES,
     REPO_ROOT,
-    batching_parameters_class,
     direct_rows,
     free_port,
     http_json,
@@ -48,6 +47,7 @@ from helpers_serving import (
     write_warmup,
 )
 from serving import client, devserver
+from serving.batching import BatchingParameters
 from road_tf.errors import RoadError
 from serving.servables import ModelManager, ModelRegistry
 
@@ -393,7 +393,8 @@ def test_grpc_status_and_metadata_errors(served, stubs):
 
 
 def test_version_swap_under_traffic_drops_nothing(served):
-    """Installing version 2 while REST and gRPC clients run: 0 failures, answers switch once, for good."""
+    """Installing version 2 while REST and gRPC clients run: 0 failures, each client's answers
+    switch once, for good."""
     base_path = served.base_paths["toy_swap"]
     answers, failures, stop = [], [], threading.Event()
     predictor = client.GrpcPredictor(served.grpc_target, timeout=30)
@@ -401,7 +402,8 @@ def test_version_swap_under_traffic_drops_nothing(served):
     def keep_asking(predict):
         while not stop.is_set():
             try:
-                answers.append(tuple(row["answer"] for row in predict("toy_swap", QUESTIONS, CONTEXTS)))
+                reply = tuple(row["answer"] for row in predict("toy_swap", QUESTIONS, CONTEXTS))
+                answers.append((threading.get_ident(), reply))
             except Exception as error:  # every failure counts, whatever its kind
                 failures.append(repr(error))
 
@@ -418,7 +420,7 @@ def test_version_swap_under_traffic_drops_nothing(served):
         time.sleep(4 * POLL_SECONDS)
         assert http_json("GET", f"{served.rest_url}/v1/models/toy_swap")[1]["model_version_status"][0]["version"] == "1"
         os.rename(tmp_path, os.path.join(base_path, "2"))
-        wait_until(lambda: tuple(EXPECTED_ANSWERS[2]) in answers, "answers from version 2")
+        wait_until(lambda: any(reply == tuple(EXPECTED_ANSWERS[2]) for _, reply in answers), "answers from version 2")
         settled = len(answers)
         wait_until(lambda: len(answers) >= settled + 20, "answers after the swap")
     finally:
@@ -427,8 +429,11 @@ def test_version_swap_under_traffic_drops_nothing(served):
             thread.join()
         predictor.close()
     assert failures == []
-    assert set(answers) == {tuple(EXPECTED_ANSWERS[1]), tuple(EXPECTED_ANSWERS[2])}
-    assert set(answers[settled:]) == {tuple(EXPECTED_ANSWERS[2])}
+    versions = {tuple(answers): version for version, answers in EXPECTED_ANSWERS.items()}
+    assert {reply for _, reply in answers} == set(versions)
+    for thread in threads:
+        seen = [versions[reply] for ident, reply in answers if ident == thread.ident]
+        assert seen == sorted(seen) and seen[-1] == 2
     status = http_json("GET", f"{served.rest_url}/v1/models/toy_swap")[1]
     assert [s["version"] for s in status["model_version_status"]] == ["2"]
     assert http_json("GET", f"{served.rest_url}/v1/models/toy_swap/versions/1")[0] == 404
@@ -548,7 +553,7 @@ def test_devserver_flags_log_lines_and_sigint(staged, tmp_path):
     assert "(1 warmup requests)" in stderr
     assert "shutting down on SIGINT" in stderr
     assert "unloaded model solo version 1" in stderr
-    assert "does not batch" in stderr
+    assert "batching enabled: max_batch_size=1000" in stderr
 
 
 @pytest.mark.parametrize(
@@ -588,7 +593,7 @@ def test_shipped_configs_parse_as_tf_serving_protos():
     assert [(c.name, c.base_path, c.model_version_policy.latest.num_versions) for c in configs] == [
         ("road_demo", "/models/road_demo", 1)
     ]
-    batching = batching_parameters_class()()
+    batching = BatchingParameters()
     with open(os.path.join(REPO_ROOT, "serving", "batching.config"), encoding="utf-8") as stream:
         text_format.Parse(stream.read(), batching)
     assert batching.max_batch_size.value >= 1 and batching.num_batch_threads.value >= 1
