@@ -1,16 +1,19 @@
 """QA serving throughput: road_tf's exported MiniLM QA model behind the dev server vs Hugging Face's pipeline.
 
     .venv/bin/python benchmarks/serving.py [--questions 192] [--chunk 32] [--passes 3] [--threads 2]
+        [--batching-parameters serving/batching.config]
 
 road_tf: a MiniLM-L6 QA model (`--set model.pretrained=minilm`, untrained QA head; max_seq_length
-384, doc_stride 128, max_query_length 64) is exported with `export_qa_model` into a temporary
-`saved_models/` and served by `python -m serving.devserver`. Closed-loop clients send one
-question per request over gRPC (`serving.client.GrpcPredictor`, one shared channel) and over
-REST (`serving.client.predict_rest`), with 1 and with 16 requests in flight.
+384, doc_stride 128, max_query_length 64) is exported with `export_qa_model` twice, with
+`export.precision` float32 and bfloat16, into a temporary `saved_models/`, and served by
+`python -m serving.devserver --enable_batching` with serving/batching.config. Closed-loop clients
+send one question per request over gRPC (`serving.client.GrpcPredictor`, one shared channel) and
+over REST (`serving.client.predict_rest`), with 1 and with 16 requests in flight: modes
+`{bf16,fp32}_{grpc,rest}_c{1,16}`.
 
-Baseline: Hugging Face `pipeline("question-answering")` on PyTorch CPU with the same encoder
-(`BertForQuestionAnswering` from the package's MiniLM folder, QA head random, offline) and the
-same settings (max_seq_len 384, doc_stride 128, max_question_len 64, max_answer_len 30,
+Baseline: Hugging Face `pipeline("question-answering")` on PyTorch CPU (float32) with the same
+encoder (`BertForQuestionAnswering` from the package's MiniLM folder, QA head random, offline)
+and the same settings (max_seq_len 384, doc_stride 128, max_question_len 64, max_answer_len 30,
 impossible answers allowed), run by benchmarks/hf_qa_baseline.py in .venv-baseline (Python 3.11,
 made by benchmarks/setup_baseline.sh when missing): one call per question (batch 1), and one
 call over all questions with batch_size 16, its way of serving many questions at once.
@@ -31,10 +34,12 @@ median would mostly measure the neighbours. `load_average_1min` records the mach
 Data: --questions SQuAD 2.0 dev questions spread evenly over ../shared/data/squad2-dev when
 present, else the synthetic dev split.
 
-Result: value = QA/s of road_tf's fastest mode (API x concurrency c) ÷ the baseline's QA/s at
-the same c, where the baseline at c=1 is one pipeline call per question and at c=16 is
-batch_size 16. Goal ≥ 2.0. Also reported: the ratio at each c, road_tf's fastest mode ÷ the
-baseline's fastest mode, and per mode QA/s, p50/p99 latency and the median round's QA/s.
+Result: value = QA/s of road_tf's fastest mode (precision x API x concurrency c) ÷ the
+baseline's QA/s at the same c, where the baseline at c=1 is one pipeline call per question and
+at c=16 is batch_size 16. Goal ≥ 2.0. Also reported: `value_float32` (the same ratio for the
+float32 export alone), the ratio for each precision and c, road_tf's fastest mode ÷ the
+baseline's fastest mode, how many answers the two precisions share, whether this CPU has
+bfloat16 instructions, and per mode QA/s, p50/p99 latency and the median round's QA/s.
 """
 
 import argparse
@@ -82,6 +87,8 @@ def parse_args(argv):
     parser.add_argument("--chunk", type=int, default=32, help="questions per round (default 32)")
     parser.add_argument("--passes", type=int, default=3, help="passes over all the questions (default 3)")
     parser.add_argument("--threads", type=int, default=2, help="CPU cores and threads for each side (default 2)")
+    parser.add_argument("--batching-parameters", default=str(BATCHING_CONFIG),
+                        help="the devserver's --batching_parameters_file (default serving/batching.config)")
     try:
         args, unknown = parser.parse_known_args(argv)
     except argparse.ArgumentError as error:
@@ -192,7 +199,7 @@ def count_windows(tokenizer, pairs):
     return int(windows["example_index"].shape[0]), float(tf.reduce_mean(tf.reduce_sum(windows[PADDING_MASK], 1)))
 
 
-def start_server(models_config, names, threads, cores, timeout=300.0):
+def start_server(models_config, batching_parameters, names, threads, cores, timeout=300.0):
     """Starts the devserver with request batching on free ports, pinned to `cores`, and waits
     until it serves every model in `names` -> (Popen, REST URL, gRPC target)."""
     from helpers_serving import free_port, http_json  # the tests' helpers (they import TensorFlow)
@@ -201,7 +208,7 @@ def start_server(models_config, names, threads, cores, timeout=300.0):
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.devserver", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
          f"--model_config_file={models_config}", "--enable_batching",
-         f"--batching_parameters_file={BATCHING_CONFIG}", "--file_system_poll_wait_seconds=0"],
+         f"--batching_parameters_file={batching_parameters}", "--file_system_poll_wait_seconds=0"],
         cwd=common.REPO, env=child_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: os.sched_setaffinity(0, cores),
     )
@@ -429,8 +436,8 @@ def main(argv=None):
               f"({tokens_per_window:.0f} not padding on average); exported {len(version_dirs)} models in "
               f"{export_seconds:.1f} s; cores {cores}", flush=True)
         models_config = write_models_config(version_dirs, work_dir / "models.config")
-        server, rest_url, grpc_target = start_server(models_config, [model_name(tag) for tag in PRECISIONS],
-                                                     args.threads, cores)
+        server, rest_url, grpc_target = start_server(models_config, args.batching_parameters,
+                                                     [model_name(tag) for tag in PRECISIONS], args.threads, cores)
         predictor = baseline = None
         try:
             baseline = Baseline(questions_file, args.threads, cores)
@@ -458,7 +465,7 @@ def main(argv=None):
                                     for tag in PRECISIONS for c in CONCURRENCY),
         data=source, questions=len(pairs), road_tf_windows=windows,
         road_tf_tokens_per_window=round(tokens_per_window, 1), chunk=args.chunk, passes=args.passes,
-        rounds=len(runs["hf_batch1"]), threads=args.threads, cores=cores, max_seq_length=MAX_SEQ_LENGTH,
+        rounds=len(runs["hf_batch1"]), threads=args.threads, batching_parameters=args.batching_parameters, cores=cores, max_seq_length=MAX_SEQ_LENGTH,
         doc_stride=DOC_STRIDE, max_query_length=MAX_QUERY_LENGTH,
         baseline={name: setting for name, setting in baseline.info.items() if name != "ready"},
         export_seconds=round(export_seconds, 1),

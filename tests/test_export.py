@@ -15,6 +15,7 @@ from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import RoadError
 from road_tf.evaluation.decoding import decode_spans
 from road_tf.models.backbones import build_backbone
+from road_tf.models.heads import NEG_INF
 from road_tf.models.task_model import build_task_model
 from road_tf.training import predict_outputs
 
@@ -140,6 +141,15 @@ def test_grouped_windows_give_the_padded_batch_logits(exported, group_size):
             assert not got.numpy()[~mask].any()
 
 
+def assert_close_where_allowed(got, expected):
+    """bfloat16 logits within 5% of the float32 logits' range, at the positions a span may use
+    (the others hold NEG_INF in both, and must stay there)."""
+    allowed = expected > NEG_INF / 2
+    assert allowed.sum() >= 2 and (got[~allowed] <= NEG_INF / 2).all()
+    scale = np.abs(expected[allowed]).max()
+    assert np.abs(got[allowed] - expected[allowed]).max() < 0.05 * scale
+
+
 def test_bfloat16_copy_holds_bfloat16_weights_and_close_logits(exported):
     model = export.logits_only(exported["model"], "squad2")
     copy = export.with_dtype(model, "bfloat16")
@@ -148,9 +158,21 @@ def test_bfloat16_copy_holds_bfloat16_weights_and_close_logits(exported):
     features = featurize_qa(exported["tokenizer"], [QAExample("0", QUESTIONS[1], CONTEXTS[1], ())], 48, 12, 16)
     inputs = {key: tf.constant(features[key]) for key in ("token_ids", "segment_ids", "padding_mask")}
     expected, got = model(inputs)[0].numpy(), tf.cast(copy(inputs)[0], tf.float32).numpy()
-    scale = np.abs(expected).max()
-    assert np.abs(got - expected).max() < 0.05 * scale
+    assert_close_where_allowed(got, expected)
     assert np.abs(got - expected).max() > 0  # it really computed in a different precision
+
+
+def test_bfloat16_copy_of_an_electra_model(exported):
+    tokenizer = exported["tokenizer"]
+    backbone = build_backbone(ModelConfig(family="electra", num_layers=1, hidden_dim=16, num_heads=2,
+                                          intermediate_dim=32), tokenizer.vocabulary_size, 48)
+    model = export.logits_only(build_task_model(backbone, {"squad2": "span"}), "squad2")
+    copy = export.with_dtype(model, "bfloat16")
+    assert {w.dtype for w in copy.weights} == {"bfloat16"} and len(copy.weights) == len(model.weights)
+    inputs = {"token_ids": tf.constant([[101, 2054, 102, 2003, 102]]), "segment_ids": tf.constant([[0, 0, 0, 1, 1]]),
+              "padding_mask": tf.ones((1, 5), tf.int32)}
+    expected, got = model(inputs)[1].numpy(), tf.cast(copy(inputs)[1], tf.float32).numpy()
+    assert_close_where_allowed(got, expected)
 
 
 def test_bfloat16_export_answers_like_float32(exported, tmp_path):

@@ -597,7 +597,7 @@ def test_shipped_configs_parse_as_tf_serving_protos():
     with open(os.path.join(REPO_ROOT, "serving", "batching.config"), encoding="utf-8") as stream:
         text_format.Parse(stream.read(), batching)
     assert batching.max_batch_size.value >= 1 and batching.num_batch_threads.value >= 1
-    assert batching.pad_variable_length_inputs
+    assert not batching.pad_variable_length_inputs  # TF Serving would pad padding_mask with 1s
 
 
 def test_bad_model_config_is_refused(tmp_path):
