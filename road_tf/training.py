@@ -136,6 +136,15 @@ class _Checkpointer(keras.callbacks.Callback):
         self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
 
 
+def seed_states(model):
+    """The state variables of `model`'s random seed generators (dropout masks), in a fixed order.
+
+    Keras keeps them out of `tf.train.Checkpoint(model=...)`; without them a resumed run would
+    draw its dropout masks from the start of the random sequence again.
+    """
+    return [variable for variable in model.non_trainable_variables if variable.path.endswith("seed_generator_state")]
+
+
 def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), make_dataset=None):
     """Trains `model` (already built and compiled in the strategy scope) for `steps` steps.
 
@@ -143,11 +152,12 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
     `make_dataset(finished_steps)`: a dataset whose first element is the batch of step
     `finished_steps` (e.g. the multi-task stage's per-step task slots).
 
-    Resumes from the newest checkpoint in `stage_dir/checkpoints`. Logs to TensorBoard under
+    Resumes from the newest checkpoint in `stage_dir/checkpoints` (weights, optimizer and the
+    dropout seed states, so a resumed run equals an uninterrupted one). Logs to TensorBoard under
     `stage_dir/logs`. Returns the Keras History (empty when the stage had already finished).
     """
     stage_dir = pathlib.Path(stage_dir)
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, seed_states=seed_states(model))
     manager = tf.train.CheckpointManager(checkpoint, str(stage_dir / "checkpoints"), max_to_keep=2)
     if manager.latest_checkpoint:
         checkpoint.restore(manager.latest_checkpoint).expect_partial()

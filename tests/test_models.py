@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from road_tf.config import ModelConfig
+from road_tf.errors import ConfigError
 from road_tf.models.backbones import build_backbone
 from road_tf.models.heads import NEG_INF, ClassificationHead, SpanHead
 from road_tf.models.task_model import HIDDEN_STATES, build_task_model, encoder_of, num_layers
@@ -45,3 +46,20 @@ def test_heads_round_trip_their_config():
                              {"sst": 2})
     restored = keras.Model.from_config(model.get_config())
     assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
+
+
+@pytest.mark.parametrize("family", ["bert", "electra"])
+def test_keras_hub_preset_loads_from_a_local_directory(family, tmp_path):
+    """`model.pretrained=preset` goes through keras-hub's from_preset; users name presets that
+    download, here a local preset directory keeps it offline. A vocabulary other than the
+    tokenizer's is refused."""
+    config = ModelConfig(family=family, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16)
+    saved = build_backbone(config, VOCAB, SEQ)
+    saved.save_to_preset(str(tmp_path / "preset"))
+    preset = ModelConfig(pretrained="preset", preset=str(tmp_path / "preset"))
+    loaded = build_backbone(preset, VOCAB, SEQ)
+    assert type(loaded) is type(saved)
+    for expected, got in zip(saved.get_weights(), loaded.get_weights(), strict=True):
+        np.testing.assert_array_equal(got, expected)
+    with pytest.raises(ConfigError, match=f"vocabulary has {VOCAB} tokens"):
+        build_backbone(preset, VOCAB + 1, SEQ)

@@ -21,8 +21,8 @@ class Kill(keras.callbacks.Callback):
             raise KeyboardInterrupt("killed")
 
 
-def run(stage_dir, config, seed, callbacks=()):
-    student = tiny_model(seed=seed)
+def run(stage_dir, config, seed, callbacks=(), dropout=0.0):
+    student = tiny_model(seed=seed, dropout=dropout)
     distiller = Distiller(student, "squad2", "span")
     distiller.compile(optimizer=training.make_optimizer(config.learning_rate, config.steps, 0.2, 0.01))
     distiller.optimizer.build(distiller.trained_variables())
@@ -30,13 +30,15 @@ def run(stage_dir, config, seed, callbacks=()):
     return student
 
 
-def test_kill_and_resume_gives_the_same_weights(tmp_path):
+@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no_dropout", "dropout"])
+def test_kill_and_resume_gives_the_same_weights(tmp_path, dropout):
     config = train_config(steps=7, checkpoint_every=2)
-    straight = run(tmp_path / "straight", config, seed=0)
+    straight = run(tmp_path / "straight", config, seed=0, dropout=dropout)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "killed", config, seed=0, callbacks=[Kill(5)])
-    # The restart builds a model from a different seed: everything must come from the checkpoint.
-    resumed = run(tmp_path / "killed", config, seed=9)
+        run(tmp_path / "killed", config, seed=0, callbacks=[Kill(5)], dropout=dropout)
+    # The restart builds a model from a different seed: everything, the dropout masks' random
+    # state included, must come from the checkpoint.
+    resumed = run(tmp_path / "killed", config, seed=9, dropout=dropout)
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     assert (tmp_path / "killed" / "logs").is_dir()
