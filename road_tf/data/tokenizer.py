@@ -21,6 +21,37 @@ def vocab_path(name):
     return path
 
 
+def read_vocab(vocab_file):
+    """The pieces of a BERT `vocab.txt` (one per line, in id order), checked.
+
+    Raises:
+        ConfigError: naming `data.vocab` and the file, when it cannot be read, is not UTF-8, holds a
+            NUL character or a piece twice, or lacks one of [PAD], [UNK], [CLS], [SEP].
+    """
+    def fail(problem):
+        return ConfigError(f"data.vocab: {vocab_file}: {problem}")
+
+    try:
+        raw = pathlib.Path(vocab_file).read_bytes()
+    except OSError as error:
+        raise fail(f"cannot read file: {error.strerror or error}") from None
+    try:
+        pieces = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise fail(f"not valid UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}") from None
+    seen = {}
+    for number, piece in enumerate(pieces, start=1):
+        if "\x00" in piece:
+            raise fail(f"line {number} holds a NUL character")
+        if piece in seen:
+            raise fail(f"line {number} repeats the piece {piece!r} of line {seen[piece]}")
+        seen[piece] = number
+    for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
+        if special not in seen:
+            raise fail(f"vocabulary lacks the special token {special}")
+    return pieces
+
+
 class WordPieceTokenizer(tf.Module):
     """Uncased BERT WordPiece tokenizer over TF Text's `FastBertTokenizer`.
 
@@ -35,11 +66,8 @@ class WordPieceTokenizer(tf.Module):
     def __init__(self, vocab_file):
         super().__init__(name="wordpiece_tokenizer")
         self.vocab_file = str(vocab_file)
-        self.vocab = pathlib.Path(vocab_file).read_text(encoding="utf-8").splitlines()
+        self.vocab = read_vocab(vocab_file)
         index = {piece: i for i, piece in enumerate(self.vocab)}
-        for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
-            if special not in index:
-                raise ConfigError(f"{vocab_file}: vocabulary lacks the special token {special}")
         self.pad_id, self.unk_id = index["[PAD]"], index["[UNK]"]
         self.cls_id, self.sep_id = index["[CLS]"], index["[SEP]"]
         self.fast = tf_text.FastBertTokenizer(
