@@ -180,9 +180,10 @@ class DistillationConfig:
                "hidden-state KD needs an online teacher (offline caches hold logits only)")
         _check(self.hidden_weight >= 0, f"{prefix}.hidden_weight", "must be non-negative")
         _check(self.hidden_loss in ("none", "mse"), f"{prefix}.hidden_loss", f"must be none or mse, got {self.hidden_loss!r}")
-        from road_tf.losses import LOSSES
+        if self.kd_loss != type(self).kd_loss:  # The default is a known loss; the registry loads TensorFlow.
+            from road_tf.losses import LOSSES
 
-        _check(self.kd_loss in LOSSES, f"{prefix}.kd_loss", f"unknown loss {self.kd_loss!r}; known: {', '.join(LOSSES)}")
+            _check(self.kd_loss in LOSSES, f"{prefix}.kd_loss", f"unknown loss {self.kd_loss!r}; known: {', '.join(LOSSES)}")
         _check(self.hard_loss == "ce", f"{prefix}.hard_loss", f"unknown loss {self.hard_loss!r}; known: ce")
 
 

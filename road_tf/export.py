@@ -15,6 +15,7 @@ import pathlib
 import shutil
 import sys
 import tempfile
+import time
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the signature uses)
@@ -22,6 +23,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the signature u
 from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, TOKEN_IDS, qa_windows
 from road_tf.errors import RoadError, cli_main
 from road_tf.models.task_model import logit_keys
+from road_tf.training import check_finite_weights
 
 # TF Text ops that TF Serving 2.16 links in (it bundles TF Text 2.12.1 kernels).
 SERVING_TF_TEXT_OPS = frozenset({
@@ -190,9 +192,26 @@ def logits_only(model, task_name):
 
 
 def next_version(model_dir):
-    """1 + the highest integer-named version folder (1 when there is none)."""
-    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.exists() else []
+    """1 + the highest version folder, one named by a base-10 ASCII integer (1 when there is none).
+
+    Other names are ignored, with a warning unless they are hidden (`.tmp-*`): `str.isdigit()` is
+    also true for names such as "²" that `int()` rejects.
+    """
+    versions = []
+    for path in (model_dir.iterdir() if model_dir.exists() else ()):
+        if path.name.isascii() and path.name.isdigit():
+            versions.append(int(path.name))
+        elif not path.name.startswith("."):
+            logging.warning("%s: ignoring %r, which is not a version folder (a base-10 integer)", model_dir, path.name)
     return max(versions, default=0) + 1
+
+
+def remove_stale_tmp(model_dir, max_age_seconds=3600):
+    """Deletes `.tmp-*` folders in `model_dir` older than `max_age_seconds` (left by killed exports)."""
+    for path in model_dir.glob(".tmp-*"):
+        if time.time() - path.lstat().st_mtime > max_age_seconds:
+            logging.warning("removing %s, left by an export that did not finish", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_warmup(version_dir):
@@ -246,10 +265,13 @@ def save_qa_model(model, tokenizer, config, task_name, directory):
 
 
 def export_qa_model(model, tokenizer, config, task_name, base_dir=None, model_name=None):
-    """Writes `<base>/<name>/<next version>/` atomically; returns its path."""
+    """Writes `<base>/<name>/<next version>/` atomically; returns its path. A model with NaN or
+    infinite weights is refused (RoadError), and stale `.tmp-*` folders are removed."""
+    check_finite_weights(model)
     export = config.export
     model_dir = pathlib.Path(base_dir or export.base_dir) / (model_name or export.model_name)
     model_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(model_dir)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))
     try:
         save_qa_model(model, tokenizer, config, task_name, tmp)

@@ -35,6 +35,8 @@ def check_writable_dir(path, what):
         path: the folder a run will write into.
         what: how the user set it, for the message ("--output-dir", "data.cache_dir", ...).
     """
+    if "\x00" in str(path):
+        raise RoadError(f"{what} {str(path)!r}: a path cannot hold a NUL character")
     path = pathlib.Path(path)
     try:
         existing = path
@@ -43,6 +45,6 @@ def check_writable_dir(path, what):
         if not existing.is_dir():
             raise RoadError(f"{what} {path}: {existing} is a file, not a folder")
         os.rmdir(tempfile.mkdtemp(prefix=".road-probe-", dir=existing))
-    except (OSError, ValueError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else str(error)
+    except OSError as error:
+        reason = error.strerror or str(error)
         raise RoadError(f"{what} {path}: cannot write there ({reason})") from None

@@ -1,9 +1,11 @@
-"""Where a task's examples come from (synthetic corpus, local files, TFDS) and their cached features."""
+"""Where a task's examples come from (synthetic corpus, local files, TFDS) and their cached features.
+
+Reading needs no TensorFlow, so a command can check its data files before it loads TensorFlow.
+"""
 
 import logging
 import pathlib
 
-from road_tf.data import features as feats
 from road_tf.errors import ConfigError, DataError
 from road_tf.tasks import resolve
 
@@ -93,6 +95,8 @@ def within_length_limit(examples, path, data_config):
 
 def featurize(task, examples, files, tokenizer, data_config, split):
     """Features of `examples`, cached as TFRecords keyed by data files, tokenizer and lengths."""
+    from road_tf.data import features as feats  # Imported here: it pulls in TensorFlow.
+
     settings = dict(task=task.name, split=split, n=len(examples), max_seq_length=data_config.max_seq_length,
                     max_query_length=data_config.max_query_length, doc_stride=data_config.doc_stride,
                     source=data_config.source, tfds=data_config.tfds_name if not files else "")
