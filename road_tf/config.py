@@ -22,6 +22,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SERVING_PRECISIONS = ("float32", "bfloat16")
 MAX_STEPS = 2**31 - 1  # the most steps (or steps per checkpoint) a run may ask for
+MAX_YAML_DEPTH = 100  # the deepest bracket nesting a recipe or --set value may have
 
 
 def _check(condition, field, why):
@@ -400,6 +401,19 @@ def _merge(base, overrides):
     return merged
 
 
+def _flow_depth(text):
+    """How deeply `[`/`{` brackets nest in YAML `text` (quotes ignored: an over-estimate). PyYAML's
+    scanner takes time quadratic in that depth, so deep values are refused before parsing."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_set(pair):
     """Turns 'a.b=c' into {'a': {'b': c}}, the value parsed as YAML ('100' -> 100)."""
     if "=" not in pair:
@@ -408,6 +422,8 @@ def parse_set(pair):
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {pair!r}: bad key {key!r}")
+    if _flow_depth(raw) > MAX_YAML_DEPTH:
+        raise ConfigError(f"--set {key}: the value nests brackets more than {MAX_YAML_DEPTH} deep")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
@@ -432,6 +448,8 @@ def read_yaml(path):
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: not valid UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}") from None
+    if _flow_depth(text) > MAX_YAML_DEPTH:
+        raise ConfigError(f"{path}: not valid YAML (brackets nest more than {MAX_YAML_DEPTH} deep)")
     try:
         data = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:

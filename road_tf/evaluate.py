@@ -87,6 +87,8 @@ def _is_probability(value):
 def _score_squad(args):
     """Returns the SQuAD 2.0 metric dict for the squad2 subcommand."""
     examples = read_squad_json(args.data)
+    if not examples:
+        raise DataError(args.data, "holds no questions")
     predictions = _read_mapping(args.predictions, "a string (the answer text)", lambda value: isinstance(value, str))
     predicted = [example.qid for example in examples if example.qid in predictions]
     if not predicted:
