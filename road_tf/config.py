@@ -6,6 +6,7 @@ field is reported by its dotted name.
 """
 
 import dataclasses
+import math
 import pathlib
 import typing
 from typing import Optional, Tuple
@@ -20,6 +21,8 @@ CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SERVING_PRECISIONS = ("float32", "bfloat16")
+MAX_STEPS = 2**31 - 1  # the most steps (or steps per checkpoint) a run may ask for
+MAX_YAML_DEPTH = 100  # the deepest bracket nesting a recipe or --set value may have
 
 
 def _check(condition, field, why):
@@ -43,11 +46,15 @@ class ModelConfig:
 
     def validate(self, prefix="model"):
         _check(self.family in ("bert", "electra"), f"{prefix}.family", f"must be bert or electra, got {self.family!r}")
-        _check(self.pretrained == "none" or self.pretrained in ("minilm", "preset") or pathlib.Path(self.pretrained).exists() or "/" in self.pretrained,
+        try:
+            is_path = "/" in self.pretrained or pathlib.Path(self.pretrained).exists()
+        except OSError:
+            is_path = False
+        _check(self.pretrained in ("none", "minilm", "preset") or is_path,
                f"{prefix}.pretrained", f"must be none, minilm, preset or a checkpoint folder, got {self.pretrained!r}")
         _check(self.pretrained != "preset" or self.preset, f"{prefix}.preset", "is required when pretrained is 'preset'")
-        for name in ("num_layers", "num_heads", "hidden_dim", "intermediate_dim"):
-            _check(getattr(self, name) > 0, f"{prefix}.{name}", f"must be positive, got {getattr(self, name)}")
+        for name, most in (("num_layers", 256), ("num_heads", 1024), ("hidden_dim", 65536), ("intermediate_dim", 262144)):
+            _check(0 < getattr(self, name) <= most, f"{prefix}.{name}", f"must be in [1, {most}], got {getattr(self, name)}")
         _check(self.hidden_dim % self.num_heads == 0, f"{prefix}.hidden_dim",
                f"must be divisible by num_heads ({self.num_heads}), got {self.hidden_dim}")
         _check(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", f"must be in [0, 1), got {self.dropout}")
@@ -80,6 +87,9 @@ class DataConfig:
     # > 0: take the dev split out of train_path (SQuAD JSON) by whole articles, in sha256(title)
     # order, until it holds this many questions; dev_path is then not read.
     split_dev_questions: int = 0
+    # Longest context (or classification text) a reader accepts, in UTF-8 bytes; longer records are
+    # errors (skipped with skip_bad_records). SQuAD's longest paragraphs are a few KB.
+    max_context_bytes: int = 100_000
 
     def validate(self, prefix="data"):
         _check(self.source in ("synthetic", "json", "tfds"), f"{prefix}.source",
@@ -89,13 +99,17 @@ class DataConfig:
         _check(self.split_dev_questions >= 0, f"{prefix}.split_dev_questions", "must be 0 (off) or positive")
         _check(not self.split_dev_questions or (self.source == "json" and self.train_path), f"{prefix}.split_dev_questions",
                "splits data.train_path, so it needs data.source=json and a train_path")
-        _check(self.max_seq_length >= 16, f"{prefix}.max_seq_length", f"must be at least 16, got {self.max_seq_length}")
+        _check(16 <= self.max_seq_length <= 16384, f"{prefix}.max_seq_length",
+               f"must be in [16, 16384], got {self.max_seq_length}")
         _check(0 < self.max_query_length < self.max_seq_length - 3, f"{prefix}.max_query_length",
                f"must be positive and leave room for the context in max_seq_length ({self.max_seq_length})")
         _check(0 < self.doc_stride <= self.max_seq_length - self.max_query_length - 3, f"{prefix}.doc_stride",
                f"must be positive and at most max_seq_length - max_query_length - 3, got {self.doc_stride}")
         for name in ("synthetic_train_size", "synthetic_dev_size"):
-            _check(getattr(self, name) > 0, f"{prefix}.{name}", f"must be positive, got {getattr(self, name)}")
+            _check(0 < getattr(self, name) <= 10_000_000, f"{prefix}.{name}",
+                   f"must be in [1, 10000000], got {getattr(self, name)}")
+        _check(0 <= self.synthetic_seed < 2**32, f"{prefix}.synthetic_seed", f"must be in [0, 2**32), got {self.synthetic_seed}")
+        _check(self.max_context_bytes > 0, f"{prefix}.max_context_bytes", f"must be positive, got {self.max_context_bytes}")
         for name in ("max_train_examples", "max_eval_examples"):
             _check(getattr(self, name) >= 0, f"{prefix}.{name}", "must be 0 (all) or positive")
 
@@ -116,7 +130,7 @@ class TeacherConfig:
     def validate(self, prefix):
         self.model.validate(f"{prefix}.model")
         _check(self.weight > 0, f"{prefix}.weight", f"must be positive, got {self.weight}")
-        _check(self.train_steps >= 0, f"{prefix}.train_steps", "must be 0 or positive")
+        _check(0 <= self.train_steps <= MAX_STEPS, f"{prefix}.train_steps", f"must be in [0, {MAX_STEPS}], got {self.train_steps}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -199,13 +213,14 @@ class MultitaskConfig:
     def validate(self, prefix="multitask"):
         for task in self.tasks:
             _check(task in TASKS, f"{prefix}.tasks", f"unknown task {task!r}; known: {', '.join(TASKS)}")
-        _check(self.steps >= 0, f"{prefix}.steps", "must be 0 or positive")
+        _check(0 <= self.steps <= MAX_STEPS, f"{prefix}.steps", f"must be in [0, {MAX_STEPS}], got {self.steps}")
         _check(self.k in (1, 2, 4, 8), f"{prefix}.k", f"must be 1, 2, 4 or 8, got {self.k}")
         _check(self.replacement or self.k <= len(self.tasks), f"{prefix}.k",
                f"k={self.k} tasks without replacement needs at least k tasks, have {len(self.tasks)}")
         _check(self.sampler in ("uniform", "proportional", "temperature", "annealed"), f"{prefix}.sampler",
                f"must be uniform, proportional, temperature or annealed, got {self.sampler!r}")
         _check(self.temperature > 0, f"{prefix}.temperature", "must be positive")
+        _check(self.learning_rate > 0, f"{prefix}.learning_rate", f"must be positive, got {self.learning_rate}")
         _check(self.batch_size >= 0, f"{prefix}.batch_size", "must be 0 (use train.batch_size) or positive")
         _check(len(set(self.tasks)) == len(self.tasks), f"{prefix}.tasks", "lists a task more than once")
 
@@ -235,7 +250,8 @@ class TrainConfig:
     keep_checkpoints: bool = False
 
     def validate(self, prefix="train"):
-        _check(self.steps > 0, f"{prefix}.steps", f"must be positive, got {self.steps}")
+        _check(0 < self.steps <= MAX_STEPS, f"{prefix}.steps", f"must be in [1, {MAX_STEPS}], got {self.steps}")
+        _check(0 <= self.seed < 2**32, f"{prefix}.seed", f"must be in [0, 2**32), got {self.seed}")
         _check(self.batch_size > 0, f"{prefix}.batch_size", f"must be positive, got {self.batch_size}")
         _check(self.learning_rate > 0, f"{prefix}.learning_rate", f"must be positive, got {self.learning_rate}")
         _check(0.0 <= self.warmup_fraction < 1.0, f"{prefix}.warmup_fraction", "must be in [0, 1)")
@@ -244,8 +260,8 @@ class TrainConfig:
         _check(self.strategy != "tpu" or self.tpu_address, f"{prefix}.tpu_address", "is required when strategy is tpu")
         _check(self.mixed_precision in PRECISIONS, f"{prefix}.mixed_precision",
                f"must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}")
-        _check(self.checkpoint_every > 0, f"{prefix}.checkpoint_every", "must be positive")
-        _check(self.steps_per_execution > 0, f"{prefix}.steps_per_execution", "must be positive")
+        _check(0 < self.checkpoint_every <= MAX_STEPS, f"{prefix}.checkpoint_every", f"must be in [1, {MAX_STEPS}]")
+        _check(0 < self.steps_per_execution <= MAX_STEPS, f"{prefix}.steps_per_execution", f"must be in [1, {MAX_STEPS}]")
         _check(self.eval_every >= 0, f"{prefix}.eval_every", f"must be 0 (off) or positive, got {self.eval_every}")
         _check(self.keep in ("last", "best"), f"{prefix}.keep", f"must be last or best, got {self.keep!r}")
         _check(self.keep == "last" or self.eval_every > 0, f"{prefix}.keep",
@@ -291,8 +307,11 @@ class ExportConfig:
     window_group_size: int = 4
 
     def validate(self, prefix="export"):
-        _check("/" not in self.model_name and self.model_name not in (".", ".."), f"{prefix}.model_name",
-               f"must be a folder name (no '/', not . or ..), got {self.model_name!r}")
+        name = self.model_name
+        _check(not name or (not name.startswith(".") and not any(c in name for c in "/\\") and name.isprintable()
+                            and len(name.encode("utf-8")) <= 200), f"{prefix}.model_name",
+               f"must be a folder name (printable, at most 200 bytes, no '/' or '\\', not starting with '.'), "
+               f"got {name!r}")
         _check(self.null_threshold in ("decode", "best"), f"{prefix}.null_threshold",
                f"must be decode or best, got {self.null_threshold!r}")
         _check(self.precision in SERVING_PRECISIONS, f"{prefix}.precision",
@@ -350,22 +369,36 @@ def _coerce(value, annotation, field):
             return value.lower() == "true"
         raise ConfigError(f"{field}: expected true or false, got {value!r}")
     if annotation is int:
+        digits = value.strip() if isinstance(value, str) else ""
+        unsigned = digits[1:] if digits[:1] in ("+", "-") else digits
+        if unsigned.isascii() and unsigned.isdigit():
+            value = int(digits)
         if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                return int(value)
             raise ConfigError(f"{field}: expected an integer, got {value!r}")
+        if not -2**63 <= value < 2**63:
+            raise ConfigError(f"{field}: {value} is out of range (more than 64 bits)")
         return value
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"{field}: expected a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{field}: expected a number, got {value!r}") from None
+        if not math.isfinite(number):
+            raise ConfigError(f"{field}: must be a finite number, got {value!r}")
+        return number
     if annotation is str:
         if value is None or isinstance(value, (dict, list)):
             raise ConfigError(f"{field}: expected a string, got {value!r}")
-        return str(value)
+        text = str(value)
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ConfigError(f"{field}: holds a lone surrogate (bytes that are not UTF-8), got {text!r}") from None
+        if "\x00" in text:
+            raise ConfigError(f"{field}: holds a NUL character, got {text!r}")
+        return text
     raise ConfigError(f"{field}: unsupported type {annotation}")
 
 
@@ -408,6 +441,19 @@ def _merge(base, overrides):
     return merged
 
 
+def _flow_depth(text):
+    """How deeply `[`/`{` brackets nest in YAML `text` (quotes ignored: an over-estimate). PyYAML's
+    scanner takes time quadratic in that depth, so deep values are refused before parsing."""
+    depth = deepest = 0
+    for char in text:
+        if char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
 def parse_set(pair):
     """Turns 'a.b=c' into {'a': {'b': c}}, the value parsed as YAML ('100' -> 100)."""
     if "=" not in pair:
@@ -416,10 +462,14 @@ def parse_set(pair):
     key = key.strip()
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {pair!r}: bad key {key!r}")
+    if _flow_depth(raw) > MAX_YAML_DEPTH:
+        raise ConfigError(f"--set {key}: the value nests brackets more than {MAX_YAML_DEPTH} deep")
     try:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise ConfigError(f"--set {key}: the value is nested too deeply") from None
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
@@ -431,9 +481,21 @@ def read_yaml(path):
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        raw = path.read_bytes()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read config file: {error.strerror or error}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{path}: not valid UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}") from None
+    if _flow_depth(text) > MAX_YAML_DEPTH:
+        raise ConfigError(f"{path}: not valid YAML (brackets nest more than {MAX_YAML_DEPTH} deep)")
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of overrides at the top level")
     return data

@@ -1,5 +1,6 @@
 """Errors that reach a user, and the one way command-line tools report them."""
 
+import argparse
 import functools
 import sys
 
@@ -29,6 +30,18 @@ class DataError(RoadError):
         super().__init__(f"{where}: {problem}")
 
 
+class ArgumentParser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are RoadErrors, so `cli_main` prints them on one line."""
+
+    def error(self, message):
+        raise RoadError(f"{message} (see --help)")
+
+
+def one_line(message):
+    """`message` with line breaks and other control characters escaped (\\n, \\x00), so it fits one line."""
+    return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in message)
+
+
 def cli_main(main):
     """Wraps a command-line `main(argv)` so a RoadError prints one line and exits 2.
 
@@ -40,7 +53,7 @@ def cli_main(main):
         try:
             return main(argv)
         except RoadError as error:
-            print(f"error: {error}", file=sys.stderr)
+            print(f"error: {one_line(str(error))}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper

@@ -1,16 +1,17 @@
 """Score prediction files from the command line; prints the metrics as JSON on stdout.
 
     python -m road_tf.evaluate squad2 DATA.json[.gz] PREDICTIONS.json [--na-probs NA.json] [--na-prob-thresh F]
-    python -m road_tf.evaluate classification GOLD PREDICTIONS.json
+    python -m road_tf.evaluate classification GOLD PREDICTIONS.json [--num-classes N]
 
 squad2: DATA is a SQuAD 2.0 JSON file; PREDICTIONS is {question id: answer text} ("" = no answer);
-NA is {question id: probability of no answer}. The output has the official evaluate-v2.0.py keys
+NA is {question id: probability of no answer, in [0, 1]}. The output has the official evaluate-v2.0.py keys
 (exact, f1, total, HasAns_*, NoAns_*, and best_* with --na-probs); missing predictions are warned
 about on stderr and left out, as the official script does.
 
 classification: GOLD is JSON {guid: integer label} when its name ends in .json or .json.gz, else a
 TSV of `guid<TAB>integer label` lines (a first line `guid<TAB>label` is a header); PREDICTIONS is
-{guid: integer label} and must cover every gold guid. The output holds accuracy, macro_f1, f1 (of
+{guid: integer label} and must cover every gold guid; every label lies in [0, N) (N = --num-classes,
+default 2; pass 3 for MNLI). The output holds accuracy, macro_f1, f1 (of
 class 1, for 0/1 labels) and total; the scores are fractions in [0, 1].
 
 Bad files exit with status 2 and one line on stderr naming the file, the record and the problem.
@@ -23,24 +24,44 @@ import math
 import sys
 
 from road_tf.data.squad import read_json, read_squad_json, read_text
-from road_tf.errors import DataError, cli_main
+from road_tf.errors import ArgumentParser, DataError, cli_main
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 
 
+def _threshold(text):
+    """--na-prob-thresh: a probability in [0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+    return value
+
+
+def _num_classes(text):
+    """--num-classes: an integer of at least 2."""
+    if not (text.isascii() and text.isdigit() and int(text) >= 2):
+        raise argparse.ArgumentTypeError(f"must be an integer of at least 2, got {text!r}")
+    return int(text)
+
+
 def _parser():
     """The argparse parser with the squad2 and classification subcommands."""
-    parser = argparse.ArgumentParser(prog="python -m road_tf.evaluate", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m road_tf.evaluate", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     squad = commands.add_parser("squad2", help="SQuAD 2.0 exact match and F1, as the official script")
     squad.add_argument("data", help="SQuAD 2.0 JSON file (.json or .json.gz)")
     squad.add_argument("predictions", help="JSON {question id: answer text}")
     squad.add_argument("--na-probs", help="JSON {question id: probability of no answer}")
-    squad.add_argument("--na-prob-thresh", type=float, default=1.0,
-                       help='predict "" where the no-answer probability exceeds this (default 1.0)')
+    squad.add_argument("--na-prob-thresh", type=_threshold, default=1.0, metavar="P",
+                       help='predict "" where the no-answer probability exceeds P, in [0, 1] (default 1.0)')
     classify = commands.add_parser("classification", help="accuracy, macro-F1 and binary F1")
     classify.add_argument("gold", help="JSON {guid: label} (.json/.json.gz) or TSV `guid<TAB>label`")
     classify.add_argument("predictions", help="JSON {guid: integer label}")
+    classify.add_argument("--num-classes", type=_num_classes, default=2, metavar="N",
+                          help="labels lie in [0, N) (default 2; MNLI has 3)")
     return parser
 
 
@@ -60,19 +81,21 @@ def _is_integer(value):
 
 
 def _is_probability(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
 
 
 def _score_squad(args):
     """Returns the SQuAD 2.0 metric dict for the squad2 subcommand."""
     examples = read_squad_json(args.data)
+    if not examples:
+        raise DataError(args.data, "holds no questions")
     predictions = _read_mapping(args.predictions, "a string (the answer text)", lambda value: isinstance(value, str))
     predicted = [example.qid for example in examples if example.qid in predictions]
     if not predicted:
         raise DataError(args.predictions, f"has no prediction for any of the {len(examples)} questions in {args.data}")
     na_probs = None
     if args.na_probs:
-        na_probs = _read_mapping(args.na_probs, "a finite number (the no-answer probability)", _is_probability)
+        na_probs = _read_mapping(args.na_probs, "a finite number in [0, 1] (the no-answer probability)", _is_probability)
         unprobed = [qid for qid in predicted if qid not in na_probs]
         if unprobed:
             raise DataError(args.na_probs, f"has no no-answer probability for this predicted question "
@@ -80,10 +103,11 @@ def _score_squad(args):
     return squad_v2_metrics(examples, predictions, na_probs, args.na_prob_thresh)
 
 
-def _read_gold_labels(path):
-    """{guid: int label} from a JSON object or a `guid<TAB>label` TSV (optional header line)."""
+def _read_gold_labels(path, num_classes):
+    """{guid: int label in [0, num_classes)} from a JSON object or a `guid<TAB>label` TSV (optional header line)."""
+    describe, is_label = _label_check(num_classes)
     if path.endswith((".json", ".json.gz")):
-        return _read_mapping(path, "an integer label", _is_integer)
+        return _read_mapping(path, describe, is_label)
     labels = {}
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip() or (number == 1 and line.strip().split("\t") == ["guid", "label"]):
@@ -92,8 +116,10 @@ def _read_gold_labels(path):
         if len(fields) != 2 or not fields[0]:
             raise DataError(path, f"expected `guid<TAB>label`, got {len(fields)} field(s)", record=f"line {number}")
         guid, label = fields[0], fields[1].strip()
-        if not label.lstrip("-").isdigit():
+        if not (label.isascii() and label.lstrip("-").isdigit()):
             raise DataError(path, f"label must be an integer, got {label!r}", record=f"line {number}")
+        if not is_label(int(label)):
+            raise DataError(path, f"label must be {describe}, got {label}", record=f"line {number}")
         if guid in labels:
             raise DataError(path, f"duplicate guid {guid!r}", record=f"line {number}")
         labels[guid] = int(label)
@@ -102,10 +128,16 @@ def _read_gold_labels(path):
     return labels
 
 
+def _label_check(num_classes):
+    """(description, test) of a class label: an integer in [0, num_classes)."""
+    return (f"an integer label in [0, {num_classes}) (see --num-classes)",
+            lambda value: _is_integer(value) and 0 <= value < num_classes)
+
+
 def _score_classification(args):
     """Returns the classification metric dict for the classification subcommand."""
-    gold = _read_gold_labels(args.gold)
-    predictions = _read_mapping(args.predictions, "an integer label", _is_integer)
+    gold = _read_gold_labels(args.gold, args.num_classes)
+    predictions = _read_mapping(args.predictions, *_label_check(args.num_classes))
     missing = [guid for guid in gold if guid not in predictions]
     if missing:
         raise DataError(args.predictions, f"has no prediction for this guid of {args.gold} "

@@ -7,6 +7,7 @@ run's recorded dev metrics beside it and the no-answer threshold `export.null_th
 """
 
 import argparse
+import dataclasses
 import json
 import pathlib
 import sys
@@ -62,9 +63,11 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     config, task, tokenizer, model = load_run_student(args.run_dir)
+    export = dataclasses.replace(config.export, model_name=args.model_name or config.export.model_name,
+                                 base_dir=args.base or config.export.base_dir)
+    config = dataclasses.replace(config, export=export)
     final = run_final_metrics(args.run_dir)
-    version = export_qa_model(model, task, tokenizer, config, final.get("null_score_diff_threshold"), final,
-                              base_dir=args.base, model_name=args.model_name)
+    version = export_qa_model(model, task, tokenizer, config, final.get("null_score_diff_threshold"), final)
     print(version)
     return 0
 

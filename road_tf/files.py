@@ -1,8 +1,11 @@
-"""Atomic file writes: readers see the old file or the whole new one, never half of one."""
+"""Atomic file writes (readers see the old file or the whole new one, never half of one) and
+up-front checks that a folder can be written."""
 
 import os
 import pathlib
 import tempfile
+
+from road_tf.errors import RoadError
 
 
 def write_atomic(path, payload):
@@ -20,3 +23,28 @@ def write_atomic(path, payload):
     except BaseException:
         os.unlink(tmp_name)
         raise
+
+
+def check_writable_dir(path, what):
+    """Raises RoadError unless `path` is a writable folder or one that can be created; creates nothing.
+
+    The probe makes and removes a temporary folder in `path`, or in its nearest existing ancestor
+    when `path` does not exist yet, so a run fails before it starts rather than when it saves.
+
+    Args:
+        path: the folder a run will write into.
+        what: how the user set it, for the message ("--output-dir", "data.cache_dir", ...).
+    """
+    if "\x00" in str(path):
+        raise RoadError(f"{what} {str(path)!r}: a path cannot hold a NUL character")
+    path = pathlib.Path(path)
+    try:
+        existing = path
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            raise RoadError(f"{what} {path}: {existing} is a file, not a folder")
+        os.rmdir(tempfile.mkdtemp(prefix=".road-probe-", dir=existing))
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise RoadError(f"{what} {path}: cannot write there ({reason})") from None

@@ -13,11 +13,13 @@ import os
 import pathlib
 import shutil
 import tempfile
+import time
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the signature uses)
 
 from road_tf.errors import RoadError
+from road_tf.training import check_finite_weights
 
 # TF Text ops that TF Serving 2.16 links in (it bundles TF Text 2.12.1 kernels).
 SERVING_TF_TEXT_OPS = frozenset({
@@ -34,9 +36,26 @@ METRICS_FILE = "road_tf_metrics.json"
 
 
 def next_version(model_dir):
-    """1 + the highest integer-named version folder (1 when there is none)."""
-    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.exists() else []
+    """1 + the highest version folder, one named by a base-10 ASCII integer (1 when there is none).
+
+    Other names are ignored, with a warning unless they are hidden (`.tmp-*`): `str.isdigit()` is
+    also true for names such as "²" that `int()` rejects.
+    """
+    versions = []
+    for path in (model_dir.iterdir() if model_dir.exists() else ()):
+        if path.name.isascii() and path.name.isdigit():
+            versions.append(int(path.name))
+        elif not path.name.startswith("."):
+            logging.warning("%s: ignoring %r, which is not a version folder (a base-10 integer)", model_dir, path.name)
     return max(versions, default=0) + 1
+
+
+def remove_stale_tmp(model_dir, max_age_seconds=3600):
+    """Deletes `.tmp-*` folders in `model_dir` older than `max_age_seconds` (left by killed exports)."""
+    for path in model_dir.glob(".tmp-*"):
+        if time.time() - path.lstat().st_mtime > max_age_seconds:
+            logging.warning("removing %s, left by an export that did not finish", path)
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def write_warmup(version_dir):
@@ -106,10 +125,16 @@ def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_thr
 
 def export_qa_model(model, task, tokenizer, config, null_score_diff_threshold=None, metrics=None, base_dir=None,
                     model_name=None):
-    """Writes `<base>/<name>/<next version>/` atomically (see `save_qa_model`); returns its path."""
+    """Writes `<base>/<name>/<next version>/` atomically (see `save_qa_model`); returns its path.
+
+    A model with NaN or infinite weights is refused (RoadError); `.tmp-*` folders older than an
+    hour, left by killed exports, are removed.
+    """
+    check_finite_weights(model)
     export = config.export
     model_dir = pathlib.Path(base_dir or export.base_dir) / (model_name or export.model_name)
     model_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_tmp(model_dir)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))
     try:
         save_qa_model(model, task, tokenizer, config, tmp, null_score_diff_threshold, metrics)

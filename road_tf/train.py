@@ -1,6 +1,6 @@
 """python -m road_tf.train: fine-tune (and distill) a small reading-comprehension model, then export it.
 
-Reads top to bottom: configuration -> run folder (resume or new) -> data -> (multi-task
+Reads top to bottom: configuration -> run folder (resume or new) -> checks that fail fast -> data -> (multi-task
 pre-training) -> teachers -> student without KD (the baseline) -> student with KD -> evaluation
 -> export -> summary.
 
@@ -9,7 +9,6 @@ same command (same recipe, same overrides) finds the unfinished run it started a
 and a finished run is reported, not retrained. `--new` starts a fresh run folder instead.
 """
 
-import argparse
 import dataclasses
 import datetime
 import hashlib
@@ -18,10 +17,14 @@ import logging
 import os
 import pathlib
 import sys
+from argparse import RawDescriptionHelpFormatter
 
 from road_tf import config as config_lib
-from road_tf.errors import RoadError, cli_main
-from road_tf.files import write_atomic
+from road_tf.data import sources
+from road_tf.data.vocab import read_vocab, vocab_path
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main
+from road_tf.files import check_writable_dir, write_atomic
+from road_tf.registry import SPAN, task_spec
 
 EPILOG_HEADER = "recipes (configs/*.yaml, pass --config NAME or a path):"
 LOG_FILE = "train.log"
@@ -32,11 +35,11 @@ VERBOSE_ENV = "ROAD_TF_VERBOSE"
 def parse_args(argv):
     """Command-line flags; --help lists the recipes."""
     recipes = "\n".join(f"  {name:24s} {doc}" for name, doc in config_lib.recipes().items())
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="python -m road_tf.train",
         description="Train, distill, evaluate and export a small reading-comprehension model.",
         epilog=f"{EPILOG_HEADER}\n{recipes}\n\nSet {VERBOSE_ENV}=1 to see TensorFlow's own log lines.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=RawDescriptionHelpFormatter,
     )
     parser.add_argument("--config", help="recipe name (e.g. demo) or YAML file of overrides")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -53,7 +56,10 @@ def parse_args(argv):
 
 def resolve_run(args):
     """(config, output dir): the model is named after the recipe unless export.model_name says otherwise."""
-    path = config_lib.resolve_recipe(args.config) if args.config else None
+    try:
+        path = config_lib.resolve_recipe(args.config) if args.config else None
+    except OSError as error:
+        raise ConfigError(f"--config {args.config!r}: {error.strerror or error}") from None
     config = config_lib.load_config(path, args.overrides)
     recipe = path.stem if path else "default"
     if not config.export.model_name:
@@ -65,6 +71,58 @@ def resolve_run(args):
     if args.new:
         folder += datetime.datetime.now().strftime("-%Y%m%d-%H%M%S")
     return config, pathlib.Path(folder)
+
+
+# The first bytes of the files `keras.Model.load_weights` reads, by file name ending.
+WEIGHTS_SIGNATURES = {".keras": b"PK\x03\x04", ".h5": b"\x89HDF\r\n\x1a\n", ".hdf5": b"\x89HDF\r\n\x1a\n"}
+
+
+def check_weights_file(path, field):
+    """Raises ConfigError unless `path` is a readable Keras weights file (.weights.h5, .h5, .keras)."""
+    signature = next((magic for suffix, magic in WEIGHTS_SIGNATURES.items() if str(path).endswith(suffix)), None)
+    if signature is None:
+        raise ConfigError(f"{field}: {path}: expected a Keras weights file ending in .weights.h5, .h5 or .keras")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(signature))
+    except OSError as error:
+        raise ConfigError(f"{field}: {path}: cannot read the checkpoint ({error.strerror or error})") from None
+    if head != signature:
+        raise ConfigError(f"{field}: {path}: not a Keras weights file (its first bytes are not {signature!r})")
+
+
+def check_teacher_files(distillation):
+    """Fails unless every teacher's checkpoint (online) or the teacher-logits cache (offline) is there."""
+    if distillation.mode == "offline":
+        cache = pathlib.Path(distillation.cache_path)
+        if not (cache.is_file() and cache.with_suffix(".json").is_file()):
+            raise ConfigError(f"distillation.cache_path: {cache}: no complete teacher-logits cache "
+                              "(write it with python -m road_tf.cache_teacher)")
+        return
+    for i, teacher in enumerate(distillation.teachers):
+        if teacher.checkpoint:
+            check_weights_file(teacher.checkpoint, f"distillation.teachers[{i}].checkpoint")
+
+
+def preflight(config, output_dir):
+    """Fails before anything is written or trained on what would otherwise stop the run later.
+
+    Checks that the run, cache and export folders can be written, that teacher checkpoints (or the
+    offline cache) exist, that a vocabulary file given as a path reads (the bundled MiniLM one is
+    checked when it loads), and that local data files read and hold examples (TFDS and synthetic
+    data are read by the run itself). None of it loads TensorFlow, so it takes about a second.
+    """
+    spec = task_spec(config.task)
+    check_writable_dir(output_dir, "--output-dir")
+    check_writable_dir(sources.cache_root(config.data), "data.cache_dir")
+    if config.export.enabled and spec.kind == SPAN:
+        check_writable_dir(pathlib.Path(config.export.base_dir) / config.export.model_name, "export.base_dir")
+    check_teacher_files(config.distillation)
+    if config.data.vocab != "minilm":
+        read_vocab(vocab_path(config.data.vocab))
+    if config.data.source == "json":
+        for split in ("train", "dev"):
+            sources.load_split(spec, config.data, split)
 
 
 def setup_logging(output_dir):
@@ -119,6 +177,8 @@ def main(argv=None):
     if output_dir.exists() and not output_dir.is_dir():
         raise RoadError(f"--output-dir {output_dir}: exists and is not a folder")
     metrics_path = output_dir / "metrics.json"
+    if not metrics_path.is_file():
+        preflight(config, output_dir)
     if metrics_path.is_file():
         print(f"already finished (use --new to train again): {output_dir}")
         metrics = json.loads(metrics_path.read_text())

@@ -15,9 +15,10 @@ import sys
 import time
 
 import keras
+import numpy as np
 import tensorflow as tf
 
-from road_tf.errors import ConfigError
+from road_tf.errors import ConfigError, RoadError
 from road_tf.files import write_atomic
 
 EVALS_FILE = "evals.json"
@@ -262,6 +263,7 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
                else train_dataset(features, train_config.batch_size, train_config.seed, skip_batches=done))
     callbacks = [
         _Checkpointer(manager, steps),
+        StopOnNonFinite(stage_dir.name),
         keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(every // 4, 1)),
         StageProgress(stage_dir.name, steps),
         *extra_callbacks,
@@ -274,3 +276,53 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
         callbacks=callbacks,
         verbose=0,
     )
+
+
+def first_non_finite(variables):
+    """The path of the first variable holding a NaN or an infinity, or None when all are finite."""
+    for variable in variables:
+        if not np.isfinite(np.asarray(variable.numpy(), dtype=np.float64)).all():
+            return variable.path
+    return None
+
+
+def check_finite_weights(model):
+    """Raises RoadError when a weight of `model` holds a NaN or an infinity (such a model must not be exported)."""
+    bad = first_non_finite(model.weights)
+    if bad is not None:
+        raise RoadError(f"model {model.name}: weight {bad} holds NaN or infinite values; the model is not usable "
+                        "(its training diverged: lower the learning rate)")
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training with a one-line RoadError at the first step whose loss or trained weights are not finite.
+
+    A non-finite gradient puts NaN or infinity into the weights the optimizer updates, so checking
+    the trainable weights after each step catches it even when that step's loss was finite. The
+    check runs before the epoch-end checkpoint, so no non-finite weights are saved.
+
+    Args:
+        stage: the stage's name ("student", "multitask", ...), for the message and to name the
+            learning-rate setting that applies to it.
+    """
+
+    def __init__(self, stage):
+        super().__init__()
+        self.stage = stage
+        self.all_finite = None
+
+    def on_train_begin(self, logs=None):
+        variables = self.model.trainable_variables
+        self.all_finite = tf.function(lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = float((logs or {}).get("loss", 0.0))
+        if math.isfinite(loss) and bool(self.all_finite()):
+            return
+        what = (f"the loss is {loss}" if not math.isfinite(loss) else
+                f"weight {first_non_finite(self.model.trainable_variables)} is not finite (a non-finite gradient)")
+        setting = "multitask.learning_rate" if self.stage == "multitask" else "train.learning_rate"
+        optimizer = self.model.optimizer
+        raise RoadError(f"stage {self.stage}: training diverged at step {int(optimizer.iterations.numpy())}: {what}; "
+                        f"the learning rate there was {float(optimizer.learning_rate):.3g}: lower {setting} "
+                        "(or check train.mixed_precision and the data)")

@@ -61,6 +61,44 @@ def test_unanswerable_points_at_cls(tokenizer):
     assert features["start_positions"].tolist() == [0] and features["end_positions"].tolist() == [0]
 
 
+def one_window_labels(offsets, answer_start, answer_end):
+    """Reference: the first token ending after the answer start and the last token starting before
+    its end, when the window's context covers the whole answer; else (0, 0)."""
+    context = [i for i in range(len(offsets)) if offsets[i][0] >= 0]
+    if not context or offsets[context[0]][0] > answer_start or offsets[context[-1]][1] < answer_end:
+        return 0, 0
+    starts = [i for i in context if offsets[i][1] > answer_start]
+    ends = [i for i in context if offsets[i][0] < answer_end]
+    return (starts[0], ends[-1]) if starts and ends and starts[0] <= ends[-1] else (0, 0)
+
+
+def random_windows(rng, count, length=12):
+    """int [count, length, 2] windows: [CLS], 2 question tokens, context tokens with gaps, then padding (-1)."""
+    windows = -np.ones((count, length, 2), np.int64)
+    for window in windows:
+        start = int(rng.integers(0, 20))
+        for position in range(3, int(rng.integers(3, length))):
+            end = start + int(rng.integers(1, 4))
+            window[position] = (start, end)
+            start = end + int(rng.integers(0, 2))
+    return windows
+
+
+def test_span_labels_of_all_windows_match_the_one_window_reference():
+    rng = np.random.default_rng(0)
+    windows = random_windows(rng, 400)
+    seen = set()
+    for answer_start in range(0, 40, 3):
+        for length in (1, 2, 5):
+            starts, ends = feats.span_labels(windows, answer_start, answer_start + length)
+            expected = [one_window_labels(window, answer_start, answer_start + length) for window in windows]
+            assert list(zip(starts.tolist(), ends.tolist())) == expected
+            seen.update(expected)
+    assert (0, 0) in seen and len(seen) > 20
+    starts, ends = feats.span_labels(windows, None, None)
+    assert not starts.any() and not ends.any() and starts.dtype == np.int32
+
+
 def test_byte_to_char_offsets():
     text = "aé½b"
     assert feats.byte_to_char_offsets(text, np.array([0, 1, 3, 5, 6, -1])).tolist() == [0, 1, 2, 3, 4, -1]

@@ -4,6 +4,7 @@
 Feature keys are defined once here and used by models, export and the TFX pipeline.
 """
 
+import functools
 import hashlib
 import json
 import logging
@@ -84,47 +85,66 @@ def char_index_at_byte(text):
     return np.concatenate([np.cumsum(is_lead) - 1, [is_lead.sum()]]).astype(np.int32)
 
 
-def byte_to_char_offsets(text, byte_offsets, char_at_byte=None):
+def byte_to_char_offsets(text, byte_offsets):
     """Maps UTF-8 byte offsets into `text` to character offsets; -1 stays -1.
 
     Args:
         text: the string the offsets index.
         byte_offsets: int array of any shape.
-        char_at_byte: `char_index_at_byte(text)`, if already computed.
     """
-    if char_at_byte is None:
-        char_at_byte = char_index_at_byte(text)
+    char_at_byte = char_index_at_byte(text)
     safe = np.clip(byte_offsets, 0, len(char_at_byte) - 1)
     return np.where(byte_offsets < 0, -1, char_at_byte[safe])
 
 
 def span_labels(char_offsets, answer_start, answer_end):
-    """Token start/end of a character span inside one window, or (0, 0) when it is not inside.
+    """Token start/end of a character span in each window, (0, 0) in windows that do not hold it all.
 
     Args:
-        char_offsets: int [S, 2] character offsets of the window's context tokens, -1 elsewhere.
+        char_offsets: int [W, S, 2] character offsets of the windows' context tokens, -1 elsewhere.
         answer_start, answer_end: the answer's character span [start, end); None if unanswerable.
     Returns:
-        (start_position, end_position) token indices; (0, 0) points at [CLS] (no answer here).
+        (start_positions, end_positions): int32 [W] token indices; (0, 0) points at [CLS] (no
+        answer in that window).
     """
+    none = np.zeros(len(char_offsets), np.int32)
     if answer_start is None:
-        return 0, 0
-    is_context = char_offsets[:, 0] >= 0
-    if not is_context.any():
-        return 0, 0
-    context_positions = np.flatnonzero(is_context)
-    first, last = context_positions[0], context_positions[-1]
-    if char_offsets[first, 0] > answer_start or char_offsets[last, 1] < answer_end:
-        return 0, 0
-    starts = context_positions[char_offsets[context_positions, 1] > answer_start]
-    ends = context_positions[char_offsets[context_positions, 0] < answer_end]
-    if starts.size == 0 or ends.size == 0 or starts[0] > ends[-1]:
-        return 0, 0
-    return int(starts[0]), int(ends[-1])
+        return none, none
+    token_starts, token_ends = char_offsets[..., 0], char_offsets[..., 1]
+    is_context = token_starts >= 0
+    last = char_offsets.shape[1] - 1
+    first_context = np.argmax(is_context, axis=1)
+    last_context = last - np.argmax(is_context[:, ::-1], axis=1)
+    rows = np.arange(len(char_offsets))
+    covers = (is_context.any(axis=1) & (token_starts[rows, first_context] <= answer_start)
+              & (token_ends[rows, last_context] >= answer_end))
+    can_start = is_context & (token_ends > answer_start)
+    can_end = is_context & (token_starts < answer_end)
+    start = np.argmax(can_start, axis=1)
+    end = last - np.argmax(can_end[:, ::-1], axis=1)
+    found = covers & can_start.any(axis=1) & can_end.any(axis=1) & (start <= end)
+    return np.where(found, start, 0).astype(np.int32), np.where(found, end, 0).astype(np.int32)
+
+
+@functools.lru_cache(maxsize=8)
+def window_function(tokenizer, max_seq_length, max_query_length, doc_stride):
+    """`qa_windows` as a tf.function traced once per tokenizer and lengths (tracing takes seconds).
+
+    Returns:
+        f(questions, contexts), both tf.string [B] -> `qa_windows`' dict of tensors.
+    """
+    return tf.function(
+        lambda questions, contexts: qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length,
+                                               doc_stride),
+        input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)],
+    )
 
 
 def featurize_qa(tokenizer, examples, max_seq_length, max_query_length, doc_stride, batch_size=256):
     """QAExamples -> NumPy features for every window, with span labels from the first answer.
+
+    The work per question is NumPy over all its windows at once, so a long context costs time and
+    memory in proportion to its length.
 
     Returns:
         dict of arrays over W windows: token_ids/segment_ids/padding_mask int32 [W, S],
@@ -132,36 +152,27 @@ def featurize_qa(tokenizer, examples, max_seq_length, max_query_length, doc_stri
         char_offsets int32 [W, S, 2].
     """
     columns = {key: [] for key in (*MODEL_INPUTS, START, END, "example_index", "char_offsets")}
-    windows_of = tf.function(
-        lambda questions, contexts: qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length,
-                                               doc_stride),
-        input_signature=[tf.TensorSpec([None], tf.string), tf.TensorSpec([None], tf.string)],
-    )
+    windows_of = window_function(tokenizer, max_seq_length, max_query_length, doc_stride)
     for begin in range(0, len(examples), batch_size):
         chunk = examples[begin:begin + batch_size]
         windows = windows_of(tf.constant([e.question for e in chunk]), tf.constant([e.context for e in chunk]))
         windows = {key: value.numpy() for key, value in windows.items()}
-        char_maps = {}
-        for w, local_index in enumerate(windows["example_index"]):
-            example = chunk[local_index]
-            if local_index not in char_maps:
-                char_maps[local_index] = char_index_at_byte(example.context)
-            offsets = byte_to_char_offsets(example.context, windows["byte_offsets"][w], char_maps[local_index])
+        bounds = np.searchsorted(windows["example_index"], np.arange(len(chunk) + 1))
+        for local_index, example in enumerate(chunk):
+            rows = slice(bounds[local_index], bounds[local_index + 1])
+            offsets = byte_to_char_offsets(example.context, windows["byte_offsets"][rows])
             answer = example.answers[0] if example.answers else None
-            start, end = span_labels(
-                offsets,
-                answer.start if answer else None,
-                answer.start + len(answer.text) if answer else None,
-            )
-            for key in MODEL_INPUTS:
-                columns[key].append(windows[key][w])
+            start, end = span_labels(offsets, answer.start if answer else None,
+                                     answer.start + len(answer.text) if answer else None)
+            columns["char_offsets"].append(offsets)
             columns[START].append(start)
             columns[END].append(end)
-            columns["example_index"].append(begin + local_index)
-            columns["char_offsets"].append(offsets)
+        for key in MODEL_INPUTS:
+            columns[key].append(windows[key])
+        columns["example_index"].append(windows["example_index"] + begin)
     empty_shapes = {"char_offsets": (0, max_seq_length, 2), START: (0,), END: (0,), "example_index": (0,)}
     return {
-        key: np.asarray(values, dtype=np.int32) if values else np.zeros(empty_shapes.get(key, (0, max_seq_length)), np.int32)
+        key: np.concatenate(values).astype(np.int32) if values else np.zeros(empty_shapes.get(key, (0, max_seq_length)), np.int32)
         for key, values in columns.items()
     }
 

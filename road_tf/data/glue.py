@@ -6,7 +6,7 @@ The class names of each task are in `LABELS`.
 """
 
 from road_tf.data.examples import ClassificationExample
-from road_tf.data.tsv import label_index, read_table
+from road_tf.data.tsv import label_index, read_table, text_field
 from road_tf.errors import ConfigError
 
 MNLI_LABELS = ("entailment", "neutral", "contradiction")
@@ -25,8 +25,8 @@ def read_mnli_tsv(path, skip_bad_records=False):
     """Reads a GLUE MNLI file (train.tsv, dev_matched.tsv, ...; `.tsv` or `.tsv.gz`).
 
     Columns used (by header name): `sentence1` (premise) -> text_a, `sentence2` (hypothesis) ->
-    text_b, `gold_label` -> label (see MNLI_LABELS), `pairID` -> guid. Other columns (parses,
-    label1..label5) are ignored.
+    text_b, `gold_label` -> label (see MNLI_LABELS), `pairID` -> guid (unique). Other columns
+    (parses, label1..label5) are ignored. Blank sentences and ids are errors.
 
     Returns:
         list of ClassificationExample.
@@ -37,16 +37,18 @@ def read_mnli_tsv(path, skip_bad_records=False):
 
     def parse(record, number):
         label = label_index(path, number, "gold_label", record["gold_label"], MNLI_LABELS)
-        return ClassificationExample(record["pairID"], record["sentence1"], record["sentence2"], label)
+        return ClassificationExample(record["pairID"], text_field(path, number, "sentence1", record["sentence1"]),
+                                     text_field(path, number, "sentence2", record["sentence2"]), label)
 
-    return read_table(path, parse, ("pairID", "sentence1", "sentence2", "gold_label"), skip_bad_records)
+    return read_table(path, parse, ("pairID", "sentence1", "sentence2", "gold_label"), skip_bad_records,
+                      id_column="pairID")
 
 
 def read_qqp_tsv(path, skip_bad_records=False):
     """Reads a GLUE QQP file (train.tsv, dev.tsv; `.tsv` or `.tsv.gz`).
 
-    Columns used: `id` -> guid, `question1` -> text_a, `question2` -> text_b, `is_duplicate`
-    ("0" not duplicate, "1" duplicate) -> label.
+    Columns used: `id` -> guid (unique), `question1` -> text_a, `question2` -> text_b, `is_duplicate`
+    ("0" not duplicate, "1" duplicate) -> label. Blank questions and ids are errors.
 
     Returns:
         list of ClassificationExample.
@@ -56,9 +58,11 @@ def read_qqp_tsv(path, skip_bad_records=False):
 
     def parse(record, number):
         label = label_index(path, number, "is_duplicate", record["is_duplicate"], ("0", "1"))
-        return ClassificationExample(record["id"], record["question1"], record["question2"], label)
+        return ClassificationExample(record["id"], text_field(path, number, "question1", record["question1"]),
+                                     text_field(path, number, "question2", record["question2"]), label)
 
-    return read_table(path, parse, ("id", "question1", "question2", "is_duplicate"), skip_bad_records)
+    return read_table(path, parse, ("id", "question1", "question2", "is_duplicate"), skip_bad_records,
+                      id_column="id")
 
 
 def load_glue_tfds(name, split, data_dir=None):

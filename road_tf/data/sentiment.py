@@ -7,7 +7,7 @@ The class names are in `LABELS`.
 
 from road_tf.data.examples import ClassificationExample
 from road_tf.data.glue import SST2_LABELS, check_split, load_tfds_examples
-from road_tf.data.tsv import label_index, read_table
+from road_tf.data.tsv import label_index, read_table, text_field
 from road_tf.errors import ConfigError
 
 
@@ -42,7 +42,8 @@ TFDS_SOURCES = {
 
 
 def read_sentiment_tsv(path, skip_bad_records=False):
-    """Reads a `sentence<TAB>label` file (`.tsv` or `.tsv.gz`; header optional; labels 0/1).
+    """Reads a `sentence<TAB>label` file (`.tsv` or `.tsv.gz`; header optional; labels 0/1; a blank
+    sentence is an error).
 
     Returns:
         list of ClassificationExample (text_b None, guid `f"line-{n}"`).
@@ -53,7 +54,7 @@ def read_sentiment_tsv(path, skip_bad_records=False):
 
     def parse(record, number):
         label = label_index(path, number, "label", record["label"], ("0", "1"))
-        return ClassificationExample(f"line-{number}", record["sentence"], None, label)
+        return ClassificationExample(f"line-{number}", text_field(path, number, "sentence", record["sentence"]), None, label)
 
     return read_table(path, parse, ("sentence", "label"), skip_bad_records, optional_header=True)
 

@@ -1,4 +1,7 @@
-"""Where a task's examples come from (synthetic corpus, local files, TFDS) and their cached features."""
+"""Where a task's examples come from (synthetic corpus, local files, TFDS) and their cached features.
+
+Reading needs no TensorFlow, so a command can check its data files before it loads TensorFlow.
+"""
 
 import hashlib
 import importlib
@@ -7,10 +10,9 @@ import logging
 import pathlib
 import socket
 
-from road_tf.data import features as feats
 from road_tf.data import synthetic
 from road_tf.data.squad import read_json, split_by_article
-from road_tf.errors import ConfigError
+from road_tf.errors import ConfigError, DataError
 from road_tf.files import write_atomic
 
 CACHE_ROOT = pathlib.Path("runs") / "cache"
@@ -112,17 +114,47 @@ def load_split(task, data_config, split, is_main_task=True):
             raise ConfigError(f"task {task.name!r} has no TFDS source")
         name = (data_config.tfds_name if is_main_task else "") or task.tfds_name
         check_tfds_available(name)
-        examples = resolve(task.tfds_loader)(name=name, split=task.tfds_splits[0 if split == "train" else 1])
+        tfds_split = task.tfds_splits[0 if split == "train" else 1]
+        examples = resolve(task.tfds_loader)(name=name, split=tfds_split)
         files = ()
+        path = f"tfds:{name}/{tfds_split}"
     limit = data_config.max_train_examples if split == "train" else data_config.max_eval_examples
     if limit:
         examples = examples[:limit]
+    examples = within_length_limit(examples, path, data_config)
+    if not examples:
+        raise DataError(path, f"holds no usable {split} examples for task {task.name!r}")
     logging.info("%s/%s: %d examples from %s", task.name, split, len(examples), source)
     return examples, files
 
 
+def _text_bytes(example):
+    """(record id, UTF-8 bytes of its longest text: the context of a question, else text_a or text_b)."""
+    if hasattr(example, "context"):
+        return example.qid, len(example.context.encode("utf-8"))
+    return example.guid, max(len(example.text_a.encode("utf-8")), len((example.text_b or "").encode("utf-8")))
+
+
+def within_length_limit(examples, path, data_config):
+    """`examples` whose texts fit in `data.max_context_bytes`; a longer one raises DataError, or is
+    logged and dropped with `data.skip_bad_records`."""
+    limit, kept = data_config.max_context_bytes, []
+    for example in examples:
+        record, size = _text_bytes(example)
+        if size > limit:
+            error = DataError(path, f"text of {size} bytes is longer than data.max_context_bytes ({limit})", record)
+            if not data_config.skip_bad_records:
+                raise error
+            logging.warning("skipping bad record: %s", error)
+            continue
+        kept.append(example)
+    return kept
+
+
 def cached_features(task_name, split, examples, files, tokenizer, data_config, build):
     """`build()`'s features of `examples`, cached as TFRecords keyed by data files, tokenizer and lengths."""
+    from road_tf.data import features as feats  # Imported here: it pulls in TensorFlow.
+
     settings = dict(task=task_name, split=split, n=len(examples), max_seq_length=data_config.max_seq_length,
                     max_query_length=data_config.max_query_length, doc_stride=data_config.doc_stride,
                     source=data_config.source, tfds=data_config.tfds_name if not files else "")

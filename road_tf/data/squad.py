@@ -41,6 +41,8 @@ def read_json(path):
         return json.loads(text)
     except json.JSONDecodeError as error:
         raise DataError(path, f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    except RecursionError:
+        raise DataError(path, "invalid JSON: arrays or objects nested too deeply") from None
 
 
 def read_squad_json(path, skip_bad_records=False):
@@ -161,9 +163,12 @@ def _iter_json_questions(path, document):
     for a_index, article in enumerate(data):
         where = f"data[{a_index}]"
         paragraphs = _field(path, where, article, "paragraphs", "a list", "article")
+        if "qas" in article:
+            raise DataError(path, "article has a 'qas' field; questions belong in paragraphs[].qas", where)
         title = article.get("title", "")
         if not isinstance(title, str):
             raise DataError(path, f"article.title must be a string, got {_type_name(title)}", where)
+        _check_text(path, where, "article.title", title, allow_blank=True)
         for p_index, paragraph in enumerate(paragraphs):
             p_where = f"{where}.paragraphs[{p_index}]"
             qas = _field(path, p_where, paragraph, "qas", "a list", "paragraph")
@@ -206,15 +211,14 @@ def _collect(path, questions, skip_bad_records):
 def _parse_question(path, where, qa, context, title):
     """Checks one raw question dict and returns its QAExample; raises DataError naming its id."""
     qid = qa.get("id") if isinstance(qa, dict) else None
-    record = qid if isinstance(qid, str) and qid else where
+    record = qid if isinstance(qid, str) and qid.strip() else where
     if isinstance(context, DataError):
         raise DataError(path, context.problem, record)
-    if not context:
-        raise DataError(path, "the paragraph's context is empty", record)
+    _check_text(path, record, "the paragraph's context", context)
     qid = _field(path, record, qa, "id", "a string", "question")
-    if not qid:
-        raise DataError(path, "question.id is empty", record)
+    _check_text(path, record, "question.id", qid)
     question = _field(path, record, qa, "question", "a string", "question")
+    _check_text(path, record, "question.question", question)
     raw_answers = _field(path, record, qa, "answers", "a list", "question")
     is_impossible = qa.get("is_impossible", False)
     if not isinstance(is_impossible, bool):
@@ -225,6 +229,18 @@ def _parse_question(path, where, qa, context, title):
     if not is_impossible and not answers:
         raise DataError(path, "answerable question (is_impossible false or absent) has no answers", record)
     return QAExample(qid=qid, question=question, context=context, answers=answers, title=title)
+
+
+def _check_text(path, record, label, text, allow_blank=False):
+    """Raises DataError unless `text` is valid Unicode (JSON's "\\ud800" escapes can make lone
+    surrogates, which no UTF-8 consumer accepts) and, unless `allow_blank`, holds a non-space."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise DataError(path, f"{label} holds a lone surrogate {text[error.start]!r} at character {error.start}, "
+                              "which is not valid Unicode text", record) from None
+    if not allow_blank and not text.strip():
+        raise DataError(path, f"{label} is empty or only whitespace", record)
 
 
 def _parse_answer(path, record, index, raw, context):

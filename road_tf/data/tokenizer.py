@@ -4,21 +4,10 @@ Training featurizes with the very ops the exported serving signature runs, so a 
 token ids at serving time that training would not have produced.
 """
 
-import pathlib
-
 import tensorflow as tf
 import tensorflow_text as tf_text
 
-from road_tf.errors import ConfigError
-from road_tf.minilm import minilm_path
-
-
-def vocab_path(name):
-    """Resolves a vocab setting: 'minilm' (BERT uncased, 30,522 pieces) or a vocab.txt path."""
-    path = minilm_path() / "vocab.txt" if name == "minilm" else pathlib.Path(name)
-    if not path.is_file():
-        raise ConfigError(f"data.vocab: no vocabulary file at {path}")
-    return path
+from road_tf.data.vocab import read_vocab, vocab_path
 
 
 class WordPieceTokenizer(tf.Module):
@@ -35,11 +24,8 @@ class WordPieceTokenizer(tf.Module):
     def __init__(self, vocab_file):
         super().__init__(name="wordpiece_tokenizer")
         self.vocab_file = str(vocab_file)
-        self.vocab = pathlib.Path(vocab_file).read_text(encoding="utf-8").splitlines()
+        self.vocab = read_vocab(vocab_file)
         index = {piece: i for i, piece in enumerate(self.vocab)}
-        for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
-            if special not in index:
-                raise ConfigError(f"{vocab_file}: vocabulary lacks the special token {special}")
         self.pad_id, self.unk_id = index["[PAD]"], index["[UNK]"]
         self.cls_id, self.sep_id = index["[CLS]"], index["[SEP]"]
         self.fast = tf_text.FastBertTokenizer(

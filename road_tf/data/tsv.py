@@ -88,7 +88,18 @@ def label_index(path, number, column, value, labels):
         raise DataError(path, f"unknown {column} {value!r}; expected one of {expected}", f"line {number}") from None
 
 
-def read_table(path, parse, required, skip_bad_records=False, optional_header=False):
+def text_field(path, number, column, value):
+    """Returns `value` (one field of line `number`) unless it is empty or only whitespace.
+
+    Raises:
+        DataError: naming the file, the line and the column.
+    """
+    if not value.strip():
+        raise DataError(path, f"{column} is empty or only whitespace", f"line {number}")
+    return value
+
+
+def read_table(path, parse, required, skip_bad_records=False, optional_header=False, id_column=None):
     """Reads a TSV file with a header line into a list of parsed records.
 
     Args:
@@ -99,6 +110,7 @@ def read_table(path, parse, required, skip_bad_records=False, optional_header=Fa
         skip_bad_records: skip (and log) records whose line or fields are bad instead of raising.
         optional_header: the first line is a header only when it names every `required` column;
             otherwise the columns are `required`, in that order, and the first line is a record.
+        id_column: a column whose values must be unique and not blank (a record id), or None.
     Returns:
         list of what `parse` returned, in file order.
     Raises:
@@ -106,11 +118,17 @@ def read_table(path, parse, required, skip_bad_records=False, optional_header=Fa
     """
     lines = _non_blank(iter_lines(path))
     columns, pending = _header(path, next(lines, None), required, optional_header)
-    examples, skipped = [], 0
+    examples, skipped, first_seen = [], 0, {}
     for number, raw in itertools.chain(pending, lines):
         try:
             record = dict(zip(columns, split_line(path, number, raw, len(columns))))
+            record_id = text_field(path, number, id_column, record[id_column]) if id_column else None
+            if record_id in first_seen:
+                raise DataError(path, f"duplicate {id_column} {record_id!r} (first at line {first_seen[record_id]})",
+                                f"line {number}")
             examples.append(parse(record, number))
+            if id_column:
+                first_seen[record_id] = number
         except DataError as error:
             if not skip_bad_records:
                 raise

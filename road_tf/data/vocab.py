@@ -1,0 +1,49 @@
+"""BERT `vocab.txt` files: the one `data.vocab` names, and its pieces, checked (no TensorFlow needed)."""
+
+import pathlib
+
+from road_tf.errors import ConfigError
+from road_tf.minilm import minilm_path
+
+
+def vocab_path(name):
+    """Resolves a vocab setting: 'minilm' (BERT uncased, 30,522 pieces) or a vocab.txt path."""
+    path = minilm_path() / "vocab.txt" if name == "minilm" else pathlib.Path(name)
+    try:
+        found = path.is_file()
+    except OSError:
+        found = False
+    if not found:
+        raise ConfigError(f"data.vocab: no vocabulary file at {path}")
+    return path
+
+
+def read_vocab(vocab_file):
+    """The pieces of a BERT `vocab.txt` (one per line, in id order), checked.
+
+    Raises:
+        ConfigError: naming `data.vocab` and the file, when it cannot be read, is not UTF-8, holds a
+            NUL character or a piece twice, or lacks one of [PAD], [UNK], [CLS], [SEP].
+    """
+    def fail(problem):
+        return ConfigError(f"data.vocab: {vocab_file}: {problem}")
+
+    try:
+        raw = pathlib.Path(vocab_file).read_bytes()
+    except OSError as error:
+        raise fail(f"cannot read file: {error.strerror or error}") from None
+    try:
+        pieces = raw.decode("utf-8").splitlines()
+    except UnicodeDecodeError as error:
+        raise fail(f"not valid UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}") from None
+    seen = {}
+    for number, piece in enumerate(pieces, start=1):
+        if "\x00" in piece:
+            raise fail(f"line {number} holds a NUL character")
+        if piece in seen:
+            raise fail(f"line {number} repeats the piece {piece!r} of line {seen[piece]}")
+        seen[piece] = number
+    for special in ("[PAD]", "[UNK]", "[CLS]", "[SEP]"):
+        if special not in seen:
+            raise fail(f"vocabulary lacks the special token {special}")
+    return pieces
