@@ -174,11 +174,8 @@ def closing_lines(metrics, output_dir):
 def main(argv=None):
     args = parse_args(argv)
     config, output_dir = resolve_run(args)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise RoadError(f"--output-dir {output_dir}: exists and is not a folder")
+    preflight(config, output_dir)
     metrics_path = output_dir / "metrics.json"
-    if not metrics_path.is_file():
-        preflight(config, output_dir)
     if metrics_path.is_file():
         print(f"already finished (use --new to train again): {output_dir}")
         metrics = json.loads(metrics_path.read_text())
