@@ -21,6 +21,7 @@ from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.evaluation.task_eval import evaluate
 from road_tf.models.backbones import build_backbone
+from road_tf.models.convert import has_span_head, load_span_head
 from road_tf.models.task_model import build_task_model, num_layers
 from road_tf.tasks import get_task
 from road_tf import training
@@ -55,6 +56,8 @@ def build_model(model_config, task, tokenizer, config, name, encoder_weights=Non
     """A task model for `task`, optionally starting from pre-trained encoder weights."""
     backbone = build_backbone(model_config, tokenizer.vocabulary_size, config.data.max_seq_length)
     model = build_task_model(backbone, {task.name: task.head}, dropout=model_config.dropout, name=name)
+    if task.head == "span" and has_span_head(model_config.pretrained):
+        load_span_head(model, task.name, model_config.pretrained)
     if encoder_weights:
         from road_tf.multitask.trainer import load_encoder_weights
 
@@ -97,6 +100,7 @@ def prepare_teachers(config, task_data, tokenizer, output_dir, stages):
         teacher = build_model(teacher_config.model, task, tokenizer, config, name=f"teacher_{i}")
         if teacher_config.checkpoint:
             teacher.load_weights(teacher_config.checkpoint)
+        if teacher_config.checkpoint or (task.head == "span" and has_span_head(teacher_config.model.pretrained)):
             stages[f"teacher_{i}"] = evaluate(teacher, task, task_data.dev_examples, task_data.dev_features,
                                               config.export)
         else:
