@@ -12,6 +12,7 @@ road_tf side, `serve_json_commands` is the worker's side. This module imports on
 library (and road_tf.errors), so both virtualenvs can import it.
 """
 
+import argparse
 import json
 import os
 import pathlib
@@ -33,6 +34,25 @@ BASELINE_PYTHON = REPO / ".venv-baseline" / "bin" / "python"
 SETUP_SCRIPT = REPO / "benchmarks" / "setup_baseline.sh"
 # STACK.md: with glibc's default malloc PyTorch CPU training spends > 1 s a step in page faults.
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+
+
+def parse_flags(parser, argv, positive=()):
+    """`parser.parse_known_args(argv)` with one-line errors: RoadError for a bad or unknown flag
+    and for any flag named in `positive` (attribute names) below 1.
+
+    Args:
+        parser: an argparse.ArgumentParser made with exit_on_error=False.
+    """
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except argparse.ArgumentError as error:
+        raise RoadError(f"{error} (see --help)") from None
+    if unknown:
+        raise RoadError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise RoadError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    return args
 
 
 def shared_file(relative):

@@ -86,16 +86,7 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=2, help="CPU cores and threads for each side (default 2)")
     parser.add_argument("--batching-parameters", default=str(BATCHING_CONFIG),
                         help="the devserver's --batching_parameters_file (default serving/batching.config)")
-    try:
-        args, unknown = parser.parse_known_args(argv)
-    except argparse.ArgumentError as error:
-        raise RoadError(f"{error} (see --help)") from None
-    if unknown:
-        raise RoadError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
-    for name in ("questions", "chunk", "passes", "threads"):
-        if getattr(args, name) < 1:
-            raise RoadError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    return args
+    return common.parse_flags(parser, argv, positive=("questions", "chunk", "passes", "threads"))
 
 
 def load_questions(count, work_dir):
