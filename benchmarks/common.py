@@ -5,12 +5,19 @@ Scripts run from the repository root as `.venv/bin/python benchmarks/<name>.py`;
 on `sys.path` so that `road_tf` imports without installation.
 
 Every script prints, as its last line, one JSON object made by `result_line`.
+
+Baselines in PyTorch run in .venv-baseline (Python 3.11, made by benchmarks/setup_baseline.sh) as
+worker subprocesses that speak one JSON object a line: `BaselineWorker` drives one from the
+road_tf side, `serve_json_commands` is the worker's side. This module imports only the standard
+library (and road_tf.errors), so both virtualenvs can import it.
 """
 
+import argparse
 import json
 import os
 import pathlib
 import statistics
+import subprocess
 import sys
 import time
 
@@ -20,6 +27,32 @@ SHARED = REPO.parent / "shared"
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from road_tf.errors import RoadError  # noqa: E402
+
+BASELINE_PYTHON = REPO / ".venv-baseline" / "bin" / "python"
+SETUP_SCRIPT = REPO / "benchmarks" / "setup_baseline.sh"
+# STACK.md: with glibc's default malloc PyTorch CPU training spends > 1 s a step in page faults.
+TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
+
+
+def parse_flags(parser, argv, positive=()):
+    """`parser.parse_known_args(argv)` with one-line errors: RoadError for a bad or unknown flag
+    and for any flag named in `positive` (attribute names) below 1.
+
+    Args:
+        parser: an argparse.ArgumentParser made with exit_on_error=False.
+    """
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except argparse.ArgumentError as error:
+        raise RoadError(f"{error} (see --help)") from None
+    if unknown:
+        raise RoadError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
+    for name in positive:
+        if getattr(args, name) < 1:
+            raise RoadError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    return args
 
 
 def shared_file(relative):
@@ -81,3 +114,98 @@ def result_line(benchmark, value, goal, better, unit, **extra):
     sys.stdout.flush()
     print(json.dumps(line), flush=True)
     return line
+
+
+def ensure_baseline_venv():
+    """Runs benchmarks/setup_baseline.sh (a no-op once .venv-baseline is installed and current)."""
+    result = subprocess.run(["bash", str(SETUP_SCRIPT)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if result.returncode != 0:
+        lines = result.stderr.strip().splitlines() or ["(no output)"]
+        raise RoadError(f"{SETUP_SCRIPT.name} failed (exit {result.returncode}): {lines[-1]}")
+
+
+def cores_for(threads):
+    """The first `threads` CPUs this process may run on (fewer if it has fewer)."""
+    return sorted(os.sched_getaffinity(0))[:threads]
+
+
+def child_env(threads, **extra):
+    """This process's environment with every thread-count knob set to `threads`, plus `extra`."""
+    count = str(threads)
+    return {**os.environ, "OMP_NUM_THREADS": count, "MKL_NUM_THREADS": count, "TF_NUM_INTRAOP_THREADS": count,
+            "TF_NUM_INTEROP_THREADS": count, **extra}
+
+
+def cpu_has_bfloat16():
+    """Whether this CPU has bfloat16 matmul instructions (AVX512_BF16 or AMX-BF16)."""
+    flags = pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8").split()
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+class BaselineWorker:
+    """A benchmarks/ script running in .venv-baseline, driven over its stdin/stdout.
+
+    The worker (see `serve_json_commands`) prints one JSON line when ready (kept as `info`), then
+    answers every JSON command line with one JSON line. It runs pinned to `cores` with `threads`
+    threads and STACK.md's malloc settings, offline.
+
+    Args:
+        script: path of the worker script; args: its command-line arguments (strings).
+    """
+
+    def __init__(self, script, args, threads, cores):
+        self.process = subprocess.Popen(
+            [str(BASELINE_PYTHON), str(script), *args],
+            cwd=REPO, env=child_env(threads, HF_HUB_OFFLINE="1", **TUNED_MALLOC),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            preexec_fn=lambda: os.sched_setaffinity(0, cores),
+        )
+        self.info = self._reply()
+
+    def _reply(self):
+        """The worker's next JSON line; RoadError with its stderr if it died."""
+        line = self.process.stdout.readline()
+        if not line:
+            self.process.wait()
+            raise RoadError(f"the baseline worker exited: {self.process.stderr.read().strip()[-500:]}")
+        return json.loads(line)
+
+    def request(self, command):
+        """Sends one command (a dict) and returns the worker's reply (a dict)."""
+        self.process.stdin.write(json.dumps(command) + "\n")
+        self.process.stdin.flush()
+        return self._reply()
+
+    def close(self):
+        """Ends the worker (end of input), killing it after 30 s."""
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def serve_json_commands(start, handle, keys):
+    """The worker side of `BaselineWorker`; returns at the end of stdin.
+
+    Protocol lines go to the original stdout; anything a library prints goes to stderr.
+
+    Args:
+        start: () -> dict, the set-up (model loading, warm-up); its result is the ready line.
+        handle: (dict command) -> dict reply.
+        keys: the integer fields every command must carry; RoadError for a command without them.
+    """
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    print(json.dumps({"ready": True, **start()}), file=protocol, flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            command = json.loads(line)
+            command = {key: int(command[key]) for key in keys}
+        except (ValueError, KeyError, TypeError):
+            fields = ", ".join(f'"{key}"' for key in keys)
+            raise RoadError(f"bad command {line.strip()!r}; expected {{{fields}}}") from None
+        print(json.dumps(handle(command)), file=protocol, flush=True)

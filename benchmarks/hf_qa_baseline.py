@@ -30,7 +30,7 @@ import time
 
 import torch
 
-import common  # noqa: F401  (puts the repository root on sys.path)
+import common  # puts the repository root on sys.path
 from road_tf.errors import DataError, RoadError, cli_main
 
 QA_SETTINGS = dict(max_seq_len=384, doc_stride=128, max_question_len=64, max_answer_len=30,
@@ -103,27 +103,23 @@ def run_batch(qa, questions, contexts, batch_size):
 def main(argv=None):
     args = parse_args(argv)
     questions, contexts = read_questions(args.questions)
-    # Protocol lines go to the original stdout; anything a library prints goes to stderr.
-    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
-    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
-    qa = build_pipeline(args.model_dir, args.threads)
-    for batch_size in (1, 16):
-        run_batch(qa, questions[:WARMUP_QUESTIONS], contexts[:WARMUP_QUESTIONS], batch_size)
-    import transformers
+    qa = None
 
-    ready = {"ready": True, "torch": torch.__version__, "transformers": transformers.__version__,
-             "python": sys.version.split()[0], "threads": torch.get_num_threads()}
-    print(json.dumps(ready), file=protocol, flush=True)
-    for line in sys.stdin:
-        if not line.strip():
-            continue
-        try:
-            command = json.loads(line)
-            batch_size, start, stop = (int(command[key]) for key in ("batch_size", "start", "stop"))
-        except (ValueError, KeyError, TypeError):
-            raise RoadError(f"bad command {line.strip()!r}; expected {{\"batch_size\", \"start\", \"stop\"}}") from None
-        reply = run_batch(qa, questions[start:stop], contexts[start:stop], batch_size)
-        print(json.dumps(reply), file=protocol, flush=True)
+    def start():
+        nonlocal qa
+        qa = build_pipeline(args.model_dir, args.threads)
+        for batch_size in (1, 16):
+            run_batch(qa, questions[:WARMUP_QUESTIONS], contexts[:WARMUP_QUESTIONS], batch_size)
+        import transformers
+
+        return {"torch": torch.__version__, "transformers": transformers.__version__,
+                "python": sys.version.split()[0], "threads": torch.get_num_threads()}
+
+    def handle(command):
+        start_index, stop = command["start"], command["stop"]
+        return run_batch(qa, questions[start_index:stop], contexts[start_index:stop], command["batch_size"])
+
+    common.serve_json_commands(start, handle, ("batch_size", "start", "stop"))
     return 0
 
 

@@ -74,10 +74,7 @@ ROAD_MODES = tuple(f"{tag}_{api}_c{c}" for tag in PRECISIONS for api in APIS for
 BATCHING_CONFIG = common.REPO / "serving" / "batching.config"
 BASELINE_MODES = tuple(f"hf_batch{c}" for c in CONCURRENCY)
 WARMUP_QUESTIONS = 16
-BASELINE_PYTHON = common.REPO / ".venv-baseline" / "bin" / "python"
-SETUP_SCRIPT = common.REPO / "benchmarks" / "setup_baseline.sh"
 BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_qa_baseline.py"
-TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
 
 def parse_args(argv):
@@ -89,24 +86,7 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=2, help="CPU cores and threads for each side (default 2)")
     parser.add_argument("--batching-parameters", default=str(BATCHING_CONFIG),
                         help="the devserver's --batching_parameters_file (default serving/batching.config)")
-    try:
-        args, unknown = parser.parse_known_args(argv)
-    except argparse.ArgumentError as error:
-        raise RoadError(f"{error} (see --help)") from None
-    if unknown:
-        raise RoadError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
-    for name in ("questions", "chunk", "passes", "threads"):
-        if getattr(args, name) < 1:
-            raise RoadError(f"--{name} must be at least 1, got {getattr(args, name)}")
-    return args
-
-
-def ensure_baseline_venv():
-    """Runs benchmarks/setup_baseline.sh (a no-op once .venv-baseline is installed and current)."""
-    result = subprocess.run(["bash", str(SETUP_SCRIPT)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    if result.returncode != 0:
-        lines = result.stderr.strip().splitlines() or ["(no output)"]
-        raise RoadError(f"{SETUP_SCRIPT.name} failed (exit {result.returncode}): {lines[-1]}")
+    return common.parse_flags(parser, argv, positive=("questions", "chunk", "passes", "threads"))
 
 
 def load_questions(count, work_dir):
@@ -124,18 +104,6 @@ def load_questions(count, work_dir):
         raise RoadError(f"--questions {count}: {path} holds only {len(examples)} questions")
     chosen = [examples[i * len(examples) // count] for i in range(count)]
     return [(example.question, example.context) for example in chosen], source
-
-
-def cores_for(threads):
-    """The first `threads` CPUs this process may run on (fewer if it has fewer)."""
-    return sorted(os.sched_getaffinity(0))[:threads]
-
-
-def child_env(threads, **extra):
-    """This process's environment with every thread-count knob set to `threads`, plus `extra`."""
-    count = str(threads)
-    return {**os.environ, "OMP_NUM_THREADS": count, "MKL_NUM_THREADS": count, "TF_NUM_INTRAOP_THREADS": count,
-            "TF_NUM_INTEROP_THREADS": count, **extra}
 
 
 def model_name(tag):
@@ -174,12 +142,6 @@ def export_minilm_qa(base_dir):
     return version_dirs, tokenizer, time.perf_counter() - begin
 
 
-def cpu_has_bfloat16():
-    """Whether this CPU has bfloat16 matmul instructions (AVX512_BF16 or AMX-BF16)."""
-    flags = pathlib.Path("/proc/cpuinfo").read_text(encoding="utf-8").split()
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def write_models_config(version_dirs, path):
     """A ModelServerConfig text proto serving every exported model -> its path."""
     entries = "".join(f'  config {{ name: "{model_name(tag)}" base_path: "{directory.parent}" '
@@ -209,7 +171,7 @@ def start_server(models_config, batching_parameters, names, threads, cores, time
         [sys.executable, "-m", "serving.devserver", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
          f"--model_config_file={models_config}", "--enable_batching",
          f"--batching_parameters_file={batching_parameters}", "--file_system_poll_wait_seconds=0"],
-        cwd=common.REPO, env=child_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        cwd=common.REPO, env=common.child_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: os.sched_setaffinity(0, cores),
     )
     rest_url = f"http://127.0.0.1:{rest_port}"
@@ -274,44 +236,19 @@ def closed_loop(ask, pairs, concurrency):
     return time.perf_counter() - begin, latencies, answers
 
 
-class Baseline:
-    """benchmarks/hf_qa_baseline.py running in .venv-baseline, driven over its stdin/stdout."""
+class Baseline(common.BaselineWorker):
+    """benchmarks/hf_qa_baseline.py running in .venv-baseline."""
 
     def __init__(self, questions_file, threads, cores):
         from road_tf.models.convert import minilm_path
 
-        self.process = subprocess.Popen(
-            [str(BASELINE_PYTHON), str(BASELINE_SCRIPT), "--model-dir", str(minilm_path()),
-             "--questions", str(questions_file), "--threads", str(threads)],
-            cwd=common.REPO, env=child_env(threads, HF_HUB_OFFLINE="1", **TUNED_MALLOC),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            preexec_fn=lambda: os.sched_setaffinity(0, cores),
-        )
-        self.info = self._reply()
-
-    def _reply(self):
-        """The worker's next JSON line; RoadError with its stderr if it died."""
-        line = self.process.stdout.readline()
-        if not line:
-            self.process.wait()
-            raise RoadError(f"the baseline worker exited: {self.process.stderr.read().strip()[-500:]}")
-        return json.loads(line)
+        super().__init__(BASELINE_SCRIPT, ["--model-dir", str(minilm_path()), "--questions", str(questions_file),
+                                           "--threads", str(threads)], threads, cores)
 
     def run(self, batch_size, start, stop):
         """Answers questions[start:stop] at `batch_size` -> (seconds, latencies, answers)."""
-        self.process.stdin.write(json.dumps({"batch_size": batch_size, "start": start, "stop": stop}) + "\n")
-        self.process.stdin.flush()
-        reply = self._reply()
+        reply = self.request({"batch_size": batch_size, "start": start, "stop": stop})
         return reply["seconds"], reply["latencies"], reply["answers"]
-
-    def close(self):
-        """Ends the worker (end of input), killing it after 30 s."""
-        self.process.stdin.close()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
 
 
 def road_askers(rest_url, grpc_target):
@@ -421,8 +358,8 @@ def headline(summary):
 def main(argv=None):
     args = parse_args(argv)
     begin, load_before = time.perf_counter(), os.getloadavg()[0]
-    ensure_baseline_venv()
-    cores = cores_for(args.threads)
+    common.ensure_baseline_venv()
+    cores = common.cores_for(args.threads)
     os.sched_setaffinity(0, cores)
     with tempfile.TemporaryDirectory(prefix="road_tf_serving_bench_") as work:
         work_dir = pathlib.Path(work)
@@ -459,7 +396,7 @@ def main(argv=None):
                     "question; c=16: 16 single-question requests in flight (the devserver batches them) vs pipeline "
                     "batch_size 16; QA/s = questions / sum over chunks of the mode's fastest pass over the chunk"),
         best_mode=best, value_float32=max(ratios["fp32"].values()), ratio_by_precision_and_concurrency=ratios,
-        ratio_best_vs_best_baseline=best_vs_best, modes=summary, cpu_bfloat16=cpu_has_bfloat16(),
+        ratio_best_vs_best_baseline=best_vs_best, modes=summary, cpu_bfloat16=common.cpu_has_bfloat16(),
         bf16_fp32_same_answers=f"{same_answers}/{len(pairs)}",
         grpc_rest_answers_agree=all(answers[f"{tag}_grpc_c{c}"] == answers[f"{tag}_rest_c{c}"]
                                     for tag in PRECISIONS for c in CONCURRENCY),

@@ -147,7 +147,8 @@ def multitask_stage(config, tokenizer, task_data, stage_dir):
 
 
 def prepare_teachers(config, task_data, tokenizer, output_dir, stages):
-    """Online teachers, loaded from `checkpoint` or trained here; records their dev metrics in `stages`."""
+    """Online teachers: loaded from `checkpoint`, taken whole from a Hugging Face QA folder (encoder and
+    `qa_outputs` head), or trained here; records their dev metrics in `stages`."""
     if config.distillation.mode == "offline":
         return []
     task = task_data.task
@@ -157,6 +158,7 @@ def prepare_teachers(config, task_data, tokenizer, output_dir, stages):
         teacher = stage_model(config, teacher_config.model, task, tokenizer, name)
         if teacher_config.checkpoint:
             load_teacher_weights(teacher, teacher_config.checkpoint, i)
+        if teacher_config.checkpoint or task.has_pretrained_head(teacher_config.model.pretrained):
             stages[name] = score_stage(output_dir / name, teacher, task_data, tokenizer, config)
         else:
             stages[name] = train_stage(output_dir / name, teacher, task_data, tokenizer, config,

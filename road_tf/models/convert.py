@@ -8,12 +8,21 @@ Layouts: a Hugging Face Linear stores its weight as [out, in]; Keras Dense/Einsu
 are [in, ...out]. Attention query/key/value kernels are [hidden, heads, head_dim] (bias
 [heads, head_dim]) and the attention output kernel is [heads, head_dim, hidden].
 
-Known differences from the Hugging Face models, measured against a NumPy re-implementation of
-their forward pass (PyTorch is not installed here):
-- GELU: keras-hub's TransformerEncoder uses the tanh approximation; BERT/ELECTRA configs say
-  `hidden_act: gelu` (exact erf). On the MiniLM (6 layers, hidden 384) and one short sentence
-  the sequence output (values up to ~5) differs by 2.6e-3 at most; with tanh GELU in the
-  NumPy reference the difference is 2e-6, so the weights themselves map exactly (tests/test_convert.py).
+GELU: keras-hub's TransformerEncoder uses the tanh approximation, while BERT/ELECTRA configs say
+`hidden_act: gelu` (exact erf). A backbone built here computes what `hidden_act` names: for `gelu`
+every feed-forward layer's activation is switched to Keras' exact GELU (`activation: gelu` in the
+layer config, so `get_config`/`from_config` copies keep it); `gelu_new`/`gelu_pytorch_tanh` keep
+keras-hub's tanh form. keras-hub presets are not touched. Measured on the MiniLM (6 layers,
+hidden 384) and one short sentence against a NumPy forward pass of the HF weights: the sequence
+output (values up to ~5) differed by 2.6e-3 with tanh GELU and differs by 1.1e-6 with exact GELU
+(tests/test_convert.py); tiny BERT/ELECTRA question-answering checkpoints saved by transformers
+give the same start/end logits as PyTorch to 1e-4 (tests/test_hf_teacher.py).
+
+Question-answering heads: `BertForQuestionAnswering` / `ElectraForQuestionAnswering` keep a
+`qa_outputs` Linear [2, hidden] (row 0 start, row 1 end) beside the encoder; `load_span_head`
+copies it into a road_tf `SpanHead` (Dense `span_logits`, kernel [hidden, 2], column 0 start).
+
+Other known differences from the Hugging Face models:
 - LayerNorm epsilon: keras-hub fixes 1e-12 whatever `layer_norm_eps` says (1e-12 in BERT and
   ELECTRA checkpoints).
 - Dropout: keras-hub has one rate; `hidden_dropout_prob` is used unless `dropout` is given.
@@ -24,15 +33,19 @@ their forward pass (PyTorch is not installed here):
 import json
 import pathlib
 
+import keras
 import keras_hub
 import numpy as np
-from safetensors.numpy import load_file
+from safetensors import safe_open
 
 from road_tf.errors import RoadError
 from road_tf.minilm import WEIGHTS_FILE
 
 CONFIG_FILE = "config.json"
-GELU_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh")
+EXACT_GELU = "gelu"
+TANH_GELUS = ("gelu_new", "gelu_pytorch_tanh")
+GELU_ACTIVATIONS = (EXACT_GELU, *TANH_GELUS)
+QA_HEAD = "qa_outputs"
 
 
 def read_config(folder):
@@ -51,18 +64,18 @@ def read_config(folder):
     return config
 
 
-def _read_tensors(folder):
-    """Returns {name: float32 array} of a folder's model.safetensors."""
+def _read_tensors(folder, keep=lambda name: True):
+    """Returns {name: float32 array} of the tensors in a folder's model.safetensors whose name `keep`s."""
     path = pathlib.Path(folder) / WEIGHTS_FILE
     if not path.is_file():
         other = " (pytorch_model.bin is not supported; save the model with safe_serialization=True)" \
             if (pathlib.Path(folder) / "pytorch_model.bin").is_file() else ""
         raise RoadError(f"{path}: missing{other}")
     try:
-        tensors = load_file(str(path))
+        with safe_open(str(path), framework="numpy") as tensors:
+            return {name: tensors.get_tensor(name).astype(np.float32) for name in tensors.keys() if keep(name)}
     except Exception as error:  # safetensors raises its own SafetensorError and TypeError (bf16)
         raise RoadError(f"{path}: cannot read the tensors ({error})") from None
-    return {name: value.astype(np.float32) for name, value in tensors.items()}
 
 
 def _field(config, key, folder):
@@ -147,6 +160,22 @@ class _Porter:
         self.copy(layer.beta, f"{name}.bias" if new_style else f"{name}.beta")
 
 
+def _use_activation(backbone, config):
+    """Makes every feed-forward layer compute config.json's `hidden_act` (exact or tanh GELU).
+
+    keras-hub builds its encoders with tanh GELU. For `gelu` the TransformerEncoder's
+    `activation` (what its get_config records) and its intermediate Dense's activation (what its
+    call runs) both become Keras' exact GELU.
+    """
+    if config.get("hidden_act", EXACT_GELU) != EXACT_GELU:
+        return
+    exact = keras.activations.get(EXACT_GELU)
+    for i in range(backbone.num_layers):
+        block = backbone.get_layer(f"transformer_layer_{i}")
+        block.activation = exact
+        block._feedforward_intermediate_dense.activation = exact
+
+
 def _port_embeddings(backbone, porter):
     """Word, position and token-type tables and the embedding LayerNorm."""
     porter.copy(backbone.get_layer("token_embedding").embeddings, "embeddings.word_embeddings.weight")
@@ -206,6 +235,7 @@ def load_hf_bert(folder, dropout=None):
     porter = _Porter(_read_tensors(folder), "bert.", pathlib.Path(folder) / WEIGHTS_FILE)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=_field(config, "vocab_size", folder), **_encoder_sizes(config, folder, dropout))
+    _use_activation(backbone, config)
     _port_embeddings(backbone, porter)
     _port_encoder(backbone, porter)
     _port_pooler(backbone, porter)
@@ -231,6 +261,7 @@ def load_hf_electra(folder, dropout=None):
         embedding_dim=config.get("embedding_size", sizes["hidden_dim"]),
         **sizes,
     )
+    _use_activation(backbone, config)
     _port_embeddings(backbone, porter)
     if backbone.embedding_dim != backbone.hidden_dim:
         porter.dense(backbone.get_layer("embeddings_projection"), "embeddings_project")
@@ -250,3 +281,37 @@ def load_hf_backbone(folder, dropout=None):
         raise RoadError(f"{pathlib.Path(folder) / CONFIG_FILE}: model_type {model_type!r} is not supported; "
                         f"known: {', '.join(LOADERS)}")
     return LOADERS[model_type](folder, dropout=dropout)
+
+
+def has_span_head(pretrained):
+    """Whether `model.pretrained` is a Hugging Face folder whose model.safetensors holds `qa_outputs`.
+
+    False for the keywords (none, minilm, preset) and for encoder-only checkpoints.
+    """
+    if not (pathlib.Path(pretrained) / WEIGHTS_FILE).is_file():
+        return False
+    return bool(_read_tensors(pretrained, keep=lambda name: name == f"{QA_HEAD}.weight"))
+
+
+def load_span_head(model, task_name, folder):
+    """Copies a `*ForQuestionAnswering` checkpoint's `qa_outputs` into the task's span head.
+
+    Args:
+        model: a task model from `build_task_model` with a span head for `task_name`
+            (its Dense `span_logits`, kernel [hidden, 2]).
+        task_name: the span task whose head receives the weights.
+        folder: the Hugging Face folder the model's encoder was loaded from; its
+            `qa_outputs.weight` [2, hidden] (row 0 start, row 1 end) and `qa_outputs.bias` [2]
+            become the kernel (transposed) and bias.
+    Returns:
+        the model, with the head's weights replaced; RoadError if the checkpoint has no head
+        or its width differs from the encoder's.
+    """
+    source = pathlib.Path(folder) / WEIGHTS_FILE
+    tensors = _read_tensors(folder, keep=lambda name: name.startswith(f"{QA_HEAD}."))
+    if not tensors:
+        raise RoadError(f"{source}: no question-answering head ({QA_HEAD}.weight); "
+                        "save a BertForQuestionAnswering or ElectraForQuestionAnswering model")
+    head = model.get_layer(f"{task_name}_span_head")
+    _Porter(tensors, "", source).dense(head.dense, QA_HEAD)
+    return model

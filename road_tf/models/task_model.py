@@ -37,6 +37,9 @@ def build_task_model(backbone, tasks, dropout=0.1, name="road_model"):
 def build_model(model_config, tasks, vocabulary_size, max_sequence_length, name, encoder_weights=None):
     """A task model with a `ModelConfig`'s encoder, optionally starting from saved encoder weights.
 
+    A head that the pretrained checkpoint carries (a Hugging Face `*ForQuestionAnswering` folder's
+    `qa_outputs`) is loaded too (`task.load_pretrained_head`).
+
     Args:
         tasks: the task objects whose heads the model carries.
         vocabulary_size: the tokenizer's; max_sequence_length: `data.max_seq_length`.
@@ -44,6 +47,8 @@ def build_model(model_config, tasks, vocabulary_size, max_sequence_length, name,
     """
     backbone = build_backbone(model_config, vocabulary_size, max_sequence_length)
     model = build_task_model(backbone, tasks, dropout=model_config.dropout, name=name)
+    for task in tasks:
+        task.load_pretrained_head(model, model_config.pretrained)
     if encoder_weights:
         load_encoder_weights(model, encoder_weights)
     return model

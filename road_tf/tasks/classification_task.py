@@ -36,6 +36,13 @@ class ClassificationTask(Task):
         head = ClassificationHead(self.num_classes, dropout=dropout, name=f"{self.name}_classifier")
         return {self.logit_keys[0]: head(sequence)}
 
+    def has_pretrained_head(self, pretrained):
+        """Classification heads are never taken from a checkpoint."""
+        return False
+
+    def load_pretrained_head(self, model, pretrained):
+        """Nothing to load: the head starts from its random initialisation."""
+
     def hard_loss(self, logits, data):
         """Per-example cross-entropy [B] of (logits,) against the labels."""
         return losses.class_ce(logits[0], data[LABEL])

@@ -5,6 +5,7 @@ from road_tf.data.features import END, PADDING_MASK, SEGMENT_IDS, START, featuri
 from road_tf.evaluation.answerer import QAAnswerer
 from road_tf.evaluation.qa_eval import answer_questions, nbest_lists, squad_outputs, tuned_null_threshold
 from road_tf.evaluation.squad_metric import squad_v2_metrics
+from road_tf.models.convert import has_span_head, load_span_head
 from road_tf.models.heads import SpanHead
 from road_tf.models.task_model import output_model, with_dtype
 from road_tf.registry import SPAN
@@ -34,6 +35,15 @@ class SpanTask(Task):
         """{start key: [B, S], end key: [B, S]} from the last hidden state [B, S, D]."""
         start, end = SpanHead(name=f"{self.name}_span_head")(sequence, inputs[SEGMENT_IDS], inputs[PADDING_MASK])
         return dict(zip(self.logit_keys, (start, end)))
+
+    def has_pretrained_head(self, pretrained):
+        """Whether `model.pretrained` names a Hugging Face QA folder with a `qa_outputs` head."""
+        return has_span_head(pretrained)
+
+    def load_pretrained_head(self, model, pretrained):
+        """Loads the span head from a Hugging Face QA folder into `model` (nothing for other encoders)."""
+        if self.has_pretrained_head(pretrained):
+            load_span_head(model, self.name, pretrained)
 
     def hard_loss(self, logits, data):
         """Per-example span CE [B] of (start, end) logits against the window's labels."""
