@@ -17,6 +17,7 @@ from road_tf.errors import RoadError
 from road_tf.minilm import minilm_path
 from road_tf.models import convert
 from road_tf.models.task_model import build_task_model
+from road_tf.tasks import get_task
 
 HIDDEN, HEADS, LAYERS, VOCAB, INTERMEDIATE, POSITIONS, EMBEDDING = 8, 2, 2, 50, 16, 12, 4
 _erf = np.vectorize(math.erf)
@@ -165,7 +166,7 @@ def test_hidden_act_decides_the_gelu_and_survives_from_config(tmp_path, hidden_a
     sequence, _ = run_backbone(backbone, token_ids, segment_ids, padding_mask)
     expected, _ = reference_forward(tensors, config, token_ids, segment_ids, padding_mask, "bert.", approximate)
     np.testing.assert_allclose(sequence, expected, atol=1e-4)
-    model = build_task_model(backbone, {"squad2": "span"})
+    model = build_task_model(backbone, [get_task("squad2")])
     copy = keras.Model.from_config(model.get_config())
     copy.set_weights(model.get_weights())
     features = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
