@@ -111,9 +111,9 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
     features = task_data.train_features if offline_features is None else offline_features
     callbacks = ()
     if train.eval_every:
-        callbacks = (training.PeriodicEvaluation(
-            lambda: task_data.task.evaluate(student, task_data, tokenizer, config).metrics, task_data.task.metric,
-            train.eval_every, steps, stage_dir, train.keep),)
+        evaluate = lambda: task_data.task.evaluate(student, task_data, tokenizer, config).metrics  # noqa: E731
+        callbacks = (training.PeriodicEvaluation(student, evaluate, task_data.task.metric, train.eval_every, steps,
+                                                 stage_dir, train.keep),)
     training.fit(distiller, features, train, steps, stage_dir, extra_callbacks=callbacks)
     step = steps
     if train.keep == "best":

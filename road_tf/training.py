@@ -181,14 +181,16 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     `best.weights.h5`. Both files survive a kill, so a resumed stage still knows its best step.
 
     Args:
-        evaluate: () -> metrics dict of the current weights.
+        kept: the model whose weights are evaluated and kept (the student, not its trainer).
+        evaluate: () -> metrics dict of `kept`'s current weights.
         metric: the key of `evaluate`'s dict to maximise (e.g. "f1").
         every: steps between evaluations; steps: the stage's last step.
         keep: "best" or "last".
     """
 
-    def __init__(self, evaluate, metric, every, steps, stage_dir, keep):
+    def __init__(self, kept, evaluate, metric, every, steps, stage_dir, keep):
         super().__init__()
+        self.kept = kept
         self.evaluate, self.metric, self.every, self.steps, self.keep = evaluate, metric, every, steps, keep
         self.stage_dir = pathlib.Path(stage_dir)
         self.history = read_evals(self.stage_dir)
@@ -207,7 +209,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.history.append({"step": step, "value": value, "metrics": metrics})
         if self.keep == "best" and (best is None or value > best):
             tmp = self.stage_dir / f".{BEST_WEIGHTS}.tmp.weights.h5"
-            self.model.save_weights(str(tmp))
+            self.kept.save_weights(str(tmp))
             tmp.replace(self.stage_dir / BEST_WEIGHTS)
         write_atomic(self.stage_dir / EVALS_FILE, json.dumps(self.history, indent=2) + "\n")
         if self.writer is None:

@@ -6,6 +6,7 @@ import keras
 
 from road_tf import training
 from road_tf.distillation.distiller import Distiller
+from road_tf.tasks import get_task
 from helpers_models import random_span_features, tiny_model, train_config
 
 
@@ -23,7 +24,7 @@ class Kill(keras.callbacks.Callback):
 
 def run(stage_dir, config, seed, callbacks=(), dropout=0.0):
     student = tiny_model(seed=seed, dropout=dropout)
-    distiller = Distiller(student, "squad2", "span")
+    distiller = Distiller(student, get_task("squad2"))
     distiller.compile(optimizer=training.make_optimizer(config.learning_rate, config.steps, 0.2, 0.01))
     distiller.optimizer.build(distiller.trained_variables())
     training.fit(distiller, random_span_features(24, seed=1), config, config.steps, stage_dir, callbacks)
