@@ -83,7 +83,7 @@ def train_stage(stage_dir, student, task_data, config, steps, learning_rate, tea
     logging.info("stage %s: %d steps", stage_dir.name, steps)
     features = task_data.train_features if offline_features is None else offline_features
     training.fit(distiller, features, train, steps, stage_dir)
-    student.save_weights(str(stage_dir / "model.weights.h5"))
+    student.save_weights(str(training.worker_path(stage_dir / "model.weights.h5", config.train)))
     return evaluate(student, task, task_data.dev_examples, task_data.dev_features, config.export)
 
 
@@ -170,7 +170,7 @@ def run_training(config, output_dir):
 
     final = {"task": task.name, "split": "dev", **stages["student"]}
     metrics = {"final": final, "dev": stages["student"], "stages": stages, "export": None}
-    if config.export.enabled and task.kind == "span":
+    if config.export.enabled and task.kind == "span" and training.is_chief(config.train):
         from road_tf.export import export_qa_model
 
         metrics["export"] = str(export_qa_model(student, tokenizer, config, task.name))
@@ -180,7 +180,7 @@ def run_training(config, output_dir):
 def run_and_record(config, output_dir):
     """`run_training` that also writes `config.yaml` (first) and `metrics.json` (last) to `output_dir`."""
     output_dir = pathlib.Path(output_dir)
-    write_atomic(output_dir / "config.yaml", dump_yaml(config))
+    write_atomic(training.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
     metrics = run_training(config, output_dir)
-    write_atomic(output_dir / "metrics.json", json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_atomic(training.worker_path(output_dir / "metrics.json", config.train), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     return metrics

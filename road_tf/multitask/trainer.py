@@ -292,7 +292,7 @@ def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
         training.fit(trainer, None, train, multitask.steps, stage_dir,
                      make_dataset=lambda done: step_dataset(features, sampler, train.batch_size, train.seed, done,
                                                             multitask.steps))
-    encoder_path = stage_dir / ENCODER_WEIGHTS
+    encoder_path = training.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)
     encoder_of(model).save_weights(str(encoder_path))
     dev = {name: evaluate(model, item.task, item.dev_examples, item.dev_features, config.export)
            for name, item in data.items()}
