@@ -9,6 +9,7 @@ question is logged, skipped and counted.
 """
 
 import gzip
+import hashlib
 import json
 import logging
 import pathlib
@@ -281,3 +282,31 @@ def _articles(examples):
             "is_impossible": example.is_impossible,
         })
     return articles
+
+
+def split_by_article(data_dict, min_dev_questions=1000):
+    """Splits one SQuAD JSON document into (train, dev) documents by whole articles, deterministically.
+
+    The rule: sort the articles by the hex sha256 of their title (UTF-8), ascending; dev takes
+    articles in that order until it holds at least `min_dev_questions` questions; the rest is
+    train. Both keep the articles' original order, and the document's other top-level fields
+    (e.g. "version"). Every question of an article lands in the same split.
+
+    Args:
+        data_dict: a parsed SQuAD document {"data": [{"title", "paragraphs": [{"qas": [...]}]}]}.
+        min_dev_questions: questions dev must reach (all articles go to dev if they hold fewer).
+    Returns:
+        (train_dict, dev_dict), new dicts sharing the article objects of `data_dict`.
+    """
+    articles = data_dict["data"]
+    order = sorted(range(len(articles)),
+                   key=lambda i: hashlib.sha256(articles[i].get("title", "").encode("utf-8")).hexdigest())
+    dev, questions = set(), 0
+    for index in order:
+        if questions >= min_dev_questions:
+            break
+        dev.add(index)
+        questions += sum(len(paragraph["qas"]) for paragraph in articles[index]["paragraphs"])
+    train_dict = {**data_dict, "data": [a for i, a in enumerate(articles) if i not in dev]}
+    dev_dict = {**data_dict, "data": [a for i, a in enumerate(articles) if i in dev]}
+    return train_dict, dev_dict
