@@ -10,18 +10,17 @@ Every question is checked while it is read (`road_tf.data.squad`): a malformed f
 with a DataError naming the file, the question and the problem, before any component runs.
 
 The records go to `<examples>/Split-train/data.tfrecord` and `Split-eval/data.tfrecord`, the
-layout ImportExampleGen reads. A file is replaced only when its bytes change: ImportExampleGen
+layout ImportExampleGen reads. A file is replaced only when its examples change: ImportExampleGen
 fingerprints its input files (size and modification time), so an unchanged source keeps the
 pipeline's cached components valid.
 """
 
-import filecmp
 import json
 import os
 import pathlib
 import tempfile
 
-from road_tf.data.records import write_records
+from road_tf.data.records import read_records, write_records
 from road_tf.data.squad import read_json, read_squad_json, split_by_article
 from road_tf.files import write_atomic
 
@@ -64,18 +63,18 @@ def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
 def write_examples(examples_dir, train, evaluation):
     """Writes the two splits as ImportExampleGen input; returns `examples_dir`.
 
-    A split's file is replaced only when its content differs from the file already there.
+    A split's file is left alone when it already holds these examples: its bytes can differ from
+    a fresh write (protobuf map order), its content cannot.
     """
     examples_dir = pathlib.Path(examples_dir)
     for split, examples in zip(SPLITS, (train, evaluation)):
         target = examples_dir / f"Split-{split}" / "data.tfrecord"
+        if target.exists() and read_records([target], compression_type="") == list(examples):
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".data.")
         os.close(handle)
         write_records(tmp, examples)
-        if target.exists() and filecmp.cmp(tmp, target, shallow=False):
-            os.unlink(tmp)
-        else:
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
     return examples_dir

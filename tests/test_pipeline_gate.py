@@ -9,7 +9,8 @@ from pipelines.gate import eval_fingerprint, gate_decision, no_answer_f1
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.squad import split_by_article
 from conftest import shared_file
-from test_pipeline import run_main, runner_args
+from ml_metadata.proto import metadata_store_pb2
+from test_pipeline import executions, run_main, runner_args
 
 EXAMPLES = [
     QAExample("q1", "Who?", "Ann met Bob.", (Answer("Ann", 0),)),
@@ -81,8 +82,8 @@ def test_one_real_squad_file_is_split_by_article(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_gate_refuses_below_the_floor_and_regressions_and_pushes_improvements(tmp_path, capsys):
-    """Four runs on one pipeline metadata store; each candidate's quality is set by its decoding.
+def test_gate_refuses_below_the_floor_and_regressions_and_pushes_improvements_with_caching(tmp_path, capsys):
+    """Five runs on one pipeline metadata store; each candidate's quality is set by its decoding.
 
     export.null_score_diff_threshold=-1e9 makes the model answer "" everywhere (its F1 is then the
     no-answer F1 exactly); +1e9 makes it always answer a span, which a 12-step model gets mostly
@@ -104,7 +105,9 @@ def test_gate_refuses_below_the_floor_and_regressions_and_pushes_improvements(tm
     assert pushed != "pushed: nothing" and "no regression skipped" in gate
     assert weak["candidate_f1"] < report["no_answer_f1"] - 0.5, "the always-answering model must be the weaker one"
 
-    gate, pushed, better = gate_run("--margin=-100", overrides=[never])
+    # Another seed, so that a new model is trained: TFX's LatestBlessedModelStrategy picks the
+    # newest blessed *model*, and a cached (older) one blessed again would not be the newest.
+    gate, pushed, better = gate_run("--margin=-100", overrides=[never, "train.seed=1"])
     assert pushed != "pushed: nothing" and better["regression_rule"] == "passed"
     assert better["baseline_f1"] == weak["candidate_f1"] and better["baseline_model"] == weak["current_model"]
 
@@ -114,3 +117,14 @@ def test_gate_refuses_below_the_floor_and_regressions_and_pushes_improvements(tm
     assert (f"no regression FAILED: dev F1 {weak['candidate_f1']:.2f} < blessed F1 {better['candidate_f1']:.2f} "
             f"- tolerance 0.50") in gate
     assert len([p for p in (tmp_path / "serving").iterdir() if p.name.isdigit()]) == 2
+
+    # Caching: the data components ran once; the Trainer ran once per distinct configuration.
+    cached, complete = metadata_store_pb2.Execution.CACHED, metadata_store_pb2.Execution.COMPLETE
+    states = executions(tmp_path)
+    for component in ("ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator"):
+        assert states[component] == [complete] + [cached] * 3, (component, states[component])
+    assert states["Trainer"] == [complete, complete, complete, cached]
+    # An identical rerun of the third run reuses everything; its candidate is the blessed model itself.
+    gate, pushed, again = gate_run("--margin=-100", overrides=[never, "train.seed=1"])
+    assert pushed == "pushed: nothing" and "the candidate IS the latest blessed model" in gate
+    assert executions(tmp_path)["Trainer"][-1] == cached
