@@ -45,6 +45,8 @@ output_dir = args[args.index("--output-dir") + 1]
 shutil.copy(training.worker_path(output_dir + "/student/model.weights.h5", config.train), sys.argv[1])
 sys.exit(code)
 """
+# The student's parameters whose gradient is zero in exact arithmetic (see assert_same_weights).
+ZERO_GRADIENT = ("span_head/dense/vars/1", "transformer_encoder/_feedforward_layer_norm/vars/1")
 # Seconds the surviving worker may take to notice that its peer died.
 PEER_LOSS_LIMIT = 180
 
@@ -106,11 +108,20 @@ def read_weights(path):
     return arrays
 
 
-def assert_same_weights(a, b, **tolerance):
+def assert_same_weights(a, b, rtol, atol, noise=()):
+    """Every array of two weight files is close; arrays named in `noise` only within 1e-3.
+
+    `noise` holds parameters whose gradient is zero in exact arithmetic, e.g. the span head's bias
+    and the LayerNorm offset before it (a constant added to every position's logit does not
+    change a softmax over positions). Their gradients are pure rounding noise, which Adam scales
+    up to steps of about the learning rate, so their values differ with the order of float sums.
+    """
     first, second = read_weights(a), read_weights(b)
     assert sorted(first) == sorted(second) and first
     for name in first:
-        np.testing.assert_allclose(first[name], second[name], err_msg=name, **tolerance)
+        loose = any(name.endswith(suffix) for suffix in noise)
+        np.testing.assert_allclose(first[name], second[name], err_msg=name, rtol=0 if loose else rtol,
+                                   atol=1e-3 if loose else atol)
 
 
 @pytest.mark.slow
@@ -153,7 +164,7 @@ def test_two_workers_train_like_one_process_survive_a_lost_peer_and_resume(tmp_p
     # Both workers hold the same weights, equal to the one-process run's.
     assert_same_weights(tmp_path / "worker0.weights.h5", tmp_path / "worker1.weights.h5", rtol=0, atol=0)
     assert_same_weights(run_dir / "student" / "model.weights.h5", tmp_path / "single" / "student" / "model.weights.h5",
-                        rtol=1e-4, atol=1e-6)
+                        rtol=1e-4, atol=1e-6, noise=ZERO_GRADIENT)
     assert_same_weights(run_dir / "multitask" / "encoder.weights.h5",
                         tmp_path / "single" / "multitask" / "encoder.weights.h5", rtol=1e-4, atol=1e-6)
     # Only the chief wrote into the run: one more export (the single run made version 1), and one
