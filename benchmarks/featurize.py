@@ -28,7 +28,7 @@ from road_tf.data.features import featurize_qa  # noqa: E402
 from road_tf.data.squad import read_squad_json  # noqa: E402
 from road_tf.data.synthetic import generate  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
-from road_tf.models.convert import minilm_path  # noqa: E402
+from road_tf.minilm import minilm_path  # noqa: E402
 
 MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
 SQUAD_DEV = "data/squad2-dev/squad2-dev-public.json.gz"

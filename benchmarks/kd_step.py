@@ -23,13 +23,15 @@ import tensorflow as tf  # noqa: E402
 
 from road_tf.config import DistillationConfig, ModelConfig, TeacherConfig  # noqa: E402
 from road_tf.data.features import MODEL_INPUTS  # noqa: E402
-from road_tf.distillation.distiller import Distiller, offline_teacher_key  # noqa: E402
+from road_tf.distillation.distiller import Distiller  # noqa: E402
+from road_tf.distillation.offline import offline_teacher_key  # noqa: E402
 from road_tf.models.backbones import build_backbone  # noqa: E402
-from road_tf.models.task_model import build_task_model, logit_keys  # noqa: E402
+from road_tf.models.task_model import build_task_model  # noqa: E402
+from road_tf.tasks import get_task  # noqa: E402
 from road_tf.training import make_optimizer  # noqa: E402
 
 VOCAB, BATCH, SEQ = 30522, 16, 128
-TASK = "squad2"
+TASK = get_task("squad2")
 STUDENT = ModelConfig(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512, dropout=0.1)
 TEACHER = ModelConfig(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024, dropout=0.1)
 
@@ -37,7 +39,7 @@ TEACHER = ModelConfig(num_layers=4, num_heads=4, hidden_dim=256, intermediate_di
 def span_model(model_config, name, seed):
     """A random-init one-head span model (keras.Model, inputs int32 [B, SEQ])."""
     keras.utils.set_random_seed(seed)
-    return build_task_model(build_backbone(model_config, VOCAB, SEQ), {TASK: "span"}, name=name)
+    return build_task_model(build_backbone(model_config, VOCAB, SEQ), [TASK], name=name)
 
 
 def span_batch(seed=0):
@@ -79,13 +81,13 @@ def step_functions(batch):
     inputs = {key: batch[key] for key in MODEL_INPUTS}
     outputs = teacher_forward(inputs)
     offline_batch = dict(batch)
-    for head, key in enumerate(logit_keys(TASK, "span")):
+    for head, key in enumerate(TASK.logit_keys):
         offline_batch[offline_teacher_key(0, head)] = outputs[key]
     kd = DistillationConfig(teachers=(TeacherConfig(model=TEACHER),), kd_weight=0.5, temperature=2.0)
-    plain = compiled_step(Distiller(span_model(STUDENT, "plain", 0), TASK, "span"))
-    offline = compiled_step(Distiller(span_model(STUDENT, "offline", 0), TASK, "span", kd, num_offline_teachers=1))
-    online = compiled_step(Distiller(span_model(STUDENT, "online", 0), TASK, "span", kd, teachers=[teacher]))
-    logits_key = logit_keys(TASK, "span")[0]
+    plain = compiled_step(Distiller(span_model(STUDENT, "plain", 0), TASK))
+    offline = compiled_step(Distiller(span_model(STUDENT, "offline", 0), TASK, kd, num_offline_teachers=1))
+    online = compiled_step(Distiller(span_model(STUDENT, "online", 0), TASK, kd, teachers=[teacher]))
+    logits_key = TASK.logit_keys[0]
     return {
         "plain": lambda: float(plain(batch)["loss"]),
         "offline": lambda: float(offline(offline_batch)["loss"]),

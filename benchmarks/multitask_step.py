@@ -29,9 +29,12 @@ from road_tf.data.features import END, LABEL, START  # noqa: E402
 from road_tf.models.task_model import build_task_model  # noqa: E402
 from road_tf.multitask.samplers import TaskSampler  # noqa: E402
 from road_tf.multitask.trainer import MultiTaskTrainer, step_dataset  # noqa: E402
+from road_tf.registry import SPAN  # noqa: E402
+from road_tf.tasks import get_task  # noqa: E402
 
 KS = (1, 2, 4, 8)
-HEADS = {"squad": "span", "nli": 3, "para": 2, "sentiment": 2}
+TASKS = [get_task(name) for name in ("squad2", "synthetic_nli", "synthetic_para", "synthetic_sentiment")]
+HEADS = {task.name: "span" if task.kind == SPAN else task.num_classes for task in TASKS}
 VOCAB = 30522
 
 
@@ -69,15 +72,14 @@ def build_trainers(args):
     """{k: compiled MultiTaskTrainer}, each around its own copy of one initial model."""
     keras.utils.set_random_seed(0)
     trainers, initial = {}, None
-    kinds = {name: "span" if head == "span" else "classification" for name, head in HEADS.items()}
     for k in KS:
         backbone = keras_hub.models.BertBackbone(
             vocabulary_size=VOCAB, num_layers=args.layers, num_heads=args.hidden // 64, hidden_dim=args.hidden,
             intermediate_dim=4 * args.hidden, dropout=0.1, max_sequence_length=args.seq_length)
-        model = build_task_model(backbone, HEADS)
+        model = build_task_model(backbone, TASKS)
         initial = initial or model.get_weights()
         model.set_weights(initial)
-        trainer = MultiTaskTrainer(model, kinds, k, args.batch_size)
+        trainer = MultiTaskTrainer(model, TASKS, k, args.batch_size)
         total = args.warmup + args.rounds * args.steps
         trainer.compile(optimizer=training.make_optimizer(1e-4, total, 0.1, 0.01), jit_compile=False)
         trainers[k] = trainer

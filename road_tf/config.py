@@ -13,10 +13,10 @@ from typing import Optional, Tuple
 import yaml
 
 from road_tf.errors import ConfigError
+from road_tf.registry import KD_LOSSES, TASKS
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
-TASKS = ("squad2", "mnli", "qqp", "sentiment", "synthetic_nli", "synthetic_para", "synthetic_sentiment")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SERVING_PRECISIONS = ("float32", "bfloat16")
@@ -58,13 +58,14 @@ class DataConfig:
     """Where examples come from and how they are cut into windows.
 
     `source`: synthetic (generated into the run directory), json (local SQuAD/TSV files at
-    `train_path`/`dev_path`) or tfds (TFDS `tfds_name`).
+    `train_path`/`dev_path`) or tfds (TFDS `tfds_name`, by default the main task's own dataset,
+    e.g. squad/v2.0).
     """
 
     source: str = "synthetic"
     train_path: str = ""
     dev_path: str = ""
-    tfds_name: str = "squad/v2.0"
+    tfds_name: str = ""
     synthetic_seed: int = 0
     synthetic_train_size: int = 1200
     synthetic_dev_size: int = 200
@@ -76,12 +77,18 @@ class DataConfig:
     max_eval_examples: int = 0
     skip_bad_records: bool = False
     cache_dir: str = ""
+    # > 0: take the dev split out of train_path (SQuAD JSON) by whole articles, in sha256(title)
+    # order, until it holds this many questions; dev_path is then not read.
+    split_dev_questions: int = 0
 
     def validate(self, prefix="data"):
         _check(self.source in ("synthetic", "json", "tfds"), f"{prefix}.source",
                f"must be synthetic, json or tfds, got {self.source!r}")
         if self.source == "json":
             _check(bool(self.train_path) or bool(self.dev_path), f"{prefix}.train_path", "is required when source is json")
+        _check(self.split_dev_questions >= 0, f"{prefix}.split_dev_questions", "must be 0 (off) or positive")
+        _check(not self.split_dev_questions or (self.source == "json" and self.train_path), f"{prefix}.split_dev_questions",
+               "splits data.train_path, so it needs data.source=json and a train_path")
         _check(self.max_seq_length >= 16, f"{prefix}.max_seq_length", f"must be at least 16, got {self.max_seq_length}")
         _check(0 < self.max_query_length < self.max_seq_length - 3, f"{prefix}.max_query_length",
                f"must be positive and leave room for the context in max_seq_length ({self.max_seq_length})")
@@ -167,9 +174,8 @@ class DistillationConfig:
                "hidden-state KD needs an online teacher (offline caches hold logits only)")
         _check(self.hidden_weight >= 0, f"{prefix}.hidden_weight", "must be non-negative")
         _check(self.hidden_loss in ("none", "mse"), f"{prefix}.hidden_loss", f"must be none or mse, got {self.hidden_loss!r}")
-        from road_tf.losses import LOSSES
-
-        _check(self.kd_loss in LOSSES, f"{prefix}.kd_loss", f"unknown loss {self.kd_loss!r}; known: {', '.join(LOSSES)}")
+        _check(self.kd_loss in KD_LOSSES, f"{prefix}.kd_loss",
+               f"unknown loss {self.kd_loss!r}; known: {', '.join(KD_LOSSES)}")
         _check(self.hard_loss == "ce", f"{prefix}.hard_loss", f"unknown loss {self.hard_loss!r}; known: ce")
 
 
@@ -220,6 +226,13 @@ class TrainConfig:
     jit_compile: bool = False
     checkpoint_every: int = 100
     steps_per_execution: int = 1
+    # Score the dev split every this many steps of each stage (0: only at the end of the stage).
+    eval_every: int = 0
+    # Which weights a stage ends with: "last" (its final step) or "best" (its best dev score of the
+    # evaluations eval_every made).
+    keep: str = "last"
+    # Keep a finished stage's intermediate checkpoints (by default only its kept weights remain).
+    keep_checkpoints: bool = False
 
     def validate(self, prefix="train"):
         _check(self.steps > 0, f"{prefix}.steps", f"must be positive, got {self.steps}")
@@ -233,18 +246,43 @@ class TrainConfig:
                f"must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}")
         _check(self.checkpoint_every > 0, f"{prefix}.checkpoint_every", "must be positive")
         _check(self.steps_per_execution > 0, f"{prefix}.steps_per_execution", "must be positive")
+        _check(self.eval_every >= 0, f"{prefix}.eval_every", f"must be 0 (off) or positive, got {self.eval_every}")
+        _check(self.keep in ("last", "best"), f"{prefix}.keep", f"must be last or best, got {self.keep!r}")
+        _check(self.keep == "last" or self.eval_every > 0, f"{prefix}.keep",
+               "best needs train.eval_every > 0 (evaluations to choose from)")
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeConfig:
+    """How span logits become answers: one decoder for evaluation, the exported model and predict.
+
+    A question gets "no answer" when its null score minus its best span score exceeds
+    `null_score_diff_threshold`; `n_best_size` spans are kept per question (nbest.json), each at
+    most `max_answer_length` tokens long.
+    """
+
+    n_best_size: int = 20
+    max_answer_length: int = 30
+    null_score_diff_threshold: float = 0.0
+
+    def validate(self, prefix="decode"):
+        _check(self.n_best_size > 0, f"{prefix}.n_best_size", "must be positive")
+        _check(self.max_answer_length > 0, f"{prefix}.max_answer_length", "must be positive")
 
 
 @dataclasses.dataclass(frozen=True)
 class ExportConfig:
-    """The exported SavedModel and how it decodes answers."""
+    """The exported SavedModel.
+
+    `null_threshold`: "decode" serves `decode.null_score_diff_threshold`; "best" serves the
+    threshold that maximised the student's dev F1 (recorded in metrics.json).
+    """
 
     enabled: bool = True
-    model_name: str = "road_demo"
+    # The model folder under base_dir; empty: road_<recipe name> (road_demo for the demo recipe).
+    model_name: str = ""
     base_dir: str = "saved_models"
-    n_best_size: int = 20
-    max_answer_length: int = 30
-    null_score_diff_threshold: float = 0.0
+    null_threshold: str = "decode"
     # The served encoder's dtype. bfloat16 halves matmul time on CPUs with AVX512_BF16 or AMX and
     # is much slower on CPUs without them; float32 is exact.
     precision: str = "float32"
@@ -253,10 +291,10 @@ class ExportConfig:
     window_group_size: int = 4
 
     def validate(self, prefix="export"):
-        _check(bool(self.model_name) and "/" not in self.model_name, f"{prefix}.model_name",
-               f"must be a non-empty name without '/', got {self.model_name!r}")
-        _check(self.n_best_size > 0, f"{prefix}.n_best_size", "must be positive")
-        _check(self.max_answer_length > 0, f"{prefix}.max_answer_length", "must be positive")
+        _check("/" not in self.model_name and self.model_name not in (".", ".."), f"{prefix}.model_name",
+               f"must be a folder name (no '/', not . or ..), got {self.model_name!r}")
+        _check(self.null_threshold in ("decode", "best"), f"{prefix}.null_threshold",
+               f"must be decode or best, got {self.null_threshold!r}")
         _check(self.precision in SERVING_PRECISIONS, f"{prefix}.precision",
                f"must be one of {', '.join(SERVING_PRECISIONS)}, got {self.precision!r}")
         _check(self.window_group_size > 0, f"{prefix}.window_group_size", "must be positive")
@@ -272,6 +310,7 @@ class Config:
     distillation: DistillationConfig = DistillationConfig()
     multitask: MultitaskConfig = MultitaskConfig()
     train: TrainConfig = TrainConfig()
+    decode: DecodeConfig = DecodeConfig()
     export: ExportConfig = ExportConfig()
 
     def __post_init__(self):
@@ -281,6 +320,7 @@ class Config:
         self.distillation.validate()
         self.multitask.validate()
         self.train.validate()
+        self.decode.validate()
         self.export.validate()
 
 

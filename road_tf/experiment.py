@@ -5,74 +5,101 @@ Stages (each in its own sub-folder of the run directory, each checkpointed and r
   teacher_<i>/      teachers trained here when no checkpoint is given
   student_no_kd/    the student fine-tuned on hard labels only (baseline for KD)
   student/          the student fine-tuned with KD (or plain, when there are no teachers)
-The final student is evaluated and exported.
+Every stage is scored on the dev split by its task (for QA: the decoder the SavedModel runs) and
+writes its dev predictions beside its weights; with `train.eval_every` it is also scored during
+training and, with `train.keep=best`, ends with its best-scoring weights. A finished stage records
+`stage.json` (its metrics and kept step) and drops its checkpoints (unless
+`train.keep_checkpoints`), so a rerun of a killed run skips it. The final student is exported.
 """
 
-import dataclasses
+import contextlib
 import json
 import logging
 import pathlib
 
 import keras
 
-from road_tf.data import sources
+from road_tf import training
+from road_tf.config import dump_yaml
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
-from road_tf.evaluation.task_eval import evaluate
-from road_tf.models.backbones import build_backbone
-from road_tf.models.task_model import build_task_model, num_layers
-from road_tf.tasks import get_task
-from road_tf import training
-from road_tf.config import dump_yaml
+from road_tf.distillation.offline import load_offline_features
+from road_tf.errors import ConfigError, RoadError
 from road_tf.files import write_atomic
+from road_tf.models.task_model import build_model, num_layers
+from road_tf.multitask.trainer import ENCODER_WEIGHTS, run_multitask_stage
+from road_tf.registry import SPAN
+from road_tf.saved_model import export_qa_model
+from road_tf.tasks import get_task, load_task_data
+
+WEIGHTS_FILE = "model.weights.h5"
+STAGE_FILE = "stage.json"
 
 
-@dataclasses.dataclass
-class TaskData:
-    """A task's examples and features for training and dev."""
-
-    task: object
-    train_examples: list
-    dev_examples: list
-    train_features: dict
-    dev_features: dict
-
-
-def load_task_data(task, config, tokenizer, is_main_task=True):
-    """Reads and featurizes both splits of `task`."""
-    data = config.data
-    train_examples, train_files = sources.load_split(task, data, "train", is_main_task)
-    dev_examples, dev_files = sources.load_split(task, data, "dev", is_main_task)
-    return TaskData(
-        task, train_examples, dev_examples,
-        sources.featurize(task, train_examples, train_files, tokenizer, data, "train"),
-        sources.featurize(task, dev_examples, dev_files, tokenizer, data, "dev"),
-    )
+@contextlib.contextmanager
+def running(stage):
+    """Turns an unexpected error inside `stage` into a RoadError naming the stage (traceback to the log)."""
+    try:
+        yield
+    except RoadError:
+        raise
+    except Exception as error:  # a TensorFlow, network or OS error: the user needs the stage and the cause
+        logging.exception("stage %s failed", stage)
+        first = (str(error).strip().splitlines() or [""])[0][:300]
+        raise RoadError(f"stage {stage} failed: {type(error).__name__}: {first}") from error
 
 
-def build_model(model_config, task, tokenizer, config, name, encoder_weights=None):
-    """A task model for `task`, optionally starting from pre-trained encoder weights."""
-    backbone = build_backbone(model_config, tokenizer.vocabulary_size, config.data.max_seq_length)
-    model = build_task_model(backbone, {task.name: task.head}, dropout=model_config.dropout, name=name)
-    if encoder_weights:
-        from road_tf.multitask.trainer import load_encoder_weights
-
-        load_encoder_weights(model, encoder_weights)
-    return model
+def write_json(path, value):
+    """Writes `value` as indented JSON, atomically."""
+    write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def train_stage(stage_dir, student, task_data, config, steps, learning_rate, teachers=(), distillation=None,
-                layer_matches=(), offline_features=None):
-    """Fine-tunes `student` for `steps`; returns dev metrics.
+def stage_model(config, model_config, task, tokenizer, name, encoder_weights=None):
+    """A one-task model with `model_config`'s encoder for this run's data."""
+    return build_model(model_config, [task], tokenizer.vocabulary_size, config.data.max_seq_length, name,
+                       encoder_weights)
+
+
+def score_stage(stage_dir, model, task_data, tokenizer, config, null_score_diff_threshold=None):
+    """Scores `model` on the dev split, writes its prediction files into `stage_dir`; returns the metrics."""
+    evaluation = task_data.task.evaluate(model, task_data, tokenizer, config, null_score_diff_threshold)
+    for name, value in evaluation.files.items():
+        write_json(training.worker_path(pathlib.Path(stage_dir) / name, config.train), value)
+    return evaluation.metrics
+
+
+def finished_stage(stage_dir, model):
+    """A finished stage's recorded metrics, with its kept weights loaded into `model`; None if unfinished."""
+    stage_dir = pathlib.Path(stage_dir)
+    if not (stage_dir / STAGE_FILE).is_file():
+        return None
+    model.load_weights(str(stage_dir / WEIGHTS_FILE))
+    logging.info("stage %s already finished; reusing its weights", stage_dir.name)
+    return json.loads((stage_dir / STAGE_FILE).read_text())["metrics"]
+
+
+def train_stage(stage_dir, student, task_data, tokenizer, config, steps, learning_rate, teachers=(),
+                distillation=None, layer_matches=(), offline_features=None):
+    """Fine-tunes `student` for `steps` (or reuses a finished stage); returns its dev metrics.
 
     It distills from online `teachers`, or from cached teacher logits when `offline_features`
     (training features plus `teacher_logits/...` keys) are given; with neither it is plain
-    fine-tuning on hard labels.
+    fine-tuning on hard labels. The metrics say which `step` the kept weights come from.
     """
-    task = task_data.task
+    recorded = finished_stage(stage_dir, student)
+    if recorded is not None:
+        return recorded
+    with running(stage_dir.name):
+        return _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learning_rate, teachers,
+                            distillation, layer_matches, offline_features)
+
+
+def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learning_rate, teachers, distillation,
+                 layer_matches, offline_features):
+    """`train_stage`'s work for an unfinished stage."""
     num_offline = len(distillation.teachers) if offline_features is not None else 0
-    distiller = Distiller(student, task.name, task.kind, distillation=distillation, teachers=teachers,
+    distiller = Distiller(student, task_data.task, distillation=distillation, teachers=teachers,
                           num_offline_teachers=num_offline, layer_matches=layer_matches, total_steps=steps)
     train = config.train
     distiller.compile(
@@ -82,9 +109,41 @@ def train_stage(stage_dir, student, task_data, config, steps, learning_rate, tea
     distiller.optimizer.build(distiller.trained_variables())
     logging.info("stage %s: %d steps", stage_dir.name, steps)
     features = task_data.train_features if offline_features is None else offline_features
-    training.fit(distiller, features, train, steps, stage_dir)
-    student.save_weights(str(training.worker_path(stage_dir / "model.weights.h5", config.train)))
-    return evaluate(student, task, task_data.dev_examples, task_data.dev_features, config.export)
+    callbacks = ()
+    if train.eval_every:
+        callbacks = (training.PeriodicEvaluation(
+            lambda: task_data.task.evaluate(student, task_data, tokenizer, config).metrics, task_data.task.metric,
+            train.eval_every, steps, stage_dir, train.keep),)
+    training.fit(distiller, features, train, steps, stage_dir, extra_callbacks=callbacks)
+    step = steps
+    if train.keep == "best":
+        best = training.best_eval(stage_dir)
+        student.load_weights(str(stage_dir / training.BEST_WEIGHTS))
+        step = best["step"]
+    student.save_weights(str(training.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
+    return finish_stage(stage_dir, student, task_data, tokenizer, config, step)
+
+
+def finish_stage(stage_dir, model, task_data, tokenizer, config, step):
+    """Scores the kept weights, records `stage.json` and drops the checkpoints; returns the metrics."""
+    metrics = {**score_stage(stage_dir, model, task_data, tokenizer, config), "step": step}
+    write_json(training.worker_path(pathlib.Path(stage_dir) / STAGE_FILE, config.train), {"metrics": metrics})
+    if not config.train.keep_checkpoints and training.is_chief(config.train):
+        training.drop_checkpoints(stage_dir)
+    return metrics
+
+
+def multitask_stage(config, tokenizer, task_data, stage_dir):
+    """The multi-task stage's (encoder weights path, metrics); a finished stage is reused, not rerun."""
+    record = stage_dir / STAGE_FILE
+    if record.is_file():
+        return stage_dir / ENCODER_WEIGHTS, json.loads(record.read_text())["metrics"]
+    with running("multitask"):
+        path, metrics = run_multitask_stage(config, tokenizer, task_data, stage_dir)
+    write_json(training.worker_path(record, config.train), {"metrics": metrics})
+    if not config.train.keep_checkpoints and training.is_chief(config.train):
+        training.drop_checkpoints(stage_dir)
+    return path, metrics
 
 
 def prepare_teachers(config, task_data, tokenizer, output_dir, stages):
@@ -94,50 +153,70 @@ def prepare_teachers(config, task_data, tokenizer, output_dir, stages):
     task = task_data.task
     teachers = []
     for i, teacher_config in enumerate(config.distillation.teachers):
-        teacher = build_model(teacher_config.model, task, tokenizer, config, name=f"teacher_{i}")
+        name = f"teacher_{i}"
+        teacher = stage_model(config, teacher_config.model, task, tokenizer, name)
         if teacher_config.checkpoint:
-            teacher.load_weights(teacher_config.checkpoint)
-            stages[f"teacher_{i}"] = evaluate(teacher, task, task_data.dev_examples, task_data.dev_features,
-                                              config.export)
+            load_teacher_weights(teacher, teacher_config.checkpoint, i)
+            stages[name] = score_stage(output_dir / name, teacher, task_data, tokenizer, config)
         else:
-            stages[f"teacher_{i}"] = train_stage(output_dir / f"teacher_{i}", teacher, task_data, config,
-                                                 teacher_config.train_steps or config.train.steps,
-                                                 config.train.learning_rate)
+            stages[name] = train_stage(output_dir / name, teacher, task_data, tokenizer, config,
+                                       teacher_config.train_steps or config.train.steps, config.train.learning_rate)
         teachers.append(teacher)
     return teachers
+
+
+def load_teacher_weights(teacher, checkpoint, index):
+    """Loads a teacher's `checkpoint`; ConfigError naming the teacher when it is missing or does not fit."""
+    field = f"distillation.teachers[{index}].checkpoint"
+    if not pathlib.Path(checkpoint).is_file():
+        raise ConfigError(f"{field}: no such file {checkpoint!r}")
+    try:
+        teacher.load_weights(str(checkpoint))
+    except (ValueError, OSError) as error:
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(f"{field}: {checkpoint} does not fit the teacher's model config ({first})") from None
+
+
+def check_teachers(config, task, tokenizer):
+    """Fails fast (before any training) on a teacher checkpoint that is missing or does not fit its model."""
+    for i, teacher_config in enumerate(config.distillation.teachers):
+        if teacher_config.checkpoint:
+            teacher = stage_model(config, teacher_config.model, task, tokenizer, f"teacher_check_{i}")
+            load_teacher_weights(teacher, teacher_config.checkpoint, i)
 
 
 def offline_teacher_features(distillation, task_data):
     """Training features with cached teacher logits in offline mode, else None."""
     if distillation.mode != "offline":
         return None
-    from road_tf.cache_teacher import load_offline_features
-
     return load_offline_features(distillation.cache_path, task_data.train_features, len(distillation.teachers))
 
 
+def _layer_map(distillation, teacher_layers, student_layers):
+    """The configured layer map between depths `teacher_layers` and `student_layers`."""
+    matches = distillation.layer_matches if distillation.layer_map == "custom" else ()
+    return tuple(build_layer_map(distillation.layer_map, teacher_layers, student_layers, matches))
+
+
 def teacher_layer_matches(distillation, teachers, student):
-    """Hidden-state layer matches between the first teacher and the student (empty if hidden KD is off)."""
+    """Hidden-state layer matches, one tuple per teacher (empty when hidden KD is off)."""
     if distillation.hidden_loss == "none" or not teachers:
         return ()
-    teacher = teachers[0]
-    matches = distillation.layer_matches if distillation.layer_map == "custom" else ()
-    return tuple(build_layer_map(distillation.layer_map, num_layers(teacher), num_layers(student), matches))
+    return tuple(_layer_map(distillation, num_layers(teacher), num_layers(student)) for teacher in teachers)
 
 
 def check_layer_map(config):
     """Fails fast (before any training) on a layer map beyond a randomly initialised model's depth."""
     distillation = config.distillation
-    if distillation.hidden_loss == "none" or not distillation.teachers:
+    if distillation.hidden_loss == "none":
         return
-    teacher, student = distillation.teachers[0].model, config.model
-    if teacher.pretrained == "none" and student.pretrained == "none":
-        matches = distillation.layer_matches if distillation.layer_map == "custom" else ()
-        build_layer_map(distillation.layer_map, teacher.num_layers, student.num_layers, matches)
+    for teacher in distillation.teachers:
+        if teacher.model.pretrained == "none" and config.model.pretrained == "none":
+            _layer_map(distillation, teacher.model.num_layers, config.model.num_layers)
 
 
 def run_training(config, output_dir):
-    """Runs every configured stage; returns the metrics dict written to metrics.json."""
+    """Runs every configured stage and exports the student; returns the metrics written to metrics.json."""
     check_layer_map(config)
     output_dir = pathlib.Path(output_dir)
     training.set_precision(config.train)
@@ -145,35 +224,38 @@ def run_training(config, output_dir):
     strategy = training.get_strategy(config.train)
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)
-    task_data = load_task_data(task, config, tokenizer)
-    stages = {}
+    with running("data"):
+        task_data = load_task_data(task, config, tokenizer)
     distillation = config.distillation
+    offline_features = offline_teacher_features(distillation, task_data)
+    check_teachers(config, task, tokenizer)
+    stages = {}
     steps, lr = config.train.steps, config.train.learning_rate
 
     encoder_weights = None
     if config.multitask.steps:
-        from road_tf.multitask.trainer import run_multitask_stage
-
-        encoder_weights, stages["multitask"] = run_multitask_stage(config, tokenizer, task_data, output_dir / "multitask")
+        encoder_weights, stages["multitask"] = multitask_stage(config, tokenizer, task_data, output_dir / "multitask")
 
     with strategy.scope():
         teachers = prepare_teachers(config, task_data, tokenizer, output_dir, stages)
         if distillation.teachers and distillation.compare_without_kd:
-            baseline = build_model(config.model, task, tokenizer, config, "student_no_kd", encoder_weights)
-            stages["student_no_kd"] = train_stage(output_dir / "student_no_kd", baseline, task_data, config, steps, lr)
-        student = build_model(config.model, task, tokenizer, config, "student", encoder_weights)
+            baseline = stage_model(config, config.model, task, tokenizer, "student_no_kd", encoder_weights)
+            stages["student_no_kd"] = train_stage(output_dir / "student_no_kd", baseline, task_data, tokenizer, config,
+                                                  steps, lr)
+        student = stage_model(config, config.model, task, tokenizer, "student", encoder_weights)
         stages["student"] = train_stage(
-            output_dir / "student", student, task_data, config, steps, lr, teachers=teachers,
+            output_dir / "student", student, task_data, tokenizer, config, steps, lr, teachers=teachers,
             distillation=distillation, layer_matches=teacher_layer_matches(distillation, teachers, student),
-            offline_features=offline_teacher_features(distillation, task_data),
+            offline_features=offline_features,
         )
 
-    final = {"task": task.name, "split": "dev", **stages["student"]}
-    metrics = {"final": final, "dev": stages["student"], "stages": stages, "export": None}
-    if config.export.enabled and task.kind == "span" and training.is_chief(config.train):
-        from road_tf.export import export_qa_model
-
-        metrics["export"] = str(export_qa_model(student, tokenizer, config, task.name))
+    final, threshold = stages["student"], None
+    if task.kind == SPAN and config.export.null_threshold == "best":
+        threshold = final["tuned_null_score_diff_threshold"]
+        final = score_stage(output_dir / "student" / "served", student, task_data, tokenizer, config, threshold)
+    metrics = {"final": {"task": task.name, "split": "dev", **final}, "stages": stages, "export": None}
+    if config.export.enabled and task.kind == SPAN and training.is_chief(config.train):
+        metrics["export"] = str(export_qa_model(student, task, tokenizer, config, threshold, metrics["final"]))
     return metrics
 
 
@@ -182,5 +264,5 @@ def run_and_record(config, output_dir):
     output_dir = pathlib.Path(output_dir)
     write_atomic(training.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
     metrics = run_training(config, output_dir)
-    write_atomic(training.worker_path(output_dir / "metrics.json", config.train), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    write_json(training.worker_path(output_dir / "metrics.json", config.train), metrics)
     return metrics

@@ -14,14 +14,19 @@ import math
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
 import threading
+import time
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 from road_tf.errors import ConfigError, RoadError
+from road_tf.files import write_atomic
+
+EVALS_FILE = "evals.json"
+BEST_WEIGHTS = "best.weights.h5"
 
 _STRATEGY = {}
 # A TPU address that does not answer within this many seconds fails the run instead of hanging it.
@@ -217,11 +222,6 @@ def train_dataset(features, batch_size, seed, skip_batches=0):
     return tf.data.Dataset.range(skip_batches, 2**62).map(batch_at).prefetch(2)
 
 
-def eval_dataset(features, batch_size):
-    """In-order batches of features (last batch kept)."""
-    return tf.data.Dataset.from_tensor_slices(features).batch(batch_size).prefetch(2)
-
-
 class _Checkpointer(keras.callbacks.Callback):
     """Saves model + optimizer at each epoch end (every `checkpoint_every` steps) and stops at `steps`."""
 
@@ -245,6 +245,97 @@ def seed_states(model):
     draw its dropout masks from the start of the random sequence again.
     """
     return [variable for variable in model.non_trainable_variables if variable.path.endswith("seed_generator_state")]
+
+
+class StageProgress(keras.callbacks.Callback):
+    """One console line per stretch of steps: `[stage] step 120/400  loss 2.31  1.2 s/step`.
+
+    Args:
+        stage: the stage's name; steps: its total steps; lines: about how many lines a stage prints.
+    """
+
+    def __init__(self, stage, steps, lines=20, stream=None):
+        super().__init__()
+        self.stage, self.steps = stage, steps
+        self.every = max(1, steps // lines)
+        self.stream = stream or sys.stdout
+        self.started, self.first_step = None, None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        if self.started is None:
+            self.started, self.first_step = time.monotonic(), step
+        if step % self.every and step < self.steps:
+            return
+        rate = (time.monotonic() - self.started) / max(step - self.first_step, 1)
+        loss = (logs or {}).get("loss")
+        loss_text = f"  loss {float(loss):.4f}" if loss is not None else ""
+        print(f"  [{self.stage}] step {step}/{self.steps}{loss_text}  {rate:.2f} s/step", file=self.stream, flush=True)
+
+
+class PeriodicEvaluation(keras.callbacks.Callback):
+    """Scores the model on the dev split every `every` steps and at the last step; keeps the best weights.
+
+    Each evaluation is logged to TensorBoard (`logs/eval`), to the console and to `evals.json` in
+    the stage folder; with `keep="best"` the weights of the best score so far are written to
+    `best.weights.h5`. Both files survive a kill, so a resumed stage still knows its best step.
+
+    Args:
+        evaluate: () -> metrics dict of the current weights.
+        metric: the key of `evaluate`'s dict to maximise (e.g. "f1").
+        every: steps between evaluations; steps: the stage's last step.
+        keep: "best" or "last".
+    """
+
+    def __init__(self, evaluate, metric, every, steps, stage_dir, keep):
+        super().__init__()
+        self.evaluate, self.metric, self.every, self.steps, self.keep = evaluate, metric, every, steps, keep
+        self.stage_dir = pathlib.Path(stage_dir)
+        self.history = read_evals(self.stage_dir)
+        self.writer = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        step = int(self.model.optimizer.iterations.numpy())
+        last = self.history[-1]["step"] if self.history else 0
+        if step > last and (step % self.every == 0 or step >= self.steps):
+            self._evaluate(step)
+
+    def _evaluate(self, step):
+        metrics = self.evaluate()
+        value = float(metrics[self.metric])
+        best = max((entry["value"] for entry in self.history), default=None)
+        self.history.append({"step": step, "value": value, "metrics": metrics})
+        if self.keep == "best" and (best is None or value > best):
+            tmp = self.stage_dir / f".{BEST_WEIGHTS}.tmp.weights.h5"
+            self.model.save_weights(str(tmp))
+            tmp.replace(self.stage_dir / BEST_WEIGHTS)
+        write_atomic(self.stage_dir / EVALS_FILE, json.dumps(self.history, indent=2) + "\n")
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(str(self.stage_dir / "logs" / "eval"))
+        with self.writer.as_default(step=step):
+            for key in ("exact", "f1", "accuracy"):
+                if key in metrics:
+                    tf.summary.scalar(f"dev_{key}", metrics[key])
+        self.writer.flush()
+        shown = "  ".join(f"{key} {metrics[key]:.2f}" for key in ("exact", "f1", "accuracy") if key in metrics)
+        print(f"  [{self.stage_dir.name}] dev at step {step}: {shown}", flush=True)
+
+
+def read_evals(stage_dir):
+    """The evaluations a stage logged so far (`evals.json`), oldest first; [] when none."""
+    path = pathlib.Path(stage_dir) / EVALS_FILE
+    return json.loads(path.read_text()) if path.is_file() else []
+
+
+def best_eval(stage_dir):
+    """The logged evaluation with the highest value (the earliest on ties), or None."""
+    history = read_evals(stage_dir)
+    return max(history, key=lambda entry: (entry["value"], -entry["step"])) if history else None
+
+
+def drop_checkpoints(stage_dir):
+    """Removes a finished stage's intermediate checkpoints (its weights files stay)."""
+    shutil.rmtree(pathlib.Path(stage_dir) / "checkpoints", ignore_errors=True)
 
 
 def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), make_dataset=None):
@@ -281,7 +372,7 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
     if not chief:
         manager = tf.train.CheckpointManager(checkpoint, str(worker_path(stage_dir / "checkpoints", train_config)),
                                              max_to_keep=1)
-    callbacks = [_Checkpointer(manager, steps), *extra_callbacks]
+    callbacks = [_Checkpointer(manager, steps), StageProgress(stage_dir.name, steps), *extra_callbacks]
     if chief:
         callbacks.append(keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(every // 4, 1)))
     try:
@@ -291,7 +382,7 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
             epochs=math.ceil(steps / every),
             steps_per_epoch=every,
             callbacks=callbacks,
-            verbose=1 if os.environ.get("ROAD_TF_QUIET") is None else 2,
+            verbose=0,
         )
     except PEER_ERRORS as error:
         if train_config.strategy != "multi_worker":
@@ -330,17 +421,3 @@ def _first_line(error):
     """The first non-empty line of a TensorFlow error's message."""
     lines = [line for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
     return lines[0].strip() if lines else ""
-
-
-def predict_outputs(model, features, keys, batch_size):
-    """Runs `model` (a task model) over features; returns {key: np.ndarray} for `keys`."""
-    from road_tf.data.features import MODEL_INPUTS
-
-    inputs = {key: features[key] for key in MODEL_INPUTS}
-    results = {key: [] for key in keys}
-    infer = tf.function(lambda x: {key: model(x, training=False)[key] for key in keys})
-    for batch in eval_dataset(inputs, batch_size):
-        out = infer(batch)
-        for key in keys:
-            results[key].append(out[key].numpy())
-    return {key: np.concatenate(values) if values else np.zeros((0,)) for key, values in results.items()}

@@ -4,7 +4,6 @@ import os
 import pathlib
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("ROAD_TF_QUIET", "1")
 
 import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402

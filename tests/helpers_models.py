@@ -6,17 +6,18 @@ import numpy as np
 from road_tf.config import ModelConfig, TrainConfig
 from road_tf.models.backbones import build_backbone
 from road_tf.models.task_model import build_task_model
+from road_tf.tasks import get_task
 
 VOCAB = 120
 SEQ = 16
 
 
-def tiny_model(task="squad2", head="span", layers=1, hidden=8, seed=0, dropout=0.0, name="tiny"):
-    """A one-head task model with a tiny random BERT (vocab 120, sequences of 16)."""
+def tiny_model(task="squad2", layers=1, hidden=8, seed=0, dropout=0.0, name="tiny"):
+    """A one-head task model (`task`: a registry name) with a tiny random BERT (vocab 120, sequences of 16)."""
     keras.utils.set_random_seed(seed)
     config = ModelConfig(num_layers=layers, num_heads=2, hidden_dim=hidden, intermediate_dim=2 * hidden, dropout=dropout)
     backbone = build_backbone(config, VOCAB, SEQ)
-    return build_task_model(backbone, {task: head}, dropout=dropout, name=name)
+    return build_task_model(backbone, [get_task(task)], dropout=dropout, name=name)
 
 
 def random_span_features(rows=16, seed=0):

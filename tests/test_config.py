@@ -38,6 +38,10 @@ def test_set_overrides_are_typed():
     ("task=chess", "task"),
     ("export.precision=float16", "export.precision"),
     ("export.window_group_size=0", "export.window_group_size"),
+    ("export.null_threshold=tuned", "export.null_threshold"),
+    ("export.n_best_size=5", "export.n_best_size"),
+    ("decode.n_best_size=0", "decode.n_best_size"),
+    ("decode.max_answer_length=0", "decode.max_answer_length"),
 ])
 def test_bad_values_name_the_field(pair, field):
     with pytest.raises(ConfigError) as error:

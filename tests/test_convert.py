@@ -13,6 +13,7 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from road_tf.errors import RoadError
+from road_tf.minilm import minilm_path
 from road_tf.models import convert
 
 HIDDEN, HEADS, LAYERS, VOCAB, INTERMEDIATE, POSITIONS, EMBEDDING = 8, 2, 2, 50, 16, 12, 4
@@ -208,7 +209,7 @@ def minilm_token_ids(folder, sentence):
 
 def test_real_minilm_matches_numpy_reference():
     try:
-        folder = convert.minilm_path()
+        folder = minilm_path()
     except RoadError as error:
         pytest.skip(f"MiniLM package not available: {error}")
     backbone = convert.load_hf_bert(folder)

@@ -9,7 +9,11 @@ from road_tf.config import DistillationConfig, LayerMatch, TeacherConfig
 from road_tf.distillation.distiller import Distiller
 from road_tf import losses
 from road_tf.data.features import MODEL_INPUTS
+from road_tf.tasks import get_task
 from helpers_models import random_span_features, tiny_model
+
+
+SQUAD = get_task("squad2")
 
 
 def kd_config(**overrides):
@@ -34,7 +38,7 @@ def batch(rows=8, seed=0):
 
 def test_without_teachers_the_loss_is_hard_ce():
     student = tiny_model()
-    distiller = compiled(Distiller(student, "squad2", "span"))
+    distiller = compiled(Distiller(student, SQUAD))
     data = batch()
     total, terms = distiller.compute_losses(data, training=False)
     out = student(inputs(data), training=False)
@@ -46,7 +50,7 @@ def test_without_teachers_the_loss_is_hard_ce():
 
 def test_logits_kd_total_is_weighted_sum_and_terms_are_logged():
     student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
-    distiller = compiled(Distiller(student, "squad2", "span", kd_config(kd_weight=0.3), teachers=[teacher]))
+    distiller = compiled(Distiller(student, SQUAD, kd_config(kd_weight=0.3), teachers=[teacher]))
     data = batch()
     total, terms = distiller.compute_losses(data, training=False)
     s, t = student(inputs(data)), teacher(inputs(data))
@@ -60,11 +64,11 @@ def test_logits_kd_total_is_weighted_sum_and_terms_are_logged():
 def test_teacher_never_changes_and_student_and_projection_do():
     student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
     matches = (LayerMatch(1, 1, 1.0), LayerMatch(0, 0, 0.5))
-    distiller = compiled(Distiller(student, "squad2", "span", kd_config(hidden_loss="mse", layer_map="last"),
-                                   teachers=[teacher], layer_matches=matches))
+    distiller = compiled(Distiller(student, SQUAD, kd_config(hidden_loss="mse", layer_map="last"),
+                                   teachers=[teacher], layer_matches=(matches,)))
     before_teacher = [w.numpy().copy() for w in teacher.weights]
     before_student = [w.numpy().copy() for w in student.trainable_weights]
-    before_projection = [w.numpy().copy() for w in distiller.projections[0].weights]
+    before_projection = [w.numpy().copy() for w in distiller.projections[0][0].weights]
     data = batch()
     with tf.GradientTape() as tape:
         total, terms = distiller.compute_losses(data)
@@ -75,19 +79,51 @@ def test_teacher_never_changes_and_student_and_projection_do():
     assert "hidden_loss_1_1" in logs and "weighted_hidden_loss" in logs
     assert all(np.array_equal(a, w.numpy()) for a, w in zip(before_teacher, teacher.weights))
     assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before_student, student.trainable_weights))
-    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before_projection, distiller.projections[0].weights))
-    assert distiller.projections[0].kernel.shape == (8, 16)
+    assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before_projection, distiller.projections[0][0].weights))
+    assert distiller.projections[0][0].kernel.shape == (8, 16)
+
+
+def test_hidden_kd_from_teachers_of_different_depths_uses_one_map_per_teacher():
+    """kd_ensemble + hidden MSE: each teacher gets its own layer map and projections (widths 16 and 24)."""
+    from road_tf.experiment import teacher_layer_matches
+
+    student = tiny_model(seed=0, layers=1)
+    teachers = [tiny_model(seed=1, layers=2, hidden=16, name="deep"), tiny_model(seed=2, layers=4, hidden=24, name="deeper")]
+    config = kd_config(teachers=(TeacherConfig(), TeacherConfig()), hidden_loss="mse", layer_map="uniform")
+    matches = teacher_layer_matches(config, teachers, student)
+    assert matches == ((LayerMatch(0, 0), LayerMatch(2, 1)), (LayerMatch(0, 0), LayerMatch(4, 1)))
+    distiller = compiled(Distiller(student, SQUAD, config, teachers=teachers, layer_matches=matches))
+    assert [[p.kernel.shape for p in group] for group in distiller.projections] == [[(8, 16)] * 2, [(8, 24)] * 2]
+    data = batch()
+    total, terms = distiller.compute_losses(data, training=False)
+    s, outs = student(inputs(data)), [t(inputs(data)) for t in teachers]
+    expected = []
+    for group, pairs, out in zip(distiller.projections, matches, outs):
+        expected.append(sum(losses.hidden_mse(proj(s["hidden_states"][m.student_layer]),
+                                              out["hidden_states"][m.teacher_layer], data["padding_mask"])
+                            for proj, m in zip(group, pairs)))
+    np.testing.assert_allclose(terms["hidden_loss"].numpy(), tf.reduce_mean((expected[0] + expected[1]) / 2).numpy(),
+                               rtol=1e-5)
+    assert {"hidden_loss_t0_2_1", "hidden_loss_t1_4_1"} <= set(terms)
+    assert np.all(np.isfinite(total.numpy()))
+
+
+def test_layer_matches_must_name_every_online_teacher():
+    student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
+    with pytest.raises(ValueError, match="one tuple per online teacher"):
+        Distiller(student, SQUAD, kd_config(hidden_loss="mse"), teachers=[teacher, teacher],
+                  layer_matches=((LayerMatch(1, 1),),))
 
 
 def test_offline_teacher_logits_give_the_same_loss_as_online():
     student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
     data = batch()
-    online = compiled(Distiller(student, "squad2", "span", kd_config(), teachers=[teacher]))
+    online = compiled(Distiller(student, SQUAD, kd_config(), teachers=[teacher]))
     out = teacher(inputs(data))
     offline_data = dict(data)
     offline_data["teacher_logits/0/0"] = out["squad2/start_logits"]
     offline_data["teacher_logits/0/1"] = out["squad2/end_logits"]
-    offline = compiled(Distiller(student, "squad2", "span", kd_config(mode="offline"), num_offline_teachers=1))
+    offline = compiled(Distiller(student, SQUAD, kd_config(mode="offline"), num_offline_teachers=1))
     np.testing.assert_allclose(online.compute_losses(data, False)[0].numpy(),
                                offline.compute_losses(offline_data, False)[0].numpy(), rtol=1e-6)
 
@@ -99,7 +135,7 @@ def test_ensemble_weights_matter():
     totals = []
     for weights in ((1.0, 1.0), (3.0, 1.0)):
         config = kd_config(teachers=tuple(TeacherConfig(weight=w) for w in weights), kd_weight=1.0)
-        distiller = compiled(Distiller(student, "squad2", "span", config, teachers=teachers))
+        distiller = compiled(Distiller(student, SQUAD, config, teachers=teachers))
         totals.append(distiller.compute_losses(data, False)[0].numpy())
     assert not np.allclose(totals[0], totals[1])
 
@@ -115,7 +151,7 @@ def test_two_replicas_match_one_device(two_replicas):
         with strategy.scope():
             student = tiny_model(seed=5)
             student.set_weights(initial)
-            distiller = compiled(Distiller(student, "squad2", "span"), lr=0.5)
+            distiller = compiled(Distiller(student, SQUAD), lr=0.5)
         distiller.fit(dataset, epochs=1, verbose=0)
         results.append([w.numpy() for w in student.trainable_weights])
     assert any(not np.allclose(a, b) for a, b in zip(initial, results[0]))
@@ -128,7 +164,7 @@ def test_mixed_precision_steps_train_with_float32_weights(policy):
     keras.mixed_precision.set_global_policy(policy)
     try:
         student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
-        distiller = Distiller(student, "squad2", "span", kd_config(), teachers=[teacher])
+        distiller = Distiller(student, SQUAD, kd_config(), teachers=[teacher])
         distiller.compile(optimizer=keras.optimizers.Adam(1e-2))
         if policy == "mixed_float16":
             assert isinstance(distiller.optimizer, keras.optimizers.LossScaleOptimizer)

@@ -1,23 +1,27 @@
-"""Raw-text SavedModel export: signatures, decoding parity, op check, atomic versions."""
+"""Raw-text SavedModel export: signatures, parity with run evaluation, op check, atomic versions."""
 
 import dataclasses
+import json
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from road_tf import export
-from road_tf.config import Config, DataConfig, ExportConfig, ModelConfig
+from road_tf import saved_model as export
+from road_tf.config import Config, DataConfig, DecodeConfig, ModelConfig
 from road_tf.data.examples import QAExample
-from road_tf.data.features import featurize_qa
+from road_tf.data.features import featurize_qa, qa_windows
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import RoadError
-from road_tf.evaluation.decoding import decode_spans
+from road_tf.evaluation.answerer import grouped_logits
 from road_tf.models.backbones import build_backbone
 from road_tf.models.heads import NEG_INF
-from road_tf.models.task_model import build_task_model
-from road_tf.training import predict_outputs
+from road_tf.models.inference import predict_outputs
+from road_tf.models.task_model import build_task_model, output_model, with_dtype
+from road_tf.tasks import TaskData, get_task
+
+SQUAD = get_task("squad2")
 
 CONTEXTS = [
     "The Velden river flows through Marrow, a city founded in 1821 by Ilse Varga.",
@@ -31,13 +35,14 @@ QUESTIONS = ["Who founded Marrow?", "Where was the owner born?", "Anything?"]
 def exported(tmp_path_factory):
     tokenizer = load_tokenizer()
     config = Config(data=DataConfig(max_seq_length=48, max_query_length=12, doc_stride=16),
-                    export=ExportConfig(null_score_diff_threshold=1e9))
+                    decode=DecodeConfig(null_score_diff_threshold=1e9))
     keras.utils.set_random_seed(1)
     backbone = build_backbone(ModelConfig(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32),
                               tokenizer.vocabulary_size, 48)
-    model = build_task_model(backbone, {"squad2": "span"})
+    model = build_task_model(backbone, [SQUAD])
     base = tmp_path_factory.mktemp("saved_models")
-    path = export.export_qa_model(model, tokenizer, config, "squad2", base_dir=base, model_name="m")
+    path = export.export_qa_model(model, SQUAD, tokenizer, config, metrics={"f1": 12.5}, base_dir=base,
+                                  model_name="m")
     return dict(tokenizer=tokenizer, config=config, model=model, base=base, path=path)
 
 
@@ -51,6 +56,7 @@ def test_layout_and_warmup(exported):
     path = exported["path"]
     assert path.name == "1" and (path / "saved_model.pb").is_file()
     assert (path / "assets.extra" / "tf_serving_warmup_requests").is_file()
+    assert json.loads((path / export.METRICS_FILE).read_text()) == {"f1": 12.5}
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp")]
 
 
@@ -67,19 +73,21 @@ def test_answers_are_exact_substrings_with_char_offsets(exported):
     assert out["answer"][2] == b"" and out["no_answer_probability"][2] == 1.0  # an empty context has no span
 
 
-def test_serving_decoder_matches_evaluation_decoder(exported):
-    """With the null answer disabled (threshold 1e9), the in-graph best span equals decode_spans' best span."""
+@pytest.mark.parametrize("threshold", [-0.5])
+def test_run_evaluation_answers_like_the_saved_model(exported, tmp_path, threshold):
+    """The answers and no-answer probabilities evaluation records are the exported model's."""
     tokenizer, config, model = exported["tokenizer"], exported["config"], exported["model"]
-    examples = [QAExample(str(i), q, c, ()) for i, (q, c) in enumerate(zip(QUESTIONS[:2], CONTEXTS[:2]))]
-    features = featurize_qa(tokenizer, examples, 48, 12, 16)
-    logits = predict_outputs(model, features, ("squad2/start_logits", "squad2/end_logits"), 8)
-    predictions, _, _ = decode_spans(examples, {"example_index": features["example_index"],
-                                                "offsets": features["char_offsets"]},
-                                     logits["squad2/start_logits"], logits["squad2/end_logits"],
-                                     n_best_size=48, max_answer_length=config.export.max_answer_length,
-                                     null_score_diff_threshold=1e9)
-    out = serve(exported["path"], QUESTIONS[:2], CONTEXTS[:2])
-    assert [a.decode("utf-8") for a in out["answer"]] == [predictions["0"], predictions["1"]]
+    config = dataclasses.replace(config, decode=DecodeConfig())
+    examples = [QAExample(str(i), q, c, ()) for i, (q, c) in enumerate(zip(QUESTIONS * 3, CONTEXTS * 3))]
+    evaluation = SQUAD.evaluate(model, TaskData(SQUAD, [], examples, {}, None), tokenizer, config, threshold)
+    path = export.export_qa_model(model, SQUAD, tokenizer, config, threshold, base_dir=tmp_path, model_name="m")
+    out = serve(path, [e.question for e in examples], [e.context for e in examples])
+    assert [a.decode("utf-8") for a in out["answer"]] == list(evaluation.files["predictions.json"].values())
+    np.testing.assert_allclose(out["no_answer_probability"], list(evaluation.files["na_probs.json"].values()),
+                               atol=1e-6)
+    nbest = evaluation.files["nbest.json"]
+    assert all(0 < len(nbest[e.qid]) <= config.decode.n_best_size for e in examples[:2])
+    assert nbest["2"] == [], "an empty context has no span"
 
 
 def test_token_id_signature_matches_model(exported):
@@ -89,7 +97,7 @@ def test_token_id_signature_matches_model(exported):
     out = loaded.signatures["serve_token_ids"](
         token_ids=tf.constant(features["token_ids"]), segment_ids=tf.constant(features["segment_ids"]),
         padding_mask=tf.constant(features["padding_mask"]))
-    expected = predict_outputs(model, features, ("squad2/start_logits",), 8)["squad2/start_logits"]
+    expected = predict_outputs(model, features, ("squad2/start_logits",))["squad2/start_logits"]
     np.testing.assert_allclose(out["start_logits"].numpy(), expected, rtol=1e-4, atol=1e-4)
 
 
@@ -109,7 +117,7 @@ def test_graph_check_rejects_py_function(tmp_path):
 
 def test_next_version_and_failed_export_leaves_no_version(exported, monkeypatch):
     tokenizer, config, model, base = exported["tokenizer"], exported["config"], exported["model"], exported["base"]
-    second = export.export_qa_model(model, tokenizer, config, "squad2", base_dir=base, model_name="m")
+    second = export.export_qa_model(model, SQUAD, tokenizer, config, base_dir=base, model_name="m")
     assert second.name == "2"
 
     def crash(_):
@@ -117,7 +125,7 @@ def test_next_version_and_failed_export_leaves_no_version(exported, monkeypatch)
 
     monkeypatch.setattr(export, "write_warmup", crash)
     with pytest.raises(RuntimeError):
-        export.export_qa_model(model, tokenizer, config, "squad2", base_dir=base, model_name="m")
+        export.export_qa_model(model, SQUAD, tokenizer, config, base_dir=base, model_name="m")
     names = sorted(p.name for p in (base / "m").iterdir())
     assert names == ["1", "2"]
 
@@ -127,12 +135,12 @@ def test_grouped_windows_give_the_padded_batch_logits(exported, group_size):
     """Windows of different lengths, run in length-sorted groups, get the logits of one padded batch."""
     questions = tf.constant([QUESTIONS[0], QUESTIONS[1], QUESTIONS[0]])
     contexts = tf.constant([CONTEXTS[0], CONTEXTS[1], "Short one."])
-    windows = export.qa_windows(exported["tokenizer"], questions, contexts, 48, 12, 16)
+    windows = qa_windows(exported["tokenizer"], questions, contexts, 48, 12, 16)
     lengths = windows["padding_mask"].numpy().sum(axis=1)
     assert len(set(lengths)) > 2 and windows["token_ids"].shape[0] > 3
-    model = export.logits_only(exported["model"], "squad2")
+    model = output_model(exported["model"], SQUAD.logit_keys, "qa_logits")
     full = model({key: windows[key] for key in ("token_ids", "segment_ids", "padding_mask")})
-    grouped = tf.function(export.grouped_logits, reduce_retracing=True)(model, windows, group_size)
+    grouped = tf.function(grouped_logits, reduce_retracing=True)(model, windows, group_size)
     for expected, got in zip(full, grouped):
         assert got.shape == expected.shape
         mask = windows["padding_mask"].numpy().astype(bool)
@@ -151,10 +159,10 @@ def assert_close_where_allowed(got, expected):
 
 
 def test_bfloat16_copy_holds_bfloat16_weights_and_close_logits(exported):
-    model = export.logits_only(exported["model"], "squad2")
-    copy = export.with_dtype(model, "bfloat16")
+    model = output_model(exported["model"], SQUAD.logit_keys, "qa_logits")
+    copy = with_dtype(model, "bfloat16")
     assert {w.dtype for w in copy.weights} == {"bfloat16"} and len(copy.weights) == len(model.weights)
-    assert export.with_dtype(model, "float32") is model
+    assert with_dtype(model, "float32") is model
     features = featurize_qa(exported["tokenizer"], [QAExample("0", QUESTIONS[1], CONTEXTS[1], ())], 48, 12, 16)
     inputs = {key: tf.constant(features[key]) for key in ("token_ids", "segment_ids", "padding_mask")}
     expected, got = model(inputs)[0].numpy(), tf.cast(copy(inputs)[0], tf.float32).numpy()
@@ -166,8 +174,8 @@ def test_bfloat16_copy_of_an_electra_model(exported):
     tokenizer = exported["tokenizer"]
     backbone = build_backbone(ModelConfig(family="electra", num_layers=1, hidden_dim=16, num_heads=2,
                                           intermediate_dim=32), tokenizer.vocabulary_size, 48)
-    model = export.logits_only(build_task_model(backbone, {"squad2": "span"}), "squad2")
-    copy = export.with_dtype(model, "bfloat16")
+    model = output_model(build_task_model(backbone, [SQUAD]), SQUAD.logit_keys, "qa_logits")
+    copy = with_dtype(model, "bfloat16")
     assert {w.dtype for w in copy.weights} == {"bfloat16"} and len(copy.weights) == len(model.weights)
     inputs = {"token_ids": tf.constant([[101, 2054, 102, 2003, 102]]), "segment_ids": tf.constant([[0, 0, 0, 1, 1]]),
               "padding_mask": tf.ones((1, 5), tf.int32)}
@@ -178,7 +186,7 @@ def test_bfloat16_copy_of_an_electra_model(exported):
 def test_bfloat16_export_answers_like_float32(exported, tmp_path):
     tokenizer, config, model = exported["tokenizer"], exported["config"], exported["model"]
     bf16 = dataclasses.replace(config, export=dataclasses.replace(config.export, precision="bfloat16"))
-    path = export.export_qa_model(model, tokenizer, bf16, "squad2", base_dir=tmp_path, model_name="m")
+    path = export.export_qa_model(model, SQUAD, tokenizer, bf16, base_dir=tmp_path, model_name="m")
     export.check_serving_ops(path)
     dtypes = tf.train.load_checkpoint(str(path / "variables" / "variables")).get_variable_to_dtype_map()
     weights = {name: dtype for name, dtype in dtypes.items() if name.startswith("logits_model/")}

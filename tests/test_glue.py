@@ -125,11 +125,6 @@ def test_qqp_reader(tmp_path):
         glue.read_qqp_tsv(_write(tmp_path / "test.tsv", ["id\tquestion1\tquestion2", "0\ta?\tb?"]))
 
 
-def test_registry_entries():
-    assert glue.READERS == {"mnli": glue.read_mnli_tsv, "qqp": glue.read_qqp_tsv}
-    assert glue.LABELS["mnli"] == glue.MNLI_LABELS
-
-
 def _fake_records(records):
     """An `as_dataset_fn` for tfds.testing.mock_data that yields exactly `records` (dicts of lists)."""
     import tensorflow as tf

@@ -9,6 +9,7 @@ from road_tf.errors import ConfigError
 from road_tf.models.backbones import build_backbone
 from road_tf.models.heads import NEG_INF, ClassificationHead, SpanHead
 from road_tf.models.task_model import HIDDEN_STATES, build_task_model, encoder_of, num_layers
+from road_tf.tasks import get_task
 from helpers_models import SEQ, VOCAB, random_span_features
 
 
@@ -16,11 +17,11 @@ from helpers_models import SEQ, VOCAB, random_span_features
 def test_task_model_outputs_and_hidden_states(family):
     config = ModelConfig(family=family, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16, dropout=0.0)
     backbone = build_backbone(config, VOCAB, SEQ)
-    model = build_task_model(backbone, {"squad2": "span", "nli": 3})
+    model = build_task_model(backbone, [get_task("squad2"), get_task("mnli")])
     data = random_span_features(4)
     inputs = {key: data[key] for key in ("token_ids", "segment_ids", "padding_mask")}
     out = model(inputs)
-    assert out["squad2/start_logits"].shape == (4, SEQ) and out["nli/logits"].shape == (4, 3)
+    assert out["squad2/start_logits"].shape == (4, SEQ) and out["mnli/logits"].shape == (4, 3)
     hidden = out[HIDDEN_STATES]
     assert len(hidden) == 3 and num_layers(model) == 2
     # The last hidden state is the backbone's own sequence output: no second forward pass.
@@ -43,7 +44,7 @@ def test_heads_round_trip_their_config():
     clone = ClassificationHead.from_config(head.get_config())
     assert (clone.num_classes, clone.dropout, clone.name) == (5, 0.2, "c")
     model = build_task_model(build_backbone(ModelConfig(num_layers=1, hidden_dim=8, intermediate_dim=16), VOCAB, SEQ),
-                             {"sst": 2})
+                             [get_task("sentiment")])
     restored = keras.Model.from_config(model.get_config())
     assert [w.shape for w in restored.weights] == [w.shape for w in model.weights]
 

@@ -13,25 +13,36 @@ import tensorflow as tf
 from road_tf import training
 from road_tf.config import Config, DataConfig, ModelConfig, MultitaskConfig, TrainConfig
 from road_tf.data.features import END, LABEL, MODEL_INPUTS, START
-from road_tf.distillation.distiller import Distiller, hard_loss
+from road_tf.distillation.distiller import Distiller
 from road_tf.errors import ConfigError
-from road_tf.models.task_model import build_task_model, encoder_of, logit_keys
+from road_tf.models.task_model import build_model, build_task_model, encoder_of, load_encoder_weights
 from road_tf.multitask.samplers import TaskSampler
 from road_tf.multitask.trainer import (
-    TASK_ID, MultiTaskTrainer, accumulate_gradients, load_encoder_weights, run_multitask_stage, slot_features,
-    slot_name, step_dataset,
+    TASK_ID, MultiTaskTrainer, accumulate_gradients, run_multitask_stage, slot_features, slot_name, step_dataset,
 )
+from road_tf.registry import CLASSIFICATION, SPAN, TaskSpec
+from road_tf.tasks import ClassificationTask, SpanTask, get_task, load_task_data
 
 VOCAB, SEQ = 60, 16
 HEADS = {"qa": "span", "nli": 3, "para": 2}
-KINDS = {name: "span" if head == "span" else "classification" for name, head in HEADS.items()}
 
 
-def tiny_model(heads=HEADS):
-    """A 1-layer BERT (hidden 16) with the given heads and no dropout."""
+def make_task(name, head):
+    """A task object outside the registry: "span" or a number of classes."""
+    if head == "span":
+        return SpanTask(TaskSpec(name, SPAN, 0, "", None, None, (), None))
+    return ClassificationTask(TaskSpec(name, CLASSIFICATION, head, "", None, None, (), None))
+
+
+TASKS = {name: make_task(name, head) for name, head in HEADS.items()}
+ALL = list(TASKS.values())
+
+
+def tiny_model(tasks=ALL):
+    """A 1-layer BERT (hidden 16) with the given tasks' heads and no dropout."""
     backbone = keras_hub.models.BertBackbone(vocabulary_size=VOCAB, num_layers=1, num_heads=2, hidden_dim=16,
                                              intermediate_dim=32, dropout=0.0, max_sequence_length=SEQ)
-    return build_task_model(backbone, heads, dropout=0.0)
+    return build_task_model(backbone, tasks, dropout=0.0)
 
 
 def task_features(head, rows, seed):
@@ -72,9 +83,9 @@ def same_weights(source, target):
     target.set_weights(source.get_weights())
 
 
-def compiled_trainer(model, kinds, k, batch, optimizer, run_eagerly=False):
+def compiled_trainer(model, tasks, k, batch, optimizer, run_eagerly=False):
     """A MultiTaskTrainer around `model`, compiled with `optimizer`."""
-    trainer = MultiTaskTrainer(model, kinds, k, batch)
+    trainer = MultiTaskTrainer(model, tasks, k, batch)
     trainer.compile(optimizer=optimizer, run_eagerly=run_eagerly)
     return trainer
 
@@ -86,8 +97,8 @@ def reference_mean_loss_gradients(model, step, tasks):
         for j, name in enumerate(tasks):
             slot = step[slot_name(j)]
             outputs = model({key: slot[key] for key in MODEL_INPUTS}, training=True)
-            logits = tuple(outputs[key] for key in logit_keys(name, KINDS[name]))
-            slot_losses.append(tf.reduce_mean(hard_loss(KINDS[name], logits, slot)))
+            logits = tuple(outputs[key] for key in TASKS[name].logit_keys)
+            slot_losses.append(tf.reduce_mean(TASKS[name].hard_loss(logits, slot)))
         loss = tf.add_n(slot_losses) / len(tasks)
     return tape.gradient(loss, model.trainable_variables)
 
@@ -105,7 +116,7 @@ def test_averaged_update_equals_one_tape_over_the_mean_of_task_losses(run_eagerl
     initial = [np.array(w) for w in model.get_weights()]
     step = make_step(tasks, rows=4)
     lr = 0.5
-    trainer = compiled_trainer(model, KINDS, k=3, batch=12, optimizer=keras.optimizers.SGD(lr), run_eagerly=run_eagerly)
+    trainer = compiled_trainer(model, ALL, k=3, batch=12, optimizer=keras.optimizers.SGD(lr), run_eagerly=run_eagerly)
     trainer.fit(tf.data.Dataset.from_tensors(step), epochs=1, verbose=0)
 
     gradients = reference_mean_loss_gradients(reference, step, tasks)
@@ -127,7 +138,7 @@ def test_gradients_keep_embeddings_sparse_and_give_absent_heads_zeros(graph):
     model, reference = tiny_model(), tiny_model()
     same_weights(model, reference)
     step = make_step(tasks, rows=3)
-    trainer = compiled_trainer(model, KINDS, k=2, batch=6, optimizer=keras.optimizers.SGD(0.1))
+    trainer = compiled_trainer(model, ALL, k=2, batch=6, optimizer=keras.optimizers.SGD(0.1))
     compute = tf.function(trainer.compute_gradients) if graph else trainer.compute_gradients
     gradients, passes = compute(step)
     paths = [v.path for v in model.trainable_variables]
@@ -156,11 +167,11 @@ def test_mixed_float16_steps_are_loss_scaled_then_unscaled():
         same_weights(reference, model)
         # A fixed-size first scale (128, below any overflow here) so that the first step is applied.
         optimizer = keras.optimizers.LossScaleOptimizer(keras.optimizers.SGD(0.5), initial_scale=128.0)
-        trainer = compiled_trainer(model, KINDS, k=2, batch=8, optimizer=optimizer)
+        trainer = compiled_trainer(model, ALL, k=2, batch=8, optimizer=optimizer)
         trainer.fit(tf.data.Dataset.from_tensors(step), epochs=1, verbose=0)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    float32 = compiled_trainer(reference, KINDS, k=2, batch=8, optimizer=keras.optimizers.SGD(0.5))
+    float32 = compiled_trainer(reference, ALL, k=2, batch=8, optimizer=keras.optimizers.SGD(0.5))
     float32.fit(tf.data.Dataset.from_tensors(step), epochs=1, verbose=0)
     for a, b in zip(model.get_weights(), reference.get_weights()):
         np.testing.assert_allclose(a, b, atol=5e-3)
@@ -182,17 +193,17 @@ def test_accumulate_gradients_sparse_dense_and_missing():
 
 def test_k1_equals_single_task_fine_tuning_with_the_distiller():
     steps, batch = 3, 8
-    heads = {"nli": 3}
+    tasks = [TASKS["nli"]]
     features = {"nli": task_features(3, 40, seed=9)}
-    student, model = tiny_model(heads), tiny_model(heads)
+    student, model = tiny_model(tasks), tiny_model(tasks)
     same_weights(student, model)
     optimizer = lambda: training.make_optimizer(1e-2, steps, 0.0, 0.01)  # noqa: E731
 
-    distiller = Distiller(student, "nli", "classification")
+    distiller = Distiller(student, TASKS["nli"])
     distiller.compile(optimizer=optimizer())
     distiller.fit(training.train_dataset(features["nli"], batch, seed=4), steps_per_epoch=steps, epochs=1, verbose=0)
 
-    trainer = compiled_trainer(model, {"nli": "classification"}, k=1, batch=batch, optimizer=optimizer())
+    trainer = compiled_trainer(model, tasks, k=1, batch=batch, optimizer=optimizer())
     sampler = TaskSampler("uniform", {"nli": 40}, k=1)
     trainer.fit(step_dataset(features, sampler, batch, 4, 0, steps), steps_per_epoch=steps, epochs=1, verbose=0)
     for a, b in zip(student.get_weights(), model.get_weights()):
@@ -207,8 +218,8 @@ def test_two_replicas_give_the_weights_of_one_device(two_replicas):
     with strategy.scope():
         mirrored = tiny_model()
         same_weights(single, mirrored)
-        trainer_m = compiled_trainer(mirrored, KINDS, 2, batch, training.make_optimizer(1e-2, steps, 0.0, 0.01))
-    trainer_s = compiled_trainer(single, KINDS, 2, batch, training.make_optimizer(1e-2, steps, 0.0, 0.01))
+        trainer_m = compiled_trainer(mirrored, ALL, 2, batch, training.make_optimizer(1e-2, steps, 0.0, 0.01))
+    trainer_s = compiled_trainer(single, ALL, 2, batch, training.make_optimizer(1e-2, steps, 0.0, 0.01))
     for trainer in (trainer_s, trainer_m):
         trainer.fit(step_dataset(FEATURES, sampler, batch, 0, 0, steps), steps_per_epoch=steps, epochs=1, verbose=0)
     assert strategy.num_replicas_in_sync == 2
@@ -219,13 +230,13 @@ def test_two_replicas_give_the_weights_of_one_device(two_replicas):
 def slot_mean_loss(model, slot, name):
     """Mean hard loss of one slot under task `name`'s head, without training."""
     outputs = model({key: slot[key] for key in MODEL_INPUTS}, training=False)
-    logits = tuple(outputs[key] for key in logit_keys(name, KINDS[name]))
-    return float(tf.reduce_mean(hard_loss(KINDS[name], logits, slot)))
+    logits = tuple(outputs[key] for key in TASKS[name].logit_keys)
+    return float(tf.reduce_mean(TASKS[name].hard_loss(logits, slot)))
 
 
 def test_trainer_logs_task_losses_over_the_slots_they_filled_and_pick_rates():
     model = tiny_model()
-    trainer = compiled_trainer(model, KINDS, k=2, batch=4, optimizer=keras.optimizers.SGD(0.0))
+    trainer = compiled_trainer(model, ALL, k=2, batch=4, optimizer=keras.optimizers.SGD(0.0))
     plan = [["qa", "nli"], ["qa", "qa"]]
     steps = [make_step(tasks, 2) for tasks in plan]
     history = trainer.fit(tf.data.Dataset.from_tensor_slices(
@@ -240,7 +251,7 @@ def test_trainer_logs_task_losses_over_the_slots_they_filled_and_pick_rates():
     assert history["nli_pick_rate"][0] == pytest.approx(0.25)
     assert history["para_pick_rate"][0] == 0.0 and history["para_loss"][0] == 0.0
     with pytest.raises(ConfigError, match="multitask.k=3"):
-        MultiTaskTrainer(tiny_model(), KINDS, 3, 8)
+        MultiTaskTrainer(tiny_model(), ALL, 3, 8)
 
 
 def test_step_dataset_follows_the_plan_and_resumes_mid_stream():
@@ -261,7 +272,7 @@ def test_step_dataset_follows_the_plan_and_resumes_mid_stream():
             expected = next(iter(stream.take(1).as_numpy_iterator()))
             for key, value in expected.items():
                 np.testing.assert_array_equal(slot[key], value, err_msg=f"{name} {key}")
-            absent = (LABEL,) if KINDS[name] == "span" else (START, END)
+            absent = (LABEL,) if TASKS[name].kind == SPAN else (START, END)
             assert not any(slot[key].any() for key in absent)
             picked[name] += 1
     resumed = list(step_dataset(FEATURES, sampler, batch, seed, 5, steps).as_numpy_iterator())
@@ -279,9 +290,7 @@ def h5_arrays(path):
 
 
 def test_run_multitask_stage_end_to_end_then_load_the_encoder(tmp_path):
-    from road_tf.experiment import build_model, load_task_data
     from road_tf.data.tokenizer import load_tokenizer
-    from road_tf.tasks import get_task
 
     config = Config(
         task="squad2",
@@ -314,7 +323,8 @@ def test_run_multitask_stage_end_to_end_then_load_the_encoder(tmp_path):
         np.testing.assert_allclose(resumed_arrays[key], value, atol=1e-6, err_msg=key)
     assert resumed["picks"] == metrics["picks"]
 
-    student = build_model(config.model, get_task("squad2"), tokenizer, config, "student", encoder_weights=path)
+    squad = [get_task("squad2")]
+    student = build_model(config.model, squad, tokenizer.vocabulary_size, 64, "student", encoder_weights=path)
     copy = tmp_path / "copy.weights.h5"
     encoder_of(student).save_weights(str(copy))
     saved, loaded = h5_arrays(path), h5_arrays(copy)
@@ -324,6 +334,6 @@ def test_run_multitask_stage_end_to_end_then_load_the_encoder(tmp_path):
 
     bigger = dataclasses.replace(config.model, hidden_dim=64)
     with pytest.raises(ConfigError, match="do not fit"):
-        build_model(bigger, get_task("squad2"), tokenizer, config, "other", encoder_weights=path)
+        build_model(bigger, squad, tokenizer.vocabulary_size, 64, "other", encoder_weights=path)
     with pytest.raises(ConfigError, match="no multi-task encoder weights"):
         load_encoder_weights(student, tmp_path / "missing.weights.h5")

@@ -85,11 +85,11 @@ def test_one_real_squad_file_is_split_by_article(tmp_path, capsys):
 def test_gate_refuses_below_the_floor_and_regressions_and_pushes_improvements_with_caching(tmp_path, capsys):
     """Five runs on one pipeline metadata store; each candidate's quality is set by its decoding.
 
-    export.null_score_diff_threshold=-1e9 makes the model answer "" everywhere (its F1 is then the
+    decode.null_score_diff_threshold=-1e9 makes the model answer "" everywhere (its F1 is then the
     no-answer F1 exactly); +1e9 makes it always answer a span, which a 12-step model gets mostly
     wrong (a lower F1, checked below).
     """
-    never, always = "export.null_score_diff_threshold=-1e9", "export.null_score_diff_threshold=1e9"
+    never, always = "decode.null_score_diff_threshold=-1e9", "decode.null_score_diff_threshold=1e9"
 
     def gate_run(*extra, overrides):
         gate, pushed = run_main(runner_args(tmp_path, *extra, overrides=overrides), capsys)

@@ -1,4 +1,4 @@
-"""Gold answers -> featurize_qa -> "perfect" logits -> decode_spans -> squad_v2_metrics, on real SQuAD 2.0.
+"""Gold answers -> featurize_qa -> "perfect" logits -> decode_answers -> squad_v2_metrics, on real SQuAD 2.0.
 
 On the real dev public half (6,134 questions) with the standard settings (384 tokens, stride 128,
 questions cut at 64 tokens, answers of at most 30 tokens), every window gets a large start/end
@@ -9,12 +9,13 @@ are listed in docs/tokenization.md. The whole half takes a few seconds, so it ru
 
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from conftest import shared_file
 from road_tf.data.features import featurize_qa
 from road_tf.data.squad import read_squad_json
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.evaluation.decoding import decode_spans
+from road_tf.evaluation.answerer import decode_answers
 from road_tf.evaluation.squad_metric import exact_match, squad_v2_metrics
 
 SQUAD_DEV = "data/squad2-dev/squad2-dev-public.json.gz"
@@ -56,14 +57,41 @@ def failure_reason(example, features, windows):
     return "unexplained: labels cover the answer exactly"
 
 
+def byte_offsets(examples, features):
+    """The windows' character offsets [W, S, 2] as byte offsets into their UTF-8 contexts (-1 stays -1)."""
+    result = features["char_offsets"].copy()
+    for row, index in enumerate(features["example_index"]):
+        context = examples[index].context
+        at = np.concatenate([[0], np.cumsum([len(ch.encode("utf-8")) for ch in context])])
+        inside = result[row] >= 0
+        result[row][inside] = at[result[row][inside]]
+    return result
+
+
+def decode_in_chunks(examples, features, start, end, chunk=200):
+    """decode_answers over `chunk` questions at a time -> (predictions, na_probs) dicts."""
+    offsets = byte_offsets(examples, features)
+    predictions, na_probs = {}, {}
+    index = features["example_index"]
+    for first in range(0, len(examples), chunk):
+        rows = np.flatnonzero((index >= first) & (index < first + chunk))
+        out = decode_answers(tf.constant(start[rows], tf.float32), tf.constant(end[rows], tf.float32),
+                             tf.constant(offsets[rows]), tf.constant(index[rows] - first),
+                             tf.constant([e.context for e in examples[first:first + chunk]]), 20, MAX_ANSWER_LENGTH,
+                             0.0)
+        for example, answer, p in zip(examples[first:first + chunk], out["answer"].numpy(),
+                                      out["no_answer_probability"].numpy()):
+            predictions[example.qid], na_probs[example.qid] = answer.decode("utf-8"), float(p)
+    return predictions, na_probs
+
+
 @pytest.fixture(scope="module")
 def roundtrip():
     """(examples, features, predictions, na_probs) for the whole public half."""
     examples = read_squad_json(shared_file(SQUAD_DEV))
     features = featurize_qa(load_tokenizer("minilm"), examples, MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE)
     start, end = perfect_logits(features)
-    windows = {"example_index": features["example_index"], "offsets": features["char_offsets"]}
-    predictions, na_probs, _ = decode_spans(examples, windows, start, end, max_answer_length=MAX_ANSWER_LENGTH)
+    predictions, na_probs = decode_in_chunks(examples, features, start, end)
     return examples, features, predictions, na_probs
 
 

@@ -75,10 +75,6 @@ def test_real_sst2_dev_public_half():
     assert examples[0].label == 1 and examples[0].text_b is None
 
 
-def test_registry_entries():
-    assert sentiment.READERS == {"sentiment": sentiment.read_sentiment_tsv}
-    assert sentiment.LABELS == ("negative", "positive")
-
 
 def _fake_records(records):
     """An `as_dataset_fn` for tfds.testing.mock_data that yields exactly `records` (dicts of lists)."""

@@ -22,12 +22,12 @@ import pytest
 import tensorflow as tf
 
 from helpers_serving import REPO_ROOT, direct_rows, free_port, http_json, start_devserver, stop_devserver
-from road_tf.config import Config, DataConfig, ExportConfig, ModelConfig, TrainConfig
+from road_tf.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
 from road_tf.data.features import qa_windows
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.experiment import build_model, load_task_data, train_stage
-from road_tf.export import export_qa_model
-from road_tf.tasks import get_task
+from road_tf.experiment import stage_model, train_stage
+from road_tf.saved_model import export_qa_model
+from road_tf.tasks import get_task, load_task_data
 from serving import client
 
 MODEL_NAME = "road_demo"
@@ -83,15 +83,16 @@ def served(tmp_path_factory):
         model=ModelConfig(num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64, dropout=0.0),
         data=dataclasses.replace(DATA, cache_dir=str(root / "cache")),
         train=TrainConfig(steps=20, batch_size=8, learning_rate=5e-3, warmup_fraction=0.0, checkpoint_every=20),
-        export=ExportConfig(null_score_diff_threshold=1e9),
+        decode=DecodeConfig(null_score_diff_threshold=1e9),
     )
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task("squad2")
     task_data = load_task_data(task, config, tokenizer)
     keras.utils.set_random_seed(0)
-    student = build_model(config.model, task, tokenizer, config, "student")
-    train_stage(root / "student", student, task_data, config, config.train.steps, config.train.learning_rate)
-    version_dir = export_qa_model(student, tokenizer, config, task.name, base_dir=root / "saved_models",
+    student = stage_model(config, config.model, task, tokenizer, "student")
+    train_stage(root / "student", student, task_data, tokenizer, config, config.train.steps,
+                config.train.learning_rate)
+    version_dir = export_qa_model(student, task, tokenizer, config, base_dir=root / "saved_models",
                                   model_name=MODEL_NAME)
     assert version_dir.name == "1"
     grpc_port, rest_port = free_port(), free_port()
@@ -175,9 +176,9 @@ def test_second_export_is_served(served):
     """Exporting a further-trained student while the server runs: version 2 goes live and both
     APIs answer as the new SavedModel does (and no longer as version 1)."""
     config, task_data = served.config, served.task_data
-    train_stage(served.model_dir.parent / "student_more", served.student, task_data, config, 10,
+    train_stage(served.model_dir.parent / "student_more", served.student, task_data, served.tokenizer, config, 10,
                 config.train.learning_rate)
-    version_dir = export_qa_model(served.student, served.tokenizer, config, task_data.task.name,
+    version_dir = export_qa_model(served.student, task_data.task, served.tokenizer, config,
                                   base_dir=served.model_dir.parent, model_name=MODEL_NAME)
     assert version_dir.name == "2"
     deadline = time.monotonic() + 60

@@ -16,7 +16,7 @@ from conftest import shared_file
 from road_tf.data.features import byte_to_char_offsets
 from road_tf.data.squad import read_squad_json
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.models.convert import minilm_path
+from road_tf.minilm import minilm_path
 
 transformers = pytest.importorskip("transformers")
 

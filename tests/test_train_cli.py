@@ -53,18 +53,24 @@ def test_end_to_end_slice(tmp_path, capsys):
     final = metrics["final"]
     assert final["task"] == "squad2" and final["split"] == "dev"
     assert 0.0 <= final["f1"] <= 100.0 and final["total"] == 20
-    assert metrics["dev"]["exact"] == final["exact"]
+    assert set(metrics) == {"final", "stages", "export"}
+    assert final["exact"] == metrics["stages"]["student"]["exact"]
+    predictions = json.loads((out / "student" / "predictions.json").read_text())
+    na_probs = json.loads((out / "student" / "na_probs.json").read_text())
+    nbest = json.loads((out / "student" / "nbest.json").read_text())
+    assert len(predictions) == len(na_probs) == len(nbest) == 20
+    assert all(answer == "" or answer == nbest[qid][0]["text"] for qid, answer in predictions.items())
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["train"]["steps"] == 12
-    assert (out / "student" / "checkpoints").is_dir() and (out / "student" / "logs").is_dir()
-    assert (base / "road_demo" / "1" / "saved_model.pb").is_file()
+    assert (out / "student" / "logs").is_dir() and not (out / "student" / "checkpoints").exists()
+    assert (base / "road_default" / "1" / "saved_model.pb").is_file()
     assert (tmp_path / "cache" / "synthetic-0" / "squad" / "train.json").is_file()
     printed = capsys.readouterr().out
     assert "student" in printed and "f1" in printed
-    # Rerunning the finished command resumes (nothing to train) and exports the next version.
+    # Rerunning the finished command neither retrains nor exports again.
     assert train.main(args) == 0
-    assert (base / "road_demo" / "2").is_dir()
-    assert json.loads((out / "metrics.json").read_text())["final"]["f1"] == final["f1"]
+    assert "already finished" in capsys.readouterr().out
+    assert sorted(p.name for p in (base / "road_default").iterdir()) == ["1"]
     # The export command re-exports a finished run under another name.
     assert export.main(["--run-dir", str(out), "--model-name", "again", "--base", str(base)]) == 0
     assert (base / "again" / "1" / "saved_model.pb").is_file()

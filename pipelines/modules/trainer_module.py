@@ -13,8 +13,9 @@ from road_tf.config import load_config
 from road_tf.data.records import read_records
 from road_tf.data.squad import write_squad_json
 from road_tf.experiment import run_and_record
-from road_tf.export import load_run_student, save_qa_model
+from road_tf.export import load_run_student, run_final_metrics
 from road_tf.files import write_atomic
+from road_tf.saved_model import save_qa_model
 
 
 def run_fn(fn_args):
@@ -35,4 +36,6 @@ def run_fn(fn_args):
         run_and_record(config, run_dir)
     if training.is_chief(config.train):
         config, task, tokenizer, model = load_run_student(run_dir)
-        save_qa_model(model, tokenizer, config, task.name, fn_args.serving_model_dir)
+        final = run_final_metrics(run_dir)
+        save_qa_model(model, task, tokenizer, config, fn_args.serving_model_dir, final.get("null_score_diff_threshold"),
+                      final)

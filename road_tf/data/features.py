@@ -239,6 +239,7 @@ def write_feature_cache(path, features):
     with tf.io.TFRecordWriter(tmp) as writer:
         for i in range(rows):
             writer.write(_example_proto({key: value[i] for key, value in features.items()}))
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     write_atomic(path.with_suffix(".json"), json.dumps({"format": CACHE_FORMAT, "rows": rows, "shapes": descriptor}))
 

@@ -2,7 +2,7 @@
 
 Label ids follow TFDS `glue/*` (`tensorflow_datasets/text/glue.py`): MNLI entailment=0,
 neutral=1, contradiction=2; QQP not_duplicate=0, duplicate=1; SST-2 negative=0, positive=1.
-A task registry finds the readers in `READERS` and the class names in `LABELS`.
+The class names of each task are in `LABELS`.
 """
 
 from road_tf.data.examples import ClassificationExample
@@ -113,5 +113,4 @@ def load_tfds_examples(tfds_name, split, texts_of, data_dir=None):
     return examples
 
 
-READERS = {"mnli": read_mnli_tsv, "qqp": read_qqp_tsv}
 LABELS = {"mnli": MNLI_LABELS, "qqp": QQP_LABELS, "sst2": SST2_LABELS}

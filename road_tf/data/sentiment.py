@@ -2,7 +2,7 @@
 
 The TSV layout is GLUE SST-2's (train.tsv, dev.tsv): a header `sentence<TAB>label` that may be
 left out, then one sentence per line; the sentence is kept as is (SST-2 keeps trailing spaces).
-A task registry finds the reader in `READERS` and the class names in `LABELS`.
+The class names are in `LABELS`.
 """
 
 from road_tf.data.examples import ClassificationExample
@@ -76,4 +76,3 @@ def load_sentiment_tfds(name, split, data_dir=None):
 
 
 LABELS = SST2_LABELS
-READERS = {"sentiment": read_sentiment_tsv}

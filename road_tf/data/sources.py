@@ -1,13 +1,22 @@
 """Where a task's examples come from (synthetic corpus, local files, TFDS) and their cached features."""
 
+import hashlib
+import importlib
+import json
 import logging
 import pathlib
+import socket
 
 from road_tf.data import features as feats
+from road_tf.data import synthetic
+from road_tf.data.squad import read_json, split_by_article
 from road_tf.errors import ConfigError
-from road_tf.tasks import resolve
+from road_tf.files import write_atomic
 
 CACHE_ROOT = pathlib.Path("runs") / "cache"
+# Where TFDS downloads from; one short connection attempt tells whether it can.
+TFDS_HOST = ("storage.googleapis.com", 443)
+TFDS_TIMEOUT_SECONDS = 5.0
 
 
 def cache_root(data_config):
@@ -17,11 +26,53 @@ def cache_root(data_config):
 
 def synthetic_corpus(data_config):
     """Generates (or reuses) the synthetic corpus for `data.synthetic_seed`; returns its paths."""
-    from road_tf.data import synthetic
-
     folder = cache_root(data_config) / f"synthetic-{data_config.synthetic_seed}"
     return synthetic.generate(folder, seed=data_config.synthetic_seed, train_size=data_config.synthetic_train_size,
                               dev_size=data_config.synthetic_dev_size)
+
+
+def resolve(reference):
+    """Imports "module:function"."""
+    module, function = reference.split(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def check_tfds_available(name, timeout=TFDS_TIMEOUT_SECONDS):
+    """ConfigError (after one short attempt) when TFDS data set `name` is neither prepared here nor downloadable."""
+    import tensorflow_datasets as tfds  # Imported here: it pulls in TensorFlow.
+
+    try:
+        if tfds.builder(name).is_prepared():
+            return
+    except Exception as error:  # TFDS raises many kinds for unknown names and unreadable folders
+        raise ConfigError(f"data.tfds_name: TFDS cannot open {name!r} ({type(error).__name__}: "
+                          f"{(str(error).splitlines() or [''])[0][:200]})") from None
+    try:
+        socket.create_connection(TFDS_HOST, timeout=timeout).close()
+    except OSError as error:
+        raise ConfigError(f"data.source=tfds: {name} is not downloaded here and {TFDS_HOST[0]} is unreachable "
+                          f"({error}); no network: use data.source=json with local files") from None
+
+
+def local_split_paths(data_config):
+    """(train path, dev path) of local SQuAD files.
+
+    With `data.split_dev_questions` = N > 0, both come from `data.train_path`, split by article
+    (`split_by_article`: articles in order of sha256(title), dev until it holds N questions), and
+    are written once under the cache folder.
+    """
+    if not data_config.split_dev_questions:
+        return data_config.train_path, data_config.dev_path
+    source = pathlib.Path(data_config.train_path)
+    if not source.is_file():
+        raise ConfigError(f"data.train_path: no such file {source}")
+    digest = hashlib.sha256(source.read_bytes() + str(data_config.split_dev_questions).encode()).hexdigest()[:12]
+    folder = cache_root(data_config) / f"split-{digest}"
+    paths = folder / "train.json", folder / "dev.json"
+    if not all(path.is_file() for path in paths):
+        for path, document in zip(paths, split_by_article(read_json(source), data_config.split_dev_questions)):
+            write_atomic(path, json.dumps(document))
+    return tuple(str(path) for path in paths)
 
 
 def _read_local(task, path, data_config):
@@ -29,7 +80,13 @@ def _read_local(task, path, data_config):
 
 
 def load_split(task, data_config, split, is_main_task=True):
-    """Examples of one split ("train" or "dev") of `task`.
+    """Examples of one split ("train" or "dev") of a task.
+
+    Args:
+        task: the task's `road_tf.registry.TaskSpec`.
+        is_main_task: whether it is the run's main task (`config.task`); the other tasks of a
+            multi-task stage read the synthetic corpus or TFDS when `data.source` is json, and
+            only the main task reads `data.tfds_name`.
 
     Returns:
         (examples, source_files): source_files are the local files read (for cache keys), or
@@ -45,7 +102,7 @@ def load_split(task, data_config, split, is_main_task=True):
         examples = _read_local(task, path, data_config)
         files = (path,)
     elif source == "json":
-        path = data_config.train_path if split == "train" else data_config.dev_path
+        path = local_split_paths(data_config)[0 if split == "train" else 1]
         if not path:
             raise ConfigError(f"data.{split}_path: required to read the {split} split from local files")
         examples = _read_local(task, path, data_config)
@@ -53,7 +110,8 @@ def load_split(task, data_config, split, is_main_task=True):
     else:
         if task.tfds_loader is None:
             raise ConfigError(f"task {task.name!r} has no TFDS source")
-        name = data_config.tfds_name if (task.kind == "span" and is_main_task) else task.tfds_name
+        name = (data_config.tfds_name if is_main_task else "") or task.tfds_name
+        check_tfds_available(name)
         examples = resolve(task.tfds_loader)(name=name, split=task.tfds_splits[0 if split == "train" else 1])
         files = ()
     limit = data_config.max_train_examples if split == "train" else data_config.max_eval_examples
@@ -63,17 +121,10 @@ def load_split(task, data_config, split, is_main_task=True):
     return examples, files
 
 
-def featurize(task, examples, files, tokenizer, data_config, split):
-    """Features of `examples`, cached as TFRecords keyed by data files, tokenizer and lengths."""
-    settings = dict(task=task.name, split=split, n=len(examples), max_seq_length=data_config.max_seq_length,
+def cached_features(task_name, split, examples, files, tokenizer, data_config, build):
+    """`build()`'s features of `examples`, cached as TFRecords keyed by data files, tokenizer and lengths."""
+    settings = dict(task=task_name, split=split, n=len(examples), max_seq_length=data_config.max_seq_length,
                     max_query_length=data_config.max_query_length, doc_stride=data_config.doc_stride,
                     source=data_config.source, tfds=data_config.tfds_name if not files else "")
-
-    def build():
-        if task.kind == "span":
-            return feats.featurize_qa(tokenizer, examples, data_config.max_seq_length, data_config.max_query_length,
-                                      data_config.doc_stride)
-        return feats.featurize_classification(tokenizer, examples, data_config.max_seq_length)
-
     key = feats.cache_key(files, tokenizer, **settings)
-    return feats.cached(cache_root(data_config) / "features" / f"{task.name}-{split}-{key}.tfrecord", build)
+    return feats.cached(cache_root(data_config) / "features" / f"{task_name}-{split}-{key}.tfrecord", build)

@@ -28,9 +28,8 @@ import re
 from typing import Callable, Tuple
 
 from road_tf.data.examples import Answer, ClassificationExample, QAExample
-from road_tf.data.glue import MNLI_LABELS, read_mnli_tsv, read_qqp_tsv
-from road_tf.data.sentiment import read_sentiment_tsv
-from road_tf.data.squad import read_squad_json, write_squad_json
+from road_tf.data.glue import MNLI_LABELS
+from road_tf.data.squad import write_squad_json
 from road_tf.data.tsv import write_tsv
 from road_tf.files import write_atomic
 
@@ -43,8 +42,6 @@ FILES = {
     "para": {"train": "para/train.tsv", "dev": "para/dev.tsv"},
     "sentiment": {"train": "sentiment/train.tsv", "dev": "sentiment/dev.tsv"},
 }
-# The reader of each corpus in FILES, for a task registry: path -> list of examples.
-READERS = {"squad": read_squad_json, "nli": read_mnli_tsv, "para": read_qqp_tsv, "sentiment": read_sentiment_tsv}
 
 LONG_PARAGRAPH_RATE = 0.125
 UNANSWERABLE_RATE = 1 / 3

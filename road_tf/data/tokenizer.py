@@ -10,7 +10,7 @@ import tensorflow as tf
 import tensorflow_text as tf_text
 
 from road_tf.errors import ConfigError
-from road_tf.models.convert import minilm_path
+from road_tf.minilm import minilm_path
 
 
 def vocab_path(name):

@@ -3,30 +3,18 @@
 Without teachers it is plain fine-tuning on hard labels, so every run goes through this one
 train step. With teachers it adds logits KD (ensembled, temperature-scaled, scheduled) and
 hidden-state KD through learned projections that live here, not in the student, and are
-therefore not exported. Teachers are frozen and run with `training=False`.
+therefore not exported. Teachers are frozen and run with `training=False`. Each teacher has its
+own layer map and projections, so teachers of different depths and widths can be combined.
 """
 
 import keras
 import tensorflow as tf
 
 from road_tf import losses
-from road_tf.data.features import END, LABEL, MODEL_INPUTS, PADDING_MASK, START
-from road_tf.models.task_model import HIDDEN_STATES, logit_keys
+from road_tf.data.features import MODEL_INPUTS, PADDING_MASK
+from road_tf.distillation.offline import offline_teacher_key
+from road_tf.models.task_model import HIDDEN_STATES
 from road_tf.training import dense_gradients
-
-TEACHER_LOGITS = "teacher_logits"
-
-
-def hard_loss(kind, logits, data):
-    """Per-example hard-label loss [B] of a task's logits (span: (start, end); classification: (logits,))."""
-    if kind == "span":
-        return losses.span_ce(logits[0], logits[1], data[START], data[END])
-    return losses.class_ce(logits[0], data[LABEL])
-
-
-def offline_teacher_key(teacher, head):
-    """Dataset key of cached teacher logits: teacher index x logits head index."""
-    return f"{TEACHER_LOGITS}/{teacher}/{head}"
 
 
 class Distiller(keras.Model):
@@ -34,35 +22,44 @@ class Distiller(keras.Model):
 
     Args:
         student: a task model from `build_task_model` (outputs include hidden states).
-        task_name, kind: which head of the student is trained ("span" or "classification").
+        task: the task object (`road_tf.tasks`) whose head is trained; it names the logits and
+            computes the hard loss.
         distillation: `DistillationConfig`; ignored when there are no teachers.
         teachers: frozen task models (online mode), each with the same task head.
         num_offline_teachers: teachers whose logits arrive in the data (offline mode).
-        layer_matches: tuple of `LayerMatch` for hidden-state KD (online only).
+        layer_matches: hidden-state KD (online only): one tuple of `LayerMatch` per teacher, in
+            the teachers' order (empty when hidden KD is off).
         total_steps: length of the λ / T schedules.
     """
 
-    def __init__(self, student, task_name, kind, distillation=None, teachers=(), num_offline_teachers=0,
+    def __init__(self, student, task, distillation=None, teachers=(), num_offline_teachers=0,
                  layer_matches=(), total_steps=1, **kwargs):
         super().__init__(**kwargs)
         self.student = student
-        self.task_name = task_name
-        self.kind = kind
+        self.task = task
         self.config = distillation
         self.teachers = list(teachers)
         for teacher in self.teachers:
             teacher.trainable = False
         self.num_teachers = len(self.teachers) or num_offline_teachers
-        self.layer_matches = tuple(layer_matches)
+        self.layer_matches = tuple(tuple(matches) for matches in layer_matches)
+        if self.layer_matches and len(self.layer_matches) != len(self.teachers):
+            raise ValueError(f"layer_matches: one tuple per online teacher needed, got {len(self.layer_matches)} "
+                             f"for {len(self.teachers)} teachers")
         self.total_steps = total_steps
-        self.keys = logit_keys(task_name, kind)
-        self.projections = []
-        for i, match in enumerate(self.layer_matches):
-            projection = keras.layers.Dense(self._width(self.teachers[0], match.teacher_layer),
-                                            name=f"hidden_projection_{i}")
-            projection.build((None, None, self._width(student, match.student_layer)))
-            self.projections.append(projection)
+        self.keys = task.logit_keys
+        self.projections = [
+            [self._projection(student, teacher, match, t, i) for i, match in enumerate(matches)]
+            for t, (teacher, matches) in enumerate(zip(self.teachers, self.layer_matches))
+        ]
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self._term_names()}
+
+    def _projection(self, student, teacher, match, teacher_index, match_index):
+        """The learned map of one match: student width -> that teacher layer's width."""
+        projection = keras.layers.Dense(self._width(teacher, match.teacher_layer),
+                                        name=f"hidden_projection_{teacher_index}_{match_index}")
+        projection.build((None, None, self._width(student, match.student_layer)))
+        return projection
 
     @staticmethod
     def _width(model, layer):
@@ -74,7 +71,7 @@ class Distiller(keras.Model):
         if self.num_teachers:
             names += ["kd_loss", "kd_weight", "temperature", "weighted_hard_loss", "weighted_kd_loss"]
         if self.layer_matches:
-            names += [f"hidden_loss_{m.teacher_layer}_{m.student_layer}" for m in self.layer_matches]
+            names += [self._match_name(t, m) for t, matches in enumerate(self.layer_matches) for m in matches]
             names += ["hidden_loss", "weighted_hidden_loss"]
         return names
 
@@ -109,7 +106,7 @@ class Distiller(keras.Model):
         """
         outputs = self.student({key: data[key] for key in MODEL_INPUTS}, training=training)
         logits = tuple(outputs[key] for key in self.keys)
-        hard = hard_loss(self.kind, logits, data)
+        hard = self.task.hard_loss(logits, data)
         terms = {"hard_loss": tf.reduce_mean(hard)}
         if not self.num_teachers:
             return hard, terms
@@ -141,24 +138,33 @@ class Distiller(keras.Model):
             terms["weighted_hidden_loss"] = tf.reduce_mean(config.hidden_weight * hidden)
         return total, terms
 
+    def _match_name(self, teacher_index, match):
+        """Logged name of one match's loss (the teacher index only when there are several teachers)."""
+        prefix = f"hidden_loss_t{teacher_index}_" if len(self.layer_matches) > 1 else "hidden_loss_"
+        return f"{prefix}{match.teacher_layer}_{match.student_layer}"
+
     def _hidden_loss(self, student_hidden, teacher_outputs, mask, terms):
-        """Weighted sum over layer matches of the projected hidden MSE, averaged over teachers -> [B]."""
-        total = 0.0
-        for i, (match, projection) in enumerate(zip(self.layer_matches, self.projections)):
-            projected = projection(student_hidden[match.student_layer])
-            per_teacher = [losses.hidden_mse(projected, out[HIDDEN_STATES][match.teacher_layer], mask)
-                           for out in teacher_outputs]
-            value = tf.add_n(per_teacher) / float(len(per_teacher))
-            terms[f"hidden_loss_{match.teacher_layer}_{match.student_layer}"] = tf.reduce_mean(value)
-            total = total + match.weight * value
-        terms["hidden_loss"] = tf.reduce_mean(total)
-        return total
+        """Mean over teachers of each teacher's weighted sum of projected hidden MSEs -> [B]."""
+        per_teacher = []
+        for t, (matches, projections, outputs) in enumerate(zip(self.layer_matches, self.projections,
+                                                                 teacher_outputs)):
+            total = 0.0
+            for match, projection in zip(matches, projections):
+                value = losses.hidden_mse(projection(student_hidden[match.student_layer]),
+                                          outputs[HIDDEN_STATES][match.teacher_layer], mask)
+                terms[self._match_name(t, match)] = tf.reduce_mean(value)
+                total = total + match.weight * value
+            per_teacher.append(total)
+        hidden = tf.add_n(per_teacher) / float(len(per_teacher))
+        terms["hidden_loss"] = tf.reduce_mean(hidden)
+        return hidden
 
     def trained_variables(self):
         """The student's and the projections' trainable variables (never a teacher's)."""
         variables = list(self.student.trainable_variables)
-        for projection in self.projections:
-            variables += projection.trainable_variables
+        for projections in self.projections:
+            for projection in projections:
+                variables += projection.trainable_variables
         return variables
 
     def train_step(self, data):

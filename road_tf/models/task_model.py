@@ -1,32 +1,27 @@
 """One shared encoder with one head per task, as a single functional Keras model.
 
-Outputs are a dict: `hidden_states` (embedding output and every layer, [B, S, D] each) and, per
-task, `{task}/start_logits` + `{task}/end_logits` ([B, S], span tasks) or `{task}/logits`
-([B, C], classification tasks). A single-task model is the one-head case.
+Outputs are a dict: `hidden_states` (embedding output and every layer, [B, S, D] each) and each
+task's logits under its own keys (`task.logit_keys`). A single-task model is the one-head case.
 """
+
+import pathlib
 
 import keras
 
-from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS
-from road_tf.models.backbones import hidden_states_encoder
-from road_tf.models.heads import ClassificationHead, SpanHead
+from road_tf.data.features import MODEL_INPUTS
+from road_tf.errors import ConfigError
+from road_tf.models.backbones import build_backbone, hidden_states_encoder
 
 HIDDEN_STATES = "hidden_states"
 
 
-def logit_keys(task_name, kind):
-    """Output keys holding a task's logits, in a fixed order."""
-    if kind == "span":
-        return (f"{task_name}/start_logits", f"{task_name}/end_logits")
-    return (f"{task_name}/logits",)
-
-
-def build_task_model(backbone, heads, dropout=0.1, name="road_model"):
+def build_task_model(backbone, tasks, dropout=0.1, name="road_model"):
     """Builds encoder + heads.
 
     Args:
         backbone: a keras-hub backbone.
-        heads: dict {task_name: "span" or number of classes (int)}.
+        tasks: task objects (`road_tf.tasks`); each adds its head with `task.head_outputs(sequence,
+            inputs, dropout)`.
         dropout: classification-head dropout.
     Returns:
         keras.Model from {token_ids, segment_ids, padding_mask} int32 [B, S] to the output dict.
@@ -34,14 +29,24 @@ def build_task_model(backbone, heads, dropout=0.1, name="road_model"):
     inputs = {key: keras.Input(shape=(None,), dtype="int32", name=key) for key in MODEL_INPUTS}
     hidden = hidden_states_encoder(backbone)(inputs)
     outputs = {HIDDEN_STATES: list(hidden)}
-    for task_name, head in heads.items():
-        if head == "span":
-            start, end = SpanHead(name=f"{task_name}_span_head")(hidden[-1], inputs[SEGMENT_IDS], inputs[PADDING_MASK])
-            outputs.update(dict(zip(logit_keys(task_name, "span"), (start, end))))
-        else:
-            logits = ClassificationHead(int(head), dropout=dropout, name=f"{task_name}_classifier")(hidden[-1])
-            outputs[logit_keys(task_name, "classification")[0]] = logits
+    for task in tasks:
+        outputs.update(task.head_outputs(hidden[-1], inputs, dropout))
     return keras.Model(inputs, outputs, name=name)
+
+
+def build_model(model_config, tasks, vocabulary_size, max_sequence_length, name, encoder_weights=None):
+    """A task model with a `ModelConfig`'s encoder, optionally starting from saved encoder weights.
+
+    Args:
+        tasks: the task objects whose heads the model carries.
+        vocabulary_size: the tokenizer's; max_sequence_length: `data.max_seq_length`.
+        encoder_weights: an `encoder.weights.h5` written by the multi-task stage, or None.
+    """
+    backbone = build_backbone(model_config, vocabulary_size, max_sequence_length)
+    model = build_task_model(backbone, tasks, dropout=model_config.dropout, name=name)
+    if encoder_weights:
+        load_encoder_weights(model, encoder_weights)
+    return model
 
 
 def encoder_of(model):
@@ -49,6 +54,52 @@ def encoder_of(model):
     return next(layer for layer in model.layers if layer.name.endswith("_hidden_states"))
 
 
+def load_encoder_weights(model, path):
+    """Loads encoder weights (`encoder_of(...).save_weights`) into `model`'s encoder.
+
+    Args:
+        model: a task model (`build_task_model`) whose backbone has the same configuration.
+        path: the `encoder.weights.h5` file.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no multi-task encoder weights there (run the multitask stage first)")
+    try:
+        encoder_of(model).load_weights(str(path))
+    except ValueError as error:
+        raise ConfigError(f"{path}: these encoder weights do not fit this model's encoder "
+                          f"(model and multitask encoders must share one configuration): {error}") from None
+
+
 def num_layers(model):
     """Transformer layers of a task model's encoder (hidden states minus the embedding output)."""
     return len(model.output[HIDDEN_STATES]) - 1
+
+
+def output_model(model, keys, name):
+    """`model` cut down to the outputs `keys`, in order: inputs -> list of tensors."""
+    return keras.Model(model.inputs, [model.output[key] for key in keys], name=name)
+
+
+def with_dtype(model, dtype):
+    """A copy of a functional `model` whose layers hold weights and compute in `dtype`.
+
+    Args:
+        model: a functional keras.Model (nested functional models included) in float32.
+        dtype: "float32" (returns `model` itself) or "bfloat16".
+    """
+    if dtype == "float32":
+        return model
+
+    def convert(node):
+        if isinstance(node, list):
+            return [convert(value) for value in node]
+        if not isinstance(node, dict):
+            return node
+        if node.get("class_name") == "DTypePolicy":
+            return {**node, "config": {**node["config"], "name": dtype}}
+        return {key: dtype if key == "dtype" and value == "float32" else convert(value) for key, value in node.items()}
+
+    copy = keras.Model.from_config(convert(model.get_config()))
+    copy.set_weights(model.get_weights())
+    return copy

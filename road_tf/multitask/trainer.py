@@ -26,13 +26,10 @@ import tensorflow as tf
 
 from road_tf import training
 from road_tf.data.features import END, LABEL, MODEL_INPUTS, START
-from road_tf.distillation.distiller import hard_loss
 from road_tf.errors import ConfigError
-from road_tf.evaluation.task_eval import evaluate
-from road_tf.models.backbones import build_backbone
-from road_tf.models.task_model import build_task_model, encoder_of, logit_keys
+from road_tf.models.task_model import build_model, encoder_of
 from road_tf.multitask.samplers import TaskSampler
-from road_tf.tasks import get_task
+from road_tf.tasks import get_task, load_task_data
 
 TASK_ID = "task_id"
 LABEL_KEYS = (START, END, LABEL)
@@ -125,19 +122,19 @@ class MultiTaskTrainer(keras.Model):
     """Trains a multi-head task model with k-task gradient averaging; `call` is its forward pass.
 
     Args:
-        task_model: from `build_task_model`, with one head per task of `kinds`.
-        kinds: dict {task name: "span" or "classification"}; its order defines the task ids.
+        task_model: from `build_task_model`, with one head per task of `tasks`.
+        tasks: the task objects (`road_tf.tasks`); their order defines the task ids.
         k: slots (tasks) per optimizer step.
         global_batch_size: B, rows per step over all slots and replicas; a multiple of k.
     """
 
-    def __init__(self, task_model, kinds, k, global_batch_size, **kwargs):
+    def __init__(self, task_model, tasks, k, global_batch_size, **kwargs):
         super().__init__(**kwargs)
         if global_batch_size % k:
             raise ConfigError(f"train.batch_size: {global_batch_size} does not split into multitask.k={k} equal passes")
         self.task_model = task_model
-        self.kinds = dict(kinds)
-        self.task_names = tuple(self.kinds)
+        self.tasks = tuple(tasks)
+        self.task_names = tuple(task.name for task in self.tasks)
         self.k = k
         self.pass_batch_size = global_batch_size // k
         self.trackers = {"loss": keras.metrics.Mean(name="loss")}
@@ -172,8 +169,8 @@ class MultiTaskTrainer(keras.Model):
         outputs = self.task_model({key: slot[key] for key in MODEL_INPUTS}, training=training)
         task_index = tf.reduce_max(slot[TASK_ID])
         branches = [
-            functools.partial(hard_loss, kind, tuple(outputs[key] for key in logit_keys(name, kind)), slot)
-            for name, kind in self.kinds.items()
+            functools.partial(task.hard_loss, tuple(outputs[key] for key in task.logit_keys), slot)
+            for task in self.tasks
         ]
         return tf.switch_case(task_index, branches), task_index
 
@@ -233,8 +230,6 @@ class MultiTaskTrainer(keras.Model):
 
 def _task_data(config, tokenizer, main_task_data):
     """{task name: TaskData} of `config.multitask.tasks`, reusing the main task's data."""
-    from road_tf.experiment import load_task_data
-
     names = config.multitask.tasks
     return {
         name: main_task_data if name == main_task_data.task.name
@@ -275,11 +270,9 @@ def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
                           multitask.k, replacement=multitask.replacement, seed=train.seed,
                           total_steps=multitask.steps, temperature=multitask.temperature)
     with strategy.scope():
-        backbone = build_backbone(config.model, tokenizer.vocabulary_size, config.data.max_seq_length)
-        model = build_task_model(backbone, {name: task.head for name, task in tasks.items()},
-                                 dropout=config.model.dropout, name="multitask_model")
-        trainer = MultiTaskTrainer(model, {name: task.kind for name, task in tasks.items()}, multitask.k,
-                                   train.batch_size)
+        model = build_model(config.model, tasks.values(), tokenizer.vocabulary_size, config.data.max_seq_length,
+                            "multitask_model")
+        trainer = MultiTaskTrainer(model, tasks.values(), multitask.k, train.batch_size)
         trainer.compile(
             optimizer=training.make_optimizer(multitask.learning_rate, multitask.steps, train.warmup_fraction,
                                               train.weight_decay),
@@ -294,25 +287,8 @@ def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
                                                             multitask.steps))
     encoder_path = training.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)
     encoder_of(model).save_weights(str(encoder_path))
-    dev = {name: evaluate(model, item.task, item.dev_examples, item.dev_features, config.export)
-           for name, item in data.items()}
+    dev = {name: item.task.evaluate(model, item, tokenizer, config).metrics for name, item in data.items()}
     metrics = {**dev.get(config.task, {}), "tasks": dev, "picks": sampler.counts(0, multitask.steps),
                "k": multitask.k, "sampler": multitask.sampler, "steps": multitask.steps}
     return encoder_path, metrics
 
-
-def load_encoder_weights(model, path):
-    """Loads encoder weights saved by `run_multitask_stage` into `model`'s encoder.
-
-    Args:
-        model: a task model (`build_task_model`) whose backbone has the same configuration.
-        path: the `encoder.weights.h5` file.
-    """
-    path = pathlib.Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no multi-task encoder weights there (run the multitask stage first)")
-    try:
-        encoder_of(model).load_weights(str(path))
-    except ValueError as error:
-        raise ConfigError(f"{path}: these encoder weights do not fit this model's encoder "
-                          f"(model and multitask encoders must share one configuration): {error}") from None

@@ -1,0 +1,230 @@
+"""The one answer decoder: span logits of a question's windows -> answer, n-best, no-answer probability.
+
+`QAAnswerer.answer` is the exported SavedModel's `serving_default`; run evaluation, the TFX gate
+and `python -m road_tf.predict` all get their answers from the same TF graph, so the F1 a run
+reports is the F1 of the model it exports.
+
+Decoding rules, per question (its windows share one context):
+- a span (i, j) of a window is valid when both tokens are context tokens, i <= j and it is at most
+  `max_answer_length` tokens long; its score is start_logit[i] + end_logit[j];
+- n-best: the `n_best_size` best valid spans over all windows, one per character span (the best
+  window's score when overlapping windows yield the same span), best first;
+- null score: the smallest start_logit[0] + end_logit[0] ([CLS]) over the question's windows;
+- answer: the best span's text, or "" when null - best > `null_score_diff_threshold` or no span is
+  valid;
+- no-answer probability: sigmoid(null - best) (1.0 when no span is valid), so "no answer" at
+  probability p is "no answer" at threshold logit(p): a dev-tuned na-prob threshold of the
+  official metric converts to a null-score threshold exactly.
+"""
+
+import math
+
+import tensorflow as tf
+
+from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, TOKEN_IDS, qa_windows
+
+VERY_NEGATIVE = -1e9
+SERVING_KEYS = ("answer", "score", "no_answer_probability", "start_char", "end_char")
+
+
+def _window_top_spans(start_logits, end_logits, byte_offsets, n_best_size, max_answer_length):
+    """The best `n_best_size` valid spans of each window.
+
+    Args:
+        start_logits, end_logits: float32 [W, S]; byte_offsets: int32 [W, S, 2] (-1 outside the context).
+    Returns:
+        (score float32 [W, k], start_byte int32 [W, k], end_byte int32 [W, k]) with
+        k = min(n_best_size, S*S); invalid slots score VERY_NEGATIVE and have bytes -1.
+    """
+    in_context = byte_offsets[..., 0] >= 0
+    starts = tf.where(in_context, start_logits, VERY_NEGATIVE)
+    ends = tf.where(in_context, end_logits, VERY_NEGATIVE)
+    length = tf.shape(starts)[1]
+    i = tf.range(length)[:, None]
+    j = tf.range(length)[None, :]
+    band = tf.logical_and(j >= i, j - i < max_answer_length)
+    pair = tf.where(band[None], starts[:, :, None] + ends[:, None, :], VERY_NEGATIVE)
+    flat = tf.reshape(pair, [tf.shape(pair)[0], -1])
+    score, index = tf.math.top_k(flat, k=tf.minimum(n_best_size, tf.shape(flat)[1]))
+    valid = score > VERY_NEGATIVE / 2
+    start_byte = tf.gather(byte_offsets[..., 0], index // length, batch_dims=1)
+    end_byte = tf.gather(byte_offsets[..., 1], index % length, batch_dims=1)
+    return (tf.where(valid, score, VERY_NEGATIVE), tf.where(valid, start_byte, -1), tf.where(valid, end_byte, -1))
+
+
+def _per_question(values, example_index, num_questions, pad_value, width):
+    """[W, k] per-window values -> [B, M] per-question rows (M >= width), padded with `pad_value`."""
+    rows = tf.RaggedTensor.from_value_rowids(values, example_index, nrows=num_questions).merge_dims(1, 2)
+    dense = rows.to_tensor(default_value=pad_value)
+    return tf.pad(dense, [[0, 0], [0, tf.maximum(width - tf.shape(dense)[1], 0)]], constant_values=pad_value)
+
+
+def _drop_duplicate_spans(score, start_byte, end_byte):
+    """Scores [B, M] with every repeat of a (start, end) span but its best-scored one set to VERY_NEGATIVE."""
+    by_score = tf.argsort(score, axis=1, direction="DESCENDING", stable=True)
+    key = tf.gather(tf.cast(start_byte, tf.int64) * (2 ** 32) + tf.cast(end_byte, tf.int64), by_score, batch_dims=1)
+    by_key = tf.argsort(key, axis=1, stable=True)
+    order = tf.gather(by_score, by_key, batch_dims=1)
+    sorted_key = tf.gather(key, by_key, batch_dims=1)
+    repeat = tf.concat([tf.zeros_like(sorted_key[:, :1], tf.bool), sorted_key[:, 1:] == sorted_key[:, :-1]], axis=1)
+    is_repeat = tf.scatter_nd(
+        tf.stack([tf.repeat(tf.range(tf.shape(order)[0])[:, None], tf.shape(order)[1], axis=1), order], axis=-1),
+        repeat, tf.shape(order))
+    return tf.where(is_repeat, VERY_NEGATIVE, score)
+
+
+def _char_offsets(contexts, start_byte, end_byte):
+    """(text, start_char, end_char) of byte spans [B, N] of `contexts` [B] (characters = UTF-8 code points)."""
+    wide = tf.broadcast_to(contexts[:, None], tf.shape(start_byte))
+    start = tf.maximum(start_byte, 0)
+    text = tf.strings.substr(wide, start, tf.maximum(end_byte - start_byte, 0), unit="BYTE")
+    start_char = tf.strings.length(tf.strings.substr(wide, tf.zeros_like(start), start, unit="BYTE"), unit="UTF8_CHAR")
+    return text, start_char, start_char + tf.strings.length(text, unit="UTF8_CHAR")
+
+
+def decode_answers(start_logits, end_logits, byte_offsets, example_index, contexts, n_best_size, max_answer_length,
+                   null_score_diff_threshold):
+    """Answers of B questions from the span logits of their W windows, in TF ops.
+
+    Args:
+        start_logits, end_logits: float32 [W, S].
+        byte_offsets: int32 [W, S, 2], byte offsets into the window's context, -1 outside it.
+        example_index: int32 [W], the question of each window, non-decreasing.
+        contexts: tf.string [B].
+        n_best_size, max_answer_length: Python ints; null_score_diff_threshold: float scalar.
+    Returns:
+        dict of tensors: answer string [B] ("" for no answer), score float32 [B] (best span
+        score, the null score when no span is valid), no_answer_probability float32 [B],
+        start_char/end_char int32 [B] (-1 for no answer), null_score float32 [B], best_text
+        string [B] (the best span whatever the threshold), and the n-best lists nbest_text string
+        [B, N], nbest_score float32 [B, N] (VERY_NEGATIVE for empty slots),
+        nbest_start_char/nbest_end_char int32 [B, N], with N = n_best_size.
+    """
+    num_questions = tf.size(contexts)
+    window_score, window_start, window_end = _window_top_spans(start_logits, end_logits, byte_offsets, n_best_size,
+                                                               max_answer_length)
+    score = _per_question(window_score, example_index, num_questions, VERY_NEGATIVE, n_best_size)
+    start_byte = _per_question(window_start, example_index, num_questions, -1, n_best_size)
+    end_byte = _per_question(window_end, example_index, num_questions, -1, n_best_size)
+    score = _drop_duplicate_spans(score, start_byte, end_byte)
+    nbest_score, picked = tf.math.top_k(score, k=n_best_size)
+    nbest_start = tf.gather(start_byte, picked, batch_dims=1)
+    nbest_end = tf.gather(end_byte, picked, batch_dims=1)
+    nbest_valid = nbest_score > VERY_NEGATIVE / 2
+    text, start_char, end_char = _char_offsets(contexts, nbest_start, nbest_end)
+    text = tf.where(nbest_valid, text, "")
+    start_char, end_char = tf.where(nbest_valid, start_char, -1), tf.where(nbest_valid, end_char, -1)
+    null = tf.math.unsorted_segment_min(start_logits[:, 0] + end_logits[:, 0], example_index, num_questions)
+    best, has_span = nbest_score[:, 0], nbest_valid[:, 0]
+    answers = tf.logical_and(has_span, null - best <= null_score_diff_threshold)
+    return {
+        "answer": tf.where(answers, text[:, 0], ""),
+        "score": tf.where(has_span, best, null),
+        "no_answer_probability": tf.where(has_span, tf.sigmoid(null - best), 1.0),
+        "start_char": tf.where(answers, start_char[:, 0], -1),
+        "end_char": tf.where(answers, end_char[:, 0], -1),
+        "null_score": null,
+        "best_text": text[:, 0],
+        "nbest_text": text,
+        "nbest_score": nbest_score,
+        "nbest_start_char": start_char,
+        "nbest_end_char": end_char,
+    }
+
+
+def grouped_logits(logits_model, windows, group_size):
+    """Span logits of every window, computed `group_size` windows at a time in order of length.
+
+    `qa_windows` pads every window to max_seq_length. Sorted by length, the windows run through
+    the encoder in groups, each cut to its own longest window, so a request spends little time on
+    padding. Masked positions change no logit, so the answers equal the padded batch's.
+
+    Args:
+        logits_model: {token_ids, segment_ids, padding_mask} int32 [G, L] -> (start, end) [G, L].
+        windows: `qa_windows`' output (its MODEL_INPUTS are int32 [W, S]).
+        group_size: windows per encoder call.
+    Returns:
+        (start_logits, end_logits), float32 [W, S]; 0 beyond each group's longest window.
+    """
+    lengths = tf.reduce_sum(windows[PADDING_MASK], axis=1)
+    order = tf.argsort(lengths, direction="DESCENDING", stable=True)
+    inputs = {key: tf.gather(windows[key], order) for key in MODEL_INPUTS}
+    sorted_lengths = tf.gather(lengths, order)
+    count, width = tf.size(order), tf.shape(windows[TOKEN_IDS])[1]
+    num_groups = (count + group_size - 1) // group_size
+
+    def run_group(index, starts, ends):
+        first = index * group_size
+        last, longest = tf.minimum(first + group_size, count), sorted_lengths[first]
+        start, end = logits_model({key: value[first:last, :longest] for key, value in inputs.items()}, training=False)
+        padding = [[0, 0], [0, width - longest]]
+        return (index + 1, starts.write(index, tf.pad(tf.cast(start, tf.float32), padding)),
+                ends.write(index, tf.pad(tf.cast(end, tf.float32), padding)))
+
+    arrays = [tf.TensorArray(tf.float32, size=num_groups, infer_shape=False, element_shape=[None, None])
+              for _ in range(2)]
+    _, starts, ends = tf.while_loop(lambda index, *_: index < num_groups, run_group, [0, *arrays])
+    unsort = tf.argsort(order)
+    return tf.gather(starts.concat(), unsort), tf.gather(ends.concat(), unsort)
+
+
+def null_threshold_from_probability(threshold):
+    """The null-score threshold equivalent to answering when no_answer_probability <= `threshold`."""
+    clipped = min(max(float(threshold), 1e-12), 1.0 - 1e-12)
+    return math.log(clipped / (1.0 - clipped))
+
+
+class QAAnswerer(tf.Module):
+    """Raw question/context strings -> answers: tokenizer, span logits, `decode_answers`.
+
+    Args:
+        logits_model: {token_ids, segment_ids, padding_mask} int32 [G, L] -> (start, end) [G, L].
+        tokenizer: the `WordPieceTokenizer` the model was trained with.
+        data_config: `DataConfig` (window lengths); decode_config: `DecodeConfig`.
+        window_group_size: windows per encoder call (`export.window_group_size`).
+        null_score_diff_threshold: overrides `decode_config`'s (e.g. the dev-tuned one).
+    """
+
+    def __init__(self, logits_model, tokenizer, data_config, decode_config, window_group_size,
+                 null_score_diff_threshold=None):
+        super().__init__(name="road_qa")
+        self.logits_model = logits_model
+        self.tokenizer = tokenizer
+        self.max_seq_length = data_config.max_seq_length
+        self.max_query_length = data_config.max_query_length
+        self.doc_stride = data_config.doc_stride
+        self.n_best_size = decode_config.n_best_size
+        self.max_answer_length = decode_config.max_answer_length
+        threshold = decode_config.null_score_diff_threshold if null_score_diff_threshold is None \
+            else null_score_diff_threshold
+        self.null_score_diff_threshold = float(threshold)
+        self.window_group_size = window_group_size
+
+    def _decode(self, question, context):
+        windows = qa_windows(self.tokenizer, question, context, self.max_seq_length, self.max_query_length,
+                             self.doc_stride)
+        start, end = grouped_logits(self.logits_model, windows, self.window_group_size)
+        return decode_answers(start, end, windows["byte_offsets"], windows["example_index"], context,
+                              self.n_best_size, self.max_answer_length, self.null_score_diff_threshold)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
+                                  tf.TensorSpec([None], tf.string, name="context")])
+    def answer(self, question, context):
+        """The serving signature: SERVING_KEYS of `decode_answers`, each [B]."""
+        decoded = self._decode(question, context)
+        return {key: decoded[key] for key in SERVING_KEYS}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
+                                  tf.TensorSpec([None], tf.string, name="context")])
+    def answer_with_nbest(self, question, context):
+        """Every output of `decode_answers` (n-best lists included)."""
+        return self._decode(question, context)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name=TOKEN_IDS),
+                                  tf.TensorSpec([None, None], tf.int32, name=SEGMENT_IDS),
+                                  tf.TensorSpec([None, None], tf.int32, name=PADDING_MASK)])
+    def token_logits(self, token_ids, segment_ids, padding_mask):
+        """Span logits of pre-tokenized windows: {start_logits, end_logits} float32 [B, L]."""
+        start, end = self.logits_model(
+            {TOKEN_IDS: token_ids, SEGMENT_IDS: segment_ids, PADDING_MASK: padding_mask}, training=False)
+        return {"start_logits": tf.cast(start, tf.float32), "end_logits": tf.cast(end, tf.float32)}

@@ -1,0 +1,126 @@
+"""python -m road_tf.predict: answer a SQuAD 2.0 file with an exported model.
+
+    python -m road_tf.predict --model saved_models/NAME/VERSION --data dev.json[.gz] \\
+        --output preds.json [--na-probs na.json] [--batch-size 32]
+
+`--model` is a SavedModel version folder, a model folder (its newest version is used) or a
+finished run directory (the version that run exported). Questions go through the SavedModel's
+`serving_default` signature in batches, in file order, the same batches run evaluation uses, so
+`python -m road_tf.evaluate squad2 dev.json preds.json --na-probs na.json` reproduces the run's
+metrics.json. Output files are written only when every question has been answered.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
+
+from road_tf.data.squad import read_squad_json
+from road_tf.errors import RoadError, cli_main
+from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
+from road_tf.files import write_atomic
+from road_tf.saved_model import METRICS_FILE
+
+SAVED_MODEL_FILE = "saved_model.pb"
+DEFAULT_BATCH_SIZE = 32
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m road_tf.predict",
+                                     description="Answer the questions of a SQuAD 2.0 file with an exported model.")
+    parser.add_argument("--model", required=True,
+                        help="SavedModel version folder, model folder (newest version) or finished run directory")
+    parser.add_argument("--data", required=True, help="SQuAD 2.0 JSON file (.json or .json.gz)")
+    parser.add_argument("--output", required=True, help="predictions JSON to write: {question id: answer}")
+    parser.add_argument("--na-probs", help="no-answer probabilities JSON to write: {question id: probability}")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="questions per model call")
+    args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        parser.error(f"--batch-size must be positive, got {args.batch_size}")
+    return args
+
+
+def _newest_version(folder):
+    """The highest base-10 integer-named subfolder of a model folder, or None."""
+    versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdecimal()]
+    return max(versions, key=lambda p: int(p.name), default=None)
+
+
+def resolve_model(path):
+    """The SavedModel folder that `--model` names; RoadError says why when there is none."""
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise RoadError(f"--model {path}: no such folder")
+    if (path / SAVED_MODEL_FILE).is_file():
+        return path
+    if (path / "config.yaml").is_file():
+        metrics_path = path / "metrics.json"
+        try:
+            exported = json.loads(metrics_path.read_text()).get("export")
+        except (OSError, ValueError, AttributeError):
+            raise RoadError(f"--model {path}: a run directory without a readable metrics.json (unfinished run?)") from None
+        if not exported:
+            raise RoadError(f"--model {path}: this run exported no model (export.enabled was false?); "
+                            "export it with python -m road_tf.export --run-dir")
+        return resolve_model(exported)
+    version = _newest_version(path)
+    if version is None or not (version / SAVED_MODEL_FILE).is_file():
+        raise RoadError(f"--model {path}: not a SavedModel ({SAVED_MODEL_FILE} missing), a model folder with "
+                        "numbered versions, or a run directory")
+    return version
+
+
+def load_answer_fn(folder):
+    """The `serving_default` signature of a SavedModel as (question [B], context [B]) -> outputs."""
+    try:
+        loaded = tf.saved_model.load(str(folder))
+        signature = loaded.signatures["serving_default"]
+    except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise RoadError(f"--model {folder}: cannot load the SavedModel's serving_default signature ({first})") from None
+    inputs = set(signature.structured_input_signature[1])
+    if inputs != {"question", "context"}:
+        raise RoadError(f"--model {folder}: serving_default takes {sorted(inputs)}, not question/context strings")
+    return lambda question, context: signature(question=question, context=context), loaded
+
+
+def check_writable(path, flag):
+    """RoadError unless `path` can be created: its folder exists (or can be made) and is writable."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise RoadError(f"{flag} {path}: is a folder")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise RoadError(f"{flag} {path}: cannot write there ({parent} is not a writable folder)")
+
+
+@cli_main
+def main(argv=None):
+    args = parse_args(argv)
+    check_writable(args.output, "--output")
+    if args.na_probs:
+        check_writable(args.na_probs, "--na-probs")
+    examples = read_squad_json(args.data)
+    if not examples:
+        raise RoadError(f"{args.data}: no questions to answer")
+    folder = resolve_model(args.model)
+    answer_fn, _ = load_answer_fn(folder)
+    outputs = answer_questions(answer_fn, examples, args.batch_size, progress=True)
+    predictions, na_probs = squad_outputs(examples, outputs)
+    write_atomic(args.output, json.dumps(predictions, indent=2) + "\n")
+    if args.na_probs:
+        write_atomic(args.na_probs, json.dumps(na_probs, indent=2) + "\n")
+    recorded = folder / METRICS_FILE
+    print(f"answered {len(examples)} questions with {folder}"
+          + (f" (its recorded dev metrics: {recorded})" if recorded.is_file() else ""), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

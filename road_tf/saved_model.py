@@ -1,0 +1,129 @@
+"""Writes a QA model as a raw-text SavedModel version for TF Serving.
+
+Layout: `<base>/<name>/<version>/` with `saved_model.pb`, `variables/`, `assets/`,
+`assets.extra/tf_serving_warmup_requests` and `road_tf_metrics.json` (the dev metrics of the
+model, so a served folder only holds versions whose quality is on record). The version is built in
+a temporary sibling folder (`.tmp-...`, never an integer name, so TF Serving ignores it) and
+renamed into place. The graph is `QAAnswerer`'s: the decoder evaluation ran.
+"""
+
+import json
+import logging
+import os
+import pathlib
+import shutil
+import tempfile
+
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (registers the TF Text ops the signature uses)
+
+from road_tf.errors import RoadError
+
+# TF Text ops that TF Serving 2.16 links in (it bundles TF Text 2.12.1 kernels).
+SERVING_TF_TEXT_OPS = frozenset({
+    "FastBertNormalize", "FastWordpieceTokenizeWithOffsets", "FastWordpieceDetokenize",
+    "WordpieceTokenizeWithOffsets", "CaseFoldUTF8", "NormalizeUTF8", "NormalizeUTF8WithOffsetsMap",
+    "RegexSplitWithOffsets", "WhitespaceTokenizeWithOffsetsV2",
+})
+FORBIDDEN_OPS = frozenset({"PyFunc", "PyFuncStateless", "EagerPyFunc"})
+WARMUP_EXAMPLES = (
+    ("Where is the river?", "The long river flows through the old city of Avenport."),
+    ("Who founded the company?", "Nobody recorded the founding of this company."),
+)
+METRICS_FILE = "road_tf_metrics.json"
+
+
+def next_version(model_dir):
+    """1 + the highest integer-named version folder (1 when there is none)."""
+    versions = [int(p.name) for p in model_dir.iterdir() if p.name.isdigit()] if model_dir.exists() else []
+    return max(versions, default=0) + 1
+
+
+def write_warmup(version_dir):
+    """Writes `assets.extra/tf_serving_warmup_requests` (PredictionLog TFRecords TF Serving replays)."""
+    from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
+
+    extra = version_dir / "assets.extra"
+    extra.mkdir(parents=True, exist_ok=True)
+    with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
+        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
+        request.inputs["question"].CopyFrom(tf.make_tensor_proto([q for q, _ in WARMUP_EXAMPLES]))
+        request.inputs["context"].CopyFrom(tf.make_tensor_proto([c for _, c in WARMUP_EXAMPLES]))
+        log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+        writer.write(log.SerializeToString())
+
+
+def graph_ops(saved_model_dir):
+    """Every op type in a SavedModel's graph and function library."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    proto = saved_model_pb2.SavedModel()
+    proto.ParseFromString((pathlib.Path(saved_model_dir) / "saved_model.pb").read_bytes())
+    ops = set()
+    for meta_graph in proto.meta_graphs:
+        ops.update(node.op for node in meta_graph.graph_def.node)
+        for function in meta_graph.graph_def.library.function:
+            ops.update(node.op for node in function.node_def)
+    return ops
+
+
+def check_serving_ops(saved_model_dir):
+    """Raises RoadError if the graph uses an op outside TF core + the TF Text ops TF Serving links."""
+    core = set(dir(tf.raw_ops))
+    ops = graph_ops(saved_model_dir)
+    bad = sorted(op for op in ops if op in FORBIDDEN_OPS or (op not in core and op not in SERVING_TF_TEXT_OPS))
+    if bad:
+        raise RoadError(f"{saved_model_dir}: ops TF Serving cannot run: {', '.join(bad)}")
+    return ops
+
+
+def make_world_readable(folder):
+    """Folders 0755 and files 0644 under `folder` (itself included), as TF Serving under another user needs."""
+    folder = pathlib.Path(folder)
+    folder.chmod(0o755)
+    for path in folder.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+
+
+def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_threshold=None, metrics=None):
+    """Writes the raw-text QA SavedModel (signatures, warm-up requests, metrics) into `directory`.
+
+    Args:
+        model: the trained task model; task: its span task (`road_tf.tasks.SpanTask`).
+        null_score_diff_threshold: the served threshold (default `decode.null_score_diff_threshold`).
+        metrics: dev metrics to record in METRICS_FILE (None: none recorded).
+    """
+    answerer = task.answerer(model, tokenizer, config, null_score_diff_threshold, precision=config.export.precision)
+    tf.saved_model.save(answerer, str(directory), signatures={
+        "serving_default": answerer.answer.get_concrete_function(),
+        "serve_token_ids": answerer.token_logits.get_concrete_function(),
+    })
+    write_warmup(pathlib.Path(directory))
+    if metrics is not None:
+        (pathlib.Path(directory) / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    check_serving_ops(directory)
+
+
+def export_qa_model(model, task, tokenizer, config, null_score_diff_threshold=None, metrics=None, base_dir=None,
+                    model_name=None):
+    """Writes `<base>/<name>/<next version>/` atomically (see `save_qa_model`); returns its path."""
+    export = config.export
+    model_dir = pathlib.Path(base_dir or export.base_dir) / (model_name or export.model_name)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))
+    try:
+        save_qa_model(model, task, tokenizer, config, tmp, null_score_diff_threshold, metrics)
+        make_world_readable(tmp)
+        while True:
+            version_dir = model_dir / str(next_version(model_dir))
+            try:
+                os.rename(tmp, version_dir)
+                break
+            except OSError:
+                if not version_dir.exists():
+                    raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    logging.info("exported %s", version_dir)
+    return version_dir

@@ -1,0 +1,63 @@
+"""SQuAD 2.0-style extractive QA: span labels, a start/end head, span CE, official EM/F1."""
+
+from road_tf import losses
+from road_tf.data.features import END, PADDING_MASK, SEGMENT_IDS, START, featurize_qa
+from road_tf.evaluation.answerer import QAAnswerer
+from road_tf.evaluation.qa_eval import answer_questions, nbest_lists, squad_outputs, tuned_null_threshold
+from road_tf.evaluation.squad_metric import squad_v2_metrics
+from road_tf.models.heads import SpanHead
+from road_tf.models.task_model import output_model, with_dtype
+from road_tf.registry import SPAN
+from road_tf.tasks.task import Evaluation, Task
+
+EVAL_BATCH_QUESTIONS = 32
+
+
+class SpanTask(Task):
+    """A span (QA) task: outputs `<task>/start_logits` and `<task>/end_logits`, float32 [B, S]."""
+
+    kind = SPAN
+    metric = "f1"
+    label_keys = (START, END)
+    needs_dev_features = False
+
+    @property
+    def logit_keys(self):
+        return self.output_keys(("start_logits", "end_logits"))
+
+    def featurize(self, tokenizer, examples, data_config):
+        """QAExamples -> windows with span labels (see `featurize_qa`)."""
+        return featurize_qa(tokenizer, examples, data_config.max_seq_length, data_config.max_query_length,
+                            data_config.doc_stride)
+
+    def head_outputs(self, sequence, inputs, dropout):
+        """{start key: [B, S], end key: [B, S]} from the last hidden state [B, S, D]."""
+        start, end = SpanHead(name=f"{self.name}_span_head")(sequence, inputs[SEGMENT_IDS], inputs[PADDING_MASK])
+        return dict(zip(self.logit_keys, (start, end)))
+
+    def hard_loss(self, logits, data):
+        """Per-example span CE [B] of (start, end) logits against the window's labels."""
+        return losses.span_ce(logits[0], logits[1], data[START], data[END])
+
+    def answerer(self, model, tokenizer, config, null_score_diff_threshold=None, precision="float32"):
+        """The `QAAnswerer` (the exported model's graph) around `model`'s span logits, computed in `precision`."""
+        logits_model = with_dtype(output_model(model, self.logit_keys, "qa_logits"), precision)
+        return QAAnswerer(logits_model, tokenizer, config.data, config.decode, config.export.window_group_size,
+                          null_score_diff_threshold)
+
+    def evaluate(self, model, data, tokenizer, config, null_score_diff_threshold=None):
+        """Official SQuAD 2.0 metrics of the served decoder's answers on the dev questions.
+
+        Besides the official keys, `metrics` holds `tuned_null_score_diff_threshold` and
+        `tuned_f1`: the null-score threshold that maximises dev F1 and that F1.
+        """
+        answerer = self.answerer(model, tokenizer, config, null_score_diff_threshold)
+        outputs = answer_questions(answerer.answer_with_nbest, data.dev_examples, EVAL_BATCH_QUESTIONS)
+        predictions, na_probs = squad_outputs(data.dev_examples, outputs)
+        metrics = squad_v2_metrics(data.dev_examples, predictions, na_probs)
+        metrics["tuned_f1"], metrics["tuned_null_score_diff_threshold"] = tuned_null_threshold(data.dev_examples,
+                                                                                                outputs)
+        metrics["null_score_diff_threshold"] = answerer.null_score_diff_threshold
+        files = {"predictions.json": predictions, "na_probs.json": na_probs,
+                 "nbest.json": nbest_lists(data.dev_examples, outputs)}
+        return Evaluation(metrics, files)

@@ -1,0 +1,71 @@
+"""What every task shares: its spec, its logits' output keys, its data, its evaluation result."""
+
+import dataclasses
+
+from road_tf.data import sources
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """A model's dev score on one task.
+
+    Attributes:
+        metrics: the task's metric dict (SQuAD: the official v2.0 keys; classification: accuracy, F1).
+        files: {file name: JSON-ready object} to write beside the stage (predictions, n-best lists).
+    """
+
+    metrics: dict
+    files: dict
+
+
+class Task:
+    """Base of the task classes: the parts that do not depend on the kind of task.
+
+    Args:
+        spec: the task's `road_tf.registry.TaskSpec`.
+    """
+
+    kind = None
+    metric = None
+    label_keys = ()
+
+    def __init__(self, spec):
+        self.spec = spec
+        self.name = spec.name
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.name!r})"
+
+    def output_keys(self, suffixes):
+        """This task's model output keys, `<task>/<suffix>`."""
+        return tuple(f"{self.name}/{suffix}" for suffix in suffixes)
+
+    def load_examples(self, data_config, split, is_main_task=True):
+        """(examples, source files) of one split; see `road_tf.data.sources.load_split`."""
+        return sources.load_split(self.spec, data_config, split, is_main_task)
+
+    def features(self, tokenizer, examples, files, data_config, split):
+        """`featurize`'s output for one split, cached under the run's cache folder."""
+        return sources.cached_features(self.name, split, examples, files, tokenizer, data_config,
+                                       lambda: self.featurize(tokenizer, examples, data_config))
+
+
+@dataclasses.dataclass
+class TaskData:
+    """A task's examples and features for training and dev (dev features: None when evaluation needs none)."""
+
+    task: Task
+    train_examples: list
+    dev_examples: list
+    train_features: dict
+    dev_features: object
+
+
+def load_task_data(task, config, tokenizer, is_main_task=True):
+    """Reads and featurizes both splits of `task` (the run's main task unless `is_main_task` is False)."""
+    data = config.data
+    train_examples, train_files = task.load_examples(data, "train", is_main_task)
+    dev_examples, dev_files = task.load_examples(data, "dev", is_main_task)
+    dev_features = task.features(tokenizer, dev_examples, dev_files, data, "dev") if task.needs_dev_features else None
+    return TaskData(task, train_examples, dev_examples,
+                    task.features(tokenizer, train_examples, train_files, data, "train"), dev_features)

@@ -1,0 +1,114 @@
+"""`python -m road_tf.predict`: the exported model answers what the run's evaluation recorded; bad input.
+
+A tiny run trains on the synthetic corpus and exports; predict on its dev file with that export
+must give the answers of `student/predictions.json`, no-answer probabilities within 1e-5 of
+`student/na_probs.json`, and `road_tf.evaluate` on them must give metrics.json's numbers.
+"""
+
+import gzip
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from road_tf import evaluate, predict, train
+from test_train_cli import TINY
+
+METRIC_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_f1", "best_exact")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A finished tiny run: (run dir, dev file, saved_models base)."""
+    root = tmp_path_factory.mktemp("predict")
+    out, base = root / "run", root / "saved_models"
+    args = ["--output-dir", str(out)]
+    for pair in TINY + [f"export.base_dir={base}", f"data.cache_dir={root / 'cache'}", "decode.null_score_diff_threshold=-1.0"]:
+        args += ["--set", pair]
+    assert train.main(args) == 0
+    return out, root / "cache" / "synthetic-0" / "squad" / "dev.json", base
+
+
+def one_error_line(capsys, exit_info):
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Traceback" not in err[0]
+    return err[0]
+
+
+@pytest.mark.parametrize("model_arg", ["run", "version", "model folder"])
+def test_predict_reproduces_the_runs_answers_and_metrics(run, tmp_path, capsys, model_arg):
+    out, dev, base = run
+    metrics = json.loads((out / "metrics.json").read_text())
+    model = {"run": out, "version": metrics["export"], "model folder": base / "road_default"}[model_arg]
+    preds, na = tmp_path / "preds.json", tmp_path / "na.json"
+    assert predict.main(["--model", str(model), "--data", str(dev), "--output", str(preds), "--na-probs", str(na)]) == 0
+    recorded = json.loads((out / "student" / "predictions.json").read_text())
+    got = json.loads(preds.read_text())
+    assert got == recorded and len(got) == 20
+    recorded_na, got_na = json.loads((out / "student" / "na_probs.json").read_text()), json.loads(na.read_text())
+    assert recorded_na.keys() == got_na.keys()
+    assert max(abs(recorded_na[q] - got_na[q]) for q in got_na) <= 1e-5
+    capsys.readouterr()
+    assert evaluate.main(["squad2", str(dev), str(preds), "--na-probs", str(na)]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    for key in METRIC_KEYS:
+        assert scored[key] == pytest.approx(metrics["final"][key], abs=1e-9), key
+    assert metrics["final"]["null_score_diff_threshold"] == -1.0
+
+
+def test_help_names_every_flag():
+    result = subprocess.run([sys.executable, "-m", "road_tf.predict", "--help"], cwd=REPO, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0
+    for flag in ("--model", "--data", "--output", "--na-probs", "--batch-size"):
+        assert flag in result.stdout
+
+
+def bad_cases(run, tmp_path):
+    """(argv, expected message part) pairs of malformed invocations."""
+    out, dev, base = run
+    version = json.loads((out / "metrics.json").read_text())["export"]
+    truncated = tmp_path / "truncated.json"
+    truncated.write_text(dev.read_text()[:500])
+    wrong_shape = tmp_path / "list.json"
+    wrong_shape.write_text("[1, 2, 3]")
+    empty = tmp_path / "empty.json"
+    empty.write_text(json.dumps({"version": "v2.0", "data": []}))
+    bad_gzip = tmp_path / "bad.json.gz"
+    bad_gzip.write_bytes(gzip.compress(b"{not json")[:-6])
+    no_export = tmp_path / "run_without_export"
+    no_export.mkdir()
+    (no_export / "config.yaml").write_text("task: squad2\n")
+    (no_export / "metrics.json").write_text(json.dumps({"final": {}, "export": None}))
+    broken_model = tmp_path / "broken" / "1"
+    broken_model.mkdir(parents=True)
+    (broken_model / "saved_model.pb").write_bytes(b"not a protobuf")
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    good = ["--data", str(dev), "--output", str(tmp_path / "p.json")]
+    return [
+        (["--model", str(tmp_path / "nope"), *good], "no such folder"),
+        (["--model", str(tmp_path), *good], "not a SavedModel"),
+        (["--model", str(no_export), *good], "exported no model"),
+        (["--model", str(broken_model), *good], "cannot load"),
+        (["--model", version, "--data", str(tmp_path / "missing.json"), "--output", str(tmp_path / "p.json")], "missing.json"),
+        (["--model", version, "--data", str(truncated), "--output", str(tmp_path / "p.json")], "truncated.json"),
+        (["--model", version, "--data", str(wrong_shape), "--output", str(tmp_path / "p.json")], "list.json"),
+        (["--model", version, "--data", str(empty), "--output", str(tmp_path / "p.json")], "no questions"),
+        (["--model", version, "--data", str(bad_gzip), "--output", str(tmp_path / "p.json")], "bad.json.gz"),
+        (["--model", version, "--data", str(dev), "--output", str(blocker / "p.json")], "cannot write"),
+        (["--model", version, "--data", str(dev), "--output", str(tmp_path)], "is a folder"),
+    ]
+
+
+def test_malformed_inputs_give_one_line_and_no_output(run, tmp_path, capsys):
+    for argv, message in bad_cases(run, tmp_path):
+        before = sorted(p.name for p in tmp_path.iterdir())
+        with pytest.raises(SystemExit) as exit_info:
+            predict.main(argv)
+        line = one_error_line(capsys, exit_info)
+        assert message in line, (argv, line)
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, argv
