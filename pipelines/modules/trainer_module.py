@@ -22,7 +22,8 @@ def run_fn(fn_args):
     """Trains on the train split, scores on the eval split, saves to `serving_model_dir`.
 
     custom_config: {"config_yaml": the resolved run configuration}; its data source is replaced
-    by the two splits (written as SQuAD JSON in a private temporary folder, with the feature cache).
+    by the two splits (written as SQuAD JSON in a private temporary folder, with the feature cache),
+    and the whole eval split is scored (the gate compares with the no-answer F1 of all of it).
     """
     run_dir = pathlib.Path(fn_args.model_run_dir)
     with tempfile.TemporaryDirectory(prefix="road_tfx-") as scratch:
@@ -32,7 +33,7 @@ def run_fn(fn_args):
         write_squad_json(scratch / "dev.json", read_records(fn_args.eval_files))
         config = load_config(scratch / "config.yaml", [
             "data.source=json", f"data.train_path={scratch / 'train.json'}", f"data.dev_path={scratch / 'dev.json'}",
-            "export.enabled=false", f"data.cache_dir={scratch / 'cache'}"])
+            "data.max_eval_examples=0", "export.enabled=false", f"data.cache_dir={scratch / 'cache'}"])
         run_and_record(config, run_dir)
     if training.is_chief(config.train):
         config, task, tokenizer, model = load_run_student(run_dir)
