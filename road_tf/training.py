@@ -417,7 +417,7 @@ def _fit_across_workers(model, element_spec):
     model._maybe_symbolic_build = build
 
 
-def _first_line(error):
-    """The first non-empty line of a TensorFlow error's message."""
+def _first_line(error, limit=300):
+    """The first non-empty line of a TensorFlow error's message, at most `limit` characters."""
     lines = [line for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
-    return lines[0].strip() if lines else ""
+    return lines[0].strip()[:limit] if lines else ""
