@@ -1,7 +1,10 @@
-"""python -m pipelines.local_runner: run the pipeline locally on the embedded synthetic corpus.
+"""python -m pipelines.local_runner: run the TFX pipeline on this machine (LocalDagRunner, sqlite MLMD).
 
-Paths live here only. Data: the synthetic SQuAD-2.0 corpus written as tf.Example TFRecords;
-pipeline state under runs/tfx/; blessed models pushed to saved_models/road_tfx/<version>/.
+Paths live here only. `--config`/`--set` pick the road_tf run configuration exactly as
+`python -m road_tf.train` does; `--data` names the questions (see pipelines/data.py). Pipeline
+state and metadata go under `--root` (default runs/tfx/); blessed models are pushed to
+`--serving-model-dir` (default saved_models/road_tfx/<version>/). Caching is on: an unchanged
+component is not rerun; `--no-cache` reruns everything.
 """
 
 import argparse
@@ -9,52 +12,103 @@ import pathlib
 import sys
 
 from pipelines import configs
+from road_tf import config as config_lib
+from road_tf.errors import cli_main
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
 
-def prepare_data(data_root, seed=0, train_size=1200, dev_size=200):
-    """Writes the synthetic corpus's SQuAD splits as tf.Example TFRecords for ImportExampleGen."""
-    from road_tf.data import synthetic
-    from road_tf.data.records import write_records
-    from road_tf.data.squad import read_squad_json
+def add_pipeline_arguments(parser):
+    """The flags shared with the Kubeflow runner: recipe, overrides, gate and Beam settings."""
+    parser.add_argument("--config", help="road_tf recipe name (e.g. demo) or YAML file of overrides")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one road_tf field, e.g. --set train.steps=100 (repeatable)")
+    parser.add_argument("--margin", type=float, default=configs.NO_ANSWER_MARGIN,
+                        help="gate floor: dev F1 must exceed the always-no-answer F1 by this many points")
+    parser.add_argument("--tolerance", type=float, default=configs.REGRESSION_TOLERANCE,
+                        help="gate: dev F1 may trail the latest blessed model's by at most this many points")
+    parser.add_argument("--beam-arg", dest="beam_args", action="append", default=[], metavar="FLAG",
+                        help="Beam flag for the data components, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
+    parser.add_argument("--no-cache", action="store_true", help="rerun every component (TFX caching off)")
 
-    paths = synthetic.generate(data_root / "synthetic", seed=seed, train_size=train_size, dev_size=dev_size)
-    for split, key in (("train", "train"), ("eval", "dev")):
-        folder = data_root / "examples" / f"Split-{split}"
-        folder.mkdir(parents=True, exist_ok=True)
-        write_records(folder / "data.tfrecord", read_squad_json(paths["squad"][key]))
-    return data_root / "examples"
+
+def resolve_config(args):
+    """The road_tf Config of `--config` and `--set`, as road_tf.train resolves it."""
+    path = config_lib.resolve_recipe(args.config) if args.config else None
+    return config_lib.load_config(path, args.overrides)
 
 
-def run(root, serving_model_dir, min_f1=configs.MIN_DEV_F1, overrides=configs.TRAINER_OVERRIDES, **data_sizes):
-    """Prepares data and runs the whole pipeline with LocalDagRunner."""
+def pipeline_settings(args, config):
+    """create_pipeline keyword arguments that come from the shared flags."""
+    return dict(config_yaml=config_lib.dump_yaml(config), margin=args.margin, tolerance=args.tolerance,
+                beam_pipeline_args=tuple(args.beam_args), enable_cache=not args.no_cache)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
+    add_pipeline_arguments(parser)
+    parser.add_argument("--data", default="synthetic",
+                        help="synthetic (default), tfds, or a SQuAD 2.0 JSON(.gz) file (split by article "
+                             "unless --eval-data is given)")
+    parser.add_argument("--eval-data", help="SQuAD 2.0 JSON(.gz) eval file (with a file for --data)")
+    parser.add_argument("--min-dev-questions", type=int, default=configs.MIN_DEV_QUESTIONS,
+                        help="splitting one file: the eval half takes articles until it holds this many questions")
+    parser.add_argument("--root", default=str(REPO / "runs" / "tfx"), help="pipeline state, metadata and data")
+    parser.add_argument("--serving-model-dir", default=str(REPO / "saved_models" / configs.MODEL_NAME))
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="write the examples under ROOT/data/examples and stop (e.g. to copy them for Kubeflow)")
+    return parser.parse_args(argv)
+
+
+def prepare_examples(args, config, root):
+    """Reads `--data` (stopping on malformed data) and writes the ImportExampleGen input; returns its folder."""
+    from pipelines.data import load_questions, write_examples
+
+    train, evaluation = load_questions(args.data, args.eval_data, config.data, root / "data", args.min_dev_questions)
+    return write_examples(root / "data" / "examples", train, evaluation)
+
+
+def versions(model_dir):
+    """The integer-named version folders under `model_dir`."""
+    return {p.name for p in model_dir.iterdir() if p.name.isdigit()} if model_dir.is_dir() else set()
+
+
+def latest_gate_reason(pipeline_root):
+    """The reason line of the newest SquadGate decision under `pipeline_root` ("" if none)."""
+    reasons = sorted(pipeline_root.glob("SquadGate/blessing/*/*BLESSED"), key=lambda p: int(p.parent.name))
+    return reasons[-1].read_text().strip() if reasons else ""
+
+
+def run(args, config):
+    """Prepares the data and runs the pipeline; returns (pushed version folders, the gate's reason)."""
     from tfx import v1 as tfx
 
     from pipelines.pipeline import create_pipeline
 
-    root = pathlib.Path(root)
+    root = pathlib.Path(args.root).absolute()
+    serving = pathlib.Path(args.serving_model_dir).absolute()
+    data_root = prepare_examples(args, config, root)
+    before = versions(serving)
     pipeline = create_pipeline(
-        pipeline_name=configs.PIPELINE_NAME,
-        pipeline_root=str(root / "pipeline"),
-        data_root=str(prepare_data(root / "data", **data_sizes)),
-        serving_model_dir=str(serving_model_dir),
-        metadata_path=str(root / "metadata.db"),
-        min_f1=min_f1,
-        trainer_overrides=overrides,
-    )
+        pipeline_name=configs.PIPELINE_NAME, pipeline_root=str(root / "pipeline"), data_root=str(data_root),
+        serving_model_dir=str(serving),
+        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
+            str(root / "metadata.db")),
+        **pipeline_settings(args, config))
     tfx.orchestration.LocalDagRunner().run(pipeline)
+    return sorted(serving / name for name in versions(serving) - before), latest_gate_reason(root / "pipeline")
 
 
+@cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
-    parser.add_argument("--root", default=str(REPO / "runs" / "tfx"), help="pipeline state and data")
-    parser.add_argument("--serving-model-dir", default=str(REPO / "saved_models" / configs.MODEL_NAME))
-    parser.add_argument("--min-f1", type=float, default=configs.MIN_DEV_F1)
-    parser.add_argument("--set", dest="overrides", action="append", default=list(configs.TRAINER_OVERRIDES),
-                        metavar="KEY=VALUE", help="road_tf override for the Trainer (repeatable)")
-    args = parser.parse_args(argv)
-    run(args.root, args.serving_model_dir, args.min_f1, tuple(args.overrides))
+    args = parse_args(argv)
+    config = resolve_config(args)
+    if args.prepare_only:
+        print(f"examples: {prepare_examples(args, config, pathlib.Path(args.root).absolute())}")
+        return 0
+    pushed, reason = run(args, config)
+    print(f"gate: {reason}")
+    print(f"pushed: {pushed[0]}" if pushed else "pushed: nothing")
     return 0
 
 

@@ -65,7 +65,7 @@ def score_stage(stage_dir, model, task_data, tokenizer, config, null_score_diff_
     """Scores `model` on the dev split, writes its prediction files into `stage_dir`; returns the metrics."""
     evaluation = task_data.task.evaluate(model, task_data, tokenizer, config, null_score_diff_threshold)
     for name, value in evaluation.files.items():
-        write_json(pathlib.Path(stage_dir) / name, value)
+        write_json(training.worker_path(pathlib.Path(stage_dir) / name, config.train), value)
     return evaluation.metrics
 
 
@@ -120,15 +120,15 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
         best = training.best_eval(stage_dir)
         student.load_weights(str(stage_dir / training.BEST_WEIGHTS))
         step = best["step"]
-    student.save_weights(str(stage_dir / WEIGHTS_FILE))
+    student.save_weights(str(training.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
     return finish_stage(stage_dir, student, task_data, tokenizer, config, step)
 
 
 def finish_stage(stage_dir, model, task_data, tokenizer, config, step):
     """Scores the kept weights, records `stage.json` and drops the checkpoints; returns the metrics."""
     metrics = {**score_stage(stage_dir, model, task_data, tokenizer, config), "step": step}
-    write_json(pathlib.Path(stage_dir) / STAGE_FILE, {"metrics": metrics})
-    if not config.train.keep_checkpoints:
+    write_json(training.worker_path(pathlib.Path(stage_dir) / STAGE_FILE, config.train), {"metrics": metrics})
+    if not config.train.keep_checkpoints and training.is_chief(config.train):
         training.drop_checkpoints(stage_dir)
     return metrics
 
@@ -140,8 +140,8 @@ def multitask_stage(config, tokenizer, task_data, stage_dir):
         return stage_dir / ENCODER_WEIGHTS, json.loads(record.read_text())["metrics"]
     with running("multitask"):
         path, metrics = run_multitask_stage(config, tokenizer, task_data, stage_dir)
-    write_json(record, {"metrics": metrics})
-    if not config.train.keep_checkpoints:
+    write_json(training.worker_path(record, config.train), {"metrics": metrics})
+    if not config.train.keep_checkpoints and training.is_chief(config.train):
         training.drop_checkpoints(stage_dir)
     return path, metrics
 
@@ -256,7 +256,7 @@ def run_training(config, output_dir):
         threshold = final["tuned_null_score_diff_threshold"]
         final = score_stage(output_dir / "student" / "served", student, task_data, tokenizer, config, threshold)
     metrics = {"final": {"task": task.name, "split": "dev", **final}, "stages": stages, "export": None}
-    if config.export.enabled and task.kind == SPAN:
+    if config.export.enabled and task.kind == SPAN and training.is_chief(config.train):
         metrics["export"] = str(export_qa_model(student, task, tokenizer, config, threshold, metrics["final"]))
     return metrics
 
@@ -264,7 +264,7 @@ def run_training(config, output_dir):
 def run_and_record(config, output_dir):
     """`run_training` that also writes `config.yaml` (first) and `metrics.json` (last) to `output_dir`."""
     output_dir = pathlib.Path(output_dir)
-    write_atomic(output_dir / "config.yaml", dump_yaml(config))
+    write_atomic(training.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
     metrics = run_training(config, output_dir)
-    write_json(output_dir / "metrics.json", metrics)
+    write_json(training.worker_path(output_dir / "metrics.json", config.train), metrics)
     return metrics

@@ -6,12 +6,17 @@ number of finished steps) every `checkpoint_every` steps, and a rerun of the sam
 restores the newest checkpoint and continues to the same final weights.
 """
 
+import atexit
+import functools
 import json
 import logging
 import math
+import os
 import pathlib
 import shutil
 import sys
+import tempfile
+import threading
 import time
 
 import keras
@@ -25,26 +30,122 @@ EVALS_FILE = "evals.json"
 BEST_WEIGHTS = "best.weights.h5"
 
 _STRATEGY = {}
+# A TPU address that does not answer within this many seconds fails the run instead of hanging it.
+TPU_CONNECT_TIMEOUT = 30
+# Errors TensorFlow raises in a worker when a peer of its cluster stops answering.
+PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError, tf.errors.AbortedError,
+               tf.errors.CancelledError)
 
 
 def get_strategy(train_config):
-    """The `tf.distribute` strategy named by `train.strategy` (created once per process)."""
+    """The `tf.distribute` strategy named by `train.strategy` (created once per process).
+
+    multi_worker reads the cluster from TF_CONFIG; tpu connects to `train.tpu_address`.
+
+    Raises:
+        ConfigError: multi_worker without a valid TF_CONFIG, or a TPU that does not answer within
+            TPU_CONNECT_TIMEOUT seconds.
+    """
     kind = train_config.strategy
-    if kind in _STRATEGY:
-        return _STRATEGY[kind]
-    if kind == "default":
-        strategy = tf.distribute.get_strategy()
-    elif kind == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-    elif kind == "multi_worker":
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    else:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=train_config.tpu_address)
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        strategy = tf.distribute.TPUStrategy(resolver)
-    _STRATEGY[kind] = strategy
-    return strategy
+    if kind not in _STRATEGY:
+        if kind == "default":
+            _STRATEGY[kind] = tf.distribute.get_strategy()
+        elif kind == "mirrored":
+            _STRATEGY[kind] = tf.distribute.MirroredStrategy()
+        elif kind == "multi_worker":
+            cluster_task()
+            _STRATEGY[kind] = tf.distribute.MultiWorkerMirroredStrategy()
+        else:
+            _STRATEGY[kind] = tpu_strategy(train_config.tpu_address)
+    return _STRATEGY[kind]
+
+
+def cluster_task():
+    """(task type, task index, cluster dict) of this process, read from the TF_CONFIG variable.
+
+    TF_CONFIG is JSON: {"cluster": {"worker": ["host:port", ...], "chief": [...] (optional)},
+    "task": {"type": "worker", "index": 0}}; Kubeflow's training operators and Vertex AI set it.
+
+    Raises:
+        ConfigError: TF_CONFIG is absent, not JSON, or its task is not in its cluster.
+    """
+    raw = os.environ.get("TF_CONFIG", "")
+    if not raw.strip():
+        raise ConfigError("train.strategy: multi_worker needs a cluster, but TF_CONFIG is not set "
+                          "(see README, Multi-worker training)")
+    try:
+        tf_config = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"TF_CONFIG: not valid JSON ({error.msg} at column {error.colno})") from None
+    cluster = tf_config.get("cluster") if isinstance(tf_config, dict) else None
+    task = tf_config.get("task") if isinstance(tf_config, dict) else None
+    if not isinstance(cluster, dict) or not any(isinstance(cluster.get(job), list) and cluster[job]
+                                                for job in ("chief", "worker")):
+        raise ConfigError('TF_CONFIG: "cluster" must list "worker" (and optionally "chief") addresses')
+    if not isinstance(task, dict) or not isinstance(task.get("index"), int) \
+            or task.get("index") >= len(cluster.get(task.get("type"), None) or []):
+        raise ConfigError(f'TF_CONFIG: "task" must name a job of the cluster and an index in it, got {task!r}')
+    return task["type"], task["index"], cluster
+
+
+def is_chief(train_config):
+    """True unless this process is a multi-worker task other than the chief.
+
+    The chief is the "chief" task, or worker 0 when the cluster has no "chief" job (TF's rule).
+    """
+    if train_config.strategy != "multi_worker":
+        return True
+    task_type, index, cluster = cluster_task()
+    return task_type == "chief" or (task_type == "worker" and index == 0 and "chief" not in cluster)
+
+
+def worker_path(path, train_config):
+    """Where this process writes `path`: `path` itself on the chief, a private scratch copy elsewhere.
+
+    Every multi-worker task runs the same code; only the chief's files are the run's. Another
+    worker writes into a temporary folder that is removed when the process exits (it still
+    writes, since a save can take part in collective operations). The scratch copy's folder exists.
+    """
+    path = pathlib.Path(path).absolute()
+    if is_chief(train_config):
+        return path
+    private = _scratch_dir() / path.relative_to(path.anchor)
+    private.parent.mkdir(parents=True, exist_ok=True)
+    return private
+
+
+@functools.lru_cache(maxsize=None)
+def _scratch_dir():
+    """This process's temporary folder for a non-chief worker's writes (removed at exit)."""
+    folder = pathlib.Path(tempfile.mkdtemp(prefix="road_tf-worker-"))
+    atexit.register(shutil.rmtree, folder, True)
+    return folder
+
+
+def tpu_strategy(address):
+    """TPUStrategy on the TPU at `address` (a name, grpc://host:port, or "local").
+
+    Raises:
+        ConfigError: the TPU does not answer within TPU_CONNECT_TIMEOUT seconds, or fails to start.
+    """
+    result = {}
+
+    def connect():
+        try:
+            resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=address)
+            tf.config.experimental_connect_to_cluster(resolver)
+            tf.tpu.experimental.initialize_tpu_system(resolver)
+            result["strategy"] = tf.distribute.TPUStrategy(resolver)
+        except Exception as error:  # noqa: BLE001  (any failure of the TPU client is reported as one line)
+            result["error"] = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+    thread = threading.Thread(target=connect, daemon=True)
+    thread.start()
+    thread.join(TPU_CONNECT_TIMEOUT)
+    if "strategy" in result:
+        return result["strategy"]
+    why = result.get("error", f"no answer within {TPU_CONNECT_TIMEOUT} s")
+    raise ConfigError(f"train.tpu_address: cannot reach the TPU at {address!r}: {why}")
 
 
 def set_precision(train_config):
@@ -249,7 +350,12 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
 
     Resumes from the newest checkpoint in `stage_dir/checkpoints` (weights, optimizer and the
     dropout seed states, so a resumed run equals an uninterrupted one). Logs to TensorBoard under
-    `stage_dir/logs`. Returns the Keras History (empty when the stage had already finished).
+    `stage_dir/logs`. Under multi_worker every worker resumes from the chief's checkpoints, and
+    only the chief writes checkpoints and logs into `stage_dir`. Returns the Keras History (None
+    when the stage had already finished).
+
+    Raises:
+        RoadError: under multi_worker, when a peer worker stops answering.
     """
     stage_dir = pathlib.Path(stage_dir)
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, seed_states=seed_states(model))
@@ -263,21 +369,62 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
     every = train_config.checkpoint_every
     dataset = (make_dataset(done) if make_dataset
                else train_dataset(features, train_config.batch_size, train_config.seed, skip_batches=done))
-    callbacks = [
-        _Checkpointer(manager, steps),
-        StopOnNonFinite(stage_dir.name),
-        keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(every // 4, 1)),
-        StageProgress(stage_dir.name, steps),
-        *extra_callbacks,
-    ]
-    return model.fit(
-        dataset,
-        initial_epoch=done // every,
-        epochs=math.ceil(steps / every),
-        steps_per_epoch=every,
-        callbacks=callbacks,
-        verbose=0,
-    )
+    chief = is_chief(train_config)
+    if train_config.strategy == "multi_worker":
+        _fit_across_workers(model, dataset.element_spec)
+    if not chief:
+        manager = tf.train.CheckpointManager(checkpoint, str(worker_path(stage_dir / "checkpoints", train_config)),
+                                             max_to_keep=1)
+    callbacks = [_Checkpointer(manager, steps), StopOnNonFinite(stage_dir.name), StageProgress(stage_dir.name, steps),
+                 *extra_callbacks]
+    if chief:
+        callbacks.append(keras.callbacks.TensorBoard(str(stage_dir / "logs"), update_freq=max(every // 4, 1)))
+    try:
+        return model.fit(
+            dataset,
+            initial_epoch=done // every,
+            epochs=math.ceil(steps / every),
+            steps_per_epoch=every,
+            callbacks=callbacks,
+            verbose=0,
+        )
+    except PEER_ERRORS as error:
+        if train_config.strategy != "multi_worker":
+            raise
+        reached = int(model.optimizer.iterations.numpy())
+        raise RoadError(f"stage {stage_dir.name}: a peer worker stopped answering near step {reached} "
+                        f"({type(error).__name__}: {_first_line(error)}); restart every worker to resume from the "
+                        f"last checkpoint") from None
+
+
+def _fit_across_workers(model, element_spec):
+    """Lets Keras 3.12's `fit` run `model` under MultiWorkerMirroredStrategy (tensorflow#72388).
+
+    Across workers, Keras reduces every value `train_step` returns with
+    `strategy.reduce("MEAN", value, axis=0)`, which fails on the scalar losses every train step
+    logs ("Invalid reduction dimension 0 for input with 0 dimensions"); here each is returned as
+    a [1] vector, whose reduction is the mean over replicas. And Keras builds the model before
+    `fit` by averaging one batch across workers in a single `strategy.reduce`, which fails on a
+    dict of tensors (issue 12's crash); symbolic inputs need only shapes and dtypes, so the model
+    is built from the dataset's element spec instead.
+    """
+    train_step = model.train_step
+
+    def train_step_with_vector_logs(data):
+        return {name: tf.reshape(value, [1]) for name, value in train_step(data).items()}
+
+    def build(iterator=None, data_batch=None):
+        with model.distribute_strategy.scope():
+            model._symbolic_build(data_batch=element_spec)
+
+    model.train_step = train_step_with_vector_logs
+    model._maybe_symbolic_build = build
+
+
+def _first_line(error, limit=300):
+    """The first non-empty line of a TensorFlow error's message, at most `limit` characters."""
+    lines = [line for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
+    return lines[0].strip()[:limit] if lines else ""
 
 
 def first_non_finite(variables):

@@ -285,7 +285,7 @@ def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
         training.fit(trainer, None, train, multitask.steps, stage_dir,
                      make_dataset=lambda done: step_dataset(features, sampler, train.batch_size, train.seed, done,
                                                             multitask.steps))
-    encoder_path = stage_dir / ENCODER_WEIGHTS
+    encoder_path = training.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)
     encoder_of(model).save_weights(str(encoder_path))
     dev = {name: item.task.evaluate(model, item, tokenizer, config).metrics for name, item in data.items()}
     metrics = {**dev.get(config.task, {}), "tasks": dev, "picks": sampler.counts(0, multitask.steps),

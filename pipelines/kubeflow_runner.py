@@ -1,0 +1,71 @@
+"""python -m pipelines.kubeflow_runner: compile the pipeline for Kubeflow Pipelines v2 / Vertex AI Pipelines.
+
+Compiles the same `create_pipeline` with TFX's KubeflowV2DagRunner into a pipeline-spec JSON
+file, without running it (submit it with the KFP client or Vertex AI). Every component runs in
+`--image` (built from pipelines/Dockerfile). The data components get `--beam-arg` flags; the
+Trainer's distribution strategy comes from the recipe (`train.strategy`). Needs the
+`kfp-pipeline-spec` package (see requirements.txt).
+"""
+
+import argparse
+import pathlib
+import sys
+import tempfile
+
+from pipelines import configs
+from pipelines.local_runner import add_pipeline_arguments, pipeline_settings, resolve_config
+from road_tf.errors import RoadError, cli_main
+from road_tf.files import write_atomic
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m pipelines.kubeflow_runner", description=__doc__.splitlines()[0])
+    add_pipeline_arguments(parser)
+    parser.add_argument("--output", required=True, help="the compiled pipeline spec (PIPELINE.json)")
+    parser.add_argument("--image", required=True, help="container image every component runs in")
+    parser.add_argument("--pipeline-root", default=f"gs://YOUR_BUCKET/tfx/{configs.PIPELINE_NAME}",
+                        help="where the cluster keeps artifacts (e.g. gs://bucket/tfx)")
+    parser.add_argument("--data-root", default="gs://YOUR_BUCKET/road_tfx/examples",
+                        help="Split-train/ and Split-eval/ TFRecords (written by local_runner --prepare-only)")
+    parser.add_argument("--serving-model-dir", default=f"gs://YOUR_BUCKET/saved_models/{configs.MODEL_NAME}",
+                        help="where the Pusher writes numbered versions")
+    return parser.parse_args(argv)
+
+
+def kubeflow_v2_runner():
+    """TFX's kubeflow_v2_dag_runner module, or a RoadError saying which package is missing."""
+    try:
+        from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
+    except ImportError as error:
+        raise RoadError(f"the Kubeflow V2 runner cannot be imported ({error}); it needs kfp-pipeline-spec "
+                        f"(pip install kfp-pipeline-spec==0.2.2, see requirements.txt)") from None
+    return kubeflow_v2_dag_runner
+
+
+def compile_pipeline(args, config):
+    """Writes the pipeline spec JSON to `args.output` (atomically); returns its path."""
+    from pipelines.pipeline import create_pipeline
+
+    runner_module = kubeflow_v2_runner()
+    pipeline = create_pipeline(
+        pipeline_name=configs.PIPELINE_NAME, pipeline_root=args.pipeline_root, data_root=args.data_root,
+        serving_model_dir=args.serving_model_dir, **pipeline_settings(args, config))
+    output = pathlib.Path(args.output)
+    with tempfile.TemporaryDirectory() as scratch:
+        runner = runner_module.KubeflowV2DagRunner(
+            config=runner_module.KubeflowV2DagRunnerConfig(default_image=args.image),
+            output_dir=scratch, output_filename=output.name)
+        runner.run(pipeline)
+        write_atomic(output, (pathlib.Path(scratch) / output.name).read_bytes())
+    return output
+
+
+@cli_main
+def main(argv=None):
+    args = parse_args(argv)
+    print(f"compiled: {compile_pipeline(args, resolve_config(args))}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
