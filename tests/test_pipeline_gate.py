@@ -7,7 +7,7 @@ import pytest
 from pipelines import local_runner
 from pipelines.gate import eval_fingerprint, gate_decision, no_answer_f1
 from road_tf.data.examples import Answer, QAExample
-from road_tf.data.squad import split_by_article
+from road_tf.data.squad import read_squad_json, split_by_article
 from conftest import shared_file
 from ml_metadata.proto import metadata_store_pb2
 from test_pipeline import executions, run_main, runner_args
@@ -75,6 +75,9 @@ def test_one_real_squad_file_is_split_by_article(tmp_path, capsys):
     train = read_records([examples / "Split-train" / "*"], compression_type="")
     evaluation = read_records([examples / "Split-eval" / "*"], compression_type="")
     assert len(train) + len(evaluation) == 6134 and len(evaluation) >= 1000
+    # The records keep every gold answer (3,087 of these questions have several).
+    by_id = {example.qid: example for example in read_squad_json(path)}
+    assert all(by_id[example.qid] == example for example in train + evaluation)
     assert not {e.title for e in train} & {e.title for e in evaluation}
     dev = json.loads((tmp_path / "data" / "split" / "eval.json").read_text())
     assert [a["title"] for a in dev["data"]] == sorted({e.title for e in evaluation}, key=[

@@ -1,7 +1,8 @@
 """SQuAD questions as `tf.train.Example` records: the TFX pipeline's interchange format.
 
 Feature keys are defined once here and used by the pipeline's data step, its schema checks and
-the Trainer module. Unanswerable questions have an empty `answer_text` and `answer_start` -1.
+the Trainer module. `answer_text` and `answer_start` list every gold answer (the official SQuAD
+2.0 metric scores against all of them); both are empty for an unanswerable question.
 """
 
 import tensorflow as tf
@@ -10,27 +11,29 @@ from road_tf.data.examples import Answer, QAExample
 
 ID, TITLE, QUESTION, CONTEXT, ANSWER_TEXT, ANSWER_START = (
     "id", "title", "question", "context", "answer_text", "answer_start")
-STRING_KEYS = (ID, TITLE, QUESTION, CONTEXT, ANSWER_TEXT)
+STRING_KEYS = (ID, TITLE, QUESTION, CONTEXT)
+
+
+def _bytes(values):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8") for value in values]))
 
 
 def to_tf_example(example):
-    """QAExample -> tf.train.Example (first gold answer only)."""
-    answer = example.answers[0] if example.answers else Answer("", -1)
-    values = {ID: example.qid, TITLE: example.title, QUESTION: example.question, CONTEXT: example.context,
-              ANSWER_TEXT: answer.text}
-    feature = {key: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode("utf-8")]))
-               for key, value in values.items()}
-    feature[ANSWER_START] = tf.train.Feature(int64_list=tf.train.Int64List(value=[answer.start]))
+    """QAExample -> tf.train.Example with all of its gold answers."""
+    feature = {key: _bytes([value]) for key, value in
+               zip(STRING_KEYS, (example.qid, example.title, example.question, example.context))}
+    feature[ANSWER_TEXT] = _bytes([answer.text for answer in example.answers])
+    feature[ANSWER_START] = tf.train.Feature(int64_list=tf.train.Int64List(
+        value=[answer.start for answer in example.answers]))
     return tf.train.Example(features=tf.train.Features(feature=feature))
 
 
 def from_tf_example(serialized):
     """Serialized tf.train.Example bytes -> QAExample."""
-    example = tf.train.Example.FromString(serialized)
-    feature = example.features.feature
+    feature = tf.train.Example.FromString(serialized).features.feature
     text = {key: feature[key].bytes_list.value[0].decode("utf-8") for key in STRING_KEYS}
-    start = feature[ANSWER_START].int64_list.value[0]
-    answers = (Answer(text[ANSWER_TEXT], int(start)),) if start >= 0 else ()
+    answers = tuple(Answer(answer.decode("utf-8"), int(start)) for answer, start in
+                    zip(feature[ANSWER_TEXT].bytes_list.value, feature[ANSWER_START].int64_list.value))
     return QAExample(text[ID], text[QUESTION], text[CONTEXT], answers, text[TITLE])
 
 
