@@ -32,7 +32,7 @@ bench-setup: .venv-baseline/.installed
 	bash benchmarks/setup_baseline.sh
 
 bench: setup bench-setup
-	for script in benchmarks/*.py; do case $$script in */common.py) continue;; esac; \
+	for script in benchmarks/*.py; do case $$script in */common.py|*/hf_*_baseline.py) continue;; esac; \
 		echo "== $$script"; $(PY) $$script | tail -n 1; done
 
 clean:

@@ -22,7 +22,9 @@ random token ids, random padding lengths: every step computes all 384 positions 
 the same --threads cores (affinity) and intra-op threads. After warm-up (tracing; 2 steps each),
 --rounds rounds each run --steps steps of road_tf, then of the baseline, then one fp32 matmul
 peak probe (chained 2048 x 2048 `tf.matmul` in a tf.function, in this process), so that load
-from other processes falls on all three alike.
+from other processes falls on all three alike. The probe uses the kernels road_tf trains with:
+oneDNN's, which road_tf turns on (`TF_ENABLE_ONEDNN_OPTS`, reported in the JSON); with
+TF_ENABLE_ONEDNN_OPTS=0 on an AVX2-only CPU both fall back to Eigen, whose matmul is ~1.5x slower.
 
 Result: value = road_tf examples/s ÷ the baseline's, each side counted at its fastest step; goal
 ≥ 1.0. Other processes on a shared machine only slow a step down, and PyTorch's OpenMP threads
@@ -227,7 +229,8 @@ def main(argv=None):
         road_tf_gflops=round(road_rate * flops / 1e9, 1), train_gflop_per_example=round(flops / 1e9, 2),
         batch_size=args.batch_size, seq=SEQ, rounds=args.rounds, steps_per_round=args.steps,
         jit_compile=args.jit_compile, steps_per_execution=args.steps_per_execution, precision=args.precision,
-        cpu_bfloat16=common.cpu_has_bfloat16(), threads=args.threads, cores=cores,
+        cpu_bfloat16=common.cpu_has_bfloat16(), tf_enable_onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS"),
+        threads=args.threads, cores=cores,
         baseline={name: setting for name, setting in baseline.info.items() if name != "ready"},
         load_average_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],
         total_seconds=round(time.perf_counter() - begin, 1),
