@@ -123,8 +123,8 @@ def export_minilm_qa(base_dir):
 
     from road_tf.config import load_config
     from road_tf.data.tokenizer import load_tokenizer
-    from road_tf.experiment import build_model
-    from road_tf.export import export_qa_model
+    from road_tf.models.task_model import build_model
+    from road_tf.saved_model import export_qa_model
     from road_tf.tasks import get_task
 
     begin = time.perf_counter()
@@ -133,11 +133,11 @@ def export_minilm_qa(base_dir):
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task("squad2")
     keras.utils.set_random_seed(0)
-    model = build_model(config.model, task, tokenizer, config, "student")
+    model = build_model(config.model, [task], tokenizer.vocabulary_size, config.data.max_seq_length, "student")
     version_dirs = {}
     for tag, precision in PRECISIONS.items():
         precise = dataclasses.replace(config, export=dataclasses.replace(config.export, precision=precision))
-        version_dirs[tag] = export_qa_model(model, tokenizer, precise, task.name, base_dir=base_dir,
+        version_dirs[tag] = export_qa_model(model, task, tokenizer, precise, base_dir=base_dir,
                                             model_name=model_name(tag))
     return version_dirs, tokenizer, time.perf_counter() - begin
 
@@ -240,7 +240,7 @@ class Baseline(common.BaselineWorker):
     """benchmarks/hf_qa_baseline.py running in .venv-baseline."""
 
     def __init__(self, questions_file, threads, cores):
-        from road_tf.models.convert import minilm_path
+        from road_tf.minilm import minilm_path
 
         super().__init__(BASELINE_SCRIPT, ["--model-dir", str(minilm_path()), "--questions", str(questions_file),
                                            "--threads", str(threads)], threads, cores)

@@ -53,8 +53,9 @@ from road_tf.config import load_config  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
 from road_tf.distillation.distiller import Distiller  # noqa: E402
 from road_tf.errors import RoadError, cli_main  # noqa: E402
-from road_tf.experiment import build_model  # noqa: E402
-from road_tf.models.convert import minilm_path, read_config  # noqa: E402
+from road_tf.minilm import minilm_path  # noqa: E402
+from road_tf.models.convert import read_config  # noqa: E402
+from road_tf.models.task_model import build_model  # noqa: E402
 from road_tf.tasks import get_task  # noqa: E402
 
 SEQ, QUESTION, TASK = 384, 64, "squad2"
@@ -130,8 +131,9 @@ def road_trainer(args, total_steps):
     training.set_precision(config.train)
     task = get_task(TASK)
     keras.utils.set_random_seed(0)
-    student = build_model(config.model, task, load_tokenizer(config.data.vocab), config, "student")
-    distiller = Distiller(student, task.name, task.kind, total_steps=total_steps)
+    vocabulary_size = load_tokenizer(config.data.vocab).vocabulary_size
+    student = build_model(config.model, [task], vocabulary_size, config.data.max_seq_length, "student")
+    distiller = Distiller(student, task, total_steps=total_steps)
     train = config.train
     distiller.compile(optimizer=training.make_optimizer(LEARNING_RATE, total_steps, train.warmup_fraction,
                                                         train.weight_decay),
