@@ -11,8 +11,9 @@ are [in, ...out]. Attention query/key/value kernels are [hidden, heads, head_dim
 GELU: keras-hub's TransformerEncoder uses the tanh approximation, while BERT/ELECTRA configs say
 `hidden_act: gelu` (exact erf). A backbone built here computes what `hidden_act` names: for `gelu`
 every feed-forward layer's activation is switched to Keras' exact GELU (`activation: gelu` in the
-layer config, so `get_config`/`from_config` copies keep it); `gelu_new`/`gelu_pytorch_tanh` keep
-keras-hub's tanh form. keras-hub presets are not touched. Measured on the MiniLM (6 layers,
+layer config, so `get_config`/`from_config` copies of a task model keep it; the keras-hub
+backbone's own config, its constructor arguments, does not, so `save_to_preset` would lose it);
+`gelu_new`/`gelu_pytorch_tanh` keep keras-hub's tanh form. keras-hub presets are not touched. Measured on the MiniLM (6 layers,
 hidden 384) and one short sentence against a NumPy forward pass of the HF weights: the sequence
 output (values up to ~5) differed by 2.6e-3 with tanh GELU and differs by 1.1e-6 with exact GELU
 (tests/test_convert.py); tiny BERT/ELECTRA question-answering checkpoints saved by transformers
