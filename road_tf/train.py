@@ -126,7 +126,8 @@ def preflight(config, output_dir):
 
 
 def setup_logging(output_dir):
-    """INFO lines to stdout and to `<run>/train.log`; tracebacks go to the log file only."""
+    """INFO lines to stdout and to `<run>/train.log`; tracebacks, and other libraries' lines unless
+    ROAD_TF_VERBOSE is set, go to the log file only."""
     if not os.environ.get(VERBOSE_ENV):
         import tensorflow as tf
 
@@ -137,6 +138,8 @@ def setup_logging(output_dir):
     console = logging.StreamHandler(sys.stdout)
     console.setFormatter(formatter)
     console.addFilter(lambda record: not record.exc_info)
+    if not os.environ.get(VERBOSE_ENV):  # road_tf's own lines only (TensorFlow and absl log to other loggers)
+        console.addFilter(lambda record: record.name == "root" or record.name.startswith("road_tf"))
     output_dir.mkdir(parents=True, exist_ok=True)
     log_file = logging.FileHandler(output_dir / LOG_FILE)
     log_file.setFormatter(formatter)
