@@ -33,6 +33,10 @@ QA_EXAMPLES = [
 EXPECTED_ANSWERS = {1: ["red", "", "café"], 2: ["blue", "", "late"]}
 """The toy model's answers to QA_EXAMPLES, by version."""
 
+TOY_TABLES = {"token_embedding/embeddings": 1000, "segment_embedding/embeddings": 2, "position_embedding/embeddings": 64}
+"""The toy's embedding tables (keras-hub's variable names, as in road_tf's exports) and their rows:
+the vocabulary size, the segment count and the longest sequence serve_token_ids takes."""
+
 
 class ToyReader(tf.Module):
     """Answers with the first (or last) context token that also occurs in the question.
@@ -45,6 +49,7 @@ class ToyReader(tf.Module):
         super().__init__()
         self._pick_last = pick_last
         self._tokenizer = tf_text.WhitespaceTokenizer()
+        self._tables = [tf.Variable(tf.zeros([rows]), name=name) for name, rows in TOY_TABLES.items()]
 
     def _answer_one(self, pair):
         """(question, context) scalar strings -> (answer, score, p_no_answer, start, end).
@@ -101,8 +106,13 @@ class ToyReader(tf.Module):
         ]
     )
     def token_logits(self, token_ids, segment_ids, padding_mask):
-        """token_ids, segment_ids, padding_mask: [B, T] int32 -> start/end logits [B, T]."""
-        start = tf.cast(token_ids * padding_mask, tf.float32)
+        """token_ids, segment_ids, padding_mask: [B, T] int32 -> start/end logits [B, T].
+
+        The zero tables are looked up as an embedding model would (so an id beyond a table fails
+        inside the graph); they add nothing to the logits."""
+        tokens, segments, positions = self._tables
+        lookups = tf.gather(tokens, token_ids) + tf.gather(segments, segment_ids) + positions[: tf.shape(token_ids)[1]]
+        start = tf.cast(token_ids * padding_mask, tf.float32) + lookups
         end = tf.cast(segment_ids * padding_mask, tf.float32) + (2.0 if self._pick_last else 1.0)
         return {"start_logits": start, "end_logits": end}
 
