@@ -6,12 +6,12 @@ Routes (as tensorflow_model_server):
     GET  /v1/models/NAME[/versions/N]/metadata    signature metadata
 
 Every answer, errors included, is JSON with a Content-Length. Errors are {"error": "..."} with
-400 (malformed request, JSON or HTTP, including two Content-Length headers or a body shorter
-than its Content-Length), 404 (unknown model, version or route), 408 (the request did not arrive
-within --rest_timeout_seconds), 411 (a POST without Content-Length), 413 (a body above
---max_request_bytes), 414 (a request line above 8 KiB), 431 (headers above 64 KiB or 100
-lines), 500 (a bug), 501 (a method other than GET/POST, or a Transfer-Encoding), 503 (no
-connection slot free, or the batch queue is full) or 505 (not HTTP/1.x). Each rejected request
+400 (malformed request, JSON or HTTP, including two Content-Length headers, a Transfer-Encoding,
+or a body shorter than its Content-Length), 404 (unknown model, version or route), 405 (a method
+other than GET and POST), 408 (the request did not arrive within --rest_timeout_seconds), 411 (a
+POST without Content-Length), 413 (a body above --max_request_bytes), 414 (a request line above
+8 KiB), 431 (headers above 64 KiB or 100 lines), 500 (a bug), 503 (no connection slot free, or
+the batch queue is full) or 505 (not HTTP/1.x). Each rejected request
 logs one line.
 
 Connections: at most --rest_max_connections at once, one thread each; one more is answered 503
@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import re
+import socket
 import socketserver
 import sys
 import threading
@@ -48,6 +49,9 @@ MAX_REQUEST_LINE = 8 * 1024
 MAX_HEADER_BYTES = 64 * 1024
 MAX_HEADERS = 100
 READ_CHUNK = 1 << 16
+LINGER_SECONDS = 0.5
+"""How long a connection the server closes keeps reading what the client still sends, so that
+closing does not reset the connection before the client has read the answer."""
 TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 """An HTTP token: a method or a header name."""
 CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
@@ -172,10 +176,24 @@ class _Connection(socketserver.BaseRequestHandler):
     def handle(self):
         """Serves requests until the client closes, stays idle too long, or an answer closes."""
         try:
-            while self._request_arrives() and self._serve_one():
-                pass
+            while self._request_arrives():
+                if not self._serve_one():
+                    self._linger()
+                    return
         except OSError as error:  # the client went away (reset, broken pipe) or stopped reading
             LOG.debug("REST connection from %s closed: %s", self._client, printable(error))
+
+    def _linger(self):
+        """After the last answer: stops sending, then reads and drops what the client still sends
+        for up to LINGER_SECONDS (closing with unread input would reset the connection, and the
+        client could lose the answer)."""
+        self.request.shutdown(socket.SHUT_WR)
+        self._input.deadline = time.monotonic() + LINGER_SECONDS
+        try:
+            while self._rfile.read1(READ_CHUNK):
+                pass
+        except TimeoutError:
+            pass
 
     def _request_arrives(self):
         """Waits up to --rest_timeout_seconds for a request's first byte -> False when the client
@@ -236,7 +254,7 @@ class _Connection(socketserver.BaseRequestHandler):
         """Reads the request line and the headers -> {lower-case header name: [values]}.
 
         Raises:
-            HttpError: 400 (malformed or cut short), 414, 431, 501 (method) or 505 (version).
+            HttpError: 400 (malformed or cut short), 405 (method), 414, 431 or 505 (version).
         """
         line = self._rfile.readline(MAX_REQUEST_LINE + 1)
         if len(line) > MAX_REQUEST_LINE:
@@ -256,7 +274,7 @@ class _Connection(socketserver.BaseRequestHandler):
         connection = ",".join(headers.get("connection", [])).lower()
         request.keep_alive = "close" not in connection if match[2] != "0" else "keep-alive" in connection
         if request.method not in METHODS:
-            raise HttpError(501, f"method {request.method} is not supported; use GET or POST")
+            raise HttpError(405, f"method {request.method} is not supported; use GET or POST")
         return headers
 
     def _read_headers(self):
@@ -284,13 +302,13 @@ class _Connection(socketserver.BaseRequestHandler):
         """The body its one Content-Length announces (bytes).
 
         Raises:
-            HttpError: 400 (several or malformed Content-Length headers, a body cut short),
-            411 (a POST without one), 501 (Transfer-Encoding).
+            HttpError: 400 (several or malformed Content-Length headers, a Transfer-Encoding,
+            a body cut short), 411 (a POST without Content-Length).
             ServingError(RESOURCE_EXHAUSTED): above --max_request_bytes (HTTP 413; the body is
             read and dropped within the deadline so the connection stays usable).
         """
         if "transfer-encoding" in headers:
-            raise HttpError(501, "Transfer-Encoding (e.g. chunked bodies) is not supported; send a Content-Length")
+            raise HttpError(400, "Transfer-Encoding (e.g. chunked bodies) is not supported; send a Content-Length")
         lengths = headers.get("content-length", [])
         if len(lengths) > 1:
             raise HttpError(400, f"the request has {len(lengths)} Content-Length headers; send exactly one")
@@ -337,6 +355,8 @@ class _Connection(socketserver.BaseRequestHandler):
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace")
         head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", "Server: road-tf-devserver",
                 "Content-Type: application/json", f"Content-Length: {len(body)}"]
+        if status == 405:
+            head.append(f"Allow: {', '.join(METHODS)}")
         if not keep_alive:
             head.append("Connection: close")
         self.request.settimeout(self.server.timeout_seconds)
@@ -356,7 +376,7 @@ class RestServer(socketserver.TCPServer):
     """
 
     allow_reuse_address = True
-    request_queue_size = 128
+    request_queue_size = 1024
 
     def __init__(self, address, registry, max_request_bytes, limits, max_connections, timeout_seconds):
         self.registry = registry
@@ -398,7 +418,10 @@ class RestServer(socketserver.TCPServer):
         try:
             request.setblocking(False)
             request.send(head.encode("ascii") + body)
-        except OSError:
+            request.shutdown(socket.SHUT_WR)
+            while request.recv(READ_CHUNK):  # drop what has arrived, so that closing sends no reset
+                pass
+        except OSError:  # BlockingIOError: nothing more has arrived yet
             pass
         self.shutdown_request(request)
 

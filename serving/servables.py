@@ -193,11 +193,10 @@ class TokenInputRules:
     def __init__(self, shapes):
         self.ranges = {"padding_mask": (0, 2, "a padding mask holds 0 or 1")}
         for name, table in EMBEDDING_TABLES.items():
-            rows = shapes[table][0] if len(shapes.get(table, ())) == 2 else None
+            rows = shapes[table][0] if shapes.get(table) else None
             reason = f"the model's {table} has {rows} rows" if rows else "ids are not negative"
             self.ranges[name] = (0, rows, reason)
-        position = shapes.get(POSITION_TABLE, ())
-        self.max_length = position[0] if len(position) == 2 else None
+        self.max_length = shapes[POSITION_TABLE][0] if shapes.get(POSITION_TABLE) else None
 
     def check(self, inputs):
         """Raises INVALID_ARGUMENT unless the token inputs among `inputs` ({name: integer

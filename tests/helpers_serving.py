@@ -6,8 +6,10 @@ swap is visible in the answers. It tokenizes with TF Text's WhitespaceTokenizer,
 server that forgot `import tensorflow_text` cannot load it (as with the real exports).
 """
 
+import contextlib
 import json
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
@@ -170,22 +172,29 @@ def http_json(method, url, body=None, timeout=30.0):
         return error.code, json.loads(error.read())
 
 
-def start_devserver(args, ready_url, timeout=90.0):
+def start_devserver(args, ready_url, timeout=90.0, log_path=None):
     """Starts `python -m serving.devserver ARGS` and waits until GET ready_url answers 200.
 
-    Returns the subprocess.Popen (stderr piped, text mode).
+    Returns the subprocess.Popen (text mode) whose stderr is piped, or, with `log_path`, written
+    to that file (a pipe nobody reads would block a server that logs a lot).
     """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving.devserver", *args],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with contextlib.ExitStack() as stack:
+        log = None if log_path is None else stack.enter_context(open(log_path, "w", encoding="utf-8"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving.devserver", *args],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE if log is None else log,
+            text=True,
+        )
+
+    def output():
+        return process.communicate()[1] if log_path is None else pathlib.Path(log_path).read_text(encoding="utf-8")
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"devserver exited early: {process.stderr.read()}")
+            raise RuntimeError(f"devserver exited early: {output()}")
         try:
             if http_json("GET", ready_url, timeout=2.0)[0] == 200:
                 return process
@@ -193,7 +202,7 @@ def start_devserver(args, ready_url, timeout=90.0):
             pass
         time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"devserver did not become ready: {process.stderr.read()}")
+    raise RuntimeError(f"devserver did not become ready: {output()}")
 
 
 def stop_devserver(process, sig):
