@@ -22,7 +22,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from road_tf.errors import ConfigError, RoadError, cli_main
-from serving.batching import BatchingOptions, BatchScheduler, read_batching_parameters
+from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.grpc_api import build_server
 from serving.limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_STRING_BYTES, RequestLimits
 from serving.rest import RestServer
@@ -197,7 +197,8 @@ class DevServer:
         host: address to listen on; grpc_port / rest_port: ports (rest_port 0: no REST).
         max_request_bytes: largest REST body / gRPC message accepted.
         grpc_max_threads: gRPC worker threads.
-        scheduler: the BatchScheduler the registry's models batch with (stopped by stop()), or None.
+        scheduler: the BatchScheduler the registry's models batch with (stopped by stop()), or None;
+            the front ends count their requests in its InFlight, if it has one.
         limits: the serving.limits.RequestLimits of predict requests.
         rest_max_connections: REST connections served at once.
         rest_timeout_seconds: seconds a REST request may take to arrive, and a connection to idle.
@@ -216,6 +217,7 @@ class DevServer:
         self._limits = limits
         self._rest_max_connections = rest_max_connections
         self._rest_timeout_seconds = rest_timeout_seconds
+        self._in_flight = getattr(scheduler, "in_flight", None) or InFlight()
         self._grpc = None
         self._rest = None
         self._rest_thread = None
@@ -227,7 +229,8 @@ class DevServer:
             RoadError: a port cannot be bound.
         """
         self.registry.start()
-        self._grpc = build_server(self.registry, self._max_request_bytes, self._grpc_max_threads, self._limits)
+        self._grpc = build_server(self.registry, self._max_request_bytes, self._grpc_max_threads, self._limits,
+                                  self._in_flight)
         address = f"{self._host}:{self._grpc_port}"
         try:
             bound = self._grpc.add_insecure_port(address)
@@ -240,7 +243,8 @@ class DevServer:
         if self._rest_port:
             try:
                 self._rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes,
-                                        self._limits, self._rest_max_connections, self._rest_timeout_seconds)
+                                        self._limits, self._rest_max_connections, self._rest_timeout_seconds,
+                                        self._in_flight)
             except OSError as error:
                 raise RoadError(f"cannot listen for REST on {self._host}:{self._rest_port}: {error.strerror}") from None
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
@@ -292,7 +296,7 @@ def main(argv=None):
     scheduler = None
     if batching is not None:
         LOG.info("batching enabled: %s", batching.describe())
-        scheduler = BatchScheduler(batching)
+        scheduler = BatchScheduler(batching, InFlight())
     managers = [
         ModelManager(
             model.name, os.path.abspath(model.base_path), model.model_version_policy, args.max_num_load_retries,

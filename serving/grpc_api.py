@@ -83,15 +83,22 @@ class PredictionServicer:
 
     Args:
         registry: the ModelRegistry; limits: the serving.limits.RequestLimits of every request.
+        in_flight: the serving.batching.InFlight that counts each Predict call while it runs.
     """
 
-    def __init__(self, registry, limits):
+    def __init__(self, registry, limits, in_flight):
         self._registry = registry
         self._limits = limits
+        self._in_flight = in_flight
 
     @_rpc
     def Predict(self, request, context):  # noqa: N802  (the generated API's naming)
         """PredictRequest -> PredictResponse (outputs as TensorProtos, filtered by output_filter)."""
+        with self._in_flight:
+            return self._predict(request)
+
+    def _predict(self, request):
+        """Predict's work, counted in flight."""
         servable = self._registry.get(request.model_spec.name, _requested_version(request.model_spec))
         signature_name = request.model_spec.signature_name or DEFAULT_SIGNATURE
         outputs = servable.predict_protos(signature_name, request.inputs, request.output_filter, self._limits)
@@ -135,13 +142,14 @@ def _handler(function, request_class, response_class):
     )
 
 
-def build_server(registry, max_request_bytes, max_threads, limits):
+def build_server(registry, max_request_bytes, max_threads, limits, in_flight):
     """A grpc.Server (not started, no port yet) with both services registered.
 
     Args:
         registry: the ModelRegistry; max_request_bytes: the largest message accepted;
         max_threads: worker threads (2 x max_threads calls are taken at once);
-        limits: serving.limits.RequestLimits for predict requests.
+        limits: serving.limits.RequestLimits for predict requests;
+        in_flight: the serving.batching.InFlight that counts Predict calls.
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="grpc"),
@@ -149,7 +157,7 @@ def build_server(registry, max_request_bytes, max_threads, limits):
         options=[("grpc.max_receive_message_length", max_request_bytes), ("grpc.so_reuseport", 0)],
         maximum_concurrent_rpcs=2 * max_threads,
     )
-    prediction, models = PredictionServicer(registry, limits), ModelServicer(registry)
+    prediction, models = PredictionServicer(registry, limits, in_flight), ModelServicer(registry)
     server.add_generic_rpc_handlers([
         grpc.method_handlers_generic_handler(PREDICTION_SERVICE, {
             "Predict": _handler(prediction.Predict, predict_pb2.PredictRequest, predict_pb2.PredictResponse),

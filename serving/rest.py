@@ -209,7 +209,8 @@ class _Connection(socketserver.BaseRequestHandler):
         self._input.deadline = time.monotonic() + self.server.timeout_seconds
         request = _Request()
         try:
-            status, payload = 200, self._respond(request)
+            with self.server.in_flight:
+                status, payload = 200, self._respond(request)
         except ServingError as error:
             status, payload = error.http_status, {"error": error.message}
         except HttpError as error:
@@ -373,17 +374,20 @@ class RestServer(socketserver.TCPServer):
         limits: the serving.limits.RequestLimits of predict requests.
         max_connections: connections served at once (one thread each); more are answered 503.
         timeout_seconds: the time a request may take to arrive, and a connection to idle.
+        in_flight: the serving.batching.InFlight that counts each request from its first byte to
+            its answer.
     """
 
     allow_reuse_address = True
     request_queue_size = 1024
 
-    def __init__(self, address, registry, max_request_bytes, limits, max_connections, timeout_seconds):
+    def __init__(self, address, registry, max_request_bytes, limits, max_connections, timeout_seconds, in_flight):
         self.registry = registry
         self.max_request_bytes = max_request_bytes
         self.limits = limits
         self.timeout_seconds = timeout_seconds
         self.max_connections = max_connections
+        self.in_flight = in_flight
         self._slots = threading.BoundedSemaphore(max_connections)
         super().__init__(address, _Connection)
 
