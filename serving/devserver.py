@@ -31,6 +31,15 @@ from serving.servables import LOG, ModelManager, ModelRegistry
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEFAULT_REST_MAX_CONNECTIONS = 64
 DEFAULT_REST_TIMEOUT_SECONDS = 10.0
+LIMIT_FLAGS = (
+    ("max_request_elements", int, DEFAULT_MAX_ELEMENTS, "tensor elements per predict request, all inputs together"),
+    ("max_string_bytes", int, DEFAULT_MAX_STRING_BYTES, "bytes per string element, e.g. one context"),
+    ("max_request_instances", int, DEFAULT_MAX_INSTANCES, "rows (questions) per predict request"),
+    ("rest_max_connections", int, DEFAULT_REST_MAX_CONNECTIONS, "REST connections served at once; more get 503"),
+    ("rest_timeout_seconds", float, DEFAULT_REST_TIMEOUT_SECONDS,
+     "seconds a REST request may take to arrive whole, and a connection to stay idle"),
+)
+"""The devserver's own limits on requests and connections: (flag, type, default, help)."""
 POSITIVE_FLAGS = ("grpc_max_threads", "max_request_bytes", "max_request_elements", "max_string_bytes",
                   "max_request_instances", "rest_max_connections", "rest_timeout_seconds")
 
@@ -69,27 +78,8 @@ def parse_args(argv):
         default=DEFAULT_MAX_REQUEST_BYTES,
         help="largest REST body / gRPC message accepted (default 4 MiB)",
     )
-    parser.add_argument(
-        "--max_request_elements", type=int, default=DEFAULT_MAX_ELEMENTS,
-        help=f"tensor elements per predict request, all inputs together (default {DEFAULT_MAX_ELEMENTS:,})",
-    )
-    parser.add_argument(
-        "--max_string_bytes", type=int, default=DEFAULT_MAX_STRING_BYTES,
-        help=f"bytes per string element, e.g. one context (default {DEFAULT_MAX_STRING_BYTES})",
-    )
-    parser.add_argument(
-        "--max_request_instances", type=int, default=DEFAULT_MAX_INSTANCES,
-        help=f"rows (questions) per predict request (default {DEFAULT_MAX_INSTANCES})",
-    )
-    parser.add_argument(
-        "--rest_max_connections", type=int, default=DEFAULT_REST_MAX_CONNECTIONS,
-        help=f"REST connections served at once; more are answered 503 (default {DEFAULT_REST_MAX_CONNECTIONS})",
-    )
-    parser.add_argument(
-        "--rest_timeout_seconds", type=float, default=DEFAULT_REST_TIMEOUT_SECONDS,
-        help="seconds a REST request may take to arrive whole, and a connection to stay idle "
-             f"(default {DEFAULT_REST_TIMEOUT_SECONDS:g})",
-    )
+    for name, kind, default, text in LIMIT_FLAGS:
+        parser.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default:,})")
     parser.add_argument(
         "--file_system_poll_wait_seconds",
         type=float,
