@@ -34,6 +34,11 @@ median would mostly measure the neighbours. `load_average_1min` records the mach
 Data: --questions SQuAD 2.0 dev questions spread evenly over ../shared/data/squad2-dev when
 present, else the synthetic dev split.
 
+Where one question's time goes: after the timed rounds, each exported model answers the first
+16 questions in this process without a server, whole and by stage (tokenizing into windows, the
+encoder on the windows, and the rest: window grouping and span decoding), each question counted
+at its fastest of 3 calls (`single_question_ms`).
+
 Result: value = QA/s of road_tf's fastest mode (precision x API x concurrency c) ÷ the
 baseline's QA/s at the same c, where the baseline at c=1 is one pipeline call per question and
 at c=16 is batch_size 16. Goal ≥ 2.0. Also reported: `value_float32` (the same ratio for the
@@ -47,6 +52,7 @@ import json
 import os
 import pathlib
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,6 +80,7 @@ ROAD_MODES = tuple(f"{tag}_{api}_c{c}" for tag in PRECISIONS for api in APIS for
 BATCHING_CONFIG = common.REPO / "serving" / "batching.config"
 BASELINE_MODES = tuple(f"hf_batch{c}" for c in CONCURRENCY)
 WARMUP_QUESTIONS = 16
+BREAKDOWN_QUESTIONS, BREAKDOWN_REPEATS = 16, 3
 BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_qa_baseline.py"
 
 
@@ -159,6 +166,47 @@ def count_windows(tokenizer, pairs):
     windows = qa_windows(tokenizer, tf.constant([q for q, _ in pairs]), tf.constant([c for _, c in pairs]),
                          MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE)
     return int(windows["example_index"].shape[0]), float(tf.reduce_mean(tf.reduce_sum(windows[PADDING_MASK], 1)))
+
+
+def single_question_breakdown(version_dirs, tokenizer, pairs):
+    """Where one question's time goes in each exported model, called in this process (no server).
+
+    Stages: the whole serving_default call; tokenizing into windows (qa_windows, traced); the
+    encoder (the serve_token_ids signature on the windows cut to their longest, as one window
+    group); the rest (window grouping, span decoding, answer text) is whole minus both. Each of
+    the first BREAKDOWN_QUESTIONS pairs counts at its fastest of BREAKDOWN_REPEATS calls (other
+    processes only slow calls down).
+
+    Returns:
+        {tag: {"whole_ms", "tokenize_ms", "encoder_ms", "rest_ms", "tokens"}}: means over the
+        questions (tokens: non-padding tokens per question).
+    """
+    import tensorflow as tf
+
+    from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, qa_windows
+
+    tokenize = tf.function(lambda q, c: qa_windows(tokenizer, q, c, MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE))
+    breakdown = {}
+    for tag, directory in version_dirs.items():
+        signatures = tf.saved_model.load(str(directory)).signatures
+        answer, encoder = signatures["serving_default"], signatures["serve_token_ids"]
+        stages = {"whole": [], "tokenize": [], "encoder": [], "tokens": []}
+        for question, context in pairs[:BREAKDOWN_QUESTIONS]:
+            q, c = tf.constant([question]), tf.constant([context])
+            windows = tokenize(q, c)
+            lengths = tf.reduce_sum(windows[PADDING_MASK], 1)
+            cut = {key: windows[key][:, :int(tf.reduce_max(lengths))] for key in MODEL_INPUTS}
+            calls = {"whole": lambda: answer(question=q, context=c), "tokenize": lambda: tokenize(q, c),
+                     "encoder": lambda: encoder(**cut)}
+            for name, call in calls.items():
+                call()
+                stages[name].append(min(common.time_once(call)[0] for _ in range(BREAKDOWN_REPEATS)) * 1000)
+            stages["tokens"].append(int(tf.reduce_sum(lengths)))
+        means = {name: statistics.mean(values) for name, values in stages.items()}
+        breakdown[tag] = {**{f"{name}_ms": round(means[name], 2) for name in ("whole", "tokenize", "encoder")},
+                          "rest_ms": round(means["whole"] - means["tokenize"] - means["encoder"], 2),
+                          "tokens": round(means["tokens"], 1)}
+    return breakdown
 
 
 def start_server(models_config, batching_parameters, names, threads, cores, timeout=300.0):
@@ -386,6 +434,7 @@ def main(argv=None):
             if baseline is not None:
                 baseline.close()
             stop_server(server)
+        breakdown = single_question_breakdown(version_dirs, tokenizer, pairs)
     summary = summarize(runs)
     value, best, best_c, ratios, best_vs_best = headline(summary)
     same_answers = sum(a == b for a, b in zip(answers["bf16_grpc_c1"], answers["fp32_grpc_c1"]))
@@ -405,7 +454,7 @@ def main(argv=None):
         rounds=len(runs["hf_batch1"]), threads=args.threads, batching_parameters=args.batching_parameters, cores=cores, max_seq_length=MAX_SEQ_LENGTH,
         doc_stride=DOC_STRIDE, max_query_length=MAX_QUERY_LENGTH,
         baseline={name: setting for name, setting in baseline.info.items() if name != "ready"},
-        export_seconds=round(export_seconds, 1),
+        single_question_ms=breakdown, export_seconds=round(export_seconds, 1),
         load_average_1min=[round(load_before, 2), round(os.getloadavg()[0], 2)],
         total_seconds=round(time.perf_counter() - begin, 1),
     )

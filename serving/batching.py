@@ -8,7 +8,10 @@ signature ONCE on its requests' inputs concatenated along dim 0, and hands every
 own rows of every output.
 
 A batch is run when it is full, when a request does not fit in it (the request opens the next
-batch), or `batch_timeout_micros` after its first request arrived, whichever comes first.
+batch), or `batch_timeout_micros` after its first request arrived, whichever comes first. Given
+an InFlight count of the requests the server is handling (the devserver passes one), a batch
+also runs at once when every request in flight is already in it: waiting could only add
+latency, as no request is on its way to join it (a single client never waits for the timeout).
 A request that would open a batch beyond `max_enqueued_batches` waiting ones is refused
 (UNAVAILABLE); so is one larger than `max_batch_size` (INVALID_ARGUMENT).
 
@@ -219,6 +222,25 @@ def _same_inner_shapes(first, second):
     return all(first[name].shape[1:] == second[name].shape[1:] for name in first)
 
 
+class InFlight:
+    """The number of predict requests a server's front ends are handling, each counted from its
+    arrival to its written answer (`with in_flight:` around the handling)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def __enter__(self):
+        with self._lock:
+            self.count += 1
+        return self
+
+    def __exit__(self, *exc_info):
+        with self._lock:
+            self.count -= 1
+        return False
+
+
 class _Task:
     """One queued request: inputs {name: np.ndarray [rows, ...]}, its rows, and a Future for
     its outputs {name: np.ndarray [rows, ...]} (or its ServingError)."""
@@ -314,7 +336,8 @@ class BatchQueue:
     def _ready_in(self, now, flush):
         """Seconds until the first batch should run (<= 0: now); call with the lock held."""
         first = self._batches[0]
-        if first.closed or flush:
+        in_flight = self._scheduler.in_flight
+        if first.closed or flush or (in_flight is not None and len(first.tasks) >= in_flight.count):
             return 0.0
         return first.opened + self._options.batch_timeout_micros / 1e6 - now
 
@@ -357,10 +380,13 @@ class BatchScheduler:
 
     Args:
         options: BatchingOptions.
+        in_flight: the InFlight count of the server's requests, or None: then a batch that is not
+            full always waits batch_timeout_micros, as in TF Serving.
     """
 
-    def __init__(self, options):
+    def __init__(self, options, in_flight=None):
         self.options = options
+        self.in_flight = in_flight
         self._condition = threading.Condition()
         self._waiting = []  # the BatchQueues that hold batches, in the order they are served
         self._stopping = False

@@ -11,6 +11,7 @@ import binascii
 import numpy as np
 
 from serving.errors import invalid
+from serving.limits import MAX_RANK
 
 NUMPY_DTYPES = {
     "string": np.object_,
@@ -30,18 +31,21 @@ NUMPY_DTYPES = {
 """TF dtype name (tf.DType.name) -> numpy dtype, for every dtype the JSON mapping covers."""
 
 
-def _shape_and_leaves(value, where):
-    """Nested lists -> (shape tuple, flat list of leaves); ragged nesting is an error.
+def _shape_and_leaves(value, where, depth=0):
+    """Nested lists -> (shape tuple, flat list of leaves); ragged nesting, or nesting deeper
+    than MAX_RANK, is an error.
 
     A `{"b64": ...}` object is a leaf, as is any non-list value.
     """
     if not isinstance(value, list):
         return (), [value]
+    if depth == MAX_RANK:
+        raise invalid(f"{where}: lists nested deeper than {MAX_RANK} levels")
     if not value:
         return (0,), []
     shapes, leaves = set(), []
     for item in value:
-        shape, item_leaves = _shape_and_leaves(item, where)
+        shape, item_leaves = _shape_and_leaves(item, where, depth + 1)
         shapes.add(shape)
         leaves.extend(item_leaves)
     if len(shapes) != 1:
@@ -49,16 +53,28 @@ def _shape_and_leaves(value, where):
     return (len(value),) + shapes.pop(), leaves
 
 
-def _string_leaf(leaf, where):
-    """A JSON string or {"b64": ...} -> bytes."""
+def _string_leaf(leaf, where, limits):
+    """A JSON string or {"b64": ...} -> bytes, at most limits.max_string_bytes long.
+
+    Raises:
+        ServingError(INVALID_ARGUMENT): another JSON type, bad base64, a lone surrogate (such as
+        an escaped "\\ud800", which has no UTF-8 form), or a string above the limit.
+    """
     if isinstance(leaf, str):
-        return leaf.encode("utf-8")
-    if isinstance(leaf, dict) and set(leaf) == {"b64"} and isinstance(leaf["b64"], str):
         try:
-            return base64.b64decode(leaf["b64"], validate=True)
-        except binascii.Error as error:
+            value = leaf.encode("utf-8")
+        except UnicodeEncodeError as error:
+            raise invalid(f"{where}: a string holds the lone surrogate {leaf[error.start]!a}, which is not "
+                          "valid Unicode text") from None
+    elif isinstance(leaf, dict) and set(leaf) == {"b64"} and isinstance(leaf["b64"], str):
+        try:
+            value = base64.b64decode(leaf["b64"], validate=True)
+        except (binascii.Error, ValueError) as error:
             raise invalid(f"{where}: bad base64 in {{'b64': ...}}: {error}") from None
-    raise invalid(f"{where}: expects strings (dtype string), got {_json_kind(leaf)}")
+    else:
+        raise invalid(f"{where}: expects strings (dtype string), got {_json_kind(leaf)}")
+    limits.check_string(len(value), where)
+    return value
 
 
 def _number_leaf(leaf, dtype_name, where):
@@ -91,22 +107,25 @@ def _json_kind(leaf):
     return "an object"
 
 
-def json_to_array(value, dtype_name, where):
+def json_to_array(value, dtype_name, where, budget):
     """A JSON tensor (nested lists of leaves) -> np.ndarray of the TF dtype `dtype_name`.
 
     Args:
         value: the decoded JSON value; a scalar gives a 0-d array.
         dtype_name: tf.DType.name of the signature input (e.g. "string", "int32").
         where: names the input in error messages (e.g. "input 'question'").
+        budget: the request's serving.limits.RequestBudget; this tensor's size is taken from it.
 
     Raises:
-        ServingError(INVALID_ARGUMENT): unsupported dtype, ragged lists, wrong leaf type.
+        ServingError(INVALID_ARGUMENT): unsupported dtype, ragged lists, wrong leaf type, or a
+        size above the request limits.
     """
     if dtype_name not in NUMPY_DTYPES:
         raise invalid(f"{where}: dtype {dtype_name} inputs are not supported over JSON")
     shape, leaves = _shape_and_leaves(value, where)
+    budget.take(shape, where)
     if dtype_name == "string":
-        converted = [_string_leaf(leaf, where) for leaf in leaves]
+        converted = [_string_leaf(leaf, where, budget.limits) for leaf in leaves]
     else:
         converted = [_number_leaf(leaf, dtype_name, where) for leaf in leaves]
     array = np.empty(len(converted), dtype=NUMPY_DTYPES[dtype_name])

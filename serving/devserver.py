@@ -12,6 +12,7 @@ dropping requests. With --enable_batching it batches concurrent requests as TF S
 
 import argparse
 import logging
+import math
 import os
 import signal
 import sys
@@ -21,12 +22,26 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from road_tf.errors import ConfigError, RoadError, cli_main
-from serving.batching import BatchingOptions, BatchScheduler, read_batching_parameters
+from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.grpc_api import build_server
+from serving.limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_STRING_BYTES, RequestLimits
 from serving.rest import RestServer
 from serving.servables import LOG, ModelManager, ModelRegistry
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
+DEFAULT_REST_MAX_CONNECTIONS = 64
+DEFAULT_REST_TIMEOUT_SECONDS = 10.0
+LIMIT_FLAGS = (
+    ("max_request_elements", int, DEFAULT_MAX_ELEMENTS, "tensor elements per predict request, all inputs together"),
+    ("max_string_bytes", int, DEFAULT_MAX_STRING_BYTES, "bytes per string element, e.g. one context"),
+    ("max_request_instances", int, DEFAULT_MAX_INSTANCES, "rows (questions) per predict request"),
+    ("rest_max_connections", int, DEFAULT_REST_MAX_CONNECTIONS, "REST connections served at once; more get 503"),
+    ("rest_timeout_seconds", float, DEFAULT_REST_TIMEOUT_SECONDS,
+     "seconds a REST request may take to arrive whole, and a connection to stay idle"),
+)
+"""The devserver's own limits on requests and connections: (flag, type, default, help)."""
+POSITIVE_FLAGS = ("grpc_max_threads", "max_request_bytes", "max_request_elements", "max_string_bytes",
+                  "max_request_instances", "rest_max_connections", "rest_timeout_seconds")
 
 
 def parse_bool(text):
@@ -63,6 +78,8 @@ def parse_args(argv):
         default=DEFAULT_MAX_REQUEST_BYTES,
         help="largest REST body / gRPC message accepted (default 4 MiB)",
     )
+    for name, kind, default, text in LIMIT_FLAGS:
+        parser.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default:,})")
     parser.add_argument(
         "--file_system_poll_wait_seconds",
         type=float,
@@ -88,11 +105,15 @@ def _check_args(args):
     """Raises ConfigError for flag combinations tensorflow_model_server would refuse."""
     if args.rest_api_port and args.rest_api_port == args.port:
         raise ConfigError(f"--port and --rest_api_port must differ (both are {args.port})")
-    for flag in ("port", "rest_api_port", "max_request_bytes", "file_system_poll_wait_seconds"):
+    for flag in ("port", "rest_api_port", "file_system_poll_wait_seconds"):
         if getattr(args, flag) < 0:
             raise ConfigError(f"--{flag} must not be negative, got {getattr(args, flag)}")
-    if args.grpc_max_threads < 1 or args.max_request_bytes < 1:
-        raise ConfigError("--grpc_max_threads and --max_request_bytes must be at least 1")
+    for flag in POSITIVE_FLAGS:
+        if not getattr(args, flag) > 0:
+            raise ConfigError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    for flag in ("rest_timeout_seconds", "file_system_poll_wait_seconds"):
+        if not math.isfinite(getattr(args, flag)):
+            raise ConfigError(f"--{flag} must be a finite number of seconds, got {getattr(args, flag)}")
     if not args.model_config_file and not args.model_base_path:
         raise ConfigError("give --model_config_file, or --model_name and --model_base_path")
     if args.batching_parameters_file and not args.enable_batching:
@@ -153,6 +174,11 @@ def model_configs(args):
     return [model_server_config_pb2.ModelConfig(name=args.model_name, base_path=args.model_base_path)]
 
 
+def request_limits(args):
+    """The RequestLimits of the --max_request_elements/--max_string_bytes/--max_request_instances flags."""
+    return RequestLimits(args.max_request_elements, args.max_string_bytes, args.max_request_instances)
+
+
 class DevServer:
     """The gRPC and REST front ends over one ModelRegistry.
 
@@ -161,10 +187,16 @@ class DevServer:
         host: address to listen on; grpc_port / rest_port: ports (rest_port 0: no REST).
         max_request_bytes: largest REST body / gRPC message accepted.
         grpc_max_threads: gRPC worker threads.
-        scheduler: the BatchScheduler the registry's models batch with (stopped by stop()), or None.
+        scheduler: the BatchScheduler the registry's models batch with (stopped by stop()), or None;
+            the front ends count their requests in its InFlight, if it has one.
+        limits: the serving.limits.RequestLimits of predict requests.
+        rest_max_connections: REST connections served at once.
+        rest_timeout_seconds: seconds a REST request may take to arrive, and a connection to idle.
     """
 
-    def __init__(self, registry, host, grpc_port, rest_port, max_request_bytes, grpc_max_threads, scheduler=None):
+    def __init__(self, registry, host, grpc_port, rest_port, max_request_bytes, grpc_max_threads, scheduler=None,
+                 limits=RequestLimits(), rest_max_connections=DEFAULT_REST_MAX_CONNECTIONS,
+                 rest_timeout_seconds=DEFAULT_REST_TIMEOUT_SECONDS):
         self.registry = registry
         self.scheduler = scheduler
         self._host = host
@@ -172,6 +204,10 @@ class DevServer:
         self._rest_port = rest_port
         self._max_request_bytes = max_request_bytes
         self._grpc_max_threads = grpc_max_threads
+        self._limits = limits
+        self._rest_max_connections = rest_max_connections
+        self._rest_timeout_seconds = rest_timeout_seconds
+        self._in_flight = getattr(scheduler, "in_flight", None) or InFlight()
         self._grpc = None
         self._rest = None
         self._rest_thread = None
@@ -183,7 +219,8 @@ class DevServer:
             RoadError: a port cannot be bound.
         """
         self.registry.start()
-        self._grpc = build_server(self.registry, self._max_request_bytes, self._grpc_max_threads)
+        self._grpc = build_server(self.registry, self._max_request_bytes, self._grpc_max_threads, self._limits,
+                                  self._in_flight)
         address = f"{self._host}:{self._grpc_port}"
         try:
             bound = self._grpc.add_insecure_port(address)
@@ -195,7 +232,9 @@ class DevServer:
         LOG.info("gRPC API at %s", address)
         if self._rest_port:
             try:
-                self._rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes)
+                self._rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes,
+                                        self._limits, self._rest_max_connections, self._rest_timeout_seconds,
+                                        self._in_flight)
             except OSError as error:
                 raise RoadError(f"cannot listen for REST on {self._host}:{self._rest_port}: {error.strerror}") from None
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
@@ -247,7 +286,7 @@ def main(argv=None):
     scheduler = None
     if batching is not None:
         LOG.info("batching enabled: %s", batching.describe())
-        scheduler = BatchScheduler(batching)
+        scheduler = BatchScheduler(batching, InFlight())
     managers = [
         ModelManager(
             model.name, os.path.abspath(model.base_path), model.model_version_policy, args.max_num_load_retries,
@@ -258,6 +297,7 @@ def main(argv=None):
     server = DevServer(
         ModelRegistry(managers, args.file_system_poll_wait_seconds),
         args.host, args.port, args.rest_api_port, args.max_request_bytes, args.grpc_max_threads, scheduler,
+        request_limits(args), args.rest_max_connections, args.rest_timeout_seconds,
     )
     signals = _SignalWatch()
     try:

@@ -7,6 +7,21 @@ HTTP_STATUS = {
     "UNAVAILABLE": 503,
 }
 """gRPC status name -> the HTTP status the REST API answers with."""
+LOG_TEXT_LIMIT = 300
+"""Characters of a client-supplied text (path, message) a log line keeps."""
+
+
+def printable(text, limit=LOG_TEXT_LIMIT):
+    """Any text -> one line of printable ASCII for the log (non-ASCII, control characters and
+    lone surrogates backslash-escaped), cut to `limit` characters."""
+    escaped = ascii(str(text))[1:-1]
+    return escaped if len(escaped) <= limit else escaped[:limit] + "..."
+
+
+def utf8_safe(text):
+    """Text -> the same text with lone surrogates (e.g. from a JSON "\\ud800" escape) written as
+    backslash escapes, so that it encodes as UTF-8."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class ServingError(Exception):

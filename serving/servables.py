@@ -1,8 +1,8 @@
 """Loaded model versions, the version policy, and polling a base path for new versions.
 
 A model's base path holds one SavedModel per integer-named directory
-(`<base_path>/<version>/saved_model.pb`); other names (such as `.tmp-3-ab12` during an
-atomic export) are not versions. The ModelManager loads the versions its policy wants,
+(`<base_path>/<version>/saved_model.pb`, the name base-10 ASCII digits); other names (such as
+`.tmp-3-ab12` during an atomic export, or `²`, which str.isdigit() accepts) are not versions. The ModelManager loads the versions its policy wants,
 then swaps them in under a lock: requests that already hold a Servable finish on it. With a
 BatchScheduler (--enable_batching), each batchable signature of a Servable gets a BatchQueue;
 a queued request keeps its Servable alive, so a version swap drops none.
@@ -17,11 +17,13 @@ import time
 import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the exported graphs use)
+from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from serving.batching import batchable
 from serving.errors import invalid, not_found
+from serving.limits import RequestLimits
 
 LOG = logging.getLogger("serving.devserver")
 
@@ -29,6 +31,24 @@ DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000
 """TF Serving replays at most this many warmup records per version."""
+MAX_VERSION = 2**63 - 1
+"""Versions are int64 in TF Serving's protos."""
+
+TOKEN_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+"""The inputs of road_tf's serve_token_ids signature, which must share one shape."""
+EMBEDDING_TABLES = {"token_ids": "token_embedding/embeddings", "segment_ids": "segment_embedding/embeddings"}
+"""Input name -> the variable (keras-hub's layer names) whose rows are the input's valid ids."""
+POSITION_TABLE = "position_embedding/embeddings"
+"""The variable whose rows bound the sequence length (dim 1) of the token inputs."""
+
+_VALUE_FIELDS = {
+    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
+    types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val", types_pb2.DT_UINT8: "int_val",
+    types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
+    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val", types_pb2.DT_STRING: "string_val",
+    types_pb2.DT_HALF: "half_val", types_pb2.DT_BFLOAT16: "half_val",
+}
+"""DataType -> the TensorProto field holding its values when tensor_content is empty."""
 
 
 def check_names(given, expected, what):
@@ -42,6 +62,20 @@ def check_names(given, expected, what):
         raise invalid(f"missing {what}(s) {', '.join(missing)}; expected {', '.join(sorted(expected))}")
     if extra:
         raise invalid(f"unknown {what}(s) {', '.join(extra)}; expected {', '.join(sorted(expected))}")
+
+
+def check_same_rows(inputs, specs):
+    """Raises INVALID_ARGUMENT when inputs whose spec has an unknown dim 0 (the batch) disagree
+    on it: the graph would broadcast a 1-row input over the others.
+
+    Args:
+        inputs: {name: np.ndarray}; specs: {name: tf.TensorSpec} of the same names.
+    """
+    rows = {name: array.shape[0] for name, array in sorted(inputs.items())
+            if specs[name].shape.rank and specs[name].shape[0] is None}
+    if len(set(rows.values())) > 1:
+        listed = ", ".join(f"{name}: {size}" for name, size in rows.items())
+        raise invalid(f"inputs have different batch sizes (dim 0); got {listed}")
 
 
 def check_input(name, array, spec):
@@ -76,25 +110,112 @@ def _dtype_name(enum):
         return f"invalid dtype enum {enum}"
 
 
-def tensor_proto_to_array(name, proto, spec):
-    """A TensorProto input -> np.ndarray, after checking its dtype against the tf.TensorSpec."""
+def _declared_values(proto, where, limits):
+    """How many values a TensorProto carries (tensor_content or its dtype's value field),
+    checking each string's length against limits.max_string_bytes; nothing is decoded."""
+    field = _VALUE_FIELDS.get(proto.dtype)
+    if field is None:
+        raise invalid(f"{where}: dtype {_dtype_name(proto.dtype)} is not supported by the devserver")
+    if proto.dtype == types_pb2.DT_STRING:
+        if proto.tensor_content:
+            raise invalid(f"{where}: string tensors carry their values in string_val, not tensor_content")
+        for value in proto.string_val:
+            limits.check_string(len(value), where)
+        return len(proto.string_val)
+    if proto.tensor_content:
+        itemsize = tf.dtypes.as_dtype(proto.dtype).size
+        if len(proto.tensor_content) % itemsize:
+            raise invalid(f"{where}: tensor_content of {len(proto.tensor_content)} bytes is not a whole number "
+                          f"of {itemsize}-byte values")
+        return len(proto.tensor_content) // itemsize
+    return len(getattr(proto, field))
+
+
+def tensor_proto_to_array(name, proto, spec, budget):
+    """A TensorProto input -> np.ndarray.
+
+    Its dtype is checked against the tf.TensorSpec, and its declared shape against the request's
+    RequestBudget, before anything is allocated; it must carry exactly one value per element
+    (TensorFlow would repeat the last value to fill a larger shape).
+
+    Raises:
+        ServingError(INVALID_ARGUMENT): wrong dtype, unknown rank, a size above the limits, or a
+        value count that differs from the shape's element count.
+    """
+    where = f"input {name!r}"
     if proto.dtype != spec.dtype.as_datatype_enum:
-        raise invalid(f"input {name!r} expects dtype {spec.dtype.name}, got {_dtype_name(proto.dtype)}")
+        raise invalid(f"{where} expects dtype {spec.dtype.name}, got {_dtype_name(proto.dtype)}")
+    if proto.tensor_shape.unknown_rank:
+        raise invalid(f"{where}: the tensor_shape has an unknown rank")
+    shape = [dim.size for dim in proto.tensor_shape.dim]
+    elements = budget.take(shape, where)
+    values = _declared_values(proto, where, budget.limits)
+    if values != elements:
+        raise invalid(f"{where}: shape {shape} needs {elements} values, the tensor holds {values}")
     try:
         return tf.make_ndarray(proto)
     except (ValueError, TypeError) as error:
         raise invalid(f"input {name!r}: bad TensorProto: {error}") from None
 
 
-def read_signature_defs(path):
-    """A SavedModel directory -> its "serve" MetaGraph's {name: SignatureDef proto}."""
+def read_serve_meta_graph(path):
+    """A SavedModel directory -> its MetaGraphDef tagged "serve"."""
     saved_model = saved_model_pb2.SavedModel()
     with open(os.path.join(path, "saved_model.pb"), "rb") as stream:
         saved_model.ParseFromString(stream.read())
     for meta_graph in saved_model.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
-            return dict(meta_graph.signature_def)
+            return meta_graph
     raise ValueError(f"{path}: no MetaGraph tagged 'serve'")
+
+
+def variable_shapes(meta_graph):
+    """A MetaGraphDef -> {variable name: list of dims} for every variable of its object graph."""
+    return {
+        node.variable.name: [dim.size for dim in node.variable.shape.dim]
+        for node in meta_graph.object_graph_def.nodes
+        if node.WhichOneof("kind") == "variable"
+    }
+
+
+class TokenInputRules:
+    """What road_tf's token inputs (TOKEN_INPUTS) may hold in one model.
+
+    padding_mask holds 0 or 1; token_ids and segment_ids are ids into an embedding table, so
+    they lie in [0, rows of the table) when the model has the table (EMBEDDING_TABLES), and are
+    at least 0 otherwise (keras' take() would wrap a negative id to the end of the table). The
+    three share one shape, whose dim 1 is at most the rows of the position table.
+
+    Args:
+        shapes: {variable name: dims} of the model (variable_shapes).
+    """
+
+    def __init__(self, shapes):
+        self.ranges = {"padding_mask": (0, 2, "a padding mask holds 0 or 1")}
+        for name, table in EMBEDDING_TABLES.items():
+            rows = shapes[table][0] if shapes.get(table) else None
+            reason = f"the model's {table} has {rows} rows" if rows else "ids are not negative"
+            self.ranges[name] = (0, rows, reason)
+        self.max_length = shapes[POSITION_TABLE][0] if shapes.get(POSITION_TABLE) else None
+
+    def check(self, inputs):
+        """Raises INVALID_ARGUMENT unless the token inputs among `inputs` ({name: integer
+        np.ndarray}) share one shape, fit the position table and hold valid values."""
+        present = {name: inputs[name] for name in TOKEN_INPUTS if name in inputs}
+        shapes = {name: list(array.shape) for name, array in present.items()}
+        if len({str(shape) for shape in shapes.values()}) > 1:
+            listed = ", ".join(f"{name}: {shape}" for name, shape in shapes.items())
+            raise invalid(f"{', '.join(present)} must have the same shape; got {listed}")
+        for name, array in present.items():
+            if self.max_length and array.ndim == 2 and array.shape[1] > self.max_length:
+                raise invalid(f"input {name!r} has {array.shape[1]} positions; the model takes at most "
+                              f"{self.max_length}")
+            low, high, reason = self.ranges[name]
+            bad = array < low if high is None else (array < low) | (array >= high)
+            if bad.any():
+                allowed = f">= {low}" if high is None else f"in [{low}, {high})"
+                raise invalid(f"input {name!r} holds {array[bad].flat[0]} at {np.argwhere(bad)[0].tolist()}; "
+                              f"values must be {allowed} ({reason})")
 
 
 class Servable:
@@ -109,7 +230,9 @@ class Servable:
         self.name = name
         self.version = version
         self.path = path
-        self.signature_defs = read_signature_defs(path)
+        meta_graph = read_serve_meta_graph(path)
+        self.signature_defs = dict(meta_graph.signature_def)
+        self._token_rules = TokenInputRules(variable_shapes(meta_graph))
         self._loaded = tf.saved_model.load(path)
         self._functions = dict(self._loaded.signatures)
         self._queues = {}
@@ -164,11 +287,15 @@ class Servable:
             self.predict_protos(request.model_spec.signature_name, request.inputs, request.output_filter)
         return count
 
-    def predict_protos(self, signature_name, tensor_protos, output_filter=()):
-        """Like predict, with {input name: TensorProto} inputs (gRPC requests, warmup records)."""
+    def predict_protos(self, signature_name, tensor_protos, output_filter=(), limits=RequestLimits()):
+        """Like predict, with {input name: TensorProto} inputs (gRPC requests, warmup records),
+        whose declared sizes must stay within `limits` (serving.limits.RequestLimits)."""
         specs = self.input_specs(signature_name)
         check_names(tensor_protos, specs, "input")
-        arrays = {name: tensor_proto_to_array(name, proto, specs[name]) for name, proto in tensor_protos.items()}
+        budget = limits.budget()
+        arrays = {
+            name: tensor_proto_to_array(name, proto, specs[name], budget) for name, proto in sorted(tensor_protos.items())
+        }
         return self.predict(signature_name, arrays, tuple(output_filter))
 
     def predict(self, signature_name, inputs, output_filter=()):
@@ -185,8 +312,9 @@ class Servable:
 
         Raises:
             ServingError: INVALID_ARGUMENT for an unknown signature or output, missing/extra
-            inputs, a wrong dtype or shape, an empty batch, a TF InvalidArgumentError while
-            running, or (batched) more rows than max_batch_size or inputs whose dim 0 differ;
+            inputs, a wrong dtype or shape, an empty batch, inputs whose batch dims differ,
+            token inputs of different shapes or with invalid values (TokenInputRules), a TF
+            InvalidArgumentError while running, or (batched) more rows than max_batch_size;
             UNAVAILABLE (batched) when the batch queue is full or the server is stopping.
         """
         name = signature_name or DEFAULT_SIGNATURE
@@ -195,6 +323,8 @@ class Servable:
         check_names(inputs, specs, "input")
         for key, array in inputs.items():
             check_input(key, array, specs[key])
+        check_same_rows(inputs, specs)
+        self._token_rules.check(inputs)
         output_names = sorted(function.structured_outputs)
         unknown = sorted(set(output_filter) - set(output_names))
         if unknown:
@@ -228,6 +358,15 @@ class Servable:
         return {key: tensor.numpy() for key, tensor in outputs.items()}
 
 
+def version_number(name):
+    """A directory name -> its version (int), or None unless it is a base-10 integer in ASCII
+    digits no larger than MAX_VERSION ("²" and "٣" pass str.isdigit() but are not versions)."""
+    if not (name.isascii() and name.isdigit()) or len(name.lstrip("0")) > len(str(MAX_VERSION)):
+        return None
+    version = int(name)
+    return version if version <= MAX_VERSION else None
+
+
 class ModelManager:
     """Keeps the versions of one model that its version policy asks for, loaded and swappable.
 
@@ -250,22 +389,37 @@ class ModelManager:
         self._lock = threading.Lock()
         self._failures = {}
         self._last_problem = None
+        self._ignored = set()
 
     def available_versions(self):
-        """The integer version directories under base_path that hold a saved_model.pb (list)."""
+        """The version directories under base_path that hold a saved_model.pb (list of ints).
+
+        Other directories are ignored; each such name is logged once (hidden ones, such as the
+        exporter's `.tmp-*` folders, silently).
+        """
         try:
             names = os.listdir(self.base_path)
         except OSError as error:
             self._report_problem(f"cannot list base path {self.base_path}: {error.strerror}")
             return []
-        versions = [
-            int(name)
-            for name in names
-            if name.isdigit() and os.path.isfile(os.path.join(self.base_path, name, "saved_model.pb"))
-        ]
+        versions = []
+        for name in sorted(names):
+            version = version_number(name)
+            if version is None:
+                self._report_ignored(name)
+            elif os.path.isfile(os.path.join(self.base_path, name, "saved_model.pb")):
+                versions.append(version)
         if not versions:
             self._report_problem(f"no versions found under base path {self.base_path}")
         return versions
+
+    def _report_ignored(self, name):
+        """Logs once that directory `name` under base_path is not a version."""
+        if name in self._ignored or name.startswith(".") or not os.path.isdir(os.path.join(self.base_path, name)):
+            return
+        self._ignored.add(name)
+        LOG.warning("model %s: ignoring %s: a version directory is named by a base-10 integer (ASCII digits "
+                    "0-9, at most %d)", self.name, ascii(os.path.join(self.base_path, name)), MAX_VERSION)
 
     def _report_problem(self, problem):
         """Logs a polling problem once, not on every poll."""

@@ -6,8 +6,10 @@ swap is visible in the answers. It tokenizes with TF Text's WhitespaceTokenizer,
 server that forgot `import tensorflow_text` cannot load it (as with the real exports).
 """
 
+import contextlib
 import json
 import os
+import pathlib
 import shutil
 import socket
 import subprocess
@@ -33,6 +35,10 @@ QA_EXAMPLES = [
 EXPECTED_ANSWERS = {1: ["red", "", "café"], 2: ["blue", "", "late"]}
 """The toy model's answers to QA_EXAMPLES, by version."""
 
+TOY_TABLES = {"token_embedding/embeddings": 1000, "segment_embedding/embeddings": 2, "position_embedding/embeddings": 64}
+"""The toy's embedding tables (keras-hub's variable names, as in road_tf's exports) and their rows:
+the vocabulary size, the segment count and the longest sequence serve_token_ids takes."""
+
 
 class ToyReader(tf.Module):
     """Answers with the first (or last) context token that also occurs in the question.
@@ -45,6 +51,7 @@ class ToyReader(tf.Module):
         super().__init__()
         self._pick_last = pick_last
         self._tokenizer = tf_text.WhitespaceTokenizer()
+        self._tables = [tf.Variable(tf.zeros([rows]), name=name) for name, rows in TOY_TABLES.items()]
 
     def _answer_one(self, pair):
         """(question, context) scalar strings -> (answer, score, p_no_answer, start, end).
@@ -101,8 +108,13 @@ class ToyReader(tf.Module):
         ]
     )
     def token_logits(self, token_ids, segment_ids, padding_mask):
-        """token_ids, segment_ids, padding_mask: [B, T] int32 -> start/end logits [B, T]."""
-        start = tf.cast(token_ids * padding_mask, tf.float32)
+        """token_ids, segment_ids, padding_mask: [B, T] int32 -> start/end logits [B, T].
+
+        The zero tables are looked up as an embedding model would (so an id beyond a table fails
+        inside the graph); they add nothing to the logits."""
+        tokens, segments, positions = self._tables
+        lookups = tf.gather(tokens, token_ids) + tf.gather(segments, segment_ids) + positions[: tf.shape(token_ids)[1]]
+        start = tf.cast(token_ids * padding_mask, tf.float32) + lookups
         end = tf.cast(segment_ids * padding_mask, tf.float32) + (2.0 if self._pick_last else 1.0)
         return {"start_logits": start, "end_logits": end}
 
@@ -160,22 +172,29 @@ def http_json(method, url, body=None, timeout=30.0):
         return error.code, json.loads(error.read())
 
 
-def start_devserver(args, ready_url, timeout=90.0):
+def start_devserver(args, ready_url, timeout=90.0, log_path=None):
     """Starts `python -m serving.devserver ARGS` and waits until GET ready_url answers 200.
 
-    Returns the subprocess.Popen (stderr piped, text mode).
+    Returns the subprocess.Popen (text mode) whose stderr is piped, or, with `log_path`, written
+    to that file (a pipe nobody reads would block a server that logs a lot).
     """
-    process = subprocess.Popen(
-        [sys.executable, "-m", "serving.devserver", *args],
-        cwd=REPO_ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    with contextlib.ExitStack() as stack:
+        log = None if log_path is None else stack.enter_context(open(log_path, "w", encoding="utf-8"))
+        process = subprocess.Popen(
+            [sys.executable, "-m", "serving.devserver", *args],
+            cwd=REPO_ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE if log is None else log,
+            text=True,
+        )
+
+    def output():
+        return process.communicate()[1] if log_path is None else pathlib.Path(log_path).read_text(encoding="utf-8")
+
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"devserver exited early: {process.stderr.read()}")
+            raise RuntimeError(f"devserver exited early: {output()}")
         try:
             if http_json("GET", ready_url, timeout=2.0)[0] == 200:
                 return process
@@ -183,7 +202,7 @@ def start_devserver(args, ready_url, timeout=90.0):
             pass
         time.sleep(0.2)
     process.kill()
-    raise RuntimeError(f"devserver did not become ready: {process.stderr.read()}")
+    raise RuntimeError(f"devserver did not become ready: {output()}")
 
 
 def stop_devserver(process, sig):

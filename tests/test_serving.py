@@ -292,8 +292,8 @@ REST_ERRORS = [
      "exactly one of"),
     ("unknown_signature", "POST", "/v1/models/toy:predict",
      {"signature_name": "nope", "instances": [{"question": "q", "context": "c"}]}, 400, "signature 'nope' not found"),
-    ("batch_mismatch_in_graph", "POST", "/v1/models/toy:predict",
-     {"inputs": {"question": ["a", "b"], "context": ["c"]}}, 400, "the model rejected the inputs"),
+    ("batch_mismatch", "POST", "/v1/models/toy:predict",
+     {"inputs": {"question": ["a", "b"], "context": ["c"]}}, 400, "different batch sizes"),
     ("unknown_model", "POST", "/v1/models/nope:predict", {"instances": [{"question": "q", "context": "c"}]}, 404,
      "Servable not found"),
     ("unknown_version", "POST", "/v1/models/toy/versions/7:predict",
@@ -563,8 +563,11 @@ def test_devserver_flags_log_lines_and_sigint(staged, tmp_path):
         (["--model_base_path=/x", "--port=9000", "--rest_api_port=9000"], "must differ"),
         (["--model_config_file=/nonexistent/models.config"], "cannot read model config"),
         (["--model_base_path=/x", "--port=many"], "invalid int value"),
+        (["--model_base_path=/x", "--max_string_bytes=0"], "--max_string_bytes must be positive"),
+        (["--model_base_path=/x", "--rest_timeout_seconds=nan"], "--rest_timeout_seconds must be positive"),
+        (["--model_base_path=/x", "--rest_timeout_seconds=inf"], "must be a finite number"),
     ],
-    ids=["no_model", "same_ports", "missing_config", "bad_port"],
+    ids=["no_model", "same_ports", "missing_config", "bad_port", "zero_limit", "nan_timeout", "inf_timeout"],
 )
 def test_devserver_bad_flags_are_one_line_exit_2(capsys, argv, fragment):
     """Bad devserver flags: exit 2 and one line on stderr, before anything is served."""

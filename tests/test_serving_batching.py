@@ -30,7 +30,7 @@ from helpers_serving import (
     stop_devserver,
 )
 from serving import client, devserver
-from serving.batching import BatchingOptions, BatchScheduler, read_batching_parameters
+from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.errors import ServingError, invalid
 from serving.servables import ModelManager, Servable
 
@@ -229,6 +229,61 @@ def test_stop_runs_queued_batches_then_refuses():
     with pytest.raises(ServingError) as raised:
         queue.submit({"x": np.array([1])})
     assert raised.value.code == "UNAVAILABLE" and "shutting down" in raised.value.message
+
+
+def test_lone_request_runs_at_once_when_nothing_else_is_in_flight():
+    """With an InFlight count, a request that is the only one in flight runs at once instead of
+    after the 60 s timeout; without one (TF Serving's rule) it waits the timeout."""
+    scheduler = BatchScheduler(BatchingOptions(batch_timeout_micros=60_000_000, num_batch_threads=1), InFlight())
+    try:
+        queue = scheduler.queue(lambda inputs: {"y": inputs["x"] + 1})
+        started = time.monotonic()
+        with scheduler.in_flight:
+            assert queue.submit({"x": np.array([1])})["y"].tolist() == [2]
+        assert time.monotonic() - started < 10
+    finally:
+        scheduler.stop()
+    scheduler = BatchScheduler(BatchingOptions(batch_timeout_micros=300_000, num_batch_threads=1))
+    try:
+        queue = scheduler.queue(lambda inputs: {"y": inputs["x"] + 1})
+        started = time.monotonic()
+        queue.submit({"x": np.array([1])})
+        assert time.monotonic() - started >= 0.3
+    finally:
+        scheduler.stop()
+
+
+def test_batch_waits_for_requests_in_flight_then_runs_when_all_joined():
+    """A queued request waits while another request is in flight but not yet queued; once that
+    one joins, the batch (both) runs at once, long before the 60 s timeout."""
+    calls = []
+
+    def run(inputs):
+        calls.append(inputs["x"].tolist())
+        return {"y": inputs["x"] * 2}
+
+    scheduler = BatchScheduler(BatchingOptions(batch_timeout_micros=60_000_000, num_batch_threads=1), InFlight())
+    queue = scheduler.queue(run)
+    arrived = threading.Event()
+
+    def late_request():
+        with scheduler.in_flight:
+            arrived.set()
+            time.sleep(0.5)  # e.g. still parsing its JSON
+            return queue.submit({"x": np.array([2])})
+
+    try:
+        with futures.ThreadPoolExecutor(1) as pool:
+            late = pool.submit(late_request)
+            assert arrived.wait(30)
+            started = time.monotonic()
+            with scheduler.in_flight:
+                first = queue.submit({"x": np.array([1])})
+            assert 0.3 < time.monotonic() - started < 10
+            assert first["y"].tolist() == [2] and late.result(timeout=30)["y"].tolist() == [4]
+    finally:
+        scheduler.stop()
+    assert calls == [[1, 2]]
 
 
 @pytest.mark.parametrize("pad", [True, False], ids=["padded", "not_padded"])
