@@ -223,12 +223,17 @@ def _same_inner_shapes(first, second):
 
 
 class InFlight:
-    """The number of predict requests a server's front ends are handling, each counted from its
-    arrival to its written answer (`with in_flight:` around the handling)."""
+    """The number of requests a server's front ends are handling, each counted from its arrival
+    until its answer is ready to send (`with in_flight:` around the handling)."""
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._watchers = []
         self.count = 0
+
+    def notify_on_leave(self, condition):
+        """Has every request that leaves notify_all() `condition` (a threading.Condition)."""
+        self._watchers.append(condition)
 
     def __enter__(self):
         with self._lock:
@@ -238,6 +243,9 @@ class InFlight:
     def __exit__(self, *exc_info):
         with self._lock:
             self.count -= 1
+        for condition in self._watchers:
+            with condition:
+                condition.notify_all()
         return False
 
 
@@ -388,6 +396,8 @@ class BatchScheduler:
         self.options = options
         self.in_flight = in_flight
         self._condition = threading.Condition()
+        if in_flight is not None:  # a request that leaves may leave a batch holding every one in flight
+            in_flight.notify_on_leave(self._condition)
         self._waiting = []  # the BatchQueues that hold batches, in the order they are served
         self._stopping = False
         self._threads = [

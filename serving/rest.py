@@ -374,8 +374,8 @@ class RestServer(socketserver.TCPServer):
         limits: the serving.limits.RequestLimits of predict requests.
         max_connections: connections served at once (one thread each); more are answered 503.
         timeout_seconds: the time a request may take to arrive, and a connection to idle.
-        in_flight: the serving.batching.InFlight that counts each request from its first byte to
-            its answer.
+        in_flight: the serving.batching.InFlight that counts each request from its first byte
+            until its answer is ready to send.
     """
 
     allow_reuse_address = True

@@ -2,10 +2,11 @@
 
 A model's base path holds one SavedModel per integer-named directory
 (`<base_path>/<version>/saved_model.pb`, the name base-10 ASCII digits); other names (such as
-`.tmp-3-ab12` during an atomic export, or `²`, which str.isdigit() accepts) are not versions. The ModelManager loads the versions its policy wants,
-then swaps them in under a lock: requests that already hold a Servable finish on it. With a
-BatchScheduler (--enable_batching), each batchable signature of a Servable gets a BatchQueue;
-a queued request keeps its Servable alive, so a version swap drops none.
+`.tmp-3-ab12` during an atomic export, or `²`, which str.isdigit() accepts) are not versions.
+The ModelManager loads the versions its policy wants, then swaps them in under a lock:
+requests that already hold a Servable finish on it. With a BatchScheduler (--enable_batching),
+each batchable signature of a Servable gets a BatchQueue; a queued request keeps its Servable
+alive, so a version swap drops none.
 """
 
 import functools
@@ -155,7 +156,7 @@ def tensor_proto_to_array(name, proto, spec, budget):
     try:
         return tf.make_ndarray(proto)
     except (ValueError, TypeError) as error:
-        raise invalid(f"input {name!r}: bad TensorProto: {error}") from None
+        raise invalid(f"{where}: bad TensorProto: {error}") from None
 
 
 def read_serve_meta_graph(path):
@@ -293,9 +294,8 @@ class Servable:
         specs = self.input_specs(signature_name)
         check_names(tensor_protos, specs, "input")
         budget = limits.budget()
-        arrays = {
-            name: tensor_proto_to_array(name, proto, specs[name], budget) for name, proto in sorted(tensor_protos.items())
-        }
+        arrays = {name: tensor_proto_to_array(name, proto, specs[name], budget)
+                  for name, proto in sorted(tensor_protos.items())}
         return self.predict(signature_name, arrays, tuple(output_filter))
 
     def predict(self, signature_name, inputs, output_filter=()):

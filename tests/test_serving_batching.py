@@ -286,6 +286,30 @@ def test_batch_waits_for_requests_in_flight_then_runs_when_all_joined():
     assert calls == [[1, 2]]
 
 
+def test_batch_runs_when_the_other_request_in_flight_leaves():
+    """A queued request waits while another request is in flight (say a metadata call); when that
+    one leaves without joining, the batch runs at once, long before the 60 s timeout."""
+    scheduler = BatchScheduler(BatchingOptions(batch_timeout_micros=60_000_000, num_batch_threads=1), InFlight())
+    queue = scheduler.queue(lambda inputs: {"y": inputs["x"] + 1})
+    other = scheduler.in_flight.__enter__()
+    try:
+        with futures.ThreadPoolExecutor(1) as pool:
+            def request():
+                with scheduler.in_flight:
+                    return queue.submit({"x": np.array([1])})
+
+            pending = pool.submit(request)
+            wait_for(lambda: sum(batch.rows for batch in queue._batches) == 1, "the request queued (a peek inside)")
+            time.sleep(0.3)
+            assert not pending.done()
+            started = time.monotonic()
+            other.__exit__(None, None, None)
+            assert pending.result(timeout=30)["y"].tolist() == [2]
+            assert time.monotonic() - started < 10
+    finally:
+        scheduler.stop()
+
+
 @pytest.mark.parametrize("pad", [True, False], ids=["padded", "not_padded"])
 def test_variable_length_inputs(batched_doubler, pad):
     """[1, 3] and [1, 5] requests: padded (with each request's first element, as TF Serving)

@@ -271,8 +271,8 @@ TOKEN_CASES = {
     "token_empty_batch": (dict(token_ids=[], segment_ids=[], padding_mask=[]), "expects shape"),
 }
 """serve_token_ids inputs that are wrong in value, type or shape: {id: (changed inputs, error fragment)}."""
-GRPC_TOKEN_CASES = ("negative_token_id", "min_int32_token_id", "token_id_at_vocab", "token_id_far_out", "padding_mask_5",
-                    "padding_mask_minus_3", "padding_mask_2", "segment_id_minus_1", "segment_id_2",
+GRPC_TOKEN_CASES = ("negative_token_id", "min_int32_token_id", "token_id_at_vocab", "token_id_far_out",
+                    "padding_mask_5", "padding_mask_minus_3", "padding_mask_2", "segment_id_minus_1", "segment_id_2",
                     "token_batch_mismatch", "token_length_mismatch", "token_length_longer", "sequence_too_long")
 """The TOKEN_CASES that are valid int32 arrays, so that they can be sent as TensorProtos."""
 
@@ -568,7 +568,8 @@ def test_excess_connections_are_refused_at_once_and_threads_stay_bounded(tmp_pat
 def test_reset_connections_write_no_traceback(served):
     """Clients that reset their connection mid-request or mid-body leave no traceback and no
     rejected line (there is nobody to answer)."""
-    partial = [b"POS", b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost", http_request("POST", PREDICT, b"{" * 100)[:-50]]
+    partial = [b"POS", b"POST " + PREDICT.encode() + b" HTTP/1.1\r\nHost",
+               http_request("POST", PREDICT, b"{" * 100)[:-50]]
     with LogWatch(served) as watch:
         for data in partial * 3:
             sock = socket.create_connection(("127.0.0.1", served.rest_port), timeout=10)
@@ -640,7 +641,8 @@ def _grpc_predict_cases():
          INVALID, "needs 10 values", True),
         ("string_10000_rows", predict_request(qa_protos(question=tensor(STRING, [10_000], string_val=[b"q"]))),
          INVALID, "--max_request_instances", True),
-        ("string_more_values_than_shape", predict_request(qa_protos(question=tensor(STRING, [1], string_val=[b"q"] * 3))),
+        ("string_more_values_than_shape",
+         predict_request(qa_protos(question=tensor(STRING, [1], string_val=[b"q"] * 3))),
          INVALID, "needs 1 values", True),
         ("string_no_values", predict_request(qa_protos(question=tensor(STRING, [1]))), INVALID, "needs 1 values", True),
         ("string_in_tensor_content", predict_request(qa_protos(question=tensor(STRING, [1], tensor_content=b"q"))),
