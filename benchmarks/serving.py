@@ -8,8 +8,8 @@ road_tf: a MiniLM-L6 QA model (`--set model.pretrained=minilm`, untrained QA hea
 `export.precision` float32 and bfloat16, into a temporary `saved_models/`, and served by
 `python -m serving.devserver --enable_batching` with serving/batching.config. Closed-loop clients
 send one question per request over gRPC (`serving.client.GrpcPredictor`, one shared channel) and
-over REST (`serving.client.predict_rest`), with 1 and with 16 requests in flight: modes
-`{bf16,fp32}_{grpc,rest}_c{1,16}`.
+over REST (`serving.client.RestPredictor`, kept-alive connections), with 1 and with 16 requests
+in flight: modes `{bf16,fp32}_{grpc,rest}_c{1,16}`.
 
 Baseline: Hugging Face `pipeline("question-answering")` on PyTorch CPU (float32) with the same
 encoder (`BertForQuestionAnswering` from the package's MiniLM folder, QA head random, offline)
@@ -300,14 +300,15 @@ class Baseline(common.BaselineWorker):
 
 
 def road_askers(rest_url, grpc_target):
-    """{"{tag}_{api}": (question, context) -> answer row} for the road_tf server, and the gRPC predictor."""
-    predictor = client.GrpcPredictor(grpc_target, timeout=120)
+    """{"{tag}_{api}": (question, context) -> answer row} for the road_tf server, and the
+    predictors to close (a gRPC channel; a pool of kept-alive REST connections)."""
+    predictors = client.GrpcPredictor(grpc_target, timeout=120), client.RestPredictor(rest_url, timeout=120)
     askers = {}
     for tag in PRECISIONS:
-        name = model_name(tag)
-        askers[f"{tag}_grpc"] = lambda q, c, name=name: predictor.predict(name, [q], [c])[0]
-        askers[f"{tag}_rest"] = lambda q, c, name=name: client.predict_rest(rest_url, name, [q], [c], timeout=120)[0]
-    return askers, predictor
+        for api, predictor in zip(APIS, predictors):
+            askers[f"{tag}_{api}"] = lambda q, c, name=model_name(tag), predictor=predictor: predictor.predict(
+                name, [q], [c])[0]
+    return askers, predictors
 
 
 def percentile_ms(latencies, q):
@@ -423,13 +424,13 @@ def main(argv=None):
         models_config = write_models_config(version_dirs, work_dir / "models.config")
         server, rest_url, grpc_target = start_server(models_config, args.batching_parameters,
                                                      [model_name(tag) for tag in PRECISIONS], args.threads, cores)
-        predictor = baseline = None
+        predictors, baseline = (), None
         try:
             baseline = Baseline(questions_file, args.threads, cores)
-            askers, predictor = road_askers(rest_url, grpc_target)
+            askers, predictors = road_askers(rest_url, grpc_target)
             runs, answers = measure(mode_runners(pairs, askers, baseline), len(pairs), args.chunk, args.passes)
         finally:
-            if predictor is not None:
+            for predictor in predictors:
                 predictor.close()
             if baseline is not None:
                 baseline.close()

@@ -9,22 +9,22 @@ score, no_answer_probability, start_char, end_char). A batch file holds one JSON
 line, {"question": ..., "context": ...} with an optional "id"; the answers come back as
 JSONL in the same order, with the id. Errors print one line on stderr and exit 2.
 
-Library use: predict_rest(...) and predict_grpc(...) (or GrpcPredictor to reuse a channel)
-return one dict of outputs per question. REST never imports TensorFlow; gRPC imports grpc and
+Library use: predict_rest(...) and predict_grpc(...) (or RestPredictor / GrpcPredictor, which
+keep their connections for many calls) return one dict of outputs per question. REST never imports TensorFlow; gRPC imports grpc and
 TensorFlow when first used.
 """
 
 import argparse
 import contextlib
 import functools
+import http.client
 import json
 import os
 import sys
 import tempfile
+import threading
 import types
-import urllib.error
 import urllib.parse
-import urllib.request
 import warnings
 
 from road_tf.errors import DataError, RoadError, cli_main
@@ -66,8 +66,100 @@ def _error_text(body):
         return body[:200].decode("utf-8", errors="replace").strip() or "(empty body)"
 
 
+class RestPredictor:
+    """TF Serving's REST predict API over a pool of kept-alive HTTP connections, one per call in
+    progress (a new TCP connection per question would cost the client and the server time).
+
+    Args:
+        url: the server root, e.g. "http://127.0.0.1:8501" (http or https).
+        timeout: seconds to wait for each call.
+
+    Raises:
+        ServerError: a URL that is not http(s)://HOST[:PORT].
+    """
+
+    def __init__(self, url, timeout=30.0):
+        parts = urllib.parse.urlsplit(url)
+        try:
+            port = parts.port  # urlsplit checks the port only when asked
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
+            raise ServerError(f"bad REST URL {url!r}; expected http://HOST:PORT")
+        self.url = url.rstrip("/")
+        self._parts = parts
+        self._timeout = timeout
+        self._idle = []
+        self._lock = threading.Lock()
+
+    def predict(self, model, questions, contexts, version=None):
+        """Answers questions (row format) -> a list of output dicts, one per question, e.g.
+        {"answer": "Ada", "score": 7.5, "no_answer_probability": 0.01, "start_char": 18, "end_char": 21}.
+
+        Raises:
+            ServerError: unreachable server, an error answer (its "error" text), or a bad response.
+        """
+        _check_batch(questions, contexts)
+        path = f"{self._parts.path.rstrip('/')}{_model_path(model, version)}:predict"
+        endpoint = f"{self._parts.scheme}://{self._parts.netloc}{path}"
+        body = json.dumps(
+            {
+                "signature_name": SIGNATURE,
+                "instances": [{"question": q, "context": c} for q, c in zip(questions, contexts)],
+            }
+        ).encode("utf-8")
+        status, raw = self._post(path, body)
+        if status != 200:
+            raise ServerError(f"{endpoint}: HTTP {status}: {_error_text(raw)}")
+        try:
+            predictions = json.loads(raw)["predictions"]
+        except (ValueError, KeyError, TypeError):
+            raise ServerError(f"{endpoint}: unexpected response: {raw[:200]!r}") from None
+        if not isinstance(predictions, list) or len(predictions) != len(questions):
+            raise ServerError(f"{endpoint}: expected {len(questions)} predictions, got {predictions!r:.200}")
+        if not all(isinstance(row, dict) for row in predictions):
+            raise ServerError(f"{endpoint}: predictions are not objects of named outputs")
+        return [_ordered(row) for row in predictions]
+
+    def _post(self, path, body):
+        """POSTs `body` on an idle pooled connection (or a new one) -> (HTTP status, response
+        bytes). A connection the server closed while it was idle is replaced once (a predict may
+        be sent again); the connection goes back to the pool after a complete exchange."""
+        with self._lock:
+            connection = self._idle.pop() if self._idle else None
+        if connection is None:
+            kind = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
+            connection = kind(self._parts.hostname, self._parts.port, timeout=self._timeout)
+        for attempt in (1, 2):
+            try:
+                connection.request("POST", path, body, {"Content-Type": "application/json"})
+                response = connection.getresponse()
+                answer = response.status, response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
+                connection.close()  # the next request() opens a new connection
+                if attempt == 2:
+                    raise ServerError(f"REST server at {self.url} closed the connection: {error}") from None
+                continue
+            except OSError as error:
+                connection.close()
+                raise ServerError(f"cannot reach REST server at {self.url}: {error}") from None
+            except http.client.HTTPException as error:
+                connection.close()
+                raise ServerError(f"REST server at {self.url} sent a malformed answer: {error!r}") from None
+            with self._lock:
+                self._idle.append(connection)
+            return answer
+
+    def close(self):
+        """Closes the pooled connections."""
+        with self._lock:
+            for connection in self._idle:
+                connection.close()
+            self._idle = []
+
+
 def predict_rest(url, model, questions, contexts, version=None, timeout=30.0):
-    """Answers questions through TF Serving's REST predict API (row format).
+    """Answers questions through TF Serving's REST predict API (row format), on one connection.
 
     Args:
         url: the server root, e.g. "http://127.0.0.1:8501".
@@ -76,41 +168,13 @@ def predict_rest(url, model, questions, contexts, version=None, timeout=30.0):
         timeout: seconds to wait for the server.
 
     Returns:
-        A list of output dicts, one per question, e.g.
-        {"answer": "Ada", "score": 7.5, "no_answer_probability": 0.01, "start_char": 18, "end_char": 21}.
+        A list of output dicts, one per question (see RestPredictor.predict).
 
     Raises:
         ServerError: unreachable server, an error answer (its "error" text), or a bad response.
     """
-    _check_batch(questions, contexts)
-    endpoint = f"{url.rstrip('/')}{_model_path(model, version)}:predict"
-    body = json.dumps(
-        {
-            "signature_name": SIGNATURE,
-            "instances": [{"question": q, "context": c} for q, c in zip(questions, contexts)],
-        }
-    ).encode("utf-8")
-    request = urllib.request.Request(
-        endpoint, data=body, headers={"Content-Type": "application/json"}, method="POST"
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            raw = response.read()
-    except urllib.error.HTTPError as error:
-        raise ServerError(f"{endpoint}: HTTP {error.code}: {_error_text(error.read())}") from None
-    except urllib.error.URLError as error:
-        raise ServerError(f"cannot reach REST server at {url}: {error.reason}") from None
-    except OSError as error:
-        raise ServerError(f"REST server at {url} failed: {error}") from None
-    try:
-        predictions = json.loads(raw)["predictions"]
-    except (ValueError, KeyError, TypeError):
-        raise ServerError(f"{endpoint}: unexpected response: {raw[:200]!r}") from None
-    if not isinstance(predictions, list) or len(predictions) != len(questions):
-        raise ServerError(f"{endpoint}: expected {len(questions)} predictions, got {predictions!r:.200}")
-    if not all(isinstance(row, dict) for row in predictions):
-        raise ServerError(f"{endpoint}: predictions are not objects of named outputs")
-    return [_ordered(row) for row in predictions]
+    with contextlib.closing(RestPredictor(url, timeout)) as predictor:
+        return predictor.predict(model, questions, contexts, version)
 
 
 def _grpc_modules():
@@ -311,8 +375,8 @@ def _predict_function(args, stack):
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "3"
         predictor = stack.enter_context(contextlib.closing(GrpcPredictor(args.grpc, args.timeout)))
         return functools.partial(predictor.predict, args.model, version=args.version)
-    url = args.rest or DEFAULT_REST_URL
-    return functools.partial(predict_rest, url, args.model, version=args.version, timeout=args.timeout)
+    predictor = stack.enter_context(contextlib.closing(RestPredictor(args.rest or DEFAULT_REST_URL, args.timeout)))
+    return functools.partial(predictor.predict, args.model, version=args.version)
 
 
 @cli_main

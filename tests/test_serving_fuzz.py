@@ -565,6 +565,29 @@ def test_excess_connections_are_refused_at_once_and_threads_stay_bounded(tmp_pat
     assert returncode == 0 and "Traceback" not in served.log()
 
 
+def test_rest_predictor_keeps_its_connection_and_outlives_the_idle_timeout(served):
+    """RestPredictor answers several questions over one kept-alive connection, and when the
+    devserver has closed that connection for idling (after 1 s here) it reconnects by itself."""
+    predictor = client.RestPredictor(served.rest_url, timeout=10)
+    try:
+        ports = set()
+        for _ in range(3):
+            assert predictor.predict("toy", [QUESTION], [CONTEXT])[0]["answer"] == EXPECTED_ANSWERS[served.version][0]
+            ports.add(predictor._idle[0].sock.getsockname()[1])
+        assert len(ports) == 1 and len(predictor._idle) == 1
+        time.sleep(TIMEOUT + 0.5)
+        assert predictor.predict("toy", [QUESTION], [CONTEXT])[0]["answer"] == EXPECTED_ANSWERS[served.version][0]
+    finally:
+        predictor.close()
+
+
+@pytest.mark.parametrize("url", ["ftp://host:1", "http://", "http://host:port", "localhost:8501"])
+def test_rest_predictor_refuses_bad_urls(url):
+    """A URL that is not http(s)://HOST[:PORT] is a ServerError naming it."""
+    with pytest.raises(client.ServerError, match="bad REST URL"):
+        client.RestPredictor(url)
+
+
 def test_reset_connections_write_no_traceback(served):
     """Clients that reset their connection mid-request or mid-body leave no traceback and no
     rejected line (there is nobody to answer)."""
