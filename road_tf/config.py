@@ -33,7 +33,13 @@ def _check(condition, field, why):
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """The encoder. `pretrained`: none (random init), minilm (the offline MiniLM package),
-    preset (keras-hub `preset`, downloads), or a path to a Hugging Face checkpoint folder."""
+    preset (keras-hub `preset`, downloads), or a path to a Hugging Face checkpoint folder.
+
+    `pretrained_layers` (minilm or a Hugging Face folder only): the checkpoint's transformer layers
+    the encoder keeps, strictly increasing from 0; encoder layer i starts from checkpoint layer
+    pretrained_layers[i], embeddings and pooler as usual. () keeps every layer. E.g. [1, 3, 5] makes
+    a 3-layer student of the 6-layer MiniLM that keeps its top layer.
+    """
 
     family: str = "bert"
     pretrained: str = "none"
@@ -43,6 +49,7 @@ class ModelConfig:
     hidden_dim: int = 64
     intermediate_dim: int = 256
     dropout: float = 0.1
+    pretrained_layers: Tuple[int, ...] = ()
 
     def validate(self, prefix="model"):
         _check(self.family in ("bert", "electra"), f"{prefix}.family", f"must be bert or electra, got {self.family!r}")
@@ -58,6 +65,13 @@ class ModelConfig:
         _check(self.hidden_dim % self.num_heads == 0, f"{prefix}.hidden_dim",
                f"must be divisible by num_heads ({self.num_heads}), got {self.hidden_dim}")
         _check(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", f"must be in [0, 1), got {self.dropout}")
+        layers = self.pretrained_layers
+        _check(not layers or self.pretrained not in ("none", "preset"), f"{prefix}.pretrained_layers",
+               f"picks checkpoint layers, so it needs pretrained minilm or a checkpoint folder, not {self.pretrained!r}")
+        _check(all(layer >= 0 for layer in layers), f"{prefix}.pretrained_layers",
+               f"layer indices must be non-negative, got {list(layers)}")
+        _check(all(a < b for a, b in zip(layers, layers[1:])), f"{prefix}.pretrained_layers",
+               f"must be strictly increasing, got {list(layers)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -96,3 +96,24 @@ def test_every_recipe_is_valid_and_holds_only_known_overrides():
         config_lib.load_config(path)
         overrides = yaml.safe_load(path.read_text()) or {}
         assert isinstance(overrides, dict) and set(overrides) <= set(defaults), name
+
+
+def test_pretrained_layers_parse():
+    config = config_lib.load_config(None, ["model.pretrained=minilm", "model.pretrained_layers=[1, 3, 5]"])
+    assert config.model.pretrained_layers == (1, 3, 5)
+    assert config_lib.Config().model.pretrained_layers == ()
+
+
+@pytest.mark.parametrize("pairs, why", [
+    (["model.pretrained_layers=[1]"], "needs pretrained minilm or a checkpoint folder, not 'none'"),
+    (["model.pretrained=preset", "model.preset=bert_tiny_en_uncased", "model.pretrained_layers=[0]"],
+     "not 'preset'"),
+    (["model.pretrained=minilm", "model.pretrained_layers=[3, 1]"], "strictly increasing, got [3, 1]"),
+    (["model.pretrained=minilm", "model.pretrained_layers=[1, 1]"], "strictly increasing, got [1, 1]"),
+    (["model.pretrained=minilm", "model.pretrained_layers=[-1, 2]"], "non-negative, got [-1, 2]"),
+])
+def test_bad_pretrained_layers_name_the_field(pairs, why):
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, pairs)
+    assert str(error.value).startswith("model.pretrained_layers: ") and why in str(error.value)
+

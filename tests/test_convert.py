@@ -13,9 +13,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from road_tf.errors import RoadError
+from road_tf.config import ModelConfig
+from road_tf.errors import ConfigError, RoadError
 from road_tf.minilm import minilm_path
 from road_tf.models import convert
+from road_tf.models.backbones import build_backbone
 from road_tf.models.task_model import build_task_model
 from road_tf.tasks import get_task
 
@@ -78,8 +80,8 @@ def reference_forward(tensors, config, token_ids, segment_ids, padding_mask, pre
     return x, pooled
 
 
-def tiny_checkpoint(folder, model_type, prefix, layer_norm_names=("weight", "bias"), seed=0):
-    """Writes config.json + model.safetensors of a random 2-layer model in HF's layout."""
+def tiny_checkpoint(folder, model_type, prefix, layer_norm_names=("weight", "bias"), seed=0, layers=LAYERS):
+    """Writes config.json + model.safetensors of a random `layers`-layer model in HF's layout."""
     rng = np.random.default_rng(seed)
     width = EMBEDDING if model_type == "electra" else HIDDEN
 
@@ -107,7 +109,7 @@ def tiny_checkpoint(folder, model_type, prefix, layer_norm_names=("weight", "bia
     else:
         add_linear("pooler.dense", HIDDEN, HIDDEN)
         tensors["cls.predictions.bias"] = rand(VOCAB)
-    for i in range(LAYERS):
+    for i in range(layers):
         layer = f"encoder.layer.{i}"
         for name in ("query", "key", "value"):
             add_linear(f"{layer}.attention.self.{name}", HIDDEN, HIDDEN)
@@ -116,7 +118,7 @@ def tiny_checkpoint(folder, model_type, prefix, layer_norm_names=("weight", "bia
         add_linear(f"{layer}.intermediate.dense", INTERMEDIATE, HIDDEN)
         add_linear(f"{layer}.output.dense", HIDDEN, INTERMEDIATE)
         add_norm(f"{layer}.output.LayerNorm", HIDDEN)
-    config = {"model_type": model_type, "vocab_size": VOCAB, "hidden_size": HIDDEN, "num_hidden_layers": LAYERS,
+    config = {"model_type": model_type, "vocab_size": VOCAB, "hidden_size": HIDDEN, "num_hidden_layers": layers,
               "num_attention_heads": HEADS, "intermediate_size": INTERMEDIATE, "hidden_act": "gelu",
               "max_position_embeddings": POSITIONS, "type_vocab_size": 2, "layer_norm_eps": 1e-12,
               "hidden_dropout_prob": 0.1}
@@ -219,6 +221,59 @@ def test_dispatch_and_errors_name_the_problem(tmp_path):
     with pytest.raises(RoadError, match=r"'bert.encoder.layer.1.attention.self.key.weight' has shape \(8, 9\), "
                                         r"the keras-hub backbone needs \(8, 8\)"):
         convert.load_hf_bert(tmp_path / "ok")
+
+
+def renumbered_layers(tensors, config, kept):
+    """The checkpoint with only the transformer layers `kept`, checkpoint layer kept[i] renamed layer i."""
+    out = {name: value for name, value in tensors.items() if "encoder.layer." not in name}
+    for i, source in enumerate(kept):
+        marker = f"encoder.layer.{source}."
+        out.update({name.replace(marker, f"encoder.layer.{i}."): value for name, value in tensors.items() if marker in name})
+    return out, dict(config, num_hidden_layers=len(kept))
+
+
+@pytest.mark.parametrize("model_type, prefix, kept", [("bert", "bert.", (0, 2)), ("bert", "", (2,)),
+                                                      ("electra", "electra.", (1, 2))])
+def test_pretrained_layers_keep_the_chosen_checkpoint_layers(tmp_path, model_type, prefix, kept):
+    """Backbone layer i holds checkpoint layer kept[i], and the backbone computes the checkpoint's
+    network with the other layers left out."""
+    tensors, config = tiny_checkpoint(tmp_path, model_type, prefix, layers=3)
+    full = convert.load_hf_backbone(tmp_path)
+    student = convert.load_hf_backbone(tmp_path, layers=kept)
+    assert student.num_layers == len(kept)
+    for i, source in enumerate(kept):
+        weights = student.get_layer(f"transformer_layer_{i}").get_weights()
+        expected = full.get_layer(f"transformer_layer_{source}").get_weights()
+        assert len(weights) == len(expected) == 16
+        assert all(np.array_equal(a, b) for a, b in zip(weights, expected))
+    token_ids, segment_ids, padding_mask = inputs()
+    sequence, _ = run_backbone(student, token_ids, segment_ids, padding_mask)
+    ref_sequence, _ = reference_forward(*renumbered_layers(tensors, config, kept), token_ids, segment_ids,
+                                        padding_mask, prefix, False)
+    np.testing.assert_allclose(sequence, ref_sequence, atol=1e-4)
+    full_sequence, _ = run_backbone(full, token_ids, segment_ids, padding_mask)
+    assert np.abs(sequence - full_sequence).max() > 1e-2
+
+
+def test_pretrained_layers_beyond_the_checkpoint_name_the_field_and_depth(tmp_path):
+    tiny_checkpoint(tmp_path, "bert", "bert.")
+    with pytest.raises(ConfigError, match=r"^model.pretrained_layers: .*asks for layer 2, but the checkpoint .* has 2 "
+                                          r"layers \(0 to 1\)$"):
+        convert.load_hf_bert(tmp_path, layers=(0, 2))
+
+
+def test_real_minilm_keeps_every_other_layer():
+    try:
+        folder = minilm_path()
+    except RoadError as error:
+        pytest.skip(f"MiniLM package not available: {error}")
+    student = build_backbone(ModelConfig(pretrained="minilm", pretrained_layers=(1, 3, 5)), 30522, 512)
+    assert student.num_layers == 3
+    tensors = load_file(str(folder / "model.safetensors"))
+    for i, source in enumerate((1, 3, 5)):
+        query = student.get_layer(f"transformer_layer_{i}")._self_attention_layer.query_dense.kernel
+        expected = tensors[f"encoder.layer.{source}.attention.self.query.weight"].T
+        np.testing.assert_array_equal(np.asarray(query).reshape(expected.shape), expected)
 
 
 def minilm_token_ids(folder, sentence):

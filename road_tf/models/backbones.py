@@ -12,18 +12,19 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
     """Builds (or loads) the encoder a `ModelConfig` describes.
 
     Args:
-        model_config: `road_tf.config.ModelConfig`.
+        model_config: `road_tf.config.ModelConfig`; a checkpoint keeps the transformer layers
+            its `pretrained_layers` lists (all when empty).
         vocabulary_size: size of the tokenizer's vocabulary (random init only).
         max_sequence_length: position-embedding size (random init only).
     Returns:
         a keras-hub `BertBackbone` or `ElectraBackbone`.
     """
     if model_config.pretrained == "minilm":
-        backbone = load_hf_bert(minilm_path())
+        backbone = load_hf_bert(minilm_path(), layers=model_config.pretrained_layers)
     elif model_config.pretrained == "preset":
         backbone = keras_hub.models.Backbone.from_preset(model_config.preset)
     elif model_config.pretrained != "none":
-        backbone = load_hf_backbone(model_config.pretrained)
+        backbone = load_hf_backbone(model_config.pretrained, layers=model_config.pretrained_layers)
     elif model_config.family == "bert":
         backbone = keras_hub.models.BertBackbone(
             vocabulary_size=vocabulary_size,

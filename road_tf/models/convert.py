@@ -19,6 +19,10 @@ output (values up to ~5) differed by 2.6e-3 with tanh GELU and differs by 1.1e-6
 (tests/test_convert.py); tiny BERT/ELECTRA question-answering checkpoints saved by transformers
 give the same start/end logits as PyTorch to 1e-4 (tests/test_hf_teacher.py).
 
+Depth: `layers` (model.pretrained_layers) keeps a subset of the checkpoint's transformer layers, in
+order, so e.g. the 6-layer MiniLM gives a 3-layer student from its layers 1, 3 and 5; embeddings
+and pooler load as usual.
+
 Question-answering heads: `BertForQuestionAnswering` / `ElectraForQuestionAnswering` keep a
 `qa_outputs` Linear [2, hidden] (row 0 start, row 1 end) beside the encoder; `load_span_head`
 copies it into a road_tf `SpanHead` (Dense `span_logits`, kernel [hidden, 2], column 0 start).
@@ -39,7 +43,7 @@ import keras_hub
 import numpy as np
 from safetensors import safe_open
 
-from road_tf.errors import RoadError
+from road_tf.errors import ConfigError, RoadError
 from road_tf.minilm import WEIGHTS_FILE
 
 CONFIG_FILE = "config.json"
@@ -185,12 +189,15 @@ def _port_embeddings(backbone, porter):
     porter.layer_norm(backbone.get_layer("embeddings_layer_norm"), "embeddings.LayerNorm")
 
 
-def _port_encoder(backbone, porter):
-    """Every transformer layer: self-attention, its LayerNorm, the feed-forward, its LayerNorm."""
-    for i in range(backbone.num_layers):
+def _port_encoder(backbone, porter, layers):
+    """Every transformer layer: self-attention, its LayerNorm, the feed-forward, its LayerNorm.
+
+    Backbone layer i receives checkpoint layer `layers[i]` (len(layers) == backbone.num_layers).
+    """
+    for i, source in enumerate(layers):
         block = backbone.get_layer(f"transformer_layer_{i}")
         attention = block._self_attention_layer
-        hf = f"encoder.layer.{i}"
+        hf = f"encoder.layer.{source}"
         porter.dense(attention.query_dense, f"{hf}.attention.self.query")
         porter.dense(attention.key_dense, f"{hf}.attention.self.key")
         porter.dense(attention.value_dense, f"{hf}.attention.self.value")
@@ -207,10 +214,26 @@ def _port_pooler(backbone, porter):
         porter.dense(backbone.get_layer("pooled_dense"), "pooler.dense")
 
 
-def _encoder_sizes(config, folder, dropout):
-    """keras-hub constructor arguments shared by BERT and ELECTRA, read from config.json."""
+def _kept_layers(config, folder, layers):
+    """The checkpoint layers a backbone keeps: `layers` (model.pretrained_layers), or all when empty.
+
+    Raises:
+        ConfigError: a layer index is beyond the checkpoint's num_hidden_layers.
+    """
+    depth = _field(config, "num_hidden_layers", folder)
+    if not layers:
+        return tuple(range(depth))
+    if max(layers) >= depth:
+        raise ConfigError(f"model.pretrained_layers: {list(layers)} asks for layer {max(layers)}, but the checkpoint "
+                          f"{folder} has {depth} layers (0 to {depth - 1})")
+    return tuple(layers)
+
+
+def _encoder_sizes(config, folder, dropout, layers):
+    """keras-hub constructor arguments shared by BERT and ELECTRA, read from config.json
+    (`layers`: the checkpoint layers kept, from `_kept_layers`)."""
     return {
-        "num_layers": _field(config, "num_hidden_layers", folder),
+        "num_layers": len(layers),
         "num_heads": _field(config, "num_attention_heads", folder),
         "hidden_dim": _field(config, "hidden_size", folder),
         "intermediate_dim": _field(config, "intermediate_size", folder),
@@ -220,30 +243,33 @@ def _encoder_sizes(config, folder, dropout):
     }
 
 
-def load_hf_bert(folder, dropout=None):
+def load_hf_bert(folder, dropout=None, layers=()):
     """A `keras_hub.models.BertBackbone` holding a Hugging Face BERT checkpoint's weights.
 
     Args:
         folder: a folder with config.json (model_type bert) and model.safetensors; tensor
             names may carry the `bert.` prefix (BertModel heads) or not (the MiniLM).
         dropout: the backbone's dropout rate; None uses config.json's hidden_dropout_prob.
+        layers: the checkpoint's transformer layers to keep, in order (model.pretrained_layers):
+            backbone layer i is checkpoint layer layers[i]. Empty keeps them all.
 
     Returns:
         the backbone; its position table has config.json's max_position_embeddings rows.
     """
     config = read_config(folder)
     _check_architecture(config, folder)
+    layers = _kept_layers(config, folder, layers)
     porter = _Porter(_read_tensors(folder), "bert.", pathlib.Path(folder) / WEIGHTS_FILE)
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=_field(config, "vocab_size", folder), **_encoder_sizes(config, folder, dropout))
+        vocabulary_size=_field(config, "vocab_size", folder), **_encoder_sizes(config, folder, dropout, layers))
     _use_activation(backbone, config)
     _port_embeddings(backbone, porter)
-    _port_encoder(backbone, porter)
+    _port_encoder(backbone, porter, layers)
     _port_pooler(backbone, porter)
     return backbone
 
 
-def load_hf_electra(folder, dropout=None):
+def load_hf_electra(folder, dropout=None, layers=()):
     """A `keras_hub.models.ElectraBackbone` holding an ELECTRA discriminator's weights.
 
     Args:
@@ -251,12 +277,13 @@ def load_hf_electra(folder, dropout=None):
             `electra.` (e.g. google/electra-small-discriminator). When embedding_size differs
             from hidden_size, `embeddings_project` becomes the backbone's
             `embeddings_projection`. Generator and discriminator heads are ignored.
-        dropout: as in `load_hf_bert`.
+        dropout, layers: as in `load_hf_bert`.
     """
     config = read_config(folder)
     _check_architecture(config, folder)
+    layers = _kept_layers(config, folder, layers)
     porter = _Porter(_read_tensors(folder), "electra.", pathlib.Path(folder) / WEIGHTS_FILE)
-    sizes = _encoder_sizes(config, folder, dropout)
+    sizes = _encoder_sizes(config, folder, dropout, layers)
     backbone = keras_hub.models.ElectraBackbone(
         vocab_size=_field(config, "vocab_size", folder),
         embedding_dim=config.get("embedding_size", sizes["hidden_dim"]),
@@ -266,7 +293,7 @@ def load_hf_electra(folder, dropout=None):
     _port_embeddings(backbone, porter)
     if backbone.embedding_dim != backbone.hidden_dim:
         porter.dense(backbone.get_layer("embeddings_projection"), "embeddings_project")
-    _port_encoder(backbone, porter)
+    _port_encoder(backbone, porter, layers)
     _port_pooler(backbone, porter)
     return backbone
 
@@ -274,14 +301,15 @@ def load_hf_electra(folder, dropout=None):
 LOADERS = {"bert": load_hf_bert, "electra": load_hf_electra}
 
 
-def load_hf_backbone(folder, dropout=None):
-    """Loads a Hugging Face checkpoint folder with the loader its config.json `model_type` names."""
+def load_hf_backbone(folder, dropout=None, layers=()):
+    """Loads a Hugging Face checkpoint folder with the loader its config.json `model_type` names
+    (`dropout`, `layers`: as in `load_hf_bert`)."""
     config = read_config(folder)
     model_type = config.get("model_type")
     if model_type not in LOADERS:
         raise RoadError(f"{pathlib.Path(folder) / CONFIG_FILE}: model_type {model_type!r} is not supported; "
                         f"known: {', '.join(LOADERS)}")
-    return LOADERS[model_type](folder, dropout=dropout)
+    return LOADERS[model_type](folder, dropout=dropout, layers=layers)
 
 
 def has_span_head(pretrained):
