@@ -208,11 +208,34 @@ class DistillationConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class TaskFiles:
+    """Local files of one non-main task of the multi-task stage, read with the task's own reader.
+
+    `split_dev` = N > 0 takes the dev split out of `train_path` (then `dev_path` stays empty): the
+    examples in order of sha256 of their text (text_a, or text_a TAB text_b; a question TAB its
+    context), the first N to dev and the rest to train.
+    """
+
+    task: str
+    train_path: str
+    dev_path: str = ""
+    split_dev: int = 0
+
+    def validate(self, prefix):
+        _check(bool(self.train_path), f"{prefix}.train_path", "is required")
+        _check(self.split_dev >= 0, f"{prefix}.split_dev", f"must be 0 (off) or positive, got {self.split_dev}")
+        _check(not (self.split_dev and self.dev_path), f"{prefix}.dev_path",
+               "must be empty when split_dev takes the dev split out of train_path")
+        _check(bool(self.split_dev or self.dev_path), f"{prefix}.dev_path", "is required unless split_dev is positive")
+
+
+@dataclasses.dataclass(frozen=True)
 class MultitaskConfig:
     """Multi-task pre-training before fine-tuning (off when `steps` is 0).
 
     `batch_size` is the constant global batch B of one optimizer step, split into k passes of B/k
-    (0 means `train.batch_size`).
+    (0 means `train.batch_size`). `task_files` gives tasks other than the main one local files
+    (`TaskFiles`), read whatever `data.source` is; the other tasks read the synthetic corpus or TFDS.
     """
 
     tasks: Tuple[str, ...] = ("squad2", "synthetic_nli", "synthetic_para", "synthetic_sentiment")
@@ -223,6 +246,11 @@ class MultitaskConfig:
     replacement: bool = False
     learning_rate: float = 5e-4
     batch_size: int = 0
+    task_files: Tuple[TaskFiles, ...] = ()
+
+    def files_of(self, task):
+        """The `TaskFiles` of task `task`, or None when `task_files` does not list it."""
+        return next((files for files in self.task_files if files.task == task), None)
 
     def validate(self, prefix="multitask"):
         for task in self.tasks:
@@ -237,6 +265,12 @@ class MultitaskConfig:
         _check(self.learning_rate > 0, f"{prefix}.learning_rate", f"must be positive, got {self.learning_rate}")
         _check(self.batch_size >= 0, f"{prefix}.batch_size", "must be 0 (use train.batch_size) or positive")
         _check(len(set(self.tasks)) == len(self.tasks), f"{prefix}.tasks", "lists a task more than once")
+        listed = [files.task for files in self.task_files]
+        for i, files in enumerate(self.task_files):
+            _check(files.task in self.tasks, f"{prefix}.task_files[{i}].task",
+                   f"{files.task!r} is not one of multitask.tasks ({', '.join(self.tasks)})")
+            _check(files.task not in listed[:i], f"{prefix}.task_files[{i}].task", f"lists {files.task!r} a second time")
+            files.validate(f"{prefix}.task_files[{i}]")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,6 +386,9 @@ class Config:
         self.data.validate()
         self.distillation.validate()
         self.multitask.validate()
+        for i, files in enumerate(self.multitask.task_files):
+            _check(files.task != self.task, f"multitask.task_files[{i}].task",
+                   f"{files.task!r} is the main task, which reads data.*; list only the other tasks")
         self.train.validate()
         self.decode.validate()
         self.export.validate()

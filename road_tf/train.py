@@ -109,8 +109,9 @@ def preflight(config, output_dir):
 
     Checks that the run, cache and export folders can be written, that teacher checkpoints (or the
     offline cache) exist, that a vocabulary file given as a path reads (the bundled MiniLM one is
-    checked when it loads), and that local data files read and hold examples (TFDS and synthetic
-    data are read by the run itself). None of it loads TensorFlow, so it takes about a second.
+    checked when it loads), and that local data files (the main task's and, with a multi-task
+    stage, `multitask.task_files`) read and hold examples (TFDS and synthetic data are read by the
+    run itself). None of it loads TensorFlow, so it takes about a second.
     """
     spec = task_spec(config.task)
     check_writable_dir(output_dir, "--output-dir")
@@ -123,6 +124,10 @@ def preflight(config, output_dir):
     if config.data.source == "json":
         for split in ("train", "dev"):
             sources.load_split(spec, config.data, split)
+    if config.multitask.steps:
+        for files in config.multitask.task_files:
+            for split in ("train", "dev"):
+                sources.load_split(task_spec(files.task), config.data, split, is_main_task=False, task_files=files)
 
 
 def setup_logging(output_dir):

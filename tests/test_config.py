@@ -117,3 +117,32 @@ def test_bad_pretrained_layers_name_the_field(pairs, why):
         config_lib.load_config(None, pairs)
     assert str(error.value).startswith("model.pretrained_layers: ") and why in str(error.value)
 
+
+def test_task_files_parse_from_a_list_of_mappings():
+    config = config_lib.load_config(None, [
+        "multitask.tasks=[squad2, sentiment, synthetic_nli]",
+        "multitask.task_files=[{task: sentiment, train_path: s.tsv.gz, split_dev: 100},"
+        " {task: synthetic_nli, train_path: t.tsv, dev_path: d.tsv}]",
+    ])
+    assert config.multitask.task_files == (config_lib.TaskFiles("sentiment", "s.tsv.gz", "", 100),
+                                           config_lib.TaskFiles("synthetic_nli", "t.tsv", "d.tsv", 0))
+    assert config.multitask.files_of("sentiment").split_dev == 100
+    assert config.multitask.files_of("squad2") is None
+
+
+@pytest.mark.parametrize("entries, field, why", [
+    ("[{task: mnli, train_path: a, dev_path: b}]", "multitask.task_files[0].task", "not one of multitask.tasks"),
+    ("[{task: squad2, train_path: a, dev_path: b}]", "multitask.task_files[0].task", "is the main task"),
+    ("[{task: sentiment, train_path: a, dev_path: b}, {task: sentiment, train_path: c, split_dev: 2}]",
+     "multitask.task_files[1].task", "lists 'sentiment' a second time"),
+    ("[{task: sentiment, train_path: '', dev_path: b}]", "multitask.task_files[0].train_path", "is required"),
+    ("[{task: sentiment, dev_path: b}]", "multitask.task_files[0]", "train_path"),
+    ("[{task: sentiment, train_path: a, dev_path: b, split_dev: 5}]", "multitask.task_files[0].dev_path",
+     "must be empty when split_dev"),
+    ("[{task: sentiment, train_path: a}]", "multitask.task_files[0].dev_path", "required unless split_dev"),
+    ("[{task: sentiment, train_path: a, split_dev: -1}]", "multitask.task_files[0].split_dev", "0 (off) or positive"),
+])
+def test_bad_task_files_name_the_field(entries, field, why):
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, ["multitask.tasks=[squad2, sentiment]", f"multitask.task_files={entries}"])
+    assert str(error.value).startswith(f"{field}: ") and why in str(error.value)

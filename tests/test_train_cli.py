@@ -109,3 +109,14 @@ def test_bad_tsv_fails_with_one_line_naming_the_line(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(bad) in lines[0] and "line 3" in lines[0]
+
+
+def test_missing_task_file_fails_with_one_line_naming_it(tmp_path):
+    absent = tmp_path / "absent.tsv.gz"
+    result = run_cli("--set", "multitask.tasks=[squad2, sentiment]", "--set", "multitask.steps=5",
+                     "--set", f"multitask.task_files=[{{task: sentiment, train_path: {absent}, split_dev: 10}}]",
+                     "--set", f"data.cache_dir={tmp_path / 'cache'}", "--set", "export.enabled=false",
+                     "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(absent) in lines[0] and "Traceback" not in result.stderr

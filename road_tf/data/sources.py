@@ -81,7 +81,39 @@ def _read_local(task, path, data_config):
     return resolve(task.reader)(path, skip_bad_records=data_config.skip_bad_records)
 
 
-def load_split(task, data_config, split, is_main_task=True):
+def _identifying_text(example):
+    """The text that tells an example apart: a question TAB its context, text_a, or text_a TAB text_b."""
+    if hasattr(example, "context"):
+        return f"{example.question}\t{example.context}"
+    return example.text_a if example.text_b is None else f"{example.text_a}\t{example.text_b}"
+
+
+def split_by_text_hash(examples, dev_size, path):
+    """(train, dev): the `dev_size` examples first in order of sha256(identifying text) are dev.
+
+    Each split keeps the file order. Raises DataError (naming `path`) unless at least one example is
+    left to train on.
+    """
+    if dev_size >= len(examples):
+        raise DataError(path, f"holds {len(examples)} examples; taking {dev_size} for dev leaves none to train on")
+    order = sorted(range(len(examples)),
+                   key=lambda i: hashlib.sha256(_identifying_text(examples[i]).encode("utf-8")).digest())
+    dev = set(order[:dev_size])
+    return ([example for i, example in enumerate(examples) if i not in dev],
+            [example for i, example in enumerate(examples) if i in dev])
+
+
+def read_task_files(task, task_files, data_config, split):
+    """(examples, path read) of one split of a task from its `multitask.task_files` entry."""
+    if not task_files.split_dev:
+        path = task_files.train_path if split == "train" else task_files.dev_path
+        return _read_local(task, path, data_config), path
+    path = task_files.train_path
+    train, dev = split_by_text_hash(_read_local(task, path, data_config), task_files.split_dev, path)
+    return (train if split == "train" else dev), path
+
+
+def load_split(task, data_config, split, is_main_task=True, task_files=None):
     """Examples of one split ("train" or "dev") of a task.
 
     Args:
@@ -89,17 +121,24 @@ def load_split(task, data_config, split, is_main_task=True):
         is_main_task: whether it is the run's main task (`config.task`); the other tasks of a
             multi-task stage read the synthetic corpus or TFDS when `data.source` is json, and
             only the main task reads `data.tfds_name`.
+        task_files: the task's `road_tf.config.TaskFiles` (`multitask.task_files`), or None; when
+            given, the split is read from those files whatever `data.source` says.
 
     Returns:
         (examples, source_files): source_files are the local files read (for cache keys), or
         () for TFDS.
     """
     source = data_config.source
-    if source == "json" and not is_main_task:
+    if task_files is not None:
+        source = "task_files"
+    elif source == "json" and not is_main_task:
         source = "synthetic" if task.synthetic else "tfds"
     if task.synthetic is None and source == "synthetic":
         raise ConfigError(f"task {task.name!r} has no synthetic data; set data.source to json or tfds")
-    if source == "synthetic":
+    if source == "task_files":
+        examples, path = read_task_files(task, task_files, data_config, split)
+        files = (path,)
+    elif source == "synthetic":
         path = synthetic_corpus(data_config)[task.synthetic][split]
         examples = _read_local(task, path, data_config)
         files = (path,)
@@ -151,12 +190,15 @@ def within_length_limit(examples, path, data_config):
     return kept
 
 
-def cached_features(task_name, split, examples, files, tokenizer, data_config, build):
-    """`build()`'s features of `examples`, cached as TFRecords keyed by data files, tokenizer and lengths."""
+def cached_features(task_name, split, examples, files, tokenizer, data_config, build, task_files=None):
+    """`build()`'s features of `examples`, cached as TFRecords keyed by data files, tokenizer and lengths
+    (and, for a task read from `task_files`, its split_dev count)."""
     from road_tf.data import features as feats  # Imported here: it pulls in TensorFlow.
 
     settings = dict(task=task_name, split=split, n=len(examples), max_seq_length=data_config.max_seq_length,
                     max_query_length=data_config.max_query_length, doc_stride=data_config.doc_stride,
                     source=data_config.source, tfds=data_config.tfds_name if not files else "")
+    if task_files is not None:
+        settings.update(source="task_files", split_dev=task_files.split_dev)
     key = feats.cache_key(files, tokenizer, **settings)
     return feats.cached(cache_root(data_config) / "features" / f"{task_name}-{split}-{key}.tfrecord", build)

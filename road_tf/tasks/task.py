@@ -40,14 +40,14 @@ class Task:
         """This task's model output keys, `<task>/<suffix>`."""
         return tuple(f"{self.name}/{suffix}" for suffix in suffixes)
 
-    def load_examples(self, data_config, split, is_main_task=True):
+    def load_examples(self, data_config, split, is_main_task=True, task_files=None):
         """(examples, source files) of one split; see `road_tf.data.sources.load_split`."""
-        return sources.load_split(self.spec, data_config, split, is_main_task)
+        return sources.load_split(self.spec, data_config, split, is_main_task, task_files)
 
-    def features(self, tokenizer, examples, files, data_config, split):
+    def features(self, tokenizer, examples, files, data_config, split, task_files=None):
         """`featurize`'s output for one split, cached under the run's cache folder."""
         return sources.cached_features(self.name, split, examples, files, tokenizer, data_config,
-                                       lambda: self.featurize(tokenizer, examples, data_config))
+                                       lambda: self.featurize(tokenizer, examples, data_config), task_files)
 
 
 @dataclasses.dataclass
@@ -62,10 +62,13 @@ class TaskData:
 
 
 def load_task_data(task, config, tokenizer, is_main_task=True):
-    """Reads and featurizes both splits of `task` (the run's main task unless `is_main_task` is False)."""
+    """Reads and featurizes both splits of `task` (the run's main task unless `is_main_task` is False),
+    from its `multitask.task_files` entry when it has one."""
     data = config.data
-    train_examples, train_files = task.load_examples(data, "train", is_main_task)
-    dev_examples, dev_files = task.load_examples(data, "dev", is_main_task)
-    dev_features = task.features(tokenizer, dev_examples, dev_files, data, "dev") if task.needs_dev_features else None
+    files = config.multitask.files_of(task.name)
+    train_examples, train_files = task.load_examples(data, "train", is_main_task, files)
+    dev_examples, dev_files = task.load_examples(data, "dev", is_main_task, files)
+    dev_features = (task.features(tokenizer, dev_examples, dev_files, data, "dev", files)
+                    if task.needs_dev_features else None)
     return TaskData(task, train_examples, dev_examples,
-                    task.features(tokenizer, train_examples, train_files, data, "train"), dev_features)
+                    task.features(tokenizer, train_examples, train_files, data, "train", files), dev_features)
