@@ -30,18 +30,18 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-@cli_main
-def main(argv=None):
-    args = parse_args(argv)
-    path = config_lib.resolve_recipe(args.config) if args.config else None
-    config = config_lib.load_config(path, args.overrides)
+def cache_teacher_logits(config, output):
+    """Runs every teacher of `config` (each with a `checkpoint`) over the training split; writes `output`.
+
+    The cache holds the training features and `teacher_logits/<teacher>/<head>` per window, written
+    atomically (TFRecords plus a JSON sidecar).
+    """
     teachers_config = config.distillation.teachers
     if not teachers_config:
         raise ConfigError("distillation.teachers: no teachers configured")
     for i, teacher in enumerate(teachers_config):
         if not teacher.checkpoint:
             raise ConfigError(f"distillation.teachers[{i}].checkpoint: required to cache a teacher's logits")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)
     task_data = load_task_data(task, config, tokenizer)
@@ -53,7 +53,16 @@ def main(argv=None):
         teachers.append(teacher)
     features = dict(task_data.train_features)
     features.update(teacher_logits(teachers, task, features))
-    write_feature_cache(args.output, features)
+    write_feature_cache(output, features)
+
+
+@cli_main
+def main(argv=None):
+    args = parse_args(argv)
+    path = config_lib.resolve_recipe(args.config) if args.config else None
+    config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
+    cache_teacher_logits(config, args.output)
     print(args.output)
     return 0
 

@@ -132,18 +132,24 @@ class DataConfig:
 class TeacherConfig:
     """One teacher: its encoder, its weight in the ensemble, and how it is obtained.
 
-    `checkpoint`: a saved Keras model (.keras); empty means the run trains it first on the same
-    data (the demo) for `train_steps` steps.
+    `run`: a finished road_tf run directory whose exported student is the teacher (its model
+    section and `student/model.weights.h5`; see `resolve_teacher_runs`), so a recipe names the
+    run that made its teacher instead of a copied path. `checkpoint`: Keras weights (.weights.h5,
+    .keras) of a model built from `model`. With neither, the run trains the teacher first on the
+    same data for `train_steps` steps (or takes it whole from a Hugging Face QA folder).
     """
 
     model: ModelConfig = ModelConfig(num_layers=4, hidden_dim=128, num_heads=4, intermediate_dim=512)
     weight: float = 1.0
     checkpoint: str = ""
     train_steps: int = 0
+    run: str = ""
 
     def validate(self, prefix):
         self.model.validate(f"{prefix}.model")
         _check(self.weight > 0, f"{prefix}.weight", f"must be positive, got {self.weight}")
+        _check(not (self.run and self.checkpoint and self.checkpoint != run_weights(self.run)), f"{prefix}.run",
+               "names the teacher's run, which gives its checkpoint: leave checkpoint empty")
         _check(0 <= self.train_steps <= MAX_STEPS, f"{prefix}.train_steps", f"must be in [0, {MAX_STEPS}], got {self.train_steps}")
 
 
@@ -482,11 +488,12 @@ def to_dict(config):
     return plain(dataclasses.asdict(config))
 
 
-def _merge(base, overrides):
+def merge_overrides(base, overrides):
+    """`base` (a dict of overrides) updated by `overrides`, nested mappings merged key by key."""
     merged = dict(base)
     for key, value in overrides.items():
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
+            merged[key] = merge_overrides(merged[key], value)
         else:
             merged[key] = value
     return merged
@@ -556,10 +563,43 @@ def load_config(config_path: Optional[str] = None, overrides=()):
     """Builds the run config: defaults <- recipe YAML overrides <- `--set` pairs."""
     values = {}
     if config_path:
-        values = _merge(values, read_yaml(config_path))
+        values = merge_overrides(values, read_yaml(config_path))
     for pair in overrides:
-        values = _merge(values, parse_set(pair))
+        values = merge_overrides(values, parse_set(pair))
+    return config_from_dict(values)
+
+
+def config_from_dict(values):
+    """The run config of a (possibly partial) nested dict of overrides of the defaults."""
     return _build(Config, values)
+
+
+def run_weights(run_dir):
+    """The weights file of a finished run's student (the model it exported)."""
+    return str(pathlib.Path(run_dir) / "student" / "model.weights.h5")
+
+
+def resolve_teacher_runs(config):
+    """`config` with every teacher named by `run` made concrete: the run's model section and weights.
+
+    Raises:
+        ConfigError: the run directory has no `config.yaml`, has not finished (`metrics.json`), or
+            was trained for another task.
+    """
+    teachers = []
+    for i, teacher in enumerate(config.distillation.teachers):
+        if teacher.run:
+            field, run = f"distillation.teachers[{i}].run", pathlib.Path(teacher.run)
+            if not (run / "config.yaml").is_file():
+                raise ConfigError(f"{field}: {run} is not a road_tf run directory (no config.yaml)")
+            if not (run / "metrics.json").is_file():
+                raise ConfigError(f"{field}: the run {run} has not finished (no metrics.json); finish it first")
+            made = load_config(run / "config.yaml")
+            if made.task != config.task:
+                raise ConfigError(f"{field}: the run {run} trained task {made.task!r}, this run trains {config.task!r}")
+            teacher = dataclasses.replace(teacher, model=made.model, checkpoint=run_weights(run))
+        teachers.append(teacher)
+    return dataclasses.replace(config, distillation=dataclasses.replace(config.distillation, teachers=tuple(teachers)))
 
 
 def recipes():

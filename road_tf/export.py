@@ -59,16 +59,21 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def export_run(run_dir, model_name=None, base_dir=None):
+    """Exports a finished run's student as the next version of `<base_dir>/<model_name>` (by default the
+    run's own export settings) with its recorded dev metrics; returns the version folder."""
+    config, task, tokenizer, model = load_run_student(run_dir)
+    export = dataclasses.replace(config.export, model_name=model_name or config.export.model_name,
+                                 base_dir=base_dir or config.export.base_dir)
+    config = dataclasses.replace(config, export=export)
+    final = run_final_metrics(run_dir)
+    return export_qa_model(model, task, tokenizer, config, final.get("null_score_diff_threshold"), final)
+
+
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
-    config, task, tokenizer, model = load_run_student(args.run_dir)
-    export = dataclasses.replace(config.export, model_name=args.model_name or config.export.model_name,
-                                 base_dir=args.base or config.export.base_dir)
-    config = dataclasses.replace(config, export=export)
-    final = run_final_metrics(args.run_dir)
-    version = export_qa_model(model, task, tokenizer, config, final.get("null_score_diff_threshold"), final)
-    print(version)
+    print(export_run(args.run_dir, args.model_name, args.base))
     return 0
 
 

@@ -60,7 +60,7 @@ def resolve_run(args):
         path = config_lib.resolve_recipe(args.config) if args.config else None
     except OSError as error:
         raise ConfigError(f"--config {args.config!r}: {error.strerror or error}") from None
-    config = config_lib.load_config(path, args.overrides)
+    config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
     recipe = path.stem if path else "default"
     if not config.export.model_name:
         config = dataclasses.replace(config, export=dataclasses.replace(config.export, model_name=f"road_{recipe}"))
@@ -178,23 +178,33 @@ def closing_lines(metrics, output_dir):
     return lines
 
 
+def train_run(config, output_dir):
+    """Checks, then trains `config` into `output_dir` (resuming it), or reads it back when finished.
+
+    Returns:
+        (metrics.json's dict, whether this call trained: False for a run that had finished).
+    """
+    preflight(config, output_dir)
+    metrics_path = output_dir / "metrics.json"
+    if metrics_path.is_file():
+        return json.loads(metrics_path.read_text()), False
+    setup_logging(output_dir)
+    from road_tf.experiment import run_and_record, running
+
+    with running("setup"):
+        metrics = run_and_record(config, output_dir)
+    write_atomic(output_dir / SUMMARY_FILE, summary_table(list(metrics["stages"].items())) + "\n")
+    return metrics, True
+
+
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
     config, output_dir = resolve_run(args)
-    preflight(config, output_dir)
-    metrics_path = output_dir / "metrics.json"
-    if metrics_path.is_file():
+    metrics, trained = train_run(config, output_dir)
+    if not trained:
         print(f"already finished (use --new to train again): {output_dir}")
-        metrics = json.loads(metrics_path.read_text())
-    else:
-        setup_logging(output_dir)
-        from road_tf.experiment import run_and_record, running
-
-        with running("setup"):
-            metrics = run_and_record(config, output_dir)
     table = summary_table(list(metrics["stages"].items()))
-    write_atomic(output_dir / SUMMARY_FILE, table + "\n")
     print("\n" + table + "\n\n" + "\n".join(closing_lines(metrics, output_dir)))
     return 0
 

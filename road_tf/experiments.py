@@ -1,0 +1,417 @@
+"""python -m road_tf.experiments: ROaD's experiment tables as commands.
+
+    python -m road_tf.experiments TABLE --scale tiny|small|full [--output DIR] [--seeds N]
+
+Tables (sections of the ROaD write-up), every one on SQuAD 2.0 with the base-size student:
+  teacher_choice     4.1  no KD; KD from a fine-tuned large model, from ROaD-Large (large after
+                          k=4 multi-task pre-training, fine-tuned without KD), from an ensemble
+                          of large models, of ROaD-Large models, of base models
+  distilled_teacher  4.2  KD from ROaD-Large vs from a ROaD-Large itself distilled from an
+                          ensemble of ROaD-Large models
+  kd_form            4.3  from ROaD-Large: logits; hidden states of all layers (TinyBERT's uniform
+                          map, learned projection); last layer only; logits + either
+  task_passes        5.1  no multi-task stage, or k = 1, 2, 4, 8 passes at a constant total batch,
+                          then logits KD from ROaD-Large
+  final              6    the student fine-tuned alone vs ROaD: k=4 multi-task pre-training, then
+                          logits KD from ROaD-Large; its rows are exported to `<output>/saved_models`
+  all                     every table
+
+Every row is an ordinary training run: `<output>/runs/<student|teacher>-<hash of its config>/`
+holds its config.yaml and metrics.json, so a run that two rows or two tables need (e.g. the
+teachers, or the `final` table's ROaD row and `task_passes`'s k=4 row) is trained once, a finished
+run is never retrained, and a killed table resumes where it stopped. Teachers enter a student's
+config by run directory (`distillation.teachers[i].run`); logits-only KD reads teacher logits
+cached once per teacher set under `<output>/teacher_logits/`. Students of the 4.x tables are
+fine-tuned without the multi-task stage (ROaD's were multi-task pre-trained): that keeps their
+cost down and isolates the teacher and KD form; `task_passes` and `final` have the stage.
+
+Each table writes `TABLE.md`, `TABLE.csv` and `TABLE.png` (F1 mean and standard deviation over
+seeds, with ROaD's own numbers beside them where the write-up gives them). Plots use matplotlib
+(Agg backend): it installs from wheels beside this stack (numpy 1.26) and writes PNGs without a
+display.
+"""
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import io
+import json
+import logging
+import pathlib
+import statistics
+import sys
+import time
+
+import yaml
+
+from road_tf import cache_teacher, export, train
+from road_tf.config import config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
+from road_tf.errors import ArgumentParser, cli_main
+from road_tf.files import write_atomic
+
+SHARED = "../shared/data"
+TIME_FILE = "experiment_time.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class Scale:
+    """How big every run of a scale is.
+
+    Attributes:
+        common: overrides (a nested dict, as in a recipe YAML) that every run shares.
+        large, base: `model` sections of the large (teacher) and base (student) encoders.
+        teacher_steps, student_steps: fine-tuning steps of teachers and students.
+        multitask: the `multitask` section of a multi-task stage (its `k` comes from the row).
+        ensemble: models in an ensemble teacher (seeds 0..ensemble-1).
+        final_seeds: student seeds of the `final` table (the others run one unless --seeds says).
+    """
+
+    common: dict
+    large: dict
+    base: dict
+    teacher_steps: int
+    student_steps: int
+    multitask: dict
+    ensemble: int
+    final_seeds: int = 3
+
+
+SYNTHETIC_TASKS = ["squad2", "synthetic_nli", "synthetic_para", "synthetic_sentiment"]
+
+SCALES = {
+    # The embedded synthetic corpus and models of a few thousand parameters: minutes, for the tests.
+    "tiny": Scale(
+        common={"data": {"source": "synthetic", "synthetic_train_size": 240, "synthetic_dev_size": 60,
+                         "max_seq_length": 64, "doc_stride": 32, "max_query_length": 16},
+                "train": {"batch_size": 16, "learning_rate": 2e-3, "checkpoint_every": 1000},
+                "export": {"enabled": False}},
+        large={"num_layers": 2, "hidden_dim": 32, "num_heads": 2, "intermediate_dim": 64, "dropout": 0.0},
+        base={"num_layers": 1, "hidden_dim": 16, "num_heads": 2, "intermediate_dim": 32, "dropout": 0.0},
+        teacher_steps=30, student_steps=20,
+        multitask={"tasks": SYNTHETIC_TASKS, "steps": 16, "batch_size": 16, "learning_rate": 2e-3},
+        ensemble=2),
+    # Real data offline on 2 CPU cores: the SQuAD 2.0 public half split by article (1,157 dev
+    # questions, see road_tf.data.squad.split_by_article), the 6-layer MiniLM as the large model and
+    # its layers 1, 3, 5 as the base student (every other layer: half the depth, spread over the
+    # whole stack, the top layer included). The multi-task stage adds the public SST-2 half (100
+    # sentences held out) and the synthetic NLI and paraphrase tasks, stand-ins for MNLI, QQP and
+    # Amazon reviews.
+    "small": Scale(
+        common={"data": {"source": "json", "train_path": f"{SHARED}/squad2-dev/squad2-dev-public.json.gz",
+                         "split_dev_questions": 1000, "max_seq_length": 256, "doc_stride": 128,
+                         "max_query_length": 64},
+                "train": {"batch_size": 16, "learning_rate": 1e-4, "checkpoint_every": 110},
+                "export": {"enabled": False}},
+        large={"pretrained": "minilm"},
+        base={"pretrained": "minilm", "pretrained_layers": [1, 3, 5]},
+        teacher_steps=660, student_steps=660,
+        multitask={"tasks": ["squad2", "synthetic_nli", "synthetic_para", "sentiment"], "steps": 300,
+                   "batch_size": 16, "learning_rate": 1e-4,
+                   "task_files": [{"task": "sentiment", "train_path": f"{SHARED}/sst2-dev/sst2-dev-public.tsv.gz",
+                                   "split_dev": 100}]},
+        ensemble=2),
+    # ROaD's own configuration, for accelerators with the internet: ELECTRA-Large teachers, an
+    # ELECTRA-Base student, TFDS SQuAD 2.0 / MNLI / QQP / SST-2, 40,000 multi-task steps at batch 512.
+    "full": Scale(
+        common={"data": {"source": "tfds", "tfds_name": "squad/v2.0", "max_seq_length": 384, "doc_stride": 128,
+                         "max_query_length": 64},
+                "train": {"batch_size": 32, "learning_rate": 1e-4, "mixed_precision": "mixed_bfloat16",
+                          "strategy": "mirrored", "checkpoint_every": 1000},
+                "export": {"enabled": False}},
+        large={"family": "electra", "pretrained": "preset", "preset": "electra_large_discriminator_uncased_en"},
+        base={"family": "electra", "pretrained": "preset", "preset": "electra_base_discriminator_uncased_en"},
+        teacher_steps=8200, student_steps=8200,
+        multitask={"tasks": ["squad2", "mnli", "qqp", "sentiment"], "steps": 40000, "batch_size": 512,
+                   "learning_rate": 1e-4},
+        ensemble=3),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherSpec:
+    """A model of the teacher pool: its size, whether it is multi-task pre-trained (k=4) before
+    fine-tuning, and the teacher set (a key of TEACHER_SETS) it is itself distilled from, if any."""
+
+    size: str
+    multitask: bool = False
+    distilled_from: str = ""
+
+
+TEACHERS = {
+    "large": TeacherSpec("large"),
+    "road_large": TeacherSpec("large", multitask=True),
+    "base": TeacherSpec("base"),
+    "road_large_distilled": TeacherSpec("large", multitask=True, distilled_from="road_large_ensemble"),
+}
+
+# Teacher set -> (teacher of the pool, whether it is an ensemble of the scale's size).
+TEACHER_SETS = {
+    "large": ("large", False),
+    "road_large": ("road_large", False),
+    "large_ensemble": ("large", True),
+    "road_large_ensemble": ("road_large", True),
+    "base_ensemble": ("base", True),
+    "road_large_distilled": ("road_large_distilled", False),
+}
+
+# KD form -> distillation overrides. Hidden-state forms match every layer by TinyBERT's uniform map
+# (or the last layer only) through a learned projection; kd_weight 0 leaves the hard loss alone.
+KD_FORMS = {
+    "logits": {},
+    "hidden_all": {"kd_weight": 0.0, "hidden_loss": "mse", "layer_map": "uniform"},
+    "hidden_last": {"kd_weight": 0.0, "hidden_loss": "mse", "layer_map": "last"},
+    "logits_hidden_all": {"hidden_loss": "mse", "layer_map": "uniform"},
+    "logits_hidden_last": {"hidden_loss": "mse", "layer_map": "last"},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One row: the student's teacher set (empty: no KD), multi-task passes k (0: no multi-task
+    stage) and KD form (a key of KD_FORMS)."""
+
+    name: str
+    teachers: str = ""
+    k: int = 0
+    kd: str = "logits"
+
+
+TABLES = {
+    "teacher_choice": (Row("no_kd"), Row("large", "large"), Row("road_large", "road_large"),
+                       Row("large_ensemble", "large_ensemble"), Row("road_large_ensemble", "road_large_ensemble"),
+                       Row("base_ensemble", "base_ensemble")),
+    "distilled_teacher": (Row("road_large", "road_large"), Row("road_large_distilled", "road_large_distilled")),
+    "kd_form": tuple(Row(form, "road_large", kd=form) for form in KD_FORMS),
+    "task_passes": (Row("no_multitask", "road_large"),
+                    *(Row(f"k{k}", "road_large", k=k) for k in (1, 2, 4, 8))),
+    "final": (Row("baseline"), Row("road", "road_large", k=4)),
+}
+
+# ROaD's SQuAD 2.0 dev F1 for the rows the write-up reports (ELECTRA-Base student, ELECTRA-Large
+# teachers): 4.1's no-KD and single-teacher rows, 5.1's k rows, and 6's final comparison.
+ROAD_F1 = {
+    "teacher_choice": {"no_kd": 85.0, "large": 86.3, "road_large": 87.3},
+    "task_passes": {"k1": 87.2, "k2": 87.5, "k4": 87.6, "k8": 87.4},
+    "final": {"baseline": 83.3, "road": 87.6},
+}
+
+METRICS = (("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns F1", "NoAns_f1"),
+           ("tuned F1", "tuned_f1"))
+
+
+class Experiments:
+    """Builds and runs the runs of one scale's tables under `output`, reusing finished ones.
+
+    Args:
+        scale: a `Scale`; output: the folder of runs, caches and tables.
+    """
+
+    def __init__(self, scale, output):
+        self.scale, self.output = scale, pathlib.Path(output)
+        self.common = merge_overrides(scale.common, {"data": {"cache_dir": str(self.output / "cache")}})
+
+    def config(self, size, seed, steps, k=0, distillation=None):
+        """The Config of one run: a `size` ("large"/"base") model, `steps` of fine-tuning with `seed`,
+        a k-pass multi-task stage when k > 0, KD when `distillation` (a section dict) is given."""
+        values = merge_overrides(self.common, {
+            "model": getattr(self.scale, size), "train": {"steps": steps, "seed": seed},
+            "multitask": {**self.scale.multitask, "k": k, "replacement": k > len(self.scale.multitask["tasks"])}
+            if k else {},
+            "distillation": {"compare_without_kd": False, **(distillation or {})},
+        })
+        return config_from_dict(values)
+
+    def run(self, role, config):
+        """Trains `config` (or reuses its finished run); returns (run directory, metrics.json dict)."""
+        config = resolve_teacher_runs(config)
+        digest = hashlib.sha256(dump_yaml(config).encode("utf-8")).hexdigest()[:12]
+        run_dir = self.output / "runs" / f"{role}-{digest}"
+        started = time.monotonic()
+        metrics, trained = train.train_run(config, run_dir)
+        if trained:
+            write_atomic(run_dir / TIME_FILE, json.dumps({"minutes": (time.monotonic() - started) / 60}) + "\n")
+            import keras  # Imported here: the table commands' argument errors come before TensorFlow loads.
+
+            keras.backend.clear_session()
+        print(f"{'trained' if trained else 'reused'} {role} run {run_dir}", flush=True)
+        return run_dir, metrics
+
+    def teacher_runs(self, name, ensemble):
+        """Run directories of teacher set member `name` (TEACHERS), seeds 0..n-1 for an ensemble."""
+        spec = TEACHERS[name]
+        seeds = range(self.scale.ensemble if ensemble else 1)
+        distillation = self.distillation(spec.distilled_from, "logits") if spec.distilled_from else None
+        return [self.run("teacher", self.config(spec.size, seed, self.scale.teacher_steps, 4 if spec.multitask else 0,
+                                                distillation))[0]
+                for seed in seeds]
+
+    def distillation(self, teacher_set, kd_form):
+        """The distillation section for KD from `teacher_set` in `kd_form`; logits-only KD reads
+        teacher logits cached once for the set."""
+        name, ensemble = TEACHER_SETS[teacher_set]
+        section = {"teachers": [{"run": str(run)} for run in self.teacher_runs(name, ensemble)], **KD_FORMS[kd_form]}
+        if kd_form != "logits":
+            return section
+        return {**section, "mode": "offline", "cache_path": str(self.cached_logits(section))}
+
+    def cached_logits(self, section):
+        """The teacher-logits cache of an online distillation `section`, written on first use."""
+        config = resolve_teacher_runs(config_from_dict(merge_overrides(self.common, {"distillation": section})))
+        key = yaml.safe_dump([config.distillation.teachers[i].checkpoint for i in range(len(section["teachers"]))]
+                             + [dump_yaml(config.data)])
+        path = self.output / "teacher_logits" / f"{hashlib.sha256(key.encode()).hexdigest()[:12]}.tfrecord"
+        if not (path.is_file() and path.with_suffix(".json").is_file()):
+            cache_teacher.cache_teacher_logits(config, str(path))
+        return path
+
+    def student(self, row, seed):
+        """(run directory, metrics) of `row`'s student with `seed`."""
+        distillation = self.distillation(row.teachers, row.kd) if row.teachers else None
+        return self.run("student", self.config("base", seed, self.scale.student_steps, row.k, distillation))
+
+
+def seed_count(table, scale, seeds):
+    """Student seeds of a table: --seeds, else the scale's final_seeds for `final` and 1 otherwise."""
+    return seeds or (scale.final_seeds if table == "final" else 1)
+
+
+def run_table(table, experiments, seeds):
+    """Trains (or reuses) every row of `table` for each seed; returns [(row, [(run dir, metrics)])]."""
+    results = []
+    for row in TABLES[table]:
+        runs = [experiments.student(row, seed) for seed in range(seeds)]
+        results.append((row, runs))
+    return results
+
+
+def export_rows(table, results, output):
+    """Exports every run of the `final` table to `<output>/saved_models/<row>_seed<i>/` (once)."""
+    if table != "final":
+        return
+    for row, runs in results:
+        for seed, (run_dir, _) in enumerate(runs):
+            name = f"{row.name}_seed{seed}"
+            model_dir = output / "saved_models" / name
+            if not (model_dir.is_dir() and any(p.name.isdigit() for p in model_dir.iterdir())):
+                export.export_run(run_dir, name, str(output / "saved_models"))
+
+
+def summarise(table, results):
+    """One dict per row: mean and standard deviation over seeds of each metric, minutes, ROaD's F1."""
+    rows = []
+    for row, runs in results:
+        finals = [metrics["final"] for _, metrics in runs]
+        summary = {"row": row.name, "seeds": len(runs), "minutes": statistics.mean(_minutes(d) for d, _ in runs),
+                   "road_f1": ROAD_F1.get(table, {}).get(row.name)}
+        for label, key in METRICS:
+            values = [final.get(key, float("nan")) for final in finals]
+            summary[label] = statistics.mean(values)
+            summary[f"{label} std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+        summary["no_answer_f1"] = 100.0 * finals[0]["NoAns_total"] / finals[0]["total"]
+        rows.append(summary)
+    return rows
+
+
+def _minutes(run_dir):
+    """Training minutes recorded for a run (0 when it was trained outside this command)."""
+    path = pathlib.Path(run_dir) / TIME_FILE
+    return json.loads(path.read_text())["minutes"] if path.is_file() else 0.0
+
+
+def table_csv(rows):
+    """CSV text of summarised rows."""
+    columns = ["row", "seeds"] + [c for label, _ in METRICS for c in (label, f"{label} std")] + [
+        "minutes", "road_f1", "no_answer_f1"]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()})
+    return buffer.getvalue()
+
+
+def table_markdown(table, scale_name, rows, command):
+    """The Markdown table of summarised rows, with the command and the always-"no answer" F1."""
+    lines = [f"# {table} ({scale_name} scale)", "", f"`{command}`", "",
+             "| row | EM | F1 | HasAns F1 | NoAns F1 | tuned F1 | seeds | minutes | ROaD F1 |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        cells = [f"{row[label]:.2f} ± {row[f'{label} std']:.2f}" for label, _ in METRICS]
+        road = f"{row['road_f1']:.1f}" if row["road_f1"] is not None else "-"
+        lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['seeds']} | {row['minutes']:.1f} | {road} |")
+    lines += ["", f"Always \"no answer\" on this dev split: F1 {rows[0]['no_answer_f1']:.2f}. "
+              "EM/F1 use the fixed null threshold 0; tuned F1 picks the best threshold on the same dev split "
+              "(optimistic). ± is the standard deviation over seeds; minutes are training minutes per seed.", ""]
+    return "\n".join(lines)
+
+
+def table_plot(table, scale_name, rows, path):
+    """Writes a bar chart of F1 (error bars: std over seeds) with ROaD's F1 and the no-answer line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [row["row"] for row in rows]
+    positions = range(len(rows))
+    figure, axis = plt.subplots(figsize=(max(5.0, 1.3 * len(rows)), 4.0))
+    axis.bar([p - 0.2 for p in positions], [row["F1"] for row in rows], 0.4, yerr=[row["F1 std"] for row in rows],
+             capsize=4, label=f"road_tf, {scale_name} scale")
+    road = [(p, row["road_f1"]) for p, row in zip(positions, rows) if row["road_f1"] is not None]
+    if road:
+        axis.bar([p + 0.2 for p, _ in road], [f1 for _, f1 in road], 0.4, label="ROaD (ELECTRA, full scale)")
+    axis.axhline(rows[0]["no_answer_f1"], color="gray", linestyle="--", label='always "no answer"')
+    axis.set_xticks(list(positions), names, rotation=20, ha="right")
+    axis.set_ylabel("SQuAD 2.0 dev F1")
+    axis.set_title(table)
+    axis.legend(fontsize=8, loc="lower right")
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    write_atomic(path, buffer.getvalue())
+
+
+def write_table(table, scale_name, rows, output, command):
+    """Writes TABLE.md, TABLE.csv and TABLE.png into `output`."""
+    write_atomic(output / f"{table}.md", table_markdown(table, scale_name, rows, command))
+    write_atomic(output / f"{table}.csv", table_csv(rows))
+    table_plot(table, scale_name, rows, output / f"{table}.png")
+
+
+def parse_args(argv):
+    parser = ArgumentParser(prog="python -m road_tf.experiments",
+                            description="Run one of ROaD's experiment tables (or all) and write TABLE.md/.csv/.png.")
+    parser.add_argument("table", choices=[*TABLES, "all"], help="which table")
+    parser.add_argument("--scale", required=True, choices=list(SCALES), help="tiny (synthetic, minutes), small "
+                        "(real data offline, 2 CPU cores), full (ROaD's sizes; accelerators and the internet)")
+    parser.add_argument("--output", help="folder for runs and tables (default results/<scale>)")
+    parser.add_argument("--seeds", type=int, help="student seeds per row (default: 3 for final, 1 for the others)")
+    args = parser.parse_args(argv)
+    if args.seeds is not None and not 1 <= args.seeds <= 100:
+        parser.error(f"--seeds: must be in [1, 100], got {args.seeds}")
+    return args
+
+
+@cli_main
+def main(argv=None):
+    args = parse_args(argv)
+    output = pathlib.Path(args.output or f"results/{args.scale}")
+    scale = SCALES[args.scale]
+    experiments = Experiments(scale, output)
+    tables = list(TABLES) if args.table == "all" else [args.table]
+    for table in tables:
+        seeds = seed_count(table, scale, args.seeds)
+        results = run_table(table, experiments, seeds)
+        export_rows(table, results, output)
+        command = f"python -m road_tf.experiments {table} --scale {args.scale}" + (
+            f" --seeds {args.seeds}" if args.seeds else "")
+        write_table(table, args.scale, summarise(table, results), output, command)
+        logging.info("wrote %s", output / f"{table}.md")
+        print((output / f"{table}.md").read_text(), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""`python -m road_tf.experiments`: every row of every table at every scale is a valid run config,
+tables are summarised and written as Markdown, CSV and PNG, and (slow) every table runs end to end
+at the tiny scale and resumes without retraining."""
+
+import csv
+import json
+import math
+
+import pytest
+
+from road_tf import experiments
+from road_tf.experiments import KD_FORMS, SCALES, TABLES, TEACHER_SETS, Experiments
+
+
+@pytest.fixture
+def fake_teachers(monkeypatch, tmp_path):
+    """Teacher runs and logit caches replaced by paths, so row configs build without training."""
+    monkeypatch.setattr(Experiments, "teacher_runs",
+                        lambda self, name, ensemble: [tmp_path / f"{name}-{i}" for i in
+                                                      range(self.scale.ensemble if ensemble else 1)])
+    monkeypatch.setattr(Experiments, "cached_logits", lambda self, section: tmp_path / "logits.tfrecord")
+
+
+@pytest.mark.parametrize("scale", list(SCALES))
+def test_every_row_of_every_table_is_a_valid_config(scale, fake_teachers, tmp_path):
+    built = Experiments(SCALES[scale], tmp_path)
+    for table, rows in TABLES.items():
+        for row in rows:
+            distillation = built.distillation(row.teachers, row.kd) if row.teachers else None
+            config = built.config("base", 0, SCALES[scale].student_steps, row.k, distillation)
+            assert config.multitask.steps == (SCALES[scale].multitask["steps"] if row.k else 0)
+            assert config.multitask.k == (row.k or config.multitask.k)
+            teachers = config.distillation.teachers
+            if row.teachers:
+                expected = SCALES[scale].ensemble if TEACHER_SETS[row.teachers][1] else 1
+                assert len(teachers) == expected, (table, row)
+                assert config.distillation.mode == ("offline" if row.kd == "logits" else "online")
+                assert config.distillation.hidden_loss == KD_FORMS[row.kd].get("hidden_loss", "none")
+            else:
+                assert teachers == ()
+    for name, spec in experiments.TEACHERS.items():
+        config = built.config(spec.size, 0, SCALES[scale].teacher_steps, 4 if spec.multitask else 0)
+        assert config.train.steps == SCALES[scale].teacher_steps
+
+
+def test_the_tables_have_the_rows_of_the_write_up():
+    assert [r.name for r in TABLES["task_passes"]] == ["no_multitask", "k1", "k2", "k4", "k8"]
+    assert [r.k for r in TABLES["task_passes"]] == [0, 1, 2, 4, 8]
+    assert [r.name for r in TABLES["kd_form"]] == list(KD_FORMS)
+    final = {r.name: r for r in TABLES["final"]}
+    assert final["road"].k == 4 and final["road"].teachers == "road_large" and final["road"].kd == "logits"
+    assert final["baseline"].teachers == "" and final["baseline"].k == 0
+    assert experiments.TEACHERS["road_large"].multitask and not experiments.TEACHERS["large"].multitask
+
+
+def _fake_run(folder, f1, minutes):
+    folder.mkdir(parents=True)
+    final = {"task": "squad2", "split": "dev", "exact": f1 - 1, "f1": f1, "HasAns_f1": f1 / 2, "NoAns_f1": 90.0,
+             "tuned_f1": f1 + 1, "total": 200, "NoAns_total": 104}
+    (folder / experiments.TIME_FILE).write_text(json.dumps({"minutes": minutes}))
+    return folder, {"final": final}
+
+
+def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
+    rows = TABLES["final"]
+    results = [(rows[0], [_fake_run(tmp_path / "a0", 50.0, 2.0), _fake_run(tmp_path / "a1", 60.0, 4.0)]),
+               (rows[1], [_fake_run(tmp_path / "b0", 70.0, 3.0), _fake_run(tmp_path / "b1", 70.0, 3.0)])]
+    summary = experiments.summarise("final", results)
+    assert summary[0]["F1"] == 55.0 and summary[0]["F1 std"] == pytest.approx(math.sqrt(50.0))
+    assert summary[0]["minutes"] == 3.0 and summary[1]["F1 std"] == 0.0
+    assert summary[0]["no_answer_f1"] == 52.0 and summary[1]["road_f1"] == 87.6
+    experiments.write_table("final", "tiny", summary, tmp_path / "out", "python -m road_tf.experiments final")
+    with open(tmp_path / "out" / "final.csv") as handle:
+        table = list(csv.DictReader(handle))
+    assert [r["row"] for r in table] == ["baseline", "road"]
+    assert float(table[0]["F1"]) == 55.0 and float(table[0]["EM"]) == 54.0 and table[0]["road_f1"] == "83.3000"
+    markdown = (tmp_path / "out" / "final.md").read_text()
+    assert "| baseline | 54.00 ± 7.07 | 55.00 ± 7.07 |" in markdown and "F1 52.00" in markdown
+    assert (tmp_path / "out" / "final.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["no_table", "--scale", "tiny"], "invalid choice: 'no_table'"),
+    (["final", "--scale", "huge"], "invalid choice: 'huge'"),
+    (["final", "--scale", "tiny", "--seeds", "0"], "--seeds: must be in [1, 100], got 0"),
+    (["final"], "--scale"),
+])
+def test_bad_arguments_fail_with_one_line(args, message, capsys):
+    with pytest.raises(SystemExit, match="2"):
+        experiments.main(args)
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_every_table_runs_at_the_tiny_scale_and_resumes(tmp_path, capsys):
+    assert experiments.main(["all", "--scale", "tiny", "--output", str(tmp_path)]) == 0
+    assert "trained student run" in capsys.readouterr().out
+    for table, rows in TABLES.items():
+        with open(tmp_path / f"{table}.csv") as handle:
+            written = list(csv.DictReader(handle))
+        assert [r["row"] for r in written] == [row.name for row in rows], table
+        assert all(0.0 <= float(r["F1"]) <= 100.0 for r in written)
+        assert (tmp_path / f"{table}.png").stat().st_size > 1000
+        assert f"# {table} (tiny scale)" in (tmp_path / f"{table}.md").read_text()
+    assert {int(r["seeds"]) for r in csv.DictReader(open(tmp_path / "final.csv"))} == {3}
+    assert sorted(p.name for p in (tmp_path / "saved_models").iterdir()) == [
+        f"{row}_seed{seed}" for row in ("baseline", "road") for seed in range(3)]
+    assert experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "trained" not in out and "reused student run" in out
