@@ -146,3 +146,39 @@ def test_bad_task_files_name_the_field(entries, field, why):
     with pytest.raises(ConfigError) as error:
         config_lib.load_config(None, ["multitask.tasks=[squad2, sentiment]", f"multitask.task_files={entries}"])
     assert str(error.value).startswith(f"{field}: ") and why in str(error.value)
+
+
+def _finished_run(folder, task="squad2"):
+    """A run directory as a finished run leaves it: config.yaml (a 3-layer model) and metrics.json."""
+    folder.mkdir(parents=True)
+    (folder / "config.yaml").write_text(f"task: {task}\nmodel: {{num_layers: 3, hidden_dim: 48, num_heads: 3}}\n")
+    (folder / "metrics.json").write_text("{}")
+    return folder
+
+
+def test_a_teacher_named_by_its_run_takes_that_run_s_model_and_weights(tmp_path):
+    run = _finished_run(tmp_path / "large")
+    config = config_lib.load_config(overrides=[f"distillation.teachers=[{{run: {run}, weight: 2}}]"])
+    resolved = config_lib.resolve_teacher_runs(config)
+    teacher = resolved.distillation.teachers[0]
+    assert (teacher.model.num_layers, teacher.model.hidden_dim, teacher.weight) == (3, 48, 2.0)
+    assert teacher.checkpoint == str(run / "student" / "model.weights.h5")
+    assert config_lib.resolve_teacher_runs(resolved) == resolved
+
+
+@pytest.mark.parametrize("make, why", [
+    (lambda path: path, "is not a road_tf run directory (no config.yaml)"),
+    (lambda path: (_finished_run(path), (path / "metrics.json").unlink()), "has not finished (no metrics.json)"),
+    (lambda path: _finished_run(path, task="mnli"), "trained task 'mnli', this run trains 'squad2'"),
+])
+def test_a_teacher_run_that_cannot_teach_is_refused(tmp_path, make, why):
+    make(tmp_path / "teacher")
+    config = config_lib.load_config(overrides=[f"distillation.teachers=[{{run: {tmp_path / 'teacher'}}}]"])
+    with pytest.raises(ConfigError, match="distillation.teachers\\[0\\].run: ") as error:
+        config_lib.resolve_teacher_runs(config)
+    assert why in str(error.value)
+
+
+def test_a_teacher_run_and_another_checkpoint_are_refused():
+    with pytest.raises(ConfigError, match="leave checkpoint empty"):
+        config_lib.load_config(overrides=["distillation.teachers=[{run: runs/a, checkpoint: b.weights.h5}]"])
