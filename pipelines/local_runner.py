@@ -33,9 +33,10 @@ def add_pipeline_arguments(parser):
 
 
 def resolve_config(args):
-    """The road_tf Config of `--config` and `--set`, as road_tf.train resolves it."""
+    """The road_tf Config of `--config` and `--set`, as road_tf.train resolves it (teachers named by
+    their run made concrete)."""
     path = config_lib.resolve_recipe(args.config) if args.config else None
-    return config_lib.load_config(path, args.overrides)
+    return config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
 
 
 def pipeline_settings(args, config):
