@@ -355,7 +355,7 @@ def table_plot(table, scale_name, rows, path):
 
     names = [row["row"] for row in rows]
     positions = range(len(rows))
-    figure, axis = plt.subplots(figsize=(max(5.0, 1.3 * len(rows)), 4.0))
+    figure, axis = plt.subplots(figsize=(max(6.0, 1.3 * len(rows)), 4.0))
     axis.bar([p - 0.2 for p in positions], [row["F1"] for row in rows], 0.4, yerr=[row["F1 std"] for row in rows],
              capsize=4, label=f"road_tf, {scale_name} scale")
     road = [(p, row["road_f1"]) for p, row in zip(positions, rows) if row["road_f1"] is not None]
@@ -365,7 +365,8 @@ def table_plot(table, scale_name, rows, path):
     axis.set_xticks(list(positions), names, rotation=20, ha="right")
     axis.set_ylabel("SQuAD 2.0 dev F1")
     axis.set_title(table)
-    axis.legend(fontsize=8, loc="lower right")
+    axis.set_ylim(0, 115)
+    axis.legend(fontsize=8, loc="upper left", ncol=3)
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
