@@ -112,8 +112,9 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
     callbacks = ()
     if train.eval_every:
         evaluate = lambda: task_data.task.evaluate(student, task_data, tokenizer, config).metrics  # noqa: E731
-        callbacks = (training.PeriodicEvaluation(student, evaluate, task_data.task.metric, train.eval_every, steps,
-                                                 stage_dir, train.keep),)
+        metric = kept_metric(task_data.task, config)
+        callbacks = (training.PeriodicEvaluation(student, evaluate, metric, train.eval_every, steps, stage_dir,
+                                                 train.keep),)
     training.fit(distiller, features, train, steps, stage_dir, extra_callbacks=callbacks)
     step = steps
     if train.keep == "best":
@@ -122,6 +123,14 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
         step = best["step"]
     student.save_weights(str(training.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
     return finish_stage(stage_dir, student, task_data, tokenizer, config, step)
+
+
+def kept_metric(task, config):
+    """The dev metric that picks a stage's best weights: the F1 at the dev-tuned null threshold when the
+    export serves that threshold (`export.null_threshold=best`), else the task's own metric."""
+    if task.kind == SPAN and config.export.null_threshold == "best":
+        return "tuned_f1"
+    return task.metric
 
 
 def finish_stage(stage_dir, model, task_data, tokenizer, config, step):
@@ -254,7 +263,8 @@ def run_training(config, output_dir):
     final, threshold = stages["student"], None
     if task.kind == SPAN and config.export.null_threshold == "best":
         threshold = final["tuned_null_score_diff_threshold"]
-        final = score_stage(output_dir / "student" / "served", student, task_data, tokenizer, config, threshold)
+        final = {**score_stage(output_dir / "student" / "served", student, task_data, tokenizer, config, threshold),
+                 "step": final["step"]}
     metrics = {"final": {"task": task.name, "split": "dev", **final}, "stages": stages, "export": None}
     if config.export.enabled and task.kind == SPAN and training.is_chief(config.train):
         metrics["export"] = str(export_qa_model(student, task, tokenizer, config, threshold, metrics["final"]))

@@ -75,16 +75,19 @@ def test_each_recipe_exports_under_its_own_name():
         train.parse_args(["--config", "demo", "--set", "train.steps=3"]))[1]
 
 
-def test_eval_during_training_keeps_the_best_step_and_writes_usable_outputs(tmp_path, capsys):
+@pytest.mark.parametrize("served, kept", [("decode", "f1"), ("best", "tuned_f1")])
+def test_eval_during_training_keeps_the_best_step_and_writes_usable_outputs(tmp_path, capsys, served, kept):
     out = tmp_path / "run"
-    assert train.main(tiny_args(tmp_path, "train.eval_every=4", "train.keep=best", output_dir=out)) == 0
+    assert train.main(tiny_args(tmp_path, "train.eval_every=4", "train.keep=best", f"export.null_threshold={served}",
+                                output_dir=out)) == 0
     stage = out / "student"
     evals = json.loads((stage / "evals.json").read_text())
     assert [entry["step"] for entry in evals] == [4, 8, 12]
+    assert all(entry["value"] == entry["metrics"][kept] for entry in evals)
     best = max(evals, key=lambda entry: (entry["value"], -entry["step"]))
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["final"]["step"] == best["step"]
-    assert metrics["final"]["f1"] == pytest.approx(best["metrics"]["f1"], abs=1e-9)
+    assert metrics["final"]["f1"] == pytest.approx(best["metrics"][kept], abs=1e-9)
     kept, chosen = weights(stage / "model.weights.h5"), weights(stage / training.BEST_WEIGHTS)
     assert all(np.array_equal(kept[key], chosen[key]) for key in chosen)
     assert list((stage / "logs" / "eval").glob("events.out.tfevents.*")), "dev F1 logged to TensorBoard"
