@@ -32,6 +32,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(autouse=True)
+def restore_root_logging():
+    """Puts back the root logger's handlers after each test: a command run in-process installs its own
+    (on the test's captured stdout, which is closed once the test ends)."""
+    import logging
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in root.handlers:
+        if handler not in handlers:
+            handler.close()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def shared_file(relative):
     """A file under ../shared, or a pytest skip saying why it is absent."""
     path = SHARED / relative
