@@ -1,6 +1,6 @@
 """ROaD's real-scale recipes: road_large (ELECTRA-Large, k=4, no KD) and road_base (ELECTRA-Base,
 k=4, logits KD from road_large's run), checked as configs and as a chained dry run in which every
-stage is built and trained for two steps at tiny stand-in sizes."""
+stage is built and trained for two steps at tiny stand-in sizes (slow: about 3 minutes)."""
 
 import json
 
@@ -38,6 +38,7 @@ def _args(recipe):
     return args
 
 
+@pytest.mark.slow
 def test_road_base_names_road_large_s_run_and_needs_it_finished(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(SystemExit, match="2"):
