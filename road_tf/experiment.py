@@ -125,12 +125,15 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
     return finish_stage(stage_dir, student, task_data, tokenizer, config, step)
 
 
+def serves_tuned_threshold(task, config):
+    """Whether the exported model answers at the dev-tuned null threshold (`export.null_threshold=best`)."""
+    return task.kind == SPAN and config.export.null_threshold == "best"
+
+
 def kept_metric(task, config):
     """The dev metric that picks a stage's best weights: the F1 at the dev-tuned null threshold when the
-    export serves that threshold (`export.null_threshold=best`), else the task's own metric."""
-    if task.kind == SPAN and config.export.null_threshold == "best":
-        return "tuned_f1"
-    return task.metric
+    export serves that threshold, else the task's own metric."""
+    return "tuned_f1" if serves_tuned_threshold(task, config) else task.metric
 
 
 def finish_stage(stage_dir, model, task_data, tokenizer, config, step):
@@ -261,7 +264,7 @@ def run_training(config, output_dir):
         )
 
     final, threshold = stages["student"], None
-    if task.kind == SPAN and config.export.null_threshold == "best":
+    if serves_tuned_threshold(task, config):
         threshold = final["tuned_null_score_diff_threshold"]
         final = {**score_stage(output_dir / "student" / "served", student, task_data, tokenizer, config, threshold),
                  "step": final["step"]}

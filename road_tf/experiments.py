@@ -31,7 +31,6 @@ seeds, with ROaD's own numbers beside them where the write-up gives them). Plots
 display.
 """
 
-import argparse
 import csv
 import dataclasses
 import hashlib
@@ -43,12 +42,14 @@ import statistics
 import sys
 import time
 
+import keras
 import yaml
 
 from road_tf import cache_teacher, export, train
 from road_tf.config import config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
 from road_tf.errors import ArgumentParser, cli_main
 from road_tf.files import write_atomic
+from road_tf.saved_model import next_version
 
 SHARED = "../shared/data"
 TIME_FILE = "experiment_time.json"
@@ -210,6 +211,7 @@ class Experiments:
     def __init__(self, scale, output):
         self.scale, self.output = scale, pathlib.Path(output)
         self.common = merge_overrides(scale.common, {"data": {"cache_dir": str(self.output / "cache")}})
+        self.sections = {}
 
     def config(self, size, seed, steps, k=0, distillation=None):
         """The Config of one run: a `size` ("large"/"base") model, `steps` of fine-tuning with `seed`,
@@ -231,8 +233,6 @@ class Experiments:
         metrics, trained = train.train_run(config, run_dir)
         if trained:
             write_atomic(run_dir / TIME_FILE, json.dumps({"minutes": (time.monotonic() - started) / 60}) + "\n")
-            import keras  # Imported here: the table commands' argument errors come before TensorFlow loads.
-
             keras.backend.clear_session()
         print(f"{'trained' if trained else 'reused'} {role} run {run_dir}", flush=True)
         return run_dir, metrics
@@ -247,7 +247,14 @@ class Experiments:
                 for seed in seeds]
 
     def distillation(self, teacher_set, kd_form):
-        """The distillation section for KD from `teacher_set` in `kd_form`; logits-only KD reads
+        """The distillation section for KD from `teacher_set` in `kd_form`, made once per pair (every
+        row and seed after the first reuses it without revisiting the teacher runs)."""
+        if (teacher_set, kd_form) not in self.sections:
+            self.sections[teacher_set, kd_form] = self._distillation(teacher_set, kd_form)
+        return self.sections[teacher_set, kd_form]
+
+    def _distillation(self, teacher_set, kd_form):
+        """`distillation`'s section, its teachers trained (or reused) first; logits-only KD reads
         teacher logits cached once for the set."""
         name, ensemble = TEACHER_SETS[teacher_set]
         section = {"teachers": [{"run": str(run)} for run in self.teacher_runs(name, ensemble)], **KD_FORMS[kd_form]}
@@ -258,8 +265,8 @@ class Experiments:
     def cached_logits(self, section):
         """The teacher-logits cache of an online distillation `section`, written on first use."""
         config = resolve_teacher_runs(config_from_dict(merge_overrides(self.common, {"distillation": section})))
-        key = yaml.safe_dump([config.distillation.teachers[i].checkpoint for i in range(len(section["teachers"]))]
-                             + [dump_yaml(config.data)])
+        checkpoints = [teacher.checkpoint for teacher in config.distillation.teachers]
+        key = yaml.safe_dump(checkpoints + [dump_yaml(config.data)])
         path = self.output / "teacher_logits" / f"{hashlib.sha256(key.encode()).hexdigest()[:12]}.tfrecord"
         if not (path.is_file() and path.with_suffix(".json").is_file()):
             cache_teacher.cache_teacher_logits(config, str(path))
@@ -292,8 +299,7 @@ def export_rows(table, results, output):
     for row, runs in results:
         for seed, (run_dir, _) in enumerate(runs):
             name = f"{row.name}_seed{seed}"
-            model_dir = output / "saved_models" / name
-            if not (model_dir.is_dir() and any(p.name.isdigit() for p in model_dir.iterdir())):
+            if next_version(output / "saved_models" / name) == 1:
                 export.export_run(run_dir, name, str(output / "saved_models"))
 
 
