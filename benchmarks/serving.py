@@ -1,11 +1,12 @@
 """QA serving throughput: road_tf's exported MiniLM QA model behind the dev server vs Hugging Face's pipeline.
 
     .venv/bin/python benchmarks/serving.py [--questions 192] [--chunk 32] [--passes 3] [--threads 2]
-        [--batching-parameters serving/batching.config]
+        [--batching-parameters serving/batching.config] [--precisions auto|both|fp32]
 
 road_tf: a MiniLM-L6 QA model (`--set model.pretrained=minilm`, untrained QA head; max_seq_length
-384, doc_stride 128, max_query_length 64) is exported with `export_qa_model` twice, with
-`export.precision` float32 and bfloat16, into a temporary `saved_models/`, and served by
+384, doc_stride 128, max_query_length 64) is exported with `export_qa_model` once per precision,
+`export.precision` float32 and bfloat16 (by default bfloat16 only on CPUs with bfloat16
+instructions: emulated, it is ~5x slower than float32), into a temporary `saved_models/`, served by
 `python -m serving.devserver --enable_batching` with serving/batching.config. Closed-loop clients
 send one question per request over gRPC (`serving.client.GrpcPredictor`, one shared channel) and
 over REST (`serving.client.RestPredictor`, kept-alive connections), with 1 and with 16 requests
@@ -76,7 +77,6 @@ MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
 PRECISIONS = {"bf16": "bfloat16", "fp32": "float32"}
 CONCURRENCY = (1, 16)
 APIS = ("grpc", "rest")
-ROAD_MODES = tuple(f"{tag}_{api}_c{c}" for tag in PRECISIONS for api in APIS for c in CONCURRENCY)
 BATCHING_CONFIG = common.REPO / "serving" / "batching.config"
 BASELINE_MODES = tuple(f"hf_batch{c}" for c in CONCURRENCY)
 WARMUP_QUESTIONS = 16
@@ -93,7 +93,23 @@ def parse_args(argv):
     parser.add_argument("--threads", type=int, default=2, help="CPU cores and threads for each side (default 2)")
     parser.add_argument("--batching-parameters", default=str(BATCHING_CONFIG),
                         help="the devserver's --batching_parameters_file (default serving/batching.config)")
+    parser.add_argument("--precisions", default="auto", choices=("auto", "both", "fp32"),
+                        help="exports to serve: fp32 and bf16 (both), fp32 only, or auto (default): bf16 only "
+                             "when this CPU has bfloat16 instructions, since emulated bfloat16 runs ~5x slower")
     return common.parse_flags(parser, argv, positive=("questions", "chunk", "passes", "threads"))
+
+
+def chosen_precisions(choice, cpu_bfloat16):
+    """{tag: export.precision} to benchmark for --precisions `choice` on a CPU with or without
+    bfloat16 instructions (`cpu_bfloat16`)."""
+    if choice == "both" or (choice == "auto" and cpu_bfloat16):
+        return dict(PRECISIONS)
+    return {"fp32": PRECISIONS["fp32"]}
+
+
+def road_modes(precisions):
+    """The road_tf modes `{tag}_{api}_c{c}` of the benchmarked precisions."""
+    return tuple(f"{tag}_{api}_c{c}" for tag in precisions for api in APIS for c in CONCURRENCY)
 
 
 def load_questions(count, work_dir):
@@ -118,8 +134,9 @@ def model_name(tag):
     return f"road_bench_{tag}"
 
 
-def export_minilm_qa(base_dir):
-    """Exports the MiniLM QA model (random QA head, seed 0) once per precision.
+def export_minilm_qa(base_dir, precisions):
+    """Exports the MiniLM QA model (random QA head, seed 0) once per precision of `precisions`
+    ({tag: export.precision}).
 
     Returns:
         ({tag: version dir}, tokenizer, seconds).
@@ -142,7 +159,7 @@ def export_minilm_qa(base_dir):
     keras.utils.set_random_seed(0)
     model = build_model(config.model, [task], tokenizer.vocabulary_size, config.data.max_seq_length, "student")
     version_dirs = {}
-    for tag, precision in PRECISIONS.items():
+    for tag, precision in precisions.items():
         precise = dataclasses.replace(config, export=dataclasses.replace(config.export, precision=precision))
         version_dirs[tag] = export_qa_model(model, task, tokenizer, precise, base_dir=base_dir,
                                             model_name=model_name(tag))
@@ -299,12 +316,13 @@ class Baseline(common.BaselineWorker):
         return reply["seconds"], reply["latencies"], reply["answers"]
 
 
-def road_askers(rest_url, grpc_target):
-    """{"{tag}_{api}": (question, context) -> answer row} for the road_tf server, and the
-    predictors to close (a gRPC channel; a pool of kept-alive REST connections)."""
+def road_askers(rest_url, grpc_target, tags):
+    """{"{tag}_{api}": (question, context) -> answer row} for the road_tf server's models of
+    precision `tags`, and the predictors to close (a gRPC channel; a pool of kept-alive REST
+    connections)."""
     predictors = client.GrpcPredictor(grpc_target, timeout=120), client.RestPredictor(rest_url, timeout=120)
     askers = {}
-    for tag in PRECISIONS:
+    for tag in tags:
         for api, predictor in zip(APIS, predictors):
             askers[f"{tag}_{api}"] = lambda q, c, name=model_name(tag), predictor=predictor: predictor.predict(
                 name, [q], [c])[0]
@@ -365,8 +383,9 @@ def measure(runners, num_questions, chunk, passes):
     every mode alike. `passes` passes over all chunks; `answers` holds each mode's answers to
     every question from the first pass.
     """
-    for mode in ROAD_MODES:
-        runners[mode](0, min(WARMUP_QUESTIONS, num_questions))
+    for mode in runners:
+        if mode not in BASELINE_MODES:
+            runners[mode](0, min(WARMUP_QUESTIONS, num_questions))
     bounds = [(start, min(start + chunk, num_questions)) for start in range(0, num_questions, chunk)]
     modes = list(runners)
     runs, answers = {mode: [] for mode in modes}, {mode: [] for mode in modes}
@@ -384,7 +403,7 @@ def measure(runners, num_questions, chunk, passes):
     return runs, answers
 
 
-def headline(summary):
+def headline(summary, precisions):
     """The result's ratios from the per-mode summary.
 
     Returns:
@@ -395,10 +414,10 @@ def headline(summary):
     def rate(mode):
         return summary[mode]["qa_per_s"]
 
-    best = max(ROAD_MODES, key=rate)
+    best = max(road_modes(precisions), key=rate)
     best_c = int(best.rsplit("_c", 1)[1])
     ratios = {tag: {f"c{c}": round(max(rate(f"{tag}_{api}_c{c}") for api in APIS) / rate(f"hf_batch{c}"), 4)
-                    for c in CONCURRENCY} for tag in PRECISIONS}
+                    for c in CONCURRENCY} for tag in precisions}
     best_vs_best = rate(best) / max(rate(mode) for mode in BASELINE_MODES)
     return rate(best) / rate(f"hf_batch{best_c}"), best, best_c, ratios, round(best_vs_best, 4)
 
@@ -410,24 +429,26 @@ def main(argv=None):
     common.ensure_baseline_venv()
     cores = common.cores_for(args.threads)
     os.sched_setaffinity(0, cores)
+    cpu_bfloat16 = common.cpu_has_bfloat16()
+    precisions = chosen_precisions(args.precisions, cpu_bfloat16)
     with tempfile.TemporaryDirectory(prefix="road_tf_serving_bench_") as work:
         work_dir = pathlib.Path(work)
         pairs, source = load_questions(args.questions, work_dir)
         questions_file = work_dir / "questions.jsonl"
         questions_file.write_text("".join(json.dumps({"question": q, "context": c}) + "\n" for q, c in pairs),
                                   encoding="utf-8")
-        version_dirs, tokenizer, export_seconds = export_minilm_qa(work_dir / "saved_models")
+        version_dirs, tokenizer, export_seconds = export_minilm_qa(work_dir / "saved_models", precisions)
         windows, tokens_per_window = count_windows(tokenizer, pairs)
         print(f"{source}: {len(pairs)} questions, {windows} road_tf windows of {MAX_SEQ_LENGTH} tokens "
               f"({tokens_per_window:.0f} not padding on average); exported {len(version_dirs)} models in "
               f"{export_seconds:.1f} s; cores {cores}", flush=True)
         models_config = write_models_config(version_dirs, work_dir / "models.config")
         server, rest_url, grpc_target = start_server(models_config, args.batching_parameters,
-                                                     [model_name(tag) for tag in PRECISIONS], args.threads, cores)
+                                                     [model_name(tag) for tag in precisions], args.threads, cores)
         predictors, baseline = (), None
         try:
             baseline = Baseline(questions_file, args.threads, cores)
-            askers, predictors = road_askers(rest_url, grpc_target)
+            askers, predictors = road_askers(rest_url, grpc_target, precisions)
             runs, answers = measure(mode_runners(pairs, askers, baseline), len(pairs), args.chunk, args.passes)
         finally:
             for predictor in predictors:
@@ -437,8 +458,9 @@ def main(argv=None):
             stop_server(server)
         breakdown = single_question_breakdown(version_dirs, tokenizer, pairs)
     summary = summarize(runs)
-    value, best, best_c, ratios, best_vs_best = headline(summary)
-    same_answers = sum(a == b for a, b in zip(answers["bf16_grpc_c1"], answers["fp32_grpc_c1"]))
+    value, best, best_c, ratios, best_vs_best = headline(summary, precisions)
+    same_answers = (f"{sum(a == b for a, b in zip(answers['bf16_grpc_c1'], answers['fp32_grpc_c1']))}/{len(pairs)}"
+                    if "bf16" in precisions else "bf16 not run")
     common.result_line(
         "serving", value, 2.0, "higher", "ratio of QA/s",
         definition=(f"QA/s of road_tf's fastest mode ({best}) / QA/s of the HF pipeline (float32) at the same "
@@ -446,10 +468,10 @@ def main(argv=None):
                     "question; c=16: 16 single-question requests in flight (the devserver batches them) vs pipeline "
                     "batch_size 16; QA/s = questions / sum over chunks of the mode's fastest pass over the chunk"),
         best_mode=best, value_float32=max(ratios["fp32"].values()), ratio_by_precision_and_concurrency=ratios,
-        ratio_best_vs_best_baseline=best_vs_best, modes=summary, cpu_bfloat16=common.cpu_has_bfloat16(),
-        bf16_fp32_same_answers=f"{same_answers}/{len(pairs)}",
+        ratio_best_vs_best_baseline=best_vs_best, modes=summary, cpu_bfloat16=cpu_bfloat16,
+        precisions=list(precisions), bf16_fp32_same_answers=same_answers,
         grpc_rest_answers_agree=all(answers[f"{tag}_grpc_c{c}"] == answers[f"{tag}_rest_c{c}"]
-                                    for tag in PRECISIONS for c in CONCURRENCY),
+                                    for tag in precisions for c in CONCURRENCY),
         data=source, questions=len(pairs), road_tf_windows=windows,
         road_tf_tokens_per_window=round(tokens_per_window, 1), chunk=args.chunk, passes=args.passes,
         rounds=len(runs["hf_batch1"]), threads=args.threads, batching_parameters=args.batching_parameters, cores=cores, max_seq_length=MAX_SEQ_LENGTH,
