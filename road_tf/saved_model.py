@@ -113,10 +113,10 @@ def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_thr
         metrics: dev metrics to record in METRICS_FILE (None: none recorded).
     """
     answerer = task.answerer(model, tokenizer, config, null_score_diff_threshold, precision=config.export.precision)
+    # The tf.functions themselves, not concrete functions traced before saving: save traces them in
+    # its own context, and a trace from outside would be one more (seconds each).
     tf.saved_model.save(answerer, str(directory), signatures={
-        "serving_default": answerer.answer.get_concrete_function(),
-        "serve_token_ids": answerer.token_logits.get_concrete_function(),
-    })
+        "serving_default": answerer.answer, "serve_token_ids": answerer.token_logits})
     write_warmup(pathlib.Path(directory))
     if metrics is not None:
         (pathlib.Path(directory) / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")

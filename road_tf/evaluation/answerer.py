@@ -25,6 +25,7 @@ from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, TOKEN
 
 VERY_NEGATIVE = -1e9
 SERVING_KEYS = ("answer", "score", "no_answer_probability", "start_char", "end_char")
+ANSWER_INPUTS = [tf.TensorSpec([None], tf.string, name="question"), tf.TensorSpec([None], tf.string, name="context")]
 
 
 def _window_top_spans(start_logits, end_logits, byte_offsets, n_best_size, max_answer_length):
@@ -200,25 +201,24 @@ class QAAnswerer(tf.Module):
         self.null_score_diff_threshold = float(threshold)
         self.window_group_size = window_group_size
 
-    def _decode(self, question, context):
+    def decode(self, question, context):
+        """tf.string [B] questions and contexts -> every output of `decode_answers` (n-best included)."""
         windows = qa_windows(self.tokenizer, question, context, self.max_seq_length, self.max_query_length,
                              self.doc_stride)
         start, end = grouped_logits(self.logits_model, windows, self.window_group_size)
         return decode_answers(start, end, windows["byte_offsets"], windows["example_index"], context,
                               self.n_best_size, self.max_answer_length, self.null_score_diff_threshold)
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
-                                  tf.TensorSpec([None], tf.string, name="context")])
+    def nbest_function(self):
+        """`decode` as a tf.function of ANSWER_INPUTS, for run evaluation. It is not an attribute of
+        the module, so an export neither traces nor saves it (a trace costs seconds)."""
+        return tf.function(self.decode, input_signature=ANSWER_INPUTS)
+
+    @tf.function(input_signature=ANSWER_INPUTS)
     def answer(self, question, context):
         """The serving signature: SERVING_KEYS of `decode_answers`, each [B]."""
-        decoded = self._decode(question, context)
+        decoded = self.decode(question, context)
         return {key: decoded[key] for key in SERVING_KEYS}
-
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
-                                  tf.TensorSpec([None], tf.string, name="context")])
-    def answer_with_nbest(self, question, context):
-        """Every output of `decode_answers` (n-best lists included)."""
-        return self._decode(question, context)
 
     @tf.function(input_signature=[tf.TensorSpec([None, None], tf.int32, name=TOKEN_IDS),
                                   tf.TensorSpec([None, None], tf.int32, name=SEGMENT_IDS),

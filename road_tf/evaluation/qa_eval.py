@@ -1,6 +1,6 @@
 """Runs an answer function over SQuAD questions and turns its outputs into the official files.
 
-The answer function is `QAAnswerer.answer_with_nbest` during training or a SavedModel's
+The answer function is `QAAnswerer.nbest_function()` during training or a SavedModel's
 `serving_default` in `python -m road_tf.predict`: both see the same questions in the same
 batches, so they return the same answers.
 """

@@ -62,7 +62,7 @@ class SpanTask(Task):
         `tuned_f1`: the null-score threshold that maximises dev F1 and that F1.
         """
         answerer = self.answerer(model, tokenizer, config, null_score_diff_threshold)
-        outputs = answer_questions(answerer.answer_with_nbest, data.dev_examples, EVAL_BATCH_QUESTIONS)
+        outputs = answer_questions(answerer.nbest_function(), data.dev_examples, EVAL_BATCH_QUESTIONS)
         predictions, na_probs = squad_outputs(data.dev_examples, outputs)
         metrics = squad_v2_metrics(data.dev_examples, predictions, na_probs)
         metrics["tuned_f1"], metrics["tuned_null_score_diff_threshold"] = tuned_null_threshold(data.dev_examples,
