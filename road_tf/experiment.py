@@ -61,9 +61,13 @@ def stage_model(config, model_config, task, tokenizer, name, encoder_weights=Non
                        encoder_weights)
 
 
-def score_stage(stage_dir, model, task_data, tokenizer, config, null_score_diff_threshold=None):
-    """Scores `model` on the dev split, writes its prediction files into `stage_dir`; returns the metrics."""
-    evaluation = task_data.task.evaluate(model, task_data, tokenizer, config, null_score_diff_threshold)
+def score_stage(stage_dir, model, task_data, tokenizer, config, null_score_diff_threshold=None, evaluate=None):
+    """Scores `model` on the dev split, writes its prediction files into `stage_dir`; returns the metrics.
+
+    `evaluate`: the task's `evaluator` for `model` when the stage already made one (reusing its trace).
+    """
+    evaluate = evaluate or task_data.task.evaluator(model, task_data, tokenizer, config, null_score_diff_threshold)
+    evaluation = evaluate()
     for name, value in evaluation.files.items():
         write_json(training.worker_path(pathlib.Path(stage_dir) / name, config.train), value)
     return evaluation.metrics
@@ -110,11 +114,11 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
     logging.info("stage %s: %d steps", stage_dir.name, steps)
     features = task_data.train_features if offline_features is None else offline_features
     callbacks = ()
+    evaluate = task_data.task.evaluator(student, task_data, tokenizer, config)
     if train.eval_every:
-        evaluate = lambda: task_data.task.evaluate(student, task_data, tokenizer, config).metrics  # noqa: E731
         metric = kept_metric(task_data.task, config)
-        callbacks = (training.PeriodicEvaluation(student, evaluate, metric, train.eval_every, steps, stage_dir,
-                                                 train.keep),)
+        callbacks = (training.PeriodicEvaluation(student, lambda: evaluate().metrics, metric, train.eval_every, steps,
+                                                 stage_dir, train.keep),)
     training.fit(distiller, features, train, steps, stage_dir, extra_callbacks=callbacks)
     step = steps
     if train.keep == "best":
@@ -122,7 +126,7 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
         student.load_weights(str(stage_dir / training.BEST_WEIGHTS))
         step = best["step"]
     student.save_weights(str(training.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
-    return finish_stage(stage_dir, student, task_data, tokenizer, config, step)
+    return finish_stage(stage_dir, student, task_data, tokenizer, config, step, evaluate)
 
 
 def serves_tuned_threshold(task, config):
@@ -136,9 +140,10 @@ def kept_metric(task, config):
     return "tuned_f1" if serves_tuned_threshold(task, config) else task.metric
 
 
-def finish_stage(stage_dir, model, task_data, tokenizer, config, step):
-    """Scores the kept weights, records `stage.json` and drops the checkpoints; returns the metrics."""
-    metrics = {**score_stage(stage_dir, model, task_data, tokenizer, config), "step": step}
+def finish_stage(stage_dir, model, task_data, tokenizer, config, step, evaluate=None):
+    """Scores the kept weights (with `evaluate`, see `score_stage`), records `stage.json` and drops the
+    checkpoints; returns the metrics."""
+    metrics = {**score_stage(stage_dir, model, task_data, tokenizer, config, evaluate=evaluate), "step": step}
     write_json(training.worker_path(pathlib.Path(stage_dir) / STAGE_FILE, config.train), {"metrics": metrics})
     if not config.train.keep_checkpoints and training.is_chief(config.train):
         training.drop_checkpoints(stage_dir)

@@ -61,13 +61,23 @@ class SpanTask(Task):
         Besides the official keys, `metrics` holds `tuned_null_score_diff_threshold` and
         `tuned_f1`: the null-score threshold that maximises dev F1 and that F1.
         """
+        return self.evaluator(model, data, tokenizer, config, null_score_diff_threshold)()
+
+    def evaluator(self, model, data, tokenizer, config, null_score_diff_threshold=None):
+        """`evaluate` as a function of no arguments that traces the answer graph once (seconds) and
+        reuses it at every call: the model's weights change in place between calls."""
         answerer = self.answerer(model, tokenizer, config, null_score_diff_threshold)
-        outputs = answer_questions(answerer.nbest_function(), data.dev_examples, EVAL_BATCH_QUESTIONS)
-        predictions, na_probs = squad_outputs(data.dev_examples, outputs)
-        metrics = squad_v2_metrics(data.dev_examples, predictions, na_probs)
-        metrics["tuned_f1"], metrics["tuned_null_score_diff_threshold"] = tuned_null_threshold(data.dev_examples,
-                                                                                                outputs)
-        metrics["null_score_diff_threshold"] = answerer.null_score_diff_threshold
-        files = {"predictions.json": predictions, "na_probs.json": na_probs,
-                 "nbest.json": nbest_lists(data.dev_examples, outputs)}
-        return Evaluation(metrics, files)
+        answer_fn = answerer.nbest_function()
+
+        def evaluation():
+            outputs = answer_questions(answer_fn, data.dev_examples, EVAL_BATCH_QUESTIONS)
+            predictions, na_probs = squad_outputs(data.dev_examples, outputs)
+            metrics = squad_v2_metrics(data.dev_examples, predictions, na_probs)
+            metrics["tuned_f1"], metrics["tuned_null_score_diff_threshold"] = tuned_null_threshold(
+                data.dev_examples, outputs)
+            metrics["null_score_diff_threshold"] = answerer.null_score_diff_threshold
+            files = {"predictions.json": predictions, "na_probs.json": na_probs,
+                     "nbest.json": nbest_lists(data.dev_examples, outputs)}
+            return Evaluation(metrics, files)
+
+        return evaluation

@@ -40,6 +40,11 @@ class Task:
         """This task's model output keys, `<task>/<suffix>`."""
         return tuple(f"{self.name}/{suffix}" for suffix in suffixes)
 
+    def evaluator(self, model, data, tokenizer, config, null_score_diff_threshold=None):
+        """A function of no arguments returning `evaluate(...)`'s Evaluation of `model` as its weights
+        are at the call (evaluations during training call it again and again)."""
+        return lambda: self.evaluate(model, data, tokenizer, config, null_score_diff_threshold)
+
     def load_examples(self, data_config, split, is_main_task=True, task_files=None):
         """(examples, source files) of one split; see `road_tf.data.sources.load_split`."""
         return sources.load_split(self.spec, data_config, split, is_main_task, task_files)
