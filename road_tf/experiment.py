@@ -61,12 +61,9 @@ def stage_model(config, model_config, task, tokenizer, name, encoder_weights=Non
                        encoder_weights)
 
 
-def score_stage(stage_dir, model, task_data, tokenizer, config, null_score_diff_threshold=None, evaluate=None):
-    """Scores `model` on the dev split, writes its prediction files into `stage_dir`; returns the metrics.
-
-    `evaluate`: the task's `evaluator` for `model` when the stage already made one (reusing its trace).
-    """
-    evaluate = evaluate or task_data.task.evaluator(model, task_data, tokenizer, config, null_score_diff_threshold)
+def score_stage(stage_dir, evaluate, config):
+    """Scores a model with `evaluate` (its task's `evaluator`), writes the prediction files into
+    `stage_dir`; returns the metrics."""
     evaluation = evaluate()
     for name, value in evaluation.files.items():
         write_json(training.worker_path(pathlib.Path(stage_dir) / name, config.train), value)
@@ -126,7 +123,7 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
         student.load_weights(str(stage_dir / training.BEST_WEIGHTS))
         step = best["step"]
     student.save_weights(str(training.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
-    return finish_stage(stage_dir, student, task_data, tokenizer, config, step, evaluate)
+    return finish_stage(stage_dir, evaluate, config, step)
 
 
 def serves_tuned_threshold(task, config):
@@ -140,10 +137,10 @@ def kept_metric(task, config):
     return "tuned_f1" if serves_tuned_threshold(task, config) else task.metric
 
 
-def finish_stage(stage_dir, model, task_data, tokenizer, config, step, evaluate=None):
-    """Scores the kept weights (with `evaluate`, see `score_stage`), records `stage.json` and drops the
-    checkpoints; returns the metrics."""
-    metrics = {**score_stage(stage_dir, model, task_data, tokenizer, config, evaluate=evaluate), "step": step}
+def finish_stage(stage_dir, evaluate, config, step):
+    """Scores the stage's kept weights with `evaluate` (the evaluator of its model), records
+    `stage.json` and drops the checkpoints; returns the metrics."""
+    metrics = {**score_stage(stage_dir, evaluate, config), "step": step}
     write_json(training.worker_path(pathlib.Path(stage_dir) / STAGE_FILE, config.train), {"metrics": metrics})
     if not config.train.keep_checkpoints and training.is_chief(config.train):
         training.drop_checkpoints(stage_dir)
@@ -176,7 +173,8 @@ def prepare_teachers(config, task_data, tokenizer, output_dir, stages):
         if teacher_config.checkpoint:
             load_teacher_weights(teacher, teacher_config.checkpoint, i)
         if teacher_config.checkpoint or task.has_pretrained_head(teacher_config.model.pretrained):
-            stages[name] = score_stage(output_dir / name, teacher, task_data, tokenizer, config)
+            evaluate = task_data.task.evaluator(teacher, task_data, tokenizer, config)
+            stages[name] = score_stage(output_dir / name, evaluate, config)
         else:
             stages[name] = train_stage(output_dir / name, teacher, task_data, tokenizer, config,
                                        teacher_config.train_steps or config.train.steps, config.train.learning_rate)
@@ -271,7 +269,8 @@ def run_training(config, output_dir):
     final, threshold = stages["student"], None
     if serves_tuned_threshold(task, config):
         threshold = final["tuned_null_score_diff_threshold"]
-        final = {**score_stage(output_dir / "student" / "served", student, task_data, tokenizer, config, threshold),
+        served = task_data.task.evaluator(student, task_data, tokenizer, config, threshold)
+        final = {**score_stage(output_dir / "student" / "served", served, config),
                  "step": final["step"]}
     metrics = {"final": {"task": task.name, "split": "dev", **final}, "stages": stages, "export": None}
     if config.export.enabled and task.kind == SPAN and training.is_chief(config.train):
