@@ -21,10 +21,10 @@ demo: setup
 	$(PY) -m road_tf.train --config demo
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n 2 --dist loadfile tests
 
 test-all: setup
-	$(PY) -m pytest -q tests --run-slow
+	$(PY) -m pytest -q -n 2 --dist loadfile tests --run-slow
 
 bench-setup: .venv-baseline/.installed
 

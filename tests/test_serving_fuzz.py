@@ -17,6 +17,7 @@ import functools
 import json
 import os
 import re
+import select
 import signal
 import socket
 import struct
@@ -530,6 +531,31 @@ def start_toy_devserver(root, flags):
     return Served(process, rest_port, f"127.0.0.1:{grpc_port}", log_path, base_path, {})
 
 
+STATUS_REQUEST = b"GET /v1/models/toy HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
+
+
+def hold_rest_slots(port, count):
+    """`count` silent connections that each hold one of the server's REST slots.
+
+    A connection opened while an earlier one (the readiness check's) still holds its slot is
+    refused, so holding is checked rather than assumed: a status request sent after the holders
+    is accepted in turn behind them (the accept loop is first in, first out); once it is refused
+    (503) while no holder has anything to read, every holder holds a slot. A refused holder is
+    replaced and the check repeated.
+    """
+    holders = []
+    for _ in range(20):
+        holders += [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count - len(holders))]
+        status = raw_exchange(port, STATUS_REQUEST)[0]
+        readable = set(select.select(holders, [], [], 0)[0])
+        for sock in readable:
+            sock.close()
+        holders = [sock for sock in holders if sock not in readable]
+        if status == 503 and len(holders) == count:
+            return holders
+    raise AssertionError(f"could not hold {count} REST slots in 20 tries")
+
+
 def test_excess_connections_are_refused_at_once_and_threads_stay_bounded(tmp_path):
     """With --rest_max_connections=4, four half-open connections hold the slots (their deadline
     is a minute) and eight more, sent together, each get 503 JSON at once and one log line; the
@@ -537,9 +563,8 @@ def test_excess_connections_are_refused_at_once_and_threads_stay_bounded(tmp_pat
     served = start_toy_devserver(tmp_path, ["--rest_max_connections=4", "--rest_timeout_seconds=60"])
     try:
         threads_idle = served.memory("Threads")
+        holders = hold_rest_slots(served.rest_port, 4)
         with LogWatch(served) as watch:
-            holders = [socket.create_connection(("127.0.0.1", served.rest_port), timeout=10) for _ in range(4)]
-            time.sleep(0.3)
             answers = [None] * 8
 
             def knock(index):
