@@ -1,6 +1,6 @@
 """python -m road_tf.experiments: ROaD's experiment tables as commands.
 
-    python -m road_tf.experiments TABLE --scale tiny|small|full [--output DIR] [--seeds N]
+    python -m road_tf.experiments TABLE --scale tiny|small|full [--output DIR] [--seeds N] [--rows A,B]
 
 Tables (sections of the ROaD write-up), every one on SQuAD 2.0 with the base-size student:
   teacher_choice     4.1  no KD; KD from a fine-tuned large model, from ROaD-Large (large after
@@ -283,10 +283,13 @@ def seed_count(table, scale, seeds):
     return seeds or (scale.final_seeds if table == "final" else 1)
 
 
-def run_table(table, experiments, seeds):
-    """Trains (or reuses) every row of `table` for each seed; returns [(row, [(run dir, metrics)])]."""
+def run_table(table, experiments, seeds, row_names=()):
+    """Trains (or reuses) the rows of `table` named in `row_names` (every row when empty) for each
+    seed; returns [(row, [(run dir, metrics)])] in the table's order."""
     results = []
     for row in TABLES[table]:
+        if row_names and row.name not in row_names:
+            continue
         runs = [experiments.student(row, seed) for seed in range(seeds)]
         results.append((row, runs))
     return results
@@ -395,10 +398,27 @@ def parse_args(argv):
                         "(real data offline, 2 CPU cores), full (ROaD's sizes; accelerators and the internet)")
     parser.add_argument("--output", help="folder for runs and tables (default results/<scale>)")
     parser.add_argument("--seeds", type=int, help="student seeds per row (default: 3 for final, 1 for the others)")
+    parser.add_argument("--rows", help="comma-separated rows of TABLE to run (default: all); the written table "
+                        "holds these rows only")
     args = parser.parse_args(argv)
     if args.seeds is not None and not 1 <= args.seeds <= 100:
         parser.error(f"--seeds: must be in [1, 100], got {args.seeds}")
+    args.rows = parse_rows(parser, args.table, args.rows)
     return args
+
+
+def parse_rows(parser, table, rows):
+    """--rows as a tuple of row names of `table` (empty: every row); unknown names are a usage error."""
+    if rows is None:
+        return ()
+    if table == "all":
+        parser.error("--rows: needs one TABLE, not all")
+    names = tuple(name.strip() for name in rows.split(","))
+    known = [row.name for row in TABLES[table]]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        parser.error(f"--rows: {table} has no row {unknown[0]!r} (rows: {', '.join(known)})")
+    return names
 
 
 @cli_main
@@ -410,10 +430,10 @@ def main(argv=None):
     tables = list(TABLES) if args.table == "all" else [args.table]
     for table in tables:
         seeds = seed_count(table, scale, args.seeds)
-        results = run_table(table, experiments, seeds)
+        results = run_table(table, experiments, seeds, args.rows)
         export_rows(table, results, output)
         command = f"python -m road_tf.experiments {table} --scale {args.scale}" + (
-            f" --seeds {args.seeds}" if args.seeds else "")
+            f" --seeds {args.seeds}" if args.seeds else "") + (f" --rows {','.join(args.rows)}" if args.rows else "")
         write_table(table, args.scale, summarise(table, results), output, command)
         logging.info("wrote %s", output / f"{table}.md")
         print((output / f"{table}.md").read_text(), flush=True)

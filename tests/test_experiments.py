@@ -84,12 +84,28 @@ def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
     (["final", "--scale", "huge"], "invalid choice: 'huge'"),
     (["final", "--scale", "tiny", "--seeds", "0"], "--seeds: must be in [1, 100], got 0"),
     (["final"], "--scale"),
+    (["final", "--scale", "tiny", "--rows", "baseline,roda"], "--rows: final has no row 'roda' (rows: baseline, road)"),
+    (["final", "--scale", "tiny", "--rows", ""], "--rows: final has no row ''"),
+    (["all", "--scale", "tiny", "--rows", "road"], "--rows: needs one TABLE, not all"),
 ])
 def test_bad_arguments_fail_with_one_line(args, message, capsys):
     with pytest.raises(SystemExit, match="2"):
         experiments.main(args)
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_rows_runs_only_the_named_rows_in_table_order(tmp_path):
+    trained = []
+
+    class Recording(Experiments):
+        def student(self, row, seed):
+            trained.append((row.name, seed))
+            return tmp_path / row.name, {}
+
+    results = experiments.run_table("teacher_choice", Recording(SCALES["tiny"], tmp_path), 2, ("large", "no_kd"))
+    assert [row.name for row, _ in results] == ["no_kd", "large"]
+    assert trained == [("no_kd", 0), ("no_kd", 1), ("large", 0), ("large", 1)]
 
 
 @pytest.mark.slow
