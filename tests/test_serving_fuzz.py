@@ -531,9 +531,6 @@ def start_toy_devserver(root, flags):
     return Served(process, rest_port, f"127.0.0.1:{grpc_port}", log_path, base_path, {})
 
 
-STATUS_REQUEST = b"GET /v1/models/toy HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n"
-
-
 def hold_rest_slots(port, count):
     """`count` silent connections that each hold one of the server's REST slots.
 
@@ -546,7 +543,7 @@ def hold_rest_slots(port, count):
     holders = []
     for _ in range(20):
         holders += [socket.create_connection(("127.0.0.1", port), timeout=10) for _ in range(count - len(holders))]
-        status = raw_exchange(port, STATUS_REQUEST)[0]
+        status = raw_exchange(port, http_request("GET", "/v1/models/toy"))[0]
         readable = set(select.select(holders, [], [], 0)[0])
         for sock in readable:
             sock.close()
