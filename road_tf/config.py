@@ -295,6 +295,10 @@ class TrainConfig:
     jit_compile: bool = False
     checkpoint_every: int = 100
     steps_per_execution: int = 1
+    # 0: every batch keeps all max_seq_length positions. m > 0: rows of similar length are batched
+    # together and each batch is cut to its longest row rounded up to a multiple of m (fewer padded
+    # positions to compute; single-task stages only, not on TPUs, which need fixed shapes).
+    trim_padding: int = 0
     # Score the dev split every this many steps of each stage (0: only at the end of the stage).
     eval_every: int = 0
     # Which weights a stage ends with: "last" (its final step) or "best" (its best dev score of the
@@ -316,6 +320,9 @@ class TrainConfig:
                f"must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}")
         _check(0 < self.checkpoint_every <= MAX_STEPS, f"{prefix}.checkpoint_every", f"must be in [1, {MAX_STEPS}]")
         _check(0 < self.steps_per_execution <= MAX_STEPS, f"{prefix}.steps_per_execution", f"must be in [1, {MAX_STEPS}]")
+        _check(self.trim_padding >= 0, f"{prefix}.trim_padding", f"must be 0 (off) or positive, got {self.trim_padding}")
+        _check(self.strategy != "tpu" or not self.trim_padding, f"{prefix}.trim_padding",
+               "must be 0 when strategy is tpu (TPUs compile one fixed batch shape)")
         _check(self.eval_every >= 0, f"{prefix}.eval_every", f"must be 0 (off) or positive, got {self.eval_every}")
         _check(self.keep in ("last", "best"), f"{prefix}.keep", f"must be last or best, got {self.keep!r}")
         _check(self.keep == "last" or self.eval_every > 0, f"{prefix}.keep",

@@ -23,10 +23,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from road_tf.data.features import PADDING_MASK
 from road_tf.errors import ConfigError, RoadError
 from road_tf.files import write_atomic
 
 EVALS_FILE = "evals.json"
+# With train.trim_padding, rows are grouped by length within runs of this many batches.
+LENGTH_POOL_BATCHES = 50
 BEST_WEIGHTS = "best.weights.h5"
 
 _STRATEGY = {}
@@ -195,30 +198,56 @@ def dense_gradients(gradients):
     return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
 
 
-def train_dataset(features, batch_size, seed, skip_batches=0):
+def train_dataset(features, batch_size, seed, skip_batches=0, trim_padding=0):
     """Seeded, reshuffled-every-epoch batches of in-memory features, starting at batch `skip_batches`.
 
     Batch b is a pure function of (seed, b): epoch e = b // (N // batch_size) uses the stateless
     permutation of seed [seed, e]. So the order does not depend on TF's global seed, and a
     resumed run continues exactly where the killed one stopped.
 
+    With `trim_padding` = m > 0 (features with a `padding_mask`), each run of LENGTH_POOL_BATCHES
+    batches of the epoch's permutation is sorted by row length and cut into batches, the epoch's
+    batches are shuffled (seed [seed, -1 - e]), and each batch keeps only its first
+    ceil(longest row / m) * m positions: the rest are padding in every row of the batch.
+
     Args:
-        features: dict of arrays with the same first dimension N.
+        features: dict of arrays with the same first dimension N; sequence features [N, S, ...].
     Returns:
-        tf.data.Dataset of dicts of [batch_size, ...] tensors, infinite.
+        tf.data.Dataset of dicts of [batch_size, ...] tensors, infinite; with trim_padding,
+        sequence features are [batch_size, S_b, ...] with S_b <= S a multiple of m (or S).
     """
     rows = len(next(iter(features.values())))
     if rows < batch_size:
         raise ConfigError(f"train.batch_size: {batch_size} is larger than the {rows} training rows")
     per_epoch = rows // batch_size
     tensors = {key: tf.constant(value) for key, value in features.items()}
+    lengths = None
+    if trim_padding and PADDING_MASK in features:
+        width = features[PADDING_MASK].shape[1]
+        lengths = tf.constant(np.sum(features[PADDING_MASK], axis=1), tf.int64)
+        sequence_keys = [key for key, value in features.items() if value.ndim > 1 and value.shape[1] == width]
+
+    def epoch_order(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(rows, dtype=tf.int64),
+                                                         seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+        if lengths is None:
+            return order
+        order = order[:per_epoch * batch_size]
+        pool = tf.range(per_epoch * batch_size, dtype=tf.int64) // (LENGTH_POOL_BATCHES * batch_size)
+        grouped = tf.gather(order, tf.argsort(pool * (width + 1) + tf.gather(lengths, order), stable=True))
+        batches = tf.random.experimental.stateless_shuffle(
+            tf.range(per_epoch, dtype=tf.int64), seed=tf.stack([tf.constant(seed, tf.int64), -1 - epoch]))
+        return tf.reshape(tf.gather(tf.reshape(grouped, [per_epoch, batch_size]), batches), [-1])
 
     def batch_at(index):
         epoch, position = index // per_epoch, index % per_epoch
-        order = tf.random.experimental.stateless_shuffle(tf.range(rows, dtype=tf.int64),
-                                                         seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
-        chosen = order[position * batch_size:(position + 1) * batch_size]
-        return {key: tf.gather(value, chosen) for key, value in tensors.items()}
+        chosen = epoch_order(epoch)[position * batch_size:(position + 1) * batch_size]
+        batch = {key: tf.gather(value, chosen) for key, value in tensors.items()}
+        if lengths is not None:
+            longest = tf.reduce_max(tf.gather(lengths, chosen))
+            kept = tf.minimum((longest + trim_padding - 1) // trim_padding * trim_padding, width)
+            batch.update({key: batch[key][:, :kept] for key in sequence_keys})
+        return batch
 
     return tf.data.Dataset.range(skip_batches, 2**62).map(batch_at).prefetch(2)
 
@@ -368,7 +397,8 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
         return None
     every = train_config.checkpoint_every
     dataset = (make_dataset(done) if make_dataset
-               else train_dataset(features, train_config.batch_size, train_config.seed, skip_batches=done))
+               else train_dataset(features, train_config.batch_size, train_config.seed, skip_batches=done,
+                                trim_padding=train_config.trim_padding))
     chief = is_chief(train_config)
     if train_config.strategy == "multi_worker":
         _fit_across_workers(model, dataset.element_spec)

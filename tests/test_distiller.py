@@ -61,6 +61,24 @@ def test_logits_kd_total_is_weighted_sum_and_terms_are_logged():
     assert {"kd_loss", "weighted_kd_loss", "weighted_hard_loss", "temperature", "kd_weight"} <= set(terms)
 
 
+def test_losses_are_the_same_on_a_batch_cut_after_its_longest_row():
+    """train.trim_padding drops positions that are padding in every row: logits KD, hidden KD and the
+    hard loss must not change."""
+    student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
+    matches = (LayerMatch(1, 1, 1.0), LayerMatch(0, 0, 0.5))
+    distiller = compiled(Distiller(student, SQUAD, kd_config(hidden_loss="mse", layer_map="last"),
+                                   teachers=[teacher], layer_matches=(matches,)))
+    data = random_span_features(8, seed=4)
+    for key in ("token_ids", "segment_ids", "padding_mask"):
+        data[key][:, 10:] = 0
+    full, full_terms = distiller.compute_losses({k: tf.constant(v) for k, v in data.items()}, training=False)
+    cut = {k: tf.constant(v[:, :12] if v.ndim > 1 else v) for k, v in data.items()}
+    trimmed, trimmed_terms = distiller.compute_losses(cut, training=False)
+    np.testing.assert_allclose(trimmed.numpy(), full.numpy(), rtol=1e-5, atol=1e-6)
+    for name in ("hard_loss", "kd_loss", "hidden_loss"):
+        np.testing.assert_allclose(trimmed_terms[name].numpy(), full_terms[name].numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_teacher_never_changes_and_student_and_projection_do():
     student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
     matches = (LayerMatch(1, 1, 1.0), LayerMatch(0, 0, 0.5))

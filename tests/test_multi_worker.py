@@ -19,10 +19,12 @@ from road_tf.config import TrainConfig
 from road_tf.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-# A KD stage (one teacher trained here) after a multi-task stage (k=2 tasks a step), tiny and
+# A KD stage (one teacher trained here) after a multi-task stage (k=2 tasks a step), on batches
+# cut to their longest row (train.trim_padding), tiny and
 # without dropout: per-replica dropout masks differ from one process's, nothing else may.
 RECIPE = [
     "train.steps=60", "train.batch_size=8", "train.checkpoint_every=10", "train.learning_rate=0.003",
+    "train.trim_padding=16",
     "data.synthetic_train_size=60", "data.synthetic_dev_size=20",
     "data.max_seq_length=64", "data.doc_stride=24", "data.max_query_length=16",
     "model.hidden_dim=16", "model.intermediate_dim=32", "model.num_layers=1", "model.dropout=0.0",

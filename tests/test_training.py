@@ -7,7 +7,7 @@ import keras
 from road_tf import training
 from road_tf.distillation.distiller import Distiller
 from road_tf.tasks import get_task
-from helpers_models import random_span_features, tiny_model, train_config
+from helpers_models import SEQ, random_span_features, tiny_model, train_config
 
 
 class Kill(keras.callbacks.Callback):
@@ -31,9 +31,10 @@ def run(stage_dir, config, seed, callbacks=(), dropout=0.0):
     return student
 
 
-@pytest.mark.parametrize("dropout", [0.0, 0.3], ids=["no_dropout", "dropout"])
-def test_kill_and_resume_gives_the_same_weights(tmp_path, dropout):
-    config = train_config(steps=7, checkpoint_every=2)
+@pytest.mark.parametrize("dropout, trim_padding", [(0.0, 0), (0.3, 0), (0.3, 4)],
+                         ids=["no_dropout", "dropout", "dropout_trimmed_batches"])
+def test_kill_and_resume_gives_the_same_weights(tmp_path, dropout, trim_padding):
+    config = train_config(steps=7, checkpoint_every=2, trim_padding=trim_padding)
     straight = run(tmp_path / "straight", config, seed=0, dropout=dropout)
     with pytest.raises(KeyboardInterrupt):
         run(tmp_path / "killed", config, seed=0, callbacks=[Kill(5)], dropout=dropout)
@@ -58,3 +59,37 @@ def test_batch_larger_than_data_is_a_config_error():
 
     with pytest.raises(ConfigError, match="train.batch_size"):
         training.train_dataset(random_span_features(4), batch_size=8, seed=0)
+
+
+def take(dataset, count):
+    return [{key: value.numpy() for key, value in batch.items()} for batch in dataset.take(count)]
+
+
+def test_trimmed_batches_group_rows_by_length_and_cut_only_padding():
+    features = random_span_features(40, seed=2)
+    features["example_index"] = np.arange(40, dtype=np.int32)
+    lengths = features["padding_mask"].sum(axis=1)
+    batches = take(training.train_dataset(features, batch_size=4, seed=3, trim_padding=4), 20)
+    for batch in batches:
+        rows, width = batch["example_index"], batch["padding_mask"].shape[1]
+        assert width == min(SEQ, -(-lengths[rows].max() // 4) * 4)
+        for key in ("token_ids", "segment_ids", "padding_mask"):
+            np.testing.assert_array_equal(batch[key], features[key][rows, :width])
+        assert not features["padding_mask"][rows, width:].any()
+    for epoch in (batches[:10], batches[10:]):
+        assert sorted(np.concatenate([b["example_index"] for b in epoch])) == list(range(40))
+        # The 10 batches of an epoch are one length pool: sorted by length, they do not overlap.
+        spans = sorted((lengths[b["example_index"]].min(), lengths[b["example_index"]].max()) for b in epoch)
+        assert all(high <= next_low for (_, high), (next_low, _) in zip(spans, spans[1:]))
+    assert len({b["padding_mask"].shape[1] for b in batches}) > 1
+    assert [b["example_index"].tolist() for b in batches[:10]] != [b["example_index"].tolist() for b in batches[10:]]
+    resumed = take(training.train_dataset(features, batch_size=4, seed=3, skip_batches=7, trim_padding=4), 5)
+    for a, b in zip(batches[7:12], resumed):
+        assert a.keys() == b.keys() and all(np.array_equal(a[key], b[key]) for key in a)
+
+
+def test_trim_padding_is_rejected_on_tpus():
+    from road_tf.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="train.trim_padding: must be 0 when strategy is tpu"):
+        train_config(trim_padding=8, strategy="tpu", tpu_address="local").validate()
