@@ -27,6 +27,9 @@ class TaskSpec:
         tfds_name: the TFDS dataset, or None when the task has no TFDS source.
         tfds_splits: TFDS split names for (train, dev).
         synthetic: key of the task's files in the synthetic corpus, or None.
+        reads_main_files: the task is made from the main task's documents: with data.source=json
+            it reads the main task's local files (data.train_path/dev_path or their split), and
+            with tfds its data.tfds_name.
     """
 
     name: str
@@ -37,6 +40,7 @@ class TaskSpec:
     tfds_name: Optional[str]
     tfds_splits: tuple
     synthetic: Optional[str]
+    reads_main_files: bool = False
 
 
 TASKS = {
@@ -44,6 +48,8 @@ TASKS = {
     for spec in (
         TaskSpec("squad2", SPAN, 0, "road_tf.data.squad:read_squad_json", "road_tf.data.squad:load_squad_tfds",
                  "squad/v2.0", ("train", "validation"), "squad"),
+        TaskSpec("squad2_cloze", SPAN, 0, "road_tf.data.cloze:read_cloze_json", "road_tf.data.cloze:load_cloze_tfds",
+                 "squad/v2.0", ("train", "validation"), "squad", reads_main_files=True),
         TaskSpec("mnli", CLASSIFICATION, 3, "road_tf.data.glue:read_mnli_tsv", "road_tf.data.glue:load_glue_tfds",
                  "glue/mnli", ("train", "validation_matched"), None),
         TaskSpec("qqp", CLASSIFICATION, 2, "road_tf.data.glue:read_qqp_tsv", "road_tf.data.glue:load_glue_tfds",

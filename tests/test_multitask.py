@@ -289,17 +289,22 @@ def h5_arrays(path):
     return found
 
 
-def test_run_multitask_stage_end_to_end_then_load_the_encoder(tmp_path):
-    from road_tf.data.tokenizer import load_tokenizer
-
-    config = Config(
+def tiny_multitask_config(tmp_path, **multitask):
+    """A tiny-model config of a squad2 run with a multi-task stage (`multitask`: its settings)."""
+    return Config(
         task="squad2",
         model=ModelConfig(num_layers=1, num_heads=2, hidden_dim=32, intermediate_dim=64, dropout=0.0),
         data=DataConfig(synthetic_train_size=48, synthetic_dev_size=16, max_seq_length=64, doc_stride=32,
                         max_query_length=16, cache_dir=str(tmp_path / "cache")),
-        multitask=MultitaskConfig(steps=4, k=2, sampler="annealed", replacement=False),
+        multitask=MultitaskConfig(**multitask),
         train=TrainConfig(batch_size=8, checkpoint_every=2, warmup_fraction=0.0),
     )
+
+
+def test_run_multitask_stage_end_to_end_then_load_the_encoder(tmp_path):
+    from road_tf.data.tokenizer import load_tokenizer
+
+    config = tiny_multitask_config(tmp_path, steps=4, k=2, sampler="annealed", replacement=False)
     tokenizer = load_tokenizer(config.data.vocab)
     main = load_task_data(get_task("squad2"), config, tokenizer)
     path, metrics = run_multitask_stage(config, tokenizer, main, tmp_path / "multitask")
@@ -337,3 +342,17 @@ def test_run_multitask_stage_end_to_end_then_load_the_encoder(tmp_path):
         build_model(bigger, squad, tokenizer.vocabulary_size, 64, "other", encoder_weights=path)
     with pytest.raises(ConfigError, match="no multi-task encoder weights"):
         load_encoder_weights(student, tmp_path / "missing.weights.h5")
+
+
+def test_squad2_and_its_cloze_task_train_side_by_side(tmp_path):
+    """Two span tasks in one stage: each has its own head and dev score (the cloze one on clozes
+    made from the dev contexts)."""
+    from road_tf.data.tokenizer import load_tokenizer
+
+    config = tiny_multitask_config(tmp_path, tasks=("squad2", "squad2_cloze"), steps=2, k=2)
+    tokenizer = load_tokenizer(config.data.vocab)
+    main = load_task_data(get_task("squad2"), config, tokenizer)
+    _, metrics = run_multitask_stage(config, tokenizer, main, tmp_path / "multitask")
+    assert set(metrics["tasks"]) == {"squad2", "squad2_cloze"}
+    assert all("f1" in metrics["tasks"][name] and "HasAns_total" in metrics["tasks"][name] for name in metrics["tasks"])
+    assert sum(metrics["picks"].values()) == 2 * 2

@@ -11,6 +11,7 @@ import pytest
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.squad import load_squad_tfds, read_squad_json, read_squad_json_with_stats, write_squad_json
 from road_tf.errors import DataError
+from helpers_tfds import squad_tfds_dataset
 
 SQUAD_DEV = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad2-dev" / "squad2-dev-public.json.gz"
 
@@ -200,28 +201,6 @@ def test_skip_bad_records_still_fails_on_structural_errors(tmp_path):
         read_squad_json(_write(tmp_path, doc), skip_bad_records=True)
 
 
-def _tfds_dataset(records):
-    """A tf.data.Dataset shaped like TFDS squad/v2.0 examples, from plain dicts."""
-    import tensorflow as tf
-
-    def answers(items):
-        return {"text": [text for text, _ in items], "answer_start": [start for _, start in items]}
-
-    def generate():
-        for record in records:
-            yield {
-                "id": record["id"], "title": record["title"], "context": record["context"],
-                "question": record["question"], "is_impossible": record["is_impossible"],
-                "answers": answers(record["answers"]), "plausible_answers": answers(record.get("plausible", [])),
-            }
-
-    span = {"text": tf.TensorSpec([None], tf.string), "answer_start": tf.TensorSpec([None], tf.int32)}
-    signature = {"id": tf.TensorSpec([], tf.string), "title": tf.TensorSpec([], tf.string),
-                 "context": tf.TensorSpec([], tf.string), "question": tf.TensorSpec([], tf.string),
-                 "is_impossible": tf.TensorSpec([], tf.bool), "answers": span, "plausible_answers": span}
-    return tf.data.Dataset.from_generator(generate, output_signature=signature)
-
-
 TFDS_RECORDS = [
     {"id": "t1", "title": "Café", "context": "Le café est à Paris.", "question": "Où?", "is_impossible": False,
      "answers": [("Paris", 14), ("à Paris", 12)]},
@@ -232,10 +211,10 @@ TFDS_RECORDS = [
 
 def test_load_squad_tfds_reads_the_v2_feature_layout():
     tfds = pytest.importorskip("tensorflow_datasets")
-    with tfds.testing.mock_data(as_dataset_fn=lambda *args, **kwargs: _tfds_dataset(TFDS_RECORDS)):
+    with tfds.testing.mock_data(as_dataset_fn=lambda *args, **kwargs: squad_tfds_dataset(TFDS_RECORDS)):
         features = tfds.builder("squad/v2.0").info.features
         examples = load_squad_tfds("validation")
-    assert set(features.keys()) == set(_tfds_dataset(TFDS_RECORDS).element_spec)
+    assert set(features.keys()) == set(squad_tfds_dataset(TFDS_RECORDS).element_spec)
     assert set(features["answers"].feature.keys()) == {"text", "answer_start"}
     assert examples == [
         QAExample("t1", "Où?", "Le café est à Paris.", (Answer("Paris", 14), Answer("à Paris", 12)), "Café"),
@@ -246,7 +225,7 @@ def test_load_squad_tfds_reads_the_v2_feature_layout():
 def test_load_squad_tfds_checks_records():
     tfds = pytest.importorskip("tensorflow_datasets")
     bad = [dict(TFDS_RECORDS[0], answers=[("Lyon", 14)])]
-    with tfds.testing.mock_data(as_dataset_fn=lambda *args, **kwargs: _tfds_dataset(bad)):
+    with tfds.testing.mock_data(as_dataset_fn=lambda *args, **kwargs: squad_tfds_dataset(bad)):
         with pytest.raises(DataError) as caught:
             load_squad_tfds("validation")
         assert str(caught.value).startswith("tfds:squad/v2.0/validation: record t1: ")

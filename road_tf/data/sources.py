@@ -120,7 +120,8 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
         task: the task's `road_tf.registry.TaskSpec`.
         is_main_task: whether it is the run's main task (`config.task`); the other tasks of a
             multi-task stage read the synthetic corpus or TFDS when `data.source` is json, and
-            only the main task reads `data.tfds_name`.
+            only the main task reads `data.tfds_name`, except tasks made from the main task's
+            documents (`TaskSpec.reads_main_files`), which read the main task's files or data set.
         task_files: the task's `road_tf.config.TaskFiles` (`multitask.task_files`), or None; when
             given, the split is read from those files whatever `data.source` says.
 
@@ -131,7 +132,7 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
     source = data_config.source
     if task_files is not None:
         source = "task_files"
-    elif source == "json" and not is_main_task:
+    elif source == "json" and not (is_main_task or task.reads_main_files):
         source = "synthetic" if task.synthetic else "tfds"
     if task.synthetic is None and source == "synthetic":
         raise ConfigError(f"task {task.name!r} has no synthetic data; set data.source to json or tfds")
@@ -151,7 +152,7 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
     else:
         if task.tfds_loader is None:
             raise ConfigError(f"task {task.name!r} has no TFDS source")
-        name = (data_config.tfds_name if is_main_task else "") or task.tfds_name
+        name = (data_config.tfds_name if is_main_task or task.reads_main_files else "") or task.tfds_name
         check_tfds_available(name)
         tfds_split = task.tfds_splits[0 if split == "train" else 1]
         examples = resolve(task.tfds_loader)(name=name, split=tfds_split)
