@@ -37,16 +37,16 @@ SQUAD = "data/squad2-dev/squad2-dev-public.json.gz"
 MODELS = {"minilm": [], "small": ["model.pretrained_layers=[0,1,2]"]}
 
 
-def recipe(model, cache_dir):
-    """The squad2_minilm recipe on ../shared (or on the synthetic corpus), with `model`'s layers."""
-    squad = common.shared_file(SQUAD)
+def recipe(model, cache_dir, squad):
+    """The squad2_minilm recipe on the SQuAD file `squad` (None: the synthetic corpus), with `model`'s layers."""
     data = ([f"data.train_path={squad}"] if squad else
             ["data.source=synthetic", "data.split_dev_questions=0", "data.synthetic_train_size=2000"])
     return load_config(resolve_recipe("squad2_minilm"), [*data, *MODELS[model], f"data.cache_dir={cache_dir}"])
 
 
-def train_step(config, features):
-    """The model's compiled train step, a tf.function of a batch whose sequence length may vary."""
+def train_step(config, element_spec):
+    """The model's compiled train step, a tf.function of one batch of `element_spec` (whose
+    sequence length may vary)."""
     task = get_task(config.task)
     tokenizer = load_tokenizer(config.data.vocab)
     keras.utils.set_random_seed(0)
@@ -54,8 +54,7 @@ def train_step(config, features):
     distiller = Distiller(model, task)
     distiller.compile(optimizer=make_optimizer(config.train.learning_rate, 10_000, 0.1, 0.01))
     distiller.optimizer.build(distiller.trained_variables())
-    spec = train_dataset(features, config.train.batch_size, seed=0, trim_padding=8).element_spec
-    return tf.function(distiller.train_step, input_signature=[spec])
+    return tf.function(distiller.train_step, input_signature=[element_spec])
 
 
 @cli_main
@@ -68,13 +67,14 @@ def main(argv=None):
     parser.add_argument("--cache-dir", default="runs/cache", help="feature cache (data.cache_dir)")
     args = common.parse_flags(parser, argv, positive=("rounds", "multiple"))
 
-    config = recipe(args.model, args.cache_dir)
+    squad = common.shared_file(SQUAD)
+    config = recipe(args.model, args.cache_dir, squad)
     task = get_task(config.task)
     features = load_task_data(task, config, load_tokenizer(config.data.vocab)).train_features
-    step = train_step(config, features)
     batch = config.train.batch_size
-    streams = {"padded": iter(train_dataset(features, batch, seed=0)),
-               "trimmed": iter(train_dataset(features, batch, seed=0, trim_padding=args.multiple))}
+    trimmed_stream = train_dataset(features, batch, seed=0, trim_padding=args.multiple)
+    step = train_step(config, trimmed_stream.element_spec)
+    streams = {"padded": iter(train_dataset(features, batch, seed=0)), "trimmed": iter(trimmed_stream)}
     widths = []
 
     def stream_step(name):
@@ -91,7 +91,7 @@ def main(argv=None):
                 times[name].append(seconds)
     padded, trimmed = sum(times["padded"]), sum(times["trimmed"])
     per_epoch = len(features[PADDING_MASK]) // batch
-    epoch = train_dataset(features, batch, seed=0, trim_padding=args.multiple).take(per_epoch)
+    epoch = trimmed_stream.take(per_epoch)
     epoch_width = float(np.mean([int(data[PADDING_MASK].shape[1]) for data in epoch]))
     real_share = float(np.mean(features[PADDING_MASK]))
     print(f"seconds a step: padded {padded / args.rounds:.3f}, trimmed {trimmed / args.rounds:.3f} "
@@ -103,7 +103,7 @@ def main(argv=None):
         trimmed_mean_width=round(float(np.mean(widths[args.warmup:])), 1), epoch_mean_width=round(epoch_width, 1),
         full_width=config.data.max_seq_length,
         real_token_share=round(real_share, 4), model=args.model, multiple=args.multiple, batch=batch,
-        rounds=args.rounds, data="squad2 public half, training articles" if common.shared_file(SQUAD) else "synthetic",
+        rounds=args.rounds, data="squad2 public half, training articles" if squad else "synthetic",
     )
 
 
