@@ -334,6 +334,11 @@ def percentile_ms(latencies, q):
     return round(float(np.percentile(latencies, q)) * 1000, 1) if latencies else None
 
 
+def agreement(answers, others):
+    """"k/n": how many of two modes' n answers to the same questions are the same string."""
+    return f"{sum(a == b for a, b in zip(answers, others))}/{len(answers)}"
+
+
 def summarize(runs):
     """Per-mode results from {mode: [(chunk index, questions, seconds, latencies) per round]}.
 
@@ -459,8 +464,7 @@ def main(argv=None):
         breakdown = single_question_breakdown(version_dirs, tokenizer, pairs)
     summary = summarize(runs)
     value, best, best_c, ratios, best_vs_best = headline(summary, precisions)
-    same_answers = (f"{sum(a == b for a, b in zip(answers['bf16_grpc_c1'], answers['fp32_grpc_c1']))}/{len(pairs)}"
-                    if "bf16" in precisions else "bf16 not run")
+    same_answers = agreement(answers["bf16_grpc_c1"], answers["fp32_grpc_c1"]) if "bf16" in precisions else "bf16 not run"
     common.result_line(
         "serving", value, 2.0, "higher", "ratio of QA/s",
         definition=(f"QA/s of road_tf's fastest mode ({best}) / QA/s of the HF pipeline (float32) at the same "
@@ -470,8 +474,8 @@ def main(argv=None):
         best_mode=best, value_float32=max(ratios["fp32"].values()), ratio_by_precision_and_concurrency=ratios,
         ratio_best_vs_best_baseline=best_vs_best, modes=summary, cpu_bfloat16=cpu_bfloat16,
         precisions=list(precisions), bf16_fp32_same_answers=same_answers,
-        grpc_rest_answers_agree=all(answers[f"{tag}_grpc_c{c}"] == answers[f"{tag}_rest_c{c}"]
-                                    for tag in precisions for c in CONCURRENCY),
+        grpc_rest_same_answers={f"{tag}_c{c}": agreement(answers[f"{tag}_grpc_c{c}"], answers[f"{tag}_rest_c{c}"])
+                                for tag in precisions for c in CONCURRENCY},
         data=source, questions=len(pairs), road_tf_windows=windows,
         road_tf_tokens_per_window=round(tokens_per_window, 1), chunk=args.chunk, passes=args.passes,
         rounds=len(runs["hf_batch1"]), threads=args.threads, batching_parameters=args.batching_parameters, cores=cores, max_seq_length=MAX_SEQ_LENGTH,

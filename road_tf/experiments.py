@@ -97,17 +97,20 @@ SCALES = {
     # its first 3 layers as the base student (dropping the top layers keeps each layer's input the
     # output it was trained on; layers 1, 3, 5 collapsed to "no answer" everywhere at this budget).
     # The multi-task stage adds the public SST-2 half (100 sentences held out) and the synthetic NLI
-    # and paraphrase tasks, stand-ins for MNLI, QQP and Amazon reviews.
+    # and paraphrase tasks, stand-ins for MNLI, QQP and Amazon reviews, and cloze questions made from
+    # the training articles' contexts (squad2_cloze), the only stand-in that teaches span selection.
+    # Fine-tuning batches rows of similar length and cuts their padding (train.trim_padding); the
+    # `final` table's exported students answer at their dev-tuned no-answer threshold.
     "small": Scale(
         common={"data": {"source": "json", "train_path": f"{SHARED}/squad2-dev/squad2-dev-public.json.gz",
                          "split_dev_questions": 1000, "max_seq_length": 256, "doc_stride": 128,
                          "max_query_length": 64},
-                "train": {"batch_size": 16, "learning_rate": 1e-4, "checkpoint_every": 110},
-                "export": {"enabled": False}},
+                "train": {"batch_size": 16, "learning_rate": 1e-4, "checkpoint_every": 110, "trim_padding": 16},
+                "export": {"enabled": False, "null_threshold": "best"}},
         large={"pretrained": "minilm"},
         base={"pretrained": "minilm", "pretrained_layers": [0, 1, 2]},
-        teacher_steps=660, student_steps=660,
-        multitask={"tasks": ["squad2", "synthetic_nli", "synthetic_para", "sentiment"], "steps": 300,
+        teacher_steps=990, student_steps=660,
+        multitask={"tasks": ["squad2", "squad2_cloze", "synthetic_nli", "synthetic_para", "sentiment"], "steps": 300,
                    "batch_size": 16, "learning_rate": 1e-4,
                    "task_files": [{"task": "sentiment", "train_path": f"{SHARED}/sst2-dev/sst2-dev-public.tsv.gz",
                                    "split_dev": 100}]},

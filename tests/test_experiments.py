@@ -9,6 +9,7 @@ import math
 import pytest
 
 from road_tf import experiments
+from road_tf.config import load_config, resolve_recipe, to_dict
 from road_tf.experiments import KD_FORMS, SCALES, TABLES, TEACHER_SETS, Experiments
 
 
@@ -51,6 +52,16 @@ def test_the_tables_have_the_rows_of_the_write_up():
     assert final["road"].k == 4 and final["road"].teachers == "road_large" and final["road"].kd == "logits"
     assert final["baseline"].teachers == "" and final["baseline"].k == 0
     assert experiments.TEACHERS["road_large"].multitask and not experiments.TEACHERS["large"].multitask
+
+
+def test_the_minilm_recipe_trains_as_the_small_road_large_teacher(tmp_path):
+    """The README reports configs/squad2_minilm.yaml's F1 from that teacher's run: same training."""
+    teacher = Experiments(SCALES["small"], tmp_path).config("large", 0, SCALES["small"].teacher_steps, k=4)
+    recipe = load_config(resolve_recipe("squad2_minilm"), [f"data.cache_dir={tmp_path / 'cache'}"])
+    for section in ("model", "data", "multitask", "train", "decode"):
+        assert to_dict(getattr(recipe, section)) == to_dict(getattr(teacher, section)), section
+    assert recipe.task == teacher.task and recipe.distillation.teachers == teacher.distillation.teachers == ()
+    assert recipe.export.null_threshold == teacher.export.null_threshold == "best"
 
 
 def _fake_run(folder, f1, minutes):
