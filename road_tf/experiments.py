@@ -353,9 +353,17 @@ def table_markdown(table, scale_name, rows, command):
         road = f"{row['road_f1']:.1f}" if row["road_f1"] is not None else "-"
         lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['seeds']} | {row['minutes']:.1f} | {road} |")
     lines += ["", f"Always \"no answer\" on this dev split: F1 {rows[0]['no_answer_f1']:.2f}. "
-              "EM/F1 use the fixed null threshold 0; tuned F1 picks the best threshold on the same dev split "
-              "(optimistic). ± is the standard deviation over seeds; minutes are training minutes per seed.", ""]
+              f"{threshold_note(scale_name)} ± is the standard deviation over seeds; minutes are training minutes "
+              "per seed.", ""]
     return "\n".join(lines)
+
+
+def threshold_note(scale_name):
+    """Which no-answer threshold a scale's EM/F1 columns are scored at."""
+    if SCALES[scale_name].common.get("export", {}).get("null_threshold") == "best":
+        return ("EM/F1 are scored at each run's served no-answer threshold, tuned on this same dev split "
+                "(export.null_threshold=best), so they are optimistic, like tuned F1.")
+    return "EM/F1 use the fixed null threshold 0; tuned F1 picks the best threshold on the same dev split (optimistic)."
 
 
 def table_plot(table, scale_name, rows, path):

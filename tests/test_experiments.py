@@ -88,6 +88,8 @@ def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
     markdown = (tmp_path / "out" / "final.md").read_text()
     assert "| baseline | 54.00 ± 7.07 | 55.00 ± 7.07 |" in markdown and "F1 52.00" in markdown
     assert (tmp_path / "out" / "final.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "fixed null threshold 0" in markdown
+    assert "served no-answer threshold, tuned" in experiments.table_markdown("final", "small", summary, "cmd")
 
 
 @pytest.mark.parametrize("args, message", [
