@@ -49,7 +49,7 @@ from road_tf import cache_teacher, export, train
 from road_tf.config import config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
 from road_tf.errors import ArgumentParser, cli_main
 from road_tf.files import write_atomic
-from road_tf.saved_model import next_version
+from road_tf.saved_model import exported_from
 
 SHARED = "../shared/data"
 TIME_FILE = "experiment_time.json"
@@ -300,13 +300,15 @@ def run_table(table, experiments, seeds, row_names=()):
 
 
 def export_rows(table, results, output):
-    """Exports every run of the `final` table to `<output>/saved_models/<row>_seed<i>/` (once)."""
+    """Exports every run of the `final` table to `<output>/saved_models/<row>_seed<i>/` as a new
+    version, unless that folder's newest version already comes from the run (a changed scale makes
+    new runs, whose models then replace the old ones as the served version)."""
     if table != "final":
         return
     for row, runs in results:
         for seed, (run_dir, _) in enumerate(runs):
             name = f"{row.name}_seed{seed}"
-            if next_version(output / "saved_models" / name) == 1:
+            if exported_from(output / "saved_models" / name) != str(pathlib.Path(run_dir).resolve()):
                 export.export_run(run_dir, name, str(output / "saved_models"))
 
 

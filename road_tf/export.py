@@ -61,13 +61,15 @@ def parse_args(argv):
 
 def export_run(run_dir, model_name=None, base_dir=None):
     """Exports a finished run's student as the next version of `<base_dir>/<model_name>` (by default the
-    run's own export settings) with its recorded dev metrics; returns the version folder."""
+    run's own export settings) with its recorded dev metrics and the run's absolute path (SOURCE_FILE);
+    returns the version folder."""
     config, task, tokenizer, model = load_run_student(run_dir)
     export = dataclasses.replace(config.export, model_name=model_name or config.export.model_name,
                                  base_dir=base_dir or config.export.base_dir)
     config = dataclasses.replace(config, export=export)
     final = run_final_metrics(run_dir)
-    return export_qa_model(model, task, tokenizer, config, final.get("null_score_diff_threshold"), final)
+    return export_qa_model(model, task, tokenizer, config, final.get("null_score_diff_threshold"), final,
+                           source=pathlib.Path(run_dir).resolve())
 
 
 @cli_main

@@ -1,8 +1,9 @@
 """Writes a QA model as a raw-text SavedModel version for TF Serving.
 
 Layout: `<base>/<name>/<version>/` with `saved_model.pb`, `variables/`, `assets/`,
-`assets.extra/tf_serving_warmup_requests` and `road_tf_metrics.json` (the dev metrics of the
-model, so a served folder only holds versions whose quality is on record). The version is built in
+`assets.extra/tf_serving_warmup_requests`, `road_tf_metrics.json` (the dev metrics of the
+model, so a served folder only holds versions whose quality is on record) and, for a version
+exported from a finished run, `road_tf_source.json` (that run's directory). The version is built in
 a temporary sibling folder (`.tmp-...`, never an integer name, so TF Serving ignores it) and
 renamed into place. The graph is `QAAnswerer`'s: the decoder evaluation ran.
 """
@@ -33,6 +34,7 @@ WARMUP_EXAMPLES = (
     ("Who founded the company?", "Nobody recorded the founding of this company."),
 )
 METRICS_FILE = "road_tf_metrics.json"
+SOURCE_FILE = "road_tf_source.json"
 
 
 def next_version(model_dir):
@@ -48,6 +50,16 @@ def next_version(model_dir):
         elif not path.name.startswith("."):
             logging.warning("%s: ignoring %r, which is not a version folder (a base-10 integer)", model_dir, path.name)
     return max(versions, default=0) + 1
+
+
+def exported_from(model_dir):
+    """The run directory the newest version of `model_dir` was exported from (its SOURCE_FILE), or
+    None when there is no version or it records no run."""
+    newest = pathlib.Path(model_dir) / str(next_version(pathlib.Path(model_dir)) - 1)
+    try:
+        return json.loads((newest / SOURCE_FILE).read_text())["run"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def remove_stale_tmp(model_dir, max_age_seconds=3600):
@@ -104,13 +116,15 @@ def make_world_readable(folder):
         path.chmod(0o755 if path.is_dir() else 0o644)
 
 
-def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_threshold=None, metrics=None):
+def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_threshold=None, metrics=None,
+                  source=None):
     """Writes the raw-text QA SavedModel (signatures, warm-up requests, metrics) into `directory`.
 
     Args:
         model: the trained task model; task: its span task (`road_tf.tasks.SpanTask`).
         null_score_diff_threshold: the served threshold (default `decode.null_score_diff_threshold`).
         metrics: dev metrics to record in METRICS_FILE (None: none recorded).
+        source: the run directory the model comes from, recorded in SOURCE_FILE (None: none).
     """
     answerer = task.answerer(model, tokenizer, config, null_score_diff_threshold, precision=config.export.precision)
     # The tf.functions themselves, not concrete functions traced before saving: save traces them in
@@ -120,11 +134,13 @@ def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_thr
     write_warmup(pathlib.Path(directory))
     if metrics is not None:
         (pathlib.Path(directory) / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    if source is not None:
+        (pathlib.Path(directory) / SOURCE_FILE).write_text(json.dumps({"run": str(source)}) + "\n")
     check_serving_ops(directory)
 
 
 def export_qa_model(model, task, tokenizer, config, null_score_diff_threshold=None, metrics=None, base_dir=None,
-                    model_name=None):
+                    model_name=None, source=None):
     """Writes `<base>/<name>/<next version>/` atomically (see `save_qa_model`); returns its path.
 
     A model with NaN or infinite weights is refused (RoadError); `.tmp-*` folders older than an
@@ -137,7 +153,7 @@ def export_qa_model(model, task, tokenizer, config, null_score_diff_threshold=No
     remove_stale_tmp(model_dir)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))
     try:
-        save_qa_model(model, task, tokenizer, config, tmp, null_score_diff_threshold, metrics)
+        save_qa_model(model, task, tokenizer, config, tmp, null_score_diff_threshold, metrics, source)
         make_world_readable(tmp)
         while True:
             version_dir = model_dir / str(next_version(model_dir))

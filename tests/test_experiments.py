@@ -64,6 +64,22 @@ def test_the_minilm_recipe_trains_as_the_small_road_large_teacher(tmp_path):
     assert recipe.export.null_threshold == teacher.export.null_threshold == "best"
 
 
+def test_final_rows_are_exported_again_when_their_run_changes(tmp_path, monkeypatch):
+    """A version from another run (e.g. before the scale changed) is replaced; one from this run is kept."""
+    exported = []
+    monkeypatch.setattr(experiments.export, "export_run", lambda run_dir, name, base: exported.append((name, run_dir)))
+    old, new = tmp_path / "runs" / "student-old", tmp_path / "runs" / "student-new"
+    for name, run in (("baseline_seed0", old), ("road_seed0", new)):
+        (tmp_path / "saved_models" / name / "1").mkdir(parents=True)
+        (tmp_path / "saved_models" / name / "1" / "road_tf_source.json").write_text(json.dumps({"run": str(run)}))
+    rows = TABLES["final"]
+    results = [(rows[0], [(new, {})]), (rows[1], [(new, {}), (tmp_path / "runs" / "student-2", {})])]
+    experiments.export_rows("final", results, tmp_path)
+    assert exported == [("baseline_seed0", new), ("road_seed1", tmp_path / "runs" / "student-2")]
+    experiments.export_rows("kd_form", results, tmp_path)
+    assert len(exported) == 2
+
+
 def _fake_run(folder, f1, minutes):
     folder.mkdir(parents=True)
     final = {"task": "squad2", "split": "dev", "exact": f1 - 1, "f1": f1, "HasAns_f1": f1 / 2, "NoAns_f1": 90.0,
@@ -138,3 +154,4 @@ def test_every_table_runs_at_the_tiny_scale_and_resumes(tmp_path, capsys):
     assert experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "trained" not in out and "reused student run" in out
+    assert all([v.name for v in folder.iterdir()] == ["1"] for folder in (tmp_path / "saved_models").iterdir())

@@ -130,6 +130,18 @@ def test_next_version_and_failed_export_leaves_no_version(exported, monkeypatch)
     assert names == ["1", "2"]
 
 
+def test_a_version_records_the_run_it_came_from(exported, tmp_path):
+    tokenizer, config, model = exported["tokenizer"], exported["config"], exported["model"]
+    assert export.exported_from(exported["base"] / "m") is None  # exported without a source
+    assert export.exported_from(tmp_path / "absent") is None
+    path = export.export_qa_model(model, SQUAD, tokenizer, config, base_dir=tmp_path, model_name="m",
+                                  source=tmp_path / "runs" / "student-1")
+    assert json.loads((path / export.SOURCE_FILE).read_text()) == {"run": str(tmp_path / "runs" / "student-1")}
+    assert export.exported_from(tmp_path / "m") == str(tmp_path / "runs" / "student-1")
+    (path / export.SOURCE_FILE).write_text("{not json")
+    assert export.exported_from(tmp_path / "m") is None
+
+
 @pytest.mark.parametrize("group_size", [1, 2, 100])
 def test_grouped_windows_give_the_padded_batch_logits(exported, group_size):
     """Windows of different lengths, run in length-sorted groups, get the logits of one padded batch."""
