@@ -49,7 +49,7 @@ from road_tf import cache_teacher, export, train
 from road_tf.config import config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
 from road_tf.errors import ArgumentParser, cli_main
 from road_tf.files import write_atomic
-from road_tf.saved_model import exported_from
+from road_tf.saved_model import newest_is_from
 
 SHARED = "../shared/data"
 TIME_FILE = "experiment_time.json"
@@ -308,7 +308,7 @@ def export_rows(table, results, output):
     for row, runs in results:
         for seed, (run_dir, _) in enumerate(runs):
             name = f"{row.name}_seed{seed}"
-            if exported_from(output / "saved_models" / name) != str(pathlib.Path(run_dir).resolve()):
+            if not newest_is_from(output / "saved_models" / name, run_dir):
                 export.export_run(run_dir, name, str(output / "saved_models"))
 
 

@@ -69,7 +69,7 @@ def export_run(run_dir, model_name=None, base_dir=None):
     config = dataclasses.replace(config, export=export)
     final = run_final_metrics(run_dir)
     return export_qa_model(model, task, tokenizer, config, final.get("null_score_diff_threshold"), final,
-                           source=pathlib.Path(run_dir).resolve())
+                           source=run_dir)
 
 
 @cli_main

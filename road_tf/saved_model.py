@@ -52,14 +52,14 @@ def next_version(model_dir):
     return max(versions, default=0) + 1
 
 
-def exported_from(model_dir):
-    """The run directory the newest version of `model_dir` was exported from (its SOURCE_FILE), or
-    None when there is no version or it records no run."""
+def newest_is_from(model_dir, run_dir):
+    """Whether the newest version of `model_dir` records (SOURCE_FILE) that it was exported from
+    `run_dir`; False when there is no version or it records no run."""
     newest = pathlib.Path(model_dir) / str(next_version(pathlib.Path(model_dir)) - 1)
     try:
-        return json.loads((newest / SOURCE_FILE).read_text())["run"]
+        return json.loads((newest / SOURCE_FILE).read_text())["run"] == str(pathlib.Path(run_dir).resolve())
     except (OSError, ValueError, KeyError, TypeError):
-        return None
+        return False
 
 
 def remove_stale_tmp(model_dir, max_age_seconds=3600):
@@ -124,7 +124,7 @@ def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_thr
         model: the trained task model; task: its span task (`road_tf.tasks.SpanTask`).
         null_score_diff_threshold: the served threshold (default `decode.null_score_diff_threshold`).
         metrics: dev metrics to record in METRICS_FILE (None: none recorded).
-        source: the run directory the model comes from, recorded in SOURCE_FILE (None: none).
+        source: the run directory the model comes from, recorded (absolute) in SOURCE_FILE (None: none).
     """
     answerer = task.answerer(model, tokenizer, config, null_score_diff_threshold, precision=config.export.precision)
     # The tf.functions themselves, not concrete functions traced before saving: save traces them in
@@ -135,7 +135,7 @@ def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_thr
     if metrics is not None:
         (pathlib.Path(directory) / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if source is not None:
-        (pathlib.Path(directory) / SOURCE_FILE).write_text(json.dumps({"run": str(source)}) + "\n")
+        (pathlib.Path(directory) / SOURCE_FILE).write_text(json.dumps({"run": str(pathlib.Path(source).resolve())}) + "\n")
     check_serving_ops(directory)
 
 

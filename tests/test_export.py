@@ -132,14 +132,16 @@ def test_next_version_and_failed_export_leaves_no_version(exported, monkeypatch)
 
 def test_a_version_records_the_run_it_came_from(exported, tmp_path):
     tokenizer, config, model = exported["tokenizer"], exported["config"], exported["model"]
-    assert export.exported_from(exported["base"] / "m") is None  # exported without a source
-    assert export.exported_from(tmp_path / "absent") is None
+    run = tmp_path / "runs" / "student-1"
+    assert not export.newest_is_from(exported["base"] / "m", run)  # exported without a source
+    assert not export.newest_is_from(tmp_path / "absent", run)
     path = export.export_qa_model(model, SQUAD, tokenizer, config, base_dir=tmp_path, model_name="m",
-                                  source=tmp_path / "runs" / "student-1")
-    assert json.loads((path / export.SOURCE_FILE).read_text()) == {"run": str(tmp_path / "runs" / "student-1")}
-    assert export.exported_from(tmp_path / "m") == str(tmp_path / "runs" / "student-1")
+                                  source=tmp_path / "runs" / ".." / "runs" / "student-1")
+    assert json.loads((path / export.SOURCE_FILE).read_text()) == {"run": str(run.resolve())}
+    assert export.newest_is_from(tmp_path / "m", run)
+    assert not export.newest_is_from(tmp_path / "m", tmp_path / "runs" / "student-2")
     (path / export.SOURCE_FILE).write_text("{not json")
-    assert export.exported_from(tmp_path / "m") is None
+    assert not export.newest_is_from(tmp_path / "m", run)
 
 
 @pytest.mark.parametrize("group_size", [1, 2, 100])
