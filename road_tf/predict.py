@@ -23,7 +23,7 @@ from road_tf.data.squad import read_squad_json
 from road_tf.errors import RoadError, cli_main
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.files import write_atomic
-from road_tf.saved_model import METRICS_FILE
+from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
 DEFAULT_BATCH_SIZE = 32
@@ -44,12 +44,6 @@ def parse_args(argv):
     return args
 
 
-def _newest_version(folder):
-    """The highest base-10 integer-named subfolder of a model folder, or None."""
-    versions = [p for p in folder.iterdir() if p.is_dir() and p.name.isascii() and p.name.isdecimal()]
-    return max(versions, key=lambda p: int(p.name), default=None)
-
-
 def resolve_model(path):
     """The SavedModel folder that `--model` names; RoadError says why when there is none."""
     path = pathlib.Path(path)
@@ -67,7 +61,7 @@ def resolve_model(path):
             raise RoadError(f"--model {path}: this run exported no model (export.enabled was false?); "
                             "export it with python -m road_tf.export --run-dir")
         return resolve_model(exported)
-    version = _newest_version(path)
+    version = newest_version(path)
     if version is None or not (version / SAVED_MODEL_FILE).is_file():
         raise RoadError(f"--model {path}: not a SavedModel ({SAVED_MODEL_FILE} missing), a model folder with "
                         "numbered versions, or a run directory")

@@ -37,25 +37,40 @@ METRICS_FILE = "road_tf_metrics.json"
 SOURCE_FILE = "road_tf_source.json"
 
 
-def next_version(model_dir):
-    """1 + the highest version folder, one named by a base-10 ASCII integer (1 when there is none).
+def versions(model_dir):
+    """{version number: path} of the entries of `model_dir` named by a base-10 ASCII integer ({} when
+    the folder is absent).
 
     Other names are ignored, with a warning unless they are hidden (`.tmp-*`): `str.isdigit()` is
     also true for names such as "²" that `int()` rejects.
     """
-    versions = []
+    model_dir = pathlib.Path(model_dir)
+    found = {}
     for path in (model_dir.iterdir() if model_dir.exists() else ()):
         if path.name.isascii() and path.name.isdigit():
-            versions.append(int(path.name))
+            found[int(path.name)] = path
         elif not path.name.startswith("."):
             logging.warning("%s: ignoring %r, which is not a version folder (a base-10 integer)", model_dir, path.name)
-    return max(versions, default=0) + 1
+    return found
+
+
+def next_version(model_dir):
+    """1 + the highest version number in `model_dir` (1 when there is none)."""
+    return max(versions(model_dir), default=0) + 1
+
+
+def newest_version(model_dir):
+    """The folder of the highest version in `model_dir`, or None when it has none."""
+    folders = {number: path for number, path in versions(model_dir).items() if path.is_dir()}
+    return folders[max(folders)] if folders else None
 
 
 def newest_is_from(model_dir, run_dir):
     """Whether the newest version of `model_dir` records (SOURCE_FILE) that it was exported from
     `run_dir`; False when there is no version or it records no run."""
-    newest = pathlib.Path(model_dir) / str(next_version(pathlib.Path(model_dir)) - 1)
+    newest = newest_version(model_dir)
+    if newest is None:
+        return False
     try:
         return json.loads((newest / SOURCE_FILE).read_text())["run"] == str(pathlib.Path(run_dir).resolve())
     except (OSError, ValueError, KeyError, TypeError):

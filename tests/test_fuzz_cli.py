@@ -172,6 +172,10 @@ def test_only_ascii_integer_folders_are_versions(tmp_path, caplog):
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "'\u00b2'" in warned and "'\u0663'" in warned and "'10a'" in warned and ".tmp-abc" not in warned
     assert saved_model.next_version(tmp_path / "absent") == 1
+    (tmp_path / "7").write_text("not a folder")
+    assert saved_model.next_version(tmp_path) == 8  # a file still takes its number
+    assert saved_model.newest_version(tmp_path) == tmp_path / "3"  # but is not a version to load
+    assert saved_model.newest_version(tmp_path / "absent") is None
 
 
 def test_stale_temporary_exports_are_removed(tmp_path):
