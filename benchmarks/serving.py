@@ -1,13 +1,14 @@
 """QA serving throughput: road_tf's exported MiniLM QA model behind the dev server vs Hugging Face's pipeline.
 
     .venv/bin/python benchmarks/serving.py [--questions 192] [--chunk 32] [--passes 3] [--threads 2]
-        [--batching-parameters serving/batching.config] [--precisions auto|both|fp32]
+        [--batching-parameters serving/batching.config] [--precisions auto|both|fp32] [--jit-compile on|off]
 
 road_tf: a MiniLM-L6 QA model (`--set model.pretrained=minilm`, untrained QA head; max_seq_length
 384, doc_stride 128, max_query_length 64) is exported with `export_qa_model` once per precision,
 `export.precision` float32 and bfloat16 (by default bfloat16 only on CPUs with bfloat16
-instructions: emulated, it is ~5x slower than float32), into a temporary `saved_models/`, served by
-`python -m serving.devserver --enable_batching` with serving/batching.config. Closed-loop clients
+instructions: emulated, it is ~5x slower than float32), with the XLA encoder (`export.jit_compile`;
+`--jit-compile off` for the plain graph), into a temporary `saved_models/`, served by
+`python -m serving.devserver --enable_batching --xla_cpu_compilation_enabled` with serving/batching.config. Closed-loop clients
 send one question per request over gRPC (`serving.client.GrpcPredictor`, one shared channel) and
 over REST (`serving.client.RestPredictor`, kept-alive connections), with 1 and with 16 requests
 in flight: modes `{bf16,fp32}_{grpc,rest}_c{1,16}`.
@@ -96,6 +97,9 @@ def parse_args(argv):
     parser.add_argument("--precisions", default="auto", choices=("auto", "both", "fp32"),
                         help="exports to serve: fp32 and bf16 (both), fp32 only, or auto (default): bf16 only "
                              "when this CPU has bfloat16 instructions, since emulated bfloat16 runs ~5x slower")
+    parser.add_argument("--jit-compile", default="on", choices=("on", "off"),
+                        help="export.jit_compile of the exports (default on: the XLA encoder; the devserver "
+                             "compiles its shapes from the warm-up requests while it loads)")
     return common.parse_flags(parser, argv, positive=("questions", "chunk", "passes", "threads"))
 
 
@@ -134,9 +138,9 @@ def model_name(tag):
     return f"road_bench_{tag}"
 
 
-def export_minilm_qa(base_dir, precisions):
+def export_minilm_qa(base_dir, precisions, jit_compile):
     """Exports the MiniLM QA model (random QA head, seed 0) once per precision of `precisions`
-    ({tag: export.precision}).
+    ({tag: export.precision}), with export.jit_compile = `jit_compile`.
 
     Returns:
         ({tag: version dir}, tokenizer, seconds).
@@ -153,7 +157,8 @@ def export_minilm_qa(base_dir, precisions):
 
     begin = time.perf_counter()
     config = load_config(overrides=["model.pretrained=minilm", f"data.max_seq_length={MAX_SEQ_LENGTH}",
-                                    f"data.doc_stride={DOC_STRIDE}", f"data.max_query_length={MAX_QUERY_LENGTH}"])
+                                    f"data.doc_stride={DOC_STRIDE}", f"data.max_query_length={MAX_QUERY_LENGTH}",
+                                    f"export.jit_compile={str(jit_compile).lower()}"])
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task("squad2")
     keras.utils.set_random_seed(0)
@@ -226,7 +231,7 @@ def single_question_breakdown(version_dirs, tokenizer, pairs):
     return breakdown
 
 
-def start_server(models_config, batching_parameters, names, threads, cores, timeout=300.0):
+def start_server(models_config, batching_parameters, names, threads, cores, timeout=900.0):
     """Starts the devserver with request batching on free ports, pinned to `cores`, and waits
     until it serves every model in `names` -> (Popen, REST URL, gRPC target)."""
     from helpers_serving import free_port, http_json  # the tests' helpers (they import TensorFlow)
@@ -235,7 +240,8 @@ def start_server(models_config, batching_parameters, names, threads, cores, time
     process = subprocess.Popen(
         [sys.executable, "-m", "serving.devserver", f"--port={grpc_port}", f"--rest_api_port={rest_port}",
          f"--model_config_file={models_config}", "--enable_batching",
-         f"--batching_parameters_file={batching_parameters}", "--file_system_poll_wait_seconds=0"],
+         f"--batching_parameters_file={batching_parameters}", "--file_system_poll_wait_seconds=0",
+         "--xla_cpu_compilation_enabled=true"],
         cwd=common.REPO, env=common.child_env(threads), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         preexec_fn=lambda: os.sched_setaffinity(0, cores),
     )
@@ -442,7 +448,8 @@ def main(argv=None):
         questions_file = work_dir / "questions.jsonl"
         questions_file.write_text("".join(json.dumps({"question": q, "context": c}) + "\n" for q, c in pairs),
                                   encoding="utf-8")
-        version_dirs, tokenizer, export_seconds = export_minilm_qa(work_dir / "saved_models", precisions)
+        jit_compile = args.jit_compile == "on"
+        version_dirs, tokenizer, export_seconds = export_minilm_qa(work_dir / "saved_models", precisions, jit_compile)
         windows, tokens_per_window = count_windows(tokenizer, pairs)
         print(f"{source}: {len(pairs)} questions, {windows} road_tf windows of {MAX_SEQ_LENGTH} tokens "
               f"({tokens_per_window:.0f} not padding on average); exported {len(version_dirs)} models in "
@@ -473,7 +480,7 @@ def main(argv=None):
                     "batch_size 16; QA/s = questions / sum over chunks of the mode's fastest pass over the chunk"),
         best_mode=best, value_float32=max(ratios["fp32"].values()), ratio_by_precision_and_concurrency=ratios,
         ratio_best_vs_best_baseline=best_vs_best, modes=summary, cpu_bfloat16=cpu_bfloat16,
-        precisions=list(precisions), bf16_fp32_same_answers=same_answers,
+        precisions=list(precisions), jit_compile=jit_compile, bf16_fp32_same_answers=same_answers,
         grpc_rest_same_answers={f"{tag}_c{c}": agreement(answers[f"{tag}_grpc_c{c}"], answers[f"{tag}_rest_c{c}"])
                                 for tag in precisions for c in CONCURRENCY},
         data=source, questions=len(pairs), road_tf_windows=windows,

@@ -85,18 +85,38 @@ def remove_stale_tmp(model_dir, max_age_seconds=3600):
             shutil.rmtree(path, ignore_errors=True)
 
 
-def write_warmup(version_dir):
-    """Writes `assets.extra/tf_serving_warmup_requests` (PredictionLog TFRecords TF Serving replays)."""
+def warmup_batches(config):
+    """The (questions, contexts) batches of an export's warm-up requests.
+
+    Always WARMUP_EXAMPLES. With `export.jit_compile`, also one batch per window-group size g
+    (1 to `export.window_group_size`) and length bucket: g copies of a question whose one window is
+    as long as the bucket (question "Who?" and one word per remaining token: [CLS] who ? [SEP]
+    words [SEP]), so that loading compiles every shape the XLA encoder will see.
+    """
+    batches = [([q for q, _ in WARMUP_EXAMPLES], [c for _, c in WARMUP_EXAMPLES])]
+    export, max_length = config.export, config.data.max_seq_length
+    if export.jit_compile:
+        bucket = export.length_bucket
+        for top in range(bucket, max_length + bucket, bucket):
+            context = " ".join(["word"] * max(min(top, max_length) - 5, 1))
+            batches += [(["Who?"] * size, [context] * size) for size in range(1, export.window_group_size + 1)]
+    return batches
+
+
+def write_warmup(version_dir, config):
+    """Writes `assets.extra/tf_serving_warmup_requests` (PredictionLog TFRecords TF Serving replays at
+    load), one request per batch of `warmup_batches`."""
     from tensorflow_serving.apis import model_pb2, predict_pb2, prediction_log_pb2
 
     extra = version_dir / "assets.extra"
     extra.mkdir(parents=True, exist_ok=True)
     with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
-        request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
-        request.inputs["question"].CopyFrom(tf.make_tensor_proto([q for q, _ in WARMUP_EXAMPLES]))
-        request.inputs["context"].CopyFrom(tf.make_tensor_proto([c for _, c in WARMUP_EXAMPLES]))
-        log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
-        writer.write(log.SerializeToString())
+        for questions, contexts in warmup_batches(config):
+            request = predict_pb2.PredictRequest(model_spec=model_pb2.ModelSpec(signature_name="serving_default"))
+            request.inputs["question"].CopyFrom(tf.make_tensor_proto(questions))
+            request.inputs["context"].CopyFrom(tf.make_tensor_proto(contexts))
+            log = prediction_log_pb2.PredictionLog(predict_log=prediction_log_pb2.PredictLog(request=request))
+            writer.write(log.SerializeToString())
 
 
 def graph_ops(saved_model_dir):
@@ -141,12 +161,12 @@ def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_thr
         metrics: dev metrics to record in METRICS_FILE (None: none recorded).
         source: the run directory the model comes from, recorded (absolute) in SOURCE_FILE (None: none).
     """
-    answerer = task.answerer(model, tokenizer, config, null_score_diff_threshold, precision=config.export.precision)
+    answerer = task.answerer(model, tokenizer, config, null_score_diff_threshold, export=True)
     # The tf.functions themselves, not concrete functions traced before saving: save traces them in
     # its own context, and a trace from outside would be one more (seconds each).
     tf.saved_model.save(answerer, str(directory), signatures={
         "serving_default": answerer.answer, "serve_token_ids": answerer.token_logits})
-    write_warmup(pathlib.Path(directory))
+    write_warmup(pathlib.Path(directory), config)
     if metrics is not None:
         (pathlib.Path(directory) / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if source is not None:

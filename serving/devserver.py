@@ -93,6 +93,10 @@ def parse_args(argv):
         help="batch concurrent predict requests (default false)",
     )
     parser.add_argument(
+        "--xla_cpu_compilation_enabled", type=parse_bool, nargs="?", const=True, default=False,
+        help="serve models that compile with XLA (export.jit_compile); refused without it (default false)",
+    )
+    parser.add_argument(
         "--batching_parameters_file", default="",
         help="BatchingParameters text proto (needs --enable_batching; default: TF Serving's defaults)",
     )
@@ -290,7 +294,7 @@ def main(argv=None):
     managers = [
         ModelManager(
             model.name, os.path.abspath(model.base_path), model.model_version_policy, args.max_num_load_retries,
-            scheduler,
+            scheduler, args.xla_cpu_compilation_enabled,
         )
         for model in configs
     ]

@@ -170,6 +170,11 @@ def read_serve_meta_graph(path):
     raise ValueError(f"{path}: no MetaGraph tagged 'serve'")
 
 
+def compiles_with_xla(meta_graph):
+    """Whether a MetaGraphDef holds a function that must compile with XLA (tf.function(jit_compile=True))."""
+    return any(function.attr["_XlaMustCompile"].b for function in meta_graph.graph_def.library.function)
+
+
 def variable_shapes(meta_graph):
     """A MetaGraphDef -> {variable name: list of dims} for every variable of its object graph."""
     return {
@@ -225,13 +230,21 @@ class Servable:
     Args:
         name: the model name; version: its integer version; path: the SavedModel directory.
         scheduler: a BatchScheduler to batch the batchable signatures with, or None (no batching).
+        xla_enabled: --xla_cpu_compilation_enabled; without it a model that compiles with XLA is
+            refused, as tensorflow_model_server fails its first request (and so its warm-up).
+
+    Raises:
+        ValueError: the model compiles with XLA and `xla_enabled` is False.
     """
 
-    def __init__(self, name, version, path, scheduler=None):
+    def __init__(self, name, version, path, scheduler=None, xla_enabled=False):
         self.name = name
         self.version = version
         self.path = path
         meta_graph = read_serve_meta_graph(path)
+        if compiles_with_xla(meta_graph) and not xla_enabled:
+            raise ValueError(f"{path} compiles with XLA (export.jit_compile): start the server with "
+                             "--xla_cpu_compilation_enabled=true (tensorflow_model_server needs it too)")
         self.signature_defs = dict(meta_graph.signature_def)
         self._token_rules = TokenInputRules(variable_shapes(meta_graph))
         self._loaded = tf.saved_model.load(path)
@@ -377,14 +390,16 @@ class ModelManager:
             (latest {num_versions}, all {}, or specific {versions}); unset means latest 1.
         max_load_retries: how many failed loads of one version before it is given up.
         scheduler: the BatchScheduler that batches the loaded versions' requests, or None.
+        xla_enabled: --xla_cpu_compilation_enabled (see `Servable`).
     """
 
-    def __init__(self, name, base_path, policy, max_load_retries=5, scheduler=None):
+    def __init__(self, name, base_path, policy, max_load_retries=5, scheduler=None, xla_enabled=False):
         self.name = name
         self.base_path = base_path
         self._policy = policy
         self._max_load_retries = max_load_retries
         self._scheduler = scheduler
+        self._xla_enabled = xla_enabled
         self._servables = {}
         self._lock = threading.Lock()
         self._failures = {}
@@ -464,7 +479,7 @@ class ModelManager:
         path = os.path.join(self.base_path, str(version))
         started = time.monotonic()
         try:
-            servable = Servable(self.name, version, path, self._scheduler)
+            servable = Servable(self.name, version, path, self._scheduler, self._xla_enabled)
         except Exception as error:  # any load failure must leave the old version serving
             self._failures[version] = self._failures.get(version, 0) + 1
             given_up = self._failures[version] >= self._max_load_retries

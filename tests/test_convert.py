@@ -18,6 +18,7 @@ from road_tf.errors import ConfigError, RoadError
 from road_tf.minilm import minilm_path
 from road_tf.models import convert
 from road_tf.models.backbones import build_backbone
+from road_tf.models.span_logits import SpanLogits
 from road_tf.models.task_model import build_task_model
 from road_tf.tasks import get_task
 
@@ -159,7 +160,7 @@ def test_bert_matches_numpy_reference(tmp_path, prefix, norm_names):
 @pytest.mark.parametrize("hidden_act, approximate", [("gelu", False), ("gelu_new", True), ("gelu_pytorch_tanh", True)])
 def test_hidden_act_decides_the_gelu_and_survives_from_config(tmp_path, hidden_act, approximate):
     """`gelu` computes exact GELU, the tanh variants keras-hub's own; a copy of a task model made
-    from its config (as export.with_dtype does) computes the same."""
+    from its config and the answer graph (`SpanLogits`) compute the same."""
     tensors, config = tiny_checkpoint(tmp_path, "bert", "bert.")
     config = dict(config, hidden_act=hidden_act)
     (tmp_path / "config.json").write_text(json.dumps(config))
@@ -173,6 +174,8 @@ def test_hidden_act_decides_the_gelu_and_survives_from_config(tmp_path, hidden_a
     copy.set_weights(model.get_weights())
     features = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
     np.testing.assert_allclose(copy(features)["hidden_states"][-1], sequence, atol=1e-6)
+    start, _ = SpanLogits(model, "squad2_span_head")(features)
+    np.testing.assert_allclose(start, model(features)["squad2/start_logits"], atol=1e-5)
 
 
 def test_electra_with_embedding_projection_matches_numpy_reference(tmp_path):

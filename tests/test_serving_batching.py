@@ -477,3 +477,32 @@ def test_batching_file_without_enable_batching_is_refused(capsys):
     assert raised.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "without --enable_batching" in err
+
+
+class XlaDoubler(tf.Module):
+    """serving_default doubles x, compiled with XLA (as export.jit_compile exports are)."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")], jit_compile=True)
+    def double(self, x):
+        return {"y": 2.0 * x}
+
+
+def test_a_model_that_compiles_with_xla_needs_the_xla_flag(tmp_path):
+    """Like tensorflow_model_server, the devserver serves an XLA model only with
+    --xla_cpu_compilation_enabled; the refusal names the flag and leaves nothing loaded."""
+    module = XlaDoubler()
+    path = tmp_path / "xla" / "1"
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.double})
+    with pytest.raises(ValueError, match="--xla_cpu_compilation_enabled=true"):
+        Servable("xla", 1, str(path))
+    servable = Servable("xla", 1, str(path), xla_enabled=True)
+    np.testing.assert_allclose(servable.predict("", {"x": np.array([1.5, -2.0], np.float32)})["y"], [3.0, -4.0])
+    assert devserver.parse_args(["--model_base_path=/m", "--xla_cpu_compilation_enabled=true"]).xla_cpu_compilation_enabled
+    assert not devserver.parse_args(["--model_base_path=/m"]).xla_cpu_compilation_enabled
+    policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
+    refused = ModelManager("xla", str(tmp_path / "xla"), policy, max_load_retries=1)
+    refused.poll()
+    assert refused.loaded_versions() == []
+    served = ModelManager("xla", str(tmp_path / "xla"), policy, xla_enabled=True)
+    served.poll()
+    assert served.loaded_versions() == [1]

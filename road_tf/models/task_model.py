@@ -79,32 +79,3 @@ def load_encoder_weights(model, path):
 def num_layers(model):
     """Transformer layers of a task model's encoder (hidden states minus the embedding output)."""
     return len(model.output[HIDDEN_STATES]) - 1
-
-
-def output_model(model, keys, name):
-    """`model` cut down to the outputs `keys`, in order: inputs -> list of tensors."""
-    return keras.Model(model.inputs, [model.output[key] for key in keys], name=name)
-
-
-def with_dtype(model, dtype):
-    """A copy of a functional `model` whose layers hold weights and compute in `dtype`.
-
-    Args:
-        model: a functional keras.Model (nested functional models included) in float32.
-        dtype: "float32" (returns `model` itself) or "bfloat16".
-    """
-    if dtype == "float32":
-        return model
-
-    def convert(node):
-        if isinstance(node, list):
-            return [convert(value) for value in node]
-        if not isinstance(node, dict):
-            return node
-        if node.get("class_name") == "DTypePolicy":
-            return {**node, "config": {**node["config"], "name": dtype}}
-        return {key: dtype if key == "dtype" and value == "float32" else convert(value) for key, value in node.items()}
-
-    copy = keras.Model.from_config(convert(model.get_config()))
-    copy.set_weights(model.get_weights())
-    return copy

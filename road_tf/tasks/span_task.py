@@ -7,7 +7,7 @@ from road_tf.evaluation.qa_eval import answer_questions, nbest_lists, squad_outp
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 from road_tf.models.convert import has_span_head, load_span_head
 from road_tf.models.heads import SpanHead
-from road_tf.models.task_model import output_model, with_dtype
+from road_tf.models.span_logits import SpanLogits
 from road_tf.registry import SPAN
 from road_tf.tasks.task import Evaluation, Task
 
@@ -31,9 +31,13 @@ class SpanTask(Task):
         return featurize_qa(tokenizer, examples, data_config.max_seq_length, data_config.max_query_length,
                             data_config.doc_stride)
 
+    @property
+    def head_name(self):
+        return f"{self.name}_span_head"
+
     def head_outputs(self, sequence, inputs, dropout):
         """{start key: [B, S], end key: [B, S]} from the last hidden state [B, S, D]."""
-        start, end = SpanHead(name=f"{self.name}_span_head")(sequence, inputs[SEGMENT_IDS], inputs[PADDING_MASK])
+        start, end = SpanHead(name=self.head_name)(sequence, inputs[SEGMENT_IDS], inputs[PADDING_MASK])
         return dict(zip(self.logit_keys, (start, end)))
 
     def has_pretrained_head(self, pretrained):
@@ -49,10 +53,19 @@ class SpanTask(Task):
         """Per-example span CE [B] of (start, end) logits against the window's labels."""
         return losses.span_ce(logits[0], logits[1], data[START], data[END])
 
-    def answerer(self, model, tokenizer, config, null_score_diff_threshold=None, precision="float32"):
-        """The `QAAnswerer` (the exported model's graph) around `model`'s span logits, computed in `precision`."""
-        logits_model = with_dtype(output_model(model, self.logit_keys, "qa_logits"), precision)
-        return QAAnswerer(logits_model, tokenizer, config.data, config.decode, config.export.window_group_size,
+    def answerer(self, model, tokenizer, config, null_score_diff_threshold=None, export=False):
+        """The `QAAnswerer` (the exported model's graph) around `model`'s span logits (`SpanLogits`).
+
+        export=True: a copy of the weights in `export.precision`, XLA when `export.jit_compile`;
+        else float32 reading the model's current weights (evaluation during training).
+        """
+        settings = config.export
+        if export:
+            logits_model = SpanLogits(model, self.head_name, settings.precision, settings.jit_compile,
+                                      settings.length_bucket if settings.jit_compile else 1)
+        else:
+            logits_model = SpanLogits(model, self.head_name, frozen=False)
+        return QAAnswerer(logits_model, tokenizer, config.data, config.decode, settings.window_group_size,
                           null_score_diff_threshold)
 
     def evaluate(self, model, data, tokenizer, config, null_score_diff_threshold=None):
