@@ -431,14 +431,14 @@ def test_devserver_batches_and_answers_as_the_model(staged, tmp_path):
         returncode, stderr = stop_devserver(process, signal.SIGTERM)
     assert returncode == 0, stderr
     assert "batching enabled: max_batch_size=32, batch_timeout_micros=10000, max_enqueued_batches=64, " \
-           "num_batch_threads=1, pad_variable_length_inputs=False" in stderr
+           "num_batch_threads=2, pad_variable_length_inputs=False" in stderr
     assert "model toy version 1 batches signature(s): serve_token_ids, serving_default" in stderr
 
 
 def test_shipped_batching_config_and_defaults(tmp_path):
     """serving/batching.config reads as written; absent fields take TF Serving's defaults."""
     shipped = read_batching_parameters(os.path.join(REPO_ROOT, "serving", "batching.config"))
-    assert shipped == BatchingOptions(32, 10000, 64, 1, False)
+    assert shipped == BatchingOptions(32, 10000, 64, 2, False)
     empty = tmp_path / "empty.config"
     empty.write_text("# nothing set\n")
     defaults = read_batching_parameters(str(empty))
