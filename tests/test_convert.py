@@ -169,13 +169,14 @@ def test_hidden_act_decides_the_gelu_and_survives_from_config(tmp_path, hidden_a
     sequence, _ = run_backbone(backbone, token_ids, segment_ids, padding_mask)
     expected, _ = reference_forward(tensors, config, token_ids, segment_ids, padding_mask, "bert.", approximate)
     np.testing.assert_allclose(sequence, expected, atol=1e-4)
-    model = build_task_model(backbone, [get_task("squad2")])
+    task = get_task("squad2")
+    model = build_task_model(backbone, [task])
     copy = keras.Model.from_config(model.get_config())
     copy.set_weights(model.get_weights())
     features = {"token_ids": token_ids, "segment_ids": segment_ids, "padding_mask": padding_mask}
     np.testing.assert_allclose(copy(features)["hidden_states"][-1], sequence, atol=1e-6)
-    start, _ = SpanLogits(model, "squad2_span_head")(features)
-    np.testing.assert_allclose(start, model(features)["squad2/start_logits"], atol=1e-5)
+    start, _ = SpanLogits(model, task.head_name)(features)
+    np.testing.assert_allclose(start, model(features)[task.logit_keys[0]], atol=1e-5)
 
 
 def test_electra_with_embedding_projection_matches_numpy_reference(tmp_path):

@@ -96,7 +96,7 @@ def test_encoder_only_checkpoints_have_no_span_head(tmp_path):
     assert not any(has_span_head(keyword) for keyword in ("none", "minilm", "preset"))
     backbone = build_backbone(ModelConfig(pretrained=str(folder)), 100, 64)
     with pytest.raises(RoadError, match=r"model.safetensors: no question-answering head \(qa_outputs.weight\)"):
-        load_span_head(build_task_model(backbone, [SQUAD]), TASK, folder)
+        load_span_head(build_task_model(backbone, [SQUAD]), SQUAD.head_name, folder)
 
 
 def run_pairs(tmp_path, family):

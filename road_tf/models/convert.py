@@ -322,13 +322,13 @@ def has_span_head(pretrained):
     return bool(_read_tensors(pretrained, keep=lambda name: name == f"{QA_HEAD}.weight"))
 
 
-def load_span_head(model, task_name, folder):
-    """Copies a `*ForQuestionAnswering` checkpoint's `qa_outputs` into the task's span head.
+def load_span_head(model, head_name, folder):
+    """Copies a `*ForQuestionAnswering` checkpoint's `qa_outputs` into a span head of `model`.
 
     Args:
-        model: a task model from `build_task_model` with a span head for `task_name`
+        model: a task model from `build_task_model` with a span head named `head_name`
             (its Dense `span_logits`, kernel [hidden, 2]).
-        task_name: the span task whose head receives the weights.
+        head_name: the span head's layer name (`SpanTask.head_name`).
         folder: the Hugging Face folder the model's encoder was loaded from; its
             `qa_outputs.weight` [2, hidden] (row 0 start, row 1 end) and `qa_outputs.bias` [2]
             become the kernel (transposed) and bias.
@@ -341,6 +341,6 @@ def load_span_head(model, task_name, folder):
     if not tensors:
         raise RoadError(f"{source}: no question-answering head ({QA_HEAD}.weight); "
                         "save a BertForQuestionAnswering or ElectraForQuestionAnswering model")
-    head = model.get_layer(f"{task_name}_span_head")
+    head = model.get_layer(head_name)
     _Porter(tensors, "", source).dense(head.dense, QA_HEAD)
     return model

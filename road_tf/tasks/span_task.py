@@ -33,6 +33,7 @@ class SpanTask(Task):
 
     @property
     def head_name(self):
+        """The span head's layer name in a task model."""
         return f"{self.name}_span_head"
 
     def head_outputs(self, sequence, inputs, dropout):
@@ -47,7 +48,7 @@ class SpanTask(Task):
     def load_pretrained_head(self, model, pretrained):
         """Loads the span head from a Hugging Face QA folder into `model` (nothing for other encoders)."""
         if self.has_pretrained_head(pretrained):
-            load_span_head(model, self.name, pretrained)
+            load_span_head(model, self.head_name, pretrained)
 
     def hard_loss(self, logits, data):
         """Per-example span CE [B] of (start, end) logits against the window's labels."""
