@@ -6,9 +6,10 @@
 road_tf: a MiniLM-L6 QA model (`--set model.pretrained=minilm`, untrained QA head; max_seq_length
 384, doc_stride 128, max_query_length 64) is exported with `export_qa_model` once per precision,
 `export.precision` float32 and bfloat16 (by default bfloat16 only on CPUs with bfloat16
-instructions: emulated, it is ~5x slower than float32), with the XLA encoder (`export.jit_compile`;
-`--jit-compile off` for the plain graph), into a temporary `saved_models/`, served by
-`python -m serving.devserver --enable_batching --xla_cpu_compilation_enabled` with serving/batching.config. Closed-loop clients
+instructions: emulated, it is ~5x slower than float32), as the default export does it (encoder
+weights as graph constants, no XLA; `--jit-compile on` for the XLA encoder, `export.jit_compile`),
+into a temporary `saved_models/`, served by `python -m serving.devserver --enable_batching
+--xla_cpu_compilation_enabled` with serving/batching.config. Closed-loop clients
 send one question per request over gRPC (`serving.client.GrpcPredictor`, one shared channel) and
 over REST (`serving.client.RestPredictor`, kept-alive connections), with 1 and with 16 requests
 in flight: modes `{bf16,fp32}_{grpc,rest}_c{1,16}`.
@@ -97,9 +98,9 @@ def parse_args(argv):
     parser.add_argument("--precisions", default="auto", choices=("auto", "both", "fp32"),
                         help="exports to serve: fp32 and bf16 (both), fp32 only, or auto (default): bf16 only "
                              "when this CPU has bfloat16 instructions, since emulated bfloat16 runs ~5x slower")
-    parser.add_argument("--jit-compile", default="on", choices=("on", "off"),
-                        help="export.jit_compile of the exports (default on: the XLA encoder; the devserver "
-                             "compiles its shapes from the warm-up requests while it loads)")
+    parser.add_argument("--jit-compile", default="off", choices=("on", "off"),
+                        help="export.jit_compile of the exports (default off, the default export; on: the XLA "
+                             "encoder, whose shapes the devserver compiles from the warm-up requests as it loads)")
     return common.parse_flags(parser, argv, positive=("questions", "chunk", "passes", "threads"))
 
 

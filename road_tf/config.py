@@ -367,8 +367,9 @@ class ExportConfig:
     # each group cut to its longest window: less padding than one batch cut to the longest. 3 was
     # the fastest per question at 16 questions a call, with and without XLA (benchmarks/README.md).
     window_group_size: int = 3
-    # Compile the encoder with XLA: about 1.5x faster per window group on CPU, one compilation per
-    # group size and length bucket. TF Serving runs it only with --xla_cpu_compilation_enabled=true.
+    # Compile the encoder with XLA, one compilation per group size and length bucket. TF Serving
+    # runs it only with --xla_cpu_compilation_enabled=true. Not faster than the default graph with
+    # oneDNN (whose weights are graph constants) on the Xeon measured (benchmarks/README.md).
     jit_compile: bool = False
     # With jit_compile, windows are padded to a multiple of this many tokens (fewer compilations).
     length_bucket: int = 32

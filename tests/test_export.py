@@ -7,6 +7,8 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import prediction_log_pb2
 
 from road_tf import saved_model as export
 from road_tf.config import Config, DataConfig, DecodeConfig, ModelConfig
@@ -58,6 +60,21 @@ def test_layout_and_warmup(exported):
     assert (path / "assets.extra" / "tf_serving_warmup_requests").is_file()
     assert json.loads((path / export.METRICS_FILE).read_text()) == {"f1": 12.5}
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp")]
+
+
+def test_first_warmup_request_is_one_full_window(exported):
+    """The first encoder call fixes the cached weight layout: the warm-up opens with one window of
+    max_seq_length tokens, as the request written first in the export's warm-up file."""
+    config, tokenizer = exported["config"], exported["tokenizer"]
+    records = tf.data.TFRecordDataset(str(exported["path"] / "assets.extra" / "tf_serving_warmup_requests"))
+    first = prediction_log_pb2.PredictionLog.FromString(next(iter(records)).numpy()).predict_log.request
+    questions, contexts = (tf.make_ndarray(first.inputs[key]).tolist() for key in ("question", "context"))
+    assert [[q, c] for q, c in zip(questions, contexts)] == [[q.encode(), c.encode()]
+                                                            for q, c in zip(*export.warmup_batches(config)[0])]
+    data = config.data
+    windows = qa_windows(tokenizer, tf.constant(questions), tf.constant(contexts), data.max_seq_length,
+                         data.max_query_length, data.doc_stride)
+    assert windows["padding_mask"].numpy().sum(axis=1).tolist() == [data.max_seq_length]
 
 
 def test_answers_are_exact_substrings_with_char_offsets(exported):
@@ -164,13 +181,42 @@ def test_grouped_windows_give_the_padded_batch_logits(exported, group_size):
             assert not got.numpy()[~mask].any()
 
 
+def graph_weight_dtypes(path):
+    """[(name, dtype)] of the encoder weights an export holds as graph constants (`SpanLogits`),
+    one pair per constant in the saved graph (a weight saved twice appears twice)."""
+    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
+    weight_ending = ("kernel", "bias", "gamma", "beta")
+    return [(node.name, tf.as_dtype(node.attr["dtype"].type))
+            for graph in saved.meta_graphs for function in graph.graph_def.library.function
+            for node in function.node_def
+            if node.op == "Const" and (node.name.endswith(weight_ending) or node.name in ("token", "position", "segment"))]
+
+
+def test_weights_are_graph_constants_not_variables(exported):
+    """Without XLA, the export's encoder weights are constants of its graph, saved once."""
+    weights = graph_weight_dtypes(exported["path"])
+    assert len(weights) == len(dict(weights)) == len(SpanLogits(exported["model"], SQUAD.head_name).weights())
+    assert {dtype for _, dtype in weights} == {tf.float32}
+    dtypes = tf.train.load_checkpoint(str(exported["path"] / "variables" / "variables")).get_variable_to_dtype_map()
+    assert not [name for name in dtypes if name.startswith("logits_model/")]
+
+
+def test_the_encoder_function_is_not_inlined(exported):
+    """The function that holds the weights keeps `_noinline` in the saved graph: inlined into the
+    window-group loop, grappler would hoist its constants and fuse nothing into its matmuls."""
+    saved = saved_model_pb2.SavedModel.FromString((exported["path"] / "saved_model.pb").read_bytes())
+    holders = [function for graph in saved.meta_graphs for function in graph.graph_def.library.function
+               if any(node.op == "Const" and node.name == "block0_qkv_kernel" for node in function.node_def)]
+    assert len(holders) == 1 and holders[0].attr["_noinline"].b
+
+
 def test_bfloat16_export_answers_like_float32(exported, tmp_path):
     tokenizer, config, model = exported["tokenizer"], exported["config"], exported["model"]
     bf16 = dataclasses.replace(config, export=dataclasses.replace(config.export, precision="bfloat16"))
     path = export.export_qa_model(model, SQUAD, tokenizer, bf16, base_dir=tmp_path, model_name="m")
     export.check_serving_ops(path)
-    dtypes = tf.train.load_checkpoint(str(path / "variables" / "variables")).get_variable_to_dtype_map()
-    weights = {name: dtype for name, dtype in dtypes.items() if name.startswith("logits_model/")}
+    weights = dict(graph_weight_dtypes(path))
+    assert len(weights) == len(SpanLogits(model, SQUAD.head_name).weights())
     assert {dtype for name, dtype in weights.items() if "norm_" not in name} == {tf.bfloat16}
     assert {dtype for name, dtype in weights.items() if "norm_" in name} == {tf.float32}
     got, expected = serve(path, QUESTIONS, CONTEXTS), serve(exported["path"], QUESTIONS, CONTEXTS)
@@ -193,9 +239,9 @@ def test_xla_export_answers_like_float32_and_warms_every_shape(exported, tmp_pat
     np.testing.assert_allclose(got["no_answer_probability"], expected["no_answer_probability"], atol=1e-5)
     records = list(tf.data.TFRecordDataset(str(path / "assets.extra" / "tf_serving_warmup_requests")))
     batches = export.warmup_batches(xla)
-    assert len(records) == len(batches) == 1 + 3 * 2  # 48 positions in buckets of 16, groups of 1 and 2
-    for questions, contexts in batches[1:]:
+    assert len(records) == len(batches) == 2 + 3 * 2  # 48 positions in buckets of 16, groups of 1 and 2
+    for questions, contexts in batches[2:]:
         windows = qa_windows(tokenizer, tf.constant(questions), tf.constant(contexts), 48, 12, 16)
         lengths = windows["padding_mask"].numpy().sum(axis=1)
         assert len(lengths) == len(questions) and len(set(lengths)) == 1 and lengths[0] % 16 == 0
-    assert {(len(q), len(c[0].split()) + 5) for q, c in batches[1:]} == {(g, n) for g in (1, 2) for n in (16, 32, 48)}
+    assert {(len(q), len(c[0].split()) + 5) for q, c in batches[2:]} == {(g, n) for g in (1, 2) for n in (16, 32, 48)}

@@ -10,6 +10,7 @@ from road_tf.config import ModelConfig
 from road_tf.errors import ConfigError
 from road_tf.models.backbones import build_backbone
 from road_tf.models.heads import NEG_INF
+from road_tf.models import span_logits
 from road_tf.models.span_logits import SpanLogits
 from road_tf.models.task_model import build_task_model, encoder_of
 from road_tf.tasks import get_task
@@ -74,7 +75,7 @@ def test_electra_embedding_projection_is_applied():
 def test_bfloat16_holds_bfloat16_copies_and_close_logits(jit_compile):
     model = tiny_model()
     logits = SpanLogits(model, SQUAD.head_name, "bfloat16", jit_compile=jit_compile)
-    dtypes = {name: variable.dtype for name, variable in logits.frozen_weights.items()}
+    dtypes = {name: weight.dtype for name, weight in logits.weights().items()}
     assert {dtype for name, dtype in dtypes.items() if "norm_" not in name} == {tf.bfloat16}
     assert {dtype for name, dtype in dtypes.items() if "norm_" in name} == {tf.float32}
     inputs = windows()
@@ -93,7 +94,20 @@ def test_frozen_copies_the_weights_and_live_reads_them():
     head.bias.assign(head.bias + tf.constant([3.0, -2.0]))
     assert_same_logits(live(inputs), keras_logits(model, inputs), atol=1e-5)
     assert_same_logits(frozen(inputs), before, atol=1e-5)
-    assert not frozen.trainable_variables and not live.variables
+    assert frozen.weights_in_graph and not frozen.variables and not live.variables
+
+
+@pytest.mark.parametrize("jit_compile, limit", [(True, 1 << 30), (False, 1000)])
+def test_frozen_weights_are_variables_under_xla_or_past_the_graph_limit(monkeypatch, jit_compile, limit):
+    """XLA would embed graph constants in every compiled shape, and a graph over protobuf's limit
+    cannot be saved: both keep the frozen copy in non-trainable variables, with the same logits."""
+    monkeypatch.setattr(span_logits, "CONSTANT_BYTES_LIMIT", limit)
+    model = tiny_model()
+    inputs = windows()
+    frozen = SpanLogits(model, SQUAD.head_name, jit_compile=jit_compile)
+    assert not frozen.weights_in_graph and not frozen.trainable_variables
+    assert len(frozen.variables) == len(frozen.weights()) == len(SpanLogits(model, SQUAD.head_name).weights())
+    assert_same_logits(frozen(inputs), keras_logits(model, inputs), atol=1e-5)
 
 
 @pytest.mark.parametrize("length", [1, 7, 21, 40])
