@@ -156,6 +156,23 @@ def test_grpc_rest_and_direct_load_agree(served):
     assert direct[3]["no_answer_probability"] == 1.0
 
 
+@pytest.mark.parametrize("change, message", [
+    (lambda vocab, positions: {"token_ids": [[2, vocab, 3]]}, "values must be in [0, {vocab})"),
+    (lambda vocab, positions: {"segment_ids": [[0, 2, 1]]}, "values must be in [0, 2)"),
+    (lambda vocab, positions: {name: [[1] * (positions + 1)] for name in ("token_ids", "segment_ids", "padding_mask")},
+     "the model takes at most {positions}"),
+], ids=["token_id_past_vocab", "segment_id_2", "window_past_positions"])
+def test_token_inputs_out_of_the_exported_tables_are_refused(served, change, message):
+    """serve_token_ids over REST: ids past the export's embedding tables and windows past its
+    position table get INVALID_ARGUMENT naming the limit, read from the export's variables."""
+    vocab, positions = served.tokenizer.vocabulary_size, served.config.data.max_seq_length
+    inputs = {"token_ids": [[2, 5, 3]], "segment_ids": [[0, 1, 1]], "padding_mask": [[1, 1, 1]],
+              **change(vocab, positions)}
+    status, body = http_json("POST", f"{served.rest_url}/v1/models/{MODEL_NAME}:predict",
+                             {"signature_name": "serve_token_ids", "inputs": inputs})
+    assert status == 400 and message.format(vocab=vocab, positions=positions) in body["error"]
+
+
 def test_client_cli_prints_the_same_json(served, capsys):
     """The client CLI prints the direct answer as one JSON object with non-ASCII text unchanged:
     `python -m serving.client` over REST, and its `main` (same code, no second TF start-up) over gRPC."""

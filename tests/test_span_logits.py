@@ -94,7 +94,9 @@ def test_frozen_copies_the_weights_and_live_reads_them():
     head.bias.assign(head.bias + tf.constant([3.0, -2.0]))
     assert_same_logits(live(inputs), keras_logits(model, inputs), atol=1e-5)
     assert_same_logits(frozen(inputs), before, atol=1e-5)
-    assert frozen.weights_in_graph and not frozen.variables and not live.variables
+    assert frozen.weights_in_graph and not frozen.trainable_variables and not live.variables
+    assert sorted(variable.name for variable in frozen.variables) == [
+        "position_embedding/embeddings:0", "segment_embedding/embeddings:0", "token_embedding/embeddings:0"]
 
 
 @pytest.mark.parametrize("jit_compile, limit", [(True, 1 << 30), (False, 1000)])

@@ -25,6 +25,10 @@ from road_tf.models.task_model import encoder_of
 MASKED_SCORE = -1e9
 MODEL_SPEC = [tf.TensorSpec([None, None], tf.int32)] * 3
 CONSTANT_BYTES_LIMIT = 1 << 30  # a SavedModel's graph must serialize under protobuf's 2 GiB
+# The embedding tables are only gathered from, so a frozen copy keeps them in variables, named as
+# keras-hub names them: the devserver reads their rows to check token inputs (serving/servables.py).
+TABLE_VARIABLES = {"token": "token_embedding/embeddings", "segment": "segment_embedding/embeddings",
+                   "position": "position_embedding/embeddings"}
 
 
 def _layer_norm(x, weights, prefix, epsilon, dtype):
@@ -112,8 +116,8 @@ class SpanLogits(tf.Module):
             multiple instead of one per length.
         frozen: True copies the weights now (what an export saves); False reads the model's
             variables at every call, so evaluation during training sees the current weights.
-            Without XLA a frozen copy is held as constants of the graph (`weights_in_graph`) when
-            it takes at most CONSTANT_BYTES_LIMIT: oneDNN then lays out each matmul's weights for
+            Without XLA a frozen copy holds all but the embedding tables as constants of the graph
+            (`weights_in_graph`) when they take at most CONSTANT_BYTES_LIMIT: oneDNN then lays out each matmul's weights for
             its kernels once instead of at every call (MiniLM, one window of 154 tokens, 2 cores:
             float32 22.5 against 27.8 ms, bfloat16 13.1 against 22.2 ms). Otherwise, and with XLA
             (which would embed a copy in every shape it compiles), in the module's own variables.
@@ -140,13 +144,13 @@ class SpanLogits(tf.Module):
         if frozen:
             arrays = {name: value.numpy() for name, value in
                       _read_weights(layers, blocks, head, self.compute_dtype).items()}
-            self.weights_in_graph = not jit_compile and sum(a.nbytes for a in arrays.values()) <= CONSTANT_BYTES_LIMIT
-            if self.weights_in_graph:
-                self.weights = lambda: {name: tf.constant(array, name=name) for name, array in arrays.items()}
-            else:
-                self.frozen_weights = {name: tf.Variable(array, trainable=False, name=name)
-                                       for name, array in arrays.items()}
-                self.weights = lambda: self.frozen_weights
+            matrices = {name: array for name, array in arrays.items() if name not in TABLE_VARIABLES}
+            self.weights_in_graph = not jit_compile and sum(a.nbytes for a in matrices.values()) <= CONSTANT_BYTES_LIMIT
+            in_graph = matrices if self.weights_in_graph else {}
+            self.frozen_weights = {name: tf.Variable(array, trainable=False, name=TABLE_VARIABLES.get(name, name))
+                                   for name, array in arrays.items() if name not in in_graph}
+            self.weights = lambda: {**self.frozen_weights,
+                                    **{name: tf.constant(array, name=name) for name, array in in_graph.items()}}
         else:
             self.weights = lambda: _read_weights(layers, blocks, head, self.compute_dtype)
         self.length_multiple = length_multiple
