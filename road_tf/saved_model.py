@@ -97,17 +97,17 @@ def warmup_batches(config):
     loading compiles every shape the XLA encoder will see.
     """
     export, max_length = config.export, config.data.max_seq_length
-    batches = [(["Who?"], [_context_of_length(max_length)]),
+    batches = [(["Who?"], [context_of_length(max_length)]),
                ([q for q, _ in WARMUP_EXAMPLES], [c for _, c in WARMUP_EXAMPLES])]
     if export.jit_compile:
         bucket = export.length_bucket
         for top in range(bucket, max_length + bucket, bucket):
-            context = _context_of_length(min(top, max_length))
+            context = context_of_length(min(top, max_length))
             batches += [(["Who?"] * size, [context] * size) for size in range(1, export.window_group_size + 1)]
     return batches
 
 
-def _context_of_length(length):
+def context_of_length(length):
     """A context whose window after the question "Who?" is `length` tokens: [CLS] who ? [SEP],
     one token per word, [SEP]."""
     return " ".join(["word"] * max(length - 5, 1))
