@@ -117,10 +117,11 @@ class SpanLogits(tf.Module):
         frozen: True copies the weights now (what an export saves); False reads the model's
             variables at every call, so evaluation during training sees the current weights.
             Without XLA a frozen copy holds all but the embedding tables as constants of the graph
-            (`weights_in_graph`) when they take at most CONSTANT_BYTES_LIMIT: oneDNN then lays out each matmul's weights for
-            its kernels once instead of at every call (MiniLM, one window of 154 tokens, 2 cores:
-            float32 22.5 against 27.8 ms, bfloat16 13.1 against 22.2 ms). Otherwise, and with XLA
-            (which would embed a copy in every shape it compiles), in the module's own variables.
+            (`weights_in_graph`) when they take at most CONSTANT_BYTES_LIMIT: oneDNN then lays out
+            each matmul's weights for its kernels once instead of at every call (MiniLM, one
+            window of 154 tokens, 2 cores: float32 22.5 against 27.8 ms, bfloat16 13.1 against
+            22.2 ms). Otherwise, and with XLA (which would embed a copy in every shape it
+            compiles), in the module's own variables.
 
     Without XLA, `logits` is a function its callers do not inline (`_noinline`). Inlined into the
     answer graph's loop over window groups, grappler hoists its constants out of the loop, and then
