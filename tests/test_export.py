@@ -63,19 +63,22 @@ def test_layout_and_warmup(exported):
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".tmp")]
 
 
-def test_first_warmup_request_is_one_full_window(exported):
-    """The first encoder call fixes the cached weight layout: the warm-up opens with one window of
-    max_seq_length tokens, as the request written first in the export's warm-up file."""
-    config, tokenizer = exported["config"], exported["tokenizer"]
+def test_warmup_opens_with_one_full_window_per_signature(exported):
+    """The first encoder call of each signature fixes its cached weight layout: the warm-up file
+    opens with one window of max_seq_length tokens to serving_default, then its tokens to
+    serve_token_ids, then the example questions."""
+    config, tokenizer, data = exported["config"], exported["tokenizer"], exported["config"].data
     records = tf.data.TFRecordDataset(str(exported["path"] / "assets.extra" / "tf_serving_warmup_requests"))
-    first = prediction_log_pb2.PredictionLog.FromString(next(iter(records)).numpy()).predict_log.request
-    questions, contexts = (tf.make_ndarray(first.inputs[key]).tolist() for key in ("question", "context"))
-    assert [[q, c] for q, c in zip(questions, contexts)] == [[q.encode(), c.encode()]
-                                                            for q, c in zip(*export.warmup_batches(config)[0])]
-    data = config.data
+    requests = [prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request for record in records]
+    assert [request.model_spec.signature_name for request in requests] == [
+        "serving_default", "serve_token_ids", "serving_default"]
+    questions, contexts = (tf.make_ndarray(requests[0].inputs[key]) for key in ("question", "context"))
     windows = qa_windows(tokenizer, tf.constant(questions), tf.constant(contexts), data.max_seq_length,
                          data.max_query_length, data.doc_stride)
     assert windows["padding_mask"].numpy().sum(axis=1).tolist() == [data.max_seq_length]
+    for key in ("token_ids", "segment_ids", "padding_mask"):
+        np.testing.assert_array_equal(tf.make_ndarray(requests[1].inputs[key]), windows[key].numpy())
+    assert len(tf.make_ndarray(requests[2].inputs["question"])) == len(export.WARMUP_EXAMPLES)
 
 
 def test_answers_are_exact_substrings_with_char_offsets(exported):
@@ -246,7 +249,7 @@ def test_xla_export_answers_like_float32_and_warms_every_shape(exported, tmp_pat
     np.testing.assert_allclose(got["no_answer_probability"], expected["no_answer_probability"], atol=1e-5)
     records = list(tf.data.TFRecordDataset(str(path / "assets.extra" / "tf_serving_warmup_requests")))
     batches = export.warmup_batches(xla)
-    assert len(records) == len(batches) == 2 + 3 * 2  # 48 positions in buckets of 16, groups of 1 and 2
+    assert len(records) == len(batches) + 1 == 3 + 3 * 2  # 48 positions in buckets of 16, groups of 1 and 2
     for questions, contexts in batches[2:]:
         windows = qa_windows(tokenizer, tf.constant(questions), tf.constant(contexts), 48, 12, 16)
         lengths = windows["padding_mask"].numpy().sum(axis=1)
