@@ -92,10 +92,10 @@ def warmup_batches(config):
     First one question whose one window fills max_seq_length: the first encoder call fixes the
     layout in which oneDNN caches each matmul's constant weights (`SpanLogits`), and a layout chosen
     for a few rows slows every longer question (MiniLM float32, 16 real questions of 154 tokens on
-    average: 31.9 ms each after a short first request, 28.9 after a full window). Then WARMUP_EXAMPLES. With
-    `export.jit_compile`, also one batch per window-group size g (1 to `export.window_group_size`)
-    and length bucket: g copies of a question whose one window is as long as the bucket, so that
-    loading compiles every shape the XLA encoder will see.
+    average: 31.9 ms each after a short first request, 28.9 after a full window). Then
+    WARMUP_EXAMPLES. With `export.jit_compile`, also one batch per window-group size g (1 to
+    `export.window_group_size`) and length bucket: g copies of a question whose one window is as
+    long as the bucket, so that loading compiles every shape the XLA encoder will see.
     """
     export, max_length = config.export, config.data.max_seq_length
     batches = [(["Who?"], [context_of_length(max_length)]),

@@ -193,7 +193,7 @@ def graph_weight_dtypes(path):
     return [(node.name, tf.as_dtype(node.attr["dtype"].type))
             for graph in saved.meta_graphs for function in graph.graph_def.library.function
             for node in function.node_def
-            if node.op == "Const" and (node.name.endswith(weight_ending) or node.name in ("token", "position", "segment"))]
+            if node.op == "Const" and node.name.endswith(weight_ending)]
 
 
 def test_weights_are_graph_constants_not_variables(exported):
