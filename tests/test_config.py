@@ -39,6 +39,8 @@ def test_set_overrides_are_typed():
     ("export.precision=float16", "export.precision"),
     ("export.window_group_size=0", "export.window_group_size"),
     ("export.length_bucket=0", "export.length_bucket"),
+    ("export.max_constant_mib=-1", "export.max_constant_mib"),
+    ("export.max_constant_mib=1025", "export.max_constant_mib"),
     ("export.null_threshold=tuned", "export.null_threshold"),
     ("export.n_best_size=5", "export.n_best_size"),
     ("decode.n_best_size=0", "decode.n_best_size"),

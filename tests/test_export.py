@@ -211,6 +211,20 @@ def test_weights_are_graph_constants_not_variables(exported):
     assert rules.ranges["token_ids"][1] == tokenizer.vocabulary_size and rules.max_length == config.data.max_seq_length
 
 
+def test_max_constant_mib_0_keeps_every_weight_in_variables(exported, tmp_path):
+    """export.max_constant_mib=0 (for servers short of memory): no weight constants, the same answers."""
+    tokenizer, config, model = exported["tokenizer"], exported["config"], exported["model"]
+    variables = dataclasses.replace(config, export=dataclasses.replace(config.export, max_constant_mib=0))
+    path = export.export_qa_model(model, SQUAD, tokenizer, variables, base_dir=tmp_path, model_name="m")
+    assert not graph_weight_dtypes(path)
+    names = tf.train.load_checkpoint(str(path / "variables" / "variables")).get_variable_to_dtype_map()
+    assert len([name for name in names if name.startswith("logits_model/")]) == len(
+        SpanLogits(model, SQUAD.head_name).weights())
+    got, expected = serve(path, QUESTIONS, CONTEXTS), serve(exported["path"], QUESTIONS, CONTEXTS)
+    assert list(got["answer"]) == list(expected["answer"])
+    np.testing.assert_allclose(got["no_answer_probability"], expected["no_answer_probability"], atol=1e-5)
+
+
 def test_the_encoder_function_is_not_inlined(exported):
     """The function that holds the weights keeps `_noinline` in the saved graph: inlined into the
     window-group loop, grappler would hoist its constants and fuse nothing into its matmuls."""

@@ -10,7 +10,6 @@ from road_tf.config import ModelConfig
 from road_tf.errors import ConfigError
 from road_tf.models.backbones import build_backbone
 from road_tf.models.heads import NEG_INF
-from road_tf.models import span_logits
 from road_tf.models.span_logits import SpanLogits
 from road_tf.models.task_model import build_task_model, encoder_of
 from road_tf.tasks import get_task
@@ -88,7 +87,8 @@ def test_bfloat16_holds_bfloat16_copies_and_close_logits(jit_compile):
 def test_frozen_copies_the_weights_and_live_reads_them():
     model = tiny_model()
     inputs = windows()
-    frozen, live = SpanLogits(model, SQUAD.head_name), SpanLogits(model, SQUAD.head_name, frozen=False)
+    frozen = SpanLogits(model, SQUAD.head_name, max_constant_bytes=1 << 20)
+    live = SpanLogits(model, SQUAD.head_name, frozen=False)
     before = keras_logits(model, inputs)
     head = model.get_layer(SQUAD.head_name).dense
     head.bias.assign(head.bias + tf.constant([3.0, -2.0]))
@@ -99,14 +99,14 @@ def test_frozen_copies_the_weights_and_live_reads_them():
         "position_embedding/embeddings:0", "segment_embedding/embeddings:0", "token_embedding/embeddings:0"]
 
 
-@pytest.mark.parametrize("jit_compile, limit", [(True, 1 << 30), (False, 1000)])
-def test_frozen_weights_are_variables_under_xla_or_past_the_graph_limit(monkeypatch, jit_compile, limit):
-    """XLA would embed graph constants in every compiled shape, and a graph over protobuf's limit
-    cannot be saved: both keep the frozen copy in non-trainable variables, with the same logits."""
-    monkeypatch.setattr(span_logits, "CONSTANT_BYTES_LIMIT", limit)
+@pytest.mark.parametrize("jit_compile, limit", [(True, 1 << 20), (False, 1000), (False, 0)])
+def test_frozen_weights_are_variables_under_xla_or_past_the_limit(jit_compile, limit):
+    """XLA would embed graph constants in every compiled shape, and matrices over
+    `max_constant_bytes` (0 by default) stay out of the graph: the frozen copy is then held in
+    non-trainable variables, with the same logits."""
     model = tiny_model()
     inputs = windows()
-    frozen = SpanLogits(model, SQUAD.head_name, jit_compile=jit_compile)
+    frozen = SpanLogits(model, SQUAD.head_name, jit_compile=jit_compile, max_constant_bytes=limit)
     assert not frozen.weights_in_graph and not frozen.trainable_variables
     assert len(frozen.variables) == len(frozen.weights()) == len(SpanLogits(model, SQUAD.head_name).weights())
     assert_same_logits(frozen(inputs), keras_logits(model, inputs), atol=1e-5)

@@ -24,7 +24,6 @@ from road_tf.models.task_model import encoder_of
 
 MASKED_SCORE = -1e9
 MODEL_SPEC = [tf.TensorSpec([None, None], tf.int32)] * 3
-CONSTANT_BYTES_LIMIT = 1 << 30  # a SavedModel's graph must serialize under protobuf's 2 GiB
 # The embedding tables are only gathered from, so a frozen copy keeps them in variables, named as
 # keras-hub names them: the devserver reads their rows to check token inputs (serving/servables.py).
 TABLE_VARIABLES = {"token": "token_embedding/embeddings", "segment": "segment_embedding/embeddings",
@@ -117,11 +116,13 @@ class SpanLogits(tf.Module):
         frozen: True copies the weights now (what an export saves); False reads the model's
             variables at every call, so evaluation during training sees the current weights.
             Without XLA a frozen copy holds all but the embedding tables as constants of the graph
-            (`weights_in_graph`) when they take at most CONSTANT_BYTES_LIMIT: oneDNN then lays out
+            (`weights_in_graph`) when they take at most `max_constant_bytes`: oneDNN then lays out
             each matmul's weights for its kernels once instead of at every call (MiniLM, one
             window of 154 tokens, 2 cores: float32 22.5 against 27.8 ms, bfloat16 13.1 against
-            22.2 ms). Otherwise, and with XLA (which would embed a copy in every shape it
-            compiles), in the module's own variables.
+            22.2 ms), but a process holds such constants many times over (`export.max_constant_mib`).
+            Otherwise, and with XLA (which would embed a copy in every shape it compiles), in
+            the module's own variables.
+        max_constant_bytes: see `frozen`; 0 keeps every weight in variables.
 
     Without XLA, `logits` is a function its callers do not inline (`_noinline`). Inlined into the
     answer graph's loop over window groups, grappler hoists its constants out of the loop, and then
@@ -129,7 +130,8 @@ class SpanLogits(tf.Module):
     question, float32: 26.3 against 24.8 ms; bfloat16 20.2 against 17.3 ms).
     """
 
-    def __init__(self, model, head_name, dtype="float32", jit_compile=False, length_multiple=1, frozen=True):
+    def __init__(self, model, head_name, dtype="float32", jit_compile=False, length_multiple=1, frozen=True,
+                 max_constant_bytes=0):
         super().__init__(name="span_logits")
         layers, blocks = _encoder_layers(encoder_of(model))
         self.compute_dtype = tf.as_dtype(dtype)
@@ -146,7 +148,7 @@ class SpanLogits(tf.Module):
             arrays = {name: value.numpy() for name, value in
                       _read_weights(layers, blocks, head, self.compute_dtype).items()}
             matrices = {name: array for name, array in arrays.items() if name not in TABLE_VARIABLES}
-            self.weights_in_graph = not jit_compile and sum(a.nbytes for a in matrices.values()) <= CONSTANT_BYTES_LIMIT
+            self.weights_in_graph = not jit_compile and 0 < sum(a.nbytes for a in matrices.values()) <= max_constant_bytes
             in_graph = matrices if self.weights_in_graph else {}
             self.frozen_weights = {name: tf.Variable(array, trainable=False, name=TABLE_VARIABLES.get(name, name))
                                    for name, array in arrays.items() if name not in in_graph}

@@ -63,7 +63,8 @@ class SpanTask(Task):
         settings = config.export
         if export:
             logits_model = SpanLogits(model, self.head_name, settings.precision, settings.jit_compile,
-                                      settings.length_bucket if settings.jit_compile else 1)
+                                      settings.length_bucket if settings.jit_compile else 1,
+                                      max_constant_bytes=settings.max_constant_mib << 20)
         else:
             logits_model = SpanLogits(model, self.head_name, frozen=False)
         return QAAnswerer(logits_model, tokenizer, config.data, config.decode, settings.window_group_size,
