@@ -7,7 +7,6 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from road_tf import saved_model as export
@@ -188,10 +187,9 @@ def test_grouped_windows_give_the_padded_batch_logits(exported, group_size):
 def graph_weight_dtypes(path):
     """[(name, dtype)] of the encoder weights an export holds as graph constants (`SpanLogits`),
     one pair per constant in the saved graph (a weight saved twice appears twice)."""
-    saved = saved_model_pb2.SavedModel.FromString((path / "saved_model.pb").read_bytes())
     weight_ending = ("kernel", "bias", "gamma", "beta")
     return [(node.name, tf.as_dtype(node.attr["dtype"].type))
-            for graph in saved.meta_graphs for function in graph.graph_def.library.function
+            for function in read_serve_meta_graph(str(path)).graph_def.library.function
             for node in function.node_def
             if node.op == "Const" and node.name.endswith(weight_ending)]
 
@@ -228,8 +226,7 @@ def test_max_constant_mib_0_keeps_every_weight_in_variables(exported, tmp_path):
 def test_the_encoder_function_is_not_inlined(exported):
     """The function that holds the weights keeps `_noinline` in the saved graph: inlined into the
     window-group loop, grappler would hoist its constants and fuse nothing into its matmuls."""
-    saved = saved_model_pb2.SavedModel.FromString((exported["path"] / "saved_model.pb").read_bytes())
-    holders = [function for graph in saved.meta_graphs for function in graph.graph_def.library.function
+    holders = [function for function in read_serve_meta_graph(str(exported["path"])).graph_def.library.function
                if any(node.op == "Const" and node.name == "block0_qkv_kernel" for node in function.node_def)]
     assert len(holders) == 1 and holders[0].attr["_noinline"].b
 
