@@ -26,7 +26,7 @@ SHARED = REPO.parent / "shared"
 
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as road_tf sets it: no CUDA-plugin noise on CPUs
 
 from road_tf.errors import RoadError  # noqa: E402
 

@@ -16,10 +16,13 @@ baseline's tokenizer calls alone (no labels, no arrays): the floor of this recip
 """
 
 import argparse
+import os
 import tempfile
 
 import common
 
+# Without PyTorch, transformers prints an advisory line on import; errors here must stay one line.
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 from transformers import BertTokenizerFast  # noqa: E402  (imported before TensorFlow, as STACK.md advises)
 
 import numpy as np  # noqa: E402
@@ -28,6 +31,7 @@ from road_tf.data.features import featurize_qa  # noqa: E402
 from road_tf.data.squad import read_squad_json  # noqa: E402
 from road_tf.data.synthetic import generate  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
+from road_tf.errors import RoadError, cli_main  # noqa: E402
 from road_tf.minilm import minilm_path  # noqa: E402
 
 MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
@@ -137,11 +141,14 @@ def agreement(road, hf):
     return len(same_ids) / max(len(shared), 1), len(same_labels) / max(len(same_ids), 1)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--rounds", type=int, default=5, help="timed rounds of each featurizer")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N questions (0: all)")
-    args = parser.parse_args()
+    args = common.parse_flags(parser, argv, positive=("rounds",))
+    if args.limit < 0:
+        raise RoadError(f"--limit must be 0 (all) or positive, got {args.limit}")
 
     examples, source = load_examples(args.limit)
     road_tokenizer = load_tokenizer("minilm")

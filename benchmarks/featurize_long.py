@@ -19,6 +19,7 @@ import common
 from road_tf.data.examples import Answer, QAExample  # noqa: E402
 from road_tf.data.features import featurize_qa  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
+from road_tf.errors import cli_main  # noqa: E402
 
 SMALL, LARGE = 64_000, 1_000_000
 MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE = 128, 32, 64
@@ -43,10 +44,11 @@ def peak_rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each size")
-    args = parser.parse_args()
+    args = common.parse_flags(parser, argv, positive=("rounds",))
 
     tokenizer = load_tokenizer("minilm")
     vocabulary = [piece for piece in tokenizer.vocab if piece.isalpha()]

@@ -29,14 +29,14 @@ import numpy as np
 import torch
 
 import common  # puts the repository root on sys.path
-from road_tf.errors import RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main
 
 LEARNING_RATE, EPSILON, WEIGHT_DECAY, WARMUP_FRACTION = 5e-5, 1e-6, 0.01, 0.1
 
 
 def parse_args(argv):
     """Command-line flags -> argparse.Namespace."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True, help="Hugging Face BERT folder (config.json, model.safetensors)")
     parser.add_argument("--features", required=True, help="npz of int32 training features")
     parser.add_argument("--batch-size", type=int, required=True)

@@ -25,6 +25,7 @@ from road_tf.config import DistillationConfig, ModelConfig, TeacherConfig  # noq
 from road_tf.data.features import MODEL_INPUTS  # noqa: E402
 from road_tf.distillation.distiller import Distiller  # noqa: E402
 from road_tf.distillation.offline import offline_teacher_key  # noqa: E402
+from road_tf.errors import cli_main  # noqa: E402
 from road_tf.models.backbones import build_backbone  # noqa: E402
 from road_tf.models.task_model import build_task_model  # noqa: E402
 from road_tf.tasks import get_task  # noqa: E402
@@ -96,11 +97,12 @@ def step_functions(batch):
     }
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--rounds", type=int, default=30, help="timed calls of each function (>= 20)")
     parser.add_argument("--warmup", type=int, default=3, help="untimed calls of each function first")
-    args = parser.parse_args()
+    args = common.parse_flags(parser, argv, positive=("rounds", "warmup"))
 
     functions = step_functions(span_batch())
     times = common.interleaved_times(functions, rounds=args.rounds, warmup=args.warmup)

@@ -12,20 +12,16 @@ one JSON object; "value" is the worst ratio of a k > 1 step time to the k = 1 st
 
 import argparse
 import json
-import os
-import pathlib
-import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-
+import common
 import keras  # noqa: E402
 import keras_hub  # noqa: E402
 import numpy as np  # noqa: E402
 
 from road_tf import training  # noqa: E402
 from road_tf.data.features import END, LABEL, START  # noqa: E402
+from road_tf.errors import RoadError, cli_main  # noqa: E402
 from road_tf.models.task_model import build_task_model  # noqa: E402
 from road_tf.multitask.samplers import TaskSampler  # noqa: E402
 from road_tf.multitask.trainer import MultiTaskTrainer, step_dataset  # noqa: E402
@@ -86,8 +82,9 @@ def build_trainers(args):
     return trainers
 
 
+@cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--batch-size", type=int, default=32, help="global batch B (rows per step)")
     parser.add_argument("--seq-length", type=int, default=128)
     parser.add_argument("--layers", type=int, default=4)
@@ -95,7 +92,12 @@ def main(argv=None):
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps per k (tracing)")
     parser.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds")
     parser.add_argument("--steps", type=int, default=2, help="timed steps per k per round")
-    args = parser.parse_args(argv)
+    args = common.parse_flags(parser, argv,
+                              positive=("batch_size", "seq_length", "layers", "hidden", "warmup", "rounds", "steps"))
+    if args.batch_size % max(KS):
+        raise RoadError(f"--batch-size must be a multiple of {max(KS)} (k up to {max(KS)}), got {args.batch_size}")
+    if args.hidden % 64:
+        raise RoadError(f"--hidden must be a multiple of 64 (heads of 64), got {args.hidden}")
 
     rng = np.random.default_rng(0)
     features = {name: random_features(head, 4 * args.batch_size, args.seq_length, rng) for name, head in HEADS.items()}

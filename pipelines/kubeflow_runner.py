@@ -7,19 +7,18 @@ Trainer's distribution strategy comes from the recipe (`train.strategy`). Needs 
 `kfp-pipeline-spec` package (see requirements.txt).
 """
 
-import argparse
 import pathlib
 import sys
 import tempfile
 
 from pipelines import configs
 from pipelines.local_runner import add_pipeline_arguments, pipeline_settings, resolve_config
-from road_tf.errors import RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main
 from road_tf.files import write_atomic
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m pipelines.kubeflow_runner", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m pipelines.kubeflow_runner", description=__doc__.splitlines()[0])
     add_pipeline_arguments(parser)
     parser.add_argument("--output", required=True, help="the compiled pipeline spec (PIPELINE.json)")
     parser.add_argument("--image", required=True, help="container image every component runs in")

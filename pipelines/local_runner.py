@@ -7,13 +7,12 @@ state and metadata go under `--root` (default runs/tfx/); blessed models are pus
 component is not rerun; `--no-cache` reruns everything.
 """
 
-import argparse
 import pathlib
 import sys
 
 from pipelines import configs
 from road_tf import config as config_lib
-from road_tf.errors import cli_main
+from road_tf.errors import ArgumentParser, cli_main
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -46,7 +45,7 @@ def pipeline_settings(args, config):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
     add_pipeline_arguments(parser)
     parser.add_argument("--data", default="synthetic",
                         help="synthetic (default), tfds, or a SQuAD 2.0 JSON(.gz) file (split by article "

@@ -8,7 +8,6 @@ with a JSON sidecar, written atomically). Train with `--set distillation.mode=of
 distillation.cache_path=teacher.tfrecord`: the step then costs about what plain fine-tuning costs.
 """
 
-import argparse
 import logging
 import sys
 
@@ -16,13 +15,13 @@ from road_tf import config as config_lib
 from road_tf.data.features import write_feature_cache
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.offline import teacher_logits
-from road_tf.errors import ConfigError, cli_main
+from road_tf.errors import ArgumentParser, ConfigError, cli_main
 from road_tf.models.task_model import build_model
 from road_tf.tasks import get_task, load_task_data
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m road_tf.cache_teacher",
+    parser = ArgumentParser(prog="python -m road_tf.cache_teacher",
                                      description="Cache teacher logits over the training split for offline KD.")
     parser.add_argument("--config", help="recipe name or YAML file of overrides")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

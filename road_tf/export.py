@@ -6,7 +6,6 @@ The SavedModel is the one a training run exports at its end (`road_tf.saved_mode
 run's recorded dev metrics beside it and the no-answer threshold `export.null_threshold` names.
 """
 
-import argparse
 import dataclasses
 import json
 import pathlib
@@ -14,7 +13,7 @@ import sys
 
 from road_tf.config import load_config
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.errors import RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main
 from road_tf.models.task_model import build_model
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
@@ -51,7 +50,7 @@ def run_final_metrics(run_dir):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m road_tf.export",
+    parser = ArgumentParser(prog="python -m road_tf.export",
                                      description="Export a trained run's student as a TF Serving SavedModel version.")
     parser.add_argument("--run-dir", required=True, help="a finished training run (holds config.yaml, student/)")
     parser.add_argument("--model-name", help="folder name under --base (default: the run's export.model_name)")

@@ -10,7 +10,6 @@ finished run directory (the version that run exported). Questions go through the
 metrics.json. Output files are written only when every question has been answered.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -20,7 +19,7 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.files import write_atomic
 from road_tf.saved_model import METRICS_FILE, newest_version
@@ -30,7 +29,7 @@ DEFAULT_BATCH_SIZE = 32
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m road_tf.predict",
+    parser = ArgumentParser(prog="python -m road_tf.predict",
                                      description="Answer the questions of a SQuAD 2.0 file with an exported model.")
     parser.add_argument("--model", required=True,
                         help="SavedModel version folder, model folder (newest version) or finished run directory")

@@ -1,0 +1,71 @@
+"""Every command's usage errors: an unknown flag or a missing required one is one `error:` line, exit 2.
+
+The commands are called in this process through their `main(argv)` (the benchmark scripts are
+loaded from their files); each error is raised while the flags are parsed, before any work.
+"""
+
+import importlib
+import importlib.util
+import sys
+
+import pytest
+
+from conftest import REPO
+
+MODULES = ["road_tf.train", "road_tf.predict", "road_tf.evaluate", "road_tf.export", "road_tf.experiments",
+           "road_tf.cache_teacher", "serving.devserver", "serving.client", "pipelines.local_runner",
+           "pipelines.kubeflow_runner"]
+# The hf_*_baseline workers run in the baseline venv (PyTorch) and are driven by the benchmarks.
+BENCHMARKS = sorted(path.name for path in (REPO / "benchmarks").glob("*.py")
+                    if path.name != "common.py" and not path.name.startswith("hf_"))
+# (command, argv, part of the message) for flags out of range in the benchmark scripts.
+OUT_OF_RANGE = [("kd_step.py", ["--rounds", "0"], "--rounds"), ("featurize.py", ["--limit", "-1"], "--limit"),
+                ("featurize_long.py", ["--rounds", "0"], "--rounds"),
+                ("multitask_step.py", ["--batch-size", "12"], "multiple of 8"),
+                ("multitask_step.py", ["--hidden", "100"], "multiple of 64")]
+
+
+def benchmark_main(name):
+    """The `main` of benchmarks/`name`, loaded from its file with benchmarks/ importable."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(f"benchmark_{name[:-3]}", REPO / "benchmarks" / name)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    return module.main
+
+
+def refusal(main, argv, capsys):
+    """Runs main(argv) -> its one stderr line, after checking exit status 2 and nothing on stdout."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    captured = capsys.readouterr()
+    lines = captured.err.splitlines()
+    assert exit_info.value.code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith("error: "), captured.err
+    assert "Traceback" not in captured.err and "usage:" not in captured.err
+    return lines[0]
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_an_unknown_flag_is_one_line(module, capsys):
+    line = refusal(importlib.import_module(module).main, ["--no-such-flag"], capsys)
+    assert "--no-such-flag" in line or "arguments are required" in line, line
+
+
+@pytest.mark.parametrize("module", ["road_tf.predict", "road_tf.cache_teacher", "road_tf.export"])
+def test_a_missing_required_flag_is_one_line(module, capsys):
+    line = refusal(importlib.import_module(module).main, [], capsys)
+    assert "required" in line, line
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_a_benchmark_refuses_an_unknown_flag_in_one_line(name, capsys):
+    assert "--no-such-flag" in refusal(benchmark_main(name), ["--no-such-flag"], capsys)
+
+
+@pytest.mark.parametrize("name, argv, message", OUT_OF_RANGE, ids=lambda value: str(value))
+def test_a_benchmark_refuses_flags_out_of_range(name, argv, message, capsys):
+    assert message in refusal(benchmark_main(name), argv, capsys)
