@@ -22,7 +22,7 @@ from road_tf.tasks import get_task, load_task_data
 
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m road_tf.cache_teacher",
-                                     description="Cache teacher logits over the training split for offline KD.")
+                            description="Cache teacher logits over the training split for offline KD.")
     parser.add_argument("--config", help="recipe name or YAML file of overrides")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--output", required=True, help="TFRecord file to write (a .json sidecar goes beside it)")

@@ -51,7 +51,7 @@ def run_final_metrics(run_dir):
 
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m road_tf.export",
-                                     description="Export a trained run's student as a TF Serving SavedModel version.")
+                            description="Export a trained run's student as a TF Serving SavedModel version.")
     parser.add_argument("--run-dir", required=True, help="a finished training run (holds config.yaml, student/)")
     parser.add_argument("--model-name", help="folder name under --base (default: the run's export.model_name)")
     parser.add_argument("--base", help="TF Serving model base directory (default: the run's export.base_dir)")

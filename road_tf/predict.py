@@ -30,7 +30,7 @@ DEFAULT_BATCH_SIZE = 32
 
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m road_tf.predict",
-                                     description="Answer the questions of a SQuAD 2.0 file with an exported model.")
+                            description="Answer the questions of a SQuAD 2.0 file with an exported model.")
     parser.add_argument("--model", required=True,
                         help="SavedModel version folder, model folder (newest version) or finished run directory")
     parser.add_argument("--data", required=True, help="SQuAD 2.0 JSON file (.json or .json.gz)")
@@ -93,9 +93,21 @@ def check_writable(path, flag):
         raise RoadError(f"{flag} {path}: cannot write there ({parent} is not a writable folder)")
 
 
+def check_distinct(args):
+    """RoadError when --output or --na-probs names the --data file or both name one file."""
+    data = pathlib.Path(args.data).resolve()
+    written = [("--output", args.output)] + ([("--na-probs", args.na_probs)] if args.na_probs else [])
+    for flag, path in written:
+        if pathlib.Path(path).resolve() == data:
+            raise RoadError(f"{flag} {path}: is the --data file, which it would overwrite")
+    if args.na_probs and pathlib.Path(args.na_probs).resolve() == pathlib.Path(args.output).resolve():
+        raise RoadError(f"--na-probs {args.na_probs}: is the --output file; give them different names")
+
+
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
+    check_distinct(args)
     check_writable(args.output, "--output")
     if args.na_probs:
         check_writable(args.na_probs, "--na-probs")

@@ -101,6 +101,9 @@ def bad_cases(run, tmp_path):
         (["--model", version, "--data", str(bad_gzip), "--output", str(tmp_path / "p.json")], "bad.json.gz"),
         (["--model", version, "--data", str(dev), "--output", str(blocker / "p.json")], "cannot write"),
         (["--model", version, "--data", str(dev), "--output", str(tmp_path)], "is a folder"),
+        (["--model", version, "--data", str(dev), "--output", str(dev)], "is the --data file"),
+        (["--model", version, "--data", str(dev), "--output", str(tmp_path / "p.json"), "--na-probs",
+          str(tmp_path / "." / "p.json")], "is the --output file"),
     ]
 
 
