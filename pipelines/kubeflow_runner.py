@@ -12,9 +12,9 @@ import sys
 import tempfile
 
 from pipelines import configs
-from pipelines.local_runner import add_pipeline_arguments, pipeline_settings, resolve_config
+from pipelines.local_runner import add_pipeline_arguments, check_gate_flags, pipeline_settings, resolve_config
 from road_tf.errors import ArgumentParser, RoadError, cli_main
-from road_tf.files import write_atomic
+from road_tf.files import check_writable_dir, write_atomic
 
 
 def parse_args(argv):
@@ -28,7 +28,12 @@ def parse_args(argv):
                         help="Split-train/ and Split-eval/ TFRecords (written by local_runner --prepare-only)")
     parser.add_argument("--serving-model-dir", default=f"gs://YOUR_BUCKET/saved_models/{configs.MODEL_NAME}",
                         help="where the Pusher writes numbered versions")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_gate_flags(args)
+    if pathlib.Path(args.output).is_dir():
+        raise RoadError(f"--output {args.output}: is a folder, not a file name")
+    check_writable_dir(pathlib.Path(args.output).parent, "--output")
+    return args
 
 
 def kubeflow_v2_runner():

@@ -7,12 +7,14 @@ state and metadata go under `--root` (default runs/tfx/); blessed models are pus
 component is not rerun; `--no-cache` reruns everything.
 """
 
+import math
 import pathlib
 import sys
 
 from pipelines import configs
 from road_tf import config as config_lib
-from road_tf.errors import ArgumentParser, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main
+from road_tf.files import check_writable_dir
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -29,6 +31,13 @@ def add_pipeline_arguments(parser):
     parser.add_argument("--beam-arg", dest="beam_args", action="append", default=[], metavar="FLAG",
                         help="Beam flag for the data components, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
     parser.add_argument("--no-cache", action="store_true", help="rerun every component (TFX caching off)")
+
+
+def check_gate_flags(args):
+    """RoadError unless the gate's --margin and --tolerance are finite numbers."""
+    for flag in ("margin", "tolerance"):
+        if not math.isfinite(getattr(args, flag)):
+            raise RoadError(f"--{flag}: must be a finite number of F1 points, got {getattr(args, flag)}")
 
 
 def resolve_config(args):
@@ -57,7 +66,13 @@ def parse_args(argv):
     parser.add_argument("--serving-model-dir", default=str(REPO / "saved_models" / configs.MODEL_NAME))
     parser.add_argument("--prepare-only", action="store_true",
                         help="write the examples under ROOT/data/examples and stop (e.g. to copy them for Kubeflow)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    check_gate_flags(args)
+    if args.min_dev_questions < 1:
+        raise RoadError(f"--min-dev-questions: must be at least 1, got {args.min_dev_questions}")
+    check_writable_dir(args.root, "--root")
+    check_writable_dir(args.serving_model_dir, "--serving-model-dir")
+    return args
 
 
 def prepare_examples(args, config, root):

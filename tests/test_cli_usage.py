@@ -25,6 +25,19 @@ OUT_OF_RANGE = [("kd_step.py", ["--rounds", "0"], "--rounds"), ("featurize.py", 
                 ("multitask_step.py", ["--hidden", "100"], "multiple of 64")]
 
 
+# (module, argv, part of the message) for the pipeline runners' flags out of range.
+RUNNER_CASES = [("pipelines.local_runner", ["--margin", "nan"], "--margin"),
+                ("pipelines.local_runner", ["--tolerance", "inf"], "--tolerance"),
+                ("pipelines.local_runner", ["--min-dev-questions", "0"], "--min-dev-questions"),
+                ("pipelines.local_runner", ["--root", "/proc/road_tf_cannot_be_here"], "--root"),
+                ("pipelines.local_runner", ["--serving-model-dir", "/proc/road_tf_cannot_be_here"],
+                 "--serving-model-dir"),
+                ("pipelines.kubeflow_runner", ["--image", "i", "--output", "/proc/road_tf/p.json"], "--output"),
+                ("pipelines.kubeflow_runner", ["--image", "i", "--output", "{tmp}"], "is a folder"),
+                ("pipelines.kubeflow_runner", ["--image", "i", "--output", "{tmp}/p.json", "--margin", "-inf"],
+                 "--margin")]
+
+
 def benchmark_main(name):
     """The `main` of benchmarks/`name`, loaded from its file with benchmarks/ importable."""
     sys.path.insert(0, str(REPO / "benchmarks"))
@@ -59,6 +72,13 @@ def test_an_unknown_flag_is_one_line(module, capsys):
 def test_a_missing_required_flag_is_one_line(module, capsys):
     line = refusal(importlib.import_module(module).main, [], capsys)
     assert "required" in line, line
+
+
+@pytest.mark.parametrize("module, argv, message", RUNNER_CASES, ids=lambda value: str(value))
+def test_a_pipeline_runner_refuses_flags_out_of_range_before_any_work(module, argv, message, tmp_path, capsys):
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert message in refusal(importlib.import_module(module).main, argv, capsys)
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("name", BENCHMARKS)
