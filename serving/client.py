@@ -14,11 +14,11 @@ keep their connections for many calls) return one dict of outputs per question. 
 TensorFlow when first used.
 """
 
-import argparse
 import contextlib
 import functools
 import http.client
 import json
+import math
 import os
 import sys
 import tempfile
@@ -27,7 +27,7 @@ import types
 import urllib.parse
 import warnings
 
-from road_tf.errors import DataError, RoadError, cli_main
+from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main
 from serving.codec import array_to_json
 
 DEFAULT_REST_URL = "http://127.0.0.1:8501"
@@ -248,16 +248,9 @@ def predict_grpc(target, model, questions, contexts, version=None, timeout=30.0)
         return predictor.predict(model, questions, contexts, version)
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one-line RoadErrors (exit 2 via cli_main)."""
-
-    def error(self, message):
-        raise RoadError(f"{message} (see --help)")
-
-
 def parse_args(argv):
     """Command-line arguments -> argparse.Namespace (checked: one mode, one context source)."""
-    parser = _Parser(prog="python -m serving.client", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m serving.client", description=__doc__.splitlines()[0])
     parser.add_argument("question", nargs="?", help="the question (omit with --batch-file)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--context", help="the passage to answer from")
@@ -279,6 +272,10 @@ def parse_args(argv):
         parser.error("give QUESTION with --context or --context-file, or --batch-file")
     if args.batch_size < 1:
         parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
+    if not (math.isfinite(args.timeout) and args.timeout > 0):
+        parser.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
+    if args.version is not None and args.version < 0:
+        parser.error(f"--version must not be negative, got {args.version}")
     return args
 
 

@@ -21,7 +21,7 @@ import threading
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
-from road_tf.errors import ConfigError, RoadError, cli_main
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main
 from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.grpc_api import build_server
 from serving.limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_STRING_BYTES, RequestLimits
@@ -31,6 +31,7 @@ from serving.servables import LOG, ModelManager, ModelRegistry
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEFAULT_REST_MAX_CONNECTIONS = 64
 DEFAULT_REST_TIMEOUT_SECONDS = 10.0
+MAX_PORT = 65535
 LIMIT_FLAGS = (
     ("max_request_elements", int, DEFAULT_MAX_ELEMENTS, "tensor elements per predict request, all inputs together"),
     ("max_string_bytes", int, DEFAULT_MAX_STRING_BYTES, "bytes per string element, e.g. one context"),
@@ -54,16 +55,9 @@ def parse_bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
-class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are one-line RoadErrors (exit 2 via cli_main)."""
-
-    def error(self, message):
-        raise RoadError(f"{message} (see --help)")
-
-
 def parse_args(argv):
     """Command-line flags (tensorflow_model_server's names) -> argparse.Namespace."""
-    parser = _Parser(prog="python -m serving.devserver", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m serving.devserver", description=__doc__.splitlines()[0])
     parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
     parser.add_argument(
         "--rest_api_port", type=int, default=8501, help="REST port; 0 disables REST (default 8501)"
@@ -112,6 +106,9 @@ def _check_args(args):
     for flag in ("port", "rest_api_port", "file_system_poll_wait_seconds"):
         if getattr(args, flag) < 0:
             raise ConfigError(f"--{flag} must not be negative, got {getattr(args, flag)}")
+    for flag in ("port", "rest_api_port"):
+        if getattr(args, flag) > MAX_PORT:
+            raise ConfigError(f"--{flag} must be at most {MAX_PORT}, got {getattr(args, flag)}")
     for flag in POSITIVE_FLAGS:
         if not getattr(args, flag) > 0:
             raise ConfigError(f"--{flag} must be positive, got {getattr(args, flag)}")

@@ -25,8 +25,8 @@ OUT_OF_RANGE = [("kd_step.py", ["--rounds", "0"], "--rounds"), ("featurize.py", 
                 ("multitask_step.py", ["--hidden", "100"], "multiple of 64")]
 
 
-# (module, argv, part of the message) for the pipeline runners' flags out of range.
-RUNNER_CASES = [("pipelines.local_runner", ["--margin", "nan"], "--margin"),
+# (module, argv, part of the message) for flags out of range of the pipeline runners and serving commands.
+FLAG_CASES = [("pipelines.local_runner", ["--margin", "nan"], "--margin"),
                 ("pipelines.local_runner", ["--tolerance", "inf"], "--tolerance"),
                 ("pipelines.local_runner", ["--min-dev-questions", "0"], "--min-dev-questions"),
                 ("pipelines.local_runner", ["--root", "/proc/road_tf_cannot_be_here"], "--root"),
@@ -35,7 +35,12 @@ RUNNER_CASES = [("pipelines.local_runner", ["--margin", "nan"], "--margin"),
                 ("pipelines.kubeflow_runner", ["--image", "i", "--output", "/proc/road_tf/p.json"], "--output"),
                 ("pipelines.kubeflow_runner", ["--image", "i", "--output", "{tmp}"], "is a folder"),
                 ("pipelines.kubeflow_runner", ["--image", "i", "--output", "{tmp}/p.json", "--margin", "-inf"],
-                 "--margin")]
+                 "--margin"),
+                ("serving.client", ["q", "--context", "c", "--timeout", "nan"], "--timeout"),
+                ("serving.client", ["q", "--context", "c", "--timeout", "-1"], "--timeout"),
+                ("serving.client", ["q", "--context", "c", "--version", "-3"], "--version"),
+                ("serving.devserver", ["--model_base_path", "{tmp}", "--model_name", "m", "--rest_api_port", "99999"],
+                 "at most 65535")]
 
 
 def benchmark_main(name):
@@ -74,8 +79,8 @@ def test_a_missing_required_flag_is_one_line(module, capsys):
     assert "required" in line, line
 
 
-@pytest.mark.parametrize("module, argv, message", RUNNER_CASES, ids=lambda value: str(value))
-def test_a_pipeline_runner_refuses_flags_out_of_range_before_any_work(module, argv, message, tmp_path, capsys):
+@pytest.mark.parametrize("module, argv, message", FLAG_CASES, ids=lambda value: str(value))
+def test_runners_and_serving_commands_refuse_flags_out_of_range_before_any_work(module, argv, message, tmp_path, capsys):
     argv = [arg.format(tmp=tmp_path) for arg in argv]
     assert message in refusal(importlib.import_module(module).main, argv, capsys)
     assert list(tmp_path.iterdir()) == []
