@@ -83,6 +83,11 @@ BATCHING_CONFIG = common.REPO / "serving" / "batching.config"
 BASELINE_MODES = tuple(f"hf_batch{c}" for c in CONCURRENCY)
 WARMUP_QUESTIONS = 16
 BREAKDOWN_QUESTIONS, BREAKDOWN_REPEATS = 16, 3
+PROFILE_RUNS = 10
+# Kernel name fragments -> the encoder part they do, first match wins (`encoder_op_ms`).
+OP_GROUPS = (("BatchMatMul", "attention matmuls"), ("MatMul", "dense matmuls (fused bias, GELU)"),
+             ("Softmax", "softmax"), ("Transpose", "transposes"),
+             (("Mul", "SquaredDifference", "Mean", "Rsqrt", "Add", "Sub"), "layer norms, residual adds, scaling"))
 BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_qa_baseline.py"
 
 
@@ -203,8 +208,9 @@ def single_question_breakdown(version_dirs, tokenizer, pairs):
     cached weights.
 
     Returns:
-        {tag: {"whole_ms", "tokenize_ms", "encoder_ms", "rest_ms", "tokens"}}: means over the
-        questions (tokens: non-padding tokens per question).
+        {tag: {"whole_ms", "tokenize_ms", "encoder_ms", "rest_ms", "tokens", "encoder_op_ms"}}:
+        means over the questions (tokens: non-padding tokens per question); encoder_op_ms: the
+        first question's encoder call by part (`encoder_op_ms`).
     """
     import tensorflow as tf
 
@@ -219,23 +225,70 @@ def single_question_breakdown(version_dirs, tokenizer, pairs):
         answer, encoder = signatures["serving_default"], signatures["serve_token_ids"]
         answer(question=full[0], context=full[1])
         encoder(**{key: value for key, value in tokenize(*full).items() if key in MODEL_INPUTS})
-        stages = {"whole": [], "tokenize": [], "encoder": [], "tokens": []}
+        stages, first_cut = {"whole": [], "tokenize": [], "encoder": [], "tokens": []}, None
         for question, context in pairs[:BREAKDOWN_QUESTIONS]:
             q, c = tf.constant([question]), tf.constant([context])
             windows = tokenize(q, c)
             lengths = tf.reduce_sum(windows[PADDING_MASK], 1)
             cut = {key: windows[key][:, :int(tf.reduce_max(lengths))] for key in MODEL_INPUTS}
+            first_cut = first_cut or cut
             calls = {"whole": lambda: answer(question=q, context=c), "tokenize": lambda: tokenize(q, c),
                      "encoder": lambda: encoder(**cut)}
             for name, call in calls.items():
                 call()
                 stages[name].append(min(common.time_once(call)[0] for _ in range(BREAKDOWN_REPEATS)) * 1000)
             stages["tokens"].append(int(tf.reduce_sum(lengths)))
+        first = {key: value.numpy() for key, value in first_cut.items()}
         means = {name: statistics.mean(values) for name, values in stages.items()}
         breakdown[tag] = {**{f"{name}_ms": round(means[name], 2) for name in ("whole", "tokenize", "encoder")},
                           "rest_ms": round(means["whole"] - means["tokenize"] - means["encoder"], 2),
-                          "tokens": round(means["tokens"], 1)}
+                          "tokens": round(means["tokens"], 1),
+                          "encoder_op_ms": {"tokens": int(first[PADDING_MASK].sum()),
+                                            **encoder_op_ms(directory, first)}}
     return breakdown
+
+
+def op_group(op_type):
+    """The encoder part (OP_GROUPS) a kernel of type `op_type` does, "other" if none."""
+    for fragments, group in OP_GROUPS:
+        if any(fragment in op_type for fragment in ((fragments,) if isinstance(fragments, str) else fragments)):
+            return group
+    return "other"
+
+
+def encoder_op_ms(version_dir, windows):
+    """Kernel time of the serve_token_ids signature on `windows` ({MODEL_INPUTS name: int32 [N, L]}),
+    by encoder part: the SavedModel run in a TF1 session with FULL_TRACE step stats, each kernel's
+    wall time summed over PROFILE_RUNS calls (after one untimed call) and averaged.
+
+    Returns:
+        {part: ms per call}, plus "sum": their total and "traced_call": the traced calls' mean wall
+        time (tracing adds overhead to every kernel, so compare parts, not absolute times).
+    """
+    import collections
+
+    import tensorflow as tf
+
+    totals, seconds = collections.Counter(), 0.0
+    with tf.Graph().as_default() as graph, tf.compat.v1.Session(graph=graph) as session:
+        signature = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(version_dir)).signature_def[
+            "serve_token_ids"]
+        feeds = {tensor.name: windows[name] for name, tensor in signature.inputs.items()}
+        fetches = [tensor.name for tensor in signature.outputs.values()]
+        session.run(fetches, feeds)
+        for _ in range(PROFILE_RUNS):
+            metadata = tf.compat.v1.RunMetadata()
+            begin = time.perf_counter()
+            session.run(fetches, feeds, run_metadata=metadata,
+                        options=tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE))
+            seconds += time.perf_counter() - begin
+            for device in metadata.step_stats.dev_stats:
+                for node in device.node_stats:
+                    op_type = node.timeline_label.split(" = ")[-1].split("(")[0] if " = " in node.timeline_label else ""
+                    if op_type and "PartitionedCall" not in op_type:
+                        totals[op_group(op_type)] += node.all_end_rel_micros
+    parts = {group: round(micros / PROFILE_RUNS / 1000, 2) for group, micros in totals.most_common()}
+    return {**parts, "sum": round(sum(parts.values()), 2), "traced_call": round(seconds / PROFILE_RUNS * 1000, 2)}
 
 
 def start_server(models_config, batching_parameters, names, threads, cores, timeout=900.0):
