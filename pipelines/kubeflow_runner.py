@@ -14,7 +14,7 @@ import tempfile
 from pipelines import configs
 from pipelines.local_runner import add_pipeline_arguments, check_gate_flags, pipeline_settings, resolve_config
 from road_tf.errors import ArgumentParser, RoadError, cli_main
-from road_tf.files import check_writable_dir, write_atomic
+from road_tf.files import check_writable_file, write_atomic
 
 
 def parse_args(argv):
@@ -30,9 +30,7 @@ def parse_args(argv):
                         help="where the Pusher writes numbered versions")
     args = parser.parse_args(argv)
     check_gate_flags(args)
-    if pathlib.Path(args.output).is_dir():
-        raise RoadError(f"--output {args.output}: is a folder, not a file name")
-    check_writable_dir(pathlib.Path(args.output).parent, "--output")
+    check_writable_file(args.output, "--output")
     return args
 
 

@@ -48,3 +48,12 @@ def check_writable_dir(path, what):
     except OSError as error:
         reason = error.strerror or str(error)
         raise RoadError(f"{what} {path}: cannot write there ({reason})") from None
+
+
+def check_writable_file(path, what):
+    """Raises RoadError unless a file can be written at `path`: `path` is not a folder and its
+    folder is writable or can be created (`check_writable_dir`); creates nothing."""
+    path = pathlib.Path(path)
+    if path.is_dir():
+        raise RoadError(f"{what} {path}: is a folder, not a file name")
+    check_writable_dir(path.parent, what)

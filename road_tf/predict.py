@@ -11,7 +11,6 @@ metrics.json. Output files are written only when every question has been answere
 """
 
 import json
-import os
 import pathlib
 import sys
 
@@ -21,7 +20,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, RoadError, cli_main
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
-from road_tf.files import write_atomic
+from road_tf.files import check_writable_file, write_atomic
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -81,18 +80,6 @@ def load_answer_fn(folder):
     return lambda question, context: signature(question=question, context=context), loaded
 
 
-def check_writable(path, flag):
-    """RoadError unless `path` can be created: its folder exists (or can be made) and is writable."""
-    path = pathlib.Path(path)
-    if path.is_dir():
-        raise RoadError(f"{flag} {path}: is a folder")
-    parent = path.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
-        raise RoadError(f"{flag} {path}: cannot write there ({parent} is not a writable folder)")
-
-
 def check_distinct(args):
     """RoadError when --output or --na-probs names the --data file or both name one file."""
     data = pathlib.Path(args.data).resolve()
@@ -108,9 +95,9 @@ def check_distinct(args):
 def main(argv=None):
     args = parse_args(argv)
     check_distinct(args)
-    check_writable(args.output, "--output")
+    check_writable_file(args.output, "--output")
     if args.na_probs:
-        check_writable(args.na_probs, "--na-probs")
+        check_writable_file(args.na_probs, "--na-probs")
     examples = read_squad_json(args.data)
     if not examples:
         raise RoadError(f"{args.data}: no questions to answer")
