@@ -85,8 +85,8 @@ WARMUP_QUESTIONS = 16
 BREAKDOWN_QUESTIONS, BREAKDOWN_REPEATS = 16, 3
 PROFILE_RUNS = 10
 # Kernel name fragments -> the encoder part they do, first match wins (`encoder_op_ms`).
-OP_GROUPS = (("BatchMatMul", "attention matmuls"), ("MatMul", "dense matmuls (fused bias, GELU)"),
-             ("Softmax", "softmax"), ("Transpose", "transposes"),
+OP_GROUPS = ((("BatchMatMul",), "attention matmuls"), (("MatMul",), "dense matmuls (fused bias, GELU)"),
+             (("Softmax",), "softmax"), (("Transpose",), "transposes"),
              (("Mul", "SquaredDifference", "Mean", "Rsqrt", "Add", "Sub"), "layer norms, residual adds, scaling"))
 BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_qa_baseline.py"
 
@@ -251,7 +251,7 @@ def single_question_breakdown(version_dirs, tokenizer, pairs):
 def op_group(op_type):
     """The encoder part (OP_GROUPS) a kernel of type `op_type` does, "other" if none."""
     for fragments, group in OP_GROUPS:
-        if any(fragment in op_type for fragment in ((fragments,) if isinstance(fragments, str) else fragments)):
+        if any(fragment in op_type for fragment in fragments):
             return group
     return "other"
 
