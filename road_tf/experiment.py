@@ -55,8 +55,10 @@ def write_json(path, value):
     write_atomic(path, json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def stage_model(config, model_config, task, tokenizer, name, encoder_weights=None):
-    """A one-task model with `model_config`'s encoder for this run's data."""
+def stage_model(config, model_config, task, tokenizer, name, encoder_weights=None, seed_role=None):
+    """A one-task model with `model_config`'s encoder for this run's data, built after seeding from
+    (`train.seed`, `seed_role` or `name`): stages given the same role start alike."""
+    training.seed_stage(config.train.seed, seed_role or name)
     return build_model(model_config, [task], tokenizer.vocabulary_size, config.data.max_seq_length, name,
                        encoder_weights)
 
@@ -256,7 +258,8 @@ def run_training(config, output_dir):
     with strategy.scope():
         teachers = prepare_teachers(config, task_data, tokenizer, output_dir, stages)
         if distillation.teachers and distillation.compare_without_kd:
-            baseline = stage_model(config, config.model, task, tokenizer, "student_no_kd", encoder_weights)
+            baseline = stage_model(config, config.model, task, tokenizer, "student_no_kd", encoder_weights,
+                                   seed_role="student")
             stages["student_no_kd"] = train_stage(output_dir / "student_no_kd", baseline, task_data, tokenizer, config,
                                                   steps, lr)
         student = stage_model(config, config.model, task, tokenizer, "student", encoder_weights)

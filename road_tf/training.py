@@ -8,6 +8,7 @@ restores the newest checkpoint and continues to the same final weights.
 
 import atexit
 import functools
+import hashlib
 import json
 import logging
 import math
@@ -266,6 +267,17 @@ class _Checkpointer(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.manager.save(checkpoint_number=int(self.model.optimizer.iterations.numpy()))
+
+
+def seed_stage(seed, role):
+    """Seeds Python, NumPy, TensorFlow and Keras from (`seed`, `role`) before a stage builds its model.
+
+    A stage's initial weights and dropout masks then depend on the run's `train.seed` and the
+    stage's role ("multitask", "teacher_0", "student") only, not on which stages ran, were skipped
+    as finished, or were resumed before it. Roles are strings, the seed a 31-bit integer.
+    """
+    digest = hashlib.sha256(f"{seed}/{role}".encode()).digest()
+    keras.utils.set_random_seed(int.from_bytes(digest[:4], "big") % 2**31)
 
 
 def seed_states(model):

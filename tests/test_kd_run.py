@@ -28,6 +28,11 @@ def test_multitask_then_online_then_offline_distillation(tmp_path):
     assert "f1" in per_task["squad2"] and "accuracy" in per_task["synthetic_nli"]
     assert sum(stages["multitask"]["picks"].values()) == 4 * 2
     assert (online / "multitask" / "encoder.weights.h5").is_file()
+    plain = tmp_path / "plain"
+    assert train.main(args_for(tmp_path, plain, "export.enabled=false", "multitask.steps=4", "multitask.k=2")) == 0
+    alone = json.loads((plain / "metrics.json").read_text())["stages"]
+    assert alone["multitask"] == stages["multitask"], "training a teacher changed the multi-task stage"
+    assert alone["student"] == stages["student_no_kd"], "the no-KD stage is not the run without teachers"
     weights = online / "teacher_0" / "model.weights.h5"
     teacher = TEACHER.replace("train_steps: 12", f"checkpoint: {weights}")
     cache = tmp_path / "teacher.tfrecord"

@@ -64,6 +64,30 @@ def test_rerunning_a_killed_command_resumes_to_the_uninterrupted_weights(tmp_pat
     assert len(list((tmp_path / "runs").iterdir())) == 2
 
 
+def test_a_run_killed_between_stages_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
+    args = tiny_args(tmp_path, "model.dropout=0.2", "multitask.steps=4", "multitask.k=2", "export.enabled=false")
+    reference = tmp_path / "reference"
+    assert train.main(args + ["--output-dir", str(reference)]) == 0
+
+    original = training.fit
+
+    def killed_when_the_student_starts(model, features, train_config, steps, stage_dir, **kwargs):
+        if pathlib.Path(stage_dir).name == "student":
+            raise KeyboardInterrupt("killed")
+        return original(model, features, train_config, steps, stage_dir, **kwargs)
+
+    resumed = tmp_path / "resumed"
+    monkeypatch.setattr(training, "fit", killed_when_the_student_starts)
+    with pytest.raises(KeyboardInterrupt):
+        train.main(args + ["--output-dir", str(resumed)])
+    monkeypatch.setattr(training, "fit", original)
+    assert (resumed / "multitask" / "stage.json").is_file() and not (resumed / "student" / "checkpoints").exists()
+    assert train.main(args + ["--output-dir", str(resumed)]) == 0
+    got, expected = weights(resumed / "student" / "model.weights.h5"), weights(reference / "student" / "model.weights.h5")
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
 def test_each_recipe_exports_under_its_own_name():
     config, folder = train.resolve_run(train.parse_args(["--config", "kd_logits", "--set", "train.steps=3"]))
     assert config.export.model_name == "road_kd_logits" and folder.name.startswith("kd_logits-")

@@ -270,6 +270,7 @@ def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
                           multitask.k, replacement=multitask.replacement, seed=train.seed,
                           total_steps=multitask.steps, temperature=multitask.temperature)
     with strategy.scope():
+        training.seed_stage(train.seed, "multitask")
         model = build_model(config.model, tasks.values(), tokenizer.vocabulary_size, config.data.max_seq_length,
                             "multitask_model")
         trainer = MultiTaskTrainer(model, tasks.values(), multitask.k, train.batch_size)
