@@ -16,6 +16,7 @@ from road_tf.data.features import write_feature_cache
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.offline import teacher_logits
 from road_tf.errors import ArgumentParser, ConfigError, cli_main
+from road_tf.files import check_writable_file
 from road_tf.models.task_model import build_model
 from road_tf.tasks import get_task, load_task_data
 
@@ -58,6 +59,7 @@ def cache_teacher_logits(config, output):
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
+    check_writable_file(args.output, "--output")
     path = config_lib.resolve_recipe(args.config) if args.config else None
     config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
