@@ -28,6 +28,14 @@ def weights(path):
     return found
 
 
+def assert_same_weights(path, expected_path):
+    """Asserts that two Keras weights files hold the same datasets with equal values."""
+    got, expected = weights(path), weights(expected_path)
+    assert got.keys() == expected.keys()
+    for key in expected:
+        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+
+
 def test_rerunning_a_killed_command_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     args = tiny_args(tmp_path, "model.dropout=0.2")
@@ -51,10 +59,7 @@ def test_rerunning_a_killed_command_resumes_to_the_uninterrupted_weights(tmp_pat
     assert (runs[0] / "student" / "checkpoints").is_dir()
     assert train.main(args) == 0
     assert list((tmp_path / "runs").iterdir()) == runs, "the rerun found the killed run instead of starting anew"
-    resumed, expected = weights(runs[0] / "student" / "model.weights.h5"), weights(reference / "student" / "model.weights.h5")
-    assert resumed.keys() == expected.keys()
-    for key in expected:
-        np.testing.assert_array_equal(resumed[key], expected[key], err_msg=key)
+    assert_same_weights(runs[0] / "student" / "model.weights.h5", reference / "student" / "model.weights.h5")
     capsys.readouterr()
     versions = sorted(p.name for p in (tmp_path / "sm" / "road_default").iterdir())
     assert train.main(args) == 0
@@ -83,9 +88,7 @@ def test_a_run_killed_between_stages_resumes_to_the_uninterrupted_weights(tmp_pa
     monkeypatch.setattr(training, "fit", original)
     assert (resumed / "multitask" / "stage.json").is_file() and not (resumed / "student" / "checkpoints").exists()
     assert train.main(args + ["--output-dir", str(resumed)]) == 0
-    got, expected = weights(resumed / "student" / "model.weights.h5"), weights(reference / "student" / "model.weights.h5")
-    for key in expected:
-        np.testing.assert_array_equal(got[key], expected[key], err_msg=key)
+    assert_same_weights(resumed / "student" / "model.weights.h5", reference / "student" / "model.weights.h5")
 
 
 def test_each_recipe_exports_under_its_own_name():
