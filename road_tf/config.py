@@ -288,6 +288,10 @@ class TrainConfig:
     learning_rate: float = 1e-3
     warmup_fraction: float = 0.1
     weight_decay: float = 0.01
+    # Layer-wise learning-rate decay (ELECTRA's fine-tuning: 0.8 for Base, 0.9 for Large): with L
+    # layers, layer i trains at layer_lr_decay ** (L - i) times the rate, the embeddings at
+    # layer_lr_decay ** (L + 1), the heads at the full rate; in every stage. 1: one rate for all.
+    layer_lr_decay: float = 1.0
     seed: int = 0
     strategy: str = "default"
     tpu_address: str = ""
@@ -314,6 +318,8 @@ class TrainConfig:
         _check(self.learning_rate > 0, f"{prefix}.learning_rate", f"must be positive, got {self.learning_rate}")
         _check(0.0 <= self.warmup_fraction < 1.0, f"{prefix}.warmup_fraction", "must be in [0, 1)")
         _check(self.weight_decay >= 0, f"{prefix}.weight_decay", "must be non-negative")
+        _check(0.0 < self.layer_lr_decay <= 1.0, f"{prefix}.layer_lr_decay",
+               f"must be in (0, 1] (1: off), got {self.layer_lr_decay}")
         _check(self.strategy in STRATEGIES, f"{prefix}.strategy", f"must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}")
         _check(self.strategy != "tpu" or self.tpu_address, f"{prefix}.tpu_address", "is required when strategy is tpu")
         _check(self.mixed_precision in PRECISIONS, f"{prefix}.mixed_precision",

@@ -27,7 +27,7 @@ from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.distillation.offline import load_offline_features
 from road_tf.errors import ConfigError, RoadError
 from road_tf.files import write_atomic
-from road_tf.models.task_model import build_model, num_layers
+from road_tf.models.task_model import build_model, layer_lr_scales, num_layers
 from road_tf.multitask.trainer import ENCODER_WEIGHTS, run_multitask_stage
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
@@ -106,7 +106,8 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
                           num_offline_teachers=num_offline, layer_matches=layer_matches, total_steps=steps)
     train = config.train
     distiller.compile(
-        optimizer=training.make_optimizer(learning_rate, steps, train.warmup_fraction, train.weight_decay),
+        optimizer=training.make_optimizer(learning_rate, steps, train.warmup_fraction, train.weight_decay,
+                                          layer_lr_scales(student, train.layer_lr_decay)),
         jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution,
     )
     distiller.optimizer.build(distiller.trained_variables())

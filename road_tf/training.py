@@ -157,16 +157,52 @@ def set_precision(train_config):
     keras.mixed_precision.set_global_policy(train_config.mixed_precision)
 
 
-def make_optimizer(learning_rate, total_steps, warmup_fraction, weight_decay):
+def make_optimizer(learning_rate, total_steps, warmup_fraction, weight_decay, lr_scales=None):
     """AdamW with linear warm-up then linear decay to 0 over `total_steps`.
 
+    `lr_scales` ({variable path: factor}, `task_model.layer_lr_scales`) scales the rate of the
+    variables it names (layer-wise decay); empty or None trains every variable at one rate.
     No gradient clipping: Keras clips each replica's partial gradient before the cross-replica
     sum, which would make results depend on the number of replicas.
     """
     warmup = int(total_steps * warmup_fraction)
     decay = keras.optimizers.schedules.PolynomialDecay(learning_rate, max(total_steps - warmup, 1), 0.0)
     schedule = WarmupThen(learning_rate, warmup, decay) if warmup else decay
+    if lr_scales:
+        return LayerwiseAdamW(lr_scales, learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6)
     return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6)
+
+
+@keras.saving.register_keras_serializable(package="road_tf")
+class LayerwiseAdamW(keras.optimizers.Adam):
+    """AdamW whose step for each variable is scaled by a fixed factor (layer-wise learning rates).
+
+    Args:
+        lr_scales: {variable path: factor}; variables not named train at factor 1.
+        weight_decay: decoupled weight decay, as AdamW's, applied at each variable's scaled rate.
+    Other keyword arguments are Adam's.
+    """
+
+    def __init__(self, lr_scales, weight_decay=0.0, **kwargs):
+        super().__init__(**kwargs)
+        self.lr_scales = dict(lr_scales)
+        self.decoupled_weight_decay = weight_decay
+        self._scales = []
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._scales = [float(self.lr_scales.get(variable.path, 1.0)) for variable in var_list]
+
+    def update_step(self, gradient, variable, learning_rate):
+        rate = keras.ops.cast(learning_rate, variable.dtype) * self._scales[self._get_variable_index(variable)]
+        if self.decoupled_weight_decay:
+            self.assign_sub(variable, variable * keras.ops.cast(self.decoupled_weight_decay, variable.dtype) * rate)
+        super().update_step(gradient, variable, rate)
+
+    def get_config(self):
+        return {**super().get_config(), "lr_scales": self.lr_scales, "weight_decay": self.decoupled_weight_decay}
 
 
 @keras.saving.register_keras_serializable(package="road_tf")

@@ -76,6 +76,27 @@ def load_encoder_weights(model, path):
                           f"(model and multitask encoders must share one configuration): {error}") from None
 
 
+def layer_lr_scales(model, decay):
+    """Learning-rate factors for layer-wise decay, ELECTRA's fine-tuning rule.
+
+    With L transformer layers, layer i (0 = the lowest) trains at `decay ** (L - i)` times the
+    stage's rate and the rest of the encoder (embeddings) at `decay ** (L + 1)`; variables outside
+    the encoder (heads, projections) keep the full rate.
+
+    Returns:
+        {variable path: factor} for the encoder's trainable variables; {} when `decay` is 1.
+    """
+    if decay == 1.0:
+        return {}
+    encoder = encoder_of(model)
+    layers = num_layers(model)
+    scales = {variable.path: decay ** (layers + 1) for variable in encoder.trainable_variables}
+    for i in range(layers):
+        for variable in encoder.get_layer(f"transformer_layer_{i}").trainable_variables:
+            scales[variable.path] = decay ** (layers - i)
+    return scales
+
+
 def num_layers(model):
     """Transformer layers of a task model's encoder (hidden states minus the embedding output)."""
     return len(model.output[HIDDEN_STATES]) - 1

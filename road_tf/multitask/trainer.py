@@ -27,7 +27,7 @@ import tensorflow as tf
 from road_tf import training
 from road_tf.data.features import END, LABEL, MODEL_INPUTS, START
 from road_tf.errors import ConfigError
-from road_tf.models.task_model import build_model, encoder_of
+from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales
 from road_tf.multitask.samplers import TaskSampler
 from road_tf.tasks import get_task, load_task_data
 
@@ -276,7 +276,7 @@ def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
         trainer = MultiTaskTrainer(model, tasks.values(), multitask.k, train.batch_size)
         trainer.compile(
             optimizer=training.make_optimizer(multitask.learning_rate, multitask.steps, train.warmup_fraction,
-                                              train.weight_decay),
+                                              train.weight_decay, layer_lr_scales(model, train.layer_lr_decay)),
             jit_compile=train.jit_compile, steps_per_execution=train.steps_per_execution,
         )
         trainer.optimizer.build(model.trainable_variables)
