@@ -6,6 +6,7 @@ import keras
 
 from road_tf import training
 from road_tf.distillation.distiller import Distiller
+from road_tf.models.task_model import layer_lr_scales
 from road_tf.tasks import get_task
 from helpers_models import SEQ, random_span_features, tiny_model, train_config
 
@@ -22,25 +23,27 @@ class Kill(keras.callbacks.Callback):
             raise KeyboardInterrupt("killed")
 
 
-def run(stage_dir, config, seed, callbacks=(), dropout=0.0):
+def run(stage_dir, config, seed, callbacks=(), dropout=0.0, layer_lr_decay=1.0):
     student = tiny_model(seed=seed, dropout=dropout)
     distiller = Distiller(student, get_task("squad2"))
-    distiller.compile(optimizer=training.make_optimizer(config.learning_rate, config.steps, 0.2, 0.01))
+    distiller.compile(optimizer=training.make_optimizer(config.learning_rate, config.steps, 0.2, 0.01,
+                                                        layer_lr_scales(student, layer_lr_decay)))
     distiller.optimizer.build(distiller.trained_variables())
     training.fit(distiller, random_span_features(24, seed=1), config, config.steps, stage_dir, callbacks)
     return student
 
 
-@pytest.mark.parametrize("dropout, trim_padding", [(0.0, 0), (0.3, 0), (0.3, 4)],
-                         ids=["no_dropout", "dropout", "dropout_trimmed_batches"])
-def test_kill_and_resume_gives_the_same_weights(tmp_path, dropout, trim_padding):
+@pytest.mark.parametrize("dropout, trim_padding, layer_lr_decay", [(0.0, 0, 1.0), (0.3, 0, 1.0), (0.3, 4, 1.0),
+                                                                  (0.3, 0, 0.5)],
+                         ids=["no_dropout", "dropout", "dropout_trimmed_batches", "dropout_layerwise_rates"])
+def test_kill_and_resume_gives_the_same_weights(tmp_path, dropout, trim_padding, layer_lr_decay):
     config = train_config(steps=7, checkpoint_every=2, trim_padding=trim_padding)
-    straight = run(tmp_path / "straight", config, seed=0, dropout=dropout)
+    straight = run(tmp_path / "straight", config, seed=0, dropout=dropout, layer_lr_decay=layer_lr_decay)
     with pytest.raises(KeyboardInterrupt):
-        run(tmp_path / "killed", config, seed=0, callbacks=[Kill(5)], dropout=dropout)
+        run(tmp_path / "killed", config, seed=0, callbacks=[Kill(5)], dropout=dropout, layer_lr_decay=layer_lr_decay)
     # The restart builds a model from a different seed: everything, the dropout masks' random
     # state included, must come from the checkpoint.
-    resumed = run(tmp_path / "killed", config, seed=9, dropout=dropout)
+    resumed = run(tmp_path / "killed", config, seed=9, dropout=dropout, layer_lr_decay=layer_lr_decay)
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     assert (tmp_path / "killed" / "logs").is_dir()
