@@ -5,6 +5,7 @@ The answer function is `QAAnswerer.nbest_function()` during training or a SavedM
 batches, so they return the same answers.
 """
 
+import hashlib
 import sys
 
 import numpy as np
@@ -78,7 +79,51 @@ def tuned_null_threshold(examples, outputs):
     `best_f1` sweep over its no-answer probability picks the cut; the probability cut p becomes the
     null-score threshold logit(p) (see `road_tf.evaluation.answerer`).
     """
-    always = {e.qid: str(text) for e, text in zip(examples, outputs["best_text"])}
-    na_probs = {e.qid: float(p) for e, p in zip(examples, outputs["no_answer_probability"])}
+    best_f1, cut = _tuned_probability_cut(examples, outputs["best_text"], outputs["no_answer_probability"])
+    return best_f1, null_threshold_from_probability(cut)
+
+
+def _tuned_probability_cut(examples, best_text, no_answer_probability):
+    """(best F1, no-answer probability at or below which a question is answered) of the official sweep.
+
+    Args:
+        examples: N QAExample; best_text: [N] each question's best span; no_answer_probability: [N].
+    """
+    always = {e.qid: str(text) for e, text in zip(examples, best_text)}
+    na_probs = {e.qid: float(p) for e, p in zip(examples, no_answer_probability)}
     metrics = squad_v2_metrics(examples, always, na_probs)
-    return metrics["best_f1"], null_threshold_from_probability(metrics["best_f1_thresh"])
+    return metrics["best_f1"], metrics["best_f1_thresh"]
+
+
+def article_fold(example, folds):
+    """The fold (0..folds-1) of `example`'s article: sha256 of its title (of its context if untitled)."""
+    key = (example.title or example.context).encode("utf-8")
+    return int.from_bytes(hashlib.sha256(key).digest()[:8], "big") % folds
+
+
+def held_out_tuned_f1(examples, outputs, folds=2):
+    """The F1 of a dev-tuned no-answer threshold on questions it was not tuned on.
+
+    The questions are split by article into `folds` groups (`article_fold`); each group is
+    answered at the threshold tuned (`tuned_null_threshold`'s sweep) on the other groups, and the
+    F1 is taken over all questions. Unlike `tuned_f1`, which scores the threshold on the questions
+    that chose it, this estimates what the served threshold gives on unseen questions.
+
+    Args:
+        examples: N QAExample; outputs: the answer function's arrays (`best_text`,
+            `no_answer_probability`, each [N]).
+    Returns:
+        F1 in [0, 100], or None when the questions come from fewer than `folds` groups.
+    """
+    group = np.array([article_fold(example, folds) for example in examples])
+    if len(set(group.tolist())) < folds:
+        return None
+    best_text = np.asarray(outputs["best_text"], dtype=object)
+    na = np.asarray(outputs["no_answer_probability"], dtype=np.float64)
+    total = 0.0
+    for fold in range(folds):
+        tune, held = np.flatnonzero(group != fold), np.flatnonzero(group == fold)
+        _, cut = _tuned_probability_cut([examples[i] for i in tune], best_text[tune], na[tune])
+        predictions = {examples[i].qid: str(best_text[i]) if na[i] <= cut else "" for i in held}
+        total += squad_v2_metrics([examples[i] for i in held], predictions)["f1"] * len(held)
+    return total / len(examples)
