@@ -37,6 +37,7 @@ import hashlib
 import io
 import json
 import logging
+import math
 import pathlib
 import statistics
 import sys
@@ -202,7 +203,9 @@ ROAD_F1 = {
 }
 
 METRICS = (("EM", "exact"), ("F1", "f1"), ("HasAns F1", "HasAns_f1"), ("NoAns F1", "NoAns_f1"),
-           ("tuned F1", "tuned_f1"))
+           ("tuned F1", "tuned_f1"), ("held-out F1", "held_out_tuned_f1"))
+HELD_OUT_NOTE = ("Held-out F1 answers each half of the dev articles at the threshold tuned on the other half: "
+                 "what a tuned threshold gives on unseen questions (- for runs that predate it).")
 
 
 class Experiments:
@@ -313,14 +316,18 @@ def export_rows(table, results, output):
 
 
 def summarise(table, results):
-    """One dict per row: mean and standard deviation over seeds of each metric, minutes, ROaD's F1."""
+    """One dict per row: mean and standard deviation over seeds of each metric (NaN when a run lacks
+    it), minutes, ROaD's F1."""
     rows = []
     for row, runs in results:
         finals = [metrics["final"] for _, metrics in runs]
         summary = {"row": row.name, "seeds": len(runs), "minutes": statistics.mean(_minutes(d) for d, _ in runs),
                    "road_f1": ROAD_F1.get(table, {}).get(row.name)}
         for label, key in METRICS:
-            values = [final.get(key, float("nan")) for final in finals]
+            values = [final[key] for final in finals if key in final]
+            if len(values) < len(finals):
+                summary[label] = summary[f"{label} std"] = math.nan
+                continue
             summary[label] = statistics.mean(values)
             summary[f"{label} std"] = statistics.stdev(values) if len(values) > 1 else 0.0
         summary["no_answer_f1"] = 100.0 * finals[0]["NoAns_total"] / finals[0]["total"]
@@ -335,24 +342,26 @@ def _minutes(run_dir):
 
 
 def table_csv(rows):
-    """CSV text of summarised rows."""
+    """CSV text of summarised rows (an empty cell for a missing value)."""
     columns = ["row", "seeds"] + [c for label, _ in METRICS for c in (label, f"{label} std")] + [
         "minutes", "road_f1", "no_answer_f1"]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else ("" if v is None else v)) for k, v in row.items()})
+        writer.writerow({k: ("" if v is None or (isinstance(v, float) and math.isnan(v))
+                             else f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
     return buffer.getvalue()
 
 
 def table_markdown(table, scale_name, rows, command):
     """The Markdown table of summarised rows, with the command and the always-"no answer" F1."""
     lines = [f"# {table} ({scale_name} scale)", "", f"`{command}`", "",
-             "| row | EM | F1 | HasAns F1 | NoAns F1 | tuned F1 | seeds | minutes | ROaD F1 |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| row | " + " | ".join(label for label, _ in METRICS) + " | seeds | minutes | ROaD F1 |",
+             "|---|" + "---:|" * (len(METRICS) + 3)]
     for row in rows:
-        cells = [f"{row[label]:.2f} ± {row[f'{label} std']:.2f}" for label, _ in METRICS]
+        cells = ["-" if math.isnan(row[label]) else f"{row[label]:.2f} ± {row[f'{label} std']:.2f}"
+                 for label, _ in METRICS]
         road = f"{row['road_f1']:.1f}" if row["road_f1"] is not None else "-"
         lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['seeds']} | {row['minutes']:.1f} | {road} |")
     lines += ["", f"Always \"no answer\" on this dev split: F1 {rows[0]['no_answer_f1']:.2f}. "
@@ -365,8 +374,10 @@ def threshold_note(scale_name):
     """Which no-answer threshold a scale's EM/F1 columns are scored at."""
     if SCALES[scale_name].common.get("export", {}).get("null_threshold") == "best":
         return ("EM/F1 are scored at each run's served no-answer threshold, tuned on this same dev split "
-                "(export.null_threshold=best), so they are optimistic, like tuned F1.")
-    return "EM/F1 use the fixed null threshold 0; tuned F1 picks the best threshold on the same dev split (optimistic)."
+                f"(export.null_threshold=best), so they are optimistic, like tuned F1. {HELD_OUT_NOTE}")
+    return ("EM/F1 use the fixed null threshold 0; tuned F1 picks the best threshold on the same dev split "
+            f"(optimistic). {HELD_OUT_NOTE}")
+
 
 
 def table_plot(table, scale_name, rows, path):

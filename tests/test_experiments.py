@@ -80,10 +80,12 @@ def test_final_rows_are_exported_again_when_their_run_changes(tmp_path, monkeypa
     assert len(exported) == 2
 
 
-def _fake_run(folder, f1, minutes):
+def _fake_run(folder, f1, minutes, held_out=True):
     folder.mkdir(parents=True)
     final = {"task": "squad2", "split": "dev", "exact": f1 - 1, "f1": f1, "HasAns_f1": f1 / 2, "NoAns_f1": 90.0,
              "tuned_f1": f1 + 1, "total": 200, "NoAns_total": 104}
+    if held_out:
+        final["held_out_tuned_f1"] = f1 - 3
     (folder / experiments.TIME_FILE).write_text(json.dumps({"minutes": minutes}))
     return folder, {"final": final}
 
@@ -91,7 +93,8 @@ def _fake_run(folder, f1, minutes):
 def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
     rows = TABLES["final"]
     results = [(rows[0], [_fake_run(tmp_path / "a0", 50.0, 2.0), _fake_run(tmp_path / "a1", 60.0, 4.0)]),
-               (rows[1], [_fake_run(tmp_path / "b0", 70.0, 3.0), _fake_run(tmp_path / "b1", 70.0, 3.0)])]
+               (rows[1], [_fake_run(tmp_path / "b0", 70.0, 3.0, held_out=False),
+                          _fake_run(tmp_path / "b1", 70.0, 3.0, held_out=False)])]
     summary = experiments.summarise("final", results)
     assert summary[0]["F1"] == 55.0 and summary[0]["F1 std"] == pytest.approx(math.sqrt(50.0))
     assert summary[0]["minutes"] == 3.0 and summary[1]["F1 std"] == 0.0
@@ -101,8 +104,11 @@ def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
         table = list(csv.DictReader(handle))
     assert [r["row"] for r in table] == ["baseline", "road"]
     assert float(table[0]["F1"]) == 55.0 and float(table[0]["EM"]) == 54.0 and table[0]["road_f1"] == "83.3000"
+    assert float(table[0]["held-out F1"]) == 52.0 and table[1]["held-out F1"] == ""
     markdown = (tmp_path / "out" / "final.md").read_text()
     assert "| baseline | 54.00 ± 7.07 | 55.00 ± 7.07 |" in markdown and "F1 52.00" in markdown
+    assert "| held-out F1 |" in markdown and "| 56.00 ± 7.07 | 52.00 ± 7.07 | 2 |" in markdown
+    assert "| 71.00 ± 0.00 | - | 2 |" in markdown, "runs without held_out_tuned_f1 show -"
     assert (tmp_path / "out" / "final.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "fixed null threshold 0" in markdown
     assert "served no-answer threshold, tuned" in experiments.table_markdown("final", "small", summary, "cmd")
