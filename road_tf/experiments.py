@@ -379,7 +379,6 @@ def threshold_note(scale_name):
             f"(optimistic). {HELD_OUT_NOTE}")
 
 
-
 def table_plot(table, scale_name, rows, path):
     """Writes a bar chart of F1 (error bars: std over seeds) with ROaD's F1 and the no-answer line."""
     import matplotlib
