@@ -16,6 +16,8 @@ import yaml
 from road_tf.errors import ConfigError
 from road_tf.registry import KD_LOSSES, TASKS
 
+ENCODER_WEIGHTS = "encoder.weights.h5"
+
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
@@ -33,12 +35,15 @@ def _check(condition, field, why):
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """The encoder. `pretrained`: none (random init), minilm (the offline MiniLM package),
-    preset (keras-hub `preset`, downloads), or a path to a Hugging Face checkpoint folder.
+    preset (keras-hub `preset`, downloads), a path to a Hugging Face checkpoint folder, or a
+    finished road_tf run directory (the encoder of the model it exported, as its fine-tuning left
+    it; the size fields are then the run's own).
 
-    `pretrained_layers` (minilm or a Hugging Face folder only): the checkpoint's transformer layers
-    the encoder keeps, strictly increasing from 0; encoder layer i starts from checkpoint layer
-    pretrained_layers[i], embeddings and pooler as usual. () keeps every layer. E.g. [1, 3, 5] makes
-    a 3-layer student of the 6-layer MiniLM that keeps its top layer.
+    `pretrained_layers` (minilm, a Hugging Face folder or a run only): the checkpoint's transformer
+    layers the encoder keeps, strictly increasing from 0; encoder layer i starts from checkpoint
+    layer pretrained_layers[i], embeddings and pooler as usual. () keeps every layer. E.g. [1, 3, 5]
+    makes a 3-layer student of the 6-layer MiniLM that keeps its top layer; [0, 1, 2, 3] of a
+    fine-tuned 6-layer teacher's run makes a student that starts from the teacher's lower layers.
     """
 
     family: str = "bert"
@@ -58,7 +63,8 @@ class ModelConfig:
         except OSError:
             is_path = False
         _check(self.pretrained in ("none", "minilm", "preset") or is_path,
-               f"{prefix}.pretrained", f"must be none, minilm, preset or a checkpoint folder, got {self.pretrained!r}")
+               f"{prefix}.pretrained",
+               f"must be none, minilm, preset, a checkpoint folder or a run directory, got {self.pretrained!r}")
         _check(self.pretrained != "preset" or self.preset, f"{prefix}.preset", "is required when pretrained is 'preset'")
         for name, most in (("num_layers", 256), ("num_heads", 1024), ("hidden_dim", 65536), ("intermediate_dim", 262144)):
             _check(0 < getattr(self, name) <= most, f"{prefix}.{name}", f"must be in [1, {most}], got {getattr(self, name)}")
@@ -607,6 +613,33 @@ def run_weights(run_dir):
     return str(pathlib.Path(run_dir) / "student" / "model.weights.h5")
 
 
+def run_encoder_weights(run_dir):
+    """The encoder weights (`ENCODER_WEIGHTS`) of a finished run's student, which `model.pretrained` reads."""
+    return str(pathlib.Path(run_dir) / "student" / ENCODER_WEIGHTS)
+
+
+def is_run_directory(path):
+    """Whether `path` is a road_tf run directory (it holds the `config.yaml` a run writes first)."""
+    try:
+        return (pathlib.Path(path) / "config.yaml").is_file()
+    except OSError:
+        return False
+
+
+def load_run_config(run, field):
+    """The Config of the finished run directory `run`, which configuration `field` names.
+
+    Raises:
+        ConfigError: `run` has no `config.yaml` or has not finished (no `metrics.json`).
+    """
+    run = pathlib.Path(run)
+    if not is_run_directory(run):
+        raise ConfigError(f"{field}: {run} is not a road_tf run directory (no config.yaml)")
+    if not (run / "metrics.json").is_file():
+        raise ConfigError(f"{field}: the run {run} has not finished (no metrics.json); finish it first")
+    return load_config(run / "config.yaml")
+
+
 def resolve_teacher_runs(config):
     """`config` with every teacher named by `run` made concrete: the run's model section and weights.
 
@@ -618,11 +651,7 @@ def resolve_teacher_runs(config):
     for i, teacher in enumerate(config.distillation.teachers):
         if teacher.run:
             field, run = f"distillation.teachers[{i}].run", pathlib.Path(teacher.run)
-            if not (run / "config.yaml").is_file():
-                raise ConfigError(f"{field}: {run} is not a road_tf run directory (no config.yaml)")
-            if not (run / "metrics.json").is_file():
-                raise ConfigError(f"{field}: the run {run} has not finished (no metrics.json); finish it first")
-            made = load_config(run / "config.yaml")
+            made = load_run_config(run, field)
             if made.task != config.task:
                 raise ConfigError(f"{field}: the run {run} trained task {made.task!r}, this run trains {config.task!r}")
             teacher = dataclasses.replace(teacher, model=made.model, checkpoint=run_weights(run))

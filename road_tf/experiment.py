@@ -20,15 +20,15 @@ import pathlib
 import keras
 
 from road_tf import training
-from road_tf.config import dump_yaml
+from road_tf.config import ENCODER_WEIGHTS, dump_yaml
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.distillation.offline import load_offline_features
 from road_tf.errors import ConfigError, RoadError
 from road_tf.files import write_atomic
-from road_tf.models.task_model import build_model, layer_lr_scales, num_layers
-from road_tf.multitask.trainer import ENCODER_WEIGHTS, run_multitask_stage
+from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
+from road_tf.multitask.trainer import run_multitask_stage
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
 from road_tf.tasks import get_task, load_task_data
@@ -126,6 +126,7 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
         student.load_weights(str(stage_dir / training.BEST_WEIGHTS))
         step = best["step"]
     student.save_weights(str(training.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
+    encoder_of(student).save_weights(str(training.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)))
     return finish_stage(stage_dir, evaluate, config, step)
 
 

@@ -67,6 +67,10 @@ class Scale:
         multitask: the `multitask` section of a multi-task stage (its `k` comes from the row).
         ensemble: models in an ensemble teacher (seeds 0..ensemble-1).
         final_seeds: student seeds of the `final` table (the others run one unless --seeds says).
+        student_from_large: students of rows with a k-pass multi-task stage skip their own stage and
+            start from layers `base.pretrained_layers` of the large model that passed that stage and
+            was fine-tuned (ROaD-Large for k=4, trained once in the teacher pool). Only where the
+            base model is a cut of the large one.
     """
 
     common: dict
@@ -77,6 +81,7 @@ class Scale:
     multitask: dict
     ensemble: int
     final_seeds: int = 3
+    student_from_large: bool = False
 
 
 SYNTHETIC_TASKS = ["squad2", "synthetic_nli", "synthetic_para", "synthetic_sentiment"]
@@ -136,19 +141,19 @@ SCALES = {
 
 @dataclasses.dataclass(frozen=True)
 class TeacherSpec:
-    """A model of the teacher pool: its size, whether it is multi-task pre-trained (k=4) before
-    fine-tuning, and the teacher set (a key of TEACHER_SETS) it is itself distilled from, if any."""
+    """A model of the teacher pool: its size, the passes k of its multi-task stage before fine-tuning
+    (0: none), and the teacher set (a key of TEACHER_SETS) it is itself distilled from, if any."""
 
     size: str
-    multitask: bool = False
+    k: int = 0
     distilled_from: str = ""
 
 
 TEACHERS = {
     "large": TeacherSpec("large"),
-    "road_large": TeacherSpec("large", multitask=True),
+    "road_large": TeacherSpec("large", k=4),
     "base": TeacherSpec("base"),
-    "road_large_distilled": TeacherSpec("large", multitask=True, distilled_from="road_large_ensemble"),
+    "road_large_distilled": TeacherSpec("large", k=4, distilled_from="road_large_ensemble"),
 }
 
 # Teacher set -> (teacher of the pool, whether it is an ensemble of the scale's size).
@@ -220,11 +225,12 @@ class Experiments:
         self.common = merge_overrides(scale.common, {"data": {"cache_dir": str(self.output / "cache")}})
         self.sections = {}
 
-    def config(self, size, seed, steps, k=0, distillation=None):
-        """The Config of one run: a `size` ("large"/"base") model, `steps` of fine-tuning with `seed`,
-        a k-pass multi-task stage when k > 0, KD when `distillation` (a section dict) is given."""
+    def config(self, size, seed, steps, k=0, distillation=None, model=None):
+        """The Config of one run: a `size` ("large"/"base") model (or the `model` section given),
+        `steps` of fine-tuning with `seed`, a k-pass multi-task stage when k > 0, KD when
+        `distillation` (a section dict) is given."""
         values = merge_overrides(self.common, {
-            "model": getattr(self.scale, size), "train": {"steps": steps, "seed": seed},
+            "model": model or getattr(self.scale, size), "train": {"steps": steps, "seed": seed},
             "multitask": {**self.scale.multitask, "k": k, "replacement": k > len(self.scale.multitask["tasks"])}
             if k else {},
             "distillation": {"compare_without_kd": False, **(distillation or {})},
@@ -244,13 +250,11 @@ class Experiments:
         print(f"{'trained' if trained else 'reused'} {role} run {run_dir}", flush=True)
         return run_dir, metrics
 
-    def teacher_runs(self, name, ensemble):
-        """Run directories of teacher set member `name` (TEACHERS), seeds 0..n-1 for an ensemble."""
-        spec = TEACHERS[name]
+    def teacher_runs(self, spec, ensemble):
+        """Run directories of teacher pool model `spec` (a TeacherSpec), seeds 0..n-1 for an ensemble."""
         seeds = range(self.scale.ensemble if ensemble else 1)
         distillation = self.distillation(spec.distilled_from, "logits") if spec.distilled_from else None
-        return [self.run("teacher", self.config(spec.size, seed, self.scale.teacher_steps, 4 if spec.multitask else 0,
-                                                distillation))[0]
+        return [self.run("teacher", self.config(spec.size, seed, self.scale.teacher_steps, spec.k, distillation))[0]
                 for seed in seeds]
 
     def distillation(self, teacher_set, kd_form):
@@ -264,7 +268,8 @@ class Experiments:
         """`distillation`'s section, its teachers trained (or reused) first; logits-only KD reads
         teacher logits cached once for the set."""
         name, ensemble = TEACHER_SETS[teacher_set]
-        section = {"teachers": [{"run": str(run)} for run in self.teacher_runs(name, ensemble)], **KD_FORMS[kd_form]}
+        section = {"teachers": [{"run": str(run)} for run in self.teacher_runs(TEACHERS[name], ensemble)],
+                   **KD_FORMS[kd_form]}
         if kd_form != "logits":
             return section
         return {**section, "mode": "offline", "cache_path": str(self.cached_logits(section))}
@@ -280,9 +285,14 @@ class Experiments:
         return path
 
     def student(self, row, seed):
-        """(run directory, metrics) of `row`'s student with `seed`."""
+        """(run directory, metrics) of `row`'s student with `seed`; with `student_from_large`, a row
+        with a multi-task stage starts from the large model that passed it instead."""
         distillation = self.distillation(row.teachers, row.kd) if row.teachers else None
-        return self.run("student", self.config("base", seed, self.scale.student_steps, row.k, distillation))
+        if not (row.k and self.scale.student_from_large):
+            return self.run("student", self.config("base", seed, self.scale.student_steps, row.k, distillation))
+        large = self.teacher_runs(TeacherSpec("large", k=row.k), ensemble=False)[0]
+        model = {**self.scale.base, "pretrained": str(large)}
+        return self.run("student", self.config("base", seed, self.scale.student_steps, 0, distillation, model))
 
 
 def seed_count(table, scale, seeds):

@@ -3,8 +3,10 @@ tables are summarised and written as Markdown, CSV and PNG, and (slow) every tab
 at the tiny scale and resumes without retraining."""
 
 import csv
+import dataclasses
 import json
 import math
+import pathlib
 
 import pytest
 
@@ -17,7 +19,7 @@ from road_tf.experiments import KD_FORMS, SCALES, TABLES, TEACHER_SETS, Experime
 def fake_teachers(monkeypatch, tmp_path):
     """Teacher runs and logit caches replaced by paths, so row configs build without training."""
     monkeypatch.setattr(Experiments, "teacher_runs",
-                        lambda self, name, ensemble: [tmp_path / f"{name}-{i}" for i in
+                        lambda self, spec, ensemble: [tmp_path / f"{spec.size}-k{spec.k}-{i}" for i in
                                                       range(self.scale.ensemble if ensemble else 1)])
     monkeypatch.setattr(Experiments, "cached_logits", lambda self, section: tmp_path / "logits.tfrecord")
 
@@ -40,8 +42,39 @@ def test_every_row_of_every_table_is_a_valid_config(scale, fake_teachers, tmp_pa
             else:
                 assert teachers == ()
     for name, spec in experiments.TEACHERS.items():
-        config = built.config(spec.size, 0, SCALES[scale].teacher_steps, 4 if spec.multitask else 0)
+        config = built.config(spec.size, 0, SCALES[scale].teacher_steps, spec.k)
         assert config.train.steps == SCALES[scale].teacher_steps
+
+
+CUT_SMALL = dataclasses.replace(SCALES["small"], student_from_large=not SCALES["small"].student_from_large)
+
+
+@pytest.mark.parametrize("scale", [*SCALES.values(), CUT_SMALL], ids=[*SCALES, "small-flipped"])
+def test_students_of_multitask_rows_start_from_the_large_model_where_the_scale_says(scale, fake_teachers, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.setattr(Experiments, "run", lambda self, role, config: (tmp_path / role, config))
+    built = Experiments(scale, tmp_path)
+    for row in TABLES["task_passes"]:
+        _, config = built.student(row, 0)
+        if row.k and scale.student_from_large:
+            assert config.multitask.steps == 0
+            assert config.model.pretrained == str(tmp_path / f"large-k{row.k}-0")
+            assert config.model.pretrained_layers == tuple(scale.base["pretrained_layers"])
+        else:
+            assert config.multitask.steps == (scale.multitask["steps"] if row.k else 0)
+            assert config.model.pretrained == scale.base.get("pretrained", "none")
+
+
+def test_a_student_starts_from_the_large_model_of_its_table_end_to_end(tmp_path, monkeypatch):
+    """A tiny scale whose student is the whole 2-layer large model: the `final` table's ROaD row
+    starts from the k=4 large run (which is also its teacher) instead of a stage of its own."""
+    tiny = SCALES["tiny"]
+    scale = dataclasses.replace(tiny, base=tiny.large, student_from_large=True)
+    (row, [(road_dir, metrics)]), = experiments.run_table("final", Experiments(scale, tmp_path), 1, ("road",))
+    road = load_config(road_dir / "config.yaml")
+    teacher = road.distillation.teachers[0].run
+    assert road.model.pretrained == teacher and road.multitask.steps == 0 and "multitask" not in metrics["stages"]
+    assert load_config(pathlib.Path(teacher) / "config.yaml").multitask.k == 4 and row.k == 4
 
 
 def test_the_tables_have_the_rows_of_the_write_up():
@@ -51,7 +84,7 @@ def test_the_tables_have_the_rows_of_the_write_up():
     final = {r.name: r for r in TABLES["final"]}
     assert final["road"].k == 4 and final["road"].teachers == "road_large" and final["road"].kd == "logits"
     assert final["baseline"].teachers == "" and final["baseline"].k == 0
-    assert experiments.TEACHERS["road_large"].multitask and not experiments.TEACHERS["large"].multitask
+    assert experiments.TEACHERS["road_large"].k == 4 and experiments.TEACHERS["large"].k == 0
 
 
 def test_the_minilm_recipe_trains_as_the_small_road_large_teacher(tmp_path):

@@ -1,19 +1,24 @@
 """Encoders: keras-hub BERT/ELECTRA backbones from a `ModelConfig`, and every layer's output."""
 
+import pathlib
+
 import keras
 import keras_hub
 
+from road_tf.config import is_run_directory, load_run_config, run_encoder_weights
 from road_tf.errors import ConfigError
 from road_tf.minilm import minilm_path
 from road_tf.models.convert import load_hf_backbone, load_hf_bert
+
+TRANSFORMER_LAYER = "transformer_layer_"
 
 
 def build_backbone(model_config, vocabulary_size, max_sequence_length):
     """Builds (or loads) the encoder a `ModelConfig` describes.
 
     Args:
-        model_config: `road_tf.config.ModelConfig`; a checkpoint keeps the transformer layers
-            its `pretrained_layers` lists (all when empty).
+        model_config: `road_tf.config.ModelConfig`; a checkpoint or run keeps the transformer
+            layers its `pretrained_layers` lists (all when empty).
         vocabulary_size: size of the tokenizer's vocabulary (random init only).
         max_sequence_length: position-embedding size (random init only).
     Returns:
@@ -23,6 +28,8 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
         backbone = load_hf_bert(minilm_path(), layers=model_config.pretrained_layers)
     elif model_config.pretrained == "preset":
         backbone = keras_hub.models.Backbone.from_preset(model_config.preset)
+    elif is_run_directory(model_config.pretrained):
+        backbone = backbone_from_run(model_config.pretrained, model_config.pretrained_layers, vocabulary_size)
     elif model_config.pretrained != "none":
         backbone = load_hf_backbone(model_config.pretrained, layers=model_config.pretrained_layers)
     elif model_config.family == "bert":
@@ -47,6 +54,56 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
             max_sequence_length=max_sequence_length,
         )
     check_vocabulary(backbone, vocabulary_size, model_config)
+    return backbone
+
+
+def backbone_from_run(run, layers, vocabulary_size):
+    """The encoder of the model a finished road_tf run exported, cut to `layers` (all when empty).
+
+    Args:
+        run: the run directory; its `config.yaml` gives the encoder's configuration and
+            `student/encoder.weights.h5` its weights.
+        layers: the run's transformer layers to keep (`model.pretrained_layers`).
+        vocabulary_size: the tokenizer's (a randomly initialised run's encoder needs it).
+    Raises:
+        ConfigError: the run is unfinished, saved no encoder weights, or lacks a layer asked for.
+    """
+    made = load_run_config(run, "model.pretrained")
+    path = run_encoder_weights(run)
+    if not pathlib.Path(path).is_file():
+        raise ConfigError(f"model.pretrained: the run {run} saved no encoder weights ({path}); "
+                          "runs from before encoders were saved must be rerun")
+    source = build_backbone(made.model, vocabulary_size, made.data.max_seq_length)
+    try:
+        hidden_states_encoder(source).load_weights(path)
+    except ValueError as error:
+        raise ConfigError(f"model.pretrained: {path} does not fit the encoder of the run's config.yaml: "
+                          f"{(str(error).strip().splitlines() or [''])[0][:200]}") from None
+    if not layers:
+        return source
+    if max(layers) >= source.num_layers:
+        raise ConfigError(f"model.pretrained_layers: {list(layers)} asks for layer {max(layers)}, but the run {run} "
+                          f"has {source.num_layers} layers (0 to {source.num_layers - 1})")
+    return cut_backbone(source, layers)
+
+
+def cut_backbone(source, layers):
+    """A copy of keras-hub backbone `source` that keeps only its transformer layers `layers`.
+
+    Layer i of the copy is `source`'s layer layers[i] (weights and feed-forward activation);
+    embeddings and pooler are copied whole.
+    """
+    backbone = type(source).from_config({**source.get_config(), "num_layers": len(layers)})
+    for layer in backbone.layers:
+        if not layer.weights:
+            continue
+        block = layer.name.startswith(TRANSFORMER_LAYER)
+        origin = f"{TRANSFORMER_LAYER}{layers[int(layer.name[len(TRANSFORMER_LAYER):])]}" if block else layer.name
+        kept = source.get_layer(origin)
+        layer.set_weights(kept.get_weights())
+        if block:
+            layer.activation = kept.activation
+            layer._feedforward_intermediate_dense.activation = kept._feedforward_intermediate_dense.activation
     return backbone
 
 
@@ -76,5 +133,5 @@ def hidden_states_encoder(backbone):
     names = [layer.name for layer in backbone.layers]
     embedding_name = "embeddings_projection" if "embeddings_projection" in names else "embeddings_dropout"
     outputs = [backbone.get_layer(embedding_name).output]
-    outputs += [backbone.get_layer(f"transformer_layer_{i}").output for i in range(backbone.num_layers)]
+    outputs += [backbone.get_layer(f"{TRANSFORMER_LAYER}{i}").output for i in range(backbone.num_layers)]
     return keras.Model(backbone.inputs, outputs, name=f"{backbone.name}_hidden_states")

@@ -25,6 +25,7 @@ import numpy as np
 import tensorflow as tf
 
 from road_tf import training
+from road_tf.config import ENCODER_WEIGHTS
 from road_tf.data.features import END, LABEL, MODEL_INPUTS, START
 from road_tf.errors import ConfigError
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales
@@ -34,7 +35,6 @@ from road_tf.tasks import get_task, load_task_data
 TASK_ID = "task_id"
 LABEL_KEYS = (START, END, LABEL)
 SLOT_KEYS = (*MODEL_INPUTS, *LABEL_KEYS, TASK_ID)
-ENCODER_WEIGHTS = "encoder.weights.h5"
 
 
 def slot_name(index):
