@@ -42,6 +42,11 @@ def one_line(message):
     return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in message)
 
 
+def first_line(error, limit=200):
+    """The first non-blank line of an exception's message, cut to `limit` characters."""
+    return (str(error).strip().splitlines() or [""])[0][:limit]
+
+
 def cli_main(main):
     """Wraps a command-line `main(argv)` so a RoadError prints one line and exits 2.
 

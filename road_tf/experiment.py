@@ -25,7 +25,7 @@ from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.distillation.offline import load_offline_features
-from road_tf.errors import ConfigError, RoadError
+from road_tf.errors import ConfigError, RoadError, first_line
 from road_tf.files import write_atomic
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
 from road_tf.multitask.trainer import run_multitask_stage
@@ -46,8 +46,7 @@ def running(stage):
         raise
     except Exception as error:  # a TensorFlow, network or OS error: the user needs the stage and the cause
         logging.exception("stage %s failed", stage)
-        first = (str(error).strip().splitlines() or [""])[0][:300]
-        raise RoadError(f"stage {stage} failed: {type(error).__name__}: {first}") from error
+        raise RoadError(f"stage {stage} failed: {type(error).__name__}: {first_line(error, 300)}") from error
 
 
 def write_json(path, value):
@@ -194,8 +193,7 @@ def load_teacher_weights(teacher, checkpoint, index):
     try:
         teacher.load_weights(str(checkpoint))
     except (ValueError, OSError) as error:
-        first = (str(error).strip().splitlines() or [""])[0][:200]
-        raise ConfigError(f"{field}: {checkpoint} does not fit the teacher's model config ({first})") from None
+        raise ConfigError(f"{field}: {checkpoint} does not fit the teacher's model config ({first_line(error)})") from None
 
 
 def check_teachers(config, task, tokenizer):

@@ -89,6 +89,8 @@ def test_a_student_run_trains_from_a_run_s_layers(source_run, tmp_path):
 def test_unusable_runs_are_refused_with_the_reason(source_run, tmp_path):
     with pytest.raises(ConfigError, match=r"model.pretrained_layers: \[0, 2\] asks for layer 2, .* has 2 layers"):
         build_backbone(run_model(source_run, [0, 2]), VOCABULARY, LENGTH)
+    with pytest.raises(ConfigError, match="data.max_seq_length: 128 is more than the 64 positions"):
+        build_backbone(run_model(source_run), VOCABULARY, 128)
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     (unfinished / "config.yaml").write_text((source_run / "config.yaml").read_text())

@@ -12,7 +12,7 @@ import socket
 
 from road_tf.data import synthetic
 from road_tf.data.squad import read_json, split_by_article
-from road_tf.errors import ConfigError, DataError
+from road_tf.errors import ConfigError, DataError, first_line
 from road_tf.files import write_atomic
 
 CACHE_ROOT = pathlib.Path("runs") / "cache"
@@ -48,7 +48,7 @@ def check_tfds_available(name, timeout=TFDS_TIMEOUT_SECONDS):
             return
     except Exception as error:  # TFDS raises many kinds for unknown names and unreadable folders
         raise ConfigError(f"data.tfds_name: TFDS cannot open {name!r} ({type(error).__name__}: "
-                          f"{(str(error).splitlines() or [''])[0][:200]})") from None
+                          f"{first_line(error)})") from None
     try:
         socket.create_connection(TFDS_HOST, timeout=timeout).close()
     except OSError as error:

@@ -6,7 +6,7 @@ import keras
 import keras_hub
 
 from road_tf.config import is_run_directory, load_run_config, run_encoder_weights
-from road_tf.errors import ConfigError
+from road_tf.errors import ConfigError, first_line
 from road_tf.minilm import minilm_path
 from road_tf.models.convert import load_hf_backbone, load_hf_bert
 
@@ -29,7 +29,8 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
     elif model_config.pretrained == "preset":
         backbone = keras_hub.models.Backbone.from_preset(model_config.preset)
     elif is_run_directory(model_config.pretrained):
-        backbone = backbone_from_run(model_config.pretrained, model_config.pretrained_layers, vocabulary_size)
+        backbone = backbone_from_run(model_config.pretrained, model_config.pretrained_layers, vocabulary_size,
+                                     max_sequence_length)
     elif model_config.pretrained != "none":
         backbone = load_hf_backbone(model_config.pretrained, layers=model_config.pretrained_layers)
     elif model_config.family == "bert":
@@ -57,7 +58,7 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
     return backbone
 
 
-def backbone_from_run(run, layers, vocabulary_size):
+def backbone_from_run(run, layers, vocabulary_size, max_sequence_length):
     """The encoder of the model a finished road_tf run exported, cut to `layers` (all when empty).
 
     Args:
@@ -65,8 +66,10 @@ def backbone_from_run(run, layers, vocabulary_size):
             `student/encoder.weights.h5` its weights.
         layers: the run's transformer layers to keep (`model.pretrained_layers`).
         vocabulary_size: the tokenizer's (a randomly initialised run's encoder needs it).
+        max_sequence_length: `data.max_seq_length` of this run, at most the run encoder's positions.
     Raises:
-        ConfigError: the run is unfinished, saved no encoder weights, or lacks a layer asked for.
+        ConfigError: the run is unfinished, saved no encoder weights, has fewer positions than
+            this run's windows, or lacks a layer asked for.
     """
     made = load_run_config(run, "model.pretrained")
     path = run_encoder_weights(run)
@@ -78,7 +81,10 @@ def backbone_from_run(run, layers, vocabulary_size):
         hidden_states_encoder(source).load_weights(path)
     except ValueError as error:
         raise ConfigError(f"model.pretrained: {path} does not fit the encoder of the run's config.yaml: "
-                          f"{(str(error).strip().splitlines() or [''])[0][:200]}") from None
+                          f"{first_line(error)}") from None
+    if max_sequence_length > source.max_sequence_length:
+        raise ConfigError(f"data.max_seq_length: {max_sequence_length} is more than the {source.max_sequence_length} "
+                          f"positions of the encoder of the run {run} (model.pretrained)")
     if not layers:
         return source
     if max(layers) >= source.num_layers:
