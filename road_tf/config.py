@@ -73,7 +73,7 @@ class ModelConfig:
         _check(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", f"must be in [0, 1), got {self.dropout}")
         layers = self.pretrained_layers
         _check(not layers or self.pretrained not in ("none", "preset"), f"{prefix}.pretrained_layers",
-               f"picks checkpoint layers, so it needs pretrained minilm or a checkpoint folder, not {self.pretrained!r}")
+               f"picks checkpoint layers, so it needs pretrained minilm, a checkpoint folder or a run, not {self.pretrained!r}")
         _check(all(layer >= 0 for layer in layers), f"{prefix}.pretrained_layers",
                f"layer indices must be non-negative, got {list(layers)}")
         _check(all(a < b for a, b in zip(layers, layers[1:])), f"{prefix}.pretrained_layers",

@@ -49,7 +49,7 @@ import yaml
 from road_tf import cache_teacher, export, train
 from road_tf.config import config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
 from road_tf.errors import ArgumentParser, cli_main
-from road_tf.files import write_atomic
+from road_tf.files import check_writable_dir, write_atomic
 from road_tf.saved_model import newest_is_from
 
 SHARED = "../shared/data"
@@ -459,6 +459,7 @@ def parse_rows(parser, table, rows):
 def main(argv=None):
     args = parse_args(argv)
     output = pathlib.Path(args.output or f"results/{args.scale}")
+    check_writable_dir(output, "--output")
     scale = SCALES[args.scale]
     experiments = Experiments(scale, output)
     tables = list(TABLES) if args.table == "all" else [args.table]

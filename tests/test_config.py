@@ -108,7 +108,7 @@ def test_pretrained_layers_parse():
 
 
 @pytest.mark.parametrize("pairs, why", [
-    (["model.pretrained_layers=[1]"], "needs pretrained minilm or a checkpoint folder, not 'none'"),
+    (["model.pretrained_layers=[1]"], "needs pretrained minilm, a checkpoint folder or a run, not 'none'"),
     (["model.pretrained=preset", "model.preset=bert_tiny_en_uncased", "model.pretrained_layers=[0]"],
      "not 'preset'"),
     (["model.pretrained=minilm", "model.pretrained_layers=[3, 1]"], "strictly increasing, got [3, 1]"),

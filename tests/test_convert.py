@@ -197,7 +197,7 @@ def test_dispatch_and_errors_name_the_problem(tmp_path):
     with pytest.raises(RoadError, match="no such checkpoint folder"):
         convert.load_hf_backbone(tmp_path / "absent")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(RoadError, match="config.json: missing"):
+    with pytest.raises(RoadError, match=r"config.json: missing.*road_tf run directory, config.yaml"):
         convert.load_hf_backbone(tmp_path / "empty")
 
     roberta = tmp_path / "roberta"

@@ -163,6 +163,15 @@ def test_bad_arguments_fail_with_one_line(args, message, capsys):
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+def test_an_output_that_cannot_be_a_folder_fails_before_any_run(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(SystemExit, match="2"):
+        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path / "file" / "out")])
+    err = capsys.readouterr().err
+    assert f"--output {tmp_path / 'file' / 'out'}: {tmp_path / 'file'} is a file, not a folder" in err
+    assert len(err.strip().splitlines()) == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
 def test_rows_runs_only_the_named_rows_in_table_order(tmp_path):
     trained = []
 

@@ -59,7 +59,8 @@ def read_config(folder):
     if not pathlib.Path(folder).is_dir():
         raise RoadError(f"{folder}: no such checkpoint folder")
     if not path.is_file():
-        raise RoadError(f"{path}: missing; a Hugging Face checkpoint folder needs {CONFIG_FILE} and {WEIGHTS_FILE}")
+        raise RoadError(f"{path}: missing; a Hugging Face checkpoint folder needs {CONFIG_FILE} and {WEIGHTS_FILE} "
+                        "(a road_tf run directory, config.yaml)")
     try:
         config = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
