@@ -46,7 +46,7 @@ def resolve_model(path):
     """The SavedModel folder that `--model` names; RoadError says why when there is none."""
     path = pathlib.Path(path)
     if not path.is_dir():
-        raise RoadError(f"--model {path}: no such folder")
+        raise RoadError(f"--model {path}: {'a file, not a folder' if path.exists() else 'no such folder'}")
     if (path / SAVED_MODEL_FILE).is_file():
         return path
     if (path / "config.yaml").is_file():

@@ -91,6 +91,7 @@ def bad_cases(run, tmp_path):
     good = ["--data", str(dev), "--output", str(tmp_path / "p.json")]
     return [
         (["--model", str(tmp_path / "nope"), *good], "no such folder"),
+        (["--model", str(blocker), *good], "a_file: a file, not a folder"),
         (["--model", str(tmp_path), *good], "not a SavedModel"),
         (["--model", str(no_export), *good], "exported no model"),
         (["--model", str(broken_model), *good], "cannot load"),
