@@ -108,6 +108,8 @@ SCALES = {
     # the training articles' contexts (squad2_cloze), the only stand-in that teaches span selection.
     # Fine-tuning batches rows of similar length and cuts their padding (train.trim_padding); the
     # `final` table's exported students answer at their dev-tuned no-answer threshold.
+    # Students of rows with a multi-task stage start from layers 0-3 of ROaD-Large (student_from_large):
+    # the 4-layer student's own stage of 300 steps did not carry over (README, the `final` table).
     "small": Scale(
         common={"data": {"source": "json", "train_path": f"{SHARED}/squad2-dev/squad2-dev-public.json.gz",
                          "split_dev_questions": 1000, "max_seq_length": 256, "doc_stride": 128,
@@ -121,7 +123,7 @@ SCALES = {
                    "batch_size": 16, "learning_rate": 1e-4,
                    "task_files": [{"task": "sentiment", "train_path": f"{SHARED}/sst2-dev/sst2-dev-public.tsv.gz",
                                    "split_dev": 100}]},
-        ensemble=2),
+        ensemble=2, student_from_large=True),
     # ROaD's own configuration, for accelerators with the internet: ELECTRA-Large teachers, an
     # ELECTRA-Base student, TFDS SQuAD 2.0 / MNLI / QQP / SST-2, 40,000 multi-task steps at batch 512.
     "full": Scale(
