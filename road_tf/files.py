@@ -1,5 +1,5 @@
 """Atomic file writes (readers see the old file or the whole new one, never half of one) and
-up-front checks that a folder can be written."""
+up-front checks that a folder exists or can be written."""
 
 import os
 import pathlib
@@ -23,6 +23,14 @@ def write_atomic(path, payload):
     except BaseException:
         os.unlink(tmp_name)
         raise
+
+
+def require_folder(path, what, kind="folder"):
+    """Raises RoadError unless `path` is an existing folder: "<what>: no such <kind>", or
+    "<what>: a file, not a <kind>" when a file stands there."""
+    path = pathlib.Path(path)
+    if not path.is_dir():
+        raise RoadError(f"{what}: {'a file, not a' if path.exists() else 'no such'} {kind}")
 
 
 def check_writable_dir(path, what):

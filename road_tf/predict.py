@@ -20,7 +20,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, RoadError, cli_main
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
-from road_tf.files import check_writable_file, write_atomic
+from road_tf.files import check_writable_file, require_folder, write_atomic
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -45,8 +45,7 @@ def parse_args(argv):
 def resolve_model(path):
     """The SavedModel folder that `--model` names; RoadError says why when there is none."""
     path = pathlib.Path(path)
-    if not path.is_dir():
-        raise RoadError(f"--model {path}: {'a file, not a folder' if path.exists() else 'no such folder'}")
+    require_folder(path, f"--model {path}")
     if (path / SAVED_MODEL_FILE).is_file():
         return path
     if (path / "config.yaml").is_file():

@@ -196,6 +196,9 @@ def test_dispatch_and_errors_name_the_problem(tmp_path):
 
     with pytest.raises(RoadError, match="no such checkpoint folder"):
         convert.load_hf_backbone(tmp_path / "absent")
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(RoadError, match="a_file: a file, not a checkpoint folder"):
+        convert.load_hf_backbone(tmp_path / "a_file")
     (tmp_path / "empty").mkdir()
     with pytest.raises(RoadError, match=r"config.json: missing.*road_tf run directory, config.yaml"):
         convert.load_hf_backbone(tmp_path / "empty")

@@ -44,6 +44,7 @@ import numpy as np
 from safetensors import safe_open
 
 from road_tf.errors import ConfigError, RoadError
+from road_tf.files import require_folder
 from road_tf.minilm import WEIGHTS_FILE
 
 CONFIG_FILE = "config.json"
@@ -56,8 +57,7 @@ QA_HEAD = "qa_outputs"
 def read_config(folder):
     """Returns config.json of a checkpoint folder as a dict; RoadError if missing or malformed."""
     path = pathlib.Path(folder) / CONFIG_FILE
-    if not pathlib.Path(folder).is_dir():
-        raise RoadError(f"{folder}: no such checkpoint folder")
+    require_folder(folder, str(folder), "checkpoint folder")
     if not path.is_file():
         raise RoadError(f"{path}: missing; a Hugging Face checkpoint folder needs {CONFIG_FILE} and {WEIGHTS_FILE} "
                         "(a road_tf run directory, config.yaml)")
