@@ -230,7 +230,7 @@ class DevServer:
         if not bound:
             raise RoadError(f"cannot listen for gRPC on {address}")
         self._grpc.start()
-        LOG.info("gRPC API at %s", address)
+        LOG.info("gRPC API at %s:%d", self._host, bound)
         if self._rest_port:
             try:
                 self._rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes,
@@ -240,7 +240,7 @@ class DevServer:
                 raise RoadError(f"cannot listen for REST on {self._host}:{self._rest_port}: {error.strerror}") from None
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
             self._rest_thread.start()
-            LOG.info("REST API at http://%s:%d", self._host, self._rest_port)
+            LOG.info("REST API at http://%s:%d", self._host, self._rest.server_address[1])
 
     def stop(self, grace_seconds=5.0):
         """Stops accepting requests, lets gRPC calls in flight finish, unloads the models, then
