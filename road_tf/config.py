@@ -66,6 +66,9 @@ class ModelConfig:
                f"{prefix}.pretrained",
                f"must be none, minilm, preset, a checkpoint folder or a run directory, got {self.pretrained!r}")
         _check(self.pretrained != "preset" or self.preset, f"{prefix}.preset", "is required when pretrained is 'preset'")
+        _check(self.pretrained == "preset" or not self.preset, f"{prefix}.preset",
+               f"{self.preset!r} is only loaded when pretrained is 'preset', not {self.pretrained!r}: set "
+               f"{prefix}.pretrained=preset to load it, or {prefix}.preset='' to keep pretrained {self.pretrained!r}")
         for name, most in (("num_layers", 256), ("num_heads", 1024), ("hidden_dim", 65536), ("intermediate_dim", 262144)):
             _check(0 < getattr(self, name) <= most, f"{prefix}.{name}", f"must be in [1, {most}], got {getattr(self, name)}")
         _check(self.hidden_dim % self.num_heads == 0, f"{prefix}.hidden_dim",

@@ -121,6 +121,15 @@ def test_bad_pretrained_layers_name_the_field(pairs, why):
     assert str(error.value).startswith("model.pretrained_layers: ") and why in str(error.value)
 
 
+@pytest.mark.parametrize("pretrained", ["none", "minilm"])
+def test_a_preset_that_would_not_be_loaded_is_an_error(pretrained):
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, [f"model.pretrained={pretrained}",
+                                      "model.preset=electra_base_discriminator_uncased_en"])
+    assert str(error.value).startswith("model.preset: 'electra_base_discriminator_uncased_en' is only loaded")
+    assert f"not '{pretrained}'" in str(error.value) and "model.pretrained=preset" in str(error.value)
+
+
 def test_task_files_parse_from_a_list_of_mappings():
     config = config_lib.load_config(None, [
         "multitask.tasks=[squad2, sentiment, synthetic_nli]",
