@@ -119,9 +119,15 @@ class DataConfig:
                f"must be synthetic, json or tfds, got {self.source!r}")
         if self.source == "json":
             _check(bool(self.train_path) or bool(self.dev_path), f"{prefix}.train_path", "is required when source is json")
+        for name, source in (("train_path", "json"), ("dev_path", "json"), ("tfds_name", "tfds")):
+            _check(self.source == source or not getattr(self, name), f"{prefix}.{name}",
+                   f"{getattr(self, name)!r} is only read when source is {source}, not {self.source!r}: set "
+                   f"{prefix}.source={source}, or {prefix}.{name}='' to keep source {self.source!r}")
         _check(self.split_dev_questions >= 0, f"{prefix}.split_dev_questions", "must be 0 (off) or positive")
         _check(not self.split_dev_questions or (self.source == "json" and self.train_path), f"{prefix}.split_dev_questions",
                "splits data.train_path, so it needs data.source=json and a train_path")
+        _check(not (self.split_dev_questions and self.dev_path), f"{prefix}.dev_path",
+               f"is not read when {prefix}.split_dev_questions > 0 (dev comes out of train_path): set one of them")
         _check(16 <= self.max_seq_length <= 16384, f"{prefix}.max_seq_length",
                f"must be in [16, 16384], got {self.max_seq_length}")
         _check(0 < self.max_query_length < self.max_seq_length - 3, f"{prefix}.max_query_length",

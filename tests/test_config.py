@@ -130,6 +130,21 @@ def test_a_preset_that_would_not_be_loaded_is_an_error(pretrained):
     assert f"not '{pretrained}'" in str(error.value) and "model.pretrained=preset" in str(error.value)
 
 
+@pytest.mark.parametrize("pairs, field, why", [
+    (["data.train_path=mine.json"], "data.train_path", "only read when source is json, not 'synthetic'"),
+    (["data.dev_path=dev.json"], "data.dev_path", "only read when source is json, not 'synthetic'"),
+    (["data.source=json", "data.train_path=t.json", "data.tfds_name=squad/v2.0"], "data.tfds_name",
+     "only read when source is tfds, not 'json'"),
+    (["data.source=tfds", "data.train_path=t.json"], "data.train_path", "set data.source=json"),
+    (["data.source=json", "data.train_path=t.json", "data.dev_path=d.json", "data.split_dev_questions=100"],
+     "data.dev_path", "not read when data.split_dev_questions > 0"),
+])
+def test_data_settings_the_source_would_not_read_are_errors(pairs, field, why):
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, pairs)
+    assert str(error.value).startswith(f"{field}: ") and why in str(error.value)
+
+
 def test_task_files_parse_from_a_list_of_mappings():
     config = config_lib.load_config(None, [
         "multitask.tasks=[squad2, sentiment, synthetic_nli]",
