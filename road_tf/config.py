@@ -177,6 +177,12 @@ class LayerMatch:
     weight: float = 1.0
 
 
+# Distillation settings that only teachers give a meaning to (set without teachers: an error).
+KD_SETTINGS = ("mode", "cache_path", "ensemble", "kd_loss", "kd_weight", "kd_weight_schedule", "kd_weight_end",
+               "temperature", "temperature_schedule", "temperature_end", "hidden_loss", "hidden_weight", "layer_map",
+               "layer_matches")
+
+
 @dataclasses.dataclass(frozen=True)
 class DistillationConfig:
     """Knowledge distillation from one or more teachers (off when `teachers` is empty)."""
@@ -218,7 +224,6 @@ class DistillationConfig:
         if self.mode == "offline":
             _check(bool(self.cache_path), f"{prefix}.cache_path",
                    "is required in offline mode (write it with python -m road_tf.cache_teacher)")
-            _check(bool(self.teachers), f"{prefix}.teachers", "offline mode needs the teachers whose logits are cached")
         _check(not (self.mode == "offline" and self.hidden_loss != "none"), f"{prefix}.hidden_loss",
                "hidden-state KD needs an online teacher (offline caches hold logits only)")
         _check(self.hidden_weight >= 0, f"{prefix}.hidden_weight", "must be non-negative")
@@ -226,6 +231,11 @@ class DistillationConfig:
         _check(self.kd_loss in KD_LOSSES, f"{prefix}.kd_loss",
                f"unknown loss {self.kd_loss!r}; known: {', '.join(KD_LOSSES)}")
         _check(self.hard_loss == "ce", f"{prefix}.hard_loss", f"unknown loss {self.hard_loss!r}; known: ce")
+        if not self.teachers:
+            for name in KD_SETTINGS:
+                _check(getattr(self, name) == getattr(DistillationConfig, name), f"{prefix}.{name}",
+                       f"is set ({getattr(self, name)!r}) but {prefix}.teachers is empty, so nothing is distilled: "
+                       f"add teachers (e.g. configs/kd_logits.yaml) or leave it out")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -292,6 +302,11 @@ class MultitaskConfig:
                    f"{files.task!r} is not one of multitask.tasks ({', '.join(self.tasks)})")
             _check(files.task not in listed[:i], f"{prefix}.task_files[{i}].task", f"lists {files.task!r} a second time")
             files.validate(f"{prefix}.task_files[{i}]")
+        if not self.steps:
+            for field in dataclasses.fields(self):
+                _check(field.name == "steps" or getattr(self, field.name) == field.default, f"{prefix}.{field.name}",
+                       f"is set ({getattr(self, field.name)!r}) but {prefix}.steps is 0, so there is no "
+                       f"multi-task stage: set {prefix}.steps or leave it out")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,7 +18,8 @@ def test_defaults_are_valid_and_frozen():
 
 def test_set_overrides_are_typed():
     config = config_lib.load_config(None, ["train.steps=100", "train.learning_rate=2e-4", "data.skip_bad_records=true",
-                                           "multitask.tasks=squad2,synthetic_nli", "multitask.k=2"])
+                                           "multitask.tasks=squad2,synthetic_nli", "multitask.k=2",
+                                           "multitask.steps=10"])
     assert config.train.steps == 100 and isinstance(config.train.steps, int)
     assert config.train.learning_rate == pytest.approx(2e-4)
     assert config.data.skip_bad_records is True
@@ -71,7 +72,7 @@ def test_yaml_overrides_and_round_trip(tmp_path):
 
 def test_custom_layer_matches_parse():
     config = config_lib.load_config(None, [
-        "distillation.layer_map=custom",
+        "distillation.teachers=[{model: {num_layers: 4}}]", "distillation.layer_map=custom",
         "distillation.layer_matches=[{teacher_layer: 4, student_layer: 2, weight: 0.5}]",
     ])
     assert config.distillation.layer_matches == (config_lib.LayerMatch(4, 2, 0.5),)
@@ -145,9 +146,34 @@ def test_data_settings_the_source_would_not_read_are_errors(pairs, field, why):
     assert str(error.value).startswith(f"{field}: ") and why in str(error.value)
 
 
+@pytest.mark.parametrize("pair, field", [
+    ("distillation.kd_weight=0.9", "distillation.kd_weight"),
+    ("distillation.hidden_loss=mse", "distillation.hidden_loss"),
+    ("distillation.layer_map=uniform", "distillation.layer_map"),
+    ("distillation.temperature=4", "distillation.temperature"),
+])
+def test_kd_settings_without_teachers_are_errors(pair, field):
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, [pair])
+    assert str(error.value).startswith(f"{field}: is set (") and "distillation.teachers is empty" in str(error.value)
+    config_lib.load_config(None, [pair, "distillation.teachers=[{model: {num_layers: 4}}]"])
+
+
+@pytest.mark.parametrize("pair, field", [
+    ("multitask.k=4", "multitask.k"),
+    ("multitask.tasks=[squad2, mnli]", "multitask.tasks"),
+    ("multitask.learning_rate=1e-4", "multitask.learning_rate"),
+])
+def test_multitask_settings_without_steps_are_errors(pair, field):
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, [pair])
+    assert str(error.value).startswith(f"{field}: is set (") and "multitask.steps is 0" in str(error.value)
+    config_lib.load_config(None, [pair, "multitask.steps=10"])
+
+
 def test_task_files_parse_from_a_list_of_mappings():
     config = config_lib.load_config(None, [
-        "multitask.tasks=[squad2, sentiment, synthetic_nli]",
+        "multitask.steps=10", "multitask.tasks=[squad2, sentiment, synthetic_nli]",
         "multitask.task_files=[{task: sentiment, train_path: s.tsv.gz, split_dev: 100},"
         " {task: synthetic_nli, train_path: t.tsv, dev_path: d.tsv}]",
     ])
@@ -171,7 +197,8 @@ def test_task_files_parse_from_a_list_of_mappings():
 ])
 def test_bad_task_files_name_the_field(entries, field, why):
     with pytest.raises(ConfigError) as error:
-        config_lib.load_config(None, ["multitask.tasks=[squad2, sentiment]", f"multitask.task_files={entries}"])
+        config_lib.load_config(None, ["multitask.steps=10", "multitask.tasks=[squad2, sentiment]",
+                                      f"multitask.task_files={entries}"])
     assert str(error.value).startswith(f"{field}: ") and why in str(error.value)
 
 
