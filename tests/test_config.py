@@ -8,6 +8,9 @@ import yaml
 from road_tf import config as config_lib
 from road_tf.errors import ConfigError
 
+# One online teacher, for settings that need one.
+TEACHER = "distillation.teachers=[{model: {num_layers: 4}}]"
+
 
 def test_defaults_are_valid_and_frozen():
     config = config_lib.Config()
@@ -72,7 +75,7 @@ def test_yaml_overrides_and_round_trip(tmp_path):
 
 def test_custom_layer_matches_parse():
     config = config_lib.load_config(None, [
-        "distillation.teachers=[{model: {num_layers: 4}}]", "distillation.layer_map=custom",
+        TEACHER, "distillation.layer_map=custom",
         "distillation.layer_matches=[{teacher_layer: 4, student_layer: 2, weight: 0.5}]",
     ])
     assert config.distillation.layer_matches == (config_lib.LayerMatch(4, 2, 0.5),)
@@ -146,29 +149,20 @@ def test_data_settings_the_source_would_not_read_are_errors(pairs, field, why):
     assert str(error.value).startswith(f"{field}: ") and why in str(error.value)
 
 
-@pytest.mark.parametrize("pair, field", [
-    ("distillation.kd_weight=0.9", "distillation.kd_weight"),
-    ("distillation.hidden_loss=mse", "distillation.hidden_loss"),
-    ("distillation.layer_map=uniform", "distillation.layer_map"),
-    ("distillation.temperature=4", "distillation.temperature"),
+@pytest.mark.parametrize("pair, field, why, fix", [
+    ("distillation.kd_weight=0.9", "distillation.kd_weight", "distillation.teachers is empty", TEACHER),
+    ("distillation.hidden_loss=mse", "distillation.hidden_loss", "distillation.teachers is empty", TEACHER),
+    ("distillation.layer_map=uniform", "distillation.layer_map", "distillation.teachers is empty", TEACHER),
+    ("distillation.temperature=4", "distillation.temperature", "distillation.teachers is empty", TEACHER),
+    ("multitask.k=4", "multitask.k", "multitask.steps is 0", "multitask.steps=10"),
+    ("multitask.tasks=[squad2, mnli]", "multitask.tasks", "multitask.steps is 0", "multitask.steps=10"),
+    ("multitask.learning_rate=1e-4", "multitask.learning_rate", "multitask.steps is 0", "multitask.steps=10"),
 ])
-def test_kd_settings_without_teachers_are_errors(pair, field):
+def test_settings_of_a_part_that_is_off_are_errors(pair, field, why, fix):
     with pytest.raises(ConfigError) as error:
         config_lib.load_config(None, [pair])
-    assert str(error.value).startswith(f"{field}: is set (") and "distillation.teachers is empty" in str(error.value)
-    config_lib.load_config(None, [pair, "distillation.teachers=[{model: {num_layers: 4}}]"])
-
-
-@pytest.mark.parametrize("pair, field", [
-    ("multitask.k=4", "multitask.k"),
-    ("multitask.tasks=[squad2, mnli]", "multitask.tasks"),
-    ("multitask.learning_rate=1e-4", "multitask.learning_rate"),
-])
-def test_multitask_settings_without_steps_are_errors(pair, field):
-    with pytest.raises(ConfigError) as error:
-        config_lib.load_config(None, [pair])
-    assert str(error.value).startswith(f"{field}: is set (") and "multitask.steps is 0" in str(error.value)
-    config_lib.load_config(None, [pair, "multitask.steps=10"])
+    assert str(error.value).startswith(f"{field}: is set (") and why in str(error.value)
+    config_lib.load_config(None, [pair, fix])
 
 
 def test_task_files_parse_from_a_list_of_mappings():
