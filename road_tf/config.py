@@ -66,9 +66,6 @@ class ModelConfig:
                f"{prefix}.pretrained",
                f"must be none, minilm, preset, a checkpoint folder or a run directory, got {self.pretrained!r}")
         _check(self.pretrained != "preset" or self.preset, f"{prefix}.preset", "is required when pretrained is 'preset'")
-        _check(self.pretrained == "preset" or not self.preset, f"{prefix}.preset",
-               f"{self.preset!r} is only loaded when pretrained is 'preset', not {self.pretrained!r}: set "
-               f"{prefix}.pretrained=preset to load it, or {prefix}.preset='' to keep pretrained {self.pretrained!r}")
         for name, most in (("num_layers", 256), ("num_heads", 1024), ("hidden_dim", 65536), ("intermediate_dim", 262144)):
             _check(0 < getattr(self, name) <= most, f"{prefix}.{name}", f"must be in [1, {most}], got {getattr(self, name)}")
         _check(self.hidden_dim % self.num_heads == 0, f"{prefix}.hidden_dim",
@@ -119,10 +116,6 @@ class DataConfig:
                f"must be synthetic, json or tfds, got {self.source!r}")
         if self.source == "json":
             _check(bool(self.train_path) or bool(self.dev_path), f"{prefix}.train_path", "is required when source is json")
-        for name, source in (("train_path", "json"), ("dev_path", "json"), ("tfds_name", "tfds")):
-            _check(self.source == source or not getattr(self, name), f"{prefix}.{name}",
-                   f"{getattr(self, name)!r} is only read when source is {source}, not {self.source!r}: set "
-                   f"{prefix}.source={source}, or {prefix}.{name}='' to keep source {self.source!r}")
         _check(self.split_dev_questions >= 0, f"{prefix}.split_dev_questions", "must be 0 (off) or positive")
         _check(not self.split_dev_questions or (self.source == "json" and self.train_path), f"{prefix}.split_dev_questions",
                "splits data.train_path, so it needs data.source=json and a train_path")
@@ -177,12 +170,6 @@ class LayerMatch:
     weight: float = 1.0
 
 
-# Distillation settings that only teachers give a meaning to (set without teachers: an error).
-KD_SETTINGS = ("mode", "cache_path", "ensemble", "kd_loss", "kd_weight", "kd_weight_schedule", "kd_weight_end",
-               "temperature", "temperature_schedule", "temperature_end", "hidden_loss", "hidden_weight", "layer_map",
-               "layer_matches")
-
-
 @dataclasses.dataclass(frozen=True)
 class DistillationConfig:
     """Knowledge distillation from one or more teachers (off when `teachers` is empty)."""
@@ -224,6 +211,7 @@ class DistillationConfig:
         if self.mode == "offline":
             _check(bool(self.cache_path), f"{prefix}.cache_path",
                    "is required in offline mode (write it with python -m road_tf.cache_teacher)")
+            _check(bool(self.teachers), f"{prefix}.teachers", "offline mode needs the teachers whose logits are cached")
         _check(not (self.mode == "offline" and self.hidden_loss != "none"), f"{prefix}.hidden_loss",
                "hidden-state KD needs an online teacher (offline caches hold logits only)")
         _check(self.hidden_weight >= 0, f"{prefix}.hidden_weight", "must be non-negative")
@@ -231,11 +219,6 @@ class DistillationConfig:
         _check(self.kd_loss in KD_LOSSES, f"{prefix}.kd_loss",
                f"unknown loss {self.kd_loss!r}; known: {', '.join(KD_LOSSES)}")
         _check(self.hard_loss == "ce", f"{prefix}.hard_loss", f"unknown loss {self.hard_loss!r}; known: ce")
-        if not self.teachers:
-            for name in KD_SETTINGS:
-                _check(getattr(self, name) == getattr(DistillationConfig, name), f"{prefix}.{name}",
-                       f"is set ({getattr(self, name)!r}) but {prefix}.teachers is empty, so nothing is distilled: "
-                       f"add teachers (e.g. configs/kd_logits.yaml) or leave it out")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -302,11 +285,6 @@ class MultitaskConfig:
                    f"{files.task!r} is not one of multitask.tasks ({', '.join(self.tasks)})")
             _check(files.task not in listed[:i], f"{prefix}.task_files[{i}].task", f"lists {files.task!r} a second time")
             files.validate(f"{prefix}.task_files[{i}]")
-        if not self.steps:
-            for field in dataclasses.fields(self):
-                _check(field.name == "steps" or getattr(self, field.name) == field.default, f"{prefix}.{field.name}",
-                       f"is set ({getattr(self, field.name)!r}) but {prefix}.steps is 0, so there is no "
-                       f"multi-task stage: set {prefix}.steps or leave it out")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -627,9 +605,43 @@ def load_config(config_path: Optional[str] = None, overrides=()):
     return config_from_dict(values)
 
 
+# Settings that take effect only once a switch is on: (section, switch, what to set it to, settings).
+# Given while the switch is left at its default, they would be ignored without a word.
+SWITCHES = (
+    ("data", "source", "json", ("train_path", "dev_path")),
+    ("data", "source", "tfds", ("tfds_name",)),
+    ("model", "pretrained", "preset", ("preset",)),
+    ("multitask", "steps", "a number of steps", tuple(f.name for f in dataclasses.fields(MultitaskConfig))),
+    ("distillation", "teachers", "a list of teachers, e.g. configs/kd_logits.yaml",
+     ("mode", "cache_path", "ensemble", "kd_loss", "kd_weight", "kd_weight_schedule", "kd_weight_end", "temperature",
+      "temperature_schedule", "temperature_end", "hidden_loss", "hidden_weight", "layer_map", "layer_matches")),
+)
+
+
+def _check_switches(values):
+    """Raises ConfigError for a setting in the overrides `values` whose switch (SWITCHES) they leave
+    at its default. A switch set off on purpose (source: synthetic, steps: 0, teachers: []) is not
+    an error: it turns off what a recipe turned on."""
+    for section, switch, value, settings in SWITCHES:
+        given = values.get(section)
+        if not isinstance(given, dict) or switch in given:
+            continue
+        for name in settings:
+            default = getattr(getattr(Config, section), switch)
+            _check(name not in given, f"{section}.{name}",
+                   f"is set, but {section}.{switch} is not and its default ({default!r}) ignores it: "
+                   f"set {section}.{switch} to {value}")
+
+
 def config_from_dict(values):
-    """The run config of a (possibly partial) nested dict of overrides of the defaults."""
-    return _build(Config, values)
+    """The run config of a (possibly partial) nested dict of overrides of the defaults.
+
+    Raises:
+        ConfigError: an unknown key, a bad value, or a setting its switch leaves ignored (SWITCHES).
+    """
+    config = _build(Config, values)
+    _check_switches(values)
+    return config
 
 
 def run_weights(run_dir):

@@ -125,44 +125,31 @@ def test_bad_pretrained_layers_name_the_field(pairs, why):
     assert str(error.value).startswith("model.pretrained_layers: ") and why in str(error.value)
 
 
-@pytest.mark.parametrize("pretrained", ["none", "minilm"])
-def test_a_preset_that_would_not_be_loaded_is_an_error(pretrained):
-    with pytest.raises(ConfigError) as error:
-        config_lib.load_config(None, [f"model.pretrained={pretrained}",
-                                      "model.preset=electra_base_discriminator_uncased_en"])
-    assert str(error.value).startswith("model.preset: 'electra_base_discriminator_uncased_en' is only loaded")
-    assert f"not '{pretrained}'" in str(error.value) and "model.pretrained=preset" in str(error.value)
-
-
-@pytest.mark.parametrize("pairs, field, why", [
-    (["data.train_path=mine.json"], "data.train_path", "only read when source is json, not 'synthetic'"),
-    (["data.dev_path=dev.json"], "data.dev_path", "only read when source is json, not 'synthetic'"),
-    (["data.source=json", "data.train_path=t.json", "data.tfds_name=squad/v2.0"], "data.tfds_name",
-     "only read when source is tfds, not 'json'"),
-    (["data.source=tfds", "data.train_path=t.json"], "data.train_path", "set data.source=json"),
-    (["data.source=json", "data.train_path=t.json", "data.dev_path=d.json", "data.split_dev_questions=100"],
-     "data.dev_path", "not read when data.split_dev_questions > 0"),
+@pytest.mark.parametrize("pair, field, switch_on, switch_off", [
+    ("data.train_path=mine.json", "data.train_path", "data.source=json", "data.source=synthetic"),
+    ("data.dev_path=dev.json", "data.dev_path", "data.source=json", "data.source=synthetic"),
+    ("data.tfds_name=squad/v2.0", "data.tfds_name", "data.source=tfds", "data.source=synthetic"),
+    ("model.preset=bert_tiny_en_uncased", "model.preset", "model.pretrained=preset", "model.pretrained=none"),
+    ("distillation.kd_weight=0.9", "distillation.kd_weight", TEACHER, "distillation.teachers=[]"),
+    ("distillation.hidden_loss=mse", "distillation.hidden_loss", TEACHER, "distillation.teachers=[]"),
+    ("distillation.temperature=4", "distillation.temperature", TEACHER, "distillation.teachers=[]"),
+    ("multitask.k=4", "multitask.k", "multitask.steps=10", "multitask.steps=0"),
+    ("multitask.tasks=[squad2, mnli]", "multitask.tasks", "multitask.steps=10", "multitask.steps=0"),
 ])
-def test_data_settings_the_source_would_not_read_are_errors(pairs, field, why):
-    with pytest.raises(ConfigError) as error:
-        config_lib.load_config(None, pairs)
-    assert str(error.value).startswith(f"{field}: ") and why in str(error.value)
-
-
-@pytest.mark.parametrize("pair, field, why, fix", [
-    ("distillation.kd_weight=0.9", "distillation.kd_weight", "distillation.teachers is empty", TEACHER),
-    ("distillation.hidden_loss=mse", "distillation.hidden_loss", "distillation.teachers is empty", TEACHER),
-    ("distillation.layer_map=uniform", "distillation.layer_map", "distillation.teachers is empty", TEACHER),
-    ("distillation.temperature=4", "distillation.temperature", "distillation.teachers is empty", TEACHER),
-    ("multitask.k=4", "multitask.k", "multitask.steps is 0", "multitask.steps=10"),
-    ("multitask.tasks=[squad2, mnli]", "multitask.tasks", "multitask.steps is 0", "multitask.steps=10"),
-    ("multitask.learning_rate=1e-4", "multitask.learning_rate", "multitask.steps is 0", "multitask.steps=10"),
-])
-def test_settings_of_a_part_that_is_off_are_errors(pair, field, why, fix):
+def test_a_setting_its_switch_would_ignore_is_an_error_unless_the_switch_is_set(pair, field, switch_on, switch_off):
+    """Left at its default, the switch would ignore the setting: an error. Set, either way, it is not."""
     with pytest.raises(ConfigError) as error:
         config_lib.load_config(None, [pair])
-    assert str(error.value).startswith(f"{field}: is set (") and why in str(error.value)
-    config_lib.load_config(None, [pair, fix])
+    switch = switch_off.split("=")[0]
+    assert str(error.value).startswith(f"{field}: is set, but {switch} is not"), str(error.value)
+    config_lib.load_config(None, [pair, switch_on])
+    config_lib.load_config(None, [switch_off, pair])
+
+
+def test_a_separate_dev_file_beside_split_dev_questions_is_an_error():
+    with pytest.raises(ConfigError, match="^data.dev_path: is not read when data.split_dev_questions > 0"):
+        config_lib.load_config(None, ["data.source=json", "data.train_path=t.json", "data.dev_path=d.json",
+                                      "data.split_dev_questions=100"])
 
 
 def test_task_files_parse_from_a_list_of_mappings():

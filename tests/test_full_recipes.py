@@ -10,8 +10,8 @@ from road_tf import train
 from road_tf.config import load_config, resolve_recipe, resolve_teacher_runs
 
 # Tiny stand-ins for the real sizes, data and hardware; everything else is the recipes' own.
-STAND_INS = ["model.pretrained=none", "model.preset=", "model.num_layers=2", "model.hidden_dim=32", "model.num_heads=2",
-             "model.intermediate_dim=64", "data.source=synthetic", "data.tfds_name=", "data.synthetic_train_size=48",
+STAND_INS = ["model.pretrained=none", "model.num_layers=2", "model.hidden_dim=32", "model.num_heads=2",
+             "model.intermediate_dim=64", "data.source=synthetic", "data.synthetic_train_size=48",
              "data.synthetic_dev_size=12", "data.max_seq_length=64", "data.doc_stride=32", "data.max_query_length=16",
              "multitask.tasks=[squad2, synthetic_nli, synthetic_para, synthetic_sentiment]", "multitask.steps=2",
              "multitask.batch_size=8", "train.steps=2", "train.batch_size=8", "train.strategy=default",

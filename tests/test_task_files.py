@@ -64,7 +64,7 @@ def test_sentence_pairs_split_by_both_texts(tmp_path):
     rows = [(f"premise {i // 2}", f"hypothesis {i}") for i in range(10)]
     header = "pairID\tsentence1\tsentence2\tgold_label\n"
     path.write_text(header + "".join(f"p{i}\t{a}\t{b}\tentailment\n" for i, (a, b) in enumerate(rows)))
-    config = load_config(None, ["multitask.tasks=[squad2, mnli]",
+    config = load_config(None, ["multitask.steps=1", "multitask.tasks=[squad2, mnli]",
                                 f"multitask.task_files=[{{task: mnli, train_path: {path}, split_dev: 3}}]"])
     files = config.multitask.files_of("mnli")
     dev, _ = sources.load_split(task_spec("mnli"), config.data, "dev", is_main_task=False, task_files=files)
@@ -79,7 +79,7 @@ def test_questions_split_by_question_and_context(tmp_path):
                                                  "answers": []}]} for qid, question, context in questions]
     path = tmp_path / "squad.json"
     path.write_text(json.dumps({"version": "v2.0", "data": [{"title": "t", "paragraphs": paragraphs}]}))
-    config = load_config(None, ["task=sentiment", "multitask.tasks=[sentiment, squad2]",
+    config = load_config(None, ["task=sentiment", "multitask.steps=1", "multitask.tasks=[sentiment, squad2]",
                                 f"multitask.task_files=[{{task: squad2, train_path: {path}, split_dev: 2}}]"])
     files = config.multitask.files_of("squad2")
     dev, _ = sources.load_split(task_spec("squad2"), config.data, "dev", is_main_task=False, task_files=files)
