@@ -14,21 +14,24 @@ import tempfile
 
 from pipelines import configs
 from pipelines.local_runner import add_pipeline_arguments, check_gate_flags, pipeline_settings, resolve_config
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main
 from road_tf.files import check_writable_file, write_atomic
 
 # A container image reference as Docker parses it: [host[:port]/]path[:tag][@digest], the path in
 # lower case. TFX would put an empty --image aside for its own image, which has no road_tf in it.
-_HOST = r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?"
-_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-IMAGE_REFERENCE = re.compile(_HOST + _PATH + r"(?::[\w][\w.-]{0,127})?(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?")
+_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+_HOST = rf"(?:{_LABEL}(?:\.{_LABEL})*(?::[0-9]+)?/)?"
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"(?::[\w][\w.-]{0,127})?"
+_DIGEST = r"(?:@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+IMAGE_REFERENCE = re.compile(rf"{_HOST}{_COMPONENT}(?:/{_COMPONENT})*{_TAG}{_DIGEST}")
 
 
 def check_image(image):
-    """Raises ConfigError unless `image` is a container image reference (e.g. gcr.io/p/road-tfx:1)."""
+    """Raises RoadError unless `image` is a container image reference (e.g. gcr.io/p/road-tfx:1)."""
     if not IMAGE_REFERENCE.fullmatch(image):
-        raise ConfigError(f"--image {image!r}: not a container image reference (e.g. gcr.io/PROJECT/road-tfx:1; "
-                          f"the path in lower case, no spaces)")
+        raise RoadError(f"--image {image!r}: not a container image reference (e.g. gcr.io/PROJECT/road-tfx:1; "
+                        f"the path in lower case, no spaces)")
 
 
 def parse_args(argv):

@@ -605,16 +605,21 @@ def load_config(config_path: Optional[str] = None, overrides=()):
     return config_from_dict(values)
 
 
+def _settings_besides(section, *kept):
+    """The field names of Config's `section` other than `kept`."""
+    return tuple(field.name for field in dataclasses.fields(type(getattr(Config, section))) if field.name not in kept)
+
+
 # Settings that take effect only once a switch is on: (section, switch, what to set it to, settings).
-# Given while the switch is left at its default, they would be ignored without a word.
+# Given while the switch is left at its default, they would be ignored without a word. The hard
+# loss applies without teachers, and compare_without_kd may be set off for a run without them.
 SWITCHES = (
     ("data", "source", "json", ("train_path", "dev_path")),
     ("data", "source", "tfds", ("tfds_name",)),
     ("model", "pretrained", "preset", ("preset",)),
-    ("multitask", "steps", "a number of steps", tuple(f.name for f in dataclasses.fields(MultitaskConfig))),
+    ("multitask", "steps", "a number of steps", _settings_besides("multitask", "steps")),
     ("distillation", "teachers", "a list of teachers, e.g. configs/kd_logits.yaml",
-     ("mode", "cache_path", "ensemble", "kd_loss", "kd_weight", "kd_weight_schedule", "kd_weight_end", "temperature",
-      "temperature_schedule", "temperature_end", "hidden_loss", "hidden_weight", "layer_map", "layer_matches")),
+     _settings_besides("distillation", "teachers", "hard_loss", "compare_without_kd")),
 )
 
 
@@ -626,8 +631,8 @@ def _check_switches(values):
         given = values.get(section)
         if not isinstance(given, dict) or switch in given:
             continue
+        default = getattr(getattr(Config, section), switch)
         for name in settings:
-            default = getattr(getattr(Config, section), switch)
             _check(name not in given, f"{section}.{name}",
                    f"is set, but {section}.{switch} is not and its default ({default!r}) ignores it: "
                    f"set {section}.{switch} to {value}")
