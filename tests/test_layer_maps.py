@@ -21,9 +21,10 @@ def test_uniform_counts_the_embedding_output_as_layer_zero():
     assert pairs(uniform_map(6, 6)) == [(i, i) for i in range(7)]
 
 
-def test_uniform_refuses_depths_that_do_not_divide():
-    with pytest.raises(ConfigError, match="teacher's 12 layers to be a multiple of the student's 5"):
-        uniform_map(12, 5)
+def test_uniform_rounds_when_the_depths_do_not_divide():
+    assert pairs(uniform_map(6, 4)) == [(0, 0), (2, 1), (3, 2), (5, 3), (6, 4)]
+    assert pairs(uniform_map(12, 5)) == [(0, 0), (2, 1), (5, 2), (7, 3), (10, 4), (12, 5)]
+    assert pairs(uniform_map(2, 4)) == [(0, 0), (1, 1), (1, 2), (2, 3), (2, 4)]
     with pytest.raises(ConfigError, match="student depth must be a positive integer"):
         uniform_map(12, 0)
 

@@ -22,20 +22,21 @@ def _check_depths(teacher_layers, student_layers):
 def uniform_map(teacher_layers, student_layers):
     """TinyBERT's uniform map: student layer m <-> teacher layer m * (N / M), for m = 0..M.
 
+    When N is not a multiple of M, m * N / M is rounded to the nearest layer, halves up, so both
+    ends still match (embeddings to embeddings, last layer to last layer) and the layers between
+    spread as evenly as whole layers allow: 6 -> 4 gives 0<->0, 2<->1, 3<->2, 5<->3, 6<->4.
+
     Args:
         teacher_layers: N, the teacher's number of transformer layers.
-        student_layers: M, the student's; N must be a multiple of M.
+        student_layers: M, the student's.
 
     Returns:
         tuple of M + 1 `LayerMatch`, ordered by student layer (24 -> 12 gives 0<->0, 2<->1, ...,
         24<->12).
     """
     _check_depths(teacher_layers, student_layers)
-    if teacher_layers % student_layers:
-        raise ConfigError(f"layer map: uniform needs the teacher's {teacher_layers} layers to be a multiple "
-                          f"of the student's {student_layers}; use layer_map: custom instead")
-    stride = teacher_layers // student_layers
-    return tuple(LayerMatch(m * stride, m, 1.0) for m in range(student_layers + 1))
+    return tuple(LayerMatch((2 * m * teacher_layers + student_layers) // (2 * student_layers), m, 1.0)
+                 for m in range(student_layers + 1))
 
 
 def last_map(teacher_layers, student_layers):
