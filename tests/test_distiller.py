@@ -126,6 +126,20 @@ def test_hidden_kd_from_teachers_of_different_depths_uses_one_map_per_teacher():
     assert np.all(np.isfinite(total.numpy()))
 
 
+def test_uniform_hidden_kd_between_depths_that_do_not_divide():
+    """3 -> 2 layers (the small scale's 6 -> 4 in miniature): the rounded uniform map trains."""
+    from road_tf.experiment import teacher_layer_matches
+
+    student, teacher = tiny_model(seed=0, layers=2), tiny_model(seed=1, layers=3, hidden=16, name="teacher")
+    config = kd_config(hidden_loss="mse", layer_map="uniform")
+    matches = teacher_layer_matches(config, [teacher], student)
+    assert matches == ((LayerMatch(0, 0), LayerMatch(2, 1), LayerMatch(3, 2)),)
+    distiller = compiled(Distiller(student, SQUAD, config, teachers=[teacher], layer_matches=matches))
+    logs = distiller.train_step(batch())
+    assert {"hidden_loss_0_0", "hidden_loss_2_1", "hidden_loss_3_2"} <= set(logs)
+    assert np.isfinite(float(logs["loss"]))
+
+
 def test_layer_matches_must_name_every_online_teacher():
     student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
     with pytest.raises(ValueError, match="one tuple per online teacher"):
