@@ -7,6 +7,7 @@ import keras
 
 from road_tf.config import DistillationConfig, LayerMatch, TeacherConfig
 from road_tf.distillation.distiller import Distiller
+from road_tf.experiment import teacher_layer_matches
 from road_tf import losses
 from road_tf.data.features import MODEL_INPUTS
 from road_tf.tasks import get_task
@@ -103,8 +104,6 @@ def test_teacher_never_changes_and_student_and_projection_do():
 
 def test_hidden_kd_from_teachers_of_different_depths_uses_one_map_per_teacher():
     """kd_ensemble + hidden MSE: each teacher gets its own layer map and projections (widths 16 and 24)."""
-    from road_tf.experiment import teacher_layer_matches
-
     student = tiny_model(seed=0, layers=1)
     teachers = [tiny_model(seed=1, layers=2, hidden=16, name="deep"), tiny_model(seed=2, layers=4, hidden=24, name="deeper")]
     config = kd_config(teachers=(TeacherConfig(), TeacherConfig()), hidden_loss="mse", layer_map="uniform")
@@ -128,8 +127,6 @@ def test_hidden_kd_from_teachers_of_different_depths_uses_one_map_per_teacher():
 
 def test_uniform_hidden_kd_between_depths_that_do_not_divide():
     """3 -> 2 layers (the small scale's 6 -> 4 in miniature): the rounded uniform map trains."""
-    from road_tf.experiment import teacher_layer_matches
-
     student, teacher = tiny_model(seed=0, layers=2), tiny_model(seed=1, layers=3, hidden=16, name="teacher")
     config = kd_config(hidden_loss="mse", layer_map="uniform")
     matches = teacher_layer_matches(config, [teacher], student)
