@@ -131,6 +131,15 @@ def save_toy_model(path, version):
     write_warmup(path, {"question": [QA_EXAMPLES[0]["question"]], "context": [QA_EXAMPLES[0]["context"]]})
 
 
+def save_toy_versions(root):
+    """Writes toy versions 1 and 2 to `root`/v1 and `root`/v2 (outside any base path); returns
+    {version: path}."""
+    paths = {version: os.path.join(str(root), f"v{version}") for version in (1, 2)}
+    for version, path in paths.items():
+        save_toy_model(path, version)
+    return paths
+
+
 def write_warmup(path, inputs):
     """(Over)writes `path`/assets.extra/tf_serving_warmup_requests with one serving_default
     PredictionLog whose inputs are {name: list of str}."""

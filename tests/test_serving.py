@@ -41,7 +41,7 @@ from helpers_serving import (
     free_port,
     http_json,
     install_version,
-    save_toy_model,
+    save_toy_versions,
     start_devserver,
     stop_devserver,
     write_warmup,
@@ -72,11 +72,7 @@ class Served:
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory):
     """{version: path} of the toy model's two versions, saved outside any base path."""
-    root = tmp_path_factory.mktemp("staged")
-    paths = {version: str(root / f"v{version}") for version in (1, 2)}
-    for version, path in paths.items():
-        save_toy_model(path, version)
-    return paths
+    return save_toy_versions(tmp_path_factory.mktemp("staged"))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ from helpers_serving import (
     direct_rows,
     free_port,
     install_version,
-    save_toy_model,
+    save_toy_versions,
     start_devserver,
     stop_devserver,
 )
@@ -340,11 +340,7 @@ def test_only_batchable_signatures_are_batched(batched_doubler):
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory):
     """{version: path} of the toy QA model's two versions, saved outside any base path."""
-    root = tmp_path_factory.mktemp("staged")
-    paths = {version: str(root / f"v{version}") for version in (1, 2)}
-    for version, path in paths.items():
-        save_toy_model(path, version)
-    return paths
+    return save_toy_versions(tmp_path_factory.mktemp("staged"))
 
 
 def test_version_swap_with_batching_drops_nothing(staged, tmp_path):

@@ -43,6 +43,7 @@ from helpers_serving import (
     free_port,
     install_version,
     save_toy_model,
+    save_toy_versions,
     start_devserver,
     stop_devserver,
 )
@@ -104,9 +105,7 @@ def served(tmp_path_factory):
     """The devserver with small limits, serving toy version 1 from a base path that also holds
     directories whose names are not versions."""
     root = tmp_path_factory.mktemp("fuzz")
-    staged = {version: str(root / f"staged{version}") for version in (1, 2)}
-    for version, path in staged.items():
-        save_toy_model(path, version)
+    staged = save_toy_versions(root)
     base_path = str(root / "toy")
     install_version(staged[1], base_path, 1)
     for name in ODD_VERSION_NAMES:
