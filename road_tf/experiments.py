@@ -26,9 +26,9 @@ fine-tuned without the multi-task stage (ROaD's were multi-task pre-trained): th
 cost down and isolates the teacher and KD form; `task_passes` and `final` have the stage.
 
 Each table writes `TABLE.md`, `TABLE.csv` and `TABLE.png` (F1 mean and standard deviation over
-seeds, with ROaD's own numbers beside them where the write-up gives them). Plots use matplotlib
-(Agg backend): it installs from wheels beside this stack (numpy 1.26) and writes PNGs without a
-display.
+seeds, with ROaD's own numbers beside them, on their own scale, where the write-up gives them).
+Plots use matplotlib (Agg backend): it installs from wheels beside this stack (numpy 1.26) and
+writes PNGs without a display.
 """
 
 import csv
@@ -329,7 +329,7 @@ def export_rows(table, results, output):
 
 def summarise(table, results):
     """One dict per row: mean and standard deviation over seeds of each metric (NaN when a run lacks
-    it), minutes, ROaD's F1."""
+    it; the standard deviation also NaN for one seed, whose spread is not measured), minutes, ROaD's F1."""
     rows = []
     for row, runs in results:
         finals = [metrics["final"] for _, metrics in runs]
@@ -341,7 +341,7 @@ def summarise(table, results):
                 summary[label] = summary[f"{label} std"] = math.nan
                 continue
             summary[label] = statistics.mean(values)
-            summary[f"{label} std"] = statistics.stdev(values) if len(values) > 1 else 0.0
+            summary[f"{label} std"] = statistics.stdev(values) if len(values) > 1 else math.nan
         summary["no_answer_f1"] = 100.0 * finals[0]["NoAns_total"] / finals[0]["total"]
         rows.append(summary)
     return rows
@@ -372,14 +372,20 @@ def table_markdown(table, scale_name, rows, command):
              "| row | " + " | ".join(label for label, _ in METRICS) + " | seeds | minutes | ROaD F1 |",
              "|---|" + "---:|" * (len(METRICS) + 3)]
     for row in rows:
-        cells = ["-" if math.isnan(row[label]) else f"{row[label]:.2f} ± {row[f'{label} std']:.2f}"
-                 for label, _ in METRICS]
+        cells = [_mean_and_spread(row[label], row[f"{label} std"]) for label, _ in METRICS]
         road = f"{row['road_f1']:.1f}" if row["road_f1"] is not None else "-"
         lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['seeds']} | {row['minutes']:.1f} | {road} |")
     lines += ["", f"Always \"no answer\" on this dev split: F1 {rows[0]['no_answer_f1']:.2f}. "
-              f"{threshold_note(scale_name)} ± is the standard deviation over seeds; minutes are training minutes "
-              "per seed.", ""]
+              f"{threshold_note(scale_name)} ± is the standard deviation over seeds (none for a row of one seed: "
+              "its spread is not measured); minutes are training minutes per seed.", ""]
     return "\n".join(lines)
+
+
+def _mean_and_spread(mean, std):
+    """A Markdown cell: "-" for a missing mean, "mean ± std", or the mean alone when std is NaN."""
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.2f}" if math.isnan(std) else f"{mean:.2f} ± {std:.2f}"
 
 
 def threshold_note(scale_name):
@@ -392,31 +398,46 @@ def threshold_note(scale_name):
 
 
 def table_plot(table, scale_name, rows, path):
-    """Writes a bar chart of F1 (error bars: std over seeds) with ROaD's F1 and the no-answer line."""
+    """Writes the table's F1 as points with error bars (std over seeds, none for one seed) beside the
+    always-"no answer" line and, in a second panel on its own scale, ROaD's F1 for the same rows."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [row["row"] for row in rows]
-    positions = range(len(rows))
-    figure, axis = plt.subplots(figsize=(max(6.0, 1.3 * len(rows)), 4.0))
-    axis.bar([p - 0.2 for p in positions], [row["F1"] for row in rows], 0.4, yerr=[row["F1 std"] for row in rows],
-             capsize=4, label=f"road_tf, {scale_name} scale")
-    road = [(p, row["road_f1"]) for p, row in zip(positions, rows) if row["road_f1"] is not None]
+    road = [(p, row["road_f1"]) for p, row in enumerate(rows) if row["road_f1"] is not None]
+    panels = 2 if road else 1
+    figure, axes = plt.subplots(1, panels, figsize=(max(6.0, 1.3 * len(rows)) + 3.0 * (panels - 1), 4.2),
+                                squeeze=False, gridspec_kw={"width_ratios": [len(rows), max(len(road), 2)][:panels]})
+    ours = axes[0][0]
+    f1 = [row["F1"] for row in rows]
+    ours.errorbar(range(len(rows)), f1, yerr=[row["F1 std"] for row in rows], fmt="o", capsize=4,
+                  label=f"road_tf, {scale_name} scale")
+    for position, value in enumerate(f1):
+        ours.annotate(f"{value:.2f}", (position, value), textcoords="offset points", xytext=(8, -3), fontsize=8)
+    ours.axhline(rows[0]["no_answer_f1"], color="gray", linestyle="--", label='always "no answer"')
+    _label_rows(ours, [row["row"] for row in rows], "SQuAD 2.0 dev F1", f"{table}: road_tf, {scale_name} scale")
+    ours.legend(fontsize=8, loc="best")
     if road:
-        axis.bar([p + 0.2 for p, _ in road], [f1 for _, f1 in road], 0.4, label="ROaD (ELECTRA, full scale)")
-    axis.axhline(rows[0]["no_answer_f1"], color="gray", linestyle="--", label='always "no answer"')
-    axis.set_xticks(list(positions), names, rotation=20, ha="right")
-    axis.set_ylabel("SQuAD 2.0 dev F1")
-    axis.set_title(table)
-    axis.set_ylim(0, 115)
-    axis.legend(fontsize=8, loc="upper left", ncol=3)
+        theirs = axes[0][1]
+        theirs.plot(range(len(road)), [value for _, value in road], "s", color="tab:orange")
+        for position, (_, value) in enumerate(road):
+            theirs.annotate(f"{value:.1f}", (position, value), textcoords="offset points", xytext=(8, -3), fontsize=8)
+        _label_rows(theirs, [rows[p]["row"] for p, _ in road], "SQuAD 2.0 dev F1", "ROaD (ELECTRA, full scale)")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
     plt.close(figure)
     write_atomic(path, buffer.getvalue())
+
+
+def _label_rows(axis, names, ylabel, title):
+    """Row names under the points of `axis` (at 0..n-1), with a margin either side."""
+    axis.set_xticks(list(range(len(names))), names, rotation=20, ha="right")
+    axis.set_xlim(-0.6, len(names) - 0.4)
+    axis.margins(y=0.3)
+    axis.set_ylabel(ylabel)
+    axis.set_title(title, fontsize=10)
 
 
 def write_table(table, scale_name, rows, output, command):

@@ -144,6 +144,12 @@ def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
     assert "| 71.00 ± 0.00 | - | 2 |" in markdown, "runs without held_out_tuned_f1 show -"
     assert (tmp_path / "out" / "final.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "fixed null threshold 0" in markdown
+    one_seed = experiments.summarise("final", [(rows[0], [_fake_run(tmp_path / "c0", 58.0, 5.0)])])
+    assert math.isnan(one_seed[0]["F1 std"]), "one seed has no measured spread"
+    experiments.write_table("final", "tiny", one_seed, tmp_path / "one", "cmd")
+    assert "| baseline | 57.00 | 58.00 | 29.00 | 90.00 | 59.00 | 55.00 | 1 | 5.0 | 83.3 |" in (
+        tmp_path / "one" / "final.md").read_text()
+    assert next(csv.DictReader((tmp_path / "one" / "final.csv").read_text().splitlines()))["F1 std"] == ""
     assert "served no-answer threshold, tuned" in experiments.table_markdown("final", "small", summary, "cmd")
 
 
