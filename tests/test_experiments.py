@@ -150,6 +150,10 @@ def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
     assert "| baseline | 57.00 | 58.00 | 29.00 | 90.00 | 59.00 | 55.00 | 1 | 5.0 | 83.3 |" in (
         tmp_path / "one" / "final.md").read_text()
     assert next(csv.DictReader((tmp_path / "one" / "final.csv").read_text().splitlines()))["F1 std"] == ""
+    no_road = experiments.summarise("kd_form", [(TABLES["kd_form"][0], [_fake_run(tmp_path / "d0", 58.0, 5.0)])])
+    assert no_road[0]["road_f1"] is None, "ROaD gives no F1 for kd_form's rows: one panel"
+    experiments.write_table("kd_form", "tiny", no_road, tmp_path / "one", "cmd")
+    assert (tmp_path / "one" / "kd_form.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "served no-answer threshold, tuned" in experiments.table_markdown("final", "small", summary, "cmd")
 
 
