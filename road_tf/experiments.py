@@ -405,25 +405,19 @@ def table_plot(table, scale_name, rows, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    road = [(p, row["road_f1"]) for p, row in enumerate(rows) if row["road_f1"] is not None]
+    road = [(row["row"], row["road_f1"]) for row in rows if row["road_f1"] is not None]
     panels = 2 if road else 1
     figure, axes = plt.subplots(1, panels, figsize=(max(6.0, 1.3 * len(rows)) + 3.0 * (panels - 1), 4.2),
                                 squeeze=False, gridspec_kw={"width_ratios": [len(rows), max(len(road), 2)][:panels]})
     ours = axes[0][0]
-    f1 = [row["F1"] for row in rows]
-    ours.errorbar(range(len(rows)), f1, yerr=[row["F1 std"] for row in rows], fmt="o", capsize=4,
-                  label=f"road_tf, {scale_name} scale")
-    for position, value in enumerate(f1):
-        ours.annotate(f"{value:.2f}", (position, value), textcoords="offset points", xytext=(8, -3), fontsize=8)
+    _plot_points(ours, [row["row"] for row in rows], [row["F1"] for row in rows], 2,
+                 f"{table}: road_tf, {scale_name} scale", yerr=[row["F1 std"] for row in rows], fmt="o",
+                 label=f"road_tf, {scale_name} scale")
     ours.axhline(rows[0]["no_answer_f1"], color="gray", linestyle="--", label='always "no answer"')
-    _label_rows(ours, [row["row"] for row in rows], "SQuAD 2.0 dev F1", f"{table}: road_tf, {scale_name} scale")
     ours.legend(fontsize=8, loc="best")
     if road:
-        theirs = axes[0][1]
-        theirs.plot(range(len(road)), [value for _, value in road], "s", color="tab:orange")
-        for position, (_, value) in enumerate(road):
-            theirs.annotate(f"{value:.1f}", (position, value), textcoords="offset points", xytext=(8, -3), fontsize=8)
-        _label_rows(theirs, [rows[p]["row"] for p, _ in road], "SQuAD 2.0 dev F1", "ROaD (ELECTRA, full scale)")
+        names, values = zip(*road)
+        _plot_points(axes[0][1], names, values, 1, "ROaD (ELECTRA, full scale)", fmt="s", color="tab:orange")
     figure.tight_layout()
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=100)
@@ -431,12 +425,17 @@ def table_plot(table, scale_name, rows, path):
     write_atomic(path, buffer.getvalue())
 
 
-def _label_rows(axis, names, ylabel, title):
-    """Row names under the points of `axis` (at 0..n-1), with a margin either side."""
+def _plot_points(axis, names, values, decimals, title, **style):
+    """Draws F1 `values` as points above the row `names` (x = 0..n-1), each labelled with its value
+    to `decimals` places; `style` goes to `errorbar` (yerr, fmt, label, color)."""
+    axis.errorbar(range(len(names)), values, capsize=4, **style)
+    for position, value in enumerate(values):
+        axis.annotate(f"{value:.{decimals}f}", (position, value), textcoords="offset points", xytext=(8, -3),
+                      fontsize=8)
     axis.set_xticks(list(range(len(names))), names, rotation=20, ha="right")
     axis.set_xlim(-0.6, len(names) - 0.4)
     axis.margins(y=0.3)
-    axis.set_ylabel(ylabel)
+    axis.set_ylabel("SQuAD 2.0 dev F1")
     axis.set_title(title, fontsize=10)
 
 
