@@ -35,13 +35,11 @@ import csv
 import dataclasses
 import hashlib
 import io
-import json
 import logging
 import math
 import pathlib
 import statistics
 import sys
-import time
 
 import keras
 import yaml
@@ -50,10 +48,10 @@ from road_tf import cache_teacher, export, train
 from road_tf.config import config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
 from road_tf.errors import ArgumentParser, cli_main
 from road_tf.files import check_writable_dir, write_atomic
+from road_tf.run_clock import RunClock, recorded_minutes
 from road_tf.saved_model import newest_is_from
 
 SHARED = "../shared/data"
-TIME_FILE = "experiment_time.json"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -244,10 +242,9 @@ class Experiments:
         config = resolve_teacher_runs(config)
         digest = hashlib.sha256(dump_yaml(config).encode("utf-8")).hexdigest()[:12]
         run_dir = self.output / "runs" / f"{role}-{digest}"
-        started = time.monotonic()
-        metrics, trained = train.train_run(config, run_dir)
+        with RunClock(run_dir):
+            metrics, trained = train.train_run(config, run_dir)
         if trained:
-            write_atomic(run_dir / TIME_FILE, json.dumps({"minutes": (time.monotonic() - started) / 60}) + "\n")
             keras.backend.clear_session()
         print(f"{'trained' if trained else 'reused'} {role} run {run_dir}", flush=True)
         return run_dir, metrics
@@ -333,7 +330,7 @@ def summarise(table, results):
     rows = []
     for row, runs in results:
         finals = [metrics["final"] for _, metrics in runs]
-        summary = {"row": row.name, "seeds": len(runs), "minutes": statistics.mean(_minutes(d) for d, _ in runs),
+        summary = {"row": row.name, "seeds": len(runs), "minutes": statistics.mean(recorded_minutes(d) for d, _ in runs),
                    "road_f1": ROAD_F1.get(table, {}).get(row.name)}
         for label, key in METRICS:
             values = [final[key] for final in finals if key in final]
@@ -345,12 +342,6 @@ def summarise(table, results):
         summary["no_answer_f1"] = 100.0 * finals[0]["NoAns_total"] / finals[0]["total"]
         rows.append(summary)
     return rows
-
-
-def _minutes(run_dir):
-    """Training minutes recorded for a run (0 when it was trained outside this command)."""
-    path = pathlib.Path(run_dir) / TIME_FILE
-    return json.loads(path.read_text())["minutes"] if path.is_file() else 0.0
 
 
 def table_csv(rows):

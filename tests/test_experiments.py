@@ -10,7 +10,7 @@ import pathlib
 
 import pytest
 
-from road_tf import experiments
+from road_tf import experiments, run_clock
 from road_tf.config import load_config, resolve_recipe, to_dict
 from road_tf.experiments import KD_FORMS, SCALES, TABLES, TEACHER_SETS, Experiments
 
@@ -119,7 +119,7 @@ def _fake_run(folder, f1, minutes, held_out=True):
              "tuned_f1": f1 + 1, "total": 200, "NoAns_total": 104}
     if held_out:
         final["held_out_tuned_f1"] = f1 - 3
-    (folder / experiments.TIME_FILE).write_text(json.dumps({"minutes": minutes}))
+    (folder / run_clock.TIME_FILE).write_text(json.dumps({"minutes": minutes}))
     return folder, {"final": final}
 
 
