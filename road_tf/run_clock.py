@@ -13,6 +13,7 @@ import pathlib
 import threading
 import time
 
+from road_tf.errors import RoadError, first_line
 from road_tf.files import write_atomic
 
 TIME_FILE = "experiment_time.json"
@@ -21,12 +22,23 @@ HEARTBEAT_SECONDS = 30.0
 
 
 def read_record(run_dir):
-    """The run's time record (a dict with `minutes` and `finished`), or None when it has none."""
+    """The run's time record (a dict with `minutes` and `finished`), or None when it has none.
+
+    Raises:
+        RoadError: the record is not a JSON object with a number of minutes.
+    """
     path = pathlib.Path(run_dir) / TIME_FILE
     if not path.is_file():
         return None
-    record = json.loads(path.read_text())
-    return {"minutes": float(record["minutes"]), "finished": bool(record.get("finished", True))}
+    try:
+        record = json.loads(path.read_text())
+        minutes = record["minutes"]
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes >= 0:
+            raise ValueError(f"minutes is {minutes!r}, not a number ≥ 0")
+        return {"minutes": float(minutes), "finished": record.get("finished", True) is not False}
+    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as error:
+        raise RoadError(f"{path}: not a run time record ({type(error).__name__}: {first_line(error)}); "
+                        f"delete it to count the run's minutes from its next command") from None
 
 
 def recorded_minutes(run_dir):

@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from road_tf.errors import RoadError
 from road_tf.run_clock import TIME_FILE, RunClock, read_record, recorded_minutes
 
 
@@ -65,3 +66,11 @@ def test_the_clock_never_creates_the_run_folder(tmp_path):
         time.sleep(0.05)
         raise ValueError("failed its checks")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("text", ["{", "[]", '{"minutes": "5"}', '{"minutes": -1}', '{"minutes": NaN}', "{}",
+                                  '{"minutes": true}'])
+def test_a_damaged_record_names_its_file(tmp_path, text):
+    (tmp_path / TIME_FILE).write_text(text)
+    with pytest.raises(RoadError, match=f"{TIME_FILE}: not a run time record"):
+        recorded_minutes(tmp_path)
