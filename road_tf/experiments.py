@@ -366,9 +366,11 @@ def table_markdown(table, scale_name, rows, command):
         cells = [_mean_and_spread(row[label], row[f"{label} std"]) for label, _ in METRICS]
         road = f"{row['road_f1']:.1f}" if row["road_f1"] is not None else "-"
         lines.append(f"| {row['row']} | " + " | ".join(cells) + f" | {row['seeds']} | {row['minutes']:.1f} | {road} |")
+    total = sum(row["minutes"] * row["seeds"] for row in rows)
     lines += ["", f"Always \"no answer\" on this dev split: F1 {rows[0]['no_answer_f1']:.2f}. "
               f"{threshold_note(scale_name)} ± is the standard deviation over seeds (none for a row of one seed: "
-              "its spread is not measured); minutes are training minutes per seed.", ""]
+              f"its spread is not measured); minutes are training minutes per seed, {total:.1f} for all the rows' "
+              "runs (their teachers and cached teacher logits not counted).", ""]
     return "\n".join(lines)
 
 

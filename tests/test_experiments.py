@@ -144,6 +144,7 @@ def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
     assert "| 71.00 ± 0.00 | - | 2 |" in markdown, "runs without held_out_tuned_f1 show -"
     assert (tmp_path / "out" / "final.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "fixed null threshold 0" in markdown
+    assert "12.0 for all the rows' runs" in markdown, "the table's total: each row's minutes per seed × its seeds"
     one_seed = experiments.summarise("final", [(rows[0], [_fake_run(tmp_path / "c0", 58.0, 5.0)])])
     assert math.isnan(one_seed[0]["F1 std"]), "one seed has no measured spread"
     experiments.write_table("final", "tiny", one_seed, tmp_path / "one", "cmd")
