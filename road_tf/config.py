@@ -17,6 +17,7 @@ from road_tf.errors import ConfigError
 from road_tf.registry import KD_LOSSES, TASKS
 
 ENCODER_WEIGHTS = "encoder.weights.h5"
+RUN_METRICS_FILE = "metrics.json"  # a run's dev metrics, written when it has finished training
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 
@@ -676,7 +677,7 @@ def load_run_config(run, field):
     run = pathlib.Path(run)
     if not is_run_directory(run):
         raise ConfigError(f"{field}: {run} is not a road_tf run directory (no config.yaml)")
-    if not (run / "metrics.json").is_file():
+    if not (run / RUN_METRICS_FILE).is_file():
         raise ConfigError(f"{field}: the run {run} has not finished (no metrics.json); finish it first")
     return load_config(run / "config.yaml")
 

@@ -20,7 +20,7 @@ import pathlib
 import keras
 
 from road_tf import training
-from road_tf.config import ENCODER_WEIGHTS, dump_yaml
+from road_tf.config import ENCODER_WEIGHTS, RUN_METRICS_FILE, dump_yaml
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
@@ -286,5 +286,5 @@ def run_and_record(config, output_dir):
     output_dir = pathlib.Path(output_dir)
     write_atomic(training.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
     metrics = run_training(config, output_dir)
-    write_json(training.worker_path(output_dir / "metrics.json", config.train), metrics)
+    write_json(training.worker_path(output_dir / RUN_METRICS_FILE, config.train), metrics)
     return metrics

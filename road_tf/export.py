@@ -11,7 +11,7 @@ import json
 import pathlib
 import sys
 
-from road_tf.config import load_config
+from road_tf.config import RUN_METRICS_FILE, load_config
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import ArgumentParser, RoadError, cli_main
 from road_tf.models.task_model import build_model
@@ -40,7 +40,7 @@ def load_run_student(run_dir):
 
 def run_final_metrics(run_dir):
     """The `final` section of a run's metrics.json (the exported model's dev metrics)."""
-    path = pathlib.Path(run_dir) / "metrics.json"
+    path = pathlib.Path(run_dir) / RUN_METRICS_FILE
     if not path.is_file():
         raise RoadError(f"{run_dir}: no metrics.json; the run has not finished")
     try:

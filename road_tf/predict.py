@@ -17,6 +17,7 @@ import sys
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
+from road_tf.config import RUN_METRICS_FILE
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, RoadError, cli_main
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
@@ -49,7 +50,7 @@ def resolve_model(path):
     if (path / SAVED_MODEL_FILE).is_file():
         return path
     if (path / "config.yaml").is_file():
-        metrics_path = path / "metrics.json"
+        metrics_path = path / RUN_METRICS_FILE
         try:
             exported = json.loads(metrics_path.read_text()).get("export")
         except (OSError, ValueError, AttributeError):

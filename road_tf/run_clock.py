@@ -13,11 +13,11 @@ import pathlib
 import threading
 import time
 
+from road_tf.config import RUN_METRICS_FILE
 from road_tf.errors import RoadError, first_line
 from road_tf.files import write_atomic
 
 TIME_FILE = "experiment_time.json"
-METRICS_FILE = "metrics.json"
 HEARTBEAT_SECONDS = 30.0
 
 
@@ -67,7 +67,7 @@ class RunClock:
         self.beats = threading.Thread(target=self._beat, daemon=True)
 
     def __enter__(self):
-        self.idle = (self.run_dir / METRICS_FILE).is_file()
+        self.idle = (self.run_dir / RUN_METRICS_FILE).is_file()
         if not self.idle:
             record = read_record(self.run_dir)
             self.before = record["minutes"] if record and not record["finished"] else 0.0

@@ -185,7 +185,7 @@ def train_run(config, output_dir):
         (metrics.json's dict, whether this call trained: False for a run that had finished).
     """
     preflight(config, output_dir)
-    metrics_path = output_dir / "metrics.json"
+    metrics_path = output_dir / config_lib.RUN_METRICS_FILE
     if metrics_path.is_file():
         return json.loads(metrics_path.read_text()), False
     setup_logging(output_dir)
