@@ -574,7 +574,9 @@ def read_yaml(path):
     """Reads a recipe YAML file (a mapping of overrides)."""
     path = pathlib.Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
+        if not path.exists():
+            raise ConfigError(f"{path}: no such config file")
+        raise ConfigError(f"{path}: {'a folder' if path.is_dir() else 'a device or pipe'}, not a config file")
     try:
         raw = path.read_bytes()
     except OSError as error:

@@ -1,11 +1,32 @@
-"""Atomic file writes (readers see the old file or the whole new one, never half of one) and
-up-front checks that a folder exists or can be written."""
+"""Atomic file writes (readers see the old file or the whole new one, never half of one),
+up-front checks that a folder exists or can be written, and opening a data file for reading."""
 
 import os
 import pathlib
+import stat
 import tempfile
 
-from road_tf.errors import RoadError
+from road_tf.errors import DataError, RoadError
+
+
+def open_data_file(path):
+    """Opens `path` for binary reading: a regular file or a pipe (`<(zcat ...)`), not a folder or a
+    device, whose reads never end (/dev/zero) or wait for a terminal.
+
+    Raises:
+        DataError: naming the file, when it cannot be opened or is a folder or a device.
+    """
+    try:
+        handle = open(path, "rb")
+    except IsADirectoryError:
+        raise DataError(path, "a folder, not a file") from None
+    except OSError as error:
+        raise DataError(path, f"cannot read file: {error.strerror or error}") from None
+    mode = os.fstat(handle.fileno()).st_mode
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        handle.close()
+        raise DataError(path, "a device, not a file")
+    return handle
 
 
 def write_atomic(path, payload):

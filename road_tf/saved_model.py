@@ -42,16 +42,21 @@ def versions(model_dir):
     """{version number: path} of the entries of `model_dir` named by a base-10 ASCII integer ({} when
     the folder is absent).
 
-    Other names are ignored, with a warning unless they are hidden (`.tmp-*`): `str.isdigit()` is
-    also true for names such as "²" that `int()` rejects.
+    Other names are ignored: hidden ones (`.tmp-*`) silently, the rest with one warning naming the
+    first few when the folder holds versions (without any, it is not a model folder, which callers
+    report). `str.isdigit()` is also true for names such as "²" that `int()` rejects.
     """
     model_dir = pathlib.Path(model_dir)
-    found = {}
+    found, ignored = {}, []
     for path in (model_dir.iterdir() if model_dir.exists() else ()):
         if path.name.isascii() and path.name.isdigit():
             found[int(path.name)] = path
         elif not path.name.startswith("."):
-            logging.warning("%s: ignoring %r, which is not a version folder (a base-10 integer)", model_dir, path.name)
+            ignored.append(path.name)
+    if ignored and found:
+        shown = ", ".join(repr(name) for name in sorted(ignored)[:3]) + (", ..." if len(ignored) > 3 else "")
+        logging.warning("%s: ignoring %d entries that are not version folders (base-10 integers): %s",
+                        model_dir, len(ignored), shown)
     return found
 
 

@@ -92,6 +92,10 @@ def test_bad_yaml_files(tmp_path):
         config_lib.load_config(listing)
     with pytest.raises(ConfigError, match="no such config file"):
         config_lib.load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match=f"^{tmp_path}: a folder, not a config file$"):
+        config_lib.load_config(tmp_path)
+    with pytest.raises(ConfigError, match="^/dev/null: a device or pipe, not a config file$"):
+        config_lib.load_config("/dev/null")
 
 
 def test_every_recipe_is_valid_and_holds_only_known_overrides():

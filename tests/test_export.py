@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 
 import keras
 import numpy as np
@@ -148,6 +149,19 @@ def test_next_version_and_failed_export_leaves_no_version(exported, monkeypatch)
         export.export_qa_model(model, SQUAD, tokenizer, config, base_dir=base, model_name="m")
     names = sorted(p.name for p in (base / "m").iterdir())
     assert names == ["1", "2"]
+
+
+def test_versions_warns_once_for_all_odd_entries_of_a_model_folder(tmp_path, caplog):
+    for name in ["3", "notes", "²", "a", "b", ".tmp-4"]:
+        (tmp_path / name).mkdir()
+    with caplog.at_level(logging.WARNING):
+        assert sorted(export.versions(tmp_path)) == [3]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"{tmp_path}: ignoring 4 entries that are not version folders (base-10 integers): 'a', 'b', 'notes', ..."]
+    caplog.clear()
+    (tmp_path / "3").rmdir()
+    assert export.versions(tmp_path) == {}
+    assert not caplog.records
 
 
 def test_a_version_records_the_run_it_came_from(exported, tmp_path):

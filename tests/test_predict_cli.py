@@ -100,6 +100,7 @@ def bad_cases(run, tmp_path):
         (["--model", version, "--data", str(wrong_shape), "--output", str(tmp_path / "p.json")], "list.json"),
         (["--model", version, "--data", str(empty), "--output", str(tmp_path / "p.json")], "no questions"),
         (["--model", version, "--data", str(bad_gzip), "--output", str(tmp_path / "p.json")], "bad.json.gz"),
+        (["--model", version, "--data", "/dev/zero", "--output", str(tmp_path / "p.json")], "/dev/zero: a device"),
         (["--model", version, "--data", str(dev), "--output", str(blocker / "p.json")], "is a file, not a folder"),
         (["--model", version, "--data", str(dev), "--output", "/proc/road_tf/p.json"], "cannot write there"),
         (["--model", version, "--data", str(dev), "--na-probs", "/proc/na.json", "--output", str(tmp_path / "p.json")],

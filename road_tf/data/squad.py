@@ -17,7 +17,7 @@ import zlib
 
 from road_tf.data.examples import Answer, QAExample
 from road_tf.errors import DataError
-from road_tf.files import write_atomic
+from road_tf.files import open_data_file, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -102,13 +102,15 @@ def read_text(path):
     """Returns a UTF-8 file's text; gunzips when the name ends in .gz or the bytes start like gzip.
 
     Raises:
-        DataError: naming the file, when it cannot be read, is corrupt gzip or is not UTF-8.
+        DataError: naming the file, when it cannot be read, is a folder or a device, is corrupt
+            gzip or is not UTF-8.
     """
     path = pathlib.Path(path)
-    try:
-        raw = path.read_bytes()
-    except OSError as error:
-        raise DataError(path, f"cannot read file: {error.strerror or error}") from None
+    with open_data_file(path) as handle:
+        try:
+            raw = handle.read()
+        except OSError as error:
+            raise DataError(path, f"cannot read file: {error.strerror or error}") from None
     if path.name.endswith(".gz") or raw[:2] == _GZIP_MAGIC:
         try:
             raw = gzip.decompress(raw)

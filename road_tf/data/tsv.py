@@ -15,7 +15,7 @@ import pathlib
 import zlib
 
 from road_tf.errors import DataError
-from road_tf.files import write_atomic
+from road_tf.files import open_data_file, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -29,17 +29,12 @@ def iter_lines(path):
     order mark at the start is dropped.
 
     Raises:
-        DataError: the file cannot be opened, or its gzip stream is corrupt or truncated (the
-            record named is the line that could not be read).
+        DataError: the file cannot be opened, is a folder or a device, or its gzip stream is
+            corrupt or truncated (the record named is the line that could not be read).
     """
     path = pathlib.Path(path)
-    try:
-        handle = path.open("rb")
-    except OSError as error:
-        raise DataError(path, f"cannot read file: {error.strerror or error}") from None
-    with handle:
-        is_gzip = path.name.endswith(".gz") or handle.read(2) == _GZIP_MAGIC
-        handle.seek(0)
+    with open_data_file(path) as handle:
+        is_gzip = path.name.endswith(".gz") or handle.peek(2)[:2] == _GZIP_MAGIC
         stream = gzip.GzipFile(fileobj=handle, mode="rb") if is_gzip else handle
         lines = iter(stream)
         number = 0

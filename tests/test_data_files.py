@@ -1,0 +1,59 @@
+"""Opening data files: folders and devices are refused with the file named (reading /dev/zero would
+fill memory), while pipes such as `--data <(zcat dev.json.gz)` are read, gzipped or not."""
+
+import gzip
+import json
+import os
+import threading
+
+import pytest
+
+from road_tf.data import glue
+from road_tf.data.squad import read_squad_json
+from road_tf.errors import DataError
+
+SQUAD = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Ada wrote it.", "qas": [
+    {"id": "q1", "question": "Who wrote it?", "answers": [{"text": "Ada", "answer_start": 0}],
+     "is_impossible": False}]}]}]}
+QQP = b"id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n5\t1\t2\tWhy?\tHow come?\t1\n"
+
+
+def _fifo_fed_with(tmp_path, payload):
+    """A named pipe in tmp_path and the thread that writes `payload` into it once a reader opens it."""
+    path = tmp_path / "pipe"
+    os.mkfifo(path)
+
+    def feed():
+        with open(path, "wb") as handle:
+            handle.write(payload)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    return path, writer
+
+
+@pytest.mark.parametrize("read", [read_squad_json, glue.read_qqp_tsv], ids=["json", "tsv"])
+def test_devices_and_folders_are_refused_naming_the_path(tmp_path, read):
+    with pytest.raises(DataError) as caught:
+        read("/dev/zero")
+    assert str(caught.value) == "/dev/zero: a device, not a file"
+    with pytest.raises(DataError) as caught:
+        read(tmp_path)
+    assert str(caught.value) == f"{tmp_path}: a folder, not a file"
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_squad_json_is_read_from_a_pipe(tmp_path, compress):
+    payload = json.dumps(SQUAD).encode("utf-8")
+    path, writer = _fifo_fed_with(tmp_path, gzip.compress(payload) if compress else payload)
+    examples = read_squad_json(path)
+    writer.join(timeout=10)
+    assert [(example.qid, example.answers[0].text) for example in examples] == [("q1", "Ada")]
+
+
+@pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
+def test_tsv_is_read_from_a_pipe_whose_gzip_is_recognised_by_its_bytes(tmp_path, compress):
+    path, writer = _fifo_fed_with(tmp_path, gzip.compress(QQP) if compress else QQP)
+    examples = glue.read_qqp_tsv(path)
+    writer.join(timeout=10)
+    assert [(example.guid, example.label) for example in examples] == [("5", 1)]
