@@ -13,7 +13,7 @@ import sys
 import tempfile
 
 from pipelines import configs
-from pipelines.local_runner import add_pipeline_arguments, check_gate_flags, pipeline_settings, resolve_config
+from pipelines.local_runner import add_pipeline_arguments, check_pipeline_flags, pipeline_settings, resolve_config
 from road_tf.errors import ArgumentParser, RoadError, cli_main
 from road_tf.files import check_writable_file, write_atomic
 
@@ -46,7 +46,7 @@ def parse_args(argv):
     parser.add_argument("--serving-model-dir", default=f"gs://YOUR_BUCKET/saved_models/{configs.MODEL_NAME}",
                         help="where the Pusher writes numbered versions")
     args = parser.parse_args(argv)
-    check_gate_flags(args)
+    check_pipeline_flags(args)
     check_image(args.image)
     check_writable_file(args.output, "--output")
     return args

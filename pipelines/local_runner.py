@@ -33,11 +33,15 @@ def add_pipeline_arguments(parser):
     parser.add_argument("--no-cache", action="store_true", help="rerun every component (TFX caching off)")
 
 
-def check_gate_flags(args):
-    """RoadError unless the gate's --margin and --tolerance are finite numbers."""
+def check_pipeline_flags(args):
+    """RoadError unless the gate's --margin and --tolerance are finite numbers and every --beam-arg
+    is a flag (Beam ignores other words silently)."""
     for flag in ("margin", "tolerance"):
         if not math.isfinite(getattr(args, flag)):
             raise RoadError(f"--{flag}: must be a finite number of F1 points, got {getattr(args, flag)}")
+    for beam_arg in args.beam_args:
+        if not (isinstance(beam_arg, str) and beam_arg.startswith("--") and len(beam_arg) > 2):
+            raise RoadError(f"--beam-arg {beam_arg!r}: not a Beam flag; write it as --beam-arg=--name=value")
 
 
 def resolve_config(args):
@@ -67,7 +71,9 @@ def parse_args(argv):
     parser.add_argument("--prepare-only", action="store_true",
                         help="write the examples under ROOT/data/examples and stop (e.g. to copy them for Kubeflow)")
     args = parser.parse_args(argv)
-    check_gate_flags(args)
+    check_pipeline_flags(args)
+    if args.eval_data and args.data in ("synthetic", "tfds"):
+        raise RoadError(f"--eval-data: needs a SQuAD file for --data, not {args.data} (which brings its own eval split)")
     if args.min_dev_questions < 1:
         raise RoadError(f"--min-dev-questions: must be at least 1, got {args.min_dev_questions}")
     check_writable_dir(args.root, "--root")
