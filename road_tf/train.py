@@ -104,6 +104,18 @@ def check_teacher_files(distillation):
             check_weights_file(teacher.checkpoint, f"distillation.teachers[{i}].checkpoint")
 
 
+def check_data_paths(paths):
+    """ConfigError unless each existing path of `paths` ({config field: path}, "" for unset) is a
+    regular file: a run reads its data more than once and records the path to resume from, so a
+    pipe would be empty the second time and a device never ends (missing files are the readers' to
+    report)."""
+    for field, path in paths.items():
+        if path and pathlib.Path(path).exists() and not pathlib.Path(path).is_file():
+            if pathlib.Path(path).is_dir():
+                raise ConfigError(f"{field}: {path}: a folder, not a file")
+            raise ConfigError(f"{field}: {path}: a device or pipe, not a file (a run reads its data more than once)")
+
+
 def preflight(config, output_dir):
     """Fails before anything is written or trained on what would otherwise stop the run later.
 
@@ -122,9 +134,13 @@ def preflight(config, output_dir):
     if config.data.vocab != "minilm":
         read_vocab(vocab_path(config.data.vocab))
     if config.data.source == "json":
+        check_data_paths({"data.train_path": config.data.train_path, "data.dev_path": config.data.dev_path})
         for split in ("train", "dev"):
             sources.load_split(spec, config.data, split)
     if config.multitask.steps:
+        for i, files in enumerate(config.multitask.task_files):
+            check_data_paths({f"multitask.task_files[{i}].{name}": getattr(files, name)
+                              for name in ("train_path", "dev_path")})
         for files in config.multitask.task_files:
             for split in ("train", "dev"):
                 sources.load_split(task_spec(files.task), config.data, split, is_main_task=False, task_files=files)

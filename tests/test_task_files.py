@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from road_tf import train
 from road_tf.config import load_config
 from road_tf.data import sources
 from road_tf.data.tokenizer import WordPieceTokenizer
-from road_tf.errors import DataError
+from road_tf.errors import ConfigError, DataError
 from road_tf.registry import task_spec
 
 SENTENCES = [f"sentence number {i} ." for i in range(12)]
@@ -104,6 +105,24 @@ def test_preflight_names_a_missing_task_file(tmp_path, missing):
     with pytest.raises(DataError) as error:
         train.preflight(config, tmp_path / "run")
     assert str(error.value) == f"{absent}: cannot read file: No such file or directory"
+
+
+@pytest.mark.parametrize("kind", ["folder", "device", "pipe"])
+def test_preflight_refuses_data_paths_that_are_not_files(tmp_path, kind):
+    """A run reads its data more than once: a pipe would be empty the second time, a device never ends."""
+    present = write_sentiment_tsv(tmp_path / "present.tsv", SENTENCES)
+    odd = {"folder": tmp_path, "device": "/dev/zero", "pipe": tmp_path / "pipe"}[kind]
+    if kind == "pipe":
+        os.mkfifo(odd)
+    what = "a folder, not a file" if kind == "folder" else "a device or pipe, not a file"
+    config = config_with(tmp_path, f"{{task: sentiment, train_path: {present}, dev_path: {odd}}}", "export.enabled=false")
+    with pytest.raises(ConfigError, match=f"^multitask.task_files\\[0\\].dev_path: {odd}: {what}"):
+        train.preflight(config, tmp_path / "run")
+    config = load_config(None, ["data.source=json", f"data.train_path={odd}", f"data.dev_path={odd}",
+                                f"data.cache_dir={tmp_path / 'cache'}", "export.enabled=false"])
+    with pytest.raises(ConfigError, match=f"^data.train_path: {odd}: {what}"):
+        train.preflight(config, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
 
 
 def test_preflight_skips_task_files_without_a_multitask_stage(tmp_path):
