@@ -207,11 +207,15 @@ def export_qa_model(model, task, tokenizer, config, null_score_diff_threshold=No
                     model_name=None, source=None):
     """Writes `<base>/<name>/<next version>/` atomically (see `save_qa_model`); returns its path.
 
-    A model with NaN or infinite weights is refused (RoadError); `.tmp-*` folders older than an
-    hour, left by killed exports, are removed.
+    A model with NaN or infinite weights, or without a name (`model_name` and `export.model_name`
+    empty: the versions would land in the base folder itself), is refused (RoadError); `.tmp-*`
+    folders older than an hour, left by killed exports, are removed.
     """
     check_finite_weights(model)
     export = config.export
+    if not (model_name or export.model_name):
+        raise RoadError("export.model_name: empty, so the model has no folder under the base folder; name it "
+                        "(python -m road_tf.export --model-name NAME, or --set export.model_name=NAME)")
     model_dir = pathlib.Path(base_dir or export.base_dir) / (model_name or export.model_name)
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(model_dir)

@@ -136,6 +136,15 @@ def test_graph_check_rejects_py_function(tmp_path):
         export.check_serving_ops(tmp_path / "m")
 
 
+def test_a_model_without_a_name_is_refused(exported, tmp_path):
+    """Without a name the versions would be numbered folders of the base folder itself."""
+    config = exported["config"]
+    unnamed = dataclasses.replace(config, export=dataclasses.replace(config.export, model_name=""))
+    with pytest.raises(RoadError, match="^export.model_name: empty"):
+        export.export_qa_model(exported["model"], SQUAD, exported["tokenizer"], unnamed, base_dir=tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_next_version_and_failed_export_leaves_no_version(exported, monkeypatch):
     tokenizer, config, model, base = exported["tokenizer"], exported["config"], exported["model"], exported["base"]
     second = export.export_qa_model(model, SQUAD, tokenizer, config, base_dir=base, model_name="m")
