@@ -17,6 +17,7 @@ TensorFlow when first used.
 import contextlib
 import functools
 import http.client
+import io
 import json
 import math
 import os
@@ -28,6 +29,7 @@ import urllib.parse
 import warnings
 
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main
+from road_tf.files import open_data_file
 from serving.codec import array_to_json
 
 DEFAULT_REST_URL = "http://127.0.0.1:8501"
@@ -280,9 +282,9 @@ def parse_args(argv):
 
 
 def read_context_file(path):
-    """A UTF-8 text file -> its content (str)."""
+    """A UTF-8 text file (or pipe; not a folder or device) -> its content (str)."""
     try:
-        with open(path, encoding="utf-8") as stream:
+        with io.TextIOWrapper(open_data_file(path), encoding="utf-8") as stream:
             return stream.read()
     except OSError as error:
         raise DataError(path, f"cannot read context file: {error.strerror}") from None
@@ -291,7 +293,8 @@ def read_context_file(path):
 
 
 def read_batch_file(path):
-    """A JSONL file of {"question", "context"[, "id"]} objects -> list of those dicts.
+    """A JSONL file (or pipe; not a folder or device) of {"question", "context"[, "id"]} objects -> list
+    of those dicts.
 
     Blank lines are skipped; other keys are ignored.
 
@@ -301,7 +304,7 @@ def read_batch_file(path):
     """
     records = []
     try:
-        with open(path, encoding="utf-8") as stream:
+        with io.TextIOWrapper(open_data_file(path), encoding="utf-8") as stream:
             for number, line in enumerate(stream, start=1):
                 if line.strip():
                     records.append(_batch_record(path, number, line))

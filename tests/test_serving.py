@@ -518,6 +518,18 @@ def test_client_cli_bad_batch_file(tmp_path, capsys, content, fragment):
     assert err.count("\n") == 1 and str(batch) in err and fragment in err
 
 
+@pytest.mark.parametrize("flags", [["--batch-file"], ["q", "--context-file"]], ids=["batch_file", "context_file"])
+@pytest.mark.parametrize("path, fragment", [("/dev/zero", "a device, not a file"), ("{tmp}", "a folder, not a file")],
+                         ids=["device", "folder"])
+def test_client_cli_refuses_devices_and_folders(tmp_path, capsys, flags, path, fragment):
+    """Reading /dev/zero would never end: a device or folder is one line naming it, exit 2."""
+    path = path.format(tmp=tmp_path)
+    with pytest.raises(SystemExit) as raised:
+        client.main([*flags, path, "--rest", "http://127.0.0.1:9"])
+    assert raised.value.code == 2
+    assert capsys.readouterr().err == f"error: {path}: {fragment}\n"
+
+
 def test_client_cli_reports_server_error_text(served, tmp_path, capsys):
     """A server error answer becomes one line carrying the server's message, exit 2, and no
     (partial or temporary) --output file is left behind."""
