@@ -14,7 +14,7 @@ import tempfile
 
 from pipelines import configs
 from pipelines.local_runner import add_pipeline_arguments, check_pipeline_flags, pipeline_settings, resolve_config
-from road_tf.errors import ArgumentParser, RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
 from road_tf.files import check_writable_file, write_atomic
 
 # A container image reference as Docker parses it: [host[:port]/]path[:tag][@digest], the path in
@@ -37,13 +37,14 @@ def check_image(image):
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m pipelines.kubeflow_runner", description=__doc__.splitlines()[0])
     add_pipeline_arguments(parser)
-    parser.add_argument("--output", required=True, help="the compiled pipeline spec (PIPELINE.json)")
+    parser.add_argument("--output", type=nonempty, required=True, help="the compiled pipeline spec (PIPELINE.json)")
     parser.add_argument("--image", required=True, help="container image every component runs in")
-    parser.add_argument("--pipeline-root", default=f"gs://YOUR_BUCKET/tfx/{configs.PIPELINE_NAME}",
+    parser.add_argument("--pipeline-root", type=nonempty, default=f"gs://YOUR_BUCKET/tfx/{configs.PIPELINE_NAME}",
                         help="where the cluster keeps artifacts (e.g. gs://bucket/tfx)")
-    parser.add_argument("--data-root", default="gs://YOUR_BUCKET/road_tfx/examples",
+    parser.add_argument("--data-root", type=nonempty, default="gs://YOUR_BUCKET/road_tfx/examples",
                         help="Split-train/ and Split-eval/ TFRecords (written by local_runner --prepare-only)")
-    parser.add_argument("--serving-model-dir", default=f"gs://YOUR_BUCKET/saved_models/{configs.MODEL_NAME}",
+    parser.add_argument("--serving-model-dir", type=nonempty,
+                        default=f"gs://YOUR_BUCKET/saved_models/{configs.MODEL_NAME}",
                         help="where the Pusher writes numbered versions")
     args = parser.parse_args(argv)
     check_pipeline_flags(args)

@@ -13,7 +13,7 @@ import sys
 
 from pipelines import configs
 from road_tf import config as config_lib
-from road_tf.errors import ArgumentParser, RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
 from road_tf.files import check_writable_dir
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -21,7 +21,7 @@ REPO = pathlib.Path(__file__).resolve().parent.parent
 
 def add_pipeline_arguments(parser):
     """The flags shared with the Kubeflow runner: recipe, overrides, gate and Beam settings."""
-    parser.add_argument("--config", help="road_tf recipe name (e.g. demo) or YAML file of overrides")
+    parser.add_argument("--config", type=nonempty, help="road_tf recipe name (e.g. demo) or YAML file of overrides")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one road_tf field, e.g. --set train.steps=100 (repeatable)")
     parser.add_argument("--margin", type=float, default=configs.NO_ANSWER_MARGIN,
@@ -60,14 +60,15 @@ def pipeline_settings(args, config):
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m pipelines.local_runner", description=__doc__.splitlines()[0])
     add_pipeline_arguments(parser)
-    parser.add_argument("--data", default="synthetic",
+    parser.add_argument("--data", type=nonempty, default="synthetic",
                         help="synthetic (default), tfds, or a SQuAD 2.0 JSON(.gz) file (split by article "
                              "unless --eval-data is given)")
-    parser.add_argument("--eval-data", help="SQuAD 2.0 JSON(.gz) eval file (with a file for --data)")
+    parser.add_argument("--eval-data", type=nonempty, help="SQuAD 2.0 JSON(.gz) eval file (with a file for --data)")
     parser.add_argument("--min-dev-questions", type=int, default=configs.MIN_DEV_QUESTIONS,
                         help="splitting one file: the eval half takes articles until it holds this many questions")
-    parser.add_argument("--root", default=str(REPO / "runs" / "tfx"), help="pipeline state, metadata and data")
-    parser.add_argument("--serving-model-dir", default=str(REPO / "saved_models" / configs.MODEL_NAME))
+    parser.add_argument("--root", type=nonempty, default=str(REPO / "runs" / "tfx"),
+                        help="pipeline state, metadata and data")
+    parser.add_argument("--serving-model-dir", type=nonempty, default=str(REPO / "saved_models" / configs.MODEL_NAME))
     parser.add_argument("--prepare-only", action="store_true",
                         help="write the examples under ROOT/data/examples and stop (e.g. to copy them for Kubeflow)")
     args = parser.parse_args(argv)

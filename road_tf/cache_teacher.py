@@ -15,7 +15,7 @@ from road_tf import config as config_lib
 from road_tf.data.features import write_feature_cache
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.offline import teacher_logits
-from road_tf.errors import ArgumentParser, ConfigError, cli_main
+from road_tf.errors import ArgumentParser, ConfigError, cli_main, nonempty
 from road_tf.files import check_writable_file
 from road_tf.models.task_model import build_model
 from road_tf.tasks import get_task, load_task_data
@@ -24,9 +24,10 @@ from road_tf.tasks import get_task, load_task_data
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m road_tf.cache_teacher",
                             description="Cache teacher logits over the training split for offline KD.")
-    parser.add_argument("--config", help="recipe name or YAML file of overrides")
+    parser.add_argument("--config", type=nonempty, help="recipe name or YAML file of overrides")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--output", required=True, help="TFRecord file to write (a .json sidecar goes beside it)")
+    parser.add_argument("--output", type=nonempty, required=True,
+                        help="TFRecord file to write (a .json sidecar goes beside it)")
     return parser.parse_args(argv)
 
 

@@ -37,6 +37,14 @@ class ArgumentParser(argparse.ArgumentParser):
         raise RoadError(f"{message} (see --help)")
 
 
+def nonempty(value):
+    """argparse `type` of a path, recipe or model name: the string itself, refused when empty (an
+    empty path is the current folder to Python, and an empty flag reads as if it were not given)."""
+    if not value:
+        raise argparse.ArgumentTypeError("must not be empty")
+    return value
+
+
 def one_line(message):
     """`message` with line breaks and other control characters escaped (\\n, \\x00), so it fits one line."""
     return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in message)

@@ -24,7 +24,7 @@ import math
 import sys
 
 from road_tf.data.squad import read_json, read_squad_json, read_text
-from road_tf.errors import ArgumentParser, DataError, cli_main
+from road_tf.errors import ArgumentParser, DataError, cli_main, nonempty
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 
@@ -52,14 +52,14 @@ def _parser():
     parser = ArgumentParser(prog="python -m road_tf.evaluate", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     squad = commands.add_parser("squad2", help="SQuAD 2.0 exact match and F1, as the official script")
-    squad.add_argument("data", help="SQuAD 2.0 JSON file (.json or .json.gz)")
-    squad.add_argument("predictions", help="JSON {question id: answer text}")
-    squad.add_argument("--na-probs", help="JSON {question id: probability of no answer}")
+    squad.add_argument("data", type=nonempty, help="SQuAD 2.0 JSON file (.json or .json.gz)")
+    squad.add_argument("predictions", type=nonempty, help="JSON {question id: answer text}")
+    squad.add_argument("--na-probs", type=nonempty, help="JSON {question id: probability of no answer}")
     squad.add_argument("--na-prob-thresh", type=_threshold, default=1.0, metavar="P",
                        help='predict "" where the no-answer probability exceeds P, in [0, 1] (default 1.0)')
     classify = commands.add_parser("classification", help="accuracy, macro-F1 and binary F1")
     classify.add_argument("gold", help="JSON {guid: label} (.json/.json.gz) or TSV `guid<TAB>label`")
-    classify.add_argument("predictions", help="JSON {guid: integer label}")
+    classify.add_argument("predictions", type=nonempty, help="JSON {guid: integer label}")
     classify.add_argument("--num-classes", type=_num_classes, default=2, metavar="N",
                           help="labels lie in [0, N) (default 2; MNLI has 3)")
     return parser

@@ -46,7 +46,7 @@ import yaml
 
 from road_tf import cache_teacher, export, train
 from road_tf.config import config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
-from road_tf.errors import ArgumentParser, cli_main
+from road_tf.errors import ArgumentParser, cli_main, nonempty
 from road_tf.files import check_writable_dir, write_atomic
 from road_tf.run_clock import RunClock, recorded_minutes
 from road_tf.saved_model import newest_is_from
@@ -445,7 +445,7 @@ def parse_args(argv):
     parser.add_argument("table", choices=[*TABLES, "all"], help="which table")
     parser.add_argument("--scale", required=True, choices=list(SCALES), help="tiny (synthetic, minutes), small "
                         "(real data offline, 2 CPU cores), full (ROaD's sizes; accelerators and the internet)")
-    parser.add_argument("--output", help="folder for runs and tables (default results/<scale>)")
+    parser.add_argument("--output", type=nonempty, help="folder for runs and tables (default results/<scale>)")
     parser.add_argument("--seeds", type=int, help="student seeds per row (default: 3 for final, 1 for the others)")
     parser.add_argument("--rows", help="comma-separated rows of TABLE to run (default: all); the written table "
                         "holds these rows only")

@@ -13,7 +13,7 @@ import sys
 
 from road_tf.config import RUN_METRICS_FILE, load_config
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.errors import ArgumentParser, RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
 from road_tf.models.task_model import build_model
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
@@ -52,9 +52,12 @@ def run_final_metrics(run_dir):
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m road_tf.export",
                             description="Export a trained run's student as a TF Serving SavedModel version.")
-    parser.add_argument("--run-dir", required=True, help="a finished training run (holds config.yaml, student/)")
-    parser.add_argument("--model-name", help="folder name under --base (default: the run's export.model_name)")
-    parser.add_argument("--base", help="TF Serving model base directory (default: the run's export.base_dir)")
+    parser.add_argument("--run-dir", type=nonempty, required=True,
+                        help="a finished training run (holds config.yaml, student/)")
+    parser.add_argument("--model-name", type=nonempty,
+                        help="folder name under --base (default: the run's export.model_name)")
+    parser.add_argument("--base", type=nonempty,
+                        help="TF Serving model base directory (default: the run's export.base_dir)")
     return parser.parse_args(argv)
 
 

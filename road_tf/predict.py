@@ -19,7 +19,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from road_tf.config import RUN_METRICS_FILE
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import ArgumentParser, RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.files import check_writable_file, require_folder, write_atomic
 from road_tf.saved_model import METRICS_FILE, newest_version
@@ -31,11 +31,13 @@ DEFAULT_BATCH_SIZE = 32
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m road_tf.predict",
                             description="Answer the questions of a SQuAD 2.0 file with an exported model.")
-    parser.add_argument("--model", required=True,
+    parser.add_argument("--model", type=nonempty, required=True,
                         help="SavedModel version folder, model folder (newest version) or finished run directory")
-    parser.add_argument("--data", required=True, help="SQuAD 2.0 JSON file (.json or .json.gz)")
-    parser.add_argument("--output", required=True, help="predictions JSON to write: {question id: answer}")
-    parser.add_argument("--na-probs", help="no-answer probabilities JSON to write: {question id: probability}")
+    parser.add_argument("--data", type=nonempty, required=True, help="SQuAD 2.0 JSON file (.json or .json.gz)")
+    parser.add_argument("--output", type=nonempty, required=True,
+                        help="predictions JSON to write: {question id: answer}")
+    parser.add_argument("--na-probs", type=nonempty,
+                        help="no-answer probabilities JSON to write: {question id: probability}")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="questions per model call")
     args = parser.parse_args(argv)
     if args.batch_size < 1:

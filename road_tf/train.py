@@ -22,7 +22,7 @@ from argparse import RawDescriptionHelpFormatter
 from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
 from road_tf.files import check_writable_dir, write_atomic
 from road_tf.registry import SPAN, task_spec
 
@@ -41,10 +41,11 @@ def parse_args(argv):
         epilog=f"{EPILOG_HEADER}\n{recipes}\n\nSet {VERBOSE_ENV}=1 to see TensorFlow's own log lines.",
         formatter_class=RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--config", help="recipe name (e.g. demo) or YAML file of overrides")
+    parser.add_argument("--config", type=nonempty, help="recipe name (e.g. demo) or YAML file of overrides")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one field, e.g. --set train.steps=100 (repeatable)")
-    parser.add_argument("--output-dir", help="run directory (default runs/<recipe>-<config hash>, resumed if it exists)")
+    parser.add_argument("--output-dir", type=nonempty,
+                        help="run directory (default runs/<recipe>-<config hash>, resumed if it exists)")
     parser.add_argument("--new", action="store_true", help="start a new run folder instead of resuming the matching one")
     parser.add_argument("--skip-bad-records", action="store_true",
                         help="warn about and skip malformed data records instead of stopping (data.skip_bad_records)")

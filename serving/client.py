@@ -28,7 +28,7 @@ import types
 import urllib.parse
 import warnings
 
-from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main
+from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
 from road_tf.files import open_data_file
 from serving.codec import array_to_json
 
@@ -256,14 +256,14 @@ def parse_args(argv):
     parser.add_argument("question", nargs="?", help="the question (omit with --batch-file)")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--context", help="the passage to answer from")
-    source.add_argument("--context-file", help="a UTF-8 file holding the passage")
-    parser.add_argument("--batch-file", help="JSONL of {question, context[, id]}; answers as JSONL")
-    parser.add_argument("--output", help="write the answers here instead of stdout")
+    source.add_argument("--context-file", type=nonempty, help="a UTF-8 file holding the passage")
+    parser.add_argument("--batch-file", type=nonempty, help="JSONL of {question, context[, id]}; answers as JSONL")
+    parser.add_argument("--output", type=nonempty, help="write the answers here instead of stdout")
     parser.add_argument("--batch-size", type=int, default=32, help="questions per request (default 32)")
     server = parser.add_mutually_exclusive_group()
     server.add_argument("--rest", metavar="URL", help=f"REST API root (default {DEFAULT_REST_URL})")
     server.add_argument("--grpc", metavar="HOST:PORT", help="gRPC API address, e.g. localhost:8500")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
+    parser.add_argument("--model", type=nonempty, default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
     parser.add_argument("--version", type=int, help="model version (default: the newest)")
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
     args = parser.parse_args(argv)

@@ -96,6 +96,36 @@ def test_runners_and_serving_commands_refuse_flags_out_of_range_before_any_work(
     assert list(tmp_path.iterdir()) == []
 
 
+# (module, the other arguments (with the empty positional in place), the flag or positional left
+# empty): an empty path is the current folder to Python and an empty flag reads as if it were not
+# given, so neither may pass.
+EMPTY_CASES = [("road_tf.train", [], "--config"), ("road_tf.train", [], "--output-dir"),
+               ("road_tf.cache_teacher", ["--output", "t.tfrecord"], "--config"),
+               ("road_tf.cache_teacher", [], "--output"),
+               *(("road_tf.predict", ["--model", "m", "--data", "d.json", "--output", "p.json"], flag)
+                 for flag in ("--model", "--data", "--output", "--na-probs")),
+               ("road_tf.evaluate", ["squad2", "d.json", "p.json"], "--na-probs"),
+               ("road_tf.evaluate", ["squad2", "", "p.json"], "data"),
+               ("road_tf.evaluate", ["squad2", "d.json", ""], "predictions"),
+               *(("road_tf.export", ["--run-dir", "r"], flag) for flag in ("--run-dir", "--base", "--model-name")),
+               ("road_tf.experiments", ["final", "--scale", "tiny"], "--output"),
+               *(("pipelines.local_runner", [], flag)
+                 for flag in ("--config", "--data", "--eval-data", "--root", "--serving-model-dir")),
+               *(("pipelines.kubeflow_runner", ["--image", "i", "--output", "p.json"], flag)
+                 for flag in ("--output", "--pipeline-root", "--data-root", "--serving-model-dir")),
+               *(("serving.client", ["q", "--context", "c"], flag) for flag in ("--output", "--model")),
+               ("serving.client", ["q"], "--context-file"), ("serving.client", [], "--batch-file")]
+
+
+@pytest.mark.parametrize("module, argv, flag", EMPTY_CASES, ids=lambda value: str(value))
+def test_an_empty_path_or_name_is_refused_before_any_work(module, argv, flag, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    argv = argv + [flag, ""] if flag.startswith("--") else argv
+    line = refusal(importlib.import_module(module).main, argv, capsys)
+    assert f"argument {flag}: must not be empty" in line, line
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize("name", BENCHMARKS)
 def test_a_benchmark_refuses_an_unknown_flag_in_one_line(name, capsys):
     assert "--no-such-flag" in refusal(benchmark_main(name), ["--no-such-flag"], capsys)
