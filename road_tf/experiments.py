@@ -457,7 +457,8 @@ def parse_args(argv):
 
 
 def parse_rows(parser, table, rows):
-    """--rows as a tuple of row names of `table` (empty: every row); unknown names are a usage error."""
+    """--rows as a tuple of row names of `table` (empty: every row); unknown or repeated names are a
+    usage error."""
     if rows is None:
         return ()
     if table == "all":
@@ -467,6 +468,9 @@ def parse_rows(parser, table, rows):
     unknown = [name for name in names if name not in known]
     if unknown:
         parser.error(f"--rows: {table} has no row {unknown[0]!r} (rows: {', '.join(known)})")
+    repeated = [name for i, name in enumerate(names) if name in names[:i]]
+    if repeated:
+        parser.error(f"--rows: names {repeated[0]!r} twice")
     return names
 
 

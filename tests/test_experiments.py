@@ -165,6 +165,7 @@ def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
     (["final"], "--scale"),
     (["final", "--scale", "tiny", "--rows", "baseline,roda"], "--rows: final has no row 'roda' (rows: baseline, road)"),
     (["final", "--scale", "tiny", "--rows", ""], "--rows: final has no row ''"),
+    (["final", "--scale", "tiny", "--rows", "road,baseline,road"], "--rows: names 'road' twice"),
     (["all", "--scale", "tiny", "--rows", "road"], "--rows: needs one TABLE, not all"),
 ])
 def test_bad_arguments_fail_with_one_line(args, message, capsys):
