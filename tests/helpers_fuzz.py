@@ -437,7 +437,7 @@ SPECIFIC_SETTINGS = [
      "none.json"),
     ("train-path-folder", {"good.json": GOOD_SQUAD},
      ("--set", "data.source=json", "--set", "data.train_path={dir}", "--set", "data.dev_path={dir}/good.json"),
-     "cannot read"),
+     "data.train_path"),
     ("max-context-bytes-zero", {}, ("--set", "data.max_context_bytes=0"), "data.max_context_bytes"),
     ("max-seq-length-huge", {}, ("--set", "data.max_seq_length=1000000"), "data.max_seq_length"),
     ("hidden-dim-huge", {}, ("--set", "model.hidden_dim=100000000"), "model.hidden_dim"),
