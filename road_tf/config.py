@@ -14,6 +14,7 @@ from typing import Optional, Tuple
 import yaml
 
 from road_tf.errors import ConfigError
+from road_tf.files import non_file_kind
 from road_tf.registry import KD_LOSSES, TASKS
 
 ENCODER_WEIGHTS = "encoder.weights.h5"
@@ -573,10 +574,11 @@ def parse_set(pair):
 def read_yaml(path):
     """Reads a recipe YAML file (a mapping of overrides)."""
     path = pathlib.Path(path)
+    kind = non_file_kind(path)
+    if kind:
+        raise ConfigError(f"{path}: {kind}, not a config file")
     if not path.is_file():
-        if not path.exists():
-            raise ConfigError(f"{path}: no such config file")
-        raise ConfigError(f"{path}: {'a folder' if path.is_dir() else 'a device or pipe'}, not a config file")
+        raise ConfigError(f"{path}: no such config file")
     try:
         raw = path.read_bytes()
     except OSError as error:

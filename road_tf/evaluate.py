@@ -58,7 +58,7 @@ def _parser():
     squad.add_argument("--na-prob-thresh", type=_threshold, default=1.0, metavar="P",
                        help='predict "" where the no-answer probability exceeds P, in [0, 1] (default 1.0)')
     classify = commands.add_parser("classification", help="accuracy, macro-F1 and binary F1")
-    classify.add_argument("gold", help="JSON {guid: label} (.json/.json.gz) or TSV `guid<TAB>label`")
+    classify.add_argument("gold", type=nonempty, help="JSON {guid: label} (.json/.json.gz) or TSV `guid<TAB>label`")
     classify.add_argument("predictions", type=nonempty, help="JSON {guid: integer label}")
     classify.add_argument("--num-classes", type=_num_classes, default=2, metavar="N",
                           help="labels lie in [0, N) (default 2; MNLI has 3)")

@@ -29,6 +29,15 @@ def open_data_file(path):
     return handle
 
 
+def non_file_kind(path):
+    """"a folder" or "a device or pipe" when something other than a regular file stands at `path`;
+    None for a regular file or nothing at all."""
+    path = pathlib.Path(path)
+    if not path.exists() or path.is_file():
+        return None
+    return "a folder" if path.is_dir() else "a device or pipe"
+
+
 def write_atomic(path, payload):
     """Writes `payload` (bytes, or str as UTF-8) to `path` (mode 644) via a temporary file and a rename."""
     path = pathlib.Path(path)

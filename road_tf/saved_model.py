@@ -213,10 +213,11 @@ def export_qa_model(model, task, tokenizer, config, null_score_diff_threshold=No
     """
     check_finite_weights(model)
     export = config.export
-    if not (model_name or export.model_name):
+    name = model_name or export.model_name
+    if not name:
         raise RoadError("export.model_name: empty, so the model has no folder under the base folder; name it "
                         "(python -m road_tf.export --model-name NAME, or --set export.model_name=NAME)")
-    model_dir = pathlib.Path(base_dir or export.base_dir) / (model_name or export.model_name)
+    model_dir = pathlib.Path(base_dir or export.base_dir) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(model_dir)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))

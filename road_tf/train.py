@@ -23,7 +23,7 @@ from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
-from road_tf.files import check_writable_dir, write_atomic
+from road_tf.files import check_writable_dir, non_file_kind, write_atomic
 from road_tf.registry import SPAN, task_spec
 
 EPILOG_HEADER = "recipes (configs/*.yaml, pass --config NAME or a path):"
@@ -111,10 +111,10 @@ def check_data_paths(paths):
     pipe would be empty the second time and a device never ends (missing files are the readers' to
     report)."""
     for field, path in paths.items():
-        if path and pathlib.Path(path).exists() and not pathlib.Path(path).is_file():
-            if pathlib.Path(path).is_dir():
-                raise ConfigError(f"{field}: {path}: a folder, not a file")
-            raise ConfigError(f"{field}: {path}: a device or pipe, not a file (a run reads its data more than once)")
+        kind = non_file_kind(path) if path else None
+        if kind:
+            why = "" if kind == "a folder" else " (a run reads its data more than once)"
+            raise ConfigError(f"{field}: {path}: {kind}, not a file{why}")
 
 
 def preflight(config, output_dir):
@@ -142,7 +142,6 @@ def preflight(config, output_dir):
         for i, files in enumerate(config.multitask.task_files):
             check_data_paths({f"multitask.task_files[{i}].{name}": getattr(files, name)
                               for name in ("train_path", "dev_path")})
-        for files in config.multitask.task_files:
             for split in ("train", "dev"):
                 sources.load_split(task_spec(files.task), config.data, split, is_main_task=False, task_files=files)
 

@@ -107,6 +107,7 @@ EMPTY_CASES = [("road_tf.train", [], "--config"), ("road_tf.train", [], "--outpu
                ("road_tf.evaluate", ["squad2", "d.json", "p.json"], "--na-probs"),
                ("road_tf.evaluate", ["squad2", "", "p.json"], "data"),
                ("road_tf.evaluate", ["squad2", "d.json", ""], "predictions"),
+               ("road_tf.evaluate", ["classification", "", "p.json"], "gold"),
                *(("road_tf.export", ["--run-dir", "r"], flag) for flag in ("--run-dir", "--base", "--model-name")),
                ("road_tf.experiments", ["final", "--scale", "tiny"], "--output"),
                *(("pipelines.local_runner", [], flag)
