@@ -8,6 +8,8 @@ import tempfile
 
 from road_tf.errors import DataError, RoadError
 
+GZIP_MAGIC = b"\x1f\x8b"
+
 
 def open_data_file(path):
     """Opens `path` for binary reading: a regular file or a pipe (`<(zcat ...)`), not a folder or a
@@ -27,6 +29,11 @@ def open_data_file(path):
         handle.close()
         raise DataError(path, "a device, not a file")
     return handle
+
+
+def is_gzipped(path, head):
+    """Whether a data file is gzip: its name ends in `.gz` or its first bytes `head` are gzip's magic."""
+    return pathlib.Path(path).name.endswith(".gz") or head[:2] == GZIP_MAGIC
 
 
 def non_file_kind(path):

@@ -17,11 +17,10 @@ import zlib
 
 from road_tf.data.examples import Answer, QAExample
 from road_tf.errors import DataError
-from road_tf.files import open_data_file, write_atomic
+from road_tf.files import is_gzipped, open_data_file, write_atomic
 
 logger = logging.getLogger(__name__)
 
-_GZIP_MAGIC = b"\x1f\x8b"
 _KINDS = {
     "a string": lambda value: isinstance(value, str),
     "a list": lambda value: isinstance(value, list),
@@ -111,7 +110,7 @@ def read_text(path):
             raw = handle.read()
         except OSError as error:
             raise DataError(path, f"cannot read file: {error.strerror or error}") from None
-    if path.name.endswith(".gz") or raw[:2] == _GZIP_MAGIC:
+    if is_gzipped(path, raw):
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as error:

@@ -15,11 +15,9 @@ import pathlib
 import zlib
 
 from road_tf.errors import DataError
-from road_tf.files import open_data_file, write_atomic
+from road_tf.files import is_gzipped, open_data_file, write_atomic
 
 logger = logging.getLogger(__name__)
-
-_GZIP_MAGIC = b"\x1f\x8b"
 
 
 def iter_lines(path):
@@ -34,7 +32,7 @@ def iter_lines(path):
     """
     path = pathlib.Path(path)
     with open_data_file(path) as handle:
-        is_gzip = path.name.endswith(".gz") or handle.peek(2)[:2] == _GZIP_MAGIC
+        is_gzip = is_gzipped(path, handle.peek(2))
         stream = gzip.GzipFile(fileobj=handle, mode="rb") if is_gzip else handle
         lines = iter(stream)
         number = 0
