@@ -14,7 +14,7 @@ import sys
 from pipelines import configs
 from road_tf import config as config_lib
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
-from road_tf.files import check_writable_dir
+from road_tf.files import check_writable_dir, versions
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 
@@ -90,11 +90,6 @@ def prepare_examples(args, config, root):
     return write_examples(root / "data" / "examples", train, evaluation)
 
 
-def versions(model_dir):
-    """The integer-named version folders under `model_dir`."""
-    return {p.name for p in model_dir.iterdir() if p.name.isdigit()} if model_dir.is_dir() else set()
-
-
 def latest_gate_reason(pipeline_root):
     """The reason line of the newest SquadGate decision under `pipeline_root` ("" if none)."""
     reasons = sorted(pipeline_root.glob("SquadGate/blessing/*/*BLESSED"), key=lambda p: int(p.parent.name))
@@ -118,7 +113,8 @@ def run(args, config):
             str(root / "metadata.db")),
         **pipeline_settings(args, config))
     tfx.orchestration.LocalDagRunner().run(pipeline)
-    return sorted(serving / name for name in versions(serving) - before), latest_gate_reason(root / "pipeline")
+    pushed = [path for number, path in sorted(versions(serving).items()) if number not in before]
+    return pushed, latest_gate_reason(root / "pipeline")
 
 
 @cli_main

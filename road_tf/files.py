@@ -1,6 +1,8 @@
 """Atomic file writes (readers see the old file or the whole new one, never half of one),
-up-front checks that a folder exists or can be written, and opening a data file for reading."""
+up-front checks that a folder exists or can be written, opening a data file for reading, and the
+version folders of a model folder (no TensorFlow here: the CLIs check their flags before importing it)."""
 
+import logging
 import os
 import pathlib
 import stat
@@ -102,3 +104,25 @@ def check_writable_file(path, what):
     if path.is_dir():
         raise RoadError(f"{what} {path}: is a folder, not a file name")
     check_writable_dir(path.parent, what)
+
+
+def versions(model_dir):
+    """{version number: path} of the entries of `model_dir` named by a base-10 ASCII integer ({} when
+    the folder is absent).
+
+    Other names are ignored: hidden ones (`.tmp-*`) silently, the rest with one warning naming the
+    first few when the folder holds versions (without any, it is not a model folder, which callers
+    report). `str.isdigit()` is also true for names such as "²" that `int()` rejects.
+    """
+    model_dir = pathlib.Path(model_dir)
+    found, ignored = {}, []
+    for path in (model_dir.iterdir() if model_dir.exists() else ()):
+        if path.name.isascii() and path.name.isdigit():
+            found[int(path.name)] = path
+        elif not path.name.startswith("."):
+            ignored.append(path.name)
+    if ignored and found:
+        shown = ", ".join(repr(name) for name in sorted(ignored)[:3]) + (", ..." if len(ignored) > 3 else "")
+        logging.warning("%s: ignoring %d entries that are not version folders (base-10 integers): %s",
+                        model_dir, len(ignored), shown)
+    return found

@@ -21,6 +21,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the signature u
 
 from road_tf.data.features import MODEL_INPUTS, qa_windows
 from road_tf.errors import RoadError
+from road_tf.files import versions
 from road_tf.training import check_finite_weights
 
 # TF Text ops that TF Serving 2.16 links in (it bundles TF Text 2.12.1 kernels).
@@ -36,28 +37,6 @@ WARMUP_EXAMPLES = (
 )
 METRICS_FILE = "road_tf_metrics.json"
 SOURCE_FILE = "road_tf_source.json"
-
-
-def versions(model_dir):
-    """{version number: path} of the entries of `model_dir` named by a base-10 ASCII integer ({} when
-    the folder is absent).
-
-    Other names are ignored: hidden ones (`.tmp-*`) silently, the rest with one warning naming the
-    first few when the folder holds versions (without any, it is not a model folder, which callers
-    report). `str.isdigit()` is also true for names such as "²" that `int()` rejects.
-    """
-    model_dir = pathlib.Path(model_dir)
-    found, ignored = {}, []
-    for path in (model_dir.iterdir() if model_dir.exists() else ()):
-        if path.name.isascii() and path.name.isdigit():
-            found[int(path.name)] = path
-        elif not path.name.startswith("."):
-            ignored.append(path.name)
-    if ignored and found:
-        shown = ", ".join(repr(name) for name in sorted(ignored)[:3]) + (", ..." if len(ignored) > 3 else "")
-        logging.warning("%s: ignoring %d entries that are not version folders (base-10 integers): %s",
-                        model_dir, len(ignored), shown)
-    return found
 
 
 def next_version(model_dir):
