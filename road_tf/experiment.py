@@ -282,9 +282,10 @@ def run_training(config, output_dir):
 
 
 def run_and_record(config, output_dir):
-    """`run_training` that also writes `config.yaml` (first) and `metrics.json` (last) to `output_dir`."""
+    """`run_training` that also writes `config.yaml` (first) and `metrics.json` (last, with the
+    `environment` of this invocation) to `output_dir`."""
     output_dir = pathlib.Path(output_dir)
     write_atomic(training.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
-    metrics = run_training(config, output_dir)
+    metrics = {**run_training(config, output_dir), "environment": training.environment()}
     write_json(training.worker_path(output_dir / RUN_METRICS_FILE, config.train), metrics)
     return metrics

@@ -14,6 +14,7 @@ import logging
 import math
 import os
 import pathlib
+import platform
 import shutil
 import sys
 import tempfile
@@ -155,6 +156,45 @@ def tpu_strategy(address):
 def set_precision(train_config):
     """Applies `train.mixed_precision` as the global Keras dtype policy."""
     keras.mixed_precision.set_global_policy(train_config.mixed_precision)
+
+
+def _cpu_model():
+    """The CPU's model name from /proc/cpuinfo (Linux), else what `platform` knows, else "unknown"."""
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _thread_count(configured, variable, default):
+    """TensorFlow's thread-pool size: `tf.config`'s setting, else the environment variable, else `default`."""
+    if configured:
+        return configured
+    value = os.environ.get(variable, "")
+    return int(value) if value.isdigit() and int(value) > 0 else default
+
+
+def environment():
+    """What a run's numbers depend on beyond its config -> {versions, cpu, cores, threads, policy}.
+
+    Float32 training on CPUs reproduced to every digit across an Intel and an AMD CPU with 2
+    intra-op threads each, but not across thread counts (README, "Reproducing the numbers"), so a
+    run records them beside its metrics.
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    threading_config = tf.config.threading
+    return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
+            "cpu": _cpu_model(), "cores": cores,
+            "intra_op_threads": _thread_count(threading_config.get_intra_op_parallelism_threads(),
+                                              "TF_NUM_INTRAOP_THREADS", cores),
+            "inter_op_threads": _thread_count(threading_config.get_inter_op_parallelism_threads(),
+                                              "TF_NUM_INTEROP_THREADS", cores),
+            "accelerators": [device.device_type for device in tf.config.list_logical_devices()
+                             if device.device_type != "CPU"],
+            "dtype_policy": keras.mixed_precision.global_policy().name}
 
 
 def make_optimizer(learning_rate, total_steps, warmup_fraction, weight_decay, lr_scales=None):

@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import tensorflow as tf
 import yaml
 
 from conftest import REPO
@@ -53,7 +54,10 @@ def test_end_to_end_slice(tmp_path, capsys):
     final = metrics["final"]
     assert final["task"] == "squad2" and final["split"] == "dev"
     assert 0.0 <= final["f1"] <= 100.0 and final["total"] == 20
-    assert set(metrics) == {"final", "stages", "export"}
+    assert set(metrics) == {"final", "stages", "export", "environment"}
+    environment = metrics["environment"]
+    assert environment["tensorflow"] == tf.__version__ and environment["accelerators"] == []
+    assert environment["cores"] >= 1 and environment["intra_op_threads"] >= 1
     assert final["exact"] == metrics["stages"]["student"]["exact"]
     predictions = json.loads((out / "student" / "predictions.json").read_text())
     na_probs = json.loads((out / "student" / "na_probs.json").read_text())

@@ -96,3 +96,11 @@ def test_trim_padding_is_rejected_on_tpus():
 
     with pytest.raises(ConfigError, match="train.trim_padding: must be 0 when strategy is tpu"):
         train_config(trim_padding=8, strategy="tpu", tpu_address="local").validate()
+
+
+@pytest.mark.parametrize("value, expected", [("3", 3), ("", None), ("0", None), ("two", None)])
+def test_environment_records_the_thread_pool_tensorflow_uses(monkeypatch, value, expected):
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", value)
+    environment = training.environment()
+    assert environment["intra_op_threads"] == (expected or environment["cores"])
+    assert environment["cpu"] and environment["dtype_policy"] == keras.mixed_precision.global_policy().name
