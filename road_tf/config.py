@@ -25,6 +25,13 @@ CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SERVING_PRECISIONS = ("float32", "bfloat16")
+# How a hidden-KD projection starts: Keras' default (glorot uniform), or the identity (an eye matrix,
+# cut to the widths), so that a student whose states already resemble the teacher's starts from them.
+PROJECTION_INITS = ("random", "identity")
+# Fields added after runs were named by a hash of their config's dump (train's runs/<recipe>-<hash>,
+# the experiment tables' runs): left out of the dump at these defaults, which behave as the runs
+# made before the field did, so those runs keep their names. These defaults must never change.
+OMITTED_AT_DEFAULT = {("distillation", "projection_init"): "random"}
 MAX_STEPS = 2**31 - 1  # the most steps (or steps per checkpoint) a run may ask for
 MAX_YAML_DEPTH = 100  # the deepest bracket nesting a recipe or --set value may have
 
@@ -190,6 +197,7 @@ class DistillationConfig:
     temperature_end: float = 2.0
     hidden_loss: str = "none"
     hidden_weight: float = 1.0
+    projection_init: str = "random"
     layer_map: str = "last"
     layer_matches: Tuple[LayerMatch, ...] = ()
     compare_without_kd: bool = True
@@ -217,6 +225,8 @@ class DistillationConfig:
         _check(not (self.mode == "offline" and self.hidden_loss != "none"), f"{prefix}.hidden_loss",
                "hidden-state KD needs an online teacher (offline caches hold logits only)")
         _check(self.hidden_weight >= 0, f"{prefix}.hidden_weight", "must be non-negative")
+        _check(self.projection_init in PROJECTION_INITS, f"{prefix}.projection_init",
+               f"must be {' or '.join(PROJECTION_INITS)}, got {self.projection_init!r}")
         _check(self.hidden_loss in ("none", "mse"), f"{prefix}.hidden_loss", f"must be none or mse, got {self.hidden_loss!r}")
         _check(self.kd_loss in KD_LOSSES, f"{prefix}.kd_loss",
                f"unknown loss {self.kd_loss!r}; known: {', '.join(KD_LOSSES)}")
@@ -726,5 +736,10 @@ def resolve_recipe(name_or_path):
 
 
 def dump_yaml(config):
-    """The resolved config as YAML text (what `config.yaml` in a run directory holds)."""
-    return yaml.safe_dump(to_dict(config), sort_keys=False)
+    """The resolved config as YAML text (what `config.yaml` in a run directory holds), without the
+    fields of `OMITTED_AT_DEFAULT` that hold their defaults."""
+    values = to_dict(config)
+    for (section, field), default in OMITTED_AT_DEFAULT.items():
+        if values[section][field] == default:
+            del values[section][field]
+    return yaml.safe_dump(values, sort_keys=False)

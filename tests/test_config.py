@@ -221,3 +221,17 @@ def test_a_teacher_run_that_cannot_teach_is_refused(tmp_path, make, why):
 def test_a_teacher_run_and_another_checkpoint_are_refused():
     with pytest.raises(ConfigError, match="leave checkpoint empty"):
         config_lib.load_config(overrides=["distillation.teachers=[{run: runs/a, checkpoint: b.weights.h5}]"])
+
+
+def test_fields_added_later_stay_out_of_the_dump_at_their_defaults(tmp_path):
+    """A run's folder is named by a hash of its config's dump: a field added later must not rename
+    the runs made before it, so at its default it is not dumped; set, it is, and both round-trip."""
+    default = config_lib.load_config()
+    assert "projection_init" not in yaml.safe_load(config_lib.dump_yaml(default))["distillation"]
+    identity = config_lib.load_config(overrides=[TEACHER, "distillation.hidden_loss=mse",
+                                                 "distillation.projection_init=identity"])
+    assert yaml.safe_load(config_lib.dump_yaml(identity))["distillation"]["projection_init"] == "identity"
+    for config in (default, identity):
+        dumped = tmp_path / "config.yaml"
+        dumped.write_text(config_lib.dump_yaml(config))
+        assert config_lib.load_config(str(dumped)) == config

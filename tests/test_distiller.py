@@ -6,6 +6,7 @@ import tensorflow as tf
 import keras
 
 from road_tf.config import DistillationConfig, LayerMatch, TeacherConfig
+from road_tf.errors import ConfigError
 from road_tf.distillation.distiller import Distiller
 from road_tf.experiment import teacher_layer_matches
 from road_tf import losses
@@ -205,3 +206,25 @@ def test_mixed_precision_steps_train_with_float32_weights(policy):
         assert any(not np.array_equal(a, w.numpy()) for a, w in zip(before, student.trainable_weights))
     finally:
         keras.mixed_precision.set_global_policy("float32")
+
+
+def test_identity_projections_start_from_the_students_own_states():
+    """projection_init=identity: a student distilled from a copy of itself starts at hidden loss 0;
+    a wider teacher gets the first dims of each student state (eye [8, 16])."""
+    student, twin = tiny_model(seed=0), tiny_model(seed=0, name="twin")
+    matches = ((LayerMatch(0, 0), LayerMatch(1, 1)),)
+    identity = kd_config(hidden_loss="mse", layer_map="custom", layer_matches=matches[0], projection_init="identity")
+    distiller = compiled(Distiller(student, SQUAD, identity, teachers=[twin], layer_matches=matches))
+    _, terms = distiller.compute_losses(batch(), training=False)
+    assert float(terms["hidden_loss"]) == 0.0
+    random = compiled(Distiller(student, SQUAD, kd_config(hidden_loss="mse", layer_map="custom",
+                                                          layer_matches=matches[0]),
+                                teachers=[twin], layer_matches=matches))
+    assert float(random.compute_losses(batch(), training=False)[1]["hidden_loss"]) > 0.0
+    wide = Distiller(student, SQUAD, identity, teachers=[tiny_model(seed=1, hidden=16, name="wide")], layer_matches=matches)
+    np.testing.assert_array_equal(wide.projections[0][1].kernel.numpy(), np.eye(8, 16))
+
+
+def test_unknown_projection_init_is_a_config_error():
+    with pytest.raises(ConfigError, match="distillation.projection_init: must be random or identity"):
+        kd_config(projection_init="orthogonal").validate()

@@ -55,8 +55,10 @@ class Distiller(keras.Model):
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self._term_names()}
 
     def _projection(self, student, teacher, match, teacher_index, match_index):
-        """The learned map of one match: student width -> that teacher layer's width."""
-        projection = keras.layers.Dense(self._width(teacher, match.teacher_layer),
+        """The learned map of one match: student width -> that teacher layer's width, starting as
+        `distillation.projection_init` says (an identity [D_s, D_t] keeps the first min(D_s, D_t) dims)."""
+        initializer = "identity" if self.config.projection_init == "identity" else "glorot_uniform"
+        projection = keras.layers.Dense(self._width(teacher, match.teacher_layer), kernel_initializer=initializer,
                                         name=f"hidden_projection_{teacher_index}_{match_index}")
         projection.build((None, None, self._width(student, match.student_layer)))
         return projection
