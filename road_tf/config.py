@@ -6,6 +6,7 @@ field is reported by its dotted name.
 """
 
 import dataclasses
+import hashlib
 import math
 import pathlib
 import typing
@@ -733,6 +734,11 @@ def resolve_recipe(name_or_path):
     if not candidate.exists():
         raise ConfigError(f"--config {name_or_path!r}: no such recipe; known: {', '.join(recipes())}")
     return candidate
+
+
+def config_digest(config, length):
+    """The first `length` hex digits of the sha256 of `dump_yaml(config)`: what names a run's folder."""
+    return hashlib.sha256(dump_yaml(config).encode("utf-8")).hexdigest()[:length]
 
 
 def dump_yaml(config):

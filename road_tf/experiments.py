@@ -45,7 +45,7 @@ import keras
 import yaml
 
 from road_tf import cache_teacher, export, train
-from road_tf.config import config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
+from road_tf.config import config_digest, config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
 from road_tf.errors import ArgumentParser, cli_main, nonempty
 from road_tf.files import check_writable_dir, write_atomic
 from road_tf.run_clock import RunClock, recorded_minutes
@@ -240,7 +240,7 @@ class Experiments:
     def run(self, role, config):
         """Trains `config` (or reuses its finished run); returns (run directory, metrics.json dict)."""
         config = resolve_teacher_runs(config)
-        digest = hashlib.sha256(dump_yaml(config).encode("utf-8")).hexdigest()[:12]
+        digest = config_digest(config, 12)
         run_dir = self.output / "runs" / f"{role}-{digest}"
         with RunClock(run_dir):
             metrics, trained = train.train_run(config, run_dir)

@@ -11,7 +11,6 @@ and a finished run is reported, not retrained. `--new` starts a fresh run folder
 
 import dataclasses
 import datetime
-import hashlib
 import json
 import logging
 import os
@@ -67,7 +66,7 @@ def resolve_run(args):
         config = dataclasses.replace(config, export=dataclasses.replace(config.export, model_name=f"road_{recipe}"))
     if args.output_dir:
         return config, pathlib.Path(args.output_dir)
-    digest = hashlib.sha256(config_lib.dump_yaml(config).encode("utf-8")).hexdigest()[:10]
+    digest = config_lib.config_digest(config, 10)
     folder = f"runs/{recipe}-{digest}"
     if args.new:
         folder += datetime.datetime.now().strftime("-%Y%m%d-%H%M%S")
