@@ -21,7 +21,6 @@ It exits at the end of its input. The QA settings are the road_tf export's: max_
 doc_stride 128, max_question_len 64, max_answer_len 30, and SQuAD 2.0's null answer allowed.
 """
 
-import argparse
 import json
 import os
 import pathlib

@@ -20,7 +20,6 @@ F.npz holds token_ids, segment_ids, padding_mask [N, S] and start_positions, end
     {"steps": 2}  ->  {"seconds": [wall seconds of each step]}
 """
 
-import argparse
 import pathlib
 import sys
 import time

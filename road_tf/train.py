@@ -21,7 +21,7 @@ from argparse import RawDescriptionHelpFormatter
 from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, ConfigError, cli_main, nonempty
 from road_tf.files import check_writable_dir, non_file_kind, write_atomic
 from road_tf.registry import SPAN, task_spec
 
