@@ -742,10 +742,10 @@ def config_digest(config, length):
 
 
 def dump_yaml(config):
-    """The resolved config as YAML text (what `config.yaml` in a run directory holds), without the
-    fields of `OMITTED_AT_DEFAULT` that hold their defaults."""
+    """A resolved config (or one of its sections) as YAML text (what `config.yaml` in a run
+    directory holds), without the fields of `OMITTED_AT_DEFAULT` that hold their defaults."""
     values = to_dict(config)
     for (section, field), default in OMITTED_AT_DEFAULT.items():
-        if values[section][field] == default:
+        if section in values and values[section][field] == default:
             del values[section][field]
     return yaml.safe_dump(values, sort_keys=False)

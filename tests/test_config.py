@@ -235,3 +235,4 @@ def test_fields_added_later_stay_out_of_the_dump_at_their_defaults(tmp_path):
         dumped = tmp_path / "config.yaml"
         dumped.write_text(config_lib.dump_yaml(config))
         assert config_lib.load_config(str(dumped)) == config
+    assert yaml.safe_load(config_lib.dump_yaml(default.data)) == config_lib.to_dict(default.data)
