@@ -26,9 +26,10 @@ CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SERVING_PRECISIONS = ("float32", "bfloat16")
-# How a hidden-KD projection starts: Keras' default (glorot uniform), or the identity (an eye matrix,
-# cut to the widths), so that a student whose states already resemble the teacher's starts from them.
-PROJECTION_INITS = ("random", "identity")
+# How a hidden-KD projection starts -> its Keras kernel initializer: Keras' default (glorot uniform),
+# or the identity (an eye matrix, cut to the widths), so that a student whose states already
+# resemble the teacher's starts from them.
+PROJECTION_INITS = {"random": "glorot_uniform", "identity": "identity"}
 # Fields added after runs were named by a hash of their config's dump (train's runs/<recipe>-<hash>,
 # the experiment tables' runs): left out of the dump at these defaults, which behave as the runs
 # made before the field did, so those runs keep their names. These defaults must never change.

@@ -11,6 +11,7 @@ import keras
 import tensorflow as tf
 
 from road_tf import losses
+from road_tf.config import PROJECTION_INITS
 from road_tf.data.features import MODEL_INPUTS, PADDING_MASK
 from road_tf.distillation.offline import offline_teacher_key
 from road_tf.models.task_model import HIDDEN_STATES
@@ -57,8 +58,8 @@ class Distiller(keras.Model):
     def _projection(self, student, teacher, match, teacher_index, match_index):
         """The learned map of one match: student width -> that teacher layer's width, starting as
         `distillation.projection_init` says (an identity [D_s, D_t] keeps the first min(D_s, D_t) dims)."""
-        initializer = "identity" if self.config.projection_init == "identity" else "glorot_uniform"
-        projection = keras.layers.Dense(self._width(teacher, match.teacher_layer), kernel_initializer=initializer,
+        projection = keras.layers.Dense(self._width(teacher, match.teacher_layer),
+                                        kernel_initializer=PROJECTION_INITS[self.config.projection_init],
                                         name=f"hidden_projection_{teacher_index}_{match_index}")
         projection.build((None, None, self._width(student, match.student_layer)))
         return projection
