@@ -9,7 +9,8 @@ Tables (sections of the ROaD write-up), every one on SQuAD 2.0 with the base-siz
   distilled_teacher  4.2  KD from ROaD-Large vs from a ROaD-Large itself distilled from an
                           ensemble of ROaD-Large models
   kd_form            4.3  from ROaD-Large: logits; hidden states of all layers (TinyBERT's uniform
-                          map, learned projection); last layer only; logits + either
+                          map, learned projection); last layer only; logits + either; each
+                          hidden form again with its projections started at the identity
   task_passes        5.1  no multi-task stage, or k = 1, 2, 4, 8 passes at a constant total batch,
                           then logits KD from ROaD-Large
   final              6    the student fine-tuned alone vs ROaD: k=4 multi-task pre-training, then
@@ -168,12 +169,18 @@ TEACHER_SETS = {
 
 # KD form -> distillation overrides. Hidden-state forms match every layer by TinyBERT's uniform map
 # (or the last layer only) through a learned projection; kd_weight 0 leaves the hard loss alone.
-KD_FORMS = {
-    "logits": {},
+# Each hidden form is measured twice: projections started at random (Keras' default) and at the
+# identity (`distillation.projection_init`).
+HIDDEN_FORMS = {
     "hidden_all": {"kd_weight": 0.0, "hidden_loss": "mse", "layer_map": "uniform"},
     "hidden_last": {"kd_weight": 0.0, "hidden_loss": "mse", "layer_map": "last"},
     "logits_hidden_all": {"hidden_loss": "mse", "layer_map": "uniform"},
     "logits_hidden_last": {"hidden_loss": "mse", "layer_map": "last"},
+}
+KD_FORMS = {
+    "logits": {},
+    **HIDDEN_FORMS,
+    **{f"{name}_identity": {**form, "projection_init": "identity"} for name, form in HIDDEN_FORMS.items()},
 }
 
 

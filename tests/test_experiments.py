@@ -87,6 +87,21 @@ def test_the_tables_have_the_rows_of_the_write_up():
     assert experiments.TEACHERS["road_large"].k == 4 and experiments.TEACHERS["large"].k == 0
 
 
+def test_each_hidden_form_is_measured_with_random_and_identity_projections(fake_teachers, tmp_path):
+    built = Experiments(SCALES["small"], tmp_path)
+    names = [r.name for r in TABLES["kd_form"]]
+    hidden = [name for name in names if name != "logits" and not name.endswith("_identity")]
+    assert names == ["logits", *hidden, *(f"{name}_identity" for name in hidden)]
+    for name in hidden:
+        random_start = built.config("base", 0, 10, 0, built.distillation("road_large", name))
+        identity = built.config("base", 0, 10, 0, built.distillation("road_large", f"{name}_identity"))
+        assert (random_start.distillation.projection_init, identity.distillation.projection_init) == ("random",
+                                                                                                     "identity")
+        same = dataclasses.replace(identity, distillation=dataclasses.replace(identity.distillation,
+                                                                               projection_init="random"))
+        assert same == random_start, name
+
+
 def test_the_minilm_recipe_trains_as_the_small_road_large_teacher(tmp_path):
     """The README reports configs/squad2_minilm.yaml's F1 from that teacher's run: same training."""
     teacher = Experiments(SCALES["small"], tmp_path).config("large", 0, SCALES["small"].teacher_steps, k=4)
