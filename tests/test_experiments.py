@@ -91,6 +91,7 @@ def test_each_hidden_form_is_measured_with_random_and_identity_projections(fake_
     built = Experiments(SCALES["small"], tmp_path)
     names = [r.name for r in TABLES["kd_form"]]
     hidden = [name for name in names if name != "logits" and not name.endswith("_identity")]
+    assert hidden == ["hidden_all", "hidden_last", "logits_hidden_all", "logits_hidden_last"]
     assert names == ["logits", *hidden, *(f"{name}_identity" for name in hidden)]
     for name in hidden:
         random_start = built.config("base", 0, 10, 0, built.distillation("road_large", name))
