@@ -9,14 +9,16 @@ distillation.cache_path=teacher.tfrecord`: the step then costs about what plain 
 """
 
 import logging
+import pathlib
 import sys
 
 from road_tf import config as config_lib
 from road_tf.data.features import write_feature_cache
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.offline import teacher_logits
-from road_tf.errors import ArgumentParser, ConfigError, cli_main, nonempty
-from road_tf.files import check_writable_file
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
+from road_tf.experiment import load_teacher_weights
+from road_tf.files import check_distinct, check_writable_file
 from road_tf.models.task_model import build_model
 from road_tf.tasks import get_task, load_task_data
 
@@ -50,11 +52,27 @@ def cache_teacher_logits(config, output):
     for i, teacher_config in enumerate(teachers_config):
         teacher = build_model(teacher_config.model, [task], tokenizer.vocabulary_size, config.data.max_seq_length,
                               f"teacher_{i}")
-        teacher.load_weights(teacher_config.checkpoint)
+        load_teacher_weights(teacher, teacher_config.checkpoint, i)
         teachers.append(teacher)
     features = dict(task_data.train_features)
     features.update(teacher_logits(teachers, task, features))
     write_feature_cache(output, features)
+
+
+def check_outputs(output, config):
+    """RoadError when `output` or its .json sidecar would overwrite a file the command reads (data,
+    vocabulary, teacher checkpoints) or each other (an --output ending in .json)."""
+    sidecar = pathlib.Path(output).with_suffix(".json")
+    if sidecar == pathlib.Path(output):
+        raise RoadError(f"--output {output}: its .json sidecar would overwrite it; name it .tfrecord")
+    data = config.data
+    read = {"data.train_path": data.train_path, "data.dev_path": data.dev_path,
+            "data.vocab": "" if data.vocab == "minilm" else data.vocab,
+            **{f"distillation.teachers[{i}].checkpoint": teacher.checkpoint
+               for i, teacher in enumerate(config.distillation.teachers)}}
+    check_distinct({"--output": output, "the .json sidecar of --output": sidecar}, read)
+    for path in (output, sidecar):
+        check_writable_file(path, "--output")
 
 
 @cli_main
@@ -63,6 +81,7 @@ def main(argv=None):
     check_writable_file(args.output, "--output")
     path = config_lib.resolve_recipe(args.config) if args.config else None
     config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
+    check_outputs(args.output, config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     cache_teacher_logits(config, args.output)
     print(args.output)

@@ -578,6 +578,8 @@ def parse_set(pair):
         value = raw
     except RecursionError:
         raise ConfigError(f"--set {key}: the value is nested too deeply") from None
+    except ValueError as error:  # an integer too long to convert (Python's int max-digits limit)
+        raise ConfigError(f"--set {key}: {error}") from None
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
@@ -607,6 +609,8 @@ def read_yaml(path):
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
+    except ValueError as error:  # an integer too long to convert (Python's int max-digits limit)
+        raise ConfigError(f"{path}: not valid YAML ({error})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of overrides at the top level")
     return data

@@ -11,7 +11,7 @@ about on stderr and left out, as the official script does.
 classification: GOLD is JSON {guid: integer label} when its name ends in .json or .json.gz, else a
 TSV of `guid<TAB>integer label` lines (a first line `guid<TAB>label` is a header); PREDICTIONS is
 {guid: integer label} and must cover every gold guid; every label lies in [0, N) (N = --num-classes,
-default 2; pass 3 for MNLI). The output holds accuracy, macro_f1, f1 (of
+default 2; pass 3 for MNLI; at most 1,000,000). The output holds accuracy, macro_f1, f1 (of
 class 1, for 0/1 labels) and total; the scores are fractions in [0, 1].
 
 Bad files exit with status 2 and one line on stderr naming the file, the record and the problem.
@@ -21,12 +21,16 @@ import argparse
 import json
 import logging
 import math
+import os
+import re
 import sys
 
 from road_tf.data.squad import read_json, read_squad_json, read_text
-from road_tf.errors import ArgumentParser, DataError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
+
+MAX_CLASSES = 1_000_000
 
 
 def _threshold(text):
@@ -41,9 +45,9 @@ def _threshold(text):
 
 
 def _num_classes(text):
-    """--num-classes: an integer of at least 2."""
-    if not (text.isascii() and text.isdigit() and int(text) >= 2):
-        raise argparse.ArgumentTypeError(f"must be an integer of at least 2, got {text!r}")
+    """--num-classes: an integer in [2, MAX_CLASSES]."""
+    if not (text.isascii() and text.isdigit() and len(text) <= 7 and 2 <= int(text) <= MAX_CLASSES):
+        raise argparse.ArgumentTypeError(f"must be an integer in [2, {MAX_CLASSES}], got {text[:20]!r}")
     return int(text)
 
 
@@ -116,10 +120,10 @@ def _read_gold_labels(path, num_classes):
         if len(fields) != 2 or not fields[0]:
             raise DataError(path, f"expected `guid<TAB>label`, got {len(fields)} field(s)", record=f"line {number}")
         guid, label = fields[0], fields[1].strip()
-        if not (label.isascii() and label.lstrip("-").isdigit()):
-            raise DataError(path, f"label must be an integer, got {label!r}", record=f"line {number}")
-        if not is_label(int(label)):
-            raise DataError(path, f"label must be {describe}, got {label}", record=f"line {number}")
+        if not re.fullmatch("-?[0-9]+", label):
+            raise DataError(path, f"label must be an integer, got {label[:20]!r}", record=f"line {number}")
+        if len(label) > 7 or not is_label(int(label)):
+            raise DataError(path, f"label must be {describe}, got {label[:20]}", record=f"line {number}")
         if guid in labels:
             raise DataError(path, f"duplicate guid {guid!r}", record=f"line {number}")
         labels[guid] = int(label)
@@ -152,8 +156,18 @@ def main(argv=None):
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     scorer = _score_squad if args.command == "squad2" else _score_classification
-    print(json.dumps(scorer(args), indent=2))
+    _print_metrics(scorer(args))
     return 0
+
+
+def _print_metrics(metrics):
+    """Prints `metrics` as indented JSON on stdout; RoadError when stdout cannot take it (a full disk,
+    /dev/full, a closed pipe), with stdout then pointed at /dev/null so exit does not fail again."""
+    try:
+        print(json.dumps(metrics, indent=2), flush=True)
+    except OSError as error:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise RoadError(f"standard output: cannot write the metrics ({error.strerror or error})") from None
 
 
 if __name__ == "__main__":

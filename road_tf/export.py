@@ -7,17 +7,18 @@ run's recorded dev metrics beside it and the no-answer threshold `export.null_th
 """
 
 import dataclasses
-import json
 import pathlib
 import sys
 
 from road_tf.config import RUN_METRICS_FILE, load_config
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
+from road_tf.files import check_writable_dir
 from road_tf.models.task_model import build_model
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
 from road_tf.tasks import get_task
+from road_tf.train import read_finished_run
 
 STUDENT_WEIGHTS = pathlib.Path("student") / "model.weights.h5"
 
@@ -34,7 +35,10 @@ def load_run_student(run_dir):
         raise RoadError(f"{run_dir}: task {task.name!r} is not a QA task; only QA students are exported")
     tokenizer = load_tokenizer(config.data.vocab)
     model = build_model(config.model, [task], tokenizer.vocabulary_size, config.data.max_seq_length, "student")
-    model.load_weights(str(weights))
+    try:
+        model.load_weights(str(weights))
+    except (ValueError, OSError) as error:
+        raise RoadError(f"{weights}: does not load into the model of the run's config.yaml ({first_line(error)})") from None
     return config, task, tokenizer, model
 
 
@@ -43,10 +47,7 @@ def run_final_metrics(run_dir):
     path = pathlib.Path(run_dir) / RUN_METRICS_FILE
     if not path.is_file():
         raise RoadError(f"{run_dir}: no metrics.json; the run has not finished")
-    try:
-        return json.loads(path.read_text())["final"]
-    except (ValueError, KeyError, TypeError):
-        raise RoadError(f"{path}: not a road_tf metrics file (no 'final' section)") from None
+    return read_finished_run(path)["final"]
 
 
 def parse_args(argv):
@@ -68,6 +69,7 @@ def export_run(run_dir, model_name=None, base_dir=None):
     config, task, tokenizer, model = load_run_student(run_dir)
     export = dataclasses.replace(config.export, model_name=model_name or config.export.model_name,
                                  base_dir=base_dir or config.export.base_dir)
+    check_writable_dir(pathlib.Path(export.base_dir) / export.model_name, "--base" if base_dir else "export.base_dir")
     config = dataclasses.replace(config, export=export)
     final = run_final_metrics(run_dir)
     return export_qa_model(model, task, tokenizer, config, final.get("null_score_diff_threshold"), final,

@@ -48,8 +48,15 @@ def non_file_kind(path):
 
 
 def write_atomic(path, payload):
-    """Writes `payload` (bytes, or str as UTF-8) to `path` (mode 644) via a temporary file and a rename."""
-    path = pathlib.Path(path)
+    """Writes `payload` (bytes, or str as UTF-8) to `path` (mode 644) via a temporary file and a rename.
+
+    A symbolic link at `path` keeps pointing at the new file (the file it names is the one
+    replaced); a folder, device, pipe or socket there is left alone: RoadError names it.
+    """
+    path = pathlib.Path(os.path.realpath(path))
+    kind = non_file_kind(path)
+    if kind:
+        raise RoadError(f"{path}: is {kind}, not a file to write")
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
@@ -98,12 +105,32 @@ def check_writable_dir(path, what):
 
 
 def check_writable_file(path, what):
-    """Raises RoadError unless a file can be written at `path`: `path` is not a folder and its
-    folder is writable or can be created (`check_writable_dir`); creates nothing."""
+    """Raises RoadError unless a file can be written at `path`: nothing but a regular file (or a link
+    to one) stands there, not a folder, device (/dev/null) or pipe, and its folder is writable or
+    can be created (`check_writable_dir`); creates nothing."""
     path = pathlib.Path(path)
-    if path.is_dir():
-        raise RoadError(f"{what} {path}: is a folder, not a file name")
-    check_writable_dir(path.parent, what)
+    kind = non_file_kind(path)
+    if kind:
+        raise RoadError(f"{what} {path}: is {kind}, not a file name")
+    check_writable_dir(pathlib.Path(os.path.realpath(path)).parent, what)
+
+
+def check_distinct(written, read):
+    """Raises RoadError when a file a command writes would overwrite one it reads, or another it writes.
+
+    Args:
+        written: {what: path} of the outputs ("--output", ...), in order.
+        read: {what: path} of the inputs ("--data", ...); empty paths are skipped.
+    """
+    seen = {}
+    for what, path in written.items():
+        target = os.path.realpath(path)
+        for other, input_path in read.items():
+            if input_path and os.path.realpath(input_path) == target:
+                raise RoadError(f"{what} {path}: is the {other} file, which it would overwrite")
+        if target in seen:
+            raise RoadError(f"{what} {path}: is the {seen[target]} file; give them different names")
+        seen[target] = what
 
 
 def versions(model_dir):

@@ -21,7 +21,7 @@ from road_tf.config import RUN_METRICS_FILE
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
-from road_tf.files import check_writable_file, require_folder, write_atomic
+from road_tf.files import check_distinct, check_writable_file, require_folder, write_atomic
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -60,7 +60,10 @@ def resolve_model(path):
         if not exported:
             raise RoadError(f"--model {path}: this run exported no model (export.enabled was false?); "
                             "export it with python -m road_tf.export --run-dir")
-        return resolve_model(exported)
+        if not (isinstance(exported, str) and (pathlib.Path(exported) / SAVED_MODEL_FILE).is_file()):
+            raise RoadError(f"--model {path}: its metrics.json names no exported SavedModel folder "
+                            f"(export: {json.dumps(exported)[:80]})")
+        return pathlib.Path(exported)
     version = newest_version(path)
     if version is None or not (version / SAVED_MODEL_FILE).is_file():
         raise RoadError(f"--model {path}: not a SavedModel ({SAVED_MODEL_FILE} missing), a model folder with "
@@ -82,24 +85,13 @@ def load_answer_fn(folder):
     return lambda question, context: signature(question=question, context=context), loaded
 
 
-def check_distinct(args):
-    """RoadError when --output or --na-probs names the --data file or both name one file."""
-    data = pathlib.Path(args.data).resolve()
-    written = [("--output", args.output)] + ([("--na-probs", args.na_probs)] if args.na_probs else [])
-    for flag, path in written:
-        if pathlib.Path(path).resolve() == data:
-            raise RoadError(f"{flag} {path}: is the --data file, which it would overwrite")
-    if args.na_probs and pathlib.Path(args.na_probs).resolve() == pathlib.Path(args.output).resolve():
-        raise RoadError(f"--na-probs {args.na_probs}: is the --output file; give them different names")
-
-
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
-    check_distinct(args)
-    check_writable_file(args.output, "--output")
-    if args.na_probs:
-        check_writable_file(args.na_probs, "--na-probs")
+    written = {"--output": args.output, **({"--na-probs": args.na_probs} if args.na_probs else {})}
+    check_distinct(written, {"--data": args.data})
+    for flag, path in written.items():
+        check_writable_file(path, flag)
     examples = read_squad_json(args.data)
     if not examples:
         raise RoadError(f"{args.data}: no questions to answer")

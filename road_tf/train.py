@@ -13,6 +13,7 @@ import dataclasses
 import datetime
 import json
 import logging
+import math
 import os
 import pathlib
 import sys
@@ -21,7 +22,7 @@ from argparse import RawDescriptionHelpFormatter
 from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
-from road_tf.errors import ArgumentParser, ConfigError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
 from road_tf.files import check_writable_dir, non_file_kind, write_atomic
 from road_tf.registry import SPAN, task_spec
 
@@ -193,6 +194,27 @@ def closing_lines(metrics, output_dir):
     return lines
 
 
+def read_finished_run(metrics_path):
+    """The metrics.json dict of a finished run; RoadError when the file is not what a run writes: a
+    JSON object whose `stages` map names to metric objects, whose `final` names its `task` and holds
+    finite numbers, and whose `export` is a path or null."""
+    try:
+        metrics = json.loads(metrics_path.read_text())
+    except (OSError, ValueError):  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+        metrics = None
+    final = metrics.get("final") if isinstance(metrics, dict) else None
+    finished = (isinstance(final, dict) and isinstance(final.get("task"), str)
+                and all(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+                        for key, value in final.items() if key not in ("task", "split"))
+                and isinstance(metrics.get("stages"), dict)
+                and all(isinstance(stage, dict) for stage in metrics["stages"].values())
+                and isinstance(metrics.get("export"), (str, type(None))))
+    if not finished:
+        raise RoadError(f"{metrics_path}: not the metrics.json of a finished road_tf run; move it away "
+                        "or choose another --output-dir")
+    return metrics
+
+
 def train_run(config, output_dir):
     """Checks, then trains `config` into `output_dir` (resuming it), or reads it back when finished.
 
@@ -201,8 +223,12 @@ def train_run(config, output_dir):
     """
     preflight(config, output_dir)
     metrics_path = output_dir / config_lib.RUN_METRICS_FILE
+    kind = non_file_kind(metrics_path)
+    if kind:
+        raise RoadError(f"{metrics_path}: is {kind}, where the run would write its metrics; move it away "
+                        "or choose another --output-dir")
     if metrics_path.is_file():
-        return json.loads(metrics_path.read_text()), False
+        return read_finished_run(metrics_path), False
     setup_logging(output_dir)
     from road_tf.experiment import run_and_record, running
 

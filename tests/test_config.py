@@ -61,6 +61,15 @@ def test_set_without_equals_is_an_error():
         config_lib.parse_set("train.steps")
 
 
+def test_integers_too_long_to_convert_are_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="^--set train.steps: Exceeds the limit"):
+        config_lib.parse_set("train.steps=" + "9" * 5000)
+    big = tmp_path / "big.yaml"
+    big.write_text("train:\n  steps: " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError, match=f"^{big}: not valid YAML \\(Exceeds the limit"):
+        config_lib.load_config(big)
+
+
 def test_yaml_overrides_and_round_trip(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("train:\n  steps: 7\ndistillation:\n  teachers:\n    - {weight: 2.0, train_steps: 3}\n")

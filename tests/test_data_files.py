@@ -1,5 +1,6 @@
 """Opening data files: folders and devices are refused with the file named (reading /dev/zero would
-fill memory), while pipes such as `--data <(zcat dev.json.gz)` are read, gzipped or not."""
+fill memory), while pipes such as `--data <(zcat dev.json.gz)` are read, gzipped or not. Writing
+one replaces a regular file (through a link to it), never a pipe or device."""
 
 import gzip
 import json
@@ -10,7 +11,8 @@ import pytest
 
 from road_tf.data import glue
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import DataError
+from road_tf.errors import DataError, RoadError
+from road_tf.files import check_writable_file, write_atomic
 
 SQUAD = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Ada wrote it.", "qas": [
     {"id": "q1", "question": "Who wrote it?", "answers": [{"text": "Ada", "answer_start": 0}],
@@ -57,3 +59,25 @@ def test_tsv_is_read_from_a_pipe_whose_gzip_is_recognised_by_its_bytes(tmp_path,
     examples = glue.read_qqp_tsv(path)
     writer.join(timeout=10)
     assert [(example.guid, example.label) for example in examples] == [("5", 1)]
+
+
+def test_writing_through_a_link_replaces_the_file_it_names(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    check_writable_file(link, "--output")
+    write_atomic(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+
+
+def test_pipes_and_devices_are_never_replaced_by_a_write(tmp_path):
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
+    for path in (pipe, "/dev/null"):
+        with pytest.raises(RoadError, match="is a device or pipe, not a file name"):
+            check_writable_file(path, "--output")
+        with pytest.raises(RoadError, match="is a device or pipe, not a file to write"):
+            write_atomic(path, "x")
+    assert not pipe.is_file() and os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]

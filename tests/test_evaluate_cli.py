@@ -101,6 +101,9 @@ BAD_SQUAD_CASES = {
     "na_value_string": (lambda d, p, n, t: [d, p, "--na-probs", _write_json(t / "n.json", {"q1": "0.5"})], "record q1", "finite number"),
     "na_value_nan": (lambda d, p, n, t: [d, p, "--na-probs", _raw(t / "n.json", b'{"q1": NaN}')], "record q1", "finite number"),
     "na_missing_qid": (lambda d, p, n, t: [d, p, "--na-probs", _write_json(t / "n.json", {"q1": 0.5})], "record q2", "no no-answer probability"),
+    "preds_5000_digit_number": (lambda d, p, n, t: [d, _raw(t / "p.json", b'{"q1": ' + b"9" * 5000 + b"}")], "p.json", "invalid JSON"),
+    "na_5000_digit_number": (lambda d, p, n, t: [d, p, "--na-probs", _raw(t / "n.json", b'{"q1": 1' + b"0" * 5000 + b"}")],
+                             "n.json", "invalid JSON"),
 }
 
 
@@ -137,11 +140,26 @@ def test_bad_squad_files_exit_2_with_one_line(small, tmp_path, case):
     _assert_one_line_error(_run("squad2", *make_args(data, preds, na, tmp_path)), where, problem)
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs Linux's /dev/full, a device whose writes fail")
+def test_a_full_stdout_is_one_line_and_exit_2(small):
+    data, preds, _ = small
+    with open("/dev/full", "w") as full:
+        completed = subprocess.run([sys.executable, "-m", "road_tf.evaluate", "squad2", str(data), str(preds)],
+                                   cwd=REPO, env=dict(os.environ, PYTHONPATH=str(REPO)), stdout=full,
+                                   stderr=subprocess.PIPE, text=True, timeout=120)
+    assert completed.returncode == 2
+    assert completed.stderr.splitlines() == ["error: standard output: cannot write the metrics (No space left on device)"]
+
+
 def test_usage_errors_exit_2(small):
     data, preds, _ = small
     assert _run("squad2", data).returncode == 2
     assert _run("squad2", data, preds, "--na-prob-thresh", "high").returncode == 2
     assert _run("bleu", data, preds).returncode == 2
+    for classes in ("99999999999999999999999", "1000001", "1" * 5000):
+        completed = _run("classification", data, preds, "--num-classes", classes)
+        assert completed.returncode == 2 and "Traceback" not in completed.stderr
+        assert "must be an integer in [2, 1000000]" in completed.stderr
 
 
 # ---- classification ----
@@ -199,6 +217,9 @@ def test_classification_cli(tmp_path, gold_name):
     ("a\t1\nb\t0\n", {"a": 1}, ["p.json: record b", "no prediction"]),
     ("a\t1\nb\t0\n", {"a": 1, "b": "0"}, ["p.json: record b", "integer label"]),
     ("guid\tlabel\n", {"a": 1}, ["gold.tsv", "has no labels"]),
+    ("a\t--1\nb\t0\n", {"a": 1, "b": 0}, ["gold.tsv: record line 1", "label must be an integer"]),
+    ("a\t" + "1" * 5000 + "\n", {"a": 1}, ["gold.tsv: record line 1", "label must be an integer label in [0, 2)"]),
+    ("a\t1\n", {"a": 18446744073709551616}, ["p.json: record a", "integer label in [0, 2)"]),
 ])
 def test_bad_classification_files_exit_2_with_one_line(tmp_path, gold_text, preds, fragments):
     gold = tmp_path / "gold.tsv"

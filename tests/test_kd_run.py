@@ -90,3 +90,22 @@ def test_teacher_vocabulary_mismatch_is_a_clear_error(tmp_path, capsys):
         train.main(args_for(tmp_path, tmp_path / "r", f"distillation.teachers=[{teacher}]"))
     err = capsys.readouterr().err
     assert f"vocabulary has {VOCAB} tokens" in err and "30522" in err
+
+
+def test_cache_teacher_refuses_to_overwrite_its_inputs_and_unloadable_checkpoints(tmp_path, capsys):
+    checkpoint = tmp_path / "t.weights.h5"
+    checkpoint.write_bytes(b"\x89HDF\r\n\x1a\n" + b"not an HDF5 file" * 8)
+    teacher = TEACHER.replace("train_steps: 12", f"checkpoint: {checkpoint}")
+    base = args_for(tmp_path, tmp_path / "unused", f"distillation.teachers=[{teacher}]")[2:]
+    cases = [(str(checkpoint), "is the distillation.teachers[0].checkpoint file, which it would overwrite"),
+             (str(tmp_path / "t.json"), "its .json sidecar would overwrite it"),
+             (str(tmp_path / "t.weights.tfrecord"), "sidecar of --output"),
+             (str(tmp_path / "ok.tfrecord"), "distillation.teachers[0].checkpoint: " + str(checkpoint) + " does not fit")]
+    (tmp_path / "t.weights.json").symlink_to(checkpoint)
+    for output, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            cache_teacher.main(base + ["--output", output])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (output, err)
+    assert checkpoint.read_bytes().startswith(b"\x89HDF") and not (tmp_path / "ok.tfrecord").exists()

@@ -7,6 +7,7 @@ must give the answers of `student/predictions.json`, no-answer probabilities wit
 
 import gzip
 import json
+import os
 import subprocess
 import sys
 
@@ -83,11 +84,20 @@ def bad_cases(run, tmp_path):
     no_export.mkdir()
     (no_export / "config.yaml").write_text("task: squad2\n")
     (no_export / "metrics.json").write_text(json.dumps({"final": {}, "export": None}))
+    odd_exports = []
+    for name, exported in (("export_number", 5), ("export_list", ["a"]), ("export_itself", None)):
+        odd = tmp_path / name
+        odd.mkdir()
+        (odd / "config.yaml").write_text("task: squad2\n")
+        (odd / "metrics.json").write_text(json.dumps({"final": {}, "export": exported or str(odd.resolve())}))
+        odd_exports.append(odd)
     broken_model = tmp_path / "broken" / "1"
     broken_model.mkdir(parents=True)
     (broken_model / "saved_model.pb").write_bytes(b"not a protobuf")
     blocker = tmp_path / "a_file"
     blocker.write_text("x")
+    pipe = tmp_path / "pipe"
+    os.mkfifo(pipe)
     good = ["--data", str(dev), "--output", str(tmp_path / "p.json")]
     return [
         (["--model", str(tmp_path / "nope"), *good], "no such folder"),
@@ -95,6 +105,7 @@ def bad_cases(run, tmp_path):
         (["--model", str(tmp_path), *good], "not a SavedModel"),
         (["--model", str(no_export), *good], "exported no model"),
         (["--model", str(broken_model), *good], "cannot load"),
+        *((["--model", str(odd), *good], "its metrics.json names no exported SavedModel folder") for odd in odd_exports),
         (["--model", version, "--data", str(tmp_path / "missing.json"), "--output", str(tmp_path / "p.json")], "missing.json"),
         (["--model", version, "--data", str(truncated), "--output", str(tmp_path / "p.json")], "truncated.json"),
         (["--model", version, "--data", str(wrong_shape), "--output", str(tmp_path / "p.json")], "list.json"),
@@ -106,6 +117,9 @@ def bad_cases(run, tmp_path):
         (["--model", version, "--data", str(dev), "--na-probs", "/proc/na.json", "--output", str(tmp_path / "p.json")],
          "cannot write there"),
         (["--model", version, "--data", str(dev), "--output", str(tmp_path)], "is a folder"),
+        (["--model", version, "--data", str(dev), "--output", str(pipe)], "pipe: is a device or pipe, not a file name"),
+        (["--model", version, "--data", str(dev), "--output", str(tmp_path / "p.json"), "--na-probs", "/dev/null"],
+         "/dev/null: is a device or pipe"),
         (["--model", version, "--data", str(dev), "--output", str(dev)], "is the --data file"),
         (["--model", version, "--data", str(dev), "--output", str(tmp_path / "p.json"), "--na-probs",
           str(tmp_path / "." / "p.json")], "is the --output file"),

@@ -1,6 +1,7 @@
 """The `python -m road_tf.train` entry point: errors, --help, and the end-to-end slice."""
 
 import json
+import shutil
 import subprocess
 import sys
 
@@ -78,6 +79,38 @@ def test_end_to_end_slice(tmp_path, capsys):
     # The export command re-exports a finished run under another name.
     assert export.main(["--run-dir", str(out), "--model-name", "again", "--base", str(base)]) == 0
     assert (base / "again" / "1" / "saved_model.pb").is_file()
+    capsys.readouterr()
+    check_export_refuses_damaged_runs(out, tmp_path, capsys)
+
+
+def check_export_refuses_damaged_runs(out, tmp_path, capsys):
+    """`export` on copies of the finished run `out` with one part damaged: one line, exit 2, no version."""
+    def damaged(name, change):
+        copy = tmp_path / name
+        shutil.copytree(out, copy)
+        change(copy)
+        return copy
+
+    def metrics_with(**final):
+        return lambda run: (run / "metrics.json").write_text(json.dumps(
+            {**json.loads((out / "metrics.json").read_text()), "final": final}))
+
+    weights = "student/model.weights.h5"
+    cases = [
+        (damaged("random_bytes", lambda run: (run / weights).write_bytes(b"\x00" * 64)), [], "does not load into"),
+        (damaged("nan_threshold", metrics_with(task="squad2", f1=50.0, null_score_diff_threshold=float("nan"))), [],
+         "not the metrics.json of a finished road_tf run"),
+        (damaged("final_a_list", lambda run: (run / "metrics.json").write_text('{"final": [1], "stages": {}}')), [],
+         "not the metrics.json of a finished road_tf run"),
+        (out, ["--base", str(out / "config.yaml")], "is a file, not a folder"),
+    ]
+    for run, extra, message in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            export.main(["--run-dir", str(run), "--model-name", "damaged", "--base", str(tmp_path / "sm"), *extra])
+        assert exit_info.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], (run, err)
+    assert not (tmp_path / "sm").exists() and not (out / "config.yaml" / "damaged").exists()
 
 
 def test_export_of_a_folder_that_is_not_a_run_fails_with_one_line(tmp_path, capsys):
@@ -85,6 +118,29 @@ def test_export_of_a_folder_that_is_not_a_run_fails_with_one_line(tmp_path, caps
         export.main(["--run-dir", str(tmp_path), "--model-name", "x", "--base", str(tmp_path / "sm")])
     assert exit_info.value.code == 2
     assert "not a finished run" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("record", ["{bad", "{}", '{"stages": {}, "final": {"task": "squad2", "f1": "x"}}',
+                                    '{"stages": {}, "final": {"task": "squad2"}, "export": 5}'])
+def test_an_output_dir_whose_metrics_json_no_run_wrote_fails_with_one_line(tmp_path, capsys, record):
+    (tmp_path / "metrics.json").write_text(record)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--output-dir", str(tmp_path), *sum((["--set", pair] for pair in TINY), [])])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"error: {tmp_path / 'metrics.json'}: not the metrics.json of a finished road_tf run; move it away "
+                   "or choose another --output-dir"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
+
+
+def test_a_folder_named_metrics_json_stops_the_run_before_it_trains(tmp_path, capsys):
+    (tmp_path / "metrics.json").mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--output-dir", str(tmp_path), *sum((["--set", pair] for pair in TINY), []),
+                    "--set", f"export.base_dir={tmp_path / 'sm'}"])
+    assert exit_info.value.code == 2
+    assert "metrics.json: is a folder, where the run would write its metrics" in capsys.readouterr().err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
 
 
 BAD_SQUAD = {

@@ -33,7 +33,7 @@ def read_json(path):
 
     Raises:
         DataError: naming the file, when it cannot be read, is corrupt gzip, is not UTF-8 or is
-            not valid (e.g. truncated) JSON.
+            not valid (e.g. truncated) JSON or holds an integer too long to convert.
     """
     text = read_text(path)
     try:
@@ -42,6 +42,8 @@ def read_json(path):
         raise DataError(path, f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
     except RecursionError:
         raise DataError(path, "invalid JSON: arrays or objects nested too deeply") from None
+    except ValueError as error:  # integers too long to convert (Python's int max-digits limit)
+        raise DataError(path, f"invalid JSON: {error}") from None
 
 
 def read_squad_json(path, skip_bad_records=False):
