@@ -7,12 +7,13 @@ Sources (`--data`):
                          with `--eval-data EVAL.json[.gz]`, the training file and the eval file.
 
 Every question is checked while it is read (`road_tf.data.squad`): a malformed file stops here
-with a DataError naming the file, the question and the problem, before any component runs.
+with a DataError naming the file, the question and the problem, before any component runs; so does
+a file whose split holds no questions, and a pipe given to be split (it would be read twice).
 
 The records go to `<examples>/Split-train/data.tfrecord` and `Split-eval/data.tfrecord`, the
-layout ImportExampleGen reads. A file is replaced only when its examples change: ImportExampleGen
-fingerprints its input files (size and modification time), so an unchanged source keeps the
-pipeline's cached components valid.
+layout ImportExampleGen reads. A file is replaced only when its examples change (or it is corrupt):
+ImportExampleGen fingerprints its input files (size and modification time), so an unchanged source
+keeps the pipeline's cached components valid.
 """
 
 import json
@@ -20,9 +21,13 @@ import os
 import pathlib
 import tempfile
 
-from road_tf.data.records import read_records, write_records
+import tensorflow as tf
+from google.protobuf.message import DecodeError
+
+from road_tf.data.records import to_tf_example, write_records
 from road_tf.data.squad import read_json, read_squad_json, split_by_article
-from road_tf.files import write_atomic
+from road_tf.errors import DataError
+from road_tf.files import non_file_kind, write_atomic
 
 SPLITS = ("train", "eval")
 
@@ -35,7 +40,7 @@ def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
         work_dir: folder for the synthetic corpus and the two halves of a split file.
         min_dev_questions: questions the eval half of a split file must reach.
     Raises:
-        DataError: a malformed file or question (named).
+        DataError: a malformed file or question, or a file whose split holds no questions (named).
     """
     work_dir = pathlib.Path(work_dir)
     skip = data_config.skip_bad_records
@@ -51,25 +56,66 @@ def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
         return (load_squad_tfds("train", name=data_config.tfds_name, skip_bad_records=skip),
                 load_squad_tfds("validation", name=data_config.tfds_name, skip_bad_records=skip))
     if eval_path:
-        return read_squad_json(source, skip), read_squad_json(eval_path, skip)
-    read_squad_json(source, skip)  # checks every question, naming `source` in any error
-    halves = split_by_article(read_json(source), min_dev_questions)
-    paths = [work_dir / "split" / f"{split}.json" for split in SPLITS]
+        return require_questions((read_squad_json(source, skip), read_squad_json(eval_path, skip)), (source, eval_path))
+    return split_file(source, work_dir / "split", min_dev_questions, skip)
+
+
+def split_file(source, split_dir, min_dev_questions, skip_bad_records):
+    """(train examples, eval examples) of one SQuAD file split by article (`split_by_article`).
+
+    The halves are written to `split_dir/{train,eval}.json`. The file is read twice (to check every
+    question, naming `source` in any error, and to split its articles), so it must not be a pipe.
+
+    Raises:
+        DataError: naming `source`, when it is a pipe, is malformed, or a half holds no questions.
+    """
+    if pathlib.Path(source).is_fifo():
+        raise DataError(source, "a pipe, which can be read only once, but splitting one file by article reads it "
+                                "twice; save it to a file first, or give the eval questions with --eval-data")
+    questions = len(read_squad_json(source, skip_bad_records))
+    document = read_json(source)
+    halves = split_by_article(document, min_dev_questions)
+    articles = len(document["data"])
+    if questions and not halves[0]["data"]:
+        fix = (f"lower --min-dev-questions (now {min_dev_questions}) or " if articles > 1 else "") + \
+            "give the eval questions with --eval-data"
+        raise DataError(source, f"the article split leaves no training questions: all {articles} article(s) "
+                                f"({questions} questions) go to the eval half, which takes articles until it holds "
+                                f"--min-dev-questions questions; {fix}")
+    paths = [split_dir / f"{split}.json" for split in SPLITS]
     for path, half in zip(paths, halves):
         write_atomic(path, json.dumps(half))
-    return tuple(read_squad_json(path, skip) for path in paths)
+    return require_questions(tuple(read_squad_json(path, skip_bad_records) for path in paths), (source, source))
+
+
+def require_questions(splits, paths):
+    """`splits` (train examples, eval examples), read from `paths`, after checking that neither is empty.
+
+    Raises:
+        DataError: naming the file of an empty split (e.g. `{"data": []}`, or every question skipped).
+    """
+    for split, examples, path in zip(SPLITS, splits, paths):
+        if not examples:
+            raise DataError(path, f"holds no usable questions for the {split} split")
+    return splits
 
 
 def write_examples(examples_dir, train, evaluation):
     """Writes the two splits as ImportExampleGen input; returns `examples_dir`.
 
-    A split's file is left alone when it already holds these examples: its bytes can differ from
-    a fresh write (protobuf map order), its content cannot.
+    A split's file is left alone when it already holds these examples (`holds_examples`), and
+    rewritten otherwise, also when it is corrupt.
+
+    Raises:
+        DataError: naming a split's file, when a folder, device or pipe stands in its place.
     """
     examples_dir = pathlib.Path(examples_dir)
     for split, examples in zip(SPLITS, (train, evaluation)):
         target = examples_dir / f"Split-{split}" / "data.tfrecord"
-        if target.exists() and read_records([target], compression_type="") == list(examples):
+        kind = non_file_kind(target)
+        if kind:
+            raise DataError(target, f"{kind}, not an examples file; remove it or use a fresh --root")
+        if target.exists() and holds_examples(target, examples):
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".data.")
@@ -78,3 +124,13 @@ def write_examples(examples_dir, train, evaluation):
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     return examples_dir
+
+
+def holds_examples(path, examples):
+    """Whether the TFRecord file `path` holds exactly `examples`, compared as tf.Examples (its bytes
+    can differ from a fresh write: protobuf map order); False when it is corrupt or holds other records."""
+    try:
+        stored = [tf.train.Example.FromString(record.numpy()) for record in tf.data.TFRecordDataset(str(path))]
+    except (tf.errors.DataLossError, DecodeError):
+        return False
+    return stored == [to_tf_example(example) for example in examples]

@@ -83,7 +83,8 @@ def parse_args(argv):
 
 
 def prepare_examples(args, config, root):
-    """Reads `--data` (stopping on malformed data) and writes the ImportExampleGen input; returns its folder."""
+    """Reads `--data` (stopping on malformed data or an empty split) and writes the ImportExampleGen input;
+    returns its folder."""
     from pipelines.data import load_questions, write_examples
 
     train, evaluation = load_questions(args.data, args.eval_data, config.data, root / "data", args.min_dev_questions)
@@ -98,13 +99,14 @@ def latest_gate_reason(pipeline_root):
 
 def run(args, config):
     """Prepares the data and runs the pipeline; returns (pushed version folders, the gate's reason)."""
+    root = pathlib.Path(args.root).absolute()
+    serving = pathlib.Path(args.serving_model_dir).absolute()
+    data_root = prepare_examples(args, config, root)
+    # Imported once the data is checked: importing TFX takes seconds.
     from tfx import v1 as tfx
 
     from pipelines.pipeline import create_pipeline
 
-    root = pathlib.Path(args.root).absolute()
-    serving = pathlib.Path(args.serving_model_dir).absolute()
-    data_root = prepare_examples(args, config, root)
     before = versions(serving)
     pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME, pipeline_root=str(root / "pipeline"), data_root=str(data_root),

@@ -1,12 +1,16 @@
 """The TFX pipeline end to end on tiny synthetic data, and malformed input (caching: test_pipeline_gate)."""
 
 import json
+import os
 import sqlite3
 
 import pytest
 import tensorflow as tf
 
 from pipelines import local_runner
+from road_tf.data.examples import Answer, QAExample
+from road_tf.data.records import read_records
+from road_tf.data.squad import read_squad_json, write_squad_json
 from test_train_cli import BAD_SQUAD, TINY
 
 
@@ -23,6 +27,24 @@ def run_main(args, capsys):
     assert local_runner.main(args) == 0
     lines = capsys.readouterr().out.splitlines()
     return [line for line in lines if line.startswith("gate: ")][-1], [line for line in lines if line.startswith("pushed: ")][-1]
+
+
+def refusal(args, capsys):
+    """Runs local_runner.main, which must exit with code 2; returns its one line of stderr."""
+    with pytest.raises(SystemExit) as exit_info:
+        local_runner.main(args)
+    assert exit_info.value.code == 2
+    errors = capsys.readouterr().err.strip().splitlines()
+    assert len(errors) == 1, errors
+    return errors[0]
+
+
+def squad_file(path, titles):
+    """Writes a valid SQuAD 2.0 file at `path`: one article per title, each with two questions; returns `path`."""
+    context = "The Velden river flows through Marrow."
+    write_squad_json(path, [QAExample(f"{title}-{kind}", f"{kind}?", context, answers, title) for title in titles
+                            for kind, answers in (("where", (Answer("Marrow", 31),)), ("who", ()))])
+    return path
 
 
 def executions(tmp_path):
@@ -56,16 +78,86 @@ def test_pipeline_pushes_a_servable_model(tmp_path, capsys):
 def test_malformed_squad_file_stops_before_any_component_with_one_line(tmp_path, capsys, problem):
     bad = tmp_path / "bad.json"
     bad.write_text(BAD_SQUAD[problem])
-    with pytest.raises(SystemExit) as exit_info:
-        local_runner.main(runner_args(tmp_path, "--data", str(bad)))
-    assert exit_info.value.code == 2
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 1 and errors[0].startswith(f"error: {bad}")
+    assert refusal(runner_args(tmp_path, "--data", str(bad)), capsys).startswith(f"error: {bad}")
     assert not (tmp_path / "tfx" / "pipeline").exists() and not (tmp_path / "serving").exists()
 
 
+@pytest.mark.parametrize("titles, advice", [
+    (["Velden"], "; give the eval questions with --eval-data"),
+    (["Velden", "Marrow"], "; lower --min-dev-questions (now 1000) or give the eval questions with --eval-data"),
+])
+def test_a_split_that_leaves_no_training_questions_stops_before_any_component(tmp_path, capsys, titles, advice):
+    good = squad_file(tmp_path / "good.json", titles)
+    error = refusal(runner_args(tmp_path, "--data", str(good)), capsys)
+    assert error == (f"error: {good}: the article split leaves no training questions: all {len(titles)} article(s) "
+                     f"({2 * len(titles)} questions) go to the eval half, which takes articles until it holds "
+                     f"--min-dev-questions questions{advice}")
+    assert not (tmp_path / "tfx" / "data" / "examples").exists() and not (tmp_path / "tfx" / "pipeline").exists()
+    if len(titles) > 1:  # the advice holds: with a lower --min-dev-questions, one article is left to train on
+        args = runner_args(tmp_path, "--data", str(good), "--min-dev-questions=2", "--prepare-only")
+        assert local_runner.main(args) == 0
+
+
+def test_a_file_without_questions_is_refused_naming_its_split(tmp_path, capsys):
+    good, empty = squad_file(tmp_path / "good.json", ["Velden"]), tmp_path / "empty.json"
+    empty.write_text('{"data": []}')
+    for data, eval_data, split in ((empty, good, "train"), (good, empty, "eval")):
+        error = refusal(runner_args(tmp_path, "--data", str(data), "--eval-data", str(eval_data), "--prepare-only"),
+                        capsys)
+        assert error == f"error: {empty}: holds no usable questions for the {split} split"
+
+
+def test_a_corrupt_examples_file_under_root_is_rewritten_and_an_intact_one_kept(tmp_path, capsys):
+    good = squad_file(tmp_path / "good.json", ["Velden"])
+    args = runner_args(tmp_path, "--data", str(good), "--eval-data", str(good), "--prepare-only")
+    records = tmp_path / "tfx" / "data" / "examples" / "Split-train" / "data.tfrecord"
+    records.parent.mkdir(parents=True)
+    records.write_bytes(os.urandom(64))
+    assert local_runner.main(args) == 0
+    assert read_records([records], compression_type="") == read_squad_json(good)
+    written = records.stat().st_mtime_ns
+    os.utime(records, ns=(written - 10**9, written - 10**9))
+    assert local_runner.main(args) == 0 and records.stat().st_mtime_ns == written - 10**9, "an intact file is kept"
+
+
+def test_a_folder_in_place_of_an_examples_file_is_refused_with_one_line(tmp_path, capsys):
+    good = squad_file(tmp_path / "good.json", ["Velden"])
+    folder = tmp_path / "tfx" / "data" / "examples" / "Split-eval" / "data.tfrecord"
+    folder.mkdir(parents=True)
+    error = refusal(runner_args(tmp_path, "--data", str(good), "--eval-data", str(good), "--prepare-only"), capsys)
+    assert error == f"error: {folder}: a folder, not an examples file; remove it or use a fresh --root"
+
+
+@pytest.fixture
+def pipe_of():
+    """pipe_of(payload): a /dev/fd path of a pipe that yields `payload` once and then ends, like bash's
+    `<(cat FILE)` (so a second read finds it empty); the pipes are closed after the test."""
+    read_ends = []
+
+    def make(payload):
+        read_end, write_end = os.pipe()
+        os.write(write_end, payload)  # a few hundred bytes: the pipe's buffer holds them all
+        os.close(write_end)
+        read_ends.append(read_end)
+        return f"/dev/fd/{read_end}"
+
+    yield make
+    for read_end in read_ends:
+        os.close(read_end)
+
+
+def test_a_pipe_is_refused_for_splitting_and_read_once_as_a_train_file(tmp_path, capsys, pipe_of):
+    good = squad_file(tmp_path / "good.json", ["Velden", "Marrow"])
+    pipe = pipe_of(good.read_bytes())
+    error = refusal(runner_args(tmp_path, "--data", pipe, "--prepare-only"), capsys)
+    assert error == (f"error: {pipe}: a pipe, which can be read only once, but splitting one file by article reads "
+                     f"it twice; save it to a file first, or give the eval questions with --eval-data")
+    args = runner_args(tmp_path, "--data", pipe_of(good.read_bytes()), "--eval-data", str(good), "--prepare-only")
+    assert local_runner.main(args) == 0
+    records = tmp_path / "tfx" / "data" / "examples" / "Split-train" / "data.tfrecord"
+    assert read_records([records], compression_type="") == read_squad_json(good)
+
+
 def test_bad_override_fails_with_one_line_like_road_tf_train(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        local_runner.main(runner_args(tmp_path, overrides=["train.steps=abc"]))
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.strip().startswith("error: train.steps: expected an integer")
+    error = refusal(runner_args(tmp_path, overrides=["train.steps=abc"]), capsys)
+    assert error.startswith("error: train.steps: expected an integer")

@@ -112,11 +112,13 @@ def test_gate_refuses_below_the_floor_and_regressions_and_pushes_improvements_wi
     # newest blessed *model*, and a cached (older) one blessed again would not be the newest.
     gate, pushed, better = gate_run("--margin=-100", overrides=[never, "train.seed=1"])
     assert pushed != "pushed: nothing" and better["regression_rule"] == "passed"
-    assert better["baseline_f1"] == weak["candidate_f1"] and better["baseline_model"] == weak["current_model"]
+    # MLMD's sqlite store keeps a float property to 6 decimals (3.333333 for 10/3); gate.json keeps them all.
+    assert better["baseline_f1"] == pytest.approx(weak["candidate_f1"], abs=1e-6)
+    assert better["baseline_model"] == weak["current_model"]
 
     gate, pushed, worse = gate_run("--margin=-100", "--tolerance=0.5", overrides=[always])
     assert pushed == "pushed: nothing" and worse["regression_rule"] == "failed"
-    assert worse["baseline_f1"] == better["candidate_f1"]
+    assert worse["baseline_f1"] == pytest.approx(better["candidate_f1"], abs=1e-6)
     assert (f"no regression FAILED: dev F1 {weak['candidate_f1']:.2f} < blessed F1 {better['candidate_f1']:.2f} "
             f"- tolerance 0.50") in gate
     assert len([p for p in (tmp_path / "serving").iterdir() if p.name.isdigit()]) == 2
