@@ -161,6 +161,23 @@ def test_bad_training_file_fails_with_one_line_naming_it(tmp_path, problem):
     assert len(lines) == 1 and str(bad) in lines[0] and "Traceback" not in result.stderr
 
 
+def test_an_article_split_that_leaves_nothing_to_train_on_fails_with_one_line(tmp_path, capsys):
+    data = tmp_path / "two_articles.json"
+    data.write_text(json.dumps({"data": [
+        {"title": title, "paragraphs": [{"context": "Ada wrote it.", "qas": [
+            {"id": title, "question": "Who wrote it?", "answers": [{"text": "Ada", "answer_start": 0}]}]}]}
+        for title in ("A", "B")]}))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--output-dir", str(tmp_path / "run"), "--set", "data.source=json", "--set", f"data.train_path={data}",
+                    "--set", "data.split_dev_questions=1000", "--set", f"data.cache_dir={tmp_path / 'cache'}"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {data}: the article split puts all 2 article(s) in dev, which takes articles until it holds "
+        "data.split_dev_questions=1000 questions, and leaves none to train on; lower it, or give data.dev_path with "
+        "data.split_dev_questions=0"]
+    assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.json"))
+
+
 def test_bad_tsv_fails_with_one_line_naming_the_line(tmp_path):
     bad = tmp_path / "train.tsv"
     bad.write_text("sentence\tlabel\ngood film\t1\nbad film\tmaybe\n")

@@ -61,7 +61,8 @@ def local_split_paths(data_config):
 
     With `data.split_dev_questions` = N > 0, both come from `data.train_path`, split by article
     (`split_by_article`: articles in order of sha256(title), dev until it holds N questions), and
-    are written once under the cache folder.
+    are written once under the cache folder. DataError (naming the file) when no article is left
+    to train on.
     """
     if not data_config.split_dev_questions:
         return data_config.train_path, data_config.dev_path
@@ -72,7 +73,13 @@ def local_split_paths(data_config):
     folder = cache_root(data_config) / f"split-{digest}"
     paths = folder / "train.json", folder / "dev.json"
     if not all(path.is_file() for path in paths):
-        for path, document in zip(paths, split_by_article(read_json(source), data_config.split_dev_questions)):
+        halves = split_by_article(read_json(source), data_config.split_dev_questions)
+        if not halves[0]["data"]:
+            raise DataError(source, f"the article split puts all {len(halves[1]['data'])} article(s) in dev, which "
+                                    f"takes articles until it holds data.split_dev_questions="
+                                    f"{data_config.split_dev_questions} questions, and leaves none to train on; "
+                                    "lower it, or give data.dev_path with data.split_dev_questions=0")
+        for path, document in zip(paths, halves):
             write_atomic(path, json.dumps(document))
     return tuple(str(path) for path in paths)
 
