@@ -43,10 +43,12 @@ import time
 from concurrent import futures
 
 import numpy as np
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
 
 from road_tf.errors import ConfigError
 from serving.errors import ServingError, invalid, unavailable
+from serving.limits import MAX_SECONDS
+from serving.textproto import read_text_proto
 
 _FIELD = descriptor_pb2.FieldDescriptorProto
 _PROTO_FIELDS = [
@@ -59,8 +61,15 @@ _PROTO_FIELDS = [
     ("allowed_batch_sizes", 6, _FIELD.LABEL_REPEATED, _FIELD.TYPE_INT64, None),
     ("pad_variable_length_inputs", 7, _FIELD.LABEL_OPTIONAL, _FIELD.TYPE_BOOL, None),
 ]
-_INT_FIELDS = {"max_batch_size": 1, "batch_timeout_micros": 0, "max_enqueued_batches": 1, "num_batch_threads": 1}
-"""The Int64Value fields of BatchingOptions and their smallest allowed values."""
+MAX_BATCH_THREADS = 1024
+"""The most num_batch_threads accepted: every batch thread starts with the server."""
+_INT_FIELDS = {
+    "max_batch_size": (1, None),
+    "batch_timeout_micros": (0, MAX_SECONDS * 1_000_000),
+    "max_enqueued_batches": (1, None),
+    "num_batch_threads": (1, MAX_BATCH_THREADS),
+}
+"""The Int64Value fields of BatchingOptions -> their (smallest, largest or None) allowed values."""
 
 
 def _batching_parameters_class():
@@ -110,15 +119,19 @@ def batching_options(params, where):
     """A BatchingParameters message -> BatchingOptions, absent fields at their defaults.
 
     Raises:
-        ConfigError naming `where`: a value below its minimum, or allowed_batch_sizes that do
-        not increase or do not end at max_batch_size (TF Serving refuses both).
+        ConfigError naming `where`: a value below its minimum (TF Serving refuses it) or above
+        its maximum (a wait beyond MAX_SECONDS, more than MAX_BATCH_THREADS threads), or
+        allowed_batch_sizes that do not increase or do not end at max_batch_size (TF Serving
+        refuses them too).
     """
     values = {}
-    for name, minimum in _INT_FIELDS.items():
+    for name, (minimum, maximum) in _INT_FIELDS.items():
         if params.HasField(name):
             values[name] = getattr(params, name).value
             if values[name] < minimum:
                 raise ConfigError(f"{where}: {name} must be at least {minimum}, got {values[name]}")
+            if maximum is not None and values[name] > maximum:
+                raise ConfigError(f"{where}: {name} must be at most {maximum:,}, got {values[name]}")
     options = BatchingOptions(**values, pad_variable_length_inputs=params.pad_variable_length_inputs)
     sizes = list(params.allowed_batch_sizes)
     if sizes and (sizes != sorted(set(sizes)) or sizes[-1] != options.max_batch_size):
@@ -133,16 +146,9 @@ def read_batching_parameters(path):
     """A BatchingParameters text proto file -> BatchingOptions.
 
     Raises:
-        ConfigError: an unreadable or unparsable file, or a value TF Serving refuses.
+        ConfigError: a file read_text_proto refuses, or a value batching_options refuses.
     """
-    try:
-        with open(path, encoding="utf-8") as stream:
-            params = text_format.Parse(stream.read(), BatchingParameters())
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read batching parameters: {error.strerror}") from None
-    except text_format.ParseError as error:
-        raise ConfigError(f"{path}: not a BatchingParameters text proto: {error}") from None
-    return batching_options(params, path)
+    return batching_options(read_text_proto(path, BatchingParameters(), "batching parameters"), path)
 
 
 def batchable(input_specs, output_specs):

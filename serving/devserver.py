@@ -12,37 +12,43 @@ dropping requests. With --enable_batching it batches concurrent requests as TF S
 
 import argparse
 import logging
-import math
 import os
 import signal
 import sys
 import threading
 
-from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main
 from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.grpc_api import build_server
-from serving.limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_STRING_BYTES, RequestLimits
+from serving.limits import (
+    DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_STRING_BYTES, MAX_SECONDS, RequestLimits,
+)
 from serving.rest import RestServer
 from serving.servables import LOG, ModelManager, ModelRegistry
+from serving.textproto import read_text_proto
 
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEFAULT_REST_MAX_CONNECTIONS = 64
 DEFAULT_REST_TIMEOUT_SECONDS = 10.0
 MAX_PORT = 65535
+MAX_GRPC_BYTES = 2**31 - 1
+"""The largest --max_request_bytes: gRPC takes its message size limit as a C int."""
 LIMIT_FLAGS = (
     ("max_request_elements", int, DEFAULT_MAX_ELEMENTS, "tensor elements per predict request, all inputs together"),
     ("max_string_bytes", int, DEFAULT_MAX_STRING_BYTES, "bytes per string element, e.g. one context"),
     ("max_request_instances", int, DEFAULT_MAX_INSTANCES, "rows (questions) per predict request"),
     ("rest_max_connections", int, DEFAULT_REST_MAX_CONNECTIONS, "REST connections served at once; more get 503"),
     ("rest_timeout_seconds", float, DEFAULT_REST_TIMEOUT_SECONDS,
-     "seconds a REST request may take to arrive whole, and a connection to stay idle"),
+     "seconds (at most a day) a REST request may take to arrive whole, and a connection to stay idle"),
 )
 """The devserver's own limits on requests and connections: (flag, type, default, help)."""
 POSITIVE_FLAGS = ("grpc_max_threads", "max_request_bytes", "max_request_elements", "max_string_bytes",
                   "max_request_instances", "rest_max_connections", "rest_timeout_seconds")
+MAXIMA = {"port": MAX_PORT, "rest_api_port": MAX_PORT, "max_request_bytes": MAX_GRPC_BYTES}
+"""Flag -> its largest value."""
+SECONDS_FLAGS = ("rest_timeout_seconds", "file_system_poll_wait_seconds")
 
 
 def parse_bool(text):
@@ -70,7 +76,7 @@ def parse_args(argv):
         "--max_request_bytes",
         type=int,
         default=DEFAULT_MAX_REQUEST_BYTES,
-        help="largest REST body / gRPC message accepted (default 4 MiB)",
+        help=f"largest REST body / gRPC message accepted, at most {MAX_GRPC_BYTES:,} (default 4 MiB)",
     )
     for name, kind, default, text in LIMIT_FLAGS:
         parser.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default:,})")
@@ -78,9 +84,11 @@ def parse_args(argv):
         "--file_system_poll_wait_seconds",
         type=float,
         default=1.0,
-        help="seconds between polls for new versions; 0 loads once and never polls (default 1)",
+        help="seconds between polls for new versions, at most a day; 0 loads once and never polls (default 1)",
     )
-    parser.add_argument("--max_num_load_retries", type=int, default=5, help="failed loads before giving up")
+    parser.add_argument(
+        "--max_num_load_retries", type=int, default=5, help="times a failed load is retried, on later polls (default 5)"
+    )
     parser.add_argument("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
     parser.add_argument(
         "--enable_batching", type=parse_bool, nargs="?", const=True, default=False,
@@ -100,21 +108,22 @@ def parse_args(argv):
 
 
 def _check_args(args):
-    """Raises ConfigError for flag combinations tensorflow_model_server would refuse."""
+    """Raises ConfigError for flag values out of range and combinations tensorflow_model_server would refuse."""
     if args.rest_api_port and args.rest_api_port == args.port:
         raise ConfigError(f"--port and --rest_api_port must differ (both are {args.port})")
-    for flag in ("port", "rest_api_port", "file_system_poll_wait_seconds"):
+    for flag in ("port", "rest_api_port", "file_system_poll_wait_seconds", "max_num_load_retries"):
         if getattr(args, flag) < 0:
             raise ConfigError(f"--{flag} must not be negative, got {getattr(args, flag)}")
-    for flag in ("port", "rest_api_port"):
-        if getattr(args, flag) > MAX_PORT:
-            raise ConfigError(f"--{flag} must be at most {MAX_PORT}, got {getattr(args, flag)}")
+    for flag, maximum in MAXIMA.items():
+        if getattr(args, flag) > maximum:
+            raise ConfigError(f"--{flag} must be at most {maximum}, got {getattr(args, flag)}")
     for flag in POSITIVE_FLAGS:
         if not getattr(args, flag) > 0:
             raise ConfigError(f"--{flag} must be positive, got {getattr(args, flag)}")
-    for flag in ("rest_timeout_seconds", "file_system_poll_wait_seconds"):
-        if not math.isfinite(getattr(args, flag)):
-            raise ConfigError(f"--{flag} must be a finite number of seconds, got {getattr(args, flag)}")
+    for flag in SECONDS_FLAGS:
+        if not getattr(args, flag) <= MAX_SECONDS:
+            raise ConfigError(f"--{flag} must be a finite number of seconds, at most {MAX_SECONDS:,}, "
+                              f"got {getattr(args, flag)}")
     if not args.model_config_file and not args.model_base_path:
         raise ConfigError("give --model_config_file, or --model_name and --model_base_path")
     if args.batching_parameters_file and not args.enable_batching:
@@ -140,16 +149,10 @@ def read_model_config(path):
     """A ModelServerConfig text proto file -> list of ModelConfig protos.
 
     Raises:
-        ConfigError: unreadable or unparsable file, custom_model_config, a model without a
+        ConfigError: a file read_text_proto refuses, custom_model_config, a model without a
         name or base_path, a non-TensorFlow platform, version_labels, or duplicate names.
     """
-    try:
-        with open(path, encoding="utf-8") as stream:
-            config = text_format.Parse(stream.read(), model_server_config_pb2.ModelServerConfig())
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read model config: {error.strerror}") from None
-    except text_format.ParseError as error:
-        raise ConfigError(f"{path}: not a ModelServerConfig text proto: {error}") from None
+    config = read_text_proto(path, model_server_config_pb2.ModelServerConfig(), "model config")
     if config.WhichOneof("config") != "model_config_list":
         raise ConfigError(f"{path}: needs a model_config_list (custom_model_config is not supported)")
     names = set()

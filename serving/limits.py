@@ -3,7 +3,8 @@
 A gRPC TensorProto may declare `tensor_shape [1, 20000000]` in a 100-byte message, and a JSON
 body may hold a million one-character strings; both are refused here, from their shapes,
 before a tensor of that size exists. The limits are the devserver's flags
-`--max_request_elements`, `--max_string_bytes` and `--max_request_instances`.
+`--max_request_elements`, `--max_string_bytes` and `--max_request_instances`. MAX_SECONDS bounds
+the devserver's timeouts and waits.
 """
 
 import dataclasses
@@ -13,6 +14,9 @@ from serving.errors import invalid
 DEFAULT_MAX_ELEMENTS = 1_000_000
 DEFAULT_MAX_STRING_BYTES = 64 * 1024
 DEFAULT_MAX_INSTANCES = 1024
+MAX_SECONDS = 24 * 60 * 60
+"""The longest timeout or wait the devserver accepts (a day): Python's thread and socket waits
+overflow beyond threading.TIMEOUT_MAX (about 9.2e9 s on Linux, 4.3e6 s on Windows)."""
 MAX_RANK = 32
 """More dims than any served signature has (TensorFlow's own limit is 254)."""
 

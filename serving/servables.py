@@ -388,7 +388,8 @@ class ModelManager:
         base_path: the directory holding integer-named version directories.
         policy: a FileSystemStoragePathSourceConfig.ServableVersionPolicy proto
             (latest {num_versions}, all {}, or specific {versions}); unset means latest 1.
-        max_load_retries: how many failed loads of one version before it is given up.
+        max_load_retries: how many times a version whose load failed is tried again, on later
+            polls, before it is given up (0: it is tried once), as in TF Serving.
         scheduler: the BatchScheduler that batches the loaded versions' requests, or None.
         xla_enabled: --xla_cpu_compilation_enabled (see `Servable`).
     """
@@ -474,7 +475,7 @@ class ModelManager:
 
     def _load(self, version):
         """Loads one version fully, then publishes it; logs failures and counts retries."""
-        if self._failures.get(version, 0) >= self._max_load_retries:
+        if self._failures.get(version, 0) > self._max_load_retries:
             return
         path = os.path.join(self.base_path, str(version))
         started = time.monotonic()
@@ -482,7 +483,7 @@ class ModelManager:
             servable = Servable(self.name, version, path, self._scheduler, self._xla_enabled)
         except Exception as error:  # any load failure must leave the old version serving
             self._failures[version] = self._failures.get(version, 0) + 1
-            given_up = self._failures[version] >= self._max_load_retries
+            given_up = self._failures[version] > self._max_load_retries
             LOG.error(
                 "failed to load model %s version %d from %s (attempt %d%s): %s",
                 self.name, version, path, self._failures[version],

@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -47,9 +48,12 @@ from helpers_serving import (
     write_warmup,
 )
 from serving import client, devserver
-from serving.batching import BatchingParameters
+from serving.batching import BatchingParameters, InFlight
 from road_tf.errors import RoadError
+from serving.grpc_api import build_server
+from serving.limits import RequestLimits
 from serving.servables import ModelManager, ModelRegistry
+from serving.textproto import MAX_CONFIG_BYTES, read_text_proto
 
 MAX_REQUEST_BYTES = 64 * 1024
 POLL_SECONDS = 0.2
@@ -574,8 +578,19 @@ def test_devserver_flags_log_lines_and_sigint(staged, tmp_path):
         (["--model_base_path=/x", "--max_string_bytes=0"], "--max_string_bytes must be positive"),
         (["--model_base_path=/x", "--rest_timeout_seconds=nan"], "--rest_timeout_seconds must be positive"),
         (["--model_base_path=/x", "--rest_timeout_seconds=inf"], "must be a finite number"),
+        (["--model_base_path=/x", "--max_request_bytes=3000000000"],
+         "--max_request_bytes must be at most 2147483647, got 3000000000"),
+        (["--model_base_path=/x", "--max_request_bytes=99999999999999999999"], "--max_request_bytes must be at most"),
+        (["--model_base_path=/x", "--rest_timeout_seconds=1e300"],
+         "--rest_timeout_seconds must be a finite number of seconds, at most 86,400, got 1e+300"),
+        (["--model_base_path=/x", "--file_system_poll_wait_seconds=1e300"],
+         "--file_system_poll_wait_seconds must be a finite number of seconds, at most 86,400"),
+        (["--model_base_path=/x", "--file_system_poll_wait_seconds=nan"], "--file_system_poll_wait_seconds must be"),
+        (["--model_base_path=/x", "--max_num_load_retries=-5"], "--max_num_load_retries must not be negative, got -5"),
     ],
-    ids=["no_model", "same_ports", "missing_config", "bad_port", "zero_limit", "nan_timeout", "inf_timeout"],
+    ids=["no_model", "same_ports", "missing_config", "bad_port", "zero_limit", "nan_timeout", "inf_timeout",
+         "huge_request_bytes", "int64_request_bytes", "huge_timeout", "huge_poll_wait", "nan_poll_wait",
+         "negative_retries"],
 )
 def test_devserver_bad_flags_are_one_line_exit_2(capsys, argv, fragment):
     """Bad devserver flags: exit 2 and one line on stderr, before anything is served."""
@@ -584,6 +599,19 @@ def test_devserver_bad_flags_are_one_line_exit_2(capsys, argv, fragment):
     assert raised.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and fragment in err
+
+
+def test_devserver_accepts_the_largest_flag_values():
+    """The largest --max_request_bytes is the largest gRPC takes (one more overflows its C int), and
+    timeouts of a day and no load retries are accepted."""
+    args = devserver.parse_args([
+        "--model_base_path=/x", f"--max_request_bytes={devserver.MAX_GRPC_BYTES}", "--rest_timeout_seconds=86400",
+        "--file_system_poll_wait_seconds=86400", "--max_num_load_retries=0",
+    ])
+    assert (args.max_request_bytes, args.rest_timeout_seconds, args.max_num_load_retries) == (2**31 - 1, 86400.0, 0)
+    build_server(ModelRegistry([], 0), devserver.MAX_GRPC_BYTES, 1, RequestLimits(), InFlight()).stop(None)
+    with pytest.raises(OverflowError):
+        build_server(ModelRegistry([], 0), devserver.MAX_GRPC_BYTES + 1, 1, RequestLimits(), InFlight())
 
 
 def test_devserver_refuses_busy_ports(served):
@@ -620,6 +648,71 @@ def test_bad_model_config_is_refused(tmp_path):
         devserver.read_model_config(str(path))
 
 
+CONFIG_FILES = {
+    "model_config": ([], "--model_config_file", b'model_config_list { config { name: "m" base_path: "x" } }'),
+    "batching": (["--model_base_path=/x", "--enable_batching"], "--batching_parameters_file",
+                 b"max_batch_size { value: 8 }"),
+}
+"""The devserver's config files -> (the other arguments it needs, the file's flag, valid content)."""
+
+
+def _feed_fifo_reader(path):
+    """Writes a line to the FIFO at `path` and closes it, if a reader has it open (so a reader that
+    should have refused it fails instead of hanging)."""
+    try:
+        handle = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:  # ENXIO: nobody has it open for reading
+        return
+    os.write(handle, b"not a text proto\n")
+    os.close(handle)
+
+
+@pytest.mark.parametrize("config", CONFIG_FILES)
+@pytest.mark.parametrize("kind, fragment", [
+    ("device", "a device or pipe, not a"),
+    ("pipe", "a device or pipe, not a"),
+    ("folder", "a folder, not a"),
+    ("not_utf8", "not UTF-8 text (invalid start byte at byte {end})"),
+    ("too_large", "more than 1,048,576 bytes, too large for a"),
+], ids=["device", "pipe", "folder", "not_utf8", "too_large"])
+def test_devserver_refuses_hostile_config_files(tmp_path, capsys, config, kind, fragment):
+    """A config file that never ends (/dev/zero), is a pipe or a folder, is not UTF-8 or is above
+    1 MiB: exit 2 with one line naming it, without reading it whole."""
+    others, flag, content = CONFIG_FILES[config]
+    path = {"device": "/dev/zero", "folder": str(tmp_path)}.get(kind, str(tmp_path / "file.config"))
+    watchdog = threading.Timer(5, _feed_fifo_reader, [path])
+    if kind == "pipe":
+        os.mkfifo(path)  # nobody writes: opening it would block until the watchdog does
+        watchdog.start()
+    elif kind == "not_utf8":
+        with open(path, "wb") as stream:
+            stream.write(content + b"\xff")
+    elif kind == "too_large":
+        with open(path, "wb") as stream:
+            stream.write(content + b" " * MAX_CONFIG_BYTES)
+    with pytest.raises(SystemExit) as raised:
+        devserver.main([*others, f"{flag}={path}"])
+    watchdog.cancel()
+    assert raised.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and fragment.format(end=len(content)) in err
+
+
+def test_config_files_of_the_largest_size_and_nested_too_deeply(tmp_path):
+    """A config file of MAX_CONFIG_BYTES parses; one nesting Any messages deeper than Python's
+    recursion limit is a ConfigError naming the file, not a RecursionError."""
+    largest = tmp_path / "largest.config"
+    largest.write_bytes(CONFIG_FILES["batching"][2].ljust(MAX_CONFIG_BYTES))
+    assert read_text_proto(str(largest), BatchingParameters(), "batching parameters").max_batch_size.value == 8
+    nested = tmp_path / "nested.config"
+    depth = sys.getrecursionlimit()
+    nested.write_text("custom_model_config { " + "[type.googleapis.com/google.protobuf.Any] { " * depth
+                      + "}" * depth + " }")
+    refusal = f"^{re.escape(str(nested))}: not a ModelServerConfig text proto: nested too deeply$"
+    with pytest.raises(devserver.ConfigError, match=refusal):
+        devserver.read_model_config(str(nested))
+
+
 def _garbage_saved_model(staged, version_dir):
     os.makedirs(version_dir)
     with open(os.path.join(version_dir, "saved_model.pb"), "wb") as stream:
@@ -631,15 +724,17 @@ def _failing_warmup(staged, version_dir):
     write_warmup(version_dir, {"question": ["q"]})
 
 
-@pytest.mark.parametrize("break_version", [_garbage_saved_model, _failing_warmup], ids=["garbage", "bad_warmup"])
-def test_manager_keeps_old_version_when_new_one_is_broken(staged, tmp_path, caplog, break_version):
+@pytest.mark.parametrize("break_version, retries", [(_garbage_saved_model, 0), (_failing_warmup, 2)],
+                         ids=["garbage", "bad_warmup"])
+def test_manager_keeps_old_version_when_new_one_is_broken(staged, tmp_path, caplog, break_version, retries):
     """A newest version that fails to load (or to warm up) leaves the previous one serving,
-    and is given up on after max_load_retries attempts."""
+    and is given up on after 1 + max_load_retries attempts (as in TF Serving: with 0 retries,
+    a version is still loaded once)."""
     base_path = str(tmp_path / "m")
     install_version(staged[1], base_path, 1)
     policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
     policy.latest.num_versions = 1
-    manager = ModelManager("m", base_path, policy, max_load_retries=2)
+    manager = ModelManager("m", base_path, policy, max_load_retries=retries)
     manager.poll()
     break_version(staged, os.path.join(base_path, "2"))
     with caplog.at_level(logging.INFO, logger="serving.devserver"):
@@ -648,7 +743,7 @@ def test_manager_keeps_old_version_when_new_one_is_broken(staged, tmp_path, capl
     assert manager.loaded_versions() == [1]
     assert manager.get().version == 1
     failures = [r.getMessage() for r in caplog.records if "failed to load model m version 2" in r.getMessage()]
-    assert len(failures) == 2 and "attempt 2, giving up" in failures[1]
+    assert len(failures) == retries + 1 and f"attempt {retries + 1}, giving up" in failures[-1]
 
 
 def test_version_policies_choose_versions():

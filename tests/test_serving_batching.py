@@ -30,8 +30,9 @@ from helpers_serving import (
     stop_devserver,
 )
 from serving import client, devserver
-from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
+from serving.batching import MAX_BATCH_THREADS, BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.errors import ServingError, invalid
+from serving.limits import MAX_SECONDS
 from serving.servables import ModelManager, Servable
 
 QUESTIONS = [example["question"] for example in QA_EXAMPLES]
@@ -450,6 +451,9 @@ BAD_BATCHING = [
     ("allowed_sizes", "max_batch_size { value: 8 } allowed_batch_sizes: [4, 2, 8]",
      "allowed_batch_sizes must increase and end at max_batch_size (8), got [4, 2, 8]"),
     ("missing", None, "cannot read batching parameters"),
+    ("endless_timeout", "batch_timeout_micros { value: 9223372036854775807 }",
+     "batch_timeout_micros must be at most 86,400,000,000, got 9223372036854775807"),
+    ("too_many_threads", "num_batch_threads { value: 100000000 }", "num_batch_threads must be at most 1,024"),
 ]
 
 
@@ -464,6 +468,15 @@ def test_bad_batching_file_is_one_line_exit_2(tmp_path, capsys, content, fragmen
     assert raised.value.code == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith(f"error: {path}: ") and fragment in err
+
+
+def test_largest_batching_timeout_and_threads_are_accepted(tmp_path):
+    """A batch timeout of a day (MAX_SECONDS) and MAX_BATCH_THREADS threads are the largest values."""
+    path = tmp_path / "batching.config"
+    path.write_text(f"batch_timeout_micros {{ value: {MAX_SECONDS * 1_000_000} }} "
+                    f"num_batch_threads {{ value: {MAX_BATCH_THREADS} }}")
+    options = read_batching_parameters(str(path))
+    assert (options.batch_timeout_micros, options.num_batch_threads) == (86_400_000_000, 1024)
 
 
 def test_batching_file_without_enable_batching_is_refused(capsys):
