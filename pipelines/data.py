@@ -25,6 +25,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from road_tf.data.records import to_tf_example, write_records
+from road_tf.data.sources import within_length_limit
 from road_tf.data.squad import read_json, read_squad_json, split_by_article
 from road_tf.errors import DataError
 from road_tf.files import non_file_kind, write_atomic
@@ -36,7 +37,8 @@ def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
     """(train examples, eval examples) of `source` (see the module docstring).
 
     Args:
-        data_config: the recipe's `DataConfig` (synthetic sizes and seed, tfds name, skip_bad_records).
+        data_config: the recipe's `DataConfig` (synthetic sizes and seed, tfds name, skip_bad_records,
+            max_context_bytes).
         work_dir: folder for the synthetic corpus and the two halves of a split file.
         min_dev_questions: questions the eval half of a split file must reach.
     Raises:
@@ -56,11 +58,19 @@ def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
         return (load_squad_tfds("train", name=data_config.tfds_name, skip_bad_records=skip),
                 load_squad_tfds("validation", name=data_config.tfds_name, skip_bad_records=skip))
     if eval_path:
-        return require_questions((read_squad_json(source, skip), read_squad_json(eval_path, skip)), (source, eval_path))
-    return split_file(source, work_dir / "split", min_dev_questions, skip)
+        return require_questions((read_questions(source, data_config), read_questions(eval_path, data_config)),
+                                 (source, eval_path))
+    return split_file(source, work_dir / "split", min_dev_questions, data_config)
 
 
-def split_file(source, split_dir, min_dev_questions, skip_bad_records):
+def read_questions(path, data_config, named=None):
+    """The questions of the SQuAD file `path`, checked as a run checks them: DataError naming `named`
+    (default `path`) and the question for a malformed record or a text above data.max_context_bytes
+    (each dropped with a warning instead under data.skip_bad_records)."""
+    return within_length_limit(read_squad_json(path, data_config.skip_bad_records), named or path, data_config)
+
+
+def split_file(source, split_dir, min_dev_questions, data_config):
     """(train examples, eval examples) of one SQuAD file split by article (`split_by_article`).
 
     The halves are written to `split_dir/{train,eval}.json`. The file is read twice (to check every
@@ -72,7 +82,7 @@ def split_file(source, split_dir, min_dev_questions, skip_bad_records):
     if pathlib.Path(source).is_fifo():
         raise DataError(source, "a pipe, which can be read only once, but splitting one file by article reads it "
                                 "twice; save it to a file first, or give the eval questions with --eval-data")
-    questions = len(read_squad_json(source, skip_bad_records))
+    questions = len(read_questions(source, data_config))
     document = read_json(source)
     halves = split_by_article(document, min_dev_questions)
     articles = len(document["data"])
@@ -85,7 +95,7 @@ def split_file(source, split_dir, min_dev_questions, skip_bad_records):
     paths = [split_dir / f"{split}.json" for split in SPLITS]
     for path, half in zip(paths, halves):
         write_atomic(path, json.dumps(half))
-    return require_questions(tuple(read_squad_json(path, skip_bad_records) for path in paths), (source, source))
+    return require_questions(tuple(read_questions(path, data_config, source) for path in paths), (source, source))
 
 
 def require_questions(splits, paths):

@@ -98,6 +98,17 @@ def test_a_split_that_leaves_no_training_questions_stops_before_any_component(tm
         assert local_runner.main(args) == 0
 
 
+@pytest.mark.parametrize("eval_data", [False, True], ids=["split", "eval file"])
+def test_a_context_above_max_context_bytes_is_refused_naming_the_users_file(tmp_path, capsys, eval_data):
+    good = squad_file(tmp_path / "good.json", ["Velden", "Marrow"])
+    extra = ["--eval-data", str(good)] if eval_data else ["--min-dev-questions=2"]
+    error = refusal(runner_args(tmp_path, "--data", str(good), *extra, "--prepare-only",
+                                overrides=["data.max_context_bytes=20"]), capsys)
+    assert error.startswith(f"error: {good}: record Velden-where: text of ")
+    assert error.endswith("bytes is longer than data.max_context_bytes (20)")
+    assert not (tmp_path / "tfx" / "data" / "examples").exists()
+
+
 def test_a_file_without_questions_is_refused_naming_its_split(tmp_path, capsys):
     good, empty = squad_file(tmp_path / "good.json", ["Velden"]), tmp_path / "empty.json"
     empty.write_text('{"data": []}')
