@@ -61,7 +61,8 @@ def cache_teacher_logits(config, output):
 
 def check_outputs(output, config):
     """RoadError when `output` or its .json sidecar would overwrite a file the command reads (data,
-    vocabulary, teacher checkpoints) or each other (an --output ending in .json)."""
+    vocabulary, teacher checkpoints) or each other (an --output ending in .json), or when the sidecar
+    cannot be written (`output` itself is checked before the config loads)."""
     sidecar = pathlib.Path(output).with_suffix(".json")
     if sidecar == pathlib.Path(output):
         raise RoadError(f"--output {output}: its .json sidecar would overwrite it; name it .tfrecord")
@@ -71,8 +72,7 @@ def check_outputs(output, config):
             **{f"distillation.teachers[{i}].checkpoint": teacher.checkpoint
                for i, teacher in enumerate(config.distillation.teachers)}}
     check_distinct({"--output": output, "the .json sidecar of --output": sidecar}, read)
-    for path in (output, sidecar):
-        check_writable_file(path, "--output")
+    check_writable_file(sidecar, "--output")
 
 
 @cli_main

@@ -31,6 +31,8 @@ from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 
 MAX_CLASSES = 1_000_000
+MAX_DIGITS = len(str(MAX_CLASSES))
+"""Longer digit strings are out of range, and are refused before `int()` (which fails past 4,300 digits)."""
 
 
 def _threshold(text):
@@ -46,7 +48,7 @@ def _threshold(text):
 
 def _num_classes(text):
     """--num-classes: an integer in [2, MAX_CLASSES]."""
-    if not (text.isascii() and text.isdigit() and len(text) <= 7 and 2 <= int(text) <= MAX_CLASSES):
+    if not (text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS and 2 <= int(text) <= MAX_CLASSES):
         raise argparse.ArgumentTypeError(f"must be an integer in [2, {MAX_CLASSES}], got {text[:20]!r}")
     return int(text)
 
@@ -122,7 +124,7 @@ def _read_gold_labels(path, num_classes):
         guid, label = fields[0], fields[1].strip()
         if not re.fullmatch("-?[0-9]+", label):
             raise DataError(path, f"label must be an integer, got {label[:20]!r}", record=f"line {number}")
-        if len(label) > 7 or not is_label(int(label)):
+        if len(label) > MAX_DIGITS or not is_label(int(label)):
             raise DataError(path, f"label must be {describe}, got {label[:20]}", record=f"line {number}")
         if guid in labels:
             raise DataError(path, f"duplicate guid {guid!r}", record=f"line {number}")

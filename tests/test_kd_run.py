@@ -5,6 +5,7 @@ import json
 import pytest
 
 from road_tf import cache_teacher, train
+from conftest import one_error_line
 from test_train_cli import TINY
 
 TEACHER = "{model: {num_layers: 1, hidden_dim: 32, num_heads: 2, intermediate_dim: 64}, train_steps: 12}"
@@ -105,7 +106,5 @@ def test_cache_teacher_refuses_to_overwrite_its_inputs_and_unloadable_checkpoint
     for output, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             cache_teacher.main(base + ["--output", output])
-        assert exit_info.value.code == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and message in err[0], (output, err)
+        assert message in one_error_line(capsys, exit_info), output
     assert checkpoint.read_bytes().startswith(b"\x89HDF") and not (tmp_path / "ok.tfrecord").exists()

@@ -7,6 +7,7 @@ import sqlite3
 import pytest
 import tensorflow as tf
 
+from conftest import one_error_line
 from pipelines import local_runner
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.records import read_records
@@ -33,10 +34,7 @@ def refusal(args, capsys):
     """Runs local_runner.main, which must exit with code 2; returns its one line of stderr."""
     with pytest.raises(SystemExit) as exit_info:
         local_runner.main(args)
-    assert exit_info.value.code == 2
-    errors = capsys.readouterr().err.strip().splitlines()
-    assert len(errors) == 1, errors
-    return errors[0]
+    return one_error_line(capsys, exit_info)
 
 
 def squad_file(path, titles):

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from conftest import REPO, one_error_line
 from road_tf import evaluate, predict, train
 from test_train_cli import TINY
 
@@ -30,13 +30,6 @@ def run(tmp_path_factory):
         args += ["--set", pair]
     assert train.main(args) == 0
     return out, root / "cache" / "synthetic-0" / "squad" / "dev.json", base
-
-
-def one_error_line(capsys, exit_info):
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "Traceback" not in err[0]
-    return err[0]
 
 
 @pytest.mark.parametrize("model_arg", ["run", "version", "model folder"])

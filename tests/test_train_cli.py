@@ -9,7 +9,7 @@ import pytest
 import tensorflow as tf
 import yaml
 
-from conftest import REPO
+from conftest import REPO, one_error_line
 from road_tf import export, train
 
 TINY = [
@@ -107,9 +107,7 @@ def check_export_refuses_damaged_runs(out, tmp_path, capsys):
     for run, extra, message in cases:
         with pytest.raises(SystemExit) as exit_info:
             export.main(["--run-dir", str(run), "--model-name", "damaged", "--base", str(tmp_path / "sm"), *extra])
-        assert exit_info.value.code == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and message in err[0], (run, err)
+        assert message in one_error_line(capsys, exit_info), run
     assert not (tmp_path / "sm").exists() and not (out / "config.yaml" / "damaged").exists()
 
 
@@ -126,10 +124,8 @@ def test_an_output_dir_whose_metrics_json_no_run_wrote_fails_with_one_line(tmp_p
     (tmp_path / "metrics.json").write_text(record)
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--output-dir", str(tmp_path), *sum((["--set", pair] for pair in TINY), [])])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err.strip().splitlines()
-    assert err == [f"error: {tmp_path / 'metrics.json'}: not the metrics.json of a finished road_tf run; move it away "
-                   "or choose another --output-dir"]
+    assert one_error_line(capsys, exit_info) == (f"error: {tmp_path / 'metrics.json'}: not the metrics.json of a "
+                                                 "finished road_tf run; move it away or choose another --output-dir")
     assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
 
 
@@ -138,8 +134,7 @@ def test_a_folder_named_metrics_json_stops_the_run_before_it_trains(tmp_path, ca
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--output-dir", str(tmp_path), *sum((["--set", pair] for pair in TINY), []),
                     "--set", f"export.base_dir={tmp_path / 'sm'}"])
-    assert exit_info.value.code == 2
-    assert "metrics.json: is a folder, where the run would write its metrics" in capsys.readouterr().err
+    assert "metrics.json: is a folder, where the run would write its metrics" in one_error_line(capsys, exit_info)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
 
 
@@ -170,11 +165,10 @@ def test_an_article_split_that_leaves_nothing_to_train_on_fails_with_one_line(tm
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--output-dir", str(tmp_path / "run"), "--set", "data.source=json", "--set", f"data.train_path={data}",
                     "--set", "data.split_dev_questions=1000", "--set", f"data.cache_dir={tmp_path / 'cache'}"])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines() == [
+    assert one_error_line(capsys, exit_info) == (
         f"error: {data}: the article split puts all 2 article(s) in dev, which takes articles until it holds "
         "data.split_dev_questions=1000 questions, and leaves none to train on; lower it, or give data.dev_path with "
-        "data.split_dev_questions=0"]
+        "data.split_dev_questions=0")
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.json"))
 
 
