@@ -3,12 +3,12 @@
 Sources (`--data`):
   synthetic              the embedded synthetic corpus (seed and sizes from the recipe's data.*)
   tfds                   TFDS `data.tfds_name` (train and validation splits)
-  FILE.json[.gz]         one local SQuAD 2.0 file, split by article (`split_by_article`), or,
+  FILE.json[.gz]         one local SQuAD 2.0 file, split by article (`split_for_training`), or,
                          with `--eval-data EVAL.json[.gz]`, the training file and the eval file.
 
 Every question is checked while it is read (`road_tf.data.squad`): a malformed file stops here
 with a DataError naming the file, the question and the problem, before any component runs; so does
-a file whose split holds no questions, and a pipe given to be split (it would be read twice).
+a file whose split holds no questions. Each file is read once, so it may be a pipe.
 
 The records go to `<examples>/Split-train/data.tfrecord` and `Split-eval/data.tfrecord`, the
 layout ImportExampleGen reads. A file is replaced only when its examples change (or it is corrupt):
@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError
 
 from road_tf.data.records import to_tf_example, write_records
 from road_tf.data.sources import within_length_limit
-from road_tf.data.squad import read_json, read_squad_json, split_by_article
+from road_tf.data.squad import document_questions, read_json, read_squad_json, split_for_training
 from road_tf.errors import DataError
 from road_tf.files import non_file_kind, write_atomic
 
@@ -71,27 +71,18 @@ def read_questions(path, data_config, named=None):
 
 
 def split_file(source, split_dir, min_dev_questions, data_config):
-    """(train examples, eval examples) of one SQuAD file split by article (`split_by_article`).
+    """(train examples, eval examples) of one SQuAD file split by article (`split_for_training`).
 
-    The halves are written to `split_dir/{train,eval}.json`. The file is read twice (to check every
-    question, naming `source` in any error, and to split its articles), so it must not be a pipe.
+    The file is read once (it may be a pipe) and every question checked, naming `source` in any
+    error; the halves are written to `split_dir/{train,eval}.json`.
 
     Raises:
-        DataError: naming `source`, when it is a pipe, is malformed, or a half holds no questions.
+        DataError: naming `source`, when it is malformed or a half holds no questions.
     """
-    if pathlib.Path(source).is_fifo():
-        raise DataError(source, "a pipe, which can be read only once, but splitting one file by article reads it "
-                                "twice; save it to a file first, or give the eval questions with --eval-data")
-    questions = len(read_questions(source, data_config))
     document = read_json(source)
-    halves = split_by_article(document, min_dev_questions)
-    articles = len(document["data"])
-    if questions and not halves[0]["data"]:
-        fix = (f"lower --min-dev-questions (now {min_dev_questions}) or " if articles > 1 else "") + \
-            "give the eval questions with --eval-data"
-        raise DataError(source, f"the article split leaves no training questions: all {articles} article(s) "
-                                f"({questions} questions) go to the eval half, which takes articles until it holds "
-                                f"--min-dev-questions questions; {fix}")
+    within_length_limit(document_questions(document, source, data_config.skip_bad_records)[0], source, data_config)
+    halves = split_for_training(document, min_dev_questions, source, "--min-dev-questions",
+                                "give the eval questions with --eval-data")
     paths = [split_dir / f"{split}.json" for split in SPLITS]
     for path, half in zip(paths, halves):
         write_atomic(path, json.dumps(half))

@@ -23,23 +23,38 @@ from road_tf.train import read_finished_run
 STUDENT_WEIGHTS = pathlib.Path("student") / "model.weights.h5"
 
 
-def load_run_student(run_dir):
-    """Rebuilds a finished run's student: (config, task, tokenizer, model with trained weights)."""
+def read_run_config(run_dir):
+    """A finished run's (config, QA task), read without building its model.
+
+    Raises:
+        RoadError: when `run_dir` lacks config.yaml or the student's weights, or its task is not QA.
+    """
     run_dir = pathlib.Path(run_dir)
-    weights = run_dir / STUDENT_WEIGHTS
-    if not (run_dir / "config.yaml").is_file() or not weights.is_file():
+    if not (run_dir / "config.yaml").is_file() or not (run_dir / STUDENT_WEIGHTS).is_file():
         raise RoadError(f"{run_dir}: not a finished run (needs config.yaml and {STUDENT_WEIGHTS})")
     config = load_config(run_dir / "config.yaml")
     task = get_task(config.task)
     if task.kind != SPAN:
         raise RoadError(f"{run_dir}: task {task.name!r} is not a QA task; only QA students are exported")
+    return config, task
+
+
+def load_student(run_dir, config, task):
+    """The run's (tokenizer, student model with its trained weights) for its `read_run_config`."""
+    weights = pathlib.Path(run_dir) / STUDENT_WEIGHTS
     tokenizer = load_tokenizer(config.data.vocab)
     model = build_model(config.model, [task], tokenizer.vocabulary_size, config.data.max_seq_length, "student")
     try:
         model.load_weights(str(weights))
     except (ValueError, OSError) as error:
         raise RoadError(f"{weights}: does not load into the model of the run's config.yaml ({first_line(error)})") from None
-    return config, task, tokenizer, model
+    return tokenizer, model
+
+
+def load_run_student(run_dir):
+    """Rebuilds a finished run's student: (config, task, tokenizer, model with trained weights)."""
+    config, task = read_run_config(run_dir)
+    return (config, task, *load_student(run_dir, config, task))
 
 
 def run_final_metrics(run_dir):
@@ -66,14 +81,14 @@ def export_run(run_dir, model_name=None, base_dir=None):
     """Exports a finished run's student as the next version of `<base_dir>/<model_name>` (by default the
     run's own export settings) with its recorded dev metrics and the run's absolute path (SOURCE_FILE);
     returns the version folder."""
-    config, task, tokenizer, model = load_run_student(run_dir)
+    config, task = read_run_config(run_dir)
     export = dataclasses.replace(config.export, model_name=model_name or config.export.model_name,
                                  base_dir=base_dir or config.export.base_dir)
     check_writable_dir(pathlib.Path(export.base_dir) / export.model_name, "--base" if base_dir else "export.base_dir")
-    config = dataclasses.replace(config, export=export)
     final = run_final_metrics(run_dir)
-    return export_qa_model(model, task, tokenizer, config, final.get("null_score_diff_threshold"), final,
-                           source=run_dir)
+    tokenizer, model = load_student(run_dir, config, task)
+    return export_qa_model(model, task, tokenizer, dataclasses.replace(config, export=export),
+                           final.get("null_score_diff_threshold"), final, source=run_dir)
 
 
 @cli_main

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sqlite3
 
 import pytest
@@ -9,6 +10,7 @@ import tensorflow as tf
 
 from conftest import one_error_line
 from pipelines import local_runner
+from pipelines.data import SPLITS
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.records import read_records
 from road_tf.data.squad import read_squad_json, write_squad_json
@@ -88,7 +90,7 @@ def test_a_split_that_leaves_no_training_questions_stops_before_any_component(tm
     good = squad_file(tmp_path / "good.json", titles)
     error = refusal(runner_args(tmp_path, "--data", str(good)), capsys)
     assert error == (f"error: {good}: the article split leaves no training questions: all {len(titles)} article(s) "
-                     f"({2 * len(titles)} questions) go to the eval half, which takes articles until it holds "
+                     f"({2 * len(titles)} questions) go to the dev half, which takes articles until it holds "
                      f"--min-dev-questions questions{advice}")
     assert not (tmp_path / "tfx" / "data" / "examples").exists() and not (tmp_path / "tfx" / "pipeline").exists()
     if len(titles) > 1:  # the advice holds: with a lower --min-dev-questions, one article is left to train on
@@ -155,16 +157,19 @@ def pipe_of():
         os.close(read_end)
 
 
-def test_a_pipe_is_refused_for_splitting_and_read_once_as_a_train_file(tmp_path, capsys, pipe_of):
+def test_a_pipe_is_read_once_to_split_and_as_a_train_file(tmp_path, capsys, pipe_of):
     good = squad_file(tmp_path / "good.json", ["Velden", "Marrow"])
-    pipe = pipe_of(good.read_bytes())
-    error = refusal(runner_args(tmp_path, "--data", pipe, "--prepare-only"), capsys)
-    assert error == (f"error: {pipe}: a pipe, which can be read only once, but splitting one file by article reads "
-                     f"it twice; save it to a file first, or give the eval questions with --eval-data")
+    records = [tmp_path / "tfx" / "data" / "examples" / f"Split-{split}" / "data.tfrecord" for split in SPLITS]
+    assert local_runner.main(runner_args(tmp_path, "--data", str(good), "--min-dev-questions=2", "--prepare-only")) == 0
+    from_file = [read_records([path], compression_type="") for path in records]
+    assert all(from_file)
+    shutil.rmtree(tmp_path / "tfx")
+    args = runner_args(tmp_path, "--data", pipe_of(good.read_bytes()), "--min-dev-questions=2", "--prepare-only")
+    assert local_runner.main(args) == 0
+    assert [read_records([path], compression_type="") for path in records] == from_file
     args = runner_args(tmp_path, "--data", pipe_of(good.read_bytes()), "--eval-data", str(good), "--prepare-only")
     assert local_runner.main(args) == 0
-    records = tmp_path / "tfx" / "data" / "examples" / "Split-train" / "data.tfrecord"
-    assert read_records([records], compression_type="") == read_squad_json(good)
+    assert read_records([records[0]], compression_type="") == read_squad_json(good)
 
 
 def test_bad_override_fails_with_one_line_like_road_tf_train(tmp_path, capsys):

@@ -11,6 +11,7 @@ import yaml
 
 from conftest import REPO, one_error_line
 from road_tf import export, train
+from road_tf.models.task_model import build_model
 
 TINY = [
     "train.steps=12", "train.batch_size=8", "train.checkpoint_every=6",
@@ -44,7 +45,7 @@ def test_help_lists_recipes():
     assert "demo" in result.stdout and "--set" in result.stdout
 
 
-def test_end_to_end_slice(tmp_path, capsys):
+def test_end_to_end_slice(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
     base = tmp_path / "saved_models"
     args = ["--output-dir", str(out)]
@@ -80,11 +81,14 @@ def test_end_to_end_slice(tmp_path, capsys):
     assert export.main(["--run-dir", str(out), "--model-name", "again", "--base", str(base)]) == 0
     assert (base / "again" / "1" / "saved_model.pb").is_file()
     capsys.readouterr()
-    check_export_refuses_damaged_runs(out, tmp_path, capsys)
+    check_export_refuses_damaged_runs(out, tmp_path, capsys, monkeypatch)
 
 
-def check_export_refuses_damaged_runs(out, tmp_path, capsys):
-    """`export` on copies of the finished run `out` with one part damaged: one line, exit 2, no version."""
+def check_export_refuses_damaged_runs(out, tmp_path, capsys, monkeypatch):
+    """`export` on copies of the finished run `out` with one part damaged: one line, exit 2, no version;
+    only damaged weights cost a model build (metrics.json and --base are checked first)."""
+    built = []
+    monkeypatch.setattr(export, "build_model", lambda *args: built.append(args) or build_model(*args))
     def damaged(name, change):
         copy = tmp_path / name
         shutil.copytree(out, copy)
@@ -108,6 +112,8 @@ def check_export_refuses_damaged_runs(out, tmp_path, capsys):
         with pytest.raises(SystemExit) as exit_info:
             export.main(["--run-dir", str(run), "--model-name", "damaged", "--base", str(tmp_path / "sm"), *extra])
         assert message in one_error_line(capsys, exit_info), run
+        assert len(built) == (extra == [] and run.name == "random_bytes"), run
+        built.clear()
     assert not (tmp_path / "sm").exists() and not (out / "config.yaml" / "damaged").exists()
 
 
@@ -166,9 +172,9 @@ def test_an_article_split_that_leaves_nothing_to_train_on_fails_with_one_line(tm
         train.main(["--output-dir", str(tmp_path / "run"), "--set", "data.source=json", "--set", f"data.train_path={data}",
                     "--set", "data.split_dev_questions=1000", "--set", f"data.cache_dir={tmp_path / 'cache'}"])
     assert one_error_line(capsys, exit_info) == (
-        f"error: {data}: the article split puts all 2 article(s) in dev, which takes articles until it holds "
-        "data.split_dev_questions=1000 questions, and leaves none to train on; lower it, or give data.dev_path with "
-        "data.split_dev_questions=0")
+        f"error: {data}: the article split leaves no training questions: all 2 article(s) (2 questions) go to the dev "
+        "half, which takes articles until it holds data.split_dev_questions questions; lower data.split_dev_questions "
+        "(now 1000) or give data.dev_path with data.split_dev_questions=0")
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.json"))
 
 

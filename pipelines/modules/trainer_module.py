@@ -36,7 +36,7 @@ def run_fn(fn_args):
             "data.max_eval_examples=0", "export.enabled=false", f"data.cache_dir={scratch / 'cache'}"])
         run_and_record(config, run_dir)
     if training.is_chief(config.train):
-        config, task, tokenizer, model = load_run_student(run_dir)
         final = run_final_metrics(run_dir)
+        config, task, tokenizer, model = load_run_student(run_dir)
         save_qa_model(model, task, tokenizer, config, fn_args.serving_model_dir, final.get("null_score_diff_threshold"),
                       final)

@@ -11,7 +11,7 @@ import pathlib
 import socket
 
 from road_tf.data import synthetic
-from road_tf.data.squad import read_json, split_by_article
+from road_tf.data.squad import parse_json, read_text, split_for_training
 from road_tf.errors import ConfigError, DataError, first_line
 from road_tf.files import write_atomic
 
@@ -61,24 +61,19 @@ def local_split_paths(data_config):
 
     With `data.split_dev_questions` = N > 0, both come from `data.train_path`, split by article
     (`split_by_article`: articles in order of sha256(title), dev until it holds N questions), and
-    are written once under the cache folder. DataError (naming the file) when no article is left
-    to train on.
+    are written once under the cache folder, named by a hash of its text. DataError (naming the
+    file) when it cannot be read or no article is left to train on.
     """
     if not data_config.split_dev_questions:
         return data_config.train_path, data_config.dev_path
-    source = pathlib.Path(data_config.train_path)
-    if not source.is_file():
-        raise ConfigError(f"data.train_path: no such file {source}")
-    digest = hashlib.sha256(source.read_bytes() + str(data_config.split_dev_questions).encode()).hexdigest()[:12]
+    source = data_config.train_path
+    text = read_text(source)
+    digest = hashlib.sha256(text.encode("utf-8") + str(data_config.split_dev_questions).encode()).hexdigest()[:12]
     folder = cache_root(data_config) / f"split-{digest}"
     paths = folder / "train.json", folder / "dev.json"
     if not all(path.is_file() for path in paths):
-        halves = split_by_article(read_json(source), data_config.split_dev_questions)
-        if not halves[0]["data"]:
-            raise DataError(source, f"the article split puts all {len(halves[1]['data'])} article(s) in dev, which "
-                                    f"takes articles until it holds data.split_dev_questions="
-                                    f"{data_config.split_dev_questions} questions, and leaves none to train on; "
-                                    "lower it, or give data.dev_path with data.split_dev_questions=0")
+        halves = split_for_training(parse_json(text, source), data_config.split_dev_questions, source,
+                                    "data.split_dev_questions", "give data.dev_path with data.split_dev_questions=0")
         for path, document in zip(paths, halves):
             write_atomic(path, json.dumps(document))
     return tuple(str(path) for path in paths)

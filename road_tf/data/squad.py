@@ -29,13 +29,22 @@ _KINDS = {
 
 
 def read_json(path):
-    """Parses a UTF-8 JSON file, gzipped or not, into Python values.
+    """Parses a UTF-8 JSON file, gzipped or not, into Python values (see `parse_json`).
 
     Raises:
         DataError: naming the file, when it cannot be read, is corrupt gzip, is not UTF-8 or is
-            not valid (e.g. truncated) JSON or holds an integer too long to convert.
+            not valid JSON.
     """
-    text = read_text(path)
+    return parse_json(read_text(path), path)
+
+
+def parse_json(text, path):
+    """Parses the JSON text read from `path` into Python values.
+
+    Raises:
+        DataError: naming `path`, when the text is not valid (e.g. truncated) JSON, is nested too
+            deeply or holds an integer too long to convert.
+    """
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
@@ -66,7 +75,11 @@ def read_squad_json_with_stats(path, skip_bad_records=False):
         (examples, skipped): the valid questions in file order, and how many bad questions were
         skipped (always 0 when `skip_bad_records` is False, since the first one raises).
     """
-    document = read_json(path)
+    return document_questions(read_json(path), path, skip_bad_records)
+
+
+def document_questions(document, path, skip_bad_records=False):
+    """`read_squad_json_with_stats` of a document already parsed from `path` (named in errors)."""
     return _collect(path, _iter_json_questions(path, document), skip_bad_records)
 
 
@@ -329,3 +342,27 @@ def split_by_article(data_dict, min_dev_questions=1000):
     train_dict = {**data_dict, "data": [a for i, a in enumerate(articles) if i not in dev]}
     dev_dict = {**data_dict, "data": [a for i, a in enumerate(articles) if i in dev]}
     return train_dict, dev_dict
+
+
+def split_for_training(data_dict, min_dev_questions, path, setting, alternative):
+    """`split_by_article`, refusing a split that leaves nothing to train on.
+
+    Args:
+        data_dict: the SQuAD document parsed from `path`.
+        min_dev_questions: questions dev must reach, set by the user as `setting` (a flag or
+            config field, named in the error).
+        alternative: the other way to give dev questions, as advice in the error.
+    Returns:
+        (train_dict, dev_dict), as `split_by_article`.
+    Raises:
+        DataError: naming `path`, when every article goes to dev.
+    """
+    train, dev = split_by_article(data_dict, min_dev_questions)
+    if train["data"] or not dev["data"]:
+        return train, dev
+    articles = len(dev["data"])
+    questions = sum(len(paragraph["qas"]) for article in dev["data"] for paragraph in article["paragraphs"])
+    lower = f"lower {setting} (now {min_dev_questions}) or " if articles > 1 else ""
+    raise DataError(path, f"the article split leaves no training questions: all {articles} article(s) ({questions} "
+                          f"questions) go to the dev half, which takes articles until it holds {setting} questions; "
+                          f"{lower}{alternative}")
