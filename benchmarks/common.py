@@ -32,7 +32,7 @@ from road_tf.errors import RoadError  # noqa: E402
 
 BASELINE_PYTHON = REPO / ".venv-baseline" / "bin" / "python"
 SETUP_SCRIPT = REPO / "benchmarks" / "setup_baseline.sh"
-# STACK.md: with glibc's default malloc PyTorch CPU training spends > 1 s a step in page faults.
+# With glibc's default malloc PyTorch CPU training spends > 1 s a step in page faults (measured when the stack was chosen).
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
 
@@ -147,7 +147,7 @@ class BaselineWorker:
 
     The worker (see `serve_json_commands`) prints one JSON line when ready (kept as `info`), then
     answers every JSON command line with one JSON line. It runs pinned to `cores` with `threads`
-    threads and STACK.md's malloc settings, offline.
+    threads and TUNED_MALLOC, offline.
 
     Args:
         script: path of the worker script; args: its command-line arguments (strings).

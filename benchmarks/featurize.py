@@ -23,7 +23,7 @@ import common
 
 # Without PyTorch, transformers prints an advisory line on import; errors here must stay one line.
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-from transformers import BertTokenizerFast  # noqa: E402  (imported before TensorFlow, as STACK.md advises)
+from transformers import BertTokenizerFast  # noqa: E402  (imported before TensorFlow: importing it after TensorFlow has crashed this stack)
 
 import numpy as np  # noqa: E402
 

@@ -23,7 +23,7 @@ call over all questions with batch_size 16, its way of serving many questions at
 
 Fairness: the dev server and the baseline get the same `--threads` CPU cores (affinity) and that
 many intra-op threads (TF_NUM_INTRAOP_THREADS / torch.set_num_threads, OMP_NUM_THREADS); the
-baseline runs with the tuned glibc malloc settings of STACK.md. The load generator (this
+baseline runs with the tuned glibc malloc settings (common.TUNED_MALLOC). The load generator (this
 process) shares the server's cores, so client overhead counts against road_tf.
 
 Rounds: the questions are cut into chunks of --chunk; a round sends one chunk through every mode

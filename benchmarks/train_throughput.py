@@ -15,7 +15,7 @@ by default) are left out.
 Baseline: `BertForQuestionAnswering` of transformers 4.57.6 on torch 2.13.0 (CPU, float32) from
 the same MiniLM safetensors (QA head random), trained by benchmarks/hf_train_baseline.py in
 .venv-baseline (made by benchmarks/setup_baseline.sh when missing) with the same batches,
-optimizer settings and dropout, and STACK.md's malloc settings.
+optimizer settings and dropout, and TUNED_MALLOC (benchmarks/common.py).
 
 Both sides: --batch-size windows of 384 tokens (a 64-token question segment, the rest context,
 random token ids, random padding lengths: every step computes all 384 positions either way),
