@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import math
 import pathlib
+import reprlib
 import typing
 from typing import Optional, Tuple
 
@@ -36,6 +37,41 @@ PROJECTION_INITS = {"random": "glorot_uniform", "identity": "identity"}
 OMITTED_AT_DEFAULT = {("distillation", "projection_init"): "random"}
 MAX_STEPS = 2**31 - 1  # the most steps (or steps per checkpoint) a run may ask for
 MAX_YAML_DEPTH = 100  # the deepest bracket nesting a recipe or --set value may have
+MAX_RECIPE_BYTES = 1 << 20  # recipes hold overrides: a few hundred bytes
+
+
+def shown(value):
+    """`repr(value)` cut to about 80 characters (and a few items of a list) for error messages."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 80
+    short.maxlist = short.maxtuple = short.maxdict = 8
+    return short.repr(value)
+
+
+class RecipeLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases and duplicate keys: a few hundred bytes of nested aliases
+    stand for billions of values, and a repeated key would silently drop the first one's settings."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise yaml.composer.ComposerError(
+                None, None, f"line {event.start_mark.line + 1}: aliases (*{event.anchor}) are not allowed in recipes",
+                event.start_mark)
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, typing.Hashable):
+                continue  # the base class refuses it
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"line {key_node.start_mark.line + 1}: duplicate key {shown(key)}",
+                    key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep)
 
 
 def _check(condition, field, why):
@@ -461,50 +497,50 @@ def _coerce(value, annotation, field):
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{field}: expected a list, got {value!r}")
+            raise ConfigError(f"{field}: expected a list, got {shown(value)}")
         return tuple(_coerce(v, item_type, f"{field}[{i}]") for i, v in enumerate(value))
     if dataclasses.is_dataclass(annotation):
         if isinstance(value, annotation):
             return value
         if not isinstance(value, dict):
-            raise ConfigError(f"{field}: expected a mapping, got {value!r}")
+            raise ConfigError(f"{field}: expected a mapping, got {shown(value)}")
         return _build(annotation, value, field)
     if annotation is bool:
         if isinstance(value, bool):
             return value
         if isinstance(value, str) and value.lower() in ("true", "false"):
             return value.lower() == "true"
-        raise ConfigError(f"{field}: expected true or false, got {value!r}")
+        raise ConfigError(f"{field}: expected true or false, got {shown(value)}")
     if annotation is int:
         digits = value.strip() if isinstance(value, str) else ""
         unsigned = digits[1:] if digits[:1] in ("+", "-") else digits
         if unsigned.isascii() and unsigned.isdigit():
             value = int(digits)
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{field}: expected an integer, got {value!r}")
+            raise ConfigError(f"{field}: expected an integer, got {shown(value)}")
         if not -2**63 <= value < 2**63:
             raise ConfigError(f"{field}: {value} is out of range (more than 64 bits)")
         return value
     if annotation is float:
         if isinstance(value, bool):
-            raise ConfigError(f"{field}: expected a number, got {value!r}")
+            raise ConfigError(f"{field}: expected a number, got {shown(value)}")
         try:
             number = float(value)
         except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"{field}: expected a number, got {value!r}") from None
+            raise ConfigError(f"{field}: expected a number, got {shown(value)}") from None
         if not math.isfinite(number):
-            raise ConfigError(f"{field}: must be a finite number, got {value!r}")
+            raise ConfigError(f"{field}: must be a finite number, got {shown(value)}")
         return number
     if annotation is str:
         if value is None or isinstance(value, (dict, list)):
-            raise ConfigError(f"{field}: expected a string, got {value!r}")
+            raise ConfigError(f"{field}: expected a string, got {shown(value)}")
         text = str(value)
         try:
             text.encode("utf-8")
         except UnicodeEncodeError:
-            raise ConfigError(f"{field}: holds a lone surrogate (bytes that are not UTF-8), got {text!r}") from None
+            raise ConfigError(f"{field}: holds a lone surrogate (bytes that are not UTF-8), got {shown(text)}") from None
         if "\x00" in text:
-            raise ConfigError(f"{field}: holds a NUL character, got {text!r}")
+            raise ConfigError(f"{field}: holds a NUL character, got {shown(text)}")
         return text
     raise ConfigError(f"{field}: unsupported type {annotation}")
 
@@ -573,7 +609,7 @@ def parse_set(pair):
     if _flow_depth(raw) > MAX_YAML_DEPTH:
         raise ConfigError(f"--set {key}: the value nests brackets more than {MAX_YAML_DEPTH} deep")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml.load(raw, Loader=RecipeLoader) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
     except RecursionError:
@@ -594,9 +630,12 @@ def read_yaml(path):
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        raw = path.read_bytes()
+        with open(path, "rb") as handle:
+            raw = handle.read(MAX_RECIPE_BYTES + 1)
     except OSError as error:
         raise ConfigError(f"{path}: cannot read config file: {error.strerror or error}") from None
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_RECIPE_BYTES:,} bytes; a recipe holds only overrides")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -604,7 +643,7 @@ def read_yaml(path):
     if _flow_depth(text) > MAX_YAML_DEPTH:
         raise ConfigError(f"{path}: not valid YAML (brackets nest more than {MAX_YAML_DEPTH} deep)")
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.load(text, Loader=RecipeLoader) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     except RecursionError:
@@ -699,7 +738,23 @@ def load_run_config(run, field):
         raise ConfigError(f"{field}: {run} is not a road_tf run directory (no config.yaml)")
     if not (run / RUN_METRICS_FILE).is_file():
         raise ConfigError(f"{field}: the run {run} has not finished (no metrics.json); finish it first")
-    return load_config(run / "config.yaml")
+    try:
+        return config_of_run(run)
+    except ConfigError as error:
+        raise ConfigError(f"{field}: {error}") from None
+
+
+def config_of_run(run):
+    """The Config in the run directory `run`'s config.yaml (the whole resolved config a run writes).
+
+    Raises:
+        ConfigError: the file is not a valid recipe, or is empty (it would read as all defaults).
+    """
+    path = pathlib.Path(run) / "config.yaml"
+    values = read_yaml(path)
+    if not values:
+        raise ConfigError(f"{path}: empty; not the config.yaml a road_tf run writes")
+    return config_from_dict(values)
 
 
 def resolve_teacher_runs(config):

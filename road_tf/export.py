@@ -10,7 +10,7 @@ import dataclasses
 import pathlib
 import sys
 
-from road_tf.config import RUN_METRICS_FILE, load_config
+from road_tf.config import RUN_METRICS_FILE, config_of_run
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
 from road_tf.files import check_writable_dir
@@ -32,7 +32,7 @@ def read_run_config(run_dir):
     run_dir = pathlib.Path(run_dir)
     if not (run_dir / "config.yaml").is_file() or not (run_dir / STUDENT_WEIGHTS).is_file():
         raise RoadError(f"{run_dir}: not a finished run (needs config.yaml and {STUDENT_WEIGHTS})")
-    config = load_config(run_dir / "config.yaml")
+    config = config_of_run(run_dir)
     task = get_task(config.task)
     if task.kind != SPAN:
         raise RoadError(f"{run_dir}: task {task.name!r} is not a QA task; only QA students are exported")

@@ -38,13 +38,19 @@ def is_gzipped(path, head):
     return pathlib.Path(path).name.endswith(".gz") or head[:2] == GZIP_MAGIC
 
 
+def entry_kind(path):
+    """What stands at `path`, links followed: "a folder", "a file" or "a device or pipe"; None for nothing."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        return None
+    return "a folder" if path.is_dir() else "a file" if path.is_file() else "a device or pipe"
+
+
 def non_file_kind(path):
     """"a folder" or "a device or pipe" when something other than a regular file stands at `path`;
     None for a regular file or nothing at all."""
-    path = pathlib.Path(path)
-    if not path.exists() or path.is_file():
-        return None
-    return "a folder" if path.is_dir() else "a device or pipe"
+    kind = entry_kind(path)
+    return None if kind == "a file" else kind
 
 
 def write_atomic(path, payload):
@@ -95,9 +101,12 @@ def check_writable_dir(path, what):
     try:
         existing = path
         while not existing.exists() and existing.parent != existing:
+            if existing.is_symlink():
+                raise RoadError(f"{what} {path}: {existing} is a symbolic link to nothing (a missing target or a loop)")
             existing = existing.parent
-        if not existing.is_dir():
-            raise RoadError(f"{what} {path}: {existing} is a file, not a folder")
+        kind = entry_kind(existing)
+        if kind != "a folder":
+            raise RoadError(f"{what} {path}: {existing} is {kind}, not a folder")
         os.rmdir(tempfile.mkdtemp(prefix=".road-probe-", dir=existing))
     except OSError as error:
         reason = error.strerror or str(error)
@@ -135,13 +144,16 @@ def check_distinct(written, read):
 
 def versions(model_dir):
     """{version number: path} of the entries of `model_dir` named by a base-10 ASCII integer ({} when
-    the folder is absent).
+    the folder is absent; RoadError when a file, device or pipe stands there).
 
     Other names are ignored: hidden ones (`.tmp-*`) silently, the rest with one warning naming the
     first few when the folder holds versions (without any, it is not a model folder, which callers
     report). `str.isdigit()` is also true for names such as "²" that `int()` rejects.
     """
     model_dir = pathlib.Path(model_dir)
+    kind = entry_kind(model_dir)
+    if kind not in (None, "a folder"):
+        raise RoadError(f"{model_dir}: {kind}, not a model folder of numbered versions")
     found, ignored = {}, []
     for path in (model_dir.iterdir() if model_dir.exists() else ()):
         if path.name.isascii() and path.name.isdigit():

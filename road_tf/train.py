@@ -194,6 +194,16 @@ def closing_lines(metrics, output_dir):
     return lines
 
 
+def _is_finite_number(value):
+    """Whether `value` is an int or float (not a bool) that converts to a finite float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
 def read_finished_run(metrics_path):
     """The metrics.json dict of a finished run; RoadError when the file is not what a run writes: a
     JSON object whose `stages` map names to metric objects, whose `final` names its `task` and holds
@@ -204,8 +214,7 @@ def read_finished_run(metrics_path):
         metrics = None
     final = metrics.get("final") if isinstance(metrics, dict) else None
     finished = (isinstance(final, dict) and isinstance(final.get("task"), str)
-                and all(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                        for key, value in final.items() if key not in ("task", "split"))
+                and all(_is_finite_number(value) for key, value in final.items() if key not in ("task", "split"))
                 and isinstance(metrics.get("stages"), dict)
                 and all(isinstance(stage, dict) for stage in metrics["stages"].values())
                 and isinstance(metrics.get("export"), (str, type(None))))

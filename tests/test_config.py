@@ -1,6 +1,7 @@
 """Config parsing, validation and recipe files."""
 
 import dataclasses
+import re
 
 import pytest
 import yaml
@@ -105,6 +106,34 @@ def test_bad_yaml_files(tmp_path):
         config_lib.load_config(tmp_path)
     with pytest.raises(ConfigError, match="^/dev/null: a device or pipe, not a config file$"):
         config_lib.load_config("/dev/null")
+
+
+@pytest.mark.parametrize("text, why", [
+    ("a: &a [x, x, x]\nb: &b [*a, *a, *a]\nmodel:\n  pretrained_layers: [*b, *b, *b]\n",
+     "line 2: aliases (*a) are not allowed in recipes"),
+    ("train:\n  steps: 100\ntrain:\n  learning_rate: 0.1\n", "line 3: duplicate key 'train'"),
+    ("train:\n  steps: 100\n  steps: 200\n", "line 3: duplicate key 'steps'"),
+])
+def test_recipes_with_aliases_or_repeated_keys_are_refused(tmp_path, text, why):
+    """A few hundred bytes of nested aliases would stand for billions of values; a repeated key
+    would silently drop the first one's settings."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text)
+    with pytest.raises(ConfigError, match=f"^{recipe}: not valid YAML \\({re.escape(why)}\\)$"):
+        config_lib.load_config(recipe)
+
+
+def test_a_recipe_above_a_mebibyte_is_refused_unread(tmp_path):
+    recipe = tmp_path / "big.yaml"
+    recipe.write_text("train:\n  steps: 100\n" + "#" * config_lib.MAX_RECIPE_BYTES)
+    with pytest.raises(ConfigError, match="larger than 1,048,576 bytes; a recipe holds only overrides$"):
+        config_lib.load_config(recipe)
+
+
+def test_errors_show_long_values_shortened():
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(overrides=["train.steps=" + "x" * 5000])
+    assert str(error.value).startswith("train.steps: expected an integer, got 'xxx") and len(str(error.value)) < 150
 
 
 def test_every_recipe_is_valid_and_holds_only_known_overrides():
@@ -218,6 +247,8 @@ def test_a_teacher_named_by_its_run_takes_that_run_s_model_and_weights(tmp_path)
     (lambda path: path, "is not a road_tf run directory (no config.yaml)"),
     (lambda path: (_finished_run(path), (path / "metrics.json").unlink()), "has not finished (no metrics.json)"),
     (lambda path: _finished_run(path, task="mnli"), "trained task 'mnli', this run trains 'squad2'"),
+    (lambda path: (_finished_run(path), (path / "config.yaml").write_text("")),
+     "config.yaml: empty; not the config.yaml a road_tf run writes"),
 ])
 def test_a_teacher_run_that_cannot_teach_is_refused(tmp_path, make, why):
     make(tmp_path / "teacher")

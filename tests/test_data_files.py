@@ -12,7 +12,7 @@ import pytest
 from road_tf.data import glue
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import DataError, RoadError
-from road_tf.files import check_writable_file, write_atomic
+from road_tf.files import check_writable_dir, check_writable_file, versions, write_atomic
 
 SQUAD = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Ada wrote it.", "qas": [
     {"id": "q1", "question": "Who wrote it?", "answers": [{"text": "Ada", "answer_start": 0}],
@@ -81,3 +81,24 @@ def test_pipes_and_devices_are_never_replaced_by_a_write(tmp_path):
             write_atomic(path, "x")
     assert not pipe.is_file() and os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
+
+
+def test_an_output_folder_behind_a_dangling_or_looping_link_is_refused(tmp_path):
+    (tmp_path / "dangling").symlink_to(tmp_path / "missing")
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    for name in ("dangling", "loop_a"):
+        with pytest.raises(RoadError, match="is a symbolic link to nothing \\(a missing target or a loop\\)$"):
+            check_writable_dir(tmp_path / name / "run", "--output-dir")
+    with pytest.raises(RoadError, match="^--output-dir /dev/null/run: /dev/null is a device or pipe, not a folder$"):
+        check_writable_dir("/dev/null/run", "--output-dir")
+
+
+def test_a_model_folder_that_is_a_file_or_device_is_refused(tmp_path):
+    (tmp_path / "model").write_text("")
+    (tmp_path / "model_dir").mkdir()
+    (tmp_path / "model_dir" / "7").mkdir()
+    assert versions(tmp_path / "model_dir") == {7: tmp_path / "model_dir" / "7"} and versions(tmp_path / "none") == {}
+    for path, kind in ((tmp_path / "model", "a file"), ("/dev/null", "a device or pipe")):
+        with pytest.raises(RoadError, match=f"^{path}: {kind}, not a model folder of numbered versions$"):
+            versions(path)

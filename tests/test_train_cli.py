@@ -125,7 +125,8 @@ def test_export_of_a_folder_that_is_not_a_run_fails_with_one_line(tmp_path, caps
 
 
 @pytest.mark.parametrize("record", ["{bad", "{}", '{"stages": {}, "final": {"task": "squad2", "f1": "x"}}',
-                                    '{"stages": {}, "final": {"task": "squad2"}, "export": 5}'])
+                                    '{"stages": {}, "final": {"task": "squad2"}, "export": 5}',
+                                    '{"stages": {}, "final": {"task": "squad2", "f1": 1%s}}' % ("0" * 400)])
 def test_an_output_dir_whose_metrics_json_no_run_wrote_fails_with_one_line(tmp_path, capsys, record):
     (tmp_path / "metrics.json").write_text(record)
     with pytest.raises(SystemExit) as exit_info:
