@@ -36,12 +36,49 @@ SETUP_SCRIPT = REPO / "benchmarks" / "setup_baseline.sh"
 TUNED_MALLOC = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": "100000000000"}
 
 
-def parse_flags(parser, argv, positive=()):
+MAX_REPEATS = 1000
+"""The most rounds, passes, steps or warm-up calls a benchmark flag takes: more would run for hours or days."""
+THREADS = "threads"
+"""A `bounds` entry (see `parse_flags`): at least 1 and at most the CPU cores this process may use."""
+
+
+def usable_cores():
+    """The number of CPU cores this process may run on (its affinity mask)."""
+    return len(os.sched_getaffinity(0))
+
+
+def check_bounds(args, bounds):
+    """RoadError naming the flag for the first integer flag of `args` outside its bounds.
+
+    Args:
+        args: an argparse.Namespace.
+        bounds: {attribute name: (smallest, largest or None)} or {attribute name: THREADS}.
+    """
+    for name, limits in bounds.items():
+        value, flag = getattr(args, name), f"--{name.replace('_', '-')}"
+        if limits == THREADS:
+            cores = usable_cores()
+            if value < 1:
+                raise RoadError(f"{flag} must be at least 1, got {value}")
+            if value > cores:
+                raise RoadError(f"{flag} {value}: more than the {cores} CPU cores this process may use")
+            continue
+        smallest, largest = limits
+        if value < smallest:
+            raise RoadError(f"{flag} must be at least {smallest}, got {value}")
+        if largest is not None and value > largest:
+            raise RoadError(f"{flag} must be at most {largest:,}, got {value}")
+
+
+def parse_flags(parser, argv, bounds=None):
     """`parser.parse_known_args(argv)` with one-line errors: RoadError for a bad or unknown flag
-    and for any flag named in `positive` (attribute names) below 1.
+    and for an integer flag outside its `bounds` (see `check_bounds`), before any work.
 
     Args:
         parser: an argparse.ArgumentParser made with exit_on_error=False.
+        bounds: {attribute name: (smallest, largest or None) or THREADS}; every integer flag of
+            a benchmark has an entry, with a largest value where a huge one would run for ever
+            or exhaust memory.
     """
     try:
         args, unknown = parser.parse_known_args(argv)
@@ -49,9 +86,11 @@ def parse_flags(parser, argv, positive=()):
         raise RoadError(f"{error} (see --help)") from None
     if unknown:
         raise RoadError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
-    for name in positive:
-        if getattr(args, name) < 1:
-            raise RoadError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
+    bounds = bounds or {}
+    unbounded = [action.dest for action in parser._actions if action.type is int and action.dest not in bounds]
+    if unbounded:
+        raise ValueError(f"integer flags without bounds: {unbounded}")  # a bug in the script, not a usage error
+    check_bounds(args, bounds)
     return args
 
 

@@ -47,8 +47,9 @@ def peak_rss_mb():
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each size")
-    args = common.parse_flags(parser, argv, positive=("rounds",))
+    parser.add_argument("--rounds", type=int, default=3,
+                        help=f"timed rounds of each size (default 3, at most {common.MAX_REPEATS})")
+    args = common.parse_flags(parser, argv, bounds={"rounds": (1, common.MAX_REPEATS)})
 
     tokenizer = load_tokenizer("minilm")
     vocabulary = [piece for piece in tokenizer.vocab if piece.isalpha()]

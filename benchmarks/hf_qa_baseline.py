@@ -43,7 +43,9 @@ def parse_args(argv):
     parser.add_argument("--model-dir", required=True, help="Hugging Face BERT folder (config.json, model.safetensors)")
     parser.add_argument("--questions", required=True, help="JSONL of {question, context}")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (default 2)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    common.check_bounds(args, {"threads": common.THREADS})
+    return args
 
 
 def read_questions(path):

@@ -42,7 +42,10 @@ def parse_args(argv):
     parser.add_argument("--total-steps", type=int, required=True, help="length of the learning-rate schedule")
     parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (default 2)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps before the ready line (default 2)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    common.check_bounds(args, {"batch_size": (1, None), "total_steps": (1, None), "threads": common.THREADS,
+                               "warmup": (1, common.MAX_REPEATS)})
+    return args
 
 
 class Trainer:

@@ -33,6 +33,8 @@ from road_tf.training import make_optimizer  # noqa: E402
 
 VOCAB, BATCH, SEQ = 30522, 16, 128
 TASK = get_task("squad2")
+MIN_ROUNDS = 20
+"""The fewest timed calls of each function: fewer make the median ratio too noisy for the 1.05 goal."""
 STUDENT = ModelConfig(num_layers=2, num_heads=2, hidden_dim=128, intermediate_dim=512, dropout=0.1)
 TEACHER = ModelConfig(num_layers=4, num_heads=4, hidden_dim=256, intermediate_dim=1024, dropout=0.1)
 
@@ -100,9 +102,12 @@ def step_functions(batch):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--rounds", type=int, default=30, help="timed calls of each function (>= 20)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls of each function first")
-    args = common.parse_flags(parser, argv, positive=("rounds", "warmup"))
+    parser.add_argument("--rounds", type=int, default=30,
+                        help=f"timed calls of each function (default 30, {MIN_ROUNDS} to {common.MAX_REPEATS})")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help=f"untimed calls of each function first (default 3, 1 to {common.MAX_REPEATS})")
+    args = common.parse_flags(parser, argv, bounds={"rounds": (MIN_ROUNDS, common.MAX_REPEATS),
+                                                    "warmup": (1, common.MAX_REPEATS)})
 
     functions = step_functions(span_batch())
     times = common.interleaved_times(functions, rounds=args.rounds, warmup=args.warmup)

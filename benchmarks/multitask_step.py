@@ -32,6 +32,9 @@ KS = (1, 2, 4, 8)
 TASKS = [get_task(name) for name in ("squad2", "synthetic_nli", "synthetic_para", "synthetic_sentiment")]
 HEADS = {task.name: "span" if task.kind == SPAN else task.num_classes for task in TASKS}
 VOCAB = 30522
+# Upper bounds of the model and batch flags (BERT-large's size, BERT's positions): beyond them the
+# model or the random features would not fit in a CPU machine's memory.
+MAX_BATCH, MAX_SEQ_LENGTH, MAX_LAYERS, MAX_HIDDEN = 1024, 512, 24, 1024
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -85,15 +88,22 @@ def build_trainers(args):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--batch-size", type=int, default=32, help="global batch B (rows per step)")
-    parser.add_argument("--seq-length", type=int, default=128)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256, help="hidden size (heads = hidden / 64)")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed steps per k (tracing)")
-    parser.add_argument("--rounds", type=int, default=8, help="interleaved timing rounds")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per k per round")
-    args = common.parse_flags(parser, argv,
-                              positive=("batch_size", "seq_length", "layers", "hidden", "warmup", "rounds", "steps"))
+    parser.add_argument("--batch-size", type=int, default=32,
+                        help=f"global batch B (rows per step; default 32, at most {MAX_BATCH})")
+    parser.add_argument("--seq-length", type=int, default=128, help=f"default 128, at most {MAX_SEQ_LENGTH}")
+    parser.add_argument("--layers", type=int, default=4, help=f"default 4, at most {MAX_LAYERS}")
+    parser.add_argument("--hidden", type=int, default=256,
+                        help=f"hidden size (heads = hidden / 64; default 256, at most {MAX_HIDDEN})")
+    parser.add_argument("--warmup", type=int, default=3,
+                        help=f"untimed steps per k (tracing; default 3, at most {common.MAX_REPEATS})")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help=f"interleaved timing rounds (default 8, at most {common.MAX_REPEATS})")
+    parser.add_argument("--steps", type=int, default=2,
+                        help=f"timed steps per k per round (default 2, at most {common.MAX_REPEATS})")
+    args = common.parse_flags(parser, argv, bounds={
+        "batch_size": (1, MAX_BATCH), "seq_length": (1, MAX_SEQ_LENGTH), "layers": (1, MAX_LAYERS),
+        "hidden": (1, MAX_HIDDEN), "warmup": (1, common.MAX_REPEATS), "rounds": (1, common.MAX_REPEATS),
+        "steps": (1, common.MAX_REPEATS)})
     if args.batch_size % max(KS):
         raise RoadError(f"--batch-size must be a multiple of {max(KS)} (k up to {max(KS)}), got {args.batch_size}")
     if args.hidden % 64:

@@ -71,8 +71,9 @@ sys.path.insert(1, str(common.REPO / "tests"))
 
 import numpy as np  # noqa: E402
 
-from road_tf.errors import RoadError, cli_main  # noqa: E402
+from road_tf.errors import ConfigError, RoadError, cli_main  # noqa: E402
 from serving import client  # noqa: E402
+from serving.batching import read_batching_parameters  # noqa: E402
 
 SQUAD_DEV = "data/squad2-dev/squad2-dev-public.json.gz"
 MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
@@ -80,6 +81,8 @@ PRECISIONS = {"bf16": "bfloat16", "fp32": "float32"}
 CONCURRENCY = (1, 16)
 APIS = ("grpc", "rest")
 BATCHING_CONFIG = common.REPO / "serving" / "batching.config"
+MAX_QUESTIONS = 6134
+"""The most --questions: all of the SQuAD 2.0 dev public half (load_questions checks the data at hand)."""
 BASELINE_MODES = tuple(f"hf_batch{c}" for c in CONCURRENCY)
 WARMUP_QUESTIONS = 16
 BREAKDOWN_QUESTIONS, BREAKDOWN_REPEATS = 16, 3
@@ -94,10 +97,14 @@ BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_qa_baseline.py"
 def parse_args(argv):
     """Command-line flags -> argparse.Namespace; RoadError for values out of range."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--questions", type=int, default=192, help="questions asked by every mode (default 192)")
-    parser.add_argument("--chunk", type=int, default=32, help="questions per round (default 32)")
-    parser.add_argument("--passes", type=int, default=3, help="passes over all the questions (default 3)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU cores and threads for each side (default 2)")
+    parser.add_argument("--questions", type=int, default=192,
+                        help=f"questions asked by every mode (default 192, at most {MAX_QUESTIONS:,})")
+    parser.add_argument("--chunk", type=int, default=32,
+                        help=f"questions per round (default 32, at most {MAX_QUESTIONS:,})")
+    parser.add_argument("--passes", type=int, default=3,
+                        help=f"passes over all the questions (default 3, at most {common.MAX_REPEATS})")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU cores and threads for each side (default 2, at most the cores this process may use)")
     parser.add_argument("--batching-parameters", default=str(BATCHING_CONFIG),
                         help="the devserver's --batching_parameters_file (default serving/batching.config)")
     parser.add_argument("--precisions", default="auto", choices=("auto", "both", "fp32"),
@@ -106,7 +113,16 @@ def parse_args(argv):
     parser.add_argument("--jit-compile", default="off", choices=("on", "off"),
                         help="export.jit_compile of the exports (default off, the default export; on: the XLA "
                              "encoder, whose shapes the devserver compiles from the warm-up requests as it loads)")
-    return common.parse_flags(parser, argv, positive=("questions", "chunk", "passes", "threads"))
+    args = common.parse_flags(parser, argv, bounds={"questions": (1, MAX_QUESTIONS), "chunk": (1, MAX_QUESTIONS),
+                                                    "passes": (1, common.MAX_REPEATS), "threads": common.THREADS})
+    # Read now, as the devserver will read it: a bad file would otherwise stop the run only after the
+    # baseline venv and the exports. The devserver runs in the repository root, so the path is made absolute.
+    args.batching_parameters = os.path.abspath(args.batching_parameters)
+    try:
+        read_batching_parameters(args.batching_parameters)
+    except ConfigError as error:
+        raise RoadError(f"--batching-parameters {error}") from None
+    return args
 
 
 def chosen_precisions(choice, cpu_bfloat16):

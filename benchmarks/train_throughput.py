@@ -61,6 +61,8 @@ from road_tf.tasks import get_task  # noqa: E402
 SEQ, QUESTION, TASK = 384, 64, "squad2"
 LEARNING_RATE = 5e-5
 WARMUP_STEPS = 2
+MAX_BATCH = 256
+"""The largest --batch-size: 256 windows of 384 tokens already take tens of GB to train on, each side."""
 MATMUL_SIZE, MATMUL_CHAIN = 2048, 4
 BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_train_baseline.py"
 
@@ -68,15 +70,22 @@ BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_train_baseline.py"
 def parse_args(argv):
     """Command-line flags -> argparse.Namespace; RoadError for values out of range."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--batch-size", type=int, default=8, help="windows per step, both sides (default 8)")
-    parser.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per side per round (default 2)")
-    parser.add_argument("--threads", type=int, default=2, help="CPU cores and threads for each side (default 2)")
+    parser.add_argument("--batch-size", type=int, default=8,
+                        help=f"windows per step, both sides (default 8, at most {MAX_BATCH})")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help=f"interleaved timing rounds (default 5, at most {common.MAX_REPEATS})")
+    parser.add_argument("--steps", type=int, default=2,
+                        help=f"timed steps per side per round (default 2, at most {common.MAX_REPEATS})")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU cores and threads for each side (default 2, at most the cores this process may use)")
     parser.add_argument("--jit-compile", action="store_true", help="road_tf: train.jit_compile=true (XLA)")
-    parser.add_argument("--steps-per-execution", type=int, default=1, help="road_tf: train.steps_per_execution")
+    parser.add_argument("--steps-per-execution", type=int, default=1,
+                        help="road_tf: train.steps_per_execution (default 1; --steps must be a multiple of it)")
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
                         help="road_tf: train.mixed_precision (the baseline stays float32)")
-    args = common.parse_flags(parser, argv, positive=("batch_size", "rounds", "steps", "threads", "steps_per_execution"))
+    args = common.parse_flags(parser, argv, bounds={
+        "batch_size": (1, MAX_BATCH), "rounds": (1, common.MAX_REPEATS), "steps": (1, common.MAX_REPEATS),
+        "threads": common.THREADS, "steps_per_execution": (1, common.MAX_REPEATS)})
     if args.steps % args.steps_per_execution:
         raise RoadError(f"--steps ({args.steps}) must be a multiple of --steps-per-execution "
                         f"({args.steps_per_execution})")

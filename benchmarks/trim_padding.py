@@ -35,6 +35,8 @@ from road_tf.training import make_optimizer, train_dataset  # noqa: E402
 
 SQUAD = "data/squad2-dev/squad2-dev-public.json.gz"
 MODELS = {"minilm": [], "small": ["model.pretrained_layers=[0,1,2]"]}
+MAX_MULTIPLE = load_config(resolve_recipe("squad2_minilm")).data.max_seq_length
+"""The largest --multiple: the recipe's window length (a larger multiple trims nothing)."""
 
 
 def recipe(model, cache_dir, squad):
@@ -60,12 +62,16 @@ def train_step(config, element_spec):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--rounds", type=int, default=12, help="timed steps of each stream")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each stream first")
+    parser.add_argument("--rounds", type=int, default=12,
+                        help=f"timed steps of each stream (default 12, at most {common.MAX_REPEATS})")
+    parser.add_argument("--warmup", type=int, default=2,
+                        help=f"untimed steps of each stream first, tracing (default 2, 1 to {common.MAX_REPEATS})")
     parser.add_argument("--model", choices=sorted(MODELS), default="minilm")
-    parser.add_argument("--multiple", type=int, default=32, help="train.trim_padding of the trimmed stream")
+    parser.add_argument("--multiple", type=int, default=32,
+                        help=f"train.trim_padding of the trimmed stream (default 32, at most {MAX_MULTIPLE})")
     parser.add_argument("--cache-dir", default="runs/cache", help="feature cache (data.cache_dir)")
-    args = common.parse_flags(parser, argv, positive=("rounds", "multiple"))
+    args = common.parse_flags(parser, argv, bounds={"rounds": (1, common.MAX_REPEATS),
+                                                    "warmup": (1, common.MAX_REPEATS), "multiple": (1, MAX_MULTIPLE)})
 
     squad = common.shared_file(SQUAD)
     config = recipe(args.model, args.cache_dir, squad)

@@ -1,0 +1,169 @@
+"""The benchmark scripts' flag checks (benchmarks/common.py `parse_flags` and the scripts' bounds):
+a value out of range, more threads than cores, or a bad --batching-parameters file is one `error:`
+line and exit 2, before any work.
+
+Only the flags are parsed: serving.py and train_throughput.py run with `ensure_baseline_venv`
+replaced by a function that fails the test, so a flag that slipped through never builds the
+baseline venv (benchmarks/setup_baseline.sh) or exports a model.
+"""
+
+import argparse
+import importlib.util
+import os
+import sys
+import types
+
+import pytest
+
+from conftest import REPO
+from test_cli_usage import refusal
+
+BIG = "99999999999999999999999"
+CORES = len(os.sched_getaffinity(0))
+
+# (script, argv, part of the message): every integer flag of every benchmark below and above its range.
+OUT_OF_RANGE = [
+    ("kd_step.py", ["--rounds", "5"], "--rounds must be at least 20, got 5"),
+    ("kd_step.py", ["--rounds", BIG], "--rounds must be at most 1,000"),
+    ("kd_step.py", ["--warmup", "0"], "--warmup must be at least 1"),
+    ("kd_step.py", ["--warmup", BIG], "--warmup must be at most"),
+    ("featurize.py", ["--rounds", BIG], "--rounds must be at most 1,000"),
+    ("featurize.py", ["--rounds", "0"], "--rounds must be at least 1"),
+    ("featurize.py", ["--limit", "-1"], "--limit must be at least 0"),
+    ("featurize_long.py", ["--rounds", "0"], "--rounds must be at least 1"),
+    ("featurize_long.py", ["--rounds", BIG], "--rounds must be at most"),
+    ("trim_padding.py", ["--warmup", "-5"], "--warmup must be at least 1, got -5"),
+    ("trim_padding.py", ["--warmup", "0"], "--warmup must be at least 1"),
+    ("trim_padding.py", ["--warmup", BIG], "--warmup must be at most"),
+    ("trim_padding.py", ["--rounds", "0"], "--rounds must be at least 1"),
+    ("trim_padding.py", ["--rounds", BIG], "--rounds must be at most"),
+    ("trim_padding.py", ["--multiple", "0"], "--multiple must be at least 1"),
+    ("trim_padding.py", ["--multiple", "257"], "--multiple must be at most 256"),
+    ("multitask_step.py", ["--batch-size", "0"], "--batch-size must be at least 1"),
+    ("multitask_step.py", ["--batch-size", "2048"], "--batch-size must be at most 1,024"),
+    ("multitask_step.py", ["--seq-length", "0"], "--seq-length must be at least 1"),
+    ("multitask_step.py", ["--seq-length", "513"], "--seq-length must be at most 512"),
+    ("multitask_step.py", ["--layers", "0"], "--layers must be at least 1"),
+    ("multitask_step.py", ["--layers", "25"], "--layers must be at most 24"),
+    ("multitask_step.py", ["--hidden", "-64"], "--hidden must be at least 1"),
+    ("multitask_step.py", ["--hidden", "1088"], "--hidden must be at most 1,024"),
+    ("multitask_step.py", ["--warmup", "0"], "--warmup must be at least 1"),
+    ("multitask_step.py", ["--rounds", BIG], "--rounds must be at most"),
+    ("multitask_step.py", ["--steps", BIG], "--steps must be at most"),
+    ("train_throughput.py", ["--batch-size", "0"], "--batch-size must be at least 1"),
+    ("train_throughput.py", ["--batch-size", "257"], "--batch-size must be at most 256"),
+    ("train_throughput.py", ["--rounds", BIG], "--rounds must be at most"),
+    ("train_throughput.py", ["--steps", "0"], "--steps must be at least 1"),
+    ("train_throughput.py", ["--steps", BIG], "--steps must be at most"),
+    ("train_throughput.py", ["--steps-per-execution", "0"], "--steps-per-execution must be at least 1"),
+    ("train_throughput.py", ["--threads", "0"], "--threads must be at least 1"),
+    ("serving.py", ["--questions", "0"], "--questions must be at least 1"),
+    ("serving.py", ["--questions", BIG], "--questions must be at most 6,134"),
+    ("serving.py", ["--chunk", "0"], "--chunk must be at least 1"),
+    ("serving.py", ["--chunk", BIG], "--chunk must be at most"),
+    ("serving.py", ["--passes", "-1"], "--passes must be at least 1"),
+    ("serving.py", ["--passes", BIG], "--passes must be at most"),
+    ("serving.py", ["--threads", "0"], "--threads must be at least 1"),
+]
+
+
+def load_benchmark(name, monkeypatch):
+    """benchmarks/`name` loaded as a module (benchmarks/ importable), with common.ensure_baseline_venv
+    failing the test if it is ever reached."""
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    spec = importlib.util.spec_from_file_location(f"benchmark_args_{name[:-3]}", REPO / "benchmarks" / name)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def no_venv():
+        raise AssertionError("the flags were accepted: the baseline venv would be set up")
+
+    monkeypatch.setattr(sys.modules["common"], "ensure_baseline_venv", no_venv)
+    return module
+
+
+@pytest.mark.parametrize("name, argv, message", OUT_OF_RANGE, ids=lambda value: str(value))
+def test_a_benchmark_refuses_an_integer_flag_out_of_range(name, argv, message, monkeypatch, capsys):
+    line = refusal(load_benchmark(name, monkeypatch).main, argv, capsys)
+    assert message in line, line
+
+
+@pytest.mark.parametrize("name, threads", [("serving.py", "999"), ("train_throughput.py", "64"),
+                                           ("serving.py", str(CORES + 1)), ("train_throughput.py", str(CORES + 1))])
+def test_more_threads_than_cores_are_refused_naming_both(name, threads, monkeypatch, capsys):
+    if int(threads) <= CORES:
+        pytest.skip(f"this machine lets the process use {CORES} cores")
+    line = refusal(load_benchmark(name, monkeypatch).main, ["--threads", threads], capsys)
+    assert f"--threads {threads}: more than the {CORES} CPU cores" in line, line
+
+
+BATCHING_FILES = {
+    "missing": (None, "No such file"),
+    "folder": ("folder", "a folder"),
+    "not a text proto": (b"max_batch_size { value: abc }", "not a BatchingParameters text proto"),
+    "out of range": (b"num_batch_threads { value: 0 }", "num_batch_threads must be at least 1"),
+    "not UTF-8": (b"\xff\xfe", "not UTF-8"),
+}
+
+
+@pytest.mark.parametrize("case", BATCHING_FILES)
+def test_serving_checks_the_batching_parameters_file_before_any_work(case, tmp_path, monkeypatch, capsys):
+    content, message = BATCHING_FILES[case]
+    path = tmp_path / "batching.config"
+    if content == "folder":
+        path.mkdir()
+    elif content is not None:
+        path.write_bytes(content)
+    line = refusal(load_benchmark("serving.py", monkeypatch).main, ["--batching-parameters", str(path)], capsys)
+    assert line.startswith(f"error: --batching-parameters {path}") and message in line, line
+
+
+def test_serving_refuses_a_device_as_batching_parameters(monkeypatch, capsys):
+    line = refusal(load_benchmark("serving.py", monkeypatch).main, ["--batching-parameters", "/dev/zero"], capsys)
+    assert "a device or pipe" in line, line
+
+
+def test_serving_reads_the_batching_parameters_and_passes_an_absolute_path(tmp_path, monkeypatch):
+    (tmp_path / "b.config").write_text("max_batch_size { value: 8 }\n")
+    monkeypatch.chdir(tmp_path)
+    args = load_benchmark("serving.py", monkeypatch).parse_args(["--batching-parameters", "b.config"])
+    assert args.batching_parameters == str(tmp_path / "b.config")  # the devserver runs in the repository root
+
+
+def test_the_defaults_of_every_benchmark_are_in_range(monkeypatch):
+    serving = load_benchmark("serving.py", monkeypatch)
+    assert serving.parse_args([]).threads <= CORES
+    assert load_benchmark("train_throughput.py", monkeypatch).parse_args([]).threads <= CORES
+
+
+def test_parse_flags_refuses_to_run_with_an_integer_flag_without_bounds(monkeypatch):
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    import common
+
+    parser = argparse.ArgumentParser(exit_on_error=False)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3)
+    with pytest.raises(ValueError, match="without bounds: \\['steps'\\]"):
+        common.parse_flags(parser, [], bounds={"rounds": (1, common.MAX_REPEATS)})
+    assert common.parse_flags(parser, ["--steps", "4"], bounds={"rounds": (1, 9), "steps": (1, None)}).steps == 4
+
+
+# The baseline workers run in .venv-baseline; their flags are parsed here with a stand-in torch.
+WORKER_CASES = [
+    ("hf_qa_baseline.py", ["--model-dir", "m", "--questions", "q", "--threads", "0"], "--threads must be at least 1"),
+    ("hf_qa_baseline.py", ["--model-dir", "m", "--questions", "q", "--threads", str(CORES + 1)], "more than the"),
+    *(("hf_train_baseline.py", ["--model-dir", "m", "--features", "f", "--batch-size", "8", "--total-steps", "9",
+                                flag, value], message)
+      for flag, value, message in [("--batch-size", "0", "--batch-size must be at least 1"),
+                                   ("--total-steps", "0", "--total-steps must be at least 1"),
+                                   ("--threads", str(CORES + 1), "more than the"),
+                                   ("--warmup", "0", "--warmup must be at least 1"),
+                                   ("--warmup", BIG, "--warmup must be at most")]),
+]
+
+
+@pytest.mark.parametrize("name, argv, message", WORKER_CASES, ids=lambda value: str(value))
+def test_a_baseline_worker_refuses_flags_out_of_range(name, argv, message, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    line = refusal(load_benchmark(name, monkeypatch).main, argv, capsys)
+    assert message in line, line
