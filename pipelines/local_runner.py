@@ -7,9 +7,12 @@ state and metadata go under `--root` (default runs/tfx/); blessed models are pus
 component is not rerun; `--no-cache` reruns everything.
 """
 
+import contextlib
+import io
 import math
 import pathlib
 import sys
+import warnings
 
 from pipelines import configs
 from road_tf import config as config_lib
@@ -33,15 +36,87 @@ def add_pipeline_arguments(parser):
     parser.add_argument("--no-cache", action="store_true", help="rerun every component (TFX caching off)")
 
 
+FLAG_NAMES = {"overrides": "--set", "beam_args": "--beam-arg"}
+"""Flags whose attribute is not named after the flag."""
+
+
+def flag_name(dest):
+    """The command-line flag of the argparse attribute `dest` ("serving_model_dir" -> "--serving-model-dir")."""
+    return FLAG_NAMES.get(dest, "--" + dest.replace("_", "-"))
+
+
+def argv_bytes(text):
+    """The bytes a command-line string came from (Python's surrogate escapes turned back into them)."""
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that is no escape: only from Python callers
+        return text.encode("utf-8", "backslashreplace")
+
+
+def check_utf8(args):
+    """RoadError naming the flag for any string value (or string in a list) of `args` that is not
+    UTF-8: Python passes such argv bytes on as surrogate escapes, which TFX's protos, the compiled
+    pipeline spec (JSON) and MLMD cannot hold."""
+    for dest, value in vars(args).items():
+        for text in value if isinstance(value, list) else [value]:
+            if not isinstance(text, str):
+                continue
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise RoadError(f"{flag_name(dest)} {argv_bytes(text)!r}: not valid UTF-8 text") from None
+
+
+def _beam_options():
+    """Beam's PipelineOptions and StandardOptions (importing Beam takes ~2 s and prints Google client
+    libraries' FutureWarnings, kept off stderr here)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+    return PipelineOptions, StandardOptions
+
+
+def check_beam_args(beam_args):
+    """RoadError unless every --beam-arg is a flag (Beam ignores other words silently) without
+    control characters, that Beam's own option parser accepts (a flag Beam knows must have a value
+    of its type or among its choices: --direct_num_workers=abc is refused), and any --runner is one
+    Beam knows by name or a runner class's full module path (which Beam imports when the pipeline
+    runs, in the image: it is not imported here). Flags Beam does not know are left to it: plugins
+    in the image may define them."""
+    for beam_arg in beam_args:
+        if not (isinstance(beam_arg, str) and beam_arg.startswith("--") and len(beam_arg) > 2):
+            raise RoadError(f"--beam-arg {beam_arg!r}: not a Beam flag; write it as --beam-arg=--name=value")
+        control = [char for char in beam_arg if not (char.isprintable() or char == " ")]
+        if control:
+            raise RoadError(f"--beam-arg {beam_arg!r}: holds a control character ({control[0]!r})")
+    if not beam_args:
+        return
+    pipeline_options, standard_options = _beam_options()
+    messages = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(messages), contextlib.redirect_stdout(io.StringIO()):
+            options = pipeline_options(list(beam_args)).get_all_options(retain_unknown_options=True)
+    except SystemExit as stop:  # Beam's argparse parser prints its usage and exits
+        lines = messages.getvalue().strip().splitlines()
+        reason = lines[-1].split("error: ", 1)[-1] if lines and stop.code else "asks Beam for its help"
+        raise RoadError(f"--beam-arg: refused by Beam: {reason}") from None
+    runner = options.get("runner")
+    if runner is not None:
+        # As apache_beam.runners.runner.create_runner resolves the name, without importing the runner.
+        known = {path.rsplit(".", 1)[-1].lower(): path for path in standard_options.ALL_KNOWN_RUNNERS}
+        if "." not in known.get(runner.lower(), known.get(runner.lower() + "runner", runner)):
+            raise RoadError(f"--beam-arg --runner={runner}: not a Beam runner (Beam knows "
+                            f"{', '.join(standard_options.KNOWN_RUNNER_NAMES)}, or give a runner class's full path)")
+
+
 def check_pipeline_flags(args):
-    """RoadError unless the gate's --margin and --tolerance are finite numbers and every --beam-arg
-    is a flag (Beam ignores other words silently)."""
+    """RoadError unless every string flag is UTF-8 text, the gate's --margin and --tolerance are
+    finite numbers and every --beam-arg passes `check_beam_args`."""
+    check_utf8(args)
     for flag in ("margin", "tolerance"):
         if not math.isfinite(getattr(args, flag)):
             raise RoadError(f"--{flag}: must be a finite number of F1 points, got {getattr(args, flag)}")
-    for beam_arg in args.beam_args:
-        if not (isinstance(beam_arg, str) and beam_arg.startswith("--") and len(beam_arg) > 2):
-            raise RoadError(f"--beam-arg {beam_arg!r}: not a Beam flag; write it as --beam-arg=--name=value")
+    check_beam_args(args.beam_args)
 
 
 def resolve_config(args):

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+from conftest import one_error_line
 from pipelines import kubeflow_runner
 
 COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer", "SquadGate", "Pusher"}
@@ -41,3 +42,65 @@ def test_without_kfp_pipeline_spec_the_runner_fails_with_one_line(tmp_path, caps
     assert exit_info.value.code == 2
     errors = capsys.readouterr().err.strip().splitlines()
     assert len(errors) == 1 and "kfp-pipeline-spec" in errors[0] and not (tmp_path / "p.json").exists()
+
+
+def surrogate(text):
+    """`text` as Python hands a command-line argument of those bytes (latin-1 here) to a program."""
+    return text.encode("latin-1").decode("utf-8", "surrogateescape")
+
+
+# (argv after --image and --output, part of the message): each refused before anything is compiled.
+BAD_FLAGS = [
+    ([surrogate("--beam-arg=--x\xff")], "--beam-arg b'--x\\xff': not valid UTF-8"),
+    ([surrogate("--pipeline-root=gs://\xff")], "--pipeline-root b'gs://\\xff': not valid UTF-8"),
+    ([surrogate("--data-root=gs://b/\xff")], "--data-root b'gs://b/\\xff'"),
+    ([surrogate("--serving-model-dir=/tmp/\xff")], "--serving-model-dir b'/tmp/\\xff'"),
+    ([surrogate("--set=train.steps=\xff")], "--set b'train.steps=\\xff'"),
+    ([surrogate("--config=\xff")], "--config b'\\xff'"),
+    (["--beam-arg=--direct_num_workers=abc"], "argument --direct_num_workers: invalid int value: 'abc'"),
+    (["--beam-arg=--direct_running_mode=fast"], "argument --direct_running_mode: invalid choice"),
+    (["--beam-arg=--runner"], "argument --runner: expected one argument"),
+    (["--beam-arg=--runner=Nonexistent"], "--runner=Nonexistent: not a Beam runner"),
+    (["--beam-arg=--help"], "asks Beam for its help"),
+    (["--beam-arg=--job_name=a\nb"], "holds a control character ('\\n')"),
+    (["--beam-arg=--job_name=a\x00b"], "holds a control character"),
+    (["--beam-arg=--job_name=a\tb"], "holds a control character ('\\t')"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_FLAGS, ids=lambda value: repr(value))
+def test_bad_flags_are_one_line_before_anything_is_compiled(argv, message, tmp_path, capsys):
+    output = tmp_path / "p.json"
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_runner.main(["--image", IMAGE, "--output", str(output), *argv])
+    assert message in one_error_line(capsys, exit_info)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_that_is_not_utf8_is_refused(tmp_path, capsys):
+    output = surrogate(f"{tmp_path}/p\xff.json")
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_runner.main(["--image", IMAGE, "--output", output])
+    assert "--output b'" in one_error_line(capsys, exit_info) and list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("beam_args", [["--runner=DataflowRunner", "--direct_num_workers=2"], ["--runner=dataflow"],
+                                       ["--runner=my_package.runners.MyRunner"], ["--some_plugin_flag=x y"]])
+def test_beam_args_beam_accepts_pass_the_check(beam_args, tmp_path):
+    args = kubeflow_runner.parse_args(["--image", IMAGE, "--output", str(tmp_path / "p.json"),
+                                       *[f"--beam-arg={flag}" for flag in beam_args]])
+    assert args.beam_args == beam_args
+
+
+@pytest.mark.parametrize("links", [{"p.json": "p.json"}, {"p.json": "q.json", "q.json": "p.json"}],
+                         ids=["self", "pair"])
+@pytest.mark.parametrize("inside", [False, True], ids=["the link", "a file in it"])
+def test_an_output_in_a_loop_of_symbolic_links_is_refused_and_left_alone(links, inside, tmp_path, capsys):
+    for name, target in links.items():
+        (tmp_path / name).symlink_to(target)
+    output = tmp_path / "p.json" / "spec.json" if inside else tmp_path / "p.json"
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_runner.main(["--image", IMAGE, "--output", str(output)])
+    assert "a loop of symbolic links" in one_error_line(capsys, exit_info)
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(links)
+    assert all((tmp_path / name).is_symlink() for name in links)
