@@ -7,8 +7,6 @@ Trainer's distribution strategy comes from the recipe (`train.strategy`). Needs 
 `kfp-pipeline-spec` package (see requirements.txt).
 """
 
-import errno
-import os
 import pathlib
 import re
 import sys
@@ -52,20 +50,7 @@ def parse_args(argv):
     check_pipeline_flags(args)  # also: every flag here is UTF-8 text
     check_image(args.image)
     check_writable_file(args.output, "--output")
-    check_output_resolves(args.output)
     return args
-
-
-def check_output_resolves(path):
-    """RoadError when --output cannot be looked up, e.g. a loop of symbolic links (which
-    check_writable_file takes for nothing at all, and write_atomic would replace with a file)."""
-    try:
-        os.stat(path)
-    except FileNotFoundError:
-        pass  # nothing there yet (or a link to nothing: write_atomic writes the file it names)
-    except OSError as error:
-        reason = "a loop of symbolic links" if error.errno == errno.ELOOP else error.strerror or str(error)
-        raise RoadError(f"--output {path}: cannot write there ({reason})") from None
 
 
 def kubeflow_v2_runner():

@@ -2,6 +2,7 @@
 up-front checks that a folder exists or can be written, opening a data file for reading, and the
 version folders of a model folder (no TensorFlow here: the CLIs check their flags before importing it)."""
 
+import errno
 import logging
 import os
 import pathlib
@@ -116,11 +117,17 @@ def check_writable_dir(path, what):
 def check_writable_file(path, what):
     """Raises RoadError unless a file can be written at `path`: nothing but a regular file (or a link
     to one) stands there, not a folder, device (/dev/null) or pipe, and its folder is writable or
-    can be created (`check_writable_dir`); creates nothing."""
+    can be created (`check_writable_dir`), and it is not in a loop of symbolic links (which
+    `write_atomic` would replace); creates nothing."""
     path = pathlib.Path(path)
     kind = non_file_kind(path)
     if kind:
         raise RoadError(f"{what} {path}: is {kind}, not a file name")
+    try:
+        os.stat(path)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise RoadError(f"{what} {path}: cannot write there (a loop of symbolic links)") from None
     check_writable_dir(pathlib.Path(os.path.realpath(path)).parent, what)
 
 
