@@ -7,13 +7,16 @@
 One question prints one JSON object: the serving_default signature's outputs (answer,
 score, no_answer_probability, start_char, end_char). A batch file holds one JSON object a
 line, {"question": ..., "context": ...} with an optional "id"; the answers come back as
-JSONL in the same order, with the id. Errors print one line on stderr and exit 2.
+JSONL in the same order, with the id. Errors print one line on stderr and exit 2. --timeout
+bounds each request as a whole (connecting, sending and the whole answer; at most a day), and
+a REST answer above 64 MiB is refused.
 
 Library use: predict_rest(...) and predict_grpc(...) (or RestPredictor / GrpcPredictor, which
 keep their connections for many calls) return one dict of outputs per question. REST never imports TensorFlow; gRPC imports grpc and
 TensorFlow when first used.
 """
 
+import argparse
 import contextlib
 import functools
 import http.client
@@ -21,25 +24,68 @@ import io
 import json
 import math
 import os
+import re
 import sys
-import tempfile
 import threading
+import time
 import types
 import urllib.parse
 import warnings
 
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
-from road_tf.files import open_data_file
+from road_tf.files import check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import array_to_json
+from serving.limits import MAX_SECONDS
 
 DEFAULT_REST_URL = "http://127.0.0.1:8501"
 DEFAULT_MODEL = "road_demo"
 SIGNATURE = "serving_default"
 OUTPUT_ORDER = ("answer", "score", "no_answer_probability", "start_char", "end_char")
+MAX_VERSION = 2**63 - 1
+"""The largest model version: TF Serving's versions are int64."""
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+"""The largest REST answer the client reads (a batch of answers is far smaller)."""
+SHOWN_CHARS = 200
+"""Characters of a user's or server's text (URL, model name, error message) an error message keeps."""
+_HOST_BYTES = re.compile(r"[\x00-\x20\x7f]")
+"""Characters http.client refuses in a URL's host or path (controls and spaces)."""
 
 
 class ServerError(RoadError):
-    """The server could not be reached, refused the request, or answered nonsense."""
+    """The server could not be reached, refused the request, or answered nonsense.
+
+    Attributes:
+        rejected: True when the server answered that the request itself is bad (HTTP 400 or
+            413, gRPC INVALID_ARGUMENT or RESOURCE_EXHAUSTED): another question may pass.
+    """
+
+    def __init__(self, message, rejected=False):
+        super().__init__(message)
+        self.rejected = rejected
+
+
+def _shorten(text, limit=SHOWN_CHARS):
+    """`text` cut to `limit` characters (with "..." when cut), so an error message stays readable."""
+    text = str(text)
+    return text if len(text) <= limit else f"{text[:limit]}..."
+
+
+def _utf8_problem(text):
+    """None when `text` can be sent as UTF-8; otherwise what is wrong, in words (a byte of a
+    non-UTF-8 command-line argument, or a lone surrogate from a JSON escape such as "\\ud800")."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as error:
+        char = text[error.start]
+        what = f"byte 0x{ord(char) - 0xDC00:02x}" if "\udc80" <= char <= "\udcff" else f"lone surrogate {ascii(char)}"
+        return f"not UTF-8 text ({what} at character {error.start})"
+
+
+def _check_timeout(timeout):
+    """Raises ValueError unless `timeout` is a number of seconds in (0, MAX_SECONDS]."""
+    if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and 0 < timeout <= MAX_SECONDS):
+        raise ValueError(f"timeout must be a number of seconds above 0 and at most {MAX_SECONDS}, got {timeout!r}")
 
 
 def _ordered(outputs):
@@ -48,10 +94,20 @@ def _ordered(outputs):
     return {**first, **{name: value for name, value in outputs.items() if name not in first}}
 
 
-def _check_batch(questions, contexts):
-    """Raises ValueError unless there are as many contexts as questions, and at least one."""
+def _check_batch(model, questions, contexts, version):
+    """Raises ValueError unless there are as many contexts as questions (and at least one), the
+    model name and every text can be sent as UTF-8, and the version is None or 0..MAX_VERSION."""
     if len(questions) != len(contexts) or not questions:
         raise ValueError(f"need as many contexts as questions (>0), got {len(questions)} and {len(contexts)}")
+    if version is not None and not 0 <= int(version) <= MAX_VERSION:
+        raise ValueError(f"version must be from 0 to {MAX_VERSION}, got {_shorten(version)}")
+    texts = [("model name", model)]
+    texts += [(f"question {row}", text) for row, text in enumerate(questions)]
+    texts += [(f"context {row}", text) for row, text in enumerate(contexts)]
+    for what, text in texts:
+        problem = _utf8_problem(text) if isinstance(text, str) else f"not a str but {type(text).__name__}"
+        if problem:
+            raise ValueError(f"{what}: {problem}")
 
 
 def _model_path(model, version):
@@ -61,11 +117,50 @@ def _model_path(model, version):
 
 
 def _error_text(body):
-    """A REST error body -> its "error" message, or the start of the raw body."""
+    """A REST error body -> its "error" message, or the start of the raw body (cut to SHOWN_CHARS)."""
     try:
-        return str(json.loads(body)["error"])
-    except (ValueError, KeyError, TypeError):
-        return body[:200].decode("utf-8", errors="replace").strip() or "(empty body)"
+        return _shorten(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError, RecursionError):
+        return body[:SHOWN_CHARS].decode("utf-8", errors="replace").strip() or "(empty body)"
+
+
+class _DeadlineReader(io.RawIOBase):
+    """Reads a connected socket through its own reader (`sock.makefile("rb")`, which keeps the
+    socket open until closed), each read waiting only for what is left until `deadline`
+    (time.monotonic()): a server trickling a byte a second cannot stretch a call's timeout."""
+
+    def __init__(self, sock, socket_file, deadline):
+        super().__init__()
+        self._sock = sock
+        self._file = socket_file
+        self._deadline = deadline
+
+    def readable(self):
+        return True
+
+    def readinto(self, buffer):
+        self._sock.settimeout(_remaining(self._deadline))
+        return self._file.raw.readinto(buffer)
+
+    def close(self):
+        self._file.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """An HTTPResponse that reads its status line, headers and body through a _DeadlineReader."""
+
+    def __init__(self, sock, *args, deadline, **kwargs):
+        super().__init__(sock, *args, **kwargs)
+        self.fp = io.BufferedReader(_DeadlineReader(sock, self.fp, deadline))
+
+
+def _remaining(deadline):
+    """Seconds left until `deadline` (time.monotonic()); TimeoutError once it has passed."""
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        raise TimeoutError("timed out")
+    return remaining
 
 
 class RestPredictor:
@@ -73,24 +168,47 @@ class RestPredictor:
     progress (a new TCP connection per question would cost the client and the server time).
 
     Args:
-        url: the server root, e.g. "http://127.0.0.1:8501" (http or https).
-        timeout: seconds to wait for each call.
+        url: the server root, e.g. "http://127.0.0.1:8501" (http or https). A user:password@ in
+            it is not sent, and left out of error messages.
+        timeout: seconds a call may take as a whole: connecting, sending, and reading the whole
+            answer (above 0, at most MAX_SECONDS).
+        max_response_bytes: the largest answer read; a larger one is a ServerError.
 
     Raises:
         ServerError: a URL that is not http(s)://HOST[:PORT].
+        ValueError: a timeout that is not in (0, MAX_SECONDS].
     """
 
-    def __init__(self, url, timeout=30.0):
-        parts = urllib.parse.urlsplit(url)
+    def __init__(self, url, timeout=30.0, max_response_bytes=MAX_RESPONSE_BYTES):
+        _check_timeout(timeout)
+        problem = "expected http://HOST:PORT"
         try:
+            parts = urllib.parse.urlsplit(url)
             port = parts.port  # urlsplit checks the port only when asked
-        except ValueError:
-            port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-            raise ServerError(f"bad REST URL {url!r}; expected http://HOST:PORT")
-        self.url = url.rstrip("/")
+        except ValueError as error:  # "Invalid IPv6 URL", a port out of range
+            parts, problem = None, f"{error}; {problem}"
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ServerError(f"bad REST URL {_shorten(repr(url))}: {problem}")
+        host = parts.hostname
+        if _HOST_BYTES.search(url) or _utf8_problem(url):
+            raise ServerError(
+                f"bad REST URL {_shorten(repr(url))}: it holds spaces, control characters or non-UTF-8 bytes"
+            )
+        try:
+            too_long = len(host.encode("idna")) > 253
+        except UnicodeError:
+            too_long = True
+        if too_long:
+            raise ServerError(
+                f"bad REST URL {_shorten(repr(url))}: {_shorten(host, 80)!r} is not a host name "
+                "(dot-separated labels of 1 to 63 characters, 253 in all)"
+            )
+        shown_host = f"[{host}]" if ":" in host else host
+        self.url = f"{parts.scheme}://{shown_host}{'' if port is None else f':{port}'}{parts.path}".rstrip("/")
+        self._shown_url = _shorten(self.url)
         self._parts = parts
         self._timeout = timeout
+        self._max_response_bytes = max_response_bytes
         self._idle = []
         self._lock = threading.Lock()
 
@@ -101,9 +219,9 @@ class RestPredictor:
         Raises:
             ServerError: unreachable server, an error answer (its "error" text), or a bad response.
         """
-        _check_batch(questions, contexts)
+        _check_batch(model, questions, contexts, version)
         path = f"{self._parts.path.rstrip('/')}{_model_path(model, version)}:predict"
-        endpoint = f"{self._parts.scheme}://{self._parts.netloc}{path}"
+        endpoint = _shorten(f"{self.url}{_model_path(model, version)}:predict")
         body = json.dumps(
             {
                 "signature_name": SIGNATURE,
@@ -112,45 +230,88 @@ class RestPredictor:
         ).encode("utf-8")
         status, raw = self._post(path, body)
         if status != 200:
-            raise ServerError(f"{endpoint}: HTTP {status}: {_error_text(raw)}")
+            raise ServerError(f"{endpoint}: HTTP {status}: {_error_text(raw)}", rejected=status in (400, 413))
         try:
             predictions = json.loads(raw)["predictions"]
+        except RecursionError:
+            raise ServerError(f"{endpoint}: unexpected response: JSON nested too deeply") from None
         except (ValueError, KeyError, TypeError):
-            raise ServerError(f"{endpoint}: unexpected response: {raw[:200]!r}") from None
+            raise ServerError(f"{endpoint}: unexpected response: {raw[:SHOWN_CHARS]!r}") from None
         if not isinstance(predictions, list) or len(predictions) != len(questions):
-            raise ServerError(f"{endpoint}: expected {len(questions)} predictions, got {predictions!r:.200}")
+            raise ServerError(
+                f"{endpoint}: expected {len(questions)} predictions, "
+                f"got {_shorten(repr(predictions)[: SHOWN_CHARS + 1])}"
+            )
         if not all(isinstance(row, dict) for row in predictions):
             raise ServerError(f"{endpoint}: predictions are not objects of named outputs")
         return [_ordered(row) for row in predictions]
 
     def _post(self, path, body):
         """POSTs `body` on an idle pooled connection (or a new one) -> (HTTP status, response
-        bytes). A connection the server closed while it was idle is replaced once (a predict may
-        be sent again); the connection goes back to the pool after a complete exchange."""
+        bytes), all within the timeout. A connection the server closed while it was idle is
+        replaced once (a predict may be sent again); the connection goes back to the pool after a
+        complete exchange."""
+        deadline = time.monotonic() + self._timeout
         with self._lock:
             connection = self._idle.pop() if self._idle else None
         if connection is None:
             kind = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
             connection = kind(self._parts.hostname, self._parts.port, timeout=self._timeout)
         for attempt in (1, 2):
+            connected = False
             try:
+                if connection.sock is None:
+                    connection.timeout = _remaining(deadline)
+                    connection.connect()
+                connected = True
+                connection.sock.settimeout(_remaining(deadline))  # sendall's whole send
+                connection.response_class = functools.partial(_DeadlineResponse, deadline=deadline)
                 connection.request("POST", path, body, {"Content-Type": "application/json"})
                 response = connection.getresponse()
-                answer = response.status, response.read()
+                answer = response.status, self._read_body(response)
             except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as error:
-                connection.close()  # the next request() opens a new connection
+                connection.close()  # the next attempt opens a new connection
                 if attempt == 2:
-                    raise ServerError(f"REST server at {self.url} closed the connection: {error}") from None
+                    raise ServerError(f"REST server at {self._shown_url} closed the connection: {error}") from None
                 continue
+            except TimeoutError:
+                connection.close()
+                if connected:
+                    raise ServerError(
+                        f"REST server at {self._shown_url} did not answer within {self._timeout:g} s"
+                    ) from None
+                raise ServerError(f"cannot reach REST server at {self._shown_url} within {self._timeout:g} s") from None
             except OSError as error:
                 connection.close()
-                raise ServerError(f"cannot reach REST server at {self.url}: {error}") from None
+                raise ServerError(f"cannot reach REST server at {self._shown_url}: {_shorten(error)}") from None
             except http.client.HTTPException as error:
                 connection.close()
-                raise ServerError(f"REST server at {self.url} sent a malformed answer: {error!r}") from None
+                raise ServerError(
+                    f"REST server at {self._shown_url} sent a malformed answer: {_shorten(repr(error))}"
+                ) from None
+            except BaseException:
+                connection.close()
+                raise
             with self._lock:
                 self._idle.append(connection)
             return answer
+
+    def _read_body(self, response):
+        """The whole body of `response` (bytes); ServerError (connection closed) when it is, or
+        its Content-Length says it is, above max_response_bytes."""
+        limit = self._max_response_bytes
+        if response.length is not None and response.length > limit:
+            raise ServerError(
+                f"REST server at {self._shown_url} sent an answer of {response.length} bytes "
+                f"(Content-Length); the client reads at most {limit}"
+            )
+        chunks, size = [], 0
+        while chunk := response.read(min(1 << 20, limit + 1 - size)):
+            chunks.append(chunk)
+            size += len(chunk)
+            if size > limit:
+                raise ServerError(f"REST server at {self._shown_url} sent an answer above {limit} bytes")
+        return b"".join(chunks)
 
     def close(self):
         """Closes the pooled connections."""
@@ -200,12 +361,21 @@ class GrpcPredictor:
 
     Args:
         target: "HOST:PORT" of the gRPC API (TF Serving's --port, 8500 by default).
-        timeout: seconds to wait for each call.
+        timeout: seconds to wait for each call (above 0, at most MAX_SECONDS).
+
+    Raises:
+        ServerError: an empty or non-UTF-8 target.
+        ValueError: a timeout that is not in (0, MAX_SECONDS].
     """
 
     def __init__(self, target, timeout=30.0):
+        _check_timeout(timeout)
+        problem = _grpc_target_problem(target)
+        if problem:
+            raise ServerError(f"bad gRPC target {_shorten(repr(target))}: {problem}")
         self._apis = _grpc_modules()
         self.target = target
+        self._shown_target = _shorten(target)
         self._timeout = timeout
         self._channel = self._apis.grpc.insecure_channel(target)
         self._stub = self._apis.prediction_service_pb2_grpc.PredictionServiceStub(self._channel)
@@ -213,7 +383,7 @@ class GrpcPredictor:
     def predict(self, model, questions, contexts, version=None):
         """Like predict_rest, over gRPC (TensorProto inputs built with tf.make_tensor_proto)."""
         tf = self._apis.tf
-        _check_batch(questions, contexts)
+        _check_batch(model, questions, contexts, version)
         request = self._apis.predict_pb2.PredictRequest()
         request.model_spec.name = model
         request.model_spec.signature_name = SIGNATURE
@@ -224,24 +394,47 @@ class GrpcPredictor:
         try:
             response = self._stub.Predict(request, timeout=self._timeout)
         except self._apis.grpc.RpcError as error:
-            raise ServerError(self._describe(error)) from None
+            raise self._describe(error) from None
         columns = {name: array_to_json(tf.make_ndarray(proto), name) for name, proto in response.outputs.items()}
         if not columns or any(len(values) != len(questions) for values in columns.values()):
-            raise ServerError(f"gRPC server at {self.target}: outputs do not have {len(questions)} rows")
+            raise ServerError(f"gRPC server at {self._shown_target}: outputs do not have {len(questions)} rows")
         return [_ordered({name: values[row] for name, values in columns.items()}) for row in range(len(questions))]
 
     def _describe(self, error):
-        """A grpc.RpcError -> one line naming the server and the problem."""
-        code, details = error.code(), (error.details() or "").strip()
+        """A grpc.RpcError -> a ServerError naming the server and the problem (one line)."""
+        code, details = error.code(), _shorten((error.details() or "").strip())
         if code.name == "UNAVAILABLE":
-            return f"cannot reach gRPC server at {self.target}: {details}"
+            return ServerError(f"cannot reach gRPC server at {self._shown_target}: {details}")
         if code.name == "DEADLINE_EXCEEDED":
-            return f"gRPC server at {self.target} did not answer within {self._timeout:g} s"
-        return f"gRPC server at {self.target}: {code.name}: {details}"
+            return ServerError(f"gRPC server at {self._shown_target} did not answer within {self._timeout:g} s")
+        rejected = code.name in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED")
+        return ServerError(f"gRPC server at {self._shown_target}: {code.name}: {details}", rejected=rejected)
 
     def close(self):
         """Closes the channel."""
         self._channel.close()
+
+
+def _grpc_target_problem(target):
+    """None for a usable gRPC target string; otherwise what is wrong with it, in words."""
+    if not target:
+        return "it is empty; expected HOST:PORT"
+    return _utf8_problem(target)
+
+
+def _bounded(kind, low, high, what):
+    """An argparse `type`: `kind` (int or float) from `low` to `high`, said in `what`."""
+
+    def convert(value):
+        try:
+            number = kind(value)
+        except ValueError:
+            number = None
+        if number is None or not low <= number <= high:  # NaN fails here too
+            raise argparse.ArgumentTypeError(f"must be {what}, got {_shorten(value, 40)}")
+        return number
+
+    return convert
 
 
 def predict_grpc(target, model, questions, contexts, version=None, timeout=30.0):
@@ -251,7 +444,8 @@ def predict_grpc(target, model, questions, contexts, version=None, timeout=30.0)
 
 
 def parse_args(argv):
-    """Command-line arguments -> argparse.Namespace (checked: one mode, one context source)."""
+    """Command-line arguments -> argparse.Namespace (checked: one mode, one context source, numbers
+    in range, texts that can be sent as UTF-8)."""
     parser = ArgumentParser(prog="python -m serving.client", description=__doc__.splitlines()[0])
     parser.add_argument("question", nargs="?", help="the question (omit with --batch-file)")
     source = parser.add_mutually_exclusive_group()
@@ -259,25 +453,29 @@ def parse_args(argv):
     source.add_argument("--context-file", type=nonempty, help="a UTF-8 file holding the passage")
     parser.add_argument("--batch-file", type=nonempty, help="JSONL of {question, context[, id]}; answers as JSONL")
     parser.add_argument("--output", type=nonempty, help="write the answers here instead of stdout")
-    parser.add_argument("--batch-size", type=int, default=32, help="questions per request (default 32)")
+    parser.add_argument("--batch-size", type=_bounded(int, 1, math.inf, "a positive integer"),
+                        default=32, help="questions per request (default 32)")
     server = parser.add_mutually_exclusive_group()
-    server.add_argument("--rest", metavar="URL", help=f"REST API root (default {DEFAULT_REST_URL})")
-    server.add_argument("--grpc", metavar="HOST:PORT", help="gRPC API address, e.g. localhost:8500")
+    server.add_argument("--rest", metavar="URL", type=nonempty, help=f"REST API root (default {DEFAULT_REST_URL})")
+    server.add_argument("--grpc", metavar="HOST:PORT", type=nonempty, help="gRPC API address, e.g. localhost:8500")
     parser.add_argument("--model", type=nonempty, default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
-    parser.add_argument("--version", type=int, help="model version (default: the newest)")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per request (default 30)")
+    parser.add_argument("--version", type=_bounded(int, 0, MAX_VERSION, f"an integer from 0 to {MAX_VERSION}"),
+                        help="model version (default: the newest)")
+    seconds = _bounded(float, math.nextafter(0, 1), MAX_SECONDS, f"a number of seconds above 0, at most {MAX_SECONDS}")
+    parser.add_argument("--timeout", type=seconds,
+                        default=30.0, help=f"seconds a request may take in all (default 30, at most {MAX_SECONDS})")
     args = parser.parse_args(argv)
     if args.batch_file:
         if args.question is not None or args.context is not None or args.context_file:
             parser.error("--batch-file replaces QUESTION, --context and --context-file")
     elif args.question is None or (args.context is None and not args.context_file):
         parser.error("give QUESTION with --context or --context-file, or --batch-file")
-    if args.batch_size < 1:
-        parser.error(f"--batch-size must be at least 1, got {args.batch_size}")
-    if not (math.isfinite(args.timeout) and args.timeout > 0):
-        parser.error(f"--timeout must be a positive number of seconds, got {args.timeout}")
-    if args.version is not None and args.version < 0:
-        parser.error(f"--version must not be negative, got {args.version}")
+    texts = {"QUESTION": args.question, "--context": args.context, "--model": args.model, "--rest": args.rest,
+             "--grpc": args.grpc}
+    for flag, value in texts.items():
+        problem = value is not None and _utf8_problem(value)
+        if problem:
+            parser.error(f"{flag}: {problem}")
     return args
 
 
@@ -294,13 +492,15 @@ def read_context_file(path):
 
 def read_batch_file(path):
     """A JSONL file (or pipe; not a folder or device) of {"question", "context"[, "id"]} objects -> list
-    of those dicts.
+    of those dicts, each with its "line" number added.
 
     Blank lines are skipped; other keys are ignored.
 
     Raises:
-        DataError: unreadable file, a line that is not a JSON object, a missing or non-string
-        question/context, an id that is neither a string nor an integer, or no records at all.
+        DataError: unreadable file, a line that is not a JSON object (or nested too deeply, or
+        with a number of more digits than Python converts), a missing or non-string
+        question/context, an id that is neither a string nor an integer, text that is not UTF-8
+        (a lone surrogate escape such as "\\ud800"), or no records at all.
     """
     records = []
     try:
@@ -318,11 +518,15 @@ def read_batch_file(path):
 
 
 def _batch_record(path, number, line):
-    """One JSONL line -> {"question", "context"[, "id"]}; DataError naming the line if bad."""
+    """One JSONL line -> {"question", "context"[, "id"], "line"}; DataError naming the line if bad."""
     try:
         record = json.loads(line)
     except json.JSONDecodeError as error:
         raise DataError(path, f"line {number}: not valid JSON ({error.msg})") from None
+    except RecursionError:
+        raise DataError(path, f"line {number}: not valid JSON (nested too deeply)") from None
+    except ValueError:  # Python's int digit limit (sys.get_int_max_str_digits)
+        raise DataError(path, f"line {number}: a number has more digits than {sys.get_int_max_str_digits()}") from None
     if not isinstance(record, dict):
         raise DataError(path, f"line {number}: expected a JSON object, got {type(record).__name__}")
     for key in ("question", "context"):
@@ -333,38 +537,62 @@ def _batch_record(path, number, line):
         if isinstance(record["id"], bool) or not isinstance(record["id"], (str, int)):
             raise DataError(path, f"line {number}: 'id' must be a string or an integer")
         kept["id"] = record["id"]
+    for key, value in kept.items():
+        problem = isinstance(value, str) and _utf8_problem(value)
+        if problem:
+            raise DataError(path, f"line {number}: {key!r} is {problem}")
+    kept["line"] = number
     return kept
 
 
-def _answer_lines(predict, records, batch_size):
-    """Yields one JSON line per record, asking the server batch_size records at a time."""
+def _record_name(record):
+    """Where a batch-file record is, for an error message: "line 3 (id 'q1')", or "" for a
+    command-line question."""
+    if "line" not in record:
+        return ""
+    return f"line {record['line']}" + (f" (id {_shorten(repr(record['id']), 80)})" if "id" in record else "")
+
+
+def _answer_lines(predict, records, batch_size, path=None):
+    """Yields one JSON line per record, asking the server batch_size records at a time.
+
+    When the server rejects a request of several batch-file records (ServerError.rejected), they
+    are sent again one at a time, so that the error names the record the server refuses (its line
+    and id), or, when each passes alone, the lines of the whole request.
+    """
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
-        answers = predict([r["question"] for r in chunk], [r["context"] for r in chunk])
+        try:
+            answers = predict([r["question"] for r in chunk], [r["context"] for r in chunk])
+        except ServerError as error:
+            if path is None:
+                raise
+            if error.rejected and len(chunk) > 1:
+                for record in chunk:
+                    try:
+                        predict([record["question"]], [record["context"]])
+                    except ServerError as alone:
+                        raise ServerError(f"{path}: {_record_name(record)}: {alone}") from None
+            where = _record_name(chunk[0]) if len(chunk) == 1 else f"lines {chunk[0]['line']} to {chunk[-1]['line']}"
+            raise ServerError(f"{path}: {where}: {error}") from None
         for record, answer in zip(chunk, answers):
             row = {"id": record["id"], **answer} if "id" in record else answer
-            yield json.dumps(row, ensure_ascii=False)
+            line = json.dumps(row, ensure_ascii=False)
+            yield line if _utf8_problem(line) is None else json.dumps(row)  # a lone surrogate stays escaped
 
 
 def write_lines(lines, output):
-    """Writes lines to stdout, or to `output` atomically (a temp file renamed when complete)."""
+    """Writes lines to stdout, or to `output` atomically (files.write_atomic: a temporary file
+    renamed when complete, mode 644; a link is followed; a folder, device or pipe is refused)."""
     if output is None:
         for line in lines:
             print(line, flush=True)
         return
-    directory = os.path.dirname(os.path.abspath(output))
+    text = "".join(f"{line}\n" for line in lines)
     try:
-        handle, tmp_path = tempfile.mkstemp(dir=directory, prefix=".answers-", suffix=".tmp")
+        write_atomic(output, text)
     except OSError as error:
-        raise RoadError(f"{output}: cannot write answers: {error.strerror}") from None
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            for line in lines:
-                stream.write(line + "\n")
-        os.replace(tmp_path, output)
-    except BaseException:
-        os.unlink(tmp_path)
-        raise
+        raise RoadError(f"--output {output}: cannot write answers: {error.strerror or error}") from None
 
 
 def _predict_function(args, stack):
@@ -379,10 +607,26 @@ def _predict_function(args, stack):
     return functools.partial(predictor.predict, args.model, version=args.version)
 
 
+def _check_outputs_and_server(args):
+    """The checks that need no server and no reading: --output can be written (not a folder,
+    device or pipe, nor an input file) and the --rest URL or --grpc target is well formed."""
+    if args.output:
+        check_writable_file(args.output, "--output")
+        inputs = {"--batch-file": args.batch_file, "--context-file": args.context_file}
+        check_distinct({"--output": args.output}, inputs)
+    if args.grpc:
+        problem = _grpc_target_problem(args.grpc)
+        if problem:
+            raise ServerError(f"bad gRPC target {_shorten(repr(args.grpc))}: {problem}")
+    else:
+        RestPredictor(args.rest or DEFAULT_REST_URL, args.timeout).close()
+
+
 @cli_main
 def main(argv=None):
     """Runs the client CLI; returns 0 once every answer is written."""
     args = parse_args(argv)
+    _check_outputs_and_server(args)
     if args.batch_file:
         records = read_batch_file(args.batch_file)
     else:
@@ -390,7 +634,7 @@ def main(argv=None):
         records = [{"question": args.question, "context": context}]
     with contextlib.ExitStack() as stack:
         predict = _predict_function(args, stack)
-        write_lines(_answer_lines(predict, records, args.batch_size), args.output)
+        write_lines(_answer_lines(predict, records, args.batch_size, args.batch_file), args.output)
     return 0
 
 

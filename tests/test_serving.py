@@ -508,8 +508,11 @@ def test_client_cli_unreachable_server_is_one_line_exit_2():
         ('{"question": "q", "context": 3}\n', "line 1: 'context' is missing or not a string"),
         ('{"question": "q", "context": "c", "id": [1]}\n', "line 1: 'id' must be"),
         ("\n\n", "no records"),
+        ("[" * 100_000 + "\n", "line 1: not valid JSON (nested too deeply)"),
+        ('{"question": "q", "context": "c", "id": ' + "9" * 5000 + "}\n", "line 1: a number has more digits than"),
+        ('{"question": "q\\ud800", "context": "c"}\n', "line 1: 'question' is not UTF-8 text (lone surrogate"),
     ],
-    ids=["bad_json", "context_not_string", "bad_id", "empty"],
+    ids=["bad_json", "context_not_string", "bad_id", "empty", "nested", "id_digits", "lone_surrogate"],
 )
 def test_client_cli_bad_batch_file(tmp_path, capsys, content, fragment):
     """A bad batch file: exit 2 with one line naming the file, the line and the problem."""

@@ -1,0 +1,259 @@
+"""Tests for serving/client.py against hostile input: flags, batch files, --output paths and REST
+servers that trickle, never answer, send endless or deeply nested bodies, or reject one record.
+
+The servers here are raw sockets in this process (no devserver, no model), so the tests take seconds.
+"""
+
+import contextlib
+import json
+import os
+import socket
+import stat
+import threading
+import time
+
+import pytest
+
+from conftest import one_error_line
+from serving import client
+
+ANSWER = {"answer": "Ada", "score": 1.0, "no_answer_probability": 0.0, "start_char": 0, "end_char": 3}
+UNREACHABLE = "http://127.0.0.1:9"
+
+
+def http_answer(status, body, headers=""):
+    """An HTTP/1.1 response (bytes) with a Content-Length, unless `headers` brings its own framing."""
+    framing = headers or f"Content-Length: {len(body)}\r\n"
+    return f"HTTP/1.1 {status} X\r\n{framing}\r\n".encode() + body
+
+
+def predictions(request):
+    """A 200 response with one ANSWER per instance of a predict request."""
+    return http_answer(200, json.dumps({"predictions": [ANSWER] * len(request["instances"])}).encode())
+
+
+@contextlib.contextmanager
+def fake_server(respond):
+    """A keep-alive REST server on 127.0.0.1 -> its URL. respond(request JSON, socket) answers each
+    request: it returns bytes to send, or sends (or stalls) itself and returns None."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def handle(conn):
+        with contextlib.suppress(OSError), conn, conn.makefile("rb") as reader:
+            while True:
+                headers = [line for line in iter(reader.readline, b"\r\n") if line]
+                if not headers:
+                    return
+                length = next(int(h.split(b":")[1]) for h in headers if h.lower().startswith(b"content-length"))
+                answer = respond(json.loads(reader.read(length)), conn)
+                if answer is None:
+                    return
+                conn.sendall(answer)
+
+    def serve():
+        with contextlib.suppress(OSError):
+            while True:
+                conn = listener.accept()[0]
+                threading.Thread(target=handle, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=serve, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        listener.close()
+
+
+def refused(capsys, argv):
+    """Runs the client CLI with `argv`, which must fail -> its one stderr line."""
+    with pytest.raises(SystemExit) as raised:
+        client.main(argv)
+    return one_error_line(capsys, raised)
+
+
+# ---------------------------------------------------------------- flags
+
+
+@pytest.mark.parametrize("flags, fragment", [
+    (["--rest", "http://[::1"], "bad REST URL 'http://[::1': Invalid IPv6 URL"),
+    (["--rest", "http://a..b:80"], "'a..b' is not a host name"),
+    (["--rest", f"http://{'a' * 300}:80"], "is not a host name"),
+    (["--rest", "http://a b:80"], "holds spaces"),
+    (["--rest", "http://\udcff:80"], "--rest: not UTF-8 text (byte 0xff at character 7)"),
+    (["--rest", ""], "--rest: must not be empty"),
+    (["--grpc", ""], "--grpc: must not be empty"),
+    (["--grpc", "\udcff:1"], "--grpc: not UTF-8 text"),
+    (["--grpc", "h:1", "--model", "m\udcff"], "--model: not UTF-8 text"),
+    (["--timeout", "1e10"], "--timeout: must be a number of seconds above 0, at most 86400, got 1e10"),
+    (["--timeout", "0"], "--timeout"),
+    (["--grpc", "h:1", "--version", "9" * 26], "--version: must be an integer from 0 to 9223372036854775807"),
+    (["--version", "9" * 5000], "got 9999999999999999999999999999999999999999..."),
+    (["--batch-size", "9" * 5000], "--batch-size: must be a positive integer"),
+], ids=["ipv6", "empty_label", "long_label", "space", "rest_bytes", "rest_empty", "grpc_empty", "grpc_bytes",
+        "model_bytes", "timeout_huge", "timeout_zero", "version_int64", "version_5000_digits", "batch_size_digits"])
+def test_bad_flags_are_one_line(capsys, flags, fragment):
+    """Flags that crashed the client (IDNA, IPv6, overflow, non-UTF-8 argv) or fell back to REST
+    (`--grpc ""`) are one short line naming the flag, before any server is asked."""
+    line = refused(capsys, ["q", "--context", "c", *flags])
+    assert fragment in line and len(line) < 500
+
+
+def test_non_utf8_question_is_one_line(capsys):
+    """A question holding a byte that is not UTF-8 (as argv delivers it) is refused before gRPC sees it."""
+    assert "QUESTION: not UTF-8 text (byte 0xff" in refused(capsys, ["\udcff", "--context", "c", "--grpc", "h:1"])
+
+
+def test_largest_flag_values_are_accepted():
+    """A day's --timeout and an int64 --version pass; the predictors check the same bounds."""
+    args = client.parse_args(["q", "--context", "c", "--timeout", "86400", "--version", str(2**63 - 1)])
+    assert (args.timeout, args.version) == (86400, 2**63 - 1)
+    with pytest.raises(ValueError, match="timeout"):
+        client.RestPredictor(UNREACHABLE, timeout=9e9)
+    with pytest.raises(client.ServerError, match="bad gRPC target ''"):
+        client.GrpcPredictor("")
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"version": 2**63}, "version must be from 0"), ({"model": "m\ud800"}, "model name: not UTF-8"),
+    ({"questions": ["\ud800"]}, "question 0: not UTF-8 text (lone surrogate '\\ud800'"),
+], ids=["version", "model", "question"])
+def test_predictor_refuses_unsendable_requests(kwargs, fragment):
+    """Library calls with a version beyond int64 or text that cannot be UTF-8 are a ValueError,
+    before anything is sent (gRPC would crash encoding them)."""
+    call = {"model": "m", "questions": ["q"], "contexts": ["c"], **kwargs}
+    with pytest.raises(ValueError) as raised:
+        client.RestPredictor(UNREACHABLE).predict(**call)
+    assert fragment in str(raised.value)
+
+
+# ---------------------------------------------------------------- --output
+
+
+@pytest.mark.parametrize("kind", ["folder", "fifo", "device"])
+def test_output_refuses_folders_pipes_and_devices_up_front(tmp_path, capsys, kind):
+    """--output on a folder, pipe or device is refused before any request (the server here is
+    unreachable, and the error is about --output), and the thing there is left alone."""
+    path = {"folder": tmp_path, "fifo": tmp_path / "fifo", "device": "/dev/null"}[kind]
+    if kind == "fifo":
+        os.mkfifo(path)
+    before = os.stat(path).st_mode
+    line = refused(capsys, ["q", "--context", "c", "--rest", UNREACHABLE, "--output", str(path)])
+    assert line.startswith(f"error: --output {path}: is a ") and "not a file name" in line
+    assert os.stat(path).st_mode == before
+
+
+def test_output_through_a_link_is_mode_644(tmp_path):
+    """--output on a symbolic link writes the file it names (the link stays), mode 644."""
+    target, link = tmp_path / "answers.jsonl", tmp_path / "link.jsonl"
+    target.write_text("old\n")
+    target.chmod(0o600)
+    link.symlink_to(target)
+    with fake_server(lambda request, conn: predictions(request)) as url:
+        assert client.main(["q", "--context", "c", "--rest", url, "--output", str(link)]) == 0
+    assert link.is_symlink() and json.loads(target.read_text()) == ANSWER
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+
+
+def test_output_may_not_overwrite_the_batch_file(tmp_path, capsys):
+    """--output naming the --batch-file is refused before the questions are read."""
+    batch = tmp_path / "in.jsonl"
+    batch.write_text('{"question": "q", "context": "c"}\n')
+    line = refused(capsys, ["--batch-file", str(batch), "--output", str(batch), "--rest", UNREACHABLE])
+    assert "is the --batch-file file" in line
+
+
+# ---------------------------------------------------------------- hostile REST servers
+
+
+def trickle(request, conn):
+    """Sends a whole answer one byte every 0.2 s."""
+    for byte in predictions(request):
+        conn.sendall(bytes([byte]))
+        time.sleep(0.2)
+
+
+def silent(request, conn):
+    """Reads the request and never answers."""
+    time.sleep(3)
+
+
+@pytest.mark.parametrize("respond", [trickle, silent])
+def test_timeout_bounds_the_whole_request(capsys, respond):
+    """A server that trickles its answer or never answers: --timeout 1 ends the call after about
+    a second, saying the server did not answer in time (not that it cannot be reached)."""
+    with fake_server(respond) as url:
+        started = time.monotonic()
+        line = refused(capsys, ["q", "--context", "c", "--rest", url, "--timeout", "1"])
+    assert time.monotonic() - started < 2.5
+    assert line == f"error: REST server at {url} did not answer within 1 s"
+
+
+def endless(request, conn):
+    """An answer of no declared length that never ends."""
+    conn.sendall(http_answer(200, b"", "Connection: close\r\n"))
+    while True:
+        conn.sendall(b" " * 65536)
+
+
+@pytest.mark.parametrize("respond, fragment", [
+    (lambda request, conn: http_answer(200, b"", "Content-Length: 100000000000\r\n"),
+     "an answer of 100000000000 bytes (Content-Length); the client reads at most 100000"),
+    (endless, "an answer above 100000 bytes"),
+], ids=["content_length", "endless"])
+def test_oversized_answers_are_refused(respond, fragment):
+    """A REST answer above max_response_bytes (declared or sent) is a ServerError, not a MemoryError."""
+    with fake_server(respond) as url, contextlib.closing(client.RestPredictor(url, 10, 100_000)) as predictor:
+        with pytest.raises(client.ServerError, match="REST server at .* sent") as raised:
+            predictor.predict("m", ["q"], ["c"])
+    assert fragment in str(raised.value)
+
+
+@pytest.mark.parametrize("status, fragment", [(200, "unexpected response: JSON nested too deeply"),
+                                              (500, "HTTP 500: [[[[")])
+def test_deeply_nested_answers_are_one_line(capsys, status, fragment):
+    """200,000 `[` as an answer or an error body: one line (no RecursionError), cut short."""
+    with fake_server(lambda request, conn: http_answer(status, b"[" * 200_000)) as url:
+        line = refused(capsys, ["q", "--context", "c", "--rest", url])
+    assert fragment in line and len(line) < 400
+
+
+def test_errors_hide_credentials_and_shorten_long_texts(capsys):
+    """A user:password@ in --rest is not repeated, and a 5,000-character model name and error
+    text are cut short."""
+    long_error = json.dumps({"error": "x" * 5000}).encode()
+    with fake_server(lambda request, conn: http_answer(404, long_error)) as url:
+        line = refused(capsys, ["q", "--context", "c", "--rest", url.replace("//", "//user:pw@"),
+                                "--model", "m" * 5000])
+    assert "pw" not in line and "HTTP 404" in line and len(line) < 600
+
+
+def test_lone_surrogates_in_answers_stay_escaped(capsys):
+    """An answer holding a lone surrogate ("\\ud800", not UTF-8) is printed escaped, not a crash."""
+    body = b'{"predictions": [{"answer": "\\ud800"}]}'
+    with fake_server(lambda request, conn: http_answer(200, body)) as url:
+        assert client.main(["q", "--context", "c", "--rest", url]) == 0
+    assert capsys.readouterr().out == '{"answer": "\\ud800"}\n'
+
+
+def refuse(bad):
+    """A server refusing (HTTP 400) any request that holds a question `bad` returns True for."""
+    def respond(request, conn):
+        if any(bad(instance["question"], len(request["instances"])) for instance in request["instances"]):
+            return http_answer(400, b'{"error": "refused"}')
+        return predictions(request)
+    return respond
+
+
+@pytest.mark.parametrize("bad, fragment", [
+    (lambda question, rows: question == "q2", "line 2 (id 'second'): http://"),
+    (lambda question, rows: rows > 1, "lines 1 to 2: http://"),
+], ids=["one_record", "whole_request"])
+def test_server_rejection_names_the_record(tmp_path, capsys, bad, fragment):
+    """A rejected batch request is asked again a record at a time: the error names the line and
+    id of the record the server refuses, or the request's lines when each passes alone."""
+    batch = tmp_path / "in.jsonl"
+    records = [{"question": "q1", "context": "c"}, {"question": "q2", "context": "c", "id": "second"},
+               {"question": "q3", "context": "c"}]
+    batch.write_text("\n".join([json.dumps(records[0]), json.dumps(records[1]), "", json.dumps(records[2])]))
+    with fake_server(refuse(bad)) as url:
+        line = refused(capsys, ["--batch-file", str(batch), "--rest", url, "--batch-size", "2"])
+    assert line.startswith(f"error: {batch}: {fragment}") and line.endswith("HTTP 400: refused")
