@@ -36,6 +36,7 @@ import csv
 import dataclasses
 import hashlib
 import io
+import json
 import logging
 import math
 import pathlib
@@ -46,8 +47,10 @@ import keras
 import yaml
 
 from road_tf import cache_teacher, export, train
-from road_tf.config import config_digest, config_from_dict, dump_yaml, merge_overrides, resolve_teacher_runs
-from road_tf.errors import ArgumentParser, cli_main, nonempty
+from road_tf.config import (RUN_METRICS_FILE, config_digest, config_from_dict, dump_yaml, merge_overrides,
+                            resolve_teacher_runs)
+from road_tf.data.features import InvalidCache, verify_feature_cache
+from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
 from road_tf.files import check_writable_dir, write_atomic
 from road_tf.run_clock import RunClock, recorded_minutes
 from road_tf.saved_model import newest_is_from
@@ -228,7 +231,9 @@ class Experiments:
     """
 
     def __init__(self, scale, output):
-        self.scale, self.output = scale, pathlib.Path(output)
+        # Absolute with symbolic links resolved: run hashes hold the cache and teacher-run paths, so
+        # every spelling of one folder (../x, /tmp/x, a link to it) must name its runs alike.
+        self.scale, self.output = scale, pathlib.Path(output).resolve()
         self.common = merge_overrides(scale.common, {"data": {"cache_dir": str(self.output / "cache")}})
         self.sections = {}
 
@@ -280,13 +285,30 @@ class Experiments:
             return section
         return {**section, "mode": "offline", "cache_path": str(self.cached_logits(section))}
 
+    def check_folders(self):
+        """RoadError naming --output when one of the folders the tables write into is something else
+        (a file, a dangling link): the checks of the commands it calls would name their own flags."""
+        for name in OUTPUT_FOLDERS:
+            check_folder(self.output / name, f"--output {self.output}: ", "move it away or choose another --output")
+
     def cached_logits(self, section):
-        """The teacher-logits cache of an online distillation `section`, written on first use."""
+        """The teacher-logits cache of an online distillation `section`, written on first use and
+        written again when it is damaged (its sidecar unreadable, or records that fail their
+        checksums or disagree with the sidecar's count: checked by a read of the file, see
+        `verify_feature_cache`)."""
         config = resolve_teacher_runs(config_from_dict(merge_overrides(self.common, {"distillation": section})))
         checkpoints = [teacher.checkpoint for teacher in config.distillation.teachers]
         key = yaml.safe_dump(checkpoints + [dump_yaml(config.data)])
-        path = self.output / "teacher_logits" / f"{hashlib.sha256(key.encode()).hexdigest()[:12]}.tfrecord"
-        if not (path.is_file() and path.with_suffix(".json").is_file()):
+        folder = self.output / "teacher_logits"
+        check_folder(folder, f"--output {self.output}: ", "move it away or choose another --output")
+        path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:12]}.tfrecord"
+        try:
+            complete = verify_feature_cache(path)
+        except InvalidCache as error:
+            logging.warning("teacher-logits cache %s is damaged (%s); caching the teachers' logits again",
+                            error.path, error.reason)
+            complete = False
+        if not complete:
             cache_teacher.cache_teacher_logits(config, str(path))
         return path
 
@@ -299,6 +321,65 @@ class Experiments:
         large = self.teacher_runs(TeacherSpec("large", k=row.k), ensemble=False)[0]
         model = {**self.scale.base, "pretrained": str(large)}
         return self.run("student", self.config("base", seed, self.scale.student_steps, 0, distillation, model))
+
+
+OUTPUT_FOLDERS = ("runs", "cache", "cache/features", "teacher_logits", "saved_models")
+SCALE_FILE = "scale.json"
+
+
+def check_folder(path, prefix="", remedy="move it away"):
+    """RoadError ("<prefix><path> is a file, not a folder; <remedy>") unless `path` is a folder or
+    absent; a dangling or looping symbolic link counts as something in the way."""
+    path = pathlib.Path(path)
+    if path.is_dir() or not (path.exists() or path.is_symlink()):
+        return
+    kind = "a file" if path.is_file() else "a device or pipe" if path.exists() else "a broken symbolic link"
+    raise RoadError(f"{prefix}{path} is {kind}, not a folder; {remedy}")
+
+
+def check_utf8(output):
+    """RoadError when --output's name is not UTF-8 (it enters YAML configs and JSON records)."""
+    try:
+        str(output).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RoadError(f"--output {str(output)!r}: the name is not UTF-8; choose another --output") from None
+
+
+def check_scale(output, scale_name):
+    """Records `scale_name` in `<output>/scale.json`; RoadError when the folder holds another scale's
+    runs and tables (from scale.json, or for folders made before it from a TABLE.md heading), whose
+    tables this command would overwrite."""
+    path = output / SCALE_FILE
+    if path.exists() or path.is_symlink():
+        try:
+            recorded = json.loads(path.read_text())["scale"]
+            if recorded not in SCALES:
+                raise ValueError(f"unknown scale {recorded!r}")
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise RoadError(f"{path}: not a scale record ({type(error).__name__}: {first_line(error)}); "
+                            f'write {{"scale": "{scale_name}"}} into it if the folder holds that scale') from None
+        source = path.name
+    else:
+        recorded, source = next(((scale, md.name) for md in sorted(output.glob("*.md")) if (scale := _table_scale(md))),
+                                (None, None))
+    if recorded and recorded != scale_name:
+        raise RoadError(f"--output {output}: holds the {recorded} scale's runs and tables ({source}), which "
+                        f"--scale {scale_name} would overwrite; choose another --output")
+    if not path.exists():
+        write_atomic(path, json.dumps({"scale": scale_name}) + "\n")
+
+
+def _table_scale(path):
+    """The scale in a TABLE.md heading ("# final (small scale)"), or None."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            words = handle.readline(200).split()
+    except (OSError, ValueError):
+        return None
+    if len(words) == 4 and words[0] == "#" and words[1] in TABLES and words[3] == "scale)" and \
+            words[2].lstrip("(") in SCALES:
+        return words[2].lstrip("(")
+    return None
 
 
 def seed_count(table, scale, seeds):
@@ -327,7 +408,9 @@ def export_rows(table, results, output):
     for row, runs in results:
         for seed, (run_dir, _) in enumerate(runs):
             name = f"{row.name}_seed{seed}"
-            if not newest_is_from(output / "saved_models" / name, run_dir):
+            folder = output / "saved_models" / name
+            check_folder(folder, remedy=f"move it away: the `final` table exports row {name} there")
+            if not newest_is_from(folder, run_dir):
                 export.export_run(run_dir, name, str(output / "saved_models"))
 
 
@@ -336,7 +419,7 @@ def summarise(table, results):
     it; the standard deviation also NaN for one seed, whose spread is not measured), minutes, ROaD's F1."""
     rows = []
     for row, runs in results:
-        finals = [metrics["final"] for _, metrics in runs]
+        finals = [_final_metrics(run_dir, metrics) for run_dir, metrics in runs]
         summary = {"row": row.name, "seeds": len(runs), "minutes": statistics.mean(recorded_minutes(d) for d, _ in runs),
                    "road_f1": ROAD_F1.get(table, {}).get(row.name)}
         for label, key in METRICS:
@@ -349,6 +432,19 @@ def summarise(table, results):
         summary["no_answer_f1"] = 100.0 * finals[0]["NoAns_total"] / finals[0]["total"]
         rows.append(summary)
     return rows
+
+
+def _final_metrics(run_dir, metrics):
+    """The `final` section of a run's metrics, checked for what a table needs (a dev split of
+    `total` > 0 questions, `NoAns_total` of them unanswerable); RoadError naming its metrics.json."""
+    final = metrics.get("final") if isinstance(metrics, dict) else None
+    counts = [final.get(key) for key in ("total", "NoAns_total")] if isinstance(final, dict) else [None, None]
+    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in counts) or \
+            not 0 <= counts[1] <= counts[0] or counts[0] <= 0:
+        raise RoadError(f"{pathlib.Path(run_dir) / RUN_METRICS_FILE}: its final metrics lack a SQuAD 2.0 dev split "
+                        f"(total {counts[0]!r}, NoAns_total {counts[1]!r}: need 0 <= NoAns_total <= total, total > 0); "
+                        "delete the run folder to train it again")
+    return final
 
 
 def table_csv(rows):
@@ -485,9 +581,13 @@ def parse_rows(parser, table, rows):
 def main(argv=None):
     args = parse_args(argv)
     output = pathlib.Path(args.output or f"results/{args.scale}")
+    check_utf8(output)
     check_writable_dir(output, "--output")
     scale = SCALES[args.scale]
     experiments = Experiments(scale, output)
+    output = experiments.output
+    experiments.check_folders()
+    check_scale(output, args.scale)
     tables = list(TABLES) if args.table == "all" else [args.table]
     for table in tables:
         seeds = seed_count(table, scale, args.seeds)

@@ -9,6 +9,7 @@ only and count as finished.
 """
 
 import json
+import math
 import pathlib
 import threading
 import time
@@ -33,10 +34,10 @@ def read_record(run_dir):
     try:
         record = json.loads(path.read_text())
         minutes = record["minutes"]
-        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes >= 0:
-            raise ValueError(f"minutes is {minutes!r}, not a number ≥ 0")
+        if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes < math.inf:
+            raise ValueError(f"minutes is {minutes!r}, not a finite number ≥ 0")
         return {"minutes": float(minutes), "finished": record.get("finished", True) is not False}
-    except (ValueError, TypeError, KeyError, UnicodeDecodeError) as error:
+    except (ValueError, TypeError, KeyError, OverflowError) as error:  # UnicodeDecodeError is a ValueError
         raise RoadError(f"{path}: not a run time record ({type(error).__name__}: {first_line(error)}); "
                         f"delete it to count the run's minutes from its next command") from None
 

@@ -6,12 +6,17 @@ import csv
 import dataclasses
 import json
 import math
+import os
 import pathlib
 
+import numpy as np
 import pytest
+from conftest import one_error_line
 
 from road_tf import experiments, run_clock
-from road_tf.config import load_config, resolve_recipe, to_dict
+from road_tf.config import config_digest, load_config, resolve_recipe, to_dict
+from road_tf.data import features
+from road_tf.errors import RoadError
 from road_tf.experiments import KD_FORMS, SCALES, TABLES, TEACHER_SETS, Experiments
 
 
@@ -129,6 +134,14 @@ def test_final_rows_are_exported_again_when_their_run_changes(tmp_path, monkeypa
     assert len(exported) == 2
 
 
+def test_a_row_folder_that_is_a_file_is_named_before_exporting(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments.export, "export_run", lambda *args: pytest.fail("exported"))
+    (tmp_path / "saved_models").mkdir()
+    (tmp_path / "saved_models" / "baseline_seed0").write_text("x")
+    with pytest.raises(RoadError, match=f"^{tmp_path}/saved_models/baseline_seed0 is a file, not a folder; move it"):
+        experiments.export_rows("final", [(TABLES["final"][0], [(tmp_path / "run", {})])], tmp_path)
+
+
 def _fake_run(folder, f1, minutes, held_out=True):
     folder.mkdir(parents=True)
     final = {"task": "squad2", "split": "dev", "exact": f1 - 1, "f1": f1, "HasAns_f1": f1 / 2, "NoAns_f1": 90.0,
@@ -231,3 +244,100 @@ def test_every_table_runs_at_the_tiny_scale_and_resumes(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "trained" not in out and "reused student run" in out
     assert all([v.name for v in folder.iterdir()] == ["1"] for folder in (tmp_path / "saved_models").iterdir())
+
+
+@pytest.mark.parametrize("final", [{"task": "squad2"}, {"task": "squad2", "total": 0, "NoAns_total": 0},
+                                   {"task": "squad2", "total": 10, "NoAns_total": 11}])
+def test_a_run_without_a_dev_split_is_named_in_the_summary(tmp_path, final):
+    run, _ = _fake_run(tmp_path / "a0", 50.0, 2.0)
+    with pytest.raises(RoadError, match=f"^{run}/metrics.json: its final metrics lack a SQuAD 2.0 dev split"):
+        experiments.summarise("final", [(TABLES["final"][0], [(run, {"final": final, "stages": {}, "export": None})])])
+
+
+def test_every_spelling_of_an_output_folder_names_the_same_runs(tmp_path, monkeypatch):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "work" / "deeper").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "out")
+    monkeypatch.chdir(tmp_path / "work" / "deeper")
+    spellings = [tmp_path / "out", "../../out", tmp_path / "link", f"{tmp_path}/work/../out/"]
+    built = [Experiments(SCALES["tiny"], spelling) for spelling in spellings]
+    assert {e.output for e in built} == {(tmp_path / "out").resolve()}
+    assert len({config_digest(e.config("base", 0, 20), 12) for e in built}) == 1
+
+
+@pytest.fixture
+def fake_cache(monkeypatch):
+    """cached_logits without teacher runs: their configs taken as given, the cache written from a
+    small array by hand (the number of builds counted)."""
+    builds = []
+
+    def build(config, path):
+        builds.append(path)
+        features.write_feature_cache(path, {"a": np.arange(50)})
+
+    monkeypatch.setattr(experiments, "resolve_teacher_runs", lambda config: config)
+    monkeypatch.setattr(experiments.cache_teacher, "cache_teacher_logits", build)
+    return builds
+
+
+def test_a_damaged_teacher_logits_cache_is_written_again(tmp_path, fake_cache):
+    built = Experiments(SCALES["tiny"], tmp_path)
+    section = {"teachers": [{"run": str(tmp_path / "teacher")}]}
+    path = built.cached_logits(section)
+    assert built.cached_logits(section) == path and len(fake_cache) == 1, "a sound cache is reused"
+    path.write_bytes(path.read_bytes()[:-5])
+    assert built.cached_logits(section) == path and len(fake_cache) == 2
+    path.with_suffix(".json").write_text("{")
+    built.cached_logits(section)
+    assert len(fake_cache) == 3 and features.verify_feature_cache(path)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(features.DataError, match=f"^{path}: is a folder, where a feature cache file goes"):
+        built.cached_logits(section)
+
+
+@pytest.mark.parametrize("folder", experiments.OUTPUT_FOLDERS)
+@pytest.mark.parametrize("thing", ["file", "broken link"])
+def test_a_file_where_the_output_needs_a_folder_names_output(tmp_path, capsys, folder, thing):
+    blocked = tmp_path / folder
+    blocked.parent.mkdir(parents=True, exist_ok=True)
+    if thing == "file":
+        blocked.write_text("x")
+    else:
+        blocked.symlink_to(tmp_path / "nowhere")
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
+    kind = "a file" if thing == "file" else "a broken symbolic link"
+    assert one_error_line(capsys, exit_info) == (f"error: --output {tmp_path}: {blocked} is {kind}, not a folder; "
+                                                 "move it away or choose another --output")
+
+
+def test_an_output_whose_name_is_not_utf8_is_refused_naming_output(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", os.fsdecode(bytes(tmp_path) + b"/r\xe9sults")])
+    line = one_error_line(capsys, exit_info)
+    assert line.startswith("error: --output '") and "the name is not UTF-8; choose another --output" in line
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("record", ["scale.json", "final.md"])
+def test_an_output_of_another_scale_is_refused(tmp_path, capsys, record):
+    if record == "scale.json":
+        (tmp_path / experiments.SCALE_FILE).write_text('{"scale": "small"}')
+    else:  # a folder from before scale.json: its tables' headings say the scale
+        (tmp_path / "final.md").write_text("# final (small scale)\n")
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
+    assert one_error_line(capsys, exit_info) == (
+        f"error: --output {tmp_path}: holds the small scale's runs and tables ({record}), which --scale tiny "
+        "would overwrite; choose another --output")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [record]
+
+
+def test_the_scale_of_an_output_is_recorded_once(tmp_path):
+    experiments.check_scale(tmp_path, "tiny")
+    experiments.check_scale(tmp_path, "tiny")
+    assert json.loads((tmp_path / experiments.SCALE_FILE).read_text()) == {"scale": "tiny"}
+    (tmp_path / experiments.SCALE_FILE).write_text('{"scale": "huge"}')
+    with pytest.raises(RoadError, match="scale.json: not a scale record"):
+        experiments.check_scale(tmp_path, "tiny")

@@ -135,3 +135,58 @@ def test_cache_key_changes_with_input(tmp_path, tokenizer):
     assert key != feats.cache_key([source], tokenizer, max_seq_length=64)
     source.write_text("two")
     assert key != feats.cache_key([source], tokenizer, max_seq_length=128)
+
+
+CACHE = {"a": np.arange(400, dtype=np.int32).reshape(100, 4), "b": np.linspace(0, 1, 100, dtype=np.float32)}
+
+
+def _damage(path, how):
+    """Damages the cache at `path` (written from CACHE) in one of the ways a disk or a person can."""
+    meta = path.with_suffix(".json")
+    if how == "truncated":
+        path.write_bytes(path.read_bytes()[:-7])
+    elif how == "garbage records":
+        path.write_bytes(b"\x00garbage" * 100)
+    elif how == "garbage sidecar":
+        meta.write_text("{garbage")
+    elif how == "sidecar a list":
+        meta.write_text("[1, 2]")
+    elif how == "rows disagree":
+        meta.write_text(meta.read_text().replace('"rows": 100', '"rows": 99'))
+
+
+@pytest.mark.parametrize("how", ["truncated", "garbage records", "garbage sidecar", "sidecar a list", "rows disagree"])
+def test_a_damaged_cache_names_its_file_and_is_rebuilt(tmp_path, how, caplog):
+    path = tmp_path / "f.tfrecord"
+    feats.write_feature_cache(path, CACHE)
+    assert feats.verify_feature_cache(path)
+    _damage(path, how)
+    for check in (feats.read_feature_cache, feats.verify_feature_cache):
+        with pytest.raises(feats.InvalidCache, match=f"^{path}: not a valid feature cache") as error:
+            check(path)
+        assert "\n" not in str(error.value) and "function_node" not in str(error.value)
+    rebuilt = feats.cached(path, lambda: CACHE)
+    assert "f.tfrecord is damaged" in caplog.text
+    np.testing.assert_array_equal(feats.read_feature_cache(path)["b"], rebuilt["b"])
+
+
+def test_a_folder_where_a_cache_goes_is_named_and_nothing_is_left_behind(tmp_path):
+    path = tmp_path / "f.tfrecord"
+    path.mkdir()
+    for call in (lambda: feats.read_feature_cache(path), lambda: feats.write_feature_cache(path, CACHE)):
+        with pytest.raises(feats.DataError, match=f"^{path}: is a folder, where a feature cache file goes"):
+            call()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(feats.DataError, match="file: a file, where the folder of feature caches goes"):
+        feats.write_feature_cache(tmp_path / "file" / "f.tfrecord", CACHE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tfrecord", "file"]
+
+
+def test_a_failed_cache_write_removes_its_temporary_file(tmp_path, monkeypatch):
+    def fail(row):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(feats, "_example_proto", fail)
+    with pytest.raises(RuntimeError):
+        feats.write_feature_cache(tmp_path / "f.tfrecord", CACHE)
+    assert list(tmp_path.iterdir()) == []

@@ -10,12 +10,14 @@ import json
 import logging
 import os
 import pathlib
+import re
 import tempfile
 
 import numpy as np
 import tensorflow as tf
 
-from road_tf.files import write_atomic
+from road_tf.errors import DataError, first_line
+from road_tf.files import non_file_kind, write_atomic
 
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
 MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
@@ -237,9 +239,22 @@ def _example_proto(row):
 def write_feature_cache(path, features):
     """Writes a dict of int or float arrays (first axis = rows) as TFRecords, atomically.
 
-    A `.json` sidecar with shapes is written last, so a killed build never looks complete.
+    The records go to a temporary file renamed into place (removed if the write fails); a stale
+    `.json` sidecar is removed first and the new one written last, so a killed build never looks
+    complete.
+
+    Raises:
+        DataError: naming the file or folder, when a folder stands where a cache file goes or a file
+            where its folder goes.
     """
     path = pathlib.Path(path)
+    meta = path.with_suffix(".json")
+    for target in (path, meta):
+        kind = non_file_kind(target)
+        if kind:
+            raise DataError(target, f"is {kind}, where a feature cache file goes; move it away")
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DataError(path.parent, "a file, where the folder of feature caches goes; move it away")
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = len(next(iter(features.values())))
     descriptor = {key: {"shape": list(value.shape[1:]),
@@ -247,45 +262,141 @@ def write_feature_cache(path, features):
                   for key, value in features.items()}
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
-    with tf.io.TFRecordWriter(tmp) as writer:
-        for i in range(rows):
-            writer.write(_example_proto({key: value[i] for key, value in features.items()}))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
-    write_atomic(path.with_suffix(".json"), json.dumps({"format": CACHE_FORMAT, "rows": rows, "shapes": descriptor}))
+    try:
+        with tf.io.TFRecordWriter(tmp) as writer:
+            for i in range(rows):
+                writer.write(_example_proto({key: value[i] for key, value in features.items()}))
+        os.chmod(tmp, 0o644)
+        meta.unlink(missing_ok=True)
+        os.replace(tmp, path)
+    except BaseException:
+        pathlib.Path(tmp).unlink(missing_ok=True)
+        raise
+    write_atomic(meta, json.dumps({"format": CACHE_FORMAT, "rows": rows, "shapes": descriptor}))
+
+
+class InvalidCache(DataError):
+    """A feature cache whose sidecar or records are damaged: rebuilding it (deleting both files
+    first, or letting `cached` do it) is the fix."""
+
+    def __init__(self, path, reason):
+        self.reason = reason
+        super().__init__(path, f"not a valid feature cache ({reason}); delete it and its .json sidecar to "
+                               "build it again")
+
+
+def _tf_reason(error):
+    """A TensorFlow read error in a few words: its class and first line, without the graph-function
+    prefix (`{{function_node __wrapped__IteratorGetNext...}}`)."""
+    message = re.sub(r"^[{][{]function_node [^}]*[}][}] *", "", first_line(error.message, 1000))
+    return f"{type(error).__name__}: {message[:200]}"
+
+
+def _cache_files(path):
+    """(tfrecord path, sidecar path) of a cache, or None when either is absent (an unbuilt cache).
+
+    Raises:
+        DataError: something other than a regular file stands at either path.
+    """
+    path = pathlib.Path(path)
+    meta = path.with_suffix(".json")
+    for target in (path, meta):
+        kind = non_file_kind(target)
+        if kind:
+            raise DataError(target, f"is {kind}, where a feature cache file goes; move it away")
+    return (path, meta) if path.is_file() and meta.is_file() else None
+
+
+def _read_sidecar(path, meta):
+    """The sidecar's dict: format, rows, shapes {key: {shape, dtype}}; None for another format.
+
+    Raises:
+        InvalidCache: naming the tfrecord, when the sidecar is not what `write_feature_cache` writes.
+    """
+    try:
+        info = json.loads(meta.read_text())
+    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise InvalidCache(path, f"{meta.name}: {type(error).__name__}: {first_line(error)}") from None
+    if isinstance(info, dict) and isinstance(info.get("format"), int) and info["format"] != CACHE_FORMAT:
+        return None  # an older format: rebuilt, as a missing cache is
+    info = info if isinstance(info, dict) else {}
+    shapes, rows = info.get("shapes"), info.get("rows")
+    valid = (info.get("format") == CACHE_FORMAT and isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0
+             and isinstance(shapes, dict) and shapes
+             and all(isinstance(d, dict) and d.get("dtype") in ("int32", "float32")
+                     and isinstance(d.get("shape"), list)
+                     and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2 ** 31 for n in d["shape"])
+                     for d in shapes.values()))
+    if not valid:
+        raise InvalidCache(path, f"{meta.name} is not a cache sidecar (format, rows, shapes)")
+    return info
+
+
+def verify_feature_cache(path):
+    """Whether a complete cache stands at `path`: False when it is absent or of an older format; True
+    when its sidecar is sound and the records it counts read back with their checksums (a read of
+    the whole file without parsing it: 0.4 s for 30 MB, 7,000 windows of 256 tokens with two logits
+    heads, on 2 CPU cores; parsing it all takes 0.6 s).
+
+    Raises:
+        InvalidCache: the sidecar or the records are damaged. DataError: a folder in the way.
+    """
+    files = _cache_files(path)
+    info = files and _read_sidecar(*files)
+    if not info:
+        return False
+    try:
+        count = int(tf.data.TFRecordDataset(str(path)).reduce(np.int64(0), lambda n, _: n + 1))
+    except tf.errors.OpError as error:
+        raise InvalidCache(path, _tf_reason(error)) from None
+    if count != info["rows"]:
+        raise InvalidCache(path, f"{count} records where its sidecar says {info['rows']}")
+    return True
 
 
 def read_feature_cache(path):
-    """Reads a cache written by `write_feature_cache`; None when absent or incomplete."""
+    """Reads a cache written by `write_feature_cache`; None when absent, incomplete (no sidecar) or
+    of an older format.
+
+    Raises:
+        InvalidCache: naming the file, when its sidecar or records are damaged or disagree.
+        DataError: a folder stands where a cache file goes.
+    """
+    files = _cache_files(path)
+    info = files and _read_sidecar(*files)
+    if not info:
+        return None
     path = pathlib.Path(path)
-    meta = path.with_suffix(".json")
-    if not (path.exists() and meta.exists()):
-        return None
-    info = json.loads(meta.read_text())
-    if info.get("format") != CACHE_FORMAT:
-        return None
     shapes = {key: d["shape"] for key, d in info["shapes"].items()}
     dtypes = {key: d["dtype"] for key, d in info["shapes"].items()}
     spec = {key: tf.io.FixedLenFeature([int(np.prod(shape))], tf.float32 if dtypes[key] == "float32" else tf.int64)
             for key, shape in shapes.items()}
     columns = {key: [] for key in spec}
-    for record in tf.data.TFRecordDataset(str(path)).batch(4096).map(lambda r: tf.io.parse_example(r, spec)):
-        for key in spec:
-            columns[key].append(record[key].numpy())
+    try:
+        for record in tf.data.TFRecordDataset(str(path)).batch(4096).map(lambda r: tf.io.parse_example(r, spec)):
+            for key in spec:
+                columns[key].append(record[key].numpy())
+    except tf.errors.OpError as error:
+        raise InvalidCache(path, _tf_reason(error)) from None
     features = {
         key: np.concatenate(columns[key]).astype(dtypes[key]).reshape([-1, *shapes[key]])
         if columns[key] else np.zeros([0, *shapes[key]], dtypes[key])
         for key in spec
     }
-    if len(next(iter(features.values()))) != info["rows"]:
-        logging.warning("feature cache %s is incomplete; rebuilding", path)
-        return None
+    count = len(next(iter(features.values())))
+    if count != info["rows"]:
+        raise InvalidCache(path, f"{count} records where its sidecar says {info['rows']}")
     return features
 
 
 def cached(path, build):
-    """Returns features from the cache at `path`, building and writing them on a miss."""
-    features = read_feature_cache(path)
+    """Returns features from the cache at `path`, building and writing them on a miss; a damaged
+    cache (InvalidCache) is derived data, so it is rebuilt with a warning naming it."""
+    try:
+        features = read_feature_cache(path)
+    except InvalidCache as error:
+        logging.warning("feature cache %s is damaged (%s); rebuilding it", error.path, error.reason)
+        features = None
     if features is None:
         features = build()
         write_feature_cache(path, features)
