@@ -51,7 +51,7 @@ from road_tf.config import (RUN_METRICS_FILE, config_digest, config_from_dict, d
                             resolve_teacher_runs)
 from road_tf.data.features import InvalidCache, verify_feature_cache
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
-from road_tf.files import check_writable_dir, write_atomic
+from road_tf.files import check_writable_dir, entry_kind, write_atomic
 from road_tf.run_clock import RunClock, recorded_minutes
 from road_tf.saved_model import newest_is_from
 
@@ -330,11 +330,9 @@ SCALE_FILE = "scale.json"
 def check_folder(path, prefix="", remedy="move it away"):
     """RoadError ("<prefix><path> is a file, not a folder; <remedy>") unless `path` is a folder or
     absent; a dangling or looping symbolic link counts as something in the way."""
-    path = pathlib.Path(path)
-    if path.is_dir() or not (path.exists() or path.is_symlink()):
-        return
-    kind = "a file" if path.is_file() else "a device or pipe" if path.exists() else "a broken symbolic link"
-    raise RoadError(f"{prefix}{path} is {kind}, not a folder; {remedy}")
+    kind = entry_kind(path) or ("a broken symbolic link" if pathlib.Path(path).is_symlink() else None)
+    if kind not in (None, "a folder"):
+        raise RoadError(f"{prefix}{path} is {kind}, not a folder; {remedy}")
 
 
 def check_utf8(output):
