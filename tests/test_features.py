@@ -7,6 +7,8 @@ import tensorflow as tf
 from road_tf.data import features as feats
 from road_tf.data.examples import Answer, ClassificationExample, QAExample
 from road_tf.data.tokenizer import load_tokenizer
+from road_tf.distillation.offline import load_offline_features
+from road_tf.errors import DataError
 
 
 @pytest.fixture(scope="module")
@@ -168,6 +170,15 @@ def test_a_damaged_cache_names_its_file_and_is_rebuilt(tmp_path, how, caplog):
     rebuilt = feats.cached(path, lambda: CACHE)
     assert "f.tfrecord is damaged" in caplog.text
     np.testing.assert_array_equal(feats.read_feature_cache(path)["b"], rebuilt["b"])
+
+
+def test_a_damaged_teacher_logits_cache_stops_a_run_naming_the_command_that_rebuilds_it(tmp_path):
+    path = tmp_path / "teacher.tfrecord"
+    feats.write_feature_cache(path, CACHE)
+    _damage(path, "truncated")
+    with pytest.raises(DataError, match=f"^{path}: a damaged teacher-logits cache \\(.+\\); build it again with "
+                                        "python -m road_tf.cache_teacher$"):
+        load_offline_features(path, {feats.TOKEN_IDS: CACHE["a"]}, 1)
 
 
 def test_a_folder_where_a_cache_goes_is_named_and_nothing_is_left_behind(tmp_path):

@@ -6,7 +6,7 @@ A cache holds the training features plus `teacher_logits/<teacher>/<head>` per w
 
 import numpy as np
 
-from road_tf.data.features import TOKEN_IDS, read_feature_cache
+from road_tf.data.features import TOKEN_IDS, InvalidCache, read_feature_cache
 from road_tf.errors import DataError
 from road_tf.models.inference import predict_outputs
 
@@ -31,10 +31,14 @@ def teacher_logits(teachers, task, features, batch_size=64):
 def load_offline_features(path, train_features, num_teachers):
     """Training features with cached teacher logits; checks they were made from the same features.
 
-    Raises DataError naming `path` when the cache is missing, was computed on other features, or
-    holds fewer teachers than `num_teachers`.
+    Raises DataError naming `path` when the cache is missing or damaged, was computed on other
+    features, or holds fewer teachers than `num_teachers`.
     """
-    cached = read_feature_cache(path)
+    try:
+        cached = read_feature_cache(path)
+    except InvalidCache as error:
+        raise DataError(path, f"a damaged teacher-logits cache ({error.reason}); build it again with "
+                              "python -m road_tf.cache_teacher") from None
     if cached is None:
         raise DataError(path, "no complete teacher-logits cache here; run python -m road_tf.cache_teacher first")
     if cached[TOKEN_IDS].shape != train_features[TOKEN_IDS].shape or \
