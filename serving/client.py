@@ -297,20 +297,20 @@ class RestPredictor:
             return answer
 
     def _read_body(self, response):
-        """The whole body of `response` (bytes); ServerError (connection closed) when it is, or
-        its Content-Length says it is, above max_response_bytes."""
+        """The whole body of `response` (bytes); ServerError when it is, or its Content-Length says
+        it is, above max_response_bytes (the response, which may own the socket, is closed)."""
         limit = self._max_response_bytes
-        if response.length is not None and response.length > limit:
-            raise ServerError(
-                f"REST server at {self._shown_url} sent an answer of {response.length} bytes "
-                f"(Content-Length); the client reads at most {limit}"
-            )
         chunks, size = [], 0
-        while chunk := response.read(min(1 << 20, limit + 1 - size)):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > limit:
-                raise ServerError(f"REST server at {self._shown_url} sent an answer above {limit} bytes")
+        if response.length is not None and response.length > limit:
+            problem = f"an answer of {response.length} bytes (Content-Length); the client reads at most {limit}"
+        else:
+            while chunk := response.read(min(1 << 20, limit + 1 - size)):
+                chunks.append(chunk)
+                size += len(chunk)
+            problem = f"an answer above {limit} bytes" if size > limit else None
+        if problem:
+            response.close()
+            raise ServerError(f"REST server at {self._shown_url} sent {problem}")
         return b"".join(chunks)
 
     def close(self):

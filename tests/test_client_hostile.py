@@ -41,9 +41,11 @@ def fake_server(respond):
     def handle(conn):
         with contextlib.suppress(OSError), conn, conn.makefile("rb") as reader:
             while True:
-                headers = [line for line in iter(reader.readline, b"\r\n") if line]
-                if not headers:
-                    return
+                headers = []
+                for line in iter(reader.readline, b"\r\n"):
+                    if not line:  # the client closed the connection
+                        return
+                    headers.append(line)
                 length = next(int(h.split(b":")[1]) for h in headers if h.lower().startswith(b"content-length"))
                 answer = respond(json.loads(reader.read(length)), conn)
                 if answer is None:
