@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import yaml
 
 from road_tf.errors import ConfigError
-from road_tf.files import non_file_kind
+from road_tf.files import read_config_bytes
 from road_tf.registry import KD_LOSSES, TASKS
 
 ENCODER_WEIGHTS = "encoder.weights.h5"
@@ -37,7 +37,6 @@ PROJECTION_INITS = {"random": "glorot_uniform", "identity": "identity"}
 OMITTED_AT_DEFAULT = {("distillation", "projection_init"): "random"}
 MAX_STEPS = 2**31 - 1  # the most steps (or steps per checkpoint) a run may ask for
 MAX_YAML_DEPTH = 100  # the deepest bracket nesting a recipe or --set value may have
-MAX_RECIPE_BYTES = 1 << 20  # recipes hold overrides: a few hundred bytes
 
 
 def shown(value):
@@ -624,18 +623,9 @@ def parse_set(pair):
 def read_yaml(path):
     """Reads a recipe YAML file (a mapping of overrides)."""
     path = pathlib.Path(path)
-    kind = non_file_kind(path)
-    if kind:
-        raise ConfigError(f"{path}: {kind}, not a config file")
-    if not path.is_file():
+    if not path.exists():
         raise ConfigError(f"{path}: no such config file")
-    try:
-        with open(path, "rb") as handle:
-            raw = handle.read(MAX_RECIPE_BYTES + 1)
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot read config file: {error.strerror or error}") from None
-    if len(raw) > MAX_RECIPE_BYTES:
-        raise ConfigError(f"{path}: larger than {MAX_RECIPE_BYTES:,} bytes; a recipe holds only overrides")
+    raw = read_config_bytes(path, "config")
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:

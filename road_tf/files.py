@@ -9,9 +9,11 @@ import pathlib
 import stat
 import tempfile
 
-from road_tf.errors import DataError, RoadError
+from road_tf.errors import ConfigError, DataError, RoadError
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_CONFIG_BYTES = 1 << 20
+"""The largest configuration file (a recipe, a TF Serving config) read: such files take a few hundred bytes."""
 
 
 def open_data_file(path):
@@ -52,6 +54,30 @@ def non_file_kind(path):
     None for a regular file or nothing at all."""
     kind = entry_kind(path)
     return None if kind == "a file" else kind
+
+
+def read_config_bytes(path, what):
+    """The bytes of the configuration file `path`, read whole (at most MAX_CONFIG_BYTES).
+
+    Args:
+        path: the file; it must be a regular file (a device such as /dev/zero never ends).
+        what: the file's role in error messages ("config", "batching parameters").
+
+    Raises:
+        ConfigError naming `path`: a folder, device or pipe, a file that cannot be read, or one
+        above MAX_CONFIG_BYTES.
+    """
+    try:
+        kind = non_file_kind(path)
+        if kind:
+            raise ConfigError(f"{path}: {kind}, not a {what} file")
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_CONFIG_BYTES + 1)
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot read {what} file: {error.strerror or error}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes, too large for a {what} file")
+    return data
 
 
 def write_atomic(path, payload):

@@ -8,6 +8,7 @@ import yaml
 
 from road_tf import config as config_lib
 from road_tf.errors import ConfigError
+from road_tf.files import MAX_CONFIG_BYTES
 
 # One online teacher, for settings that need one.
 TEACHER = "distillation.teachers=[{model: {num_layers: 4}}]"
@@ -125,8 +126,8 @@ def test_recipes_with_aliases_or_repeated_keys_are_refused(tmp_path, text, why):
 
 def test_a_recipe_above_a_mebibyte_is_refused_unread(tmp_path):
     recipe = tmp_path / "big.yaml"
-    recipe.write_text("train:\n  steps: 100\n" + "#" * config_lib.MAX_RECIPE_BYTES)
-    with pytest.raises(ConfigError, match="larger than 1,048,576 bytes; a recipe holds only overrides$"):
+    recipe.write_text("train:\n  steps: 100\n" + "#" * MAX_CONFIG_BYTES)
+    with pytest.raises(ConfigError, match="larger than 1,048,576 bytes, too large for a config file$"):
         config_lib.load_config(recipe)
 
 

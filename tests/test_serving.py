@@ -50,10 +50,11 @@ from helpers_serving import (
 from serving import client, devserver
 from serving.batching import BatchingParameters, InFlight
 from road_tf.errors import RoadError
+from road_tf.files import MAX_CONFIG_BYTES
 from serving.grpc_api import build_server
 from serving.limits import RequestLimits
 from serving.servables import ModelManager, ModelRegistry
-from serving.textproto import MAX_CONFIG_BYTES, read_text_proto
+from serving.textproto import read_text_proto
 
 MAX_REQUEST_BYTES = 64 * 1024
 POLL_SECONDS = 0.2
@@ -676,7 +677,7 @@ def _feed_fifo_reader(path):
     ("pipe", "a device or pipe, not a"),
     ("folder", "a folder, not a"),
     ("not_utf8", "not UTF-8 text (invalid start byte at byte {end})"),
-    ("too_large", "more than 1,048,576 bytes, too large for a"),
+    ("too_large", "larger than 1,048,576 bytes, too large for a"),
 ], ids=["device", "pipe", "folder", "not_utf8", "too_large"])
 def test_devserver_refuses_hostile_config_files(tmp_path, capsys, config, kind, fragment):
     """A config file that never ends (/dev/zero), is a pipe or a folder, is not UTF-8 or is above

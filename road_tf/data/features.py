@@ -247,12 +247,7 @@ def write_feature_cache(path, features):
         DataError: naming the file or folder, when a folder stands where a cache file goes or a file
             where its folder goes.
     """
-    path = pathlib.Path(path)
-    meta = path.with_suffix(".json")
-    for target in (path, meta):
-        kind = non_file_kind(target)
-        if kind:
-            raise DataError(target, f"is {kind}, where a feature cache file goes; move it away")
+    path, meta = _cache_paths(path)
     if path.parent.exists() and not path.parent.is_dir():
         raise DataError(path.parent, "a file, where the folder of feature caches goes; move it away")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -292,8 +287,8 @@ def _tf_reason(error):
     return f"{type(error).__name__}: {message[:200]}"
 
 
-def _cache_files(path):
-    """(tfrecord path, sidecar path) of a cache, or None when either is absent (an unbuilt cache).
+def _cache_paths(path):
+    """(tfrecord path, sidecar path) of the cache at `path`.
 
     Raises:
         DataError: something other than a regular file stands at either path.
@@ -304,7 +299,14 @@ def _cache_files(path):
         kind = non_file_kind(target)
         if kind:
             raise DataError(target, f"is {kind}, where a feature cache file goes; move it away")
-    return (path, meta) if path.is_file() and meta.is_file() else None
+    return path, meta
+
+
+def _sidecar_of(path):
+    """The checked sidecar (`_read_sidecar`) of the cache at `path`; None when either file is absent
+    (an unbuilt cache) or the sidecar is of an older format."""
+    path, meta = _cache_paths(path)
+    return _read_sidecar(path, meta) if path.is_file() and meta.is_file() else None
 
 
 def _read_sidecar(path, meta):
@@ -341,8 +343,7 @@ def verify_feature_cache(path):
     Raises:
         InvalidCache: the sidecar or the records are damaged. DataError: a folder in the way.
     """
-    files = _cache_files(path)
-    info = files and _read_sidecar(*files)
+    info = _sidecar_of(path)
     if not info:
         return False
     try:
@@ -362,8 +363,7 @@ def read_feature_cache(path):
         InvalidCache: naming the file, when its sidecar or records are damaged or disagree.
         DataError: a folder stands where a cache file goes.
     """
-    files = _cache_files(path)
-    info = files and _read_sidecar(*files)
+    info = _sidecar_of(path)
     if not info:
         return None
     path = pathlib.Path(path)
