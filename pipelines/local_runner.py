@@ -16,7 +16,7 @@ import warnings
 
 from pipelines import configs
 from road_tf import config as config_lib
-from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty, utf8_problem
 from road_tf.files import check_writable_dir, versions
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -59,12 +59,9 @@ def check_utf8(args):
     pipeline spec (JSON) and MLMD cannot hold."""
     for dest, value in vars(args).items():
         for text in value if isinstance(value, list) else [value]:
-            if not isinstance(text, str):
-                continue
-            try:
-                text.encode("utf-8")
-            except UnicodeEncodeError:
-                raise RoadError(f"{flag_name(dest)} {argv_bytes(text)!r}: not valid UTF-8 text") from None
+            problem = isinstance(text, str) and utf8_problem(text)
+            if problem:
+                raise RoadError(f"{flag_name(dest)} {argv_bytes(text)!r}: {problem}")
 
 
 def _beam_options():

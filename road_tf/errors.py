@@ -50,6 +50,19 @@ def one_line(message):
     return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in message)
 
 
+def utf8_problem(text):
+    """None when the str `text` encodes as UTF-8; otherwise what is wrong, in words: a byte of a
+    non-UTF-8 command-line argument (Python passes those on as surrogate escapes) or a lone
+    surrogate (from a JSON escape such as "\\ud800"), and where."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as error:
+        char = text[error.start]
+        what = f"byte 0x{ord(char) - 0xDC00:02x}" if "\udc80" <= char <= "\udcff" else f"lone surrogate {ascii(char)}"
+        return f"not UTF-8 text ({what} at character {error.start})"
+
+
 def first_line(error, limit=200):
     """The first non-blank line of an exception's message, cut to `limit` characters."""
     return (str(error).strip().splitlines() or [""])[0][:limit]

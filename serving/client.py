@@ -32,7 +32,7 @@ import types
 import urllib.parse
 import warnings
 
-from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty, utf8_problem
 from road_tf.files import check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import array_to_json
 from serving.limits import MAX_SECONDS
@@ -70,18 +70,6 @@ def _shorten(text, limit=SHOWN_CHARS):
     return text if len(text) <= limit else f"{text[:limit]}..."
 
 
-def _utf8_problem(text):
-    """None when `text` can be sent as UTF-8; otherwise what is wrong, in words (a byte of a
-    non-UTF-8 command-line argument, or a lone surrogate from a JSON escape such as "\\ud800")."""
-    try:
-        text.encode("utf-8")
-        return None
-    except UnicodeEncodeError as error:
-        char = text[error.start]
-        what = f"byte 0x{ord(char) - 0xDC00:02x}" if "\udc80" <= char <= "\udcff" else f"lone surrogate {ascii(char)}"
-        return f"not UTF-8 text ({what} at character {error.start})"
-
-
 def _check_timeout(timeout):
     """Raises ValueError unless `timeout` is a number of seconds in (0, MAX_SECONDS]."""
     if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and 0 < timeout <= MAX_SECONDS):
@@ -105,7 +93,7 @@ def _check_batch(model, questions, contexts, version):
     texts += [(f"question {row}", text) for row, text in enumerate(questions)]
     texts += [(f"context {row}", text) for row, text in enumerate(contexts)]
     for what, text in texts:
-        problem = _utf8_problem(text) if isinstance(text, str) else f"not a str but {type(text).__name__}"
+        problem = utf8_problem(text) if isinstance(text, str) else f"not a str but {type(text).__name__}"
         if problem:
             raise ValueError(f"{what}: {problem}")
 
@@ -190,7 +178,7 @@ class RestPredictor:
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ServerError(f"bad REST URL {_shorten(repr(url))}: {problem}")
         host = parts.hostname
-        if _HOST_BYTES.search(url) or _utf8_problem(url):
+        if _HOST_BYTES.search(url) or utf8_problem(url):
             raise ServerError(
                 f"bad REST URL {_shorten(repr(url))}: it holds spaces, control characters or non-UTF-8 bytes"
             )
@@ -419,7 +407,7 @@ def _grpc_target_problem(target):
     """None for a usable gRPC target string; otherwise what is wrong with it, in words."""
     if not target:
         return "it is empty; expected HOST:PORT"
-    return _utf8_problem(target)
+    return utf8_problem(target)
 
 
 def _bounded(kind, low, high, what):
@@ -473,7 +461,7 @@ def parse_args(argv):
     texts = {"QUESTION": args.question, "--context": args.context, "--model": args.model, "--rest": args.rest,
              "--grpc": args.grpc}
     for flag, value in texts.items():
-        problem = value is not None and _utf8_problem(value)
+        problem = value is not None and utf8_problem(value)
         if problem:
             parser.error(f"{flag}: {problem}")
     return args
@@ -538,7 +526,7 @@ def _batch_record(path, number, line):
             raise DataError(path, f"line {number}: 'id' must be a string or an integer")
         kept["id"] = record["id"]
     for key, value in kept.items():
-        problem = isinstance(value, str) and _utf8_problem(value)
+        problem = isinstance(value, str) and utf8_problem(value)
         if problem:
             raise DataError(path, f"line {number}: {key!r} is {problem}")
     kept["line"] = number
@@ -578,7 +566,7 @@ def _answer_lines(predict, records, batch_size, path=None):
         for record, answer in zip(chunk, answers):
             row = {"id": record["id"], **answer} if "id" in record else answer
             line = json.dumps(row, ensure_ascii=False)
-            yield line if _utf8_problem(line) is None else json.dumps(row)  # a lone surrogate stays escaped
+            yield line if utf8_problem(line) is None else json.dumps(row)  # a lone surrogate stays escaped
 
 
 def write_lines(lines, output):

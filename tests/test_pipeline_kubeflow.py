@@ -51,8 +51,8 @@ def surrogate(text):
 
 # (argv after --image and --output, part of the message): each refused before anything is compiled.
 BAD_FLAGS = [
-    ([surrogate("--beam-arg=--x\xff")], "--beam-arg b'--x\\xff': not valid UTF-8"),
-    ([surrogate("--pipeline-root=gs://\xff")], "--pipeline-root b'gs://\\xff': not valid UTF-8"),
+    ([surrogate("--beam-arg=--x\xff")], "--beam-arg b'--x\\xff': not UTF-8 text (byte 0xff at character 3)"),
+    ([surrogate("--pipeline-root=gs://\xff")], "--pipeline-root b'gs://\\xff': not UTF-8 text (byte 0xff at character 5)"),
     ([surrogate("--data-root=gs://b/\xff")], "--data-root b'gs://b/\\xff'"),
     ([surrogate("--serving-model-dir=/tmp/\xff")], "--serving-model-dir b'/tmp/\\xff'"),
     ([surrogate("--set=train.steps=\xff")], "--set b'train.steps=\\xff'"),
