@@ -25,6 +25,7 @@ import json
 import math
 import os
 import re
+import socket
 import sys
 import threading
 import time
@@ -151,6 +152,46 @@ def _remaining(deadline):
     return remaining
 
 
+def _resolve(host, port, deadline):
+    """socket.getaddrinfo's TCP addresses of (host, port), looked up in a daemon thread and waited
+    for only until `deadline`: a slow DNS resolver cannot stretch a call's timeout (TimeoutError)."""
+    found = {}
+
+    def look_up():
+        try:
+            found["addresses"] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except OSError as error:
+            found["error"] = error
+
+    lookup = threading.Thread(target=look_up, daemon=True)
+    lookup.start()
+    lookup.join(_remaining(deadline))
+    if lookup.is_alive():
+        raise TimeoutError("name lookup timed out")
+    if "error" in found:
+        raise found["error"]
+    return found["addresses"]
+
+
+def _connect_by(deadline):
+    """A stand-in for socket.create_connection (HTTPConnection's `_create_connection`) that
+    looks the host up within `deadline`, then connects to its addresses in turn, each attempt
+    waiting only for what is left."""
+
+    def connect(address, timeout=None, source_address=None):
+        error = OSError(f"no address for {address[0]}")
+        for *_, sockaddr in _resolve(*address, deadline):
+            try:
+                return socket.create_connection(sockaddr[:2], _remaining(deadline), source_address)
+            except TimeoutError:
+                raise
+            except OSError as refused:
+                error = refused
+        raise error
+
+    return connect
+
+
 class RestPredictor:
     """TF Serving's REST predict API over a pool of kept-alive HTTP connections, one per call in
     progress (a new TCP connection per question would cost the client and the server time).
@@ -250,6 +291,7 @@ class RestPredictor:
             try:
                 if connection.sock is None:
                     connection.timeout = _remaining(deadline)
+                    connection._create_connection = _connect_by(deadline)
                     connection.connect()
                 connected = True
                 connection.sock.settimeout(_remaining(deadline))  # sendall's whole send

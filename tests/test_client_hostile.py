@@ -189,6 +189,26 @@ def test_timeout_bounds_the_whole_request(capsys, respond):
     assert line == f"error: REST server at {url} did not answer within 1 s"
 
 
+def test_a_slow_name_lookup_is_bounded_by_the_timeout(capsys, monkeypatch):
+    """A DNS resolver that takes 5 s: --timeout 1 ends the call after about a second, saying the
+    server cannot be reached in time; a host that resolves at once still gets its answer."""
+    lookup = socket.getaddrinfo
+
+    def slow_for_one_host(host, *args, **kwargs):
+        if host == "slow.example":
+            time.sleep(5)
+        return lookup(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_for_one_host)
+    started = time.monotonic()
+    line = refused(capsys, ["q", "--context", "c", "--rest", "http://slow.example:80", "--timeout", "1"])
+    assert time.monotonic() - started < 2.5
+    assert line == "error: cannot reach REST server at http://slow.example:80 within 1 s"
+    with fake_server(lambda request, conn: predictions(request)) as url:
+        answers = client.RestPredictor(url.replace("127.0.0.1", "localhost"), timeout=5).predict("m", ["q"], ["c"])
+    assert answers == [ANSWER]
+
+
 def endless(request, conn):
     """An answer of no declared length that never ends."""
     conn.sendall(http_answer(200, b"", "Connection: close\r\n"))
