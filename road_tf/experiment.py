@@ -16,6 +16,7 @@ import contextlib
 import json
 import logging
 import pathlib
+import typing
 
 import keras
 
@@ -234,20 +235,43 @@ def check_layer_map(config):
             _layer_map(distillation, teacher.model.num_layers, config.model.num_layers)
 
 
-def run_training(config, output_dir):
-    """Runs every configured stage and exports the student; returns the metrics written to metrics.json."""
+class RunInputs(typing.NamedTuple):
+    """What `prepare_run` checked and loaded for a run."""
+
+    tokenizer: object
+    task: object
+    task_data: object
+    offline_features: object
+
+
+def prepare_run(config):
+    """Checks and loads what the run needs before it writes anything into its folder, so that a
+    run stopped by its configuration or data leaves no trace: the layer map, the strategy, the
+    tokenizer, the main task's data (and that it fills a batch), the offline teacher logits and
+    the teacher checkpoints."""
     check_layer_map(config)
-    output_dir = pathlib.Path(output_dir)
     training.set_precision(config.train)
     keras.utils.set_random_seed(config.train.seed)
-    strategy = training.get_strategy(config.train)
+    training.get_strategy(config.train)
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)
     with running("data"):
         task_data = load_task_data(task, config, tokenizer)
-    distillation = config.distillation
-    offline_features = offline_teacher_features(distillation, task_data)
+    training.check_batch_size(task_data.train_features, config.train.batch_size)
+    offline_features = offline_teacher_features(config.distillation, task_data)
     check_teachers(config, task, tokenizer)
+    return RunInputs(tokenizer, task, task_data, offline_features)
+
+
+def run_training(config, output_dir, inputs=None):
+    """Runs every configured stage and exports the student; returns the metrics written to metrics.json.
+
+    `inputs` are `prepare_run(config)`'s, prepared here when not given.
+    """
+    output_dir = pathlib.Path(output_dir)
+    tokenizer, task, task_data, offline_features = inputs or prepare_run(config)
+    strategy = training.get_strategy(config.train)
+    distillation = config.distillation
     stages = {}
     steps, lr = config.train.steps, config.train.learning_rate
 
@@ -281,11 +305,13 @@ def run_training(config, output_dir):
     return metrics
 
 
-def run_and_record(config, output_dir):
-    """`run_training` that also writes `config.yaml` (first) and `metrics.json` (last, with the
+def run_and_record(config, output_dir, inputs=None):
+    """`run_training` that also writes `config.yaml` (first, once `prepare_run`'s checks passed:
+    `inputs` are its result, prepared here when not given) and `metrics.json` (last, with the
     `environment` of this invocation) to `output_dir`."""
     output_dir = pathlib.Path(output_dir)
+    inputs = inputs or prepare_run(config)
     write_atomic(training.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
-    metrics = {**run_training(config, output_dir), "environment": training.environment()}
+    metrics = {**run_training(config, output_dir, inputs), "environment": training.environment()}
     write_json(training.worker_path(output_dir / RUN_METRICS_FILE, config.train), metrics)
     return metrics

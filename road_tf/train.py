@@ -1,8 +1,8 @@
 """python -m road_tf.train: fine-tune (and distill) a small reading-comprehension model, then export it.
 
-Reads top to bottom: configuration -> run folder (resume or new) -> checks that fail fast -> data -> (multi-task
-pre-training) -> teachers -> student without KD (the baseline) -> student with KD -> evaluation
--> export -> summary.
+Reads top to bottom: configuration -> run folder's name (resume or new) -> checks that fail fast -> data ->
+the run folder's first files (once all that passed) -> (multi-task pre-training) -> teachers -> student
+without KD (the baseline) -> student with KD -> evaluation -> export -> summary.
 
 Runs resume by default: the run folder is `runs/<recipe>-<hash of the resolved config>`, so the
 same command (same recipe, same overrides) finds the unfinished run it started and continues it,
@@ -28,6 +28,7 @@ from road_tf.registry import SPAN, task_spec
 
 EPILOG_HEADER = "recipes (configs/*.yaml, pass --config NAME or a path):"
 LOG_FILE = "train.log"
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 SUMMARY_FILE = "summary.md"
 VERBOSE_ENV = "ROAD_TF_VERBOSE"
 
@@ -146,27 +147,68 @@ def preflight(config, output_dir):
                 sources.load_split(task_spec(files.task), config.data, split, is_main_task=False, task_files=files)
 
 
-def setup_logging(output_dir):
-    """INFO lines to stdout and to `<run>/train.log`; tracebacks, and other libraries' lines unless
-    ROAD_TF_VERBOSE is set, go to the log file only."""
-    if not os.environ.get(VERBOSE_ENV):
-        import tensorflow as tf
+MAX_HELD_LINES = 10_000
+"""The most log lines held for the run's log file before its folder exists (the rest are counted)."""
 
-        tf.get_logger().setLevel("ERROR")
+
+class HeldLines(logging.Handler):
+    """Holds a run's first log lines (at most MAX_HELD_LINES) until its folder exists (`start_log_file`):
+    a run stopped by its checks must not leave a folder behind just for its log."""
+
+    def __init__(self):
+        super().__init__()
+        self.records, self.dropped = [], 0
+
+    def emit(self, record):
+        if len(self.records) < MAX_HELD_LINES:
+            self.records.append(record)
+        else:
+            self.dropped += 1
+
+    def pass_to(self, handler):
+        """Passes the held lines to `handler`, then a line counting those that were not held."""
+        for record in self.records:
+            handler.handle(record)
+        if self.dropped:
+            handler.handle(logging.makeLogRecord({"msg": f"{self.dropped} more log lines before the run started "
+                                                          "were not kept", "levelno": logging.WARNING,
+                                                  "levelname": "WARNING"}))
+        self.records, self.dropped = [], 0
+
+
+def setup_logging():
+    """INFO lines in the run's format to stdout, and held for `<run>/train.log` (`start_log_file`);
+    tracebacks, and other libraries' lines unless ROAD_TF_VERBOSE is set, go to the log file only.
+
+    Replaces the root logger's handlers, unless lines are already held for a run that has not
+    started (the command's own call, before it called `train_run`), which keeps them.
+    """
     root = logging.getLogger()
+    if any(isinstance(handler, HeldLines) for handler in root.handlers):
+        return
+    if not os.environ.get(VERBOSE_ENV):
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)  # what tf.get_logger() returns
     root.setLevel(logging.INFO)
-    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
     console = logging.StreamHandler(sys.stdout)
-    console.setFormatter(formatter)
+    console.setFormatter(logging.Formatter(LOG_FORMAT))
     console.addFilter(lambda record: not record.exc_info)
     if not os.environ.get(VERBOSE_ENV):  # road_tf's own lines only (TensorFlow and absl log to other loggers)
         console.addFilter(lambda record: record.name == "root" or record.name.startswith("road_tf"))
-    output_dir.mkdir(parents=True, exist_ok=True)
-    log_file = logging.FileHandler(output_dir / LOG_FILE)
-    log_file.setFormatter(formatter)
     for handler in list(root.handlers):
         root.removeHandler(handler)
     root.addHandler(console)
+    root.addHandler(HeldLines())
+
+
+def start_log_file(output_dir):
+    """Creates the run folder and `<run>/train.log`, which receives the lines held so far and all later ones."""
+    root = logging.getLogger()
+    output_dir.mkdir(parents=True, exist_ok=True)
+    log_file = logging.FileHandler(output_dir / LOG_FILE)
+    log_file.setFormatter(logging.Formatter(LOG_FORMAT))
+    for held in [handler for handler in root.handlers if isinstance(handler, HeldLines)]:
+        held.pass_to(log_file)
+        root.removeHandler(held)
     root.addHandler(log_file)
 
 
@@ -227,9 +269,14 @@ def read_finished_run(metrics_path):
 def train_run(config, output_dir):
     """Checks, then trains `config` into `output_dir` (resuming it), or reads it back when finished.
 
+    The run folder and its `train.log` are made once the checks and the data loading passed: a run
+    they stop leaves nothing behind (a folder that was there is left as it was), unless an
+    unexpected error stopped it, whose traceback `train.log` keeps.
+
     Returns:
         (metrics.json's dict, whether this call trained: False for a run that had finished).
     """
+    setup_logging()
     preflight(config, output_dir)
     metrics_path = output_dir / config_lib.RUN_METRICS_FILE
     kind = non_file_kind(metrics_path)
@@ -238,17 +285,25 @@ def train_run(config, output_dir):
                         "or choose another --output-dir")
     if metrics_path.is_file():
         return read_finished_run(metrics_path), False
-    setup_logging(output_dir)
-    from road_tf.experiment import run_and_record, running
+    from road_tf.experiment import prepare_run, run_and_record, running
 
+    try:
+        with running("setup"):
+            inputs = prepare_run(config)
+    except RoadError as error:
+        if error.__cause__ is not None:  # not a check but an unexpected error: train.log keeps its traceback
+            start_log_file(output_dir)
+        raise
+    start_log_file(output_dir)
     with running("setup"):
-        metrics = run_and_record(config, output_dir)
+        metrics = run_and_record(config, output_dir, inputs)
     write_atomic(output_dir / SUMMARY_FILE, summary_table(list(metrics["stages"].items())) + "\n")
     return metrics, True
 
 
 @cli_main
 def main(argv=None):
+    setup_logging()
     args = parse_args(argv)
     config, output_dir = resolve_run(args)
     metrics, trained = train_run(config, output_dir)

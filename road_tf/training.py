@@ -275,6 +275,15 @@ def dense_gradients(gradients):
     return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in gradients]
 
 
+def check_batch_size(features, batch_size):
+    """The number of rows of `features` (a dict of arrays); ConfigError naming train.batch_size when
+    they do not fill one batch of `batch_size`."""
+    rows = len(next(iter(features.values())))
+    if rows < batch_size:
+        raise ConfigError(f"train.batch_size: {batch_size} is larger than the {rows} training rows")
+    return rows
+
+
 def train_dataset(features, batch_size, seed, skip_batches=0, trim_padding=0):
     """Seeded, reshuffled-every-epoch batches of in-memory features, starting at batch `skip_batches`.
 
@@ -293,9 +302,7 @@ def train_dataset(features, batch_size, seed, skip_batches=0, trim_padding=0):
         tf.data.Dataset of dicts of [batch_size, ...] tensors, infinite; with trim_padding,
         sequence features are [batch_size, S_b, ...] with S_b <= S a multiple of m (or S).
     """
-    rows = len(next(iter(features.values())))
-    if rows < batch_size:
-        raise ConfigError(f"train.batch_size: {batch_size} is larger than the {rows} training rows")
+    rows = check_batch_size(features, batch_size)
     per_epoch = rows // batch_size
     tensors = {key: tf.constant(value) for key, value in features.items()}
     lengths = None

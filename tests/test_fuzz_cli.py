@@ -51,12 +51,12 @@ def assert_refused(code, stderr, expect):
 
 @pytest.fixture()
 def no_training(monkeypatch):
-    """Makes reaching the training run itself a test failure."""
+    """Makes reaching the training run itself (its TensorFlow checks and data loading first) a test failure."""
 
-    def refuse(config, output_dir):
-        raise AssertionError(f"training started in {output_dir}: the case was not refused up front")
+    def refuse(config):
+        raise AssertionError("the run started: the case was not refused up front")
 
-    monkeypatch.setattr(experiment, "run_and_record", refuse)
+    monkeypatch.setattr(experiment, "prepare_run", refuse)
 
 
 def run_case_in_process(case, folder, capsys):

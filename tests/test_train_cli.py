@@ -1,6 +1,7 @@
 """The `python -m road_tf.train` entry point: errors, --help, and the end-to-end slice."""
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import tensorflow as tf
 import yaml
 
 from conftest import REPO, one_error_line
-from road_tf import export, train
+from road_tf import experiment, export, train
 from road_tf.models.task_model import build_model
 
 TINY = [
@@ -198,3 +199,65 @@ def test_missing_task_file_fails_with_one_line_naming_it(tmp_path):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and str(absent) in lines[0] and "Traceback" not in result.stderr
+
+
+def tiny_argv(output_dir, tmp_path, *pairs):
+    """train.main's argv of a TINY run into `output_dir` (cache under `tmp_path`, no export) with `pairs` on top."""
+    pairs = [*TINY, "export.enabled=false", f"data.cache_dir={tmp_path / 'cache'}", *pairs]
+    return ["--output-dir", str(output_dir), *sum((["--set", pair] for pair in pairs), [])]
+
+
+def test_a_run_stopped_by_its_batch_size_leaves_no_folder_and_a_fixed_rerun_trains(tmp_path, capsys):
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_argv(out, tmp_path, "train.batch_size=10000"))
+    assert one_error_line(capsys, exit_info).startswith("error: train.batch_size: 10000 is larger than the ")
+    assert not out.exists()
+    assert train.main(tiny_argv(out, tmp_path)) == 0
+    assert (out / "metrics.json").is_file()
+    assert "squad2/train: 60 examples from synthetic" in (out / "train.log").read_text()
+
+
+def test_a_run_stopped_by_its_batch_size_leaves_an_existing_folder_as_it_was(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("kept\n")
+    (out / "train.log").write_text("an earlier run\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_argv(out, tmp_path, "train.batch_size=10000"))
+    assert "train.batch_size" in one_error_line(capsys, exit_info)
+    assert {path.name: path.read_text() for path in out.iterdir()} == {"config.yaml": "kept\n",
+                                                                       "train.log": "an earlier run\n"}
+
+
+def test_warnings_before_the_run_starts_come_out_in_the_run_s_log_format(tmp_path):
+    """A skipped record is warned about while the data is checked, before the run folder exists:
+    in the format of the run's other lines, on stdout (not Python's default `WARNING:root:` on stderr)."""
+    question = {"id": "q0", "question": "Who?", "answers": [{"text": "Ada", "answer_start": 0}]}
+    long_context = {"context": "Ada " * 20, "qas": [{**question, "id": "long"}]}
+    bad_offset = {"context": "Ada wrote it.", "qas": [{**question, "id": "offset",
+                                                      "answers": [{"text": "Ada", "answer_start": 99}]}]}
+    good = {"context": "Ada wrote it.", "qas": [question]}
+    data = tmp_path / "train.json"
+    data.write_text(json.dumps({"data": [{"title": "t", "paragraphs": [good, long_context, bad_offset]}]}))
+    result = run_cli("--set", "data.source=json", "--set", f"data.train_path={data}",
+                     "--set", f"data.dev_path={tmp_path / 'absent.json'}", "--set", "data.max_context_bytes=40",
+                     "--skip-bad-records", "--output-dir", str(tmp_path / "run"))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "absent.json" in result.stderr
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} WARNING skipping bad "
+    assert re.search(rf"^{stamp}question: {re.escape(str(data))}: record offset: ", result.stdout, re.M), result.stdout
+    assert re.search(rf"^{stamp}record: {re.escape(str(data))}: record long: ", result.stdout, re.M), result.stdout
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unexpected_error_while_loading_the_data_keeps_its_traceback_in_train_log(tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise ValueError("a bug")
+
+    monkeypatch.setattr(experiment, "load_task_data", broken)
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_argv(out, tmp_path))
+    assert one_error_line(capsys, exit_info) == "error: stage data failed: ValueError: a bug"
+    assert "Traceback" in (out / "train.log").read_text()
