@@ -222,7 +222,7 @@ def test_multi_worker_without_a_cluster_fails_with_one_line(tmp_path):
     code, lines, _ = one_line_failure(cli_args(tmp_path / "run", ["train.strategy=multi_worker"]))
     assert code == 2 and len(lines) == 1
     assert lines[0].startswith("error: train.strategy: multi_worker needs a cluster, but TF_CONFIG is not set")
-    assert not (tmp_path / "run" / "config.yaml").exists()  # stopped before the run wrote anything but its log
+    assert not (tmp_path / "run").exists()  # stopped before the run wrote anything
 
 
 def test_unreachable_tpu_fails_within_the_timeout_with_one_line(tmp_path):
