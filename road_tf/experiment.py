@@ -197,12 +197,19 @@ def load_teacher_weights(teacher, checkpoint, index):
         raise ConfigError(f"{field}: {checkpoint} does not fit the teacher's model config ({first_line(error)})") from None
 
 
-def check_teachers(config, task, tokenizer):
-    """Fails fast (before any training) on a teacher checkpoint that is missing or does not fit its model."""
+def check_models(config, task, tokenizer):
+    """Fails fast (before any training) on a model that cannot be built: a pretrained encoder
+    (`model.pretrained`, a teacher's) that is missing, unreadable or does not fit its settings, or a
+    teacher checkpoint that is missing or does not fit its model. Models initialised at random are
+    not built."""
+    if config.model.pretrained != "none":
+        stage_model(config, config.model, task, tokenizer, "student_check")
     for i, teacher_config in enumerate(config.distillation.teachers):
         if teacher_config.checkpoint:
             teacher = stage_model(config, teacher_config.model, task, tokenizer, f"teacher_check_{i}")
             load_teacher_weights(teacher, teacher_config.checkpoint, i)
+        elif config.distillation.mode == "online" and teacher_config.model.pretrained != "none":
+            stage_model(config, teacher_config.model, task, tokenizer, f"teacher_check_{i}")
 
 
 def offline_teacher_features(distillation, task_data):
@@ -248,7 +255,7 @@ def prepare_run(config):
     """Checks and loads what the run needs before it writes anything into its folder, so that a
     run stopped by its configuration or data leaves no trace: the layer map, the strategy, the
     tokenizer, the main task's data (and that it fills a batch), the offline teacher logits and
-    the teacher checkpoints."""
+    the models (`check_models`)."""
     check_layer_map(config)
     training.set_precision(config.train)
     keras.utils.set_random_seed(config.train.seed)
@@ -259,7 +266,7 @@ def prepare_run(config):
         task_data = load_task_data(task, config, tokenizer)
     training.check_batch_size(task_data.train_features, config.train.batch_size)
     offline_features = offline_teacher_features(config.distillation, task_data)
-    check_teachers(config, task, tokenizer)
+    check_models(config, task, tokenizer)
     return RunInputs(tokenizer, task, task_data, offline_features)
 
 
