@@ -261,3 +261,13 @@ def test_an_unexpected_error_while_loading_the_data_keeps_its_traceback_in_train
         train.main(tiny_argv(out, tmp_path))
     assert one_error_line(capsys, exit_info) == "error: stage data failed: ValueError: a bug"
     assert "Traceback" in (out / "train.log").read_text()
+
+
+def test_a_pretrained_encoder_that_does_not_load_stops_the_run_before_its_folder_is_made(tmp_path, capsys):
+    not_a_checkpoint = tmp_path / "passwd"
+    not_a_checkpoint.write_text("root:x:0:0\n")
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_argv(out, tmp_path, f"model.pretrained={not_a_checkpoint}"))
+    assert one_error_line(capsys, exit_info) == f"error: {not_a_checkpoint}: a file, not a checkpoint folder"
+    assert not out.exists()
