@@ -106,6 +106,20 @@ def check_teacher_files(distillation):
             check_weights_file(teacher.checkpoint, f"distillation.teachers[{i}].checkpoint")
 
 
+def check_run_folder(output_dir):
+    """RoadError when `output_dir` is a folder that holds files but is not a run's: a run resumes in
+    its own folder (it holds the `config.yaml` and `train.log` a run writes first), starts in an
+    empty or new one, and must not scatter its files among others (the repository, a home folder)."""
+    try:
+        entries = {path.name for path in output_dir.iterdir()} if output_dir.is_dir() else set()
+    except OSError as error:
+        raise RoadError(f"--output-dir {output_dir}: cannot list it ({error.strerror or error})") from None
+    if entries and not entries & {"config.yaml", LOG_FILE}:
+        shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
+        raise RoadError(f"--output-dir {output_dir}: a folder holding other files ({shown}), not a road_tf run "
+                        "(no config.yaml or train.log); choose a new or empty folder")
+
+
 def check_data_paths(paths):
     """ConfigError unless each existing path of `paths` ({config field: path}, "" for unset) is a
     regular file: a run reads its data more than once and records the path to resume from, so a
@@ -285,6 +299,7 @@ def train_run(config, output_dir):
                         "or choose another --output-dir")
     if metrics_path.is_file():
         return read_finished_run(metrics_path), False
+    check_run_folder(output_dir)
     from road_tf.experiment import prepare_run, run_and_record, running
 
     try:

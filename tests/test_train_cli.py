@@ -263,6 +263,28 @@ def test_an_unexpected_error_while_loading_the_data_keeps_its_traceback_in_train
     assert "Traceback" in (out / "train.log").read_text()
 
 
+def test_an_output_dir_holding_other_files_is_refused_before_the_run_writes_there(tmp_path, capsys):
+    out = tmp_path / "notes"
+    out.mkdir()
+    (out / "todo.txt").write_text("mine\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_argv(out, tmp_path))
+    assert one_error_line(capsys, exit_info) == (
+        f"error: --output-dir {out}: a folder holding other files (todo.txt), not a road_tf run (no config.yaml or "
+        "train.log); choose a new or empty folder")
+    assert [path.name for path in out.iterdir()] == ["todo.txt"]
+
+
+def test_the_repository_root_as_output_dir_is_refused(capsys, monkeypatch):
+    def refuse(config):
+        raise AssertionError("the run started in the repository's root")
+
+    monkeypatch.setattr(experiment, "prepare_run", refuse)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--output-dir", str(REPO), "--set", "export.enabled=false"])
+    assert one_error_line(capsys, exit_info).startswith(f"error: --output-dir {REPO}: a folder holding other files")
+
+
 def test_a_pretrained_encoder_that_does_not_load_stops_the_run_before_its_folder_is_made(tmp_path, capsys):
     not_a_checkpoint = tmp_path / "passwd"
     not_a_checkpoint.write_text("root:x:0:0\n")
