@@ -124,6 +124,10 @@ def check_writable_dir(path, what):
     """
     if "\x00" in str(path):
         raise RoadError(f"{what} {str(path)!r}: a path cannot hold a NUL character")
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:  # a name given as bytes that are not UTF-8, which TensorFlow cannot write to
+        raise RoadError(f"{what} {str(path)!r}: the path holds bytes that are not UTF-8") from None
     path = pathlib.Path(path)
     try:
         existing = path

@@ -1,6 +1,7 @@
 """The `python -m road_tf.train` entry point: errors, --help, and the end-to-end slice."""
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -283,6 +284,18 @@ def test_the_repository_root_as_output_dir_is_refused(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--output-dir", str(REPO), "--set", "export.enabled=false"])
     assert one_error_line(capsys, exit_info).startswith(f"error: --output-dir {REPO}: a folder holding other files")
+
+
+def test_an_output_dir_of_bytes_that_are_not_utf8_is_refused_before_training(tmp_path):
+    """TensorFlow writes checkpoints only to UTF-8 paths: such a run used to fail at its first checkpoint."""
+    out = os.fsencode(tmp_path) + b"/run-\xff"
+    program = "import os, sys; os.execv(sys.executable, [sys.executable, '-m', 'road_tf.train', *sys.argv[1:]])"
+    result = subprocess.run([sys.executable, "-c", program, "--output-dir", out, "--set", "train.steps=1"], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [f"error: --output-dir '{tmp_path}/run-\\udcff': the path holds bytes that are "
+                                          "not UTF-8"]
+    assert os.listdir(tmp_path) == []
 
 
 def test_a_pretrained_encoder_that_does_not_load_stops_the_run_before_its_folder_is_made(tmp_path, capsys):
