@@ -31,6 +31,7 @@ LOG_FILE = "train.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
 SUMMARY_FILE = "summary.md"
 VERBOSE_ENV = "ROAD_TF_VERBOSE"
+INTERRUPTED_EXIT = 130  # what shells report for a command stopped by Ctrl-C (128 + SIGINT)
 
 
 def parse_args(argv):
@@ -321,7 +322,11 @@ def main(argv=None):
     setup_logging()
     args = parse_args(argv)
     config, output_dir = resolve_run(args)
-    metrics, trained = train_run(config, output_dir)
+    try:
+        metrics, trained = train_run(config, output_dir)
+    except KeyboardInterrupt:
+        print(f"interrupted: the same command resumes {output_dir} from its last checkpoint", file=sys.stderr)
+        sys.exit(INTERRUPTED_EXIT)
     if not trained:
         print(f"already finished (use --new to train again): {output_dir}")
     table = summary_table(list(metrics["stages"].items()))

@@ -4,8 +4,10 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 import tensorflow as tf
@@ -296,6 +298,20 @@ def test_an_output_dir_of_bytes_that_are_not_utf8_is_refused_before_training(tmp
     assert result.stderr.splitlines() == [f"error: --output-dir '{tmp_path}/run-\\udcff': the path holds bytes that are "
                                           "not UTF-8"]
     assert os.listdir(tmp_path) == []
+
+
+def test_ctrl_c_ends_a_run_with_one_line_saying_how_to_resume(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, "-m", "road_tf.train", *tiny_argv(out, tmp_path, "train.steps=400",
+                                                                                 "train.checkpoint_every=1")],
+                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (out / "student" / "checkpoints").is_dir() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == train.INTERRUPTED_EXIT
+    assert stderr.splitlines() == [f"interrupted: the same command resumes {out} from its last checkpoint"]
 
 
 def test_a_pretrained_encoder_that_does_not_load_stops_the_run_before_its_folder_is_made(tmp_path, capsys):
