@@ -16,6 +16,7 @@ import logging
 import math
 import os
 import pathlib
+import shutil
 import sys
 from argparse import RawDescriptionHelpFormatter
 
@@ -29,6 +30,8 @@ from road_tf.registry import SPAN, task_spec
 EPILOG_HEADER = "recipes (configs/*.yaml, pass --config NAME or a path):"
 LOG_FILE = "train.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+RUN_START_FILES = frozenset({"config.yaml", LOG_FILE})
+"""What a run writes into its folder before its first stage does."""
 SUMMARY_FILE = "summary.md"
 VERBOSE_ENV = "ROAD_TF_VERBOSE"
 INTERRUPTED_EXIT = 130  # what shells report for a command stopped by Ctrl-C (128 + SIGINT)
@@ -115,7 +118,7 @@ def check_run_folder(output_dir):
         entries = {path.name for path in output_dir.iterdir()} if output_dir.is_dir() else set()
     except OSError as error:
         raise RoadError(f"--output-dir {output_dir}: cannot list it ({error.strerror or error})") from None
-    if entries and not entries & {"config.yaml", LOG_FILE}:
+    if entries and not entries & RUN_START_FILES:
         shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
         raise RoadError(f"--output-dir {output_dir}: a folder holding other files ({shown}), not a road_tf run "
                         "(no config.yaml or train.log); choose a new or empty folder")
@@ -227,6 +230,20 @@ def start_log_file(output_dir):
     root.addHandler(log_file)
 
 
+def discard_unstarted_run(output_dir):
+    """Removes the run folder `output_dir` (made by this call) when it holds nothing but RUN_START_FILES:
+    a check inside a stage (the multi-task stage's batch split and other tasks' data) stopped the run
+    before it trained anything. The run's log file is closed first."""
+    if {path.name for path in output_dir.iterdir()} - RUN_START_FILES:
+        return
+    root = logging.getLogger()
+    log_path = os.path.abspath(output_dir / LOG_FILE)
+    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler) and h.baseFilename == log_path]:
+        root.removeHandler(handler)
+        handler.close()
+    shutil.rmtree(output_dir)
+
+
 def summary_table(rows):
     """A Markdown table of (model, metric dict) rows."""
     columns = ["exact", "f1", "HasAns_f1", "NoAns_f1", "accuracy", "step"]
@@ -286,7 +303,8 @@ def train_run(config, output_dir):
 
     The run folder and its `train.log` are made once the checks and the data loading passed: a run
     they stop leaves nothing behind (a folder that was there is left as it was), unless an
-    unexpected error stopped it, whose traceback `train.log` keeps.
+    unexpected error stopped it, whose traceback `train.log` keeps. A new folder that a stage's own
+    checks stopped before it trained anything is removed again (`discard_unstarted_run`).
 
     Returns:
         (metrics.json's dict, whether this call trained: False for a run that had finished).
@@ -310,9 +328,15 @@ def train_run(config, output_dir):
         if error.__cause__ is not None:  # not a check but an unexpected error: train.log keeps its traceback
             start_log_file(output_dir)
         raise
+    created = not output_dir.exists()
     start_log_file(output_dir)
-    with running("setup"):
-        metrics = run_and_record(config, output_dir, inputs)
+    try:
+        with running("setup"):
+            metrics = run_and_record(config, output_dir, inputs)
+    except RoadError as error:
+        if created and error.__cause__ is None:  # a check, not an unexpected error (train.log keeps its traceback)
+            discard_unstarted_run(output_dir)
+        raise
     write_atomic(output_dir / SUMMARY_FILE, summary_table(list(metrics["stages"].items())) + "\n")
     return metrics, True
 

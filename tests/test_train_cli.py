@@ -322,3 +322,19 @@ def test_a_pretrained_encoder_that_does_not_load_stops_the_run_before_its_folder
         train.main(tiny_argv(out, tmp_path, f"model.pretrained={not_a_checkpoint}"))
     assert one_error_line(capsys, exit_info) == f"error: {not_a_checkpoint}: a file, not a checkpoint folder"
     assert not out.exists()
+
+
+def test_a_stage_s_own_check_removes_the_new_run_folder_but_never_one_that_was_there(tmp_path, capsys):
+    odd_split = ["multitask.steps=2", "multitask.tasks=[squad2, synthetic_nli]", "multitask.k=2",
+                 "multitask.batch_size=3"]
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_argv(out, tmp_path, *odd_split))
+    assert one_error_line(capsys, exit_info).startswith("error: multitask.batch_size: 3 must split into multitask.k=2")
+    assert not out.exists()
+    out.mkdir()
+    (out / "train.log").write_text("an earlier run\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_argv(out, tmp_path, *odd_split))
+    assert "multitask.batch_size" in one_error_line(capsys, exit_info)
+    assert (out / "train.log").read_text().startswith("an earlier run\n")
