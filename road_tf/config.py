@@ -573,6 +573,18 @@ def to_dict(config):
     return plain(dataclasses.asdict(config))
 
 
+def changed_fields(before, after):
+    """The dotted names (`train.steps`, `task`) of the fields whose values differ between two Configs."""
+    old, new = to_dict(before), to_dict(after)
+    changed = []
+    for name, value in new.items():
+        if isinstance(value, dict):
+            changed += [f"{name}.{field}" for field in value if value[field] != old[name][field]]
+        elif value != old[name]:
+            changed.append(name)
+    return changed
+
+
 def merge_overrides(base, overrides):
     """`base` (a dict of overrides) updated by `overrides`, nested mappings merged key by key."""
     merged = dict(base)

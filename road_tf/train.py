@@ -71,7 +71,10 @@ def resolve_run(args):
     if not config.export.model_name:
         config = dataclasses.replace(config, export=dataclasses.replace(config.export, model_name=f"road_{recipe}"))
     if args.output_dir:
-        return config, pathlib.Path(args.output_dir)
+        output_dir = pathlib.Path(args.output_dir)
+        if args.new and output_dir.is_dir() and any(output_dir.iterdir()):
+            raise RoadError(f"--new: --output-dir {output_dir} is not new (it holds files); choose a new folder")
+        return config, output_dir
     digest = config_lib.config_digest(config, 10)
     folder = f"runs/{recipe}-{digest}"
     if args.new:
@@ -122,6 +125,23 @@ def check_run_folder(output_dir):
         shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
         raise RoadError(f"--output-dir {output_dir}: a folder holding other files ({shown}), not a road_tf run "
                         "(no config.yaml or train.log); choose a new or empty folder")
+
+
+def check_same_config(config, output_dir):
+    """RoadError when `output_dir` holds the `config.yaml` of a run of another configuration (or a
+    config.yaml no run wrote): resuming it would train one run under two configurations, and a
+    finished one would be reported as this configuration's."""
+    if not (output_dir / "config.yaml").is_file():
+        return
+    try:
+        changed = config_lib.changed_fields(config_lib.config_of_run(output_dir), config)
+    except ConfigError as error:
+        raise RoadError(f"--output-dir {output_dir}: its config.yaml is not a road_tf run's ({error}); "
+                        "choose another --output-dir") from None
+    if changed:
+        shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
+        raise RoadError(f"--output-dir {output_dir}: holds a run of another configuration ({shown} differ); "
+                        "give the settings it was started with to resume it, or choose another --output-dir")
 
 
 def check_data_paths(paths):
@@ -316,6 +336,7 @@ def train_run(config, output_dir):
     if kind:
         raise RoadError(f"{metrics_path}: is {kind}, where the run would write its metrics; move it away "
                         "or choose another --output-dir")
+    check_same_config(config, output_dir)
     if metrics_path.is_file():
         return read_finished_run(metrics_path), False
     check_run_folder(output_dir)

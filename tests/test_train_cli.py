@@ -1,5 +1,6 @@
 """The `python -m road_tf.train` entry point: errors, --help, and the end-to-end slice."""
 
+import dataclasses
 import json
 import os
 import re
@@ -15,6 +16,7 @@ import yaml
 
 from conftest import REPO, one_error_line
 from road_tf import experiment, export, train
+from road_tf.config import dump_yaml
 from road_tf.models.task_model import build_model
 
 TINY = [
@@ -223,14 +225,15 @@ def test_a_run_stopped_by_its_batch_size_leaves_no_folder_and_a_fixed_rerun_trai
 
 def test_a_run_stopped_by_its_batch_size_leaves_an_existing_folder_as_it_was(tmp_path, capsys):
     out = tmp_path / "run"
+    argv = tiny_argv(out, tmp_path, "train.batch_size=10000")
     out.mkdir()
-    (out / "config.yaml").write_text("kept\n")
-    (out / "train.log").write_text("an earlier run\n")
+    earlier = {"config.yaml": dump_yaml(train.resolve_run(train.parse_args(argv))[0]), "train.log": "an earlier run\n"}
+    for name, text in earlier.items():
+        (out / name).write_text(text)
     with pytest.raises(SystemExit) as exit_info:
-        train.main(tiny_argv(out, tmp_path, "train.batch_size=10000"))
+        train.main(argv)
     assert "train.batch_size" in one_error_line(capsys, exit_info)
-    assert {path.name: path.read_text() for path in out.iterdir()} == {"config.yaml": "kept\n",
-                                                                       "train.log": "an earlier run\n"}
+    assert {path.name: path.read_text() for path in out.iterdir()} == earlier
 
 
 def test_warnings_before_the_run_starts_come_out_in_the_run_s_log_format(tmp_path):
@@ -338,3 +341,35 @@ def test_a_stage_s_own_check_removes_the_new_run_folder_but_never_one_that_was_t
         train.main(tiny_argv(out, tmp_path, *odd_split))
     assert "multitask.batch_size" in one_error_line(capsys, exit_info)
     assert (out / "train.log").read_text().startswith("an earlier run\n")
+
+
+def test_an_output_dir_holding_a_run_of_other_settings_is_refused_not_resumed_or_reported(tmp_path, capsys):
+    out = tmp_path / "run"
+    argv = tiny_argv(out, tmp_path)
+    config, _ = train.resolve_run(train.parse_args(argv))
+    out.mkdir()
+    (out / "metrics.json").write_text(json.dumps({"final": {"task": "squad2", "f1": 1.0}, "stages": {}, "export": None}))
+    other = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=5))
+    (out / "config.yaml").write_text(dump_yaml(other))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    assert one_error_line(capsys, exit_info) == (
+        f"error: --output-dir {out}: holds a run of another configuration (train.steps differ); give the settings it "
+        "was started with to resume it, or choose another --output-dir")
+    (out / "config.yaml").write_text("train: {steps: [1]}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    assert "its config.yaml is not a road_tf run's (train.steps: expected an integer" in one_error_line(capsys, exit_info)
+    (out / "config.yaml").write_text(dump_yaml(config))
+    assert train.main(argv) == 0
+    assert "already finished" in capsys.readouterr().out
+
+
+def test_new_with_an_output_dir_that_holds_files_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "train.log").write_text("an earlier run\n")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--new", *tiny_argv(out, tmp_path)])
+    assert one_error_line(capsys, exit_info) == (f"error: --new: --output-dir {out} is not new (it holds files); "
+                                                 "choose a new folder")
