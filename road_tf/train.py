@@ -370,7 +370,9 @@ def main(argv=None):
     try:
         metrics, trained = train_run(config, output_dir)
     except KeyboardInterrupt:
-        print(f"interrupted: the same command resumes {output_dir} from its last checkpoint", file=sys.stderr)
+        resume = (f"the same command resumes {output_dir} from its last checkpoint" if output_dir.exists()
+                  else "the run had not started")
+        print(f"interrupted: {resume}", file=sys.stderr)
         sys.exit(INTERRUPTED_EXIT)
     if not trained:
         print(f"already finished (use --new to train again): {output_dir}")

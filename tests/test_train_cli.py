@@ -373,3 +373,14 @@ def test_new_with_an_output_dir_that_holds_files_is_refused(tmp_path, capsys):
         train.main(["--new", *tiny_argv(out, tmp_path)])
     assert one_error_line(capsys, exit_info) == (f"error: --new: --output-dir {out} is not new (it holds files); "
                                                  "choose a new folder")
+
+
+def test_ctrl_c_before_the_run_started_says_so(tmp_path, capsys, monkeypatch):
+    def interrupted(config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(experiment, "prepare_run", interrupted)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(tiny_argv(tmp_path / "run", tmp_path))
+    assert exit_info.value.code == train.INTERRUPTED_EXIT
+    assert capsys.readouterr().err == "interrupted: the run had not started\n"
