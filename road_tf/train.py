@@ -234,8 +234,17 @@ def setup_logging():
         console.addFilter(lambda record: record.name == "root" or record.name.startswith("road_tf"))
     for handler in list(root.handlers):
         root.removeHandler(handler)
+        handler.close()  # a previous run's train.log
     root.addHandler(console)
     root.addHandler(HeldLines())
+
+
+def drop_held_lines():
+    """Forgets the lines held for a run that will write no log file (it had finished), so that
+    they do not reach the next run's train.log in the same process (road_tf.experiments)."""
+    root = logging.getLogger()
+    for held in [handler for handler in root.handlers if isinstance(handler, HeldLines)]:
+        root.removeHandler(held)
 
 
 def start_log_file(output_dir):
@@ -338,6 +347,7 @@ def train_run(config, output_dir):
                         "or choose another --output-dir")
     check_same_config(config, output_dir)
     if metrics_path.is_file():
+        drop_held_lines()
         return read_finished_run(metrics_path), False
     check_run_folder(output_dir)
     from road_tf.experiment import prepare_run, run_and_record, running

@@ -2,6 +2,7 @@
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -384,3 +385,35 @@ def test_ctrl_c_before_the_run_started_says_so(tmp_path, capsys, monkeypatch):
         train.main(tiny_argv(tmp_path / "run", tmp_path))
     assert exit_info.value.code == train.INTERRUPTED_EXIT
     assert capsys.readouterr().err == "interrupted: the run had not started\n"
+
+
+@pytest.fixture
+def root_handlers():
+    """Restores the root logger's handlers and level after a test that sets up a run's logging."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    for handler in handlers:
+        root.addHandler(handler)
+    root.setLevel(level)
+
+
+def test_lines_held_for_a_finished_run_do_not_reach_the_next_run_s_log(tmp_path, root_handlers):
+    """road_tf.experiments meets finished and new runs in one process: what was logged while a
+    finished run was checked is not written into the train.log of the run after it."""
+    config = train.resolve_run(train.parse_args(tiny_argv(tmp_path / "done", tmp_path)))[0]
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "config.yaml").write_text(dump_yaml(config))
+    metrics = {"final": {"task": "squad2", "split": "dev", "f1": 50.0}, "stages": {}, "export": None}
+    (tmp_path / "done" / "metrics.json").write_text(json.dumps(metrics))
+    train.setup_logging()
+    logging.warning("while checking the finished run")
+    assert train.train_run(config, tmp_path / "done") == (metrics, False)
+    train.setup_logging()
+    logging.warning("the next run's first line")
+    train.start_log_file(tmp_path / "next")
+    log = (tmp_path / "next" / "train.log").read_text()
+    assert "the next run's first line" in log and "finished run" not in log
