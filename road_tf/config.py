@@ -15,7 +15,7 @@ from typing import Optional, Tuple
 
 import yaml
 
-from road_tf.errors import ConfigError
+from road_tf.errors import ConfigError, utf8_problem
 from road_tf.files import read_config_bytes
 from road_tf.registry import KD_LOSSES, TASKS
 
@@ -534,10 +534,9 @@ def _coerce(value, annotation, field):
         if value is None or isinstance(value, (dict, list)):
             raise ConfigError(f"{field}: expected a string, got {shown(value)}")
         text = str(value)
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ConfigError(f"{field}: holds a lone surrogate (bytes that are not UTF-8), got {shown(text)}") from None
+        problem = utf8_problem(text)
+        if problem:
+            raise ConfigError(f"{field}: {problem}, got {shown(text)}")
         if "\x00" in text:
             raise ConfigError(f"{field}: holds a NUL character, got {shown(text)}")
         return text

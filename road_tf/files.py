@@ -9,7 +9,7 @@ import pathlib
 import stat
 import tempfile
 
-from road_tf.errors import ConfigError, DataError, RoadError
+from road_tf.errors import ConfigError, DataError, RoadError, utf8_problem
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_CONFIG_BYTES = 1 << 20
@@ -124,10 +124,9 @@ def check_writable_dir(path, what):
     """
     if "\x00" in str(path):
         raise RoadError(f"{what} {str(path)!r}: a path cannot hold a NUL character")
-    try:
-        str(path).encode("utf-8")
-    except UnicodeEncodeError:  # a name given as bytes that are not UTF-8, which TensorFlow cannot write to
-        raise RoadError(f"{what} {str(path)!r}: the path holds bytes that are not UTF-8") from None
+    problem = utf8_problem(str(path))
+    if problem:  # a name given as bytes that are not UTF-8, which TensorFlow cannot write to
+        raise RoadError(f"{what} {str(path)!r}: the path is {problem}")
     path = pathlib.Path(path)
     try:
         existing = path

@@ -299,8 +299,9 @@ def test_an_output_dir_of_bytes_that_are_not_utf8_is_refused_before_training(tmp
     result = subprocess.run([sys.executable, "-c", program, "--output-dir", out, "--set", "train.steps=1"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
-    assert result.stderr.splitlines() == [f"error: --output-dir '{tmp_path}/run-\\udcff': the path holds bytes that are "
-                                          "not UTF-8"]
+    where = len(f"{tmp_path}/run-")
+    assert result.stderr.splitlines() == [f"error: --output-dir '{tmp_path}/run-\\udcff': the path is not UTF-8 text "
+                                          f"(byte 0xff at character {where})"]
     assert os.listdir(tmp_path) == []
 
 

@@ -16,7 +16,7 @@ import pathlib
 import zlib
 
 from road_tf.data.examples import Answer, QAExample
-from road_tf.errors import DataError
+from road_tf.errors import DataError, utf8_problem
 from road_tf.files import is_gzipped, open_data_file, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -250,11 +250,9 @@ def _parse_question(path, where, qa, context, title):
 def _check_text(path, record, label, text, allow_blank=False):
     """Raises DataError unless `text` is valid Unicode (JSON's "\\ud800" escapes can make lone
     surrogates, which no UTF-8 consumer accepts) and, unless `allow_blank`, holds a non-space."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as error:
-        raise DataError(path, f"{label} holds a lone surrogate {text[error.start]!r} at character {error.start}, "
-                              "which is not valid Unicode text", record) from None
+    problem = utf8_problem(text)
+    if problem:
+        raise DataError(path, f"{label} is {problem}", record)
     if not allow_blank and not text.strip():
         raise DataError(path, f"{label} is empty or only whitespace", record)
 
