@@ -13,7 +13,7 @@ import sys
 from road_tf.config import RUN_METRICS_FILE, config_of_run
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
-from road_tf.files import check_writable_dir
+from road_tf.files import check_writable_dir, entry_kind
 from road_tf.models.task_model import build_model
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
@@ -57,12 +57,35 @@ def load_run_student(run_dir):
     return (config, task, *load_student(run_dir, config, task))
 
 
-def run_final_metrics(run_dir):
-    """The `final` section of a run's metrics.json (the exported model's dev metrics)."""
+def finished_run_metrics(run_dir, flag=None):
+    """The metrics.json dict of the finished run `run_dir` (`train.read_finished_run`'s check).
+
+    Args:
+        run_dir: the run directory; flag: the command-line flag that names it ("--model"), if any,
+            which starts the error messages.
+
+    Raises:
+        RoadError: the run has not finished (no metrics.json), a folder, device or pipe stands in
+            its place (a pipe's read would never end), or the file is not what a finished run writes.
+    """
+    where = f"{flag} {run_dir}" if flag else str(run_dir)
     path = pathlib.Path(run_dir) / RUN_METRICS_FILE
-    if not path.is_file():
-        raise RoadError(f"{run_dir}: no metrics.json; the run has not finished")
-    return read_finished_run(path)["final"]
+    kind = entry_kind(path)
+    if kind is None:
+        raise RoadError(f"{where}: no metrics.json; the run has not finished")
+    if kind != "a file":
+        raise RoadError(f"{where}: its metrics.json is {kind}, not the file a finished run writes")
+    try:
+        return read_finished_run(path)
+    except (RoadError, RecursionError):  # read_finished_run lets JSON nested too deeply raise RecursionError
+        raise RoadError(f"{where}: its metrics.json is not the metrics.json of a finished road_tf run "
+                        "(damaged, or not written by python -m road_tf.train)") from None
+
+
+def run_final_metrics(run_dir, flag=None):
+    """The `final` section of a finished run's metrics.json (the exported model's dev metrics);
+    RoadError as `finished_run_metrics`."""
+    return finished_run_metrics(run_dir, flag)["final"]
 
 
 def parse_args(argv):

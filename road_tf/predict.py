@@ -11,16 +11,17 @@ metrics.json. Output files are written only when every question has been answere
 """
 
 import json
+import os
 import pathlib
 import sys
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
-from road_tf.config import RUN_METRICS_FILE
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
+from road_tf.export import finished_run_metrics
 from road_tf.files import check_distinct, check_writable_file, require_folder, write_atomic
 from road_tf.saved_model import METRICS_FILE, newest_version
 
@@ -52,15 +53,11 @@ def resolve_model(path):
     if (path / SAVED_MODEL_FILE).is_file():
         return path
     if (path / "config.yaml").is_file():
-        metrics_path = path / RUN_METRICS_FILE
-        try:
-            exported = json.loads(metrics_path.read_text()).get("export")
-        except (OSError, ValueError, AttributeError):
-            raise RoadError(f"--model {path}: a run directory without a readable metrics.json (unfinished run?)") from None
+        exported = finished_run_metrics(path, "--model")["export"]
         if not exported:
             raise RoadError(f"--model {path}: this run exported no model (export.enabled was false?); "
                             "export it with python -m road_tf.export --run-dir")
-        if not (isinstance(exported, str) and (pathlib.Path(exported) / SAVED_MODEL_FILE).is_file()):
+        if not (pathlib.Path(exported) / SAVED_MODEL_FILE).is_file():
             raise RoadError(f"--model {path}: its metrics.json names no exported SavedModel folder "
                             f"(export: {json.dumps(exported)[:80]})")
         return pathlib.Path(exported)
@@ -69,6 +66,17 @@ def resolve_model(path):
         raise RoadError(f"--model {path}: not a SavedModel ({SAVED_MODEL_FILE} missing), a model folder with "
                         "numbered versions, or a run directory")
     return version
+
+
+def check_outside_model(written, folder):
+    """RoadError when a file to write ({flag: path}) lies in the SavedModel folder `folder`, whose
+    files (saved_model.pb, variables/, ...) it would replace or whose served version it would change."""
+    model = pathlib.Path(os.path.realpath(folder))
+    for flag, path in written.items():
+        target = pathlib.Path(os.path.realpath(path))
+        if model == target or model in target.parents:
+            raise RoadError(f"{flag} {path}: lies in the SavedModel folder {folder} that --model reads; "
+                            "write it elsewhere")
 
 
 def load_answer_fn(folder):
@@ -92,10 +100,11 @@ def main(argv=None):
     check_distinct(written, {"--data": args.data})
     for flag, path in written.items():
         check_writable_file(path, flag)
+    folder = resolve_model(args.model)
+    check_outside_model(written, folder)
     examples = read_squad_json(args.data)
     if not examples:
         raise RoadError(f"{args.data}: no questions to answer")
-    folder = resolve_model(args.model)
     answer_fn, _ = load_answer_fn(folder)
     outputs = answer_questions(answer_fn, examples, args.batch_size, progress=True)
     predictions, na_probs = squad_outputs(examples, outputs)

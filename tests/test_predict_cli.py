@@ -76,13 +76,14 @@ def bad_cases(run, tmp_path):
     no_export = tmp_path / "run_without_export"
     no_export.mkdir()
     (no_export / "config.yaml").write_text("task: squad2\n")
-    (no_export / "metrics.json").write_text(json.dumps({"final": {}, "export": None}))
+    finished = {"stages": {}, "final": {"task": "squad2"}}
+    (no_export / "metrics.json").write_text(json.dumps({**finished, "export": None}))
     odd_exports = []
-    for name, exported in (("export_number", 5), ("export_list", ["a"]), ("export_itself", None)):
+    for name, exported in (("export_missing", str(tmp_path / "gone")), ("export_itself", None)):
         odd = tmp_path / name
         odd.mkdir()
         (odd / "config.yaml").write_text("task: squad2\n")
-        (odd / "metrics.json").write_text(json.dumps({"final": {}, "export": exported or str(odd.resolve())}))
+        (odd / "metrics.json").write_text(json.dumps({**finished, "export": exported or str(odd.resolve())}))
         odd_exports.append(odd)
     broken_model = tmp_path / "broken" / "1"
     broken_model.mkdir(parents=True)

@@ -1,0 +1,116 @@
+"""Hostile input, third sweep: predict, export, evaluate and the writable-path checks.
+
+Each case is refused with one line on stderr, exit code 2 and nothing written, without loading a
+model: the checks run before TensorFlow loads a SavedModel or builds a student.
+"""
+
+import contextlib
+import json
+import os
+import signal
+
+import pytest
+
+from conftest import one_error_line
+from helpers_fuzz import GOOD_SQUAD
+from road_tf import export, predict
+
+FINISHED = {"stages": {}, "final": {"task": "squad2", "f1": 50.0}}
+DEEP = "[" * 100_000
+
+
+@contextlib.contextmanager
+def deadline(seconds):
+    """Raises TimeoutError in the test when its body takes longer than `seconds` (a read that never ends)."""
+    def expire(signum, frame):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def refused(main, argv, capsys):
+    """The one error line of `main(argv)`, which must exit 2 within 20 seconds."""
+    with deadline(20), pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    return one_error_line(capsys, exit_info)
+
+
+def fake_run(folder, metrics):
+    """A run directory whose metrics.json is made by `metrics(path)`, with a config.yaml and a
+    student weights file (never loaded: the metrics are checked first)."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text("task: squad2\n")
+    (folder / "student").mkdir()
+    (folder / "student" / "model.weights.h5").write_bytes(b"")
+    metrics(folder / "metrics.json")
+    return folder
+
+
+def write_json(value):
+    return lambda path: path.write_text(value if isinstance(value, str) else json.dumps(value))
+
+
+METRICS_CASES = {
+    "missing": (lambda path: None, "no metrics.json; the run has not finished"),
+    "pipe": (os.mkfifo, "its metrics.json is a device or pipe"),
+    "device link": (lambda path: path.symlink_to("/dev/null"), "its metrics.json is a device or pipe"),
+    "folder": (lambda path: path.mkdir(), "its metrics.json is a folder"),
+    "nested too deeply": (write_json(DEEP), "not the metrics.json of a finished road_tf run"),
+    "no final section": (write_json({"export": "/models/m/1"}), "not the metrics.json of a finished road_tf run"),
+    "export a number": (write_json({**FINISHED, "export": 5}), "not the metrics.json of a finished road_tf run"),
+    "not UTF-8": (lambda path: path.write_bytes(b"\xff{}"), "not the metrics.json of a finished road_tf run"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(METRICS_CASES))
+def test_predict_checks_a_run_directory_as_train_does(case, tmp_path, capsys):
+    make, message = METRICS_CASES[case]
+    run = fake_run(tmp_path / "run", make)
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    line = refused(predict.main, ["--model", str(run), "--data", str(data), "--output", str(tmp_path / "p.json")],
+                   capsys)
+    assert line.startswith(f"error: --model {run}: ") and message in line, line
+    assert "--output-dir" not in line
+    assert not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("case", ["pipe", "nested too deeply", "no final section"])
+def test_export_refuses_a_damaged_metrics_json_without_a_traceback(case, tmp_path, capsys):
+    make, message = METRICS_CASES[case]
+    run = fake_run(tmp_path / "run", make)
+    base = tmp_path / "models"
+    line = refused(export.main, ["--run-dir", str(run), "--base", str(base)], capsys)
+    assert line.startswith(f"error: {run}: ") and message in line, line
+    assert "--output-dir" not in line
+    assert not base.exists()
+
+
+def fake_saved_model(folder):
+    """A version folder that predict takes for a SavedModel (it is refused before being loaded)."""
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"the model")
+    return folder
+
+
+@pytest.mark.parametrize("flag,inside", [("--output", "saved_model.pb"), ("--na-probs", "variables/na.json"),
+                                         ("--output", "preds.json")])
+@pytest.mark.parametrize("model_arg", ["version", "model folder"])
+def test_predict_never_writes_into_the_model_it_reads(flag, inside, model_arg, tmp_path, capsys):
+    version = fake_saved_model(tmp_path / "models" / "m" / "1")
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    outputs = {"--output": str(tmp_path / "p.json"), flag: str(version / inside)}
+    model = version if model_arg == "version" else version.parent
+    argv = ["--model", str(model), "--data", str(data)] + [arg for pair in outputs.items() for arg in pair]
+    line = refused(predict.main, argv, capsys)
+    assert f"{flag} {version / inside}: lies in the SavedModel folder" in line, line
+    assert (version / "saved_model.pb").read_bytes() == b"the model"
+    assert sorted(path.name for path in version.rglob("*")) == ["saved_model.pb", "variables"]
+    assert not (tmp_path / "p.json").exists()
