@@ -30,7 +30,7 @@ def read_run_config(run_dir):
         RoadError: when `run_dir` lacks config.yaml or the student's weights, or its task is not QA.
     """
     run_dir = pathlib.Path(run_dir)
-    if not (run_dir / "config.yaml").is_file() or not (run_dir / STUDENT_WEIGHTS).is_file():
+    if entry_kind(run_dir / "config.yaml") != "a file" or entry_kind(run_dir / STUDENT_WEIGHTS) != "a file":
         raise RoadError(f"{run_dir}: not a finished run (needs config.yaml and {STUDENT_WEIGHTS})")
     config = config_of_run(run_dir)
     task = get_task(config.task)

@@ -13,6 +13,10 @@ from road_tf.errors import ConfigError, DataError, RoadError, utf8_problem
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_CONFIG_BYTES = 1 << 20
+NAME_MAX, PATH_MAX = 255, 4096
+"""Linux's longest file name and path, in bytes: nothing can be created at a path beyond them."""
+NOTHING_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF, errno.ENAMETOOLONG})
+"""os.stat errors that mean nothing can be found at a path (pathlib's list, plus a name too long)."""
 """The largest configuration file (a recipe, a TF Serving config) read: such files take a few hundred bytes."""
 
 
@@ -42,11 +46,17 @@ def is_gzipped(path, head):
 
 
 def entry_kind(path):
-    """What stands at `path`, links followed: "a folder", "a file" or "a device or pipe"; None for nothing."""
-    path = pathlib.Path(path)
-    if not path.exists():
+    """What stands at `path`, links followed: "a folder", "a file" or "a device or pipe"; None for
+    nothing, as for a dangling link, a NUL character or a name too long for any file to have it."""
+    try:
+        mode = os.stat(path).st_mode
+    except ValueError:  # a NUL character
         return None
-    return "a folder" if path.is_dir() else "a file" if path.is_file() else "a device or pipe"
+    except OSError as error:
+        if error.errno in NOTHING_THERE:
+            return None
+        raise
+    return "a folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else "a device or pipe"
 
 
 def non_file_kind(path):
@@ -106,24 +116,24 @@ def write_atomic(path, payload):
 
 def require_folder(path, what, kind="folder"):
     """Raises RoadError unless `path` is an existing folder: "<what>: no such <kind>", or
-    "<what>: a file, not a <kind>" when a file stands there."""
-    path = pathlib.Path(path)
-    if not path.is_dir():
-        raise RoadError(f"{what}: {'a file, not a' if path.exists() else 'no such'} {kind}")
+    "<what>: a file, not a <kind>" when a file (or a device or pipe) stands there."""
+    found = entry_kind(path)
+    if found != "a folder":
+        raise RoadError(f"{what}: {f'{found}, not a' if found else 'no such'} {kind}")
 
 
 def check_writable_dir(path, what):
     """Raises RoadError unless `path` is a writable folder or one that can be created; creates nothing.
 
     The probe makes and removes a temporary folder in `path`, or in its nearest existing ancestor
-    when `path` does not exist yet, so a run fails before it starts rather than when it saves.
+    when `path` does not exist yet, so a run fails before it starts rather than when it saves; a
+    path too long to create (`check_path_length`) is refused first.
 
     Args:
         path: the folder a run will write into.
         what: how the user set it, for the message ("--output-dir", "data.cache_dir", ...).
     """
-    if "\x00" in str(path):
-        raise RoadError(f"{what} {str(path)!r}: a path cannot hold a NUL character")
+    check_path_length(path, what)
     problem = utf8_problem(str(path))
     if problem:  # a name given as bytes that are not UTF-8, which TensorFlow cannot write to
         raise RoadError(f"{what} {str(path)!r}: the path is {problem}")
@@ -143,11 +153,27 @@ def check_writable_dir(path, what):
         raise RoadError(f"{what} {path}: cannot write there ({reason})") from None
 
 
+def check_path_length(path, what):
+    """Raises RoadError when nothing could be created at `path`: it holds a NUL character, a name
+    longer than NAME_MAX bytes, or is longer than PATH_MAX bytes in all.
+
+    Args:
+        path: a file or folder to be written; what: how the user set it ("--output", ...).
+    """
+    if "\x00" in str(path):
+        raise RoadError(f"{what} {str(path)!r}: a path cannot hold a NUL character")
+    if any(len(os.fsencode(name)) > NAME_MAX for name in pathlib.Path(path).parts):
+        raise RoadError(f"{what} {path}: holds a name longer than {NAME_MAX} bytes, which no file system here allows")
+    if len(os.fsencode(os.path.abspath(path))) >= PATH_MAX:
+        raise RoadError(f"{what} {str(path)[:80]}...: longer than {PATH_MAX - 1} bytes, which no path here may be")
+
+
 def check_writable_file(path, what):
     """Raises RoadError unless a file can be written at `path`: nothing but a regular file (or a link
     to one) stands there, not a folder, device (/dev/null) or pipe, and its folder is writable or
     can be created (`check_writable_dir`), and it is not in a loop of symbolic links (which
-    `write_atomic` would replace); creates nothing."""
+    `write_atomic` would replace) nor too long (`check_path_length`); creates nothing."""
+    check_path_length(path, what)
     path = pathlib.Path(path)
     kind = non_file_kind(path)
     if kind:

@@ -13,7 +13,8 @@ import pytest
 
 from conftest import one_error_line
 from helpers_fuzz import GOOD_SQUAD
-from road_tf import export, predict
+from road_tf import cache_teacher, export, files, predict
+from road_tf.errors import RoadError
 
 FINISHED = {"stages": {}, "final": {"task": "squad2", "f1": 50.0}}
 DEEP = "[" * 100_000
@@ -114,3 +115,38 @@ def test_predict_never_writes_into_the_model_it_reads(flag, inside, model_arg, t
     assert (version / "saved_model.pb").read_bytes() == b"the model"
     assert sorted(path.name for path in version.rglob("*")) == ["saved_model.pb", "variables"]
     assert not (tmp_path / "p.json").exists()
+
+
+LONG = "n" * 300
+
+
+def test_paths_too_long_to_create_are_refused_up_front(tmp_path):
+    for path in (tmp_path / LONG, tmp_path / "missing" / LONG / "p.json", tmp_path / "deep" / "/".join(["d" * 200] * 21)):
+        with pytest.raises(RoadError, match="^--output .*(longer than 255 bytes|longer than 4095 bytes)"):
+            files.check_writable_file(path, "--output")
+        with pytest.raises(RoadError, match="^--base .*(longer than 255 bytes|longer than 4095 bytes)"):
+            files.check_writable_dir(path, "--base")
+    assert files.entry_kind(tmp_path / LONG) is None
+    assert sorted(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("command,argv,message", [
+    ("predict", ["--model", "{dir}/model", "--output", "{dir}/" + LONG], "longer than 255 bytes"),
+    ("predict", ["--model", "{dir}/model", "--output", "{dir}/missing/" + LONG], "longer than 255 bytes"),
+    ("predict", ["--model", "{dir}/" + LONG, "--output", "{dir}/p.json"], f"--model {{dir}}/{LONG}: no such folder"),
+    ("export", ["--run-dir", "{dir}/" + LONG], "not a finished run"),
+    ("export", ["--run-dir", "{dir}/run", "--base", "{dir}/missing/" + LONG], "longer than 255 bytes"),
+    ("cache_teacher", ["--output", "{dir}/missing/" + LONG], "longer than 255 bytes"),
+], ids=["predict-output", "predict-output-in-new-folder", "predict-model", "export-run-dir", "export-base",
+        "cache_teacher-output"])
+def test_commands_refuse_names_too_long_with_one_line(command, argv, message, tmp_path, capsys):
+    fake_saved_model(tmp_path / "model")
+    fake_run(tmp_path / "run", write_json(FINISHED))
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    before = sorted(tmp_path.rglob("*"))
+    argv = [arg.replace("{dir}", str(tmp_path)) for arg in argv] + (["--data", str(data)] if command == "predict" else [])
+    main = {"predict": predict.main, "export": export.main, "cache_teacher": cache_teacher.main}[command]
+    line = refused(main, argv, capsys)
+    assert message.replace("{dir}", str(tmp_path)) in line, line
+    assert sorted(tmp_path.rglob("*")) == before
