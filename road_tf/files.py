@@ -168,6 +168,19 @@ def check_path_length(path, what):
         raise RoadError(f"{what} {str(path)[:80]}...: longer than {PATH_MAX - 1} bytes, which no path here may be")
 
 
+def check_utf8_path(path, what):
+    """Raises RoadError when `path` is not UTF-8 (bytes from the command line that do not decode):
+    TensorFlow's file functions (SavedModels, TFRecords) take UTF-8 paths only.
+
+    Args:
+        path: a file or folder TensorFlow will write; what: how the user set it ("--output", ...).
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise RoadError(f"{what} {path}: not UTF-8, and TensorFlow takes UTF-8 file names only") from None
+
+
 def check_writable_file(path, what):
     """Raises RoadError unless a file can be written at `path`: nothing but a regular file (or a link
     to one) stands there, not a folder, device (/dev/null) or pipe, and its folder is writable or

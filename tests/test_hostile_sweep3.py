@@ -150,3 +150,22 @@ def test_commands_refuse_names_too_long_with_one_line(command, argv, message, tm
     line = refused(main, argv, capsys)
     assert message.replace("{dir}", str(tmp_path)) in line, line
     assert sorted(tmp_path.rglob("*")) == before
+
+
+NOT_UTF8 = os.fsdecode(b"\xffname")
+
+
+@pytest.mark.parametrize("command", ["export", "cache_teacher"])
+def test_paths_tensorflow_cannot_take_are_refused_before_any_work(command, tmp_path, capsys):
+    """Bytes that are not UTF-8 in a path TensorFlow writes (a SavedModel, TFRecords) failed with a
+    traceback at the end, after the model was built or the teacher had run."""
+    target = tmp_path / NOT_UTF8
+    if command == "export":
+        run = fake_run(tmp_path / "run", write_json(FINISHED))
+        line = refused(export.main, ["--run-dir", str(run), "--base", str(target)], capsys)
+        flag = "--base"
+    else:
+        line = refused(cache_teacher.main, ["--output", str(target / "t.tfrecord")], capsys)
+        flag = "--output"
+    assert line.startswith(f"error: {flag} {tmp_path}/\\udcffname") and "not UTF-8" in line, line
+    assert not target.exists()
