@@ -19,7 +19,7 @@ import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
 from road_tf.files import check_distinct, check_writable_file, require_folder, write_atomic
@@ -27,6 +27,8 @@ from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
 DEFAULT_BATCH_SIZE = 32
+OUTPUTS = {"answer": tf.string, "no_answer_probability": tf.float32}
+"""The serving_default outputs predict writes, each one value per question."""
 
 
 def parse_args(argv):
@@ -84,13 +86,48 @@ def load_answer_fn(folder):
     try:
         loaded = tf.saved_model.load(str(folder))
         signature = loaded.signatures["serving_default"]
-    except (OSError, ValueError, KeyError, tf.errors.OpError) as error:
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise RoadError(f"--model {folder}: cannot load the SavedModel's serving_default signature ({first})") from None
+    except (OSError, ValueError, KeyError, RuntimeError, tf.errors.OpError) as error:  # RuntimeError: an unknown op
+        raise RoadError(f"--model {folder}: cannot load the SavedModel's serving_default signature "
+                        f"({first_line(error) or type(error).__name__})") from None
     inputs = set(signature.structured_input_signature[1])
     if inputs != {"question", "context"}:
         raise RoadError(f"--model {folder}: serving_default takes {sorted(inputs)}, not question/context strings")
-    return lambda question, context: signature(question=question, context=context), loaded
+    outputs = {name: (spec.dtype, spec.shape.rank) for name, spec in signature.structured_outputs.items()}
+    for name, dtype in OUTPUTS.items():
+        if outputs.get(name) != (dtype, 1):
+            raise RoadError(f"--model {folder}: serving_default has no output {name!r} of one {dtype.name} per "
+                            "question; not a road_tf QA model")
+
+    def answer_fn(question, context):
+        return checked_outputs(folder, signature(question=question, context=context), len(question))
+
+    return answer_fn, loaded
+
+
+def checked_outputs(folder, outputs, rows):
+    """The serving_default `outputs` for `rows` questions; RoadError when OUTPUTS do not hold one value per
+    question, an answer is not UTF-8 or a no-answer probability is not a number in [0, 1]."""
+    for name in OUTPUTS:
+        if outputs[name].shape != (rows,):
+            raise RoadError(f"--model {folder}: serving_default returned {name} of shape "
+                            f"{outputs[name].shape.as_list()} for {rows} questions")
+    probability = outputs["no_answer_probability"].numpy()
+    outside = probability[~((probability >= 0) & (probability <= 1))]  # NaN fails both comparisons
+    if outside.size:
+        raise RoadError(f"--model {folder}: serving_default returned the no-answer probability {outside[0]}, "
+                        "not a number in [0, 1]")
+    if not all(is_utf8(answer) for answer in outputs["answer"].numpy()):
+        raise RoadError(f"--model {folder}: serving_default returned an answer that is not UTF-8")
+    return outputs
+
+
+def is_utf8(data):
+    """Whether the bytes `data` decode as UTF-8."""
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 @cli_main

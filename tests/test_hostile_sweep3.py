@@ -7,9 +7,11 @@ model: the checks run before TensorFlow loads a SavedModel or builds a student.
 import contextlib
 import json
 import os
+import shutil
 import signal
 
 import pytest
+import tensorflow as tf
 
 from conftest import one_error_line
 from helpers_fuzz import GOOD_SQUAD
@@ -169,3 +171,80 @@ def test_paths_tensorflow_cannot_take_are_refused_before_any_work(command, tmp_p
         flag = "--output"
     assert line.startswith(f"error: {flag} {tmp_path}/\\udcffname") and "not UTF-8" in line, line
     assert not target.exists()
+
+
+class OddReader(tf.Module):
+    """A SavedModel whose serving_default takes question/context strings but returns `outputs(question)`."""
+
+    def __init__(self, outputs):
+        super().__init__()
+        self._outputs = outputs
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question"),
+                                  tf.TensorSpec([None], tf.string, name="context")])
+    def answer(self, question, context):
+        return self._outputs(question)
+
+
+def _rows(question, value, extra=0):
+    return tf.fill([tf.shape(question)[0] + extra], value)
+
+
+ODD_MODELS = {
+    "no answer output": (lambda q: {"text": q, "no_answer_probability": _rows(q, 0.5)},
+                         "serving_default has no output 'answer' of one string per question"),
+    "answer a number": (lambda q: {"answer": _rows(q, 3), "no_answer_probability": _rows(q, 0.5)},
+                        "serving_default has no output 'answer' of one string per question"),
+    "scalar outputs": (lambda q: {"answer": tf.constant("x"), "no_answer_probability": tf.constant(0.5)},
+                       "serving_default has no output 'answer' of one string per question"),
+    "one row too many": (lambda q: {"answer": _rows(q, "x", 1), "no_answer_probability": _rows(q, 0.5, 1)},
+                         "serving_default returned answer of shape [3] for 2 questions"),
+    "NaN probability": (lambda q: {"answer": q, "no_answer_probability": _rows(q, float("nan"))},
+                        "the no-answer probability nan, not a number in [0, 1]"),
+    "probability above 1": (lambda q: {"answer": q, "no_answer_probability": _rows(q, 1.5)},
+                            "the no-answer probability 1.5, not a number in [0, 1]"),
+    "answer not UTF-8": (lambda q: {"answer": _rows(q, b"\xff"), "no_answer_probability": _rows(q, 0.5)},
+                         "serving_default returned an answer that is not UTF-8"),
+}
+
+
+@pytest.fixture(scope="module")
+def odd_models(tmp_path_factory):
+    """{case: version folder} of the ODD_MODELS SavedModels."""
+    root = tmp_path_factory.mktemp("odd_models")
+    folders = {}
+    for index, (case, (outputs, _)) in enumerate(sorted(ODD_MODELS.items())):
+        reader = OddReader(outputs)
+        folders[case] = root / str(index) / "1"
+        tf.saved_model.save(reader, str(folders[case]), signatures={"serving_default": reader.answer})
+    return folders
+
+
+@pytest.mark.parametrize("case", sorted(ODD_MODELS))
+def test_predict_refuses_a_model_that_breaks_the_serving_contract(case, odd_models, tmp_path, capsys):
+    """Such models gave a traceback (KeyError, UnicodeDecodeError), or wrote NaN (not JSON) or answers
+    shifted against their questions."""
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    argv = ["--model", str(odd_models[case]), "--data", str(data), "--output", str(tmp_path / "p.json"),
+            "--na-probs", str(tmp_path / "na.json")]
+    line = refused(predict.main, argv, capsys)
+    assert line.startswith(f"error: --model {odd_models[case]}: ") and ODD_MODELS[case][1] in line, line
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["dev.json"]
+
+
+def test_predict_refuses_a_model_with_an_unknown_op(odd_models, tmp_path, capsys):
+    """TensorFlow raises RuntimeError for an op this binary lacks; it gave a traceback."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    folder = tmp_path / "unknown_op" / "1"
+    shutil.copytree(odd_models["NaN probability"], folder)
+    proto = saved_model_pb2.SavedModel.FromString((folder / "saved_model.pb").read_bytes())
+    proto.meta_graphs[0].graph_def.library.function[0].node_def[0].op = "RoadNoSuchOp"
+    (folder / "saved_model.pb").write_bytes(proto.SerializeToString())
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    line = refused(predict.main, ["--model", str(folder), "--data", str(data), "--output", str(tmp_path / "p.json")],
+                   capsys)
+    assert "cannot load the SavedModel's serving_default signature (Op type not registered 'RoadNoSuchOp'" in line
+    assert len(line) < 400 and not (tmp_path / "p.json").exists()
