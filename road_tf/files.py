@@ -168,17 +168,18 @@ def check_path_length(path, what):
         raise RoadError(f"{what} {str(path)[:80]}...: longer than {PATH_MAX - 1} bytes, which no path here may be")
 
 
-def check_utf8_path(path, what):
-    """Raises RoadError when `path` is not UTF-8 (bytes from the command line that do not decode):
-    TensorFlow's file functions (SavedModels, TFRecords) take UTF-8 paths only.
+def check_utf8(value, what):
+    """Raises RoadError when `value` is not UTF-8 (bytes from the command line that do not decode):
+    TensorFlow takes UTF-8 text only, in the paths its file functions (SavedModels, TFRecords) open
+    as in the names, paths and addresses of a TF Serving config or server.
 
     Args:
-        path: a file or folder TensorFlow will write; what: how the user set it ("--output", ...).
+        value: a path or name given to TensorFlow; what: how the user set it ("--output", ...).
     """
     try:
-        str(path).encode("utf-8")
+        str(value).encode("utf-8")
     except UnicodeEncodeError:
-        raise RoadError(f"{what} {path}: not UTF-8, and TensorFlow takes UTF-8 file names only") from None
+        raise RoadError(f"{what} {value}: not UTF-8 (TensorFlow and TF Serving take UTF-8 names and paths only)") from None
 
 
 def check_writable_file(path, what):

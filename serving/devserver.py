@@ -20,6 +20,7 @@ import threading
 from tensorflow_serving.config import model_server_config_pb2
 
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main
+from road_tf.files import check_utf8
 from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.grpc_api import build_server
 from serving.limits import (
@@ -124,6 +125,8 @@ def _check_args(args):
         if not getattr(args, flag) <= MAX_SECONDS:
             raise ConfigError(f"--{flag} must be a finite number of seconds, at most {MAX_SECONDS:,}, "
                               f"got {getattr(args, flag)}")
+    for flag in ("model_name", "model_base_path", "host"):
+        check_utf8(getattr(args, flag), f"--{flag}")
     if not args.model_config_file and not args.model_base_path:
         raise ConfigError("give --model_config_file, or --model_name and --model_base_path")
     if args.batching_parameters_file and not args.enable_batching:

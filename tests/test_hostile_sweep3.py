@@ -248,3 +248,14 @@ def test_predict_refuses_a_model_with_an_unknown_op(odd_models, tmp_path, capsys
                    capsys)
     assert "cannot load the SavedModel's serving_default signature (Op type not registered 'RoadNoSuchOp'" in line
     assert len(line) < 400 and not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.parametrize("flag", ["--model_name", "--model_base_path", "--host"])
+def test_devserver_refuses_flags_that_are_not_utf8(flag, tmp_path, capsys):
+    """They went into a protobuf or gRPC's address and failed with a UnicodeEncodeError traceback."""
+    from serving import devserver
+
+    argv = {"--model_name": "m", "--model_base_path": str(tmp_path), "--port": "0", "--rest_api_port": "0",
+            flag: NOT_UTF8}
+    line = refused(devserver.main, [f"{name}={value}" for name, value in argv.items()], capsys)
+    assert line == f"error: {flag} \\udcffname: not UTF-8 (TensorFlow and TF Serving take UTF-8 names and paths only)"
