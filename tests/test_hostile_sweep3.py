@@ -259,3 +259,21 @@ def test_devserver_refuses_flags_that_are_not_utf8(flag, tmp_path, capsys):
             flag: NOT_UTF8}
     line = refused(devserver.main, [f"{name}={value}" for name, value in argv.items()], capsys)
     assert line == f"error: {flag} \\udcffname: not UTF-8 (TensorFlow and TF Serving take UTF-8 names and paths only)"
+
+
+def test_an_error_after_the_first_batch_gets_a_line_of_its_own(tmp_path, capsys):
+    """The progress line ("\\r  answered 1/2 questions") had no line end, so the error message ran on after it."""
+    why = lambda q: tf.strings.regex_full_match(q, "Why.*")  # noqa: E731  (the second question of GOOD_SQUAD)
+    reader = OddReader(lambda q: {"answer": q, "no_answer_probability": tf.where(why(q), float("nan"), 0.5)})
+    model = tmp_path / "late_nan" / "1"
+    tf.saved_model.save(reader, str(model), signatures={"serving_default": reader.answer})
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model", str(model), "--data", str(data), "--output", str(tmp_path / "p.json"),
+                      "--batch-size", "1"])
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.split("\n")[:-1]
+    assert lines[-1].startswith(f"error: --model {model}: serving_default returned the no-answer probability nan")
+    assert lines[:-1] == ["\r  answered 1/2 questions"]
+    assert not (tmp_path / "p.json").exists()

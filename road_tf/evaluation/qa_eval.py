@@ -28,20 +28,25 @@ def answer_questions(answer_fn, examples, batch_size, progress=False):
     Args:
         answer_fn: (question tf.string [B], context tf.string [B]) -> dict of [B, ...] tensors.
         examples: list of QAExample.
-        progress: write a progress line to stderr.
+        progress: write a progress line to stderr (ended early when an error stops the answers).
     Returns:
         dict {output key: np.ndarray [N, ...]} over the N questions (strings decoded to str).
     """
     import tensorflow as tf
 
-    parts = {}
-    for begin in range(0, len(examples), batch_size):
-        chunk = examples[begin:begin + batch_size]
-        out = answer_fn(tf.constant([e.question for e in chunk]), tf.constant([e.context for e in chunk]))
-        for key, value in out.items():
-            parts.setdefault(key, []).append(value.numpy())
-        if progress:
-            _progress(begin + len(chunk), len(examples), sys.stderr)
+    parts, done = {}, 0
+    try:
+        for begin in range(0, len(examples), batch_size):
+            chunk = examples[begin:begin + batch_size]
+            out = answer_fn(tf.constant([e.question for e in chunk]), tf.constant([e.context for e in chunk]))
+            for key, value in out.items():
+                parts.setdefault(key, []).append(value.numpy())
+            done = begin + len(chunk)
+            if progress:
+                _progress(done, len(examples), sys.stderr)
+    finally:
+        if progress and 0 < done < len(examples):
+            sys.stderr.write("\n")  # an error stops the loop: its message gets a line of its own
     return {key: _decoded(np.concatenate(values)) for key, values in parts.items()}
 
 
