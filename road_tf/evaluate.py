@@ -14,10 +14,12 @@ TSV of `guid<TAB>integer label` lines (a first line `guid<TAB>label` is a header
 default 2; pass 3 for MNLI; at most 1,000,000). The output holds accuracy, macro_f1, f1 (of
 class 1, for 0/1 labels) and total; the scores are fractions in [0, 1].
 
-Bad files exit with status 2 and one line on stderr naming the file, the record and the problem.
+Bad files, among them a JSON object that gives one id twice, exit with status 2 and one line on stderr
+naming the file, the record and the problem.
 """
 
 import argparse
+import collections
 import json
 import logging
 import math
@@ -25,7 +27,7 @@ import os
 import re
 import sys
 
-from road_tf.data.squad import read_json, read_squad_json, read_text
+from road_tf.data.squad import parse_json, read_squad_json, read_text
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
@@ -72,14 +74,32 @@ def _parser():
 
 
 def _read_mapping(path, describe, is_value):
-    """Reads a JSON object whose values pass `is_value`; DataError names the first bad entry."""
-    mapping = read_json(path)
+    """Reads a JSON object whose values pass `is_value`; DataError names the first bad entry or the
+    first id the object holds twice (JSON keeps the last silently: two answers to one question)."""
+    text = read_text(path)
+    mapping = parse_json(text, path)
     if not isinstance(mapping, dict):
         raise DataError(path, f"must be a JSON object mapping ids to {describe}, got {type(mapping).__name__}")
     for key, value in mapping.items():
         if not is_value(value):
             raise DataError(path, f"value must be {describe}, got {json.dumps(value)[:60]}", record=key)
+    repeated = _repeated_keys(text)
+    if repeated:
+        raise DataError(path, f"the id is given {repeated[1]} times; give each id once", record=repeated[0])
     return mapping
+
+
+def _repeated_keys(text):
+    """(first key an object of the JSON `text` holds more than once, its count) or None; `text` has
+    parsed already, so it parses again without error."""
+    found = []
+
+    def pairs(items):
+        counts = collections.Counter(key for key, _ in items)
+        found.extend((key, count) for key, count in counts.items() if count > 1)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return found[0] if found else None
 
 
 def _is_integer(value):

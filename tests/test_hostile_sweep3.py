@@ -15,7 +15,7 @@ import tensorflow as tf
 
 from conftest import one_error_line
 from helpers_fuzz import GOOD_SQUAD
-from road_tf import cache_teacher, export, files, predict
+from road_tf import cache_teacher, evaluate, export, files, predict
 from road_tf.errors import RoadError
 
 FINISHED = {"stages": {}, "final": {"task": "squad2", "f1": 50.0}}
@@ -277,3 +277,26 @@ def test_an_error_after_the_first_batch_gets_a_line_of_its_own(tmp_path, capsys)
     assert lines[-1].startswith(f"error: --model {model}: serving_default returned the no-answer probability nan")
     assert lines[:-1] == ["\r  answered 1/2 questions"]
     assert not (tmp_path / "p.json").exists()
+
+
+EVALUATE_FILES = {"dev.json": GOOD_SQUAD.decode(), "preds.json": '{"q1": "Paris", "q2": ""}',
+                  "na.json": '{"q1": 0.1, "q2": 0.9}', "gold.json": '{"a": 1, "b": 0}', "labels.json": '{"a": 1, "b": 0}'}
+REPEATED_IDS = {"preds.json": ('{"q1": "Bob", "q1": "Paris", "q2": ""}', "q1"),
+                "na.json": ('{"q1": 0.1, "q1": 0.95, "q2": 0.9}', "q1"),
+                "gold.json": ('{"a": 1, "b": 1, "b": 0}', "b"),
+                "labels.json": ('{"a": 1, "b": 0, "b": 1}', "b")}
+
+
+@pytest.mark.parametrize("name", sorted(REPEATED_IDS))
+def test_evaluate_refuses_an_id_given_twice(name, tmp_path, capsys):
+    """JSON keeps the last of two values of one key: a predictions file holding two answers to one
+    question was scored on the last one without a word (a TSV gold file's repeated guid is refused)."""
+    text, key = REPEATED_IDS[name]
+    for file_name, content in {**EVALUATE_FILES, name: text}.items():
+        (tmp_path / file_name).write_text(content)
+    if name in ("preds.json", "na.json"):
+        argv = ["squad2", str(tmp_path / "dev.json"), str(tmp_path / "preds.json"), "--na-probs", str(tmp_path / "na.json")]
+    else:
+        argv = ["classification", str(tmp_path / "gold.json"), str(tmp_path / "labels.json")]
+    line = refused(evaluate.main, argv, capsys)
+    assert line == f"error: {tmp_path / name}: record {key}: the id is given 2 times; give each id once"
