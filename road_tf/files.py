@@ -13,6 +13,8 @@ from road_tf.errors import ConfigError, DataError, RoadError, utf8_problem
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_CONFIG_BYTES = 1 << 20
+MAX_VERSION = 2**63 - 1
+"""The highest model version TF Serving takes (an int64); higher-numbered folders are not versions."""
 NAME_MAX, PATH_MAX = 255, 4096
 """Linux's longest file name and path, in bytes: nothing can be created at a path beyond them."""
 NOTHING_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF, errno.ENAMETOOLONG})
@@ -218,13 +220,22 @@ def check_distinct(written, read):
         seen[target] = what
 
 
+def version_number(name):
+    """A directory name -> its version (int), or None unless it is a base-10 integer in ASCII
+    digits no larger than MAX_VERSION ("²" and "٣" pass str.isdigit() but are not versions)."""
+    if not (name.isascii() and name.isdigit()) or len(name.lstrip("0")) > len(str(MAX_VERSION)):
+        return None
+    version = int(name)
+    return version if version <= MAX_VERSION else None
+
+
 def versions(model_dir):
-    """{version number: path} of the entries of `model_dir` named by a base-10 ASCII integer ({} when
-    the folder is absent; RoadError when a file, device or pipe stands there).
+    """{version number: path} of the entries of `model_dir` that `version_number` takes for versions
+    ({} when the folder is absent; RoadError when a file, device or pipe stands there).
 
     Other names are ignored: hidden ones (`.tmp-*`) silently, the rest with one warning naming the
     first few when the folder holds versions (without any, it is not a model folder, which callers
-    report). `str.isdigit()` is also true for names such as "²" that `int()` rejects.
+    report); TF Serving ignores them too, numbers above MAX_VERSION included.
     """
     model_dir = pathlib.Path(model_dir)
     kind = entry_kind(model_dir)
@@ -232,8 +243,9 @@ def versions(model_dir):
         raise RoadError(f"{model_dir}: {kind}, not a model folder of numbered versions")
     found, ignored = {}, []
     for path in (model_dir.iterdir() if model_dir.exists() else ()):
-        if path.name.isascii() and path.name.isdigit():
-            found[int(path.name)] = path
+        number = version_number(path.name)
+        if number is not None:
+            found[number] = path
         elif not path.name.startswith("."):
             ignored.append(path.name)
     if ignored and found:

@@ -22,6 +22,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from road_tf.files import MAX_VERSION, version_number
 from serving.batching import batchable
 from serving.errors import invalid, not_found
 from serving.limits import RequestLimits
@@ -32,8 +33,6 @@ DEFAULT_SIGNATURE = "serving_default"
 WARMUP_FILE = os.path.join("assets.extra", "tf_serving_warmup_requests")
 MAX_WARMUP_RECORDS = 1000
 """TF Serving replays at most this many warmup records per version."""
-MAX_VERSION = 2**63 - 1
-"""Versions are int64 in TF Serving's protos."""
 
 TOKEN_INPUTS = ("token_ids", "segment_ids", "padding_mask")
 """The inputs of road_tf's serve_token_ids signature, which must share one shape."""
@@ -369,15 +368,6 @@ class Servable:
         except tf.errors.InvalidArgumentError as error:
             raise invalid(f"the model rejected the inputs: {tf_error_summary(error.message)}") from None
         return {key: tensor.numpy() for key, tensor in outputs.items()}
-
-
-def version_number(name):
-    """A directory name -> its version (int), or None unless it is a base-10 integer in ASCII
-    digits no larger than MAX_VERSION ("²" and "٣" pass str.isdigit() but are not versions)."""
-    if not (name.isascii() and name.isdigit()) or len(name.lstrip("0")) > len(str(MAX_VERSION)):
-        return None
-    version = int(name)
-    return version if version <= MAX_VERSION else None
 
 
 class ModelManager:

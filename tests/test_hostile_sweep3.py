@@ -300,3 +300,20 @@ def test_evaluate_refuses_an_id_given_twice(name, tmp_path, capsys):
         argv = ["classification", str(tmp_path / "gold.json"), str(tmp_path / "labels.json")]
     line = refused(evaluate.main, argv, capsys)
     assert line == f"error: {tmp_path / name}: record {key}: the id is given 2 times; give each id once"
+
+
+def test_folders_numbered_above_int64_are_not_versions(tmp_path, caplog):
+    """TF Serving (and the devserver) ignore them, but an export numbered its version past such a
+    stray folder (100000000000000000000), which was then never served."""
+    from road_tf.saved_model import next_version, newest_version
+
+    INT64_MAX = 2**63 - 1  # noqa: N806
+
+    for name in ("3", str(INT64_MAX + 1), "99999999999999999999"):
+        fake_saved_model(tmp_path / "m" / name)
+    assert sorted(files.versions(tmp_path / "m")) == [3]
+    assert next_version(tmp_path / "m") == 4 and newest_version(tmp_path / "m") == tmp_path / "m" / "3"
+    assert "ignoring 2 entries that are not version folders" in caplog.text
+    fake_saved_model(tmp_path / "m" / str(INT64_MAX))
+    with pytest.raises(RoadError, match=f"holds version {INT64_MAX}, the highest TF Serving takes"):
+        next_version(tmp_path / "m")
