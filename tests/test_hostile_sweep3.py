@@ -317,3 +317,19 @@ def test_folders_numbered_above_int64_are_not_versions(tmp_path, caplog):
     fake_saved_model(tmp_path / "m" / str(INT64_MAX))
     with pytest.raises(RoadError, match=f"holds version {INT64_MAX}, the highest TF Serving takes"):
         next_version(tmp_path / "m")
+
+
+def test_predict_refuses_a_model_whose_variables_are_cut_short(tmp_path, capsys):
+    """A truncated variables.data file raised IndexError ("Read less bytes than requested") from TensorFlow."""
+    folder = tmp_path / "cut" / "1"
+    reader = OddReader(lambda q: {"answer": q, "no_answer_probability": _rows(q, 0.5)})
+    reader.table = tf.Variable(tf.zeros([1000]))
+    tf.saved_model.save(reader, str(folder), signatures={"serving_default": reader.answer})
+    data_file = next((folder / "variables").glob("variables.data-*"))
+    data_file.write_bytes(data_file.read_bytes()[:100])
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    line = refused(predict.main, ["--model", str(folder), "--data", str(data), "--output", str(tmp_path / "p.json")],
+                   capsys)
+    assert line.startswith(f"error: --model {folder}: cannot load the SavedModel's serving_default signature (")
+    assert not (tmp_path / "p.json").exists()
