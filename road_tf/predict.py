@@ -22,7 +22,7 @@ from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
-from road_tf.files import check_distinct, check_writable_file, require_folder, write_atomic
+from road_tf.files import check_distinct, check_writable_file, entry_kind, require_folder, write_atomic
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -59,7 +59,7 @@ def resolve_model(path):
         if not exported:
             raise RoadError(f"--model {path}: this run exported no model (export.enabled was false?); "
                             "export it with python -m road_tf.export --run-dir")
-        if not (pathlib.Path(exported) / SAVED_MODEL_FILE).is_file():
+        if entry_kind(pathlib.Path(exported) / SAVED_MODEL_FILE) != "a file":
             raise RoadError(f"--model {path}: its metrics.json names no exported SavedModel folder "
                             f"(export: {json.dumps(exported)[:80]})")
         return pathlib.Path(exported)

@@ -68,6 +68,8 @@ METRICS_CASES = {
     "no final section": (write_json({"export": "/models/m/1"}), "not the metrics.json of a finished road_tf run"),
     "export a number": (write_json({**FINISHED, "export": 5}), "not the metrics.json of a finished road_tf run"),
     "not UTF-8": (lambda path: path.write_bytes(b"\xff{}"), "not the metrics.json of a finished road_tf run"),
+    "export a name too long": (write_json({**FINISHED, "export": "/" + "n" * 300}),
+                               "its metrics.json names no exported SavedModel folder"),
 }
 
 
