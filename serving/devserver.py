@@ -50,6 +50,7 @@ POSITIVE_FLAGS = ("grpc_max_threads", "max_request_bytes", "max_request_elements
 MAXIMA = {"port": MAX_PORT, "rest_api_port": MAX_PORT, "max_request_bytes": MAX_GRPC_BYTES}
 """Flag -> its largest value."""
 SECONDS_FLAGS = ("rest_timeout_seconds", "file_system_poll_wait_seconds")
+PRINTABLE_NAME = "a model name must be printable (a line break or control character would split the log lines)"
 
 
 def parse_bool(text):
@@ -127,6 +128,8 @@ def _check_args(args):
                               f"got {getattr(args, flag)}")
     for flag in ("model_name", "model_base_path", "host"):
         check_utf8(getattr(args, flag), f"--{flag}")
+    if not args.model_name.isprintable():
+        raise ConfigError(f"--model_name {args.model_name!r}: {PRINTABLE_NAME}")
     if not args.model_config_file and not args.model_base_path:
         raise ConfigError("give --model_config_file, or --model_name and --model_base_path")
     if args.batching_parameters_file and not args.enable_batching:
@@ -162,6 +165,10 @@ def read_model_config(path):
     for model in config.model_config_list.config:
         if not model.name or not model.base_path:
             raise ConfigError(f"{path}: every config entry needs a name and a base_path")
+        if not model.name.isprintable():
+            raise ConfigError(f"{path}: model {model.name!r}: {PRINTABLE_NAME}")
+        if "\x00" in model.base_path:
+            raise ConfigError(f"{path}: model {model.name}: base_path holds a NUL character, which no path can")
         if model.model_platform not in ("", "tensorflow"):
             raise ConfigError(f"{path}: model {model.name}: platform {model.model_platform!r} is not supported")
         if model.version_labels:

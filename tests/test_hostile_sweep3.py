@@ -335,3 +335,24 @@ def test_predict_refuses_a_model_whose_variables_are_cut_short(tmp_path, capsys)
                    capsys)
     assert line.startswith(f"error: --model {folder}: cannot load the SavedModel's serving_default signature (")
     assert not (tmp_path / "p.json").exists()
+
+
+CONFIG_ENTRY = 'model_config_list {{ config {{ name: "{name}" base_path: "{base_path}" }} }}\n'
+
+
+@pytest.mark.parametrize("name,base_path,flags,message", [
+    ("m", "/models/m\\000x", [], "model m: base_path holds a NUL character"),
+    ("m\\nx", "/models/m", [], "model 'm\\nx': a model name must be printable"),
+    (None, None, ["--model_name=a\nb", "--model_base_path=/models/m"], "--model_name 'a\\nb': a model name must be printable"),
+], ids=["config base_path with NUL", "config name with line break", "flag name with line break"])
+def test_devserver_refuses_model_names_and_paths_it_cannot_serve(name, base_path, flags, message, tmp_path, capsys):
+    """A NUL in a config's base_path crashed the start-up (ValueError in os.listdir); a line break in
+    a model name split the devserver's log lines."""
+    from serving import devserver
+
+    if name is not None:
+        config = tmp_path / "models.config"
+        config.write_text(CONFIG_ENTRY.format(name=name, base_path=base_path))
+        flags = [f"--model_config_file={config}"]
+    line = refused(devserver.main, ["--port=0", "--rest_api_port=0", *flags], capsys)
+    assert message in line, line
