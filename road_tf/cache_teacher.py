@@ -18,7 +18,7 @@ from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.offline import teacher_logits
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
 from road_tf.experiment import load_teacher_weights
-from road_tf.files import check_distinct, check_utf8, check_writable_file
+from road_tf.files import check_distinct, check_writable_file
 from road_tf.models.task_model import build_model
 from road_tf.tasks import get_task, load_task_data
 
@@ -78,7 +78,6 @@ def check_outputs(output, config):
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
-    check_utf8(args.output, "--output")
     check_writable_file(args.output, "--output")
     path = config_lib.resolve_recipe(args.config) if args.config else None
     config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))

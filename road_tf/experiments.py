@@ -50,7 +50,7 @@ from road_tf import cache_teacher, export, train
 from road_tf.config import (RUN_METRICS_FILE, config_digest, config_from_dict, dump_yaml, merge_overrides,
                             resolve_teacher_runs)
 from road_tf.data.features import InvalidCache, verify_feature_cache
-from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty, utf8_problem
+from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
 from road_tf.files import check_writable_dir, entry_kind, write_atomic
 from road_tf.run_clock import RunClock, recorded_minutes
 from road_tf.saved_model import newest_is_from
@@ -335,13 +335,6 @@ def check_folder(path, prefix="", remedy="move it away"):
         raise RoadError(f"{prefix}{path} is {kind}, not a folder; {remedy}")
 
 
-def check_utf8(output):
-    """RoadError when --output's name is not UTF-8 (it enters YAML configs and JSON records)."""
-    problem = utf8_problem(str(output))
-    if problem:
-        raise RoadError(f"--output {str(output)!r}: the name is {problem}; choose another --output")
-
-
 def check_scale(output, scale_name):
     """Records `scale_name` in `<output>/scale.json`; RoadError when the folder holds another scale's
     runs and tables (from scale.json, or for folders made before it from a TABLE.md heading), whose
@@ -578,7 +571,6 @@ def parse_rows(parser, table, rows):
 def main(argv=None):
     args = parse_args(argv)
     output = pathlib.Path(args.output or f"results/{args.scale}")
-    check_utf8(output)
     check_writable_dir(output, "--output")
     scale = SCALES[args.scale]
     experiments = Experiments(scale, output)

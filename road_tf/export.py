@@ -13,7 +13,7 @@ import sys
 from road_tf.config import RUN_METRICS_FILE, config_of_run
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
-from road_tf.files import check_utf8, check_writable_dir, entry_kind
+from road_tf.files import check_writable_dir, entry_kind
 from road_tf.models.task_model import build_model
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
@@ -77,7 +77,7 @@ def finished_run_metrics(run_dir, flag=None):
         raise RoadError(f"{where}: its metrics.json is {kind}, not the file a finished run writes")
     try:
         return read_finished_run(path)
-    except (RoadError, RecursionError):  # read_finished_run lets JSON nested too deeply raise RecursionError
+    except RoadError:
         raise RoadError(f"{where}: its metrics.json is not the metrics.json of a finished road_tf run "
                         "(damaged, or not written by python -m road_tf.train)") from None
 
@@ -107,9 +107,7 @@ def export_run(run_dir, model_name=None, base_dir=None):
     config, task = read_run_config(run_dir)
     export = dataclasses.replace(config.export, model_name=model_name or config.export.model_name,
                                  base_dir=base_dir or config.export.base_dir)
-    model_dir, flag = pathlib.Path(export.base_dir) / export.model_name, "--base" if base_dir else "export.base_dir"
-    check_utf8(model_dir, flag)
-    check_writable_dir(model_dir, flag)
+    check_writable_dir(pathlib.Path(export.base_dir) / export.model_name, "--base" if base_dir else "export.base_dir")
     final = run_final_metrics(run_dir)
     tokenizer, model = load_student(run_dir, config, task)
     return export_qa_model(model, task, tokenizer, dataclasses.replace(config, export=export),

@@ -13,13 +13,13 @@ from road_tf.errors import ConfigError, DataError, RoadError, utf8_problem
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_CONFIG_BYTES = 1 << 20
+"""The largest configuration file (a recipe, a TF Serving config) read: such files take a few hundred bytes."""
 MAX_VERSION = 2**63 - 1
 """The highest model version TF Serving takes (an int64); higher-numbered folders are not versions."""
 NAME_MAX, PATH_MAX = 255, 4096
 """Linux's longest file name and path, in bytes: nothing can be created at a path beyond them."""
 NOTHING_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF, errno.ENAMETOOLONG})
 """os.stat errors that mean nothing can be found at a path (pathlib's list, plus a name too long)."""
-"""The largest configuration file (a recipe, a TF Serving config) read: such files take a few hundred bytes."""
 
 
 def open_data_file(path):
@@ -129,16 +129,14 @@ def check_writable_dir(path, what):
 
     The probe makes and removes a temporary folder in `path`, or in its nearest existing ancestor
     when `path` does not exist yet, so a run fails before it starts rather than when it saves; a
-    path too long to create (`check_path_length`) is refused first.
+    path too long to create (`check_path_length`) or not UTF-8 (`check_utf8`) is refused first.
 
     Args:
         path: the folder a run will write into.
         what: how the user set it, for the message ("--output-dir", "data.cache_dir", ...).
     """
     check_path_length(path, what)
-    problem = utf8_problem(str(path))
-    if problem:  # a name given as bytes that are not UTF-8, which TensorFlow cannot write to
-        raise RoadError(f"{what} {str(path)!r}: the path is {problem}")
+    check_utf8(path, what)
     path = pathlib.Path(path)
     try:
         existing = path
@@ -178,18 +176,19 @@ def check_utf8(value, what):
     Args:
         value: a path or name given to TensorFlow; what: how the user set it ("--output", ...).
     """
-    try:
-        str(value).encode("utf-8")
-    except UnicodeEncodeError:
-        raise RoadError(f"{what} {value}: not UTF-8 (TensorFlow and TF Serving take UTF-8 names and paths only)") from None
+    problem = utf8_problem(str(value))
+    if problem:
+        raise RoadError(f"{what} {str(value)!r}: {problem}; TensorFlow and TF Serving take UTF-8 names and paths only")
 
 
 def check_writable_file(path, what):
     """Raises RoadError unless a file can be written at `path`: nothing but a regular file (or a link
     to one) stands there, not a folder, device (/dev/null) or pipe, and its folder is writable or
     can be created (`check_writable_dir`), and it is not in a loop of symbolic links (which
-    `write_atomic` would replace) nor too long (`check_path_length`); creates nothing."""
+    `write_atomic` would replace) nor too long (`check_path_length`) or not UTF-8 (`check_utf8`);
+    creates nothing."""
     check_path_length(path, what)
+    check_utf8(path, what)
     path = pathlib.Path(path)
     kind = non_file_kind(path)
     if kind:

@@ -313,7 +313,7 @@ def read_finished_run(metrics_path):
     finite numbers, and whose `export` is a path or null."""
     try:
         metrics = json.loads(metrics_path.read_text())
-    except (OSError, ValueError):  # json.JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError):  # ValueError: also JSONDecodeError, UnicodeDecodeError
         metrics = None
     final = metrics.get("final") if isinstance(metrics, dict) else None
     finished = (isinstance(final, dict) and isinstance(final.get("task"), str)

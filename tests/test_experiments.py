@@ -316,7 +316,7 @@ def test_an_output_whose_name_is_not_utf8_is_refused_naming_output(tmp_path, cap
     with pytest.raises(SystemExit) as exit_info:
         experiments.main(["final", "--scale", "tiny", "--output", os.fsdecode(bytes(tmp_path) + b"/r\xe9sults")])
     line = one_error_line(capsys, exit_info)
-    assert line.startswith("error: --output '") and "the name is not UTF-8 text (byte 0x" in line
+    assert line.startswith("error: --output '") and ": not UTF-8 text (byte 0x" in line
     assert list(tmp_path.iterdir()) == []
 
 

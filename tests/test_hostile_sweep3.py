@@ -166,12 +166,12 @@ def test_paths_tensorflow_cannot_take_are_refused_before_any_work(command, tmp_p
     target = tmp_path / NOT_UTF8
     if command == "export":
         run = fake_run(tmp_path / "run", write_json(FINISHED))
-        line = refused(export.main, ["--run-dir", str(run), "--base", str(target)], capsys)
-        flag = "--base"
+        flag, path = "--base", target
+        line = refused(export.main, ["--run-dir", str(run), flag, str(path)], capsys)
     else:
-        line = refused(cache_teacher.main, ["--output", str(target / "t.tfrecord")], capsys)
-        flag = "--output"
-    assert line.startswith(f"error: {flag} {tmp_path}/\\udcffname") and "not UTF-8" in line, line
+        flag, path = "--output", target / "t.tfrecord"
+        line = refused(cache_teacher.main, [flag, str(path)], capsys)
+    assert line.startswith(f"error: {flag} {str(path)!r}: not UTF-8 text (byte 0xff at character "), line
     assert not target.exists()
 
 
@@ -260,7 +260,8 @@ def test_devserver_refuses_flags_that_are_not_utf8(flag, tmp_path, capsys):
     argv = {"--model_name": "m", "--model_base_path": str(tmp_path), "--port": "0", "--rest_api_port": "0",
             flag: NOT_UTF8}
     line = refused(devserver.main, [f"{name}={value}" for name, value in argv.items()], capsys)
-    assert line == f"error: {flag} \\udcffname: not UTF-8 (TensorFlow and TF Serving take UTF-8 names and paths only)"
+    assert line == (f"error: {flag} '\\udcffname': not UTF-8 text (byte 0xff at character 0); TensorFlow and TF Serving "
+                    "take UTF-8 names and paths only")
 
 
 def test_an_error_after_the_first_batch_gets_a_line_of_its_own(tmp_path, capsys):

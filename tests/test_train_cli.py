@@ -133,7 +133,8 @@ def test_export_of_a_folder_that_is_not_a_run_fails_with_one_line(tmp_path, caps
 
 @pytest.mark.parametrize("record", ["{bad", "{}", '{"stages": {}, "final": {"task": "squad2", "f1": "x"}}',
                                     '{"stages": {}, "final": {"task": "squad2"}, "export": 5}',
-                                    '{"stages": {}, "final": {"task": "squad2", "f1": 1%s}}' % ("0" * 400)])
+                                    '{"stages": {}, "final": {"task": "squad2", "f1": 1%s}}' % ("0" * 400),
+                                    pytest.param("[" * 100_000 + "]" * 100_000, id="nested-too-deeply")])
 def test_an_output_dir_whose_metrics_json_no_run_wrote_fails_with_one_line(tmp_path, capsys, record):
     (tmp_path / "metrics.json").write_text(record)
     with pytest.raises(SystemExit) as exit_info:
@@ -300,8 +301,8 @@ def test_an_output_dir_of_bytes_that_are_not_utf8_is_refused_before_training(tmp
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 2, result.stderr
     where = len(f"{tmp_path}/run-")
-    assert result.stderr.splitlines() == [f"error: --output-dir '{tmp_path}/run-\\udcff': the path is not UTF-8 text "
-                                          f"(byte 0xff at character {where})"]
+    assert result.stderr.splitlines() == [f"error: --output-dir '{tmp_path}/run-\\udcff': not UTF-8 text (byte 0xff "
+                                          f"at character {where}); TensorFlow and TF Serving take UTF-8 names and paths only"]
     assert os.listdir(tmp_path) == []
 
 
