@@ -5,7 +5,7 @@ import gzip
 
 import pytest
 
-from road_tf.data import glue
+from road_tf.data import glue, tsv
 from road_tf.data.examples import ClassificationExample
 from road_tf.errors import ConfigError, DataError
 
@@ -163,3 +163,12 @@ def test_load_glue_tfds_rejects_unknown_names_and_splits():
         glue.load_glue_tfds("glue/cola", "train")
     with pytest.raises(ConfigError, match="glue/mnli has no labelled split 'test_matched'"):
         glue.load_glue_tfds("glue/mnli", "test_matched")
+
+
+def test_a_line_beyond_the_length_limit_is_refused_without_reading_it_all(tmp_path, monkeypatch, mnli_lines):
+    """A gzip file of one endless line (a gzip bomb) stops at the limit, naming the line."""
+    monkeypatch.setattr(tsv, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "train.tsv.gz"
+    path.write_bytes(gzip.compress((mnli_lines[0] + "\n").encode() + b"x" * 100_000))
+    with pytest.raises(DataError, match=r"train.tsv.gz: record line 2: longer than 1,000 bytes"):
+        glue.read_mnli_tsv(path)

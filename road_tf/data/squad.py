@@ -21,6 +21,10 @@ from road_tf.files import is_gzipped, open_data_file, write_atomic
 
 logger = logging.getLogger(__name__)
 
+MAX_JSON_BYTES = 1 << 30
+"""The largest SQuAD-format file read, in bytes once gunzipped (1 GiB, 25 times SQuAD 2.0's training
+set): what a small gzip file that unpacks without end (a "gzip bomb") can make the process hold."""
+
 _KINDS = {
     "a string": lambda value: isinstance(value, str),
     "a list": lambda value: isinstance(value, list),
@@ -117,19 +121,19 @@ def read_text(path):
 
     Raises:
         DataError: naming the file, when it cannot be read, is a folder or a device, is corrupt
-            gzip or is not UTF-8.
+            gzip, holds more than MAX_JSON_BYTES (gunzipped) or is not UTF-8.
     """
     path = pathlib.Path(path)
     with open_data_file(path) as handle:
+        gzipped = is_gzipped(path, handle.peek(2))
         try:
-            raw = handle.read()
-        except OSError as error:
-            raise DataError(path, f"cannot read file: {error.strerror or error}") from None
-    if is_gzipped(path, raw):
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as error:
-            raise DataError(path, f"corrupt gzip data: {error}") from None
+            raw = (gzip.GzipFile(fileobj=handle, mode="rb") if gzipped else handle).read(MAX_JSON_BYTES + 1)
+        except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+            problem = f"corrupt gzip data: {error}" if gzipped else f"cannot read file: {error.strerror or error}"
+            raise DataError(path, problem) from None
+    if len(raw) > MAX_JSON_BYTES:
+        raise DataError(path, f"holds more than {MAX_JSON_BYTES:,} bytes{' once gunzipped' if gzipped else ''}, "
+                              "the most road_tf reads from one JSON file")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:

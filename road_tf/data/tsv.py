@@ -19,6 +19,10 @@ from road_tf.files import is_gzipped, open_data_file, write_atomic
 
 logger = logging.getLogger(__name__)
 
+MAX_LINE_BYTES = 1 << 24
+"""The longest line read, in bytes (16 MiB; GLUE's lines take a few hundred): what a file of one
+endless line, such as a small gzip file that unpacks without end, can make the process hold."""
+
 
 def iter_lines(path):
     """Yields (line number from 1, raw line bytes without the line ending) of a file.
@@ -27,23 +31,26 @@ def iter_lines(path):
     order mark at the start is dropped.
 
     Raises:
-        DataError: the file cannot be opened, is a folder or a device, or its gzip stream is
-            corrupt or truncated (the record named is the line that could not be read).
+        DataError: the file cannot be opened, is a folder or a device, its gzip stream is corrupt
+            or truncated, or a line is longer than MAX_LINE_BYTES (the record named is the line
+            that could not be read).
     """
     path = pathlib.Path(path)
     with open_data_file(path) as handle:
         is_gzip = is_gzipped(path, handle.peek(2))
         stream = gzip.GzipFile(fileobj=handle, mode="rb") if is_gzip else handle
-        lines = iter(stream)
         number = 0
         while True:
             try:
-                raw = next(lines)
-            except StopIteration:
-                return
+                raw = stream.readline(MAX_LINE_BYTES + 1)
             except (OSError, EOFError, zlib.error) as error:
                 raise DataError(path, f"corrupt or truncated gzip data: {error}", f"line {number + 1}") from None
+            if not raw:
+                return
             number += 1
+            if len(raw) > MAX_LINE_BYTES:
+                raise DataError(path, f"longer than {MAX_LINE_BYTES:,} bytes, the longest line road_tf reads",
+                                f"line {number}")
             if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
                 raw = raw[3:]
             yield number, raw.rstrip(b"\n").rstrip(b"\r")
