@@ -34,7 +34,7 @@ import urllib.parse
 import warnings
 
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty, utf8_problem
-from road_tf.files import check_distinct, check_writable_file, open_data_file, write_atomic
+from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import array_to_json
 from serving.limits import MAX_SECONDS
 
@@ -42,10 +42,11 @@ DEFAULT_REST_URL = "http://127.0.0.1:8501"
 DEFAULT_MODEL = "road_demo"
 SIGNATURE = "serving_default"
 OUTPUT_ORDER = ("answer", "score", "no_answer_probability", "start_char", "end_char")
-MAX_VERSION = 2**63 - 1
-"""The largest model version: TF Serving's versions are int64."""
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """The largest REST answer the client reads (a batch of answers is far smaller)."""
+MAX_INPUT_CHARS = 64 * 1024 * 1024
+"""The longest --context file or batch-file line read (a question's context takes kilobytes): a pipe
+of endless text (`<(cat /dev/zero)`) is refused instead of read into memory without end."""
 SHOWN_CHARS = 200
 """Characters of a user's or server's text (URL, model name, error message) an error message keeps."""
 _HOST_BYTES = re.compile(r"[\x00-\x20\x7f]")
@@ -513,11 +514,14 @@ def read_context_file(path):
     """A UTF-8 text file (or pipe; not a folder or device) -> its content (str)."""
     try:
         with io.TextIOWrapper(open_data_file(path), encoding="utf-8") as stream:
-            return stream.read()
+            text = stream.read(MAX_INPUT_CHARS + 1)
     except OSError as error:
         raise DataError(path, f"cannot read context file: {error.strerror}") from None
     except UnicodeDecodeError as error:
         raise DataError(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
+    if len(text) > MAX_INPUT_CHARS:
+        raise DataError(path, f"longer than {MAX_INPUT_CHARS:,} characters, the longest context the client sends")
+    return text
 
 
 def read_batch_file(path):
@@ -535,7 +539,10 @@ def read_batch_file(path):
     records = []
     try:
         with io.TextIOWrapper(open_data_file(path), encoding="utf-8") as stream:
-            for number, line in enumerate(stream, start=1):
+            for number, line in enumerate(iter(lambda: stream.readline(MAX_INPUT_CHARS + 1), ""), start=1):
+                if len(line) > MAX_INPUT_CHARS:
+                    raise DataError(path, f"line {number}: longer than {MAX_INPUT_CHARS:,} characters, the longest "
+                                          "record the client sends")
                 if line.strip():
                     records.append(_batch_record(path, number, line))
     except OSError as error:

@@ -279,3 +279,18 @@ def test_server_rejection_names_the_record(tmp_path, capsys, bad, fragment):
     with fake_server(refuse(bad)) as url:
         line = refused(capsys, ["--batch-file", str(batch), "--rest", url, "--batch-size", "2"])
     assert line.startswith(f"error: {batch}: {fragment}") and line.endswith("HTTP 400: refused")
+
+
+@pytest.mark.parametrize("flags, text, message", [
+    (["q", "--context-file"], "x" * 2000, "longer than 1,000 characters, the longest context the client sends"),
+    (["--batch-file"], '{"question": "q", "context": "c"}\n' + "x" * 2000,
+     "line 2: longer than 1,000 characters, the longest record the client sends"),
+], ids=["context_file", "batch_file"])
+def test_endless_input_is_refused_at_the_limit_before_any_request(capsys, monkeypatch, tmp_path, flags, text, message):
+    """A pipe of endless text (`<(cat /dev/zero)`) was read into memory without end: here a file
+    past a lowered limit is refused with one line naming it, before any server is asked."""
+    monkeypatch.setattr(client, "MAX_INPUT_CHARS", 1000)
+    path = tmp_path / "input.txt"
+    path.write_text(text)
+    line = refused(capsys, [*flags, str(path), "--rest", UNREACHABLE])
+    assert line == f"error: {path}: {message}"
