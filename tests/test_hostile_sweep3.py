@@ -357,3 +357,20 @@ def test_devserver_refuses_model_names_and_paths_it_cannot_serve(name, base_path
         flags = [f"--model_config_file={config}"]
     line = refused(devserver.main, ["--port=0", "--rest_api_port=0", *flags], capsys)
     assert message in line, line
+
+
+@pytest.mark.parametrize("kind, make", [
+    ("a folder, not a weights file", lambda path: path.mkdir()),
+    ("a device or pipe, not a weights file", lambda path: os.mkfifo(path)),
+    ("no such file", lambda path: None),
+])
+def test_a_teacher_checkpoint_that_is_not_a_file_is_named_for_what_it_is(tmp_path, kind, make):
+    """A folder or pipe given as a teacher's checkpoint was reported as "no such file"."""
+    from road_tf.errors import ConfigError
+    from road_tf.experiment import load_teacher_weights
+
+    checkpoint = tmp_path / "teacher.weights.h5"
+    make(checkpoint)
+    with pytest.raises(ConfigError) as caught:
+        load_teacher_weights(None, checkpoint, 1)
+    assert str(caught.value) == f"distillation.teachers[1].checkpoint: {kind}: {str(checkpoint)!r}"
