@@ -18,6 +18,7 @@ import sys
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
+from road_tf.config import RUN_METRICS_FILE
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
@@ -27,6 +28,8 @@ from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
 DEFAULT_BATCH_SIZE = 32
+RUN_RECORD_FILES = ("config.yaml", RUN_METRICS_FILE)
+"""What a run directory given as --model records of its run: predict's outputs must not replace them."""
 OUTPUTS = {"answer": tf.string, "no_answer_probability": tf.float32}
 """The serving_default outputs predict writes, each one value per question."""
 
@@ -134,7 +137,8 @@ def is_utf8(data):
 def main(argv=None):
     args = parse_args(argv)
     written = {"--output": args.output, **({"--na-probs": args.na_probs} if args.na_probs else {})}
-    check_distinct(written, {"--data": args.data})
+    run_files = {f"--model run's {name}": pathlib.Path(args.model) / name for name in RUN_RECORD_FILES}
+    check_distinct(written, {"--data": args.data, **run_files})
     for flag, path in written.items():
         check_writable_file(path, flag)
     folder = resolve_model(args.model)

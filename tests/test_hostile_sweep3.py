@@ -374,3 +374,15 @@ def test_a_teacher_checkpoint_that_is_not_a_file_is_named_for_what_it_is(tmp_pat
     with pytest.raises(ConfigError) as caught:
         load_teacher_weights(None, checkpoint, 1)
     assert str(caught.value) == f"distillation.teachers[1].checkpoint: {kind}: {str(checkpoint)!r}"
+
+
+@pytest.mark.parametrize("name", ["metrics.json", "config.yaml"])
+def test_predict_refuses_to_overwrite_the_record_of_the_run_it_reads(tmp_path, capsys, name):
+    """`--model RUN --output RUN/metrics.json` replaced the run's metrics.json with predictions."""
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / name).write_text("the run's record\n")
+    line = refused(predict.main, ["--model", str(run), "--data", str(tmp_path / "dev.json"),
+                                  "--output", str(run / name)], capsys)
+    assert line == f"error: --output {run / name}: is the --model run's {name} file, which it would overwrite"
+    assert (run / name).read_text() == "the run's record\n"
