@@ -16,7 +16,8 @@ import tensorflow as tf
 from conftest import one_error_line
 from helpers_fuzz import GOOD_SQUAD
 from road_tf import cache_teacher, evaluate, export, files, predict
-from road_tf.errors import RoadError
+from road_tf.errors import ConfigError, RoadError
+from road_tf.experiment import load_teacher_weights
 
 FINISHED = {"stages": {}, "final": {"task": "squad2", "f1": 50.0}}
 DEEP = "[" * 100_000
@@ -366,9 +367,6 @@ def test_devserver_refuses_model_names_and_paths_it_cannot_serve(name, base_path
 ])
 def test_a_teacher_checkpoint_that_is_not_a_file_is_named_for_what_it_is(tmp_path, kind, make):
     """A folder or pipe given as a teacher's checkpoint was reported as "no such file"."""
-    from road_tf.errors import ConfigError
-    from road_tf.experiment import load_teacher_weights
-
     checkpoint = tmp_path / "teacher.weights.h5"
     make(checkpoint)
     with pytest.raises(ConfigError) as caught:
