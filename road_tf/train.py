@@ -17,6 +17,7 @@ import math
 import os
 import pathlib
 import shutil
+import signal
 import sys
 from argparse import RawDescriptionHelpFormatter
 
@@ -34,7 +35,8 @@ RUN_START_FILES = frozenset({"config.yaml", LOG_FILE})
 """What a run writes into its folder before its first stage does."""
 SUMMARY_FILE = "summary.md"
 VERBOSE_ENV = "ROAD_TF_VERBOSE"
-INTERRUPTED_EXIT = 130  # what shells report for a command stopped by Ctrl-C (128 + SIGINT)
+INTERRUPTED_EXIT = 128 + signal.SIGINT  # what shells report for a command stopped by Ctrl-C (130)
+TERMINATED_EXIT = 128 + signal.SIGTERM  # and by `kill` or a job scheduler's SIGTERM (143)
 
 
 def parse_args(argv):
@@ -372,18 +374,37 @@ def train_run(config, output_dir):
     return metrics, True
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a job scheduler's stop), raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt, so that a run stops the same way: files being written are cleaned up."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def train_until_stopped(config, output_dir):
+    """`train_run`, ended by Ctrl-C or SIGTERM with one line on stderr saying how to resume it and
+    the shell's exit code for the signal (130 or 143) instead of a traceback."""
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return train_run(config, output_dir)
+    except KeyboardInterrupt as stop:
+        resume = (f"the same command resumes {output_dir} from its last checkpoint" if output_dir.exists()
+                  else "the run had not started")
+        terminated = isinstance(stop, Terminated)
+        print(f"{'terminated' if terminated else 'interrupted'}: {resume}", file=sys.stderr)
+        sys.exit(TERMINATED_EXIT if terminated else INTERRUPTED_EXIT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 @cli_main
 def main(argv=None):
     setup_logging()
     args = parse_args(argv)
     config, output_dir = resolve_run(args)
-    try:
-        metrics, trained = train_run(config, output_dir)
-    except KeyboardInterrupt:
-        resume = (f"the same command resumes {output_dir} from its last checkpoint" if output_dir.exists()
-                  else "the run had not started")
-        print(f"interrupted: {resume}", file=sys.stderr)
-        sys.exit(INTERRUPTED_EXIT)
+    metrics, trained = train_until_stopped(config, output_dir)
     if not trained:
         print(f"already finished (use --new to train again): {output_dir}")
     table = summary_table(list(metrics["stages"].items()))

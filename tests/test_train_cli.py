@@ -306,7 +306,11 @@ def test_an_output_dir_of_bytes_that_are_not_utf8_is_refused_before_training(tmp
     assert os.listdir(tmp_path) == []
 
 
-def test_ctrl_c_ends_a_run_with_one_line_saying_how_to_resume(tmp_path):
+@pytest.mark.parametrize("stop, word, code", [(signal.SIGINT, "interrupted", train.INTERRUPTED_EXIT),
+                                              (signal.SIGTERM, "terminated", train.TERMINATED_EXIT)],
+                         ids=["ctrl-c", "sigterm"])
+def test_a_stopped_run_ends_with_one_line_saying_how_to_resume(tmp_path, stop, word, code):
+    """Ctrl-C and SIGTERM (a scheduler's stop) each end a run with one line and the shell's exit code."""
     out = tmp_path / "run"
     process = subprocess.Popen([sys.executable, "-m", "road_tf.train", *tiny_argv(out, tmp_path, "train.steps=400",
                                                                                  "train.checkpoint_every=1")],
@@ -314,10 +318,10 @@ def test_ctrl_c_ends_a_run_with_one_line_saying_how_to_resume(tmp_path):
     deadline = time.monotonic() + 60
     while not (out / "student" / "checkpoints").is_dir() and time.monotonic() < deadline:
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    process.send_signal(stop)
     _, stderr = process.communicate(timeout=60)
-    assert process.returncode == train.INTERRUPTED_EXIT
-    assert stderr.splitlines() == [f"interrupted: the same command resumes {out} from its last checkpoint"]
+    assert process.returncode == code
+    assert stderr.splitlines() == [f"{word}: the same command resumes {out} from its last checkpoint"]
 
 
 def test_a_pretrained_encoder_that_does_not_load_stops_the_run_before_its_folder_is_made(tmp_path, capsys):
