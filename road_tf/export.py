@@ -6,13 +6,14 @@ The SavedModel is the one a training run exports at its end (`road_tf.saved_mode
 run's recorded dev metrics beside it and the no-answer threshold `export.null_threshold` names.
 """
 
+import argparse
 import dataclasses
 import pathlib
 import sys
 
-from road_tf.config import RUN_METRICS_FILE, config_of_run
+from road_tf.config import RUN_METRICS_FILE, ExportConfig, config_of_run
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_line, nonempty
 from road_tf.files import check_writable_dir, entry_kind
 from road_tf.models.task_model import build_model
 from road_tf.registry import SPAN
@@ -88,12 +89,22 @@ def run_final_metrics(run_dir, flag=None):
     return finished_run_metrics(run_dir, flag)["final"]
 
 
+def folder_name(value):
+    """argparse `type` of --model-name: a model folder's name, as `export.model_name` takes one
+    (printable UTF-8, no '/', not hidden)."""
+    try:
+        ExportConfig(model_name=nonempty(value)).validate()
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error).split(": ", 1)[1]) from None
+    return value
+
+
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m road_tf.export",
                             description="Export a trained run's student as a TF Serving SavedModel version.")
     parser.add_argument("--run-dir", type=nonempty, required=True,
                         help="a finished training run (holds config.yaml, student/)")
-    parser.add_argument("--model-name", type=nonempty,
+    parser.add_argument("--model-name", type=folder_name,
                         help="folder name under --base (default: the run's export.model_name)")
     parser.add_argument("--base", type=nonempty,
                         help="TF Serving model base directory (default: the run's export.base_dir)")

@@ -171,14 +171,15 @@ def check_path_length(path, what):
 def check_utf8(value, what):
     """Raises RoadError when `value` is not UTF-8 (bytes from the command line that do not decode):
     TensorFlow takes UTF-8 text only, in the paths its file functions (SavedModels, TFRecords) open
-    as in the names, paths and addresses of a TF Serving config or server.
+    as in the names, paths and addresses of a TF Serving config or server, and road_tf records the
+    paths it writes in JSON and YAML, which need UTF-8 too.
 
     Args:
         value: a path or name given to TensorFlow; what: how the user set it ("--output", ...).
     """
     problem = utf8_problem(str(value))
     if problem:
-        raise RoadError(f"{what} {str(value)!r}: {problem}; TensorFlow and TF Serving take UTF-8 names and paths only")
+        raise RoadError(f"{what} {str(value)!r}: {problem}; give a name in UTF-8")
 
 
 def check_writable_file(path, what):

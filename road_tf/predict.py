@@ -137,7 +137,8 @@ def is_utf8(data):
 def main(argv=None):
     args = parse_args(argv)
     written = {"--output": args.output, **({"--na-probs": args.na_probs} if args.na_probs else {})}
-    run_files = {f"--model run's {name}": pathlib.Path(args.model) / name for name in RUN_RECORD_FILES}
+    is_run = entry_kind(pathlib.Path(args.model) / "config.yaml") == "a file"
+    run_files = {f"--model run's {name}": pathlib.Path(args.model) / name for name in RUN_RECORD_FILES if is_run}
     check_distinct(written, {"--data": args.data, **run_files})
     for flag, path in written.items():
         check_writable_file(path, flag)

@@ -26,13 +26,14 @@ from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
 from road_tf.files import check_writable_dir, non_file_kind, write_atomic
+from road_tf.run_clock import TIME_FILE
 from road_tf.registry import SPAN, task_spec
 
 EPILOG_HEADER = "recipes (configs/*.yaml, pass --config NAME or a path):"
 LOG_FILE = "train.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
-RUN_START_FILES = frozenset({"config.yaml", LOG_FILE})
-"""What a run writes into its folder before its first stage does."""
+RUN_START_FILES = frozenset({"config.yaml", LOG_FILE, TIME_FILE})
+"""What a run writes into its folder before its first stage does (road_tf.experiments' clock: TIME_FILE)."""
 SUMMARY_FILE = "summary.md"
 VERBOSE_ENV = "ROAD_TF_VERBOSE"
 INTERRUPTED_EXIT = 128 + signal.SIGINT  # what shells report for a command stopped by Ctrl-C (130)
@@ -74,7 +75,7 @@ def resolve_run(args):
         config = dataclasses.replace(config, export=dataclasses.replace(config.export, model_name=f"road_{recipe}"))
     if args.output_dir:
         output_dir = pathlib.Path(args.output_dir)
-        if args.new and output_dir.is_dir() and any(output_dir.iterdir()):
+        if args.new and run_folder_entries(output_dir):
             raise RoadError(f"--new: --output-dir {output_dir} is not new (it holds files); choose a new folder")
         return config, output_dir
     digest = config_lib.config_digest(config, 10)
@@ -93,6 +94,9 @@ def check_weights_file(path, field):
     signature = next((magic for suffix, magic in WEIGHTS_SIGNATURES.items() if str(path).endswith(suffix)), None)
     if signature is None:
         raise ConfigError(f"{field}: {path}: expected a Keras weights file ending in .weights.h5, .h5 or .keras")
+    kind = non_file_kind(path)
+    if kind:  # a pipe's open would wait for a writer
+        raise ConfigError(f"{field}: {path}: is {kind}, not a weights file")
     try:
         with open(path, "rb") as handle:
             head = handle.read(len(signature))
@@ -119,14 +123,21 @@ def check_run_folder(output_dir):
     """RoadError when `output_dir` is a folder that holds files but is not a run's: a run resumes in
     its own folder (it holds the `config.yaml` and `train.log` a run writes first), starts in an
     empty or new one, and must not scatter its files among others (the repository, a home folder)."""
-    try:
-        entries = {path.name for path in output_dir.iterdir()} if output_dir.is_dir() else set()
-    except OSError as error:
-        raise RoadError(f"--output-dir {output_dir}: cannot list it ({error.strerror or error})") from None
+    entries = run_folder_entries(output_dir)
     if entries and not entries & RUN_START_FILES:
         shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
         raise RoadError(f"--output-dir {output_dir}: a folder holding other files ({shown}), not a road_tf run "
                         "(no config.yaml or train.log); choose a new or empty folder")
+
+
+def run_folder_entries(output_dir):
+    """The names in the folder `output_dir` ({} when it is none) but hidden ones (`.gitkeep`, `.nfs*`)
+    and `lost+found` (a fresh volume's); RoadError when it cannot be listed."""
+    try:
+        names = {path.name for path in output_dir.iterdir()} if output_dir.is_dir() else set()
+    except OSError as error:
+        raise RoadError(f"--output-dir {output_dir}: cannot list it ({error.strerror or error})") from None
+    return {name for name in names if not name.startswith(".") and name != "lost+found"}
 
 
 def check_same_config(config, output_dir):
@@ -242,8 +253,9 @@ def setup_logging():
 
 
 def drop_held_lines():
-    """Forgets the lines held for a run that will write no log file (it had finished), so that
-    they do not reach the next run's train.log in the same process (road_tf.experiments)."""
+    """Forgets the lines held for a run that will write no log file (it had finished, or its checks
+    stopped it), so that they do not reach the next run's train.log in the same process
+    (road_tf.experiments, or a caller retrying with a fixed config)."""
     root = logging.getLogger()
     for held in [handler for handler in root.handlers if isinstance(handler, HeldLines)]:
         root.removeHandler(held)
@@ -329,6 +341,31 @@ def read_finished_run(metrics_path):
     return metrics
 
 
+def checked_start(config, output_dir):
+    """What `train_run` checks and loads before the run folder is made -> (the metrics of a finished
+    run, or None; `experiment.prepare_run`'s inputs, or None for a finished run). An unexpected
+    error while preparing starts `train.log`, which keeps its traceback."""
+    preflight(config, output_dir)
+    metrics_path = output_dir / config_lib.RUN_METRICS_FILE
+    kind = non_file_kind(metrics_path)
+    if kind:
+        raise RoadError(f"{metrics_path}: is {kind}, where the run would write its metrics; move it away "
+                        "or choose another --output-dir")
+    check_same_config(config, output_dir)
+    if metrics_path.is_file():
+        return read_finished_run(metrics_path), None
+    check_run_folder(output_dir)
+    from road_tf.experiment import prepare_run, running  # TensorFlow loads here, once the quick checks passed
+
+    try:
+        with running("setup"):
+            return None, prepare_run(config)
+    except RoadError as error:
+        if error.__cause__ is not None:  # not a check but an unexpected error: train.log keeps its traceback
+            start_log_file(output_dir)
+        raise
+
+
 def train_run(config, output_dir):
     """Checks, then trains `config` into `output_dir` (resuming it), or reads it back when finished.
 
@@ -341,26 +378,16 @@ def train_run(config, output_dir):
         (metrics.json's dict, whether this call trained: False for a run that had finished).
     """
     setup_logging()
-    preflight(config, output_dir)
-    metrics_path = output_dir / config_lib.RUN_METRICS_FILE
-    kind = non_file_kind(metrics_path)
-    if kind:
-        raise RoadError(f"{metrics_path}: is {kind}, where the run would write its metrics; move it away "
-                        "or choose another --output-dir")
-    check_same_config(config, output_dir)
-    if metrics_path.is_file():
-        drop_held_lines()
-        return read_finished_run(metrics_path), False
-    check_run_folder(output_dir)
-    from road_tf.experiment import prepare_run, run_and_record, running
-
     try:
-        with running("setup"):
-            inputs = prepare_run(config)
-    except RoadError as error:
-        if error.__cause__ is not None:  # not a check but an unexpected error: train.log keeps its traceback
-            start_log_file(output_dir)
+        finished, inputs = checked_start(config, output_dir)
+    except BaseException:
+        drop_held_lines()  # a run its checks stopped writes no log (start_log_file took them after an unexpected error)
         raise
+    if finished:
+        drop_held_lines()
+        return finished, False
+    from road_tf.experiment import run_and_record, running
+
     created = not output_dir.exists()
     start_log_file(output_dir)
     try:
@@ -383,15 +410,24 @@ def _terminate(signum, frame):
     raise Terminated()
 
 
-def train_until_stopped(config, output_dir):
-    """`train_run`, ended by Ctrl-C or SIGTERM with one line on stderr saying how to resume it and
-    the shell's exit code for the signal (130 or 143) instead of a traceback."""
+def resume_hint(output_dir, new):
+    """How to resume the stopped run in `output_dir`, in words; `new`: it was started with --new,
+    which a rerun would give a fresh folder (or refuse, with --output-dir)."""
+    if not output_dir.exists():
+        return "the run had not started"
+    if new:
+        return f"rerun with --output-dir {output_dir} and without --new to resume it from its last checkpoint"
+    return f"the same command resumes {output_dir} from its last checkpoint"
+
+
+def train_until_stopped(config, output_dir, new=False):
+    """`train_run`, ended by Ctrl-C or SIGTERM with one line on stderr saying how to resume it
+    (`resume_hint`) and the shell's exit code for the signal (130 or 143) instead of a traceback."""
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return train_run(config, output_dir)
     except KeyboardInterrupt as stop:
-        resume = (f"the same command resumes {output_dir} from its last checkpoint" if output_dir.exists()
-                  else "the run had not started")
+        resume = resume_hint(output_dir, new)
         terminated = isinstance(stop, Terminated)
         print(f"{'terminated' if terminated else 'interrupted'}: {resume}", file=sys.stderr)
         sys.exit(TERMINATED_EXIT if terminated else INTERRUPTED_EXIT)
@@ -404,7 +440,7 @@ def main(argv=None):
     setup_logging()
     args = parse_args(argv)
     config, output_dir = resolve_run(args)
-    metrics, trained = train_until_stopped(config, output_dir)
+    metrics, trained = train_until_stopped(config, output_dir, args.new)
     if not trained:
         print(f"already finished (use --new to train again): {output_dir}")
     table = summary_table(list(metrics["stages"].items()))

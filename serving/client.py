@@ -181,12 +181,19 @@ def _connect_by(deadline):
 
     def connect(address, timeout=None, source_address=None):
         error = OSError(f"no address for {address[0]}")
-        for *_, sockaddr in _resolve(*address, deadline):
+        for family, kind, protocol, _, sockaddr in _resolve(*address, deadline):
+            sock = socket.socket(family, kind, protocol)
             try:
-                return socket.create_connection(sockaddr[:2], _remaining(deadline), source_address)
+                sock.settimeout(_remaining(deadline))
+                if source_address:
+                    sock.bind(source_address)
+                sock.connect(sockaddr)  # the whole address: an IPv6 one keeps its scope (fe80::1%eth0)
+                return sock
             except TimeoutError:
+                sock.close()
                 raise
             except OSError as refused:
+                sock.close()
                 error = refused
         raise error
 

@@ -261,8 +261,7 @@ def test_devserver_refuses_flags_that_are_not_utf8(flag, tmp_path, capsys):
     argv = {"--model_name": "m", "--model_base_path": str(tmp_path), "--port": "0", "--rest_api_port": "0",
             flag: NOT_UTF8}
     line = refused(devserver.main, [f"{name}={value}" for name, value in argv.items()], capsys)
-    assert line == (f"error: {flag} '\\udcffname': not UTF-8 text (byte 0xff at character 0); TensorFlow and TF Serving "
-                    "take UTF-8 names and paths only")
+    assert line == f"error: {flag} '\\udcffname': not UTF-8 text (byte 0xff at character 0); give a name in UTF-8"
 
 
 def test_an_error_after_the_first_batch_gets_a_line_of_its_own(tmp_path, capsys):
@@ -379,8 +378,30 @@ def test_predict_refuses_to_overwrite_the_record_of_the_run_it_reads(tmp_path, c
     """`--model RUN --output RUN/metrics.json` replaced the run's metrics.json with predictions."""
     run = tmp_path / "run"
     run.mkdir()
-    (run / name).write_text("the run's record\n")
+    record = {"config.yaml": "task: squad2\n", "metrics.json": json.dumps(FINISHED)}
+    for file_name, text in record.items():
+        (run / file_name).write_text(text)
     line = refused(predict.main, ["--model", str(run), "--data", str(tmp_path / "dev.json"),
                                   "--output", str(run / name)], capsys)
     assert line == f"error: --output {run / name}: is the --model run's {name} file, which it would overwrite"
-    assert (run / name).read_text() == "the run's record\n"
+    assert {path.name: path.read_text() for path in run.iterdir()} == record
+
+
+def test_predict_may_write_a_metrics_json_into_a_model_folder_that_is_no_run(tmp_path, capsys):
+    """A model folder of versions is no run: its metrics.json is not protected as a run's record
+    (the check that refuses it there is that it holds no SavedModel)."""
+    model = tmp_path / "model"
+    model.mkdir()
+    line = refused(predict.main, ["--model", str(model), "--data", str(tmp_path / "dev.json"),
+                                  "--output", str(model / "metrics.json")], capsys)
+    assert "run's" not in line and "not a SavedModel" in line
+
+
+def test_train_names_a_teacher_checkpoint_that_is_a_pipe_instead_of_waiting_for_it(tmp_path):
+    """Opening a pipe waits for a writer: train's check of teacher checkpoints hung on one."""
+    from road_tf.train import check_weights_file
+
+    pipe = tmp_path / "teacher.weights.h5"
+    os.mkfifo(pipe)
+    with deadline(20), pytest.raises(ConfigError, match=r"teachers\[0\].checkpoint: .*: is a device or pipe, not a weights file"):
+        check_weights_file(pipe, "distillation.teachers[0].checkpoint")

@@ -257,5 +257,5 @@ def test_a_file_beyond_the_size_limit_is_refused_without_reading_it_all(tmp_path
     payload = b" " * 100_000
     path = tmp_path / name
     path.write_bytes(gzip.compress(payload) if name.endswith(".gz") else payload)
-    with pytest.raises(DataError, match=r"holds more than 1,000 bytes.* the most road_tf reads from one JSON file"):
+    with pytest.raises(DataError, match=r"holds more than 1,000 bytes.* the most road_tf reads from one data file"):
         read_squad_json(path)

@@ -17,6 +17,7 @@ import yaml
 
 from conftest import REPO, one_error_line
 from road_tf import experiment, export, train
+from road_tf.errors import ConfigError, RoadError
 from road_tf.config import dump_yaml
 from road_tf.models.task_model import build_model
 
@@ -302,7 +303,7 @@ def test_an_output_dir_of_bytes_that_are_not_utf8_is_refused_before_training(tmp
     assert result.returncode == 2, result.stderr
     where = len(f"{tmp_path}/run-")
     assert result.stderr.splitlines() == [f"error: --output-dir '{tmp_path}/run-\\udcff': not UTF-8 text (byte 0xff "
-                                          f"at character {where}); TensorFlow and TF Serving take UTF-8 names and paths only"]
+                                          f"at character {where}); give a name in UTF-8"]
     assert os.listdir(tmp_path) == []
 
 
@@ -423,3 +424,47 @@ def test_lines_held_for_a_finished_run_do_not_reach_the_next_run_s_log(tmp_path,
     train.start_log_file(tmp_path / "next")
     log = (tmp_path / "next" / "train.log").read_text()
     assert "the next run's first line" in log and "finished run" not in log
+
+
+def test_lines_held_for_a_run_its_checks_stopped_do_not_reach_the_next_run_s_log(tmp_path, root_handlers):
+    """A caller that retries with a fixed config in the same process: the refused run's lines stay
+    out of the train.log of the run after it."""
+    config = train.resolve_run(train.parse_args(tiny_argv(tmp_path / "refused", tmp_path, "train.batch_size=10000")))[0]
+    train.setup_logging()
+    logging.warning("while checking the refused run")
+    with pytest.raises(ConfigError, match="train.batch_size"):
+        train.train_run(config, tmp_path / "refused")
+    train.setup_logging()
+    logging.warning("the next run's first line")
+    train.start_log_file(tmp_path / "next")
+    log = (tmp_path / "next" / "train.log").read_text()
+    assert "the next run's first line" in log and "refused run" not in log
+
+
+def test_a_folder_holding_only_hidden_entries_lost_found_or_a_run_s_clock_is_taken_for_a_run(tmp_path):
+    """A fresh volume's lost+found, a .gitkeep, or road_tf.experiments' clock file do not make a
+    folder one "holding other files"; anything else does."""
+    for name in ("lost+found", ".gitkeep", "experiment_time.json"):
+        (tmp_path / name).mkdir() if name == "lost+found" else (tmp_path / name).write_text("")
+    train.check_run_folder(tmp_path)
+    (tmp_path / "experiment_time.json").unlink()
+    (tmp_path / "notes.txt").write_text("mine\n")
+    with pytest.raises(RoadError, match=r"a folder holding other files \(notes.txt\)"):
+        train.check_run_folder(tmp_path)
+
+
+def test_an_output_dir_that_cannot_be_listed_is_one_line_also_with_new(tmp_path, capsys, monkeypatch):
+    def refuse(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(type(tmp_path), "iterdir", refuse)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--new", *tiny_argv(tmp_path, tmp_path)])
+    assert one_error_line(capsys, exit_info) == f"error: --output-dir {tmp_path}: cannot list it (Permission denied)"
+
+
+def test_the_resume_hint_of_a_run_started_with_new_names_its_folder(tmp_path):
+    assert train.resume_hint(tmp_path / "absent", new=True) == "the run had not started"
+    assert train.resume_hint(tmp_path, new=False) == f"the same command resumes {tmp_path} from its last checkpoint"
+    assert train.resume_hint(tmp_path, new=True) == (f"rerun with --output-dir {tmp_path} and without --new to resume "
+                                                     "it from its last checkpoint")

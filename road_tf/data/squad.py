@@ -22,7 +22,7 @@ from road_tf.files import is_gzipped, open_data_file, write_atomic
 logger = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 1 << 30
-"""The largest SQuAD-format file read, in bytes once gunzipped (1 GiB, 25 times SQuAD 2.0's training
+"""The largest JSON file read (SQuAD data, predictions, a gold file), in bytes once gunzipped (1 GiB, 25 times SQuAD 2.0's training
 set): what a small gzip file that unpacks without end (a "gzip bomb") can make the process hold."""
 
 _KINDS = {
@@ -133,7 +133,7 @@ def read_text(path):
             raise DataError(path, problem) from None
     if len(raw) > MAX_JSON_BYTES:
         raise DataError(path, f"holds more than {MAX_JSON_BYTES:,} bytes{' once gunzipped' if gzipped else ''}, "
-                              "the most road_tf reads from one JSON file")
+                              "the most road_tf reads from one data file")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
