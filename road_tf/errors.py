@@ -63,6 +63,11 @@ def utf8_problem(text):
         return f"not UTF-8 text ({what} at character {error.start})"
 
 
+def first_few(items, limit=3):
+    """The first `limit` of the strings `items`, comma-separated, with ", ..." when there are more."""
+    return ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")
+
+
 def first_line(error, limit=200):
     """The first non-blank line of an exception's message, cut to `limit` characters."""
     return (str(error).strip().splitlines() or [""])[0][:limit]

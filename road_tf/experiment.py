@@ -271,13 +271,13 @@ def prepare_run(config):
     return RunInputs(tokenizer, task, task_data, offline_features)
 
 
-def run_training(config, output_dir, inputs=None):
+def run_training(config, output_dir, inputs):
     """Runs every configured stage and exports the student; returns the metrics written to metrics.json.
 
-    `inputs` are `prepare_run(config)`'s, prepared here when not given.
+    `inputs` are `prepare_run(config)`'s.
     """
     output_dir = pathlib.Path(output_dir)
-    tokenizer, task, task_data, offline_features = inputs or prepare_run(config)
+    tokenizer, task, task_data, offline_features = inputs
     strategy = training.get_strategy(config.train)
     distillation = config.distillation
     stages = {}

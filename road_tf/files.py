@@ -9,7 +9,7 @@ import pathlib
 import stat
 import tempfile
 
-from road_tf.errors import ConfigError, DataError, RoadError, utf8_problem
+from road_tf.errors import ConfigError, DataError, RoadError, first_few, utf8_problem
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_CONFIG_BYTES = 1 << 20
@@ -249,7 +249,6 @@ def versions(model_dir):
         elif not path.name.startswith("."):
             ignored.append(path.name)
     if ignored and found:
-        shown = ", ".join(repr(name) for name in sorted(ignored)[:3]) + (", ..." if len(ignored) > 3 else "")
         logging.warning("%s: ignoring %d entries that are not version folders (base-10 integers): %s",
-                        model_dir, len(ignored), shown)
+                        model_dir, len(ignored), first_few([repr(name) for name in sorted(ignored)]))
     return found

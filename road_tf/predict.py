@@ -51,13 +51,18 @@ def parse_args(argv):
     return args
 
 
+def is_run_dir(path):
+    """Whether `path` is a training run's folder (it holds the run's config.yaml)."""
+    return entry_kind(pathlib.Path(path) / "config.yaml") == "a file"
+
+
 def resolve_model(path):
     """The SavedModel folder that `--model` names; RoadError says why when there is none."""
     path = pathlib.Path(path)
     require_folder(path, f"--model {path}")
     if (path / SAVED_MODEL_FILE).is_file():
         return path
-    if (path / "config.yaml").is_file():
+    if is_run_dir(path):
         exported = finished_run_metrics(path, "--model")["export"]
         if not exported:
             raise RoadError(f"--model {path}: this run exported no model (export.enabled was false?); "
@@ -137,8 +142,8 @@ def is_utf8(data):
 def main(argv=None):
     args = parse_args(argv)
     written = {"--output": args.output, **({"--na-probs": args.na_probs} if args.na_probs else {})}
-    is_run = entry_kind(pathlib.Path(args.model) / "config.yaml") == "a file"
-    run_files = {f"--model run's {name}": pathlib.Path(args.model) / name for name in RUN_RECORD_FILES if is_run}
+    run_files = {f"--model run's {name}": pathlib.Path(args.model) / name
+                 for name in RUN_RECORD_FILES if is_run_dir(args.model)}
     check_distinct(written, {"--data": args.data, **run_files})
     for flag, path in written.items():
         check_writable_file(path, flag)

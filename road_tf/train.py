@@ -24,7 +24,7 @@ from argparse import RawDescriptionHelpFormatter
 from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, nonempty
 from road_tf.files import check_writable_dir, non_file_kind, write_atomic
 from road_tf.run_clock import TIME_FILE
 from road_tf.registry import SPAN, task_spec
@@ -125,9 +125,8 @@ def check_run_folder(output_dir):
     empty or new one, and must not scatter its files among others (the repository, a home folder)."""
     entries = run_folder_entries(output_dir)
     if entries and not entries & RUN_START_FILES:
-        shown = ", ".join(sorted(entries)[:3]) + (", ..." if len(entries) > 3 else "")
-        raise RoadError(f"--output-dir {output_dir}: a folder holding other files ({shown}), not a road_tf run "
-                        "(no config.yaml or train.log); choose a new or empty folder")
+        raise RoadError(f"--output-dir {output_dir}: a folder holding other files ({first_few(sorted(entries))}), "
+                        "not a road_tf run (no config.yaml or train.log); choose a new or empty folder")
 
 
 def run_folder_entries(output_dir):
@@ -152,8 +151,7 @@ def check_same_config(config, output_dir):
         raise RoadError(f"--output-dir {output_dir}: its config.yaml is not a road_tf run's ({error}); "
                         "choose another --output-dir") from None
     if changed:
-        shown = ", ".join(changed[:3]) + (", ..." if len(changed) > 3 else "")
-        raise RoadError(f"--output-dir {output_dir}: holds a run of another configuration ({shown} differ); "
+        raise RoadError(f"--output-dir {output_dir}: holds a run of another configuration ({first_few(changed)} differ); "
                         "give the settings it was started with to resume it, or choose another --output-dir")
 
 

@@ -298,7 +298,6 @@ class RestPredictor:
             connected = False
             try:
                 if connection.sock is None:
-                    connection.timeout = _remaining(deadline)
                     connection._create_connection = _connect_by(deadline)
                     connection.connect()
                 connected = True

@@ -22,8 +22,9 @@ from road_tf.files import is_gzipped, open_data_file, write_atomic
 logger = logging.getLogger(__name__)
 
 MAX_JSON_BYTES = 1 << 30
-"""The largest JSON file read (SQuAD data, predictions, a gold file), in bytes once gunzipped (1 GiB, 25 times SQuAD 2.0's training
-set): what a small gzip file that unpacks without end (a "gzip bomb") can make the process hold."""
+"""The largest JSON file read (SQuAD data, predictions, a gold file), in bytes once gunzipped (1 GiB,
+25 times SQuAD 2.0's training set): what a small gzip file that unpacks without end (a "gzip bomb")
+can make the process hold."""
 
 _KINDS = {
     "a string": lambda value: isinstance(value, str),
