@@ -18,7 +18,7 @@ from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.offline import teacher_logits
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
 from road_tf.experiment import load_teacher_weights
-from road_tf.files import check_distinct, check_writable_file
+from road_tf.files import check_distinct, check_weights_file, check_writable_file
 from road_tf.models.task_model import build_model
 from road_tf.tasks import get_task, load_task_data
 
@@ -37,14 +37,17 @@ def cache_teacher_logits(config, output):
     """Runs every teacher of `config` (each with a `checkpoint`) over the training split; writes `output`.
 
     The cache holds the training features and `teacher_logits/<teacher>/<head>` per window, written
-    atomically (TFRecords plus a JSON sidecar).
+    atomically (TFRecords plus a JSON sidecar). Each checkpoint must be a readable Keras weights file,
+    checked before the data loads.
     """
     teachers_config = config.distillation.teachers
     if not teachers_config:
         raise ConfigError("distillation.teachers: no teachers configured")
     for i, teacher in enumerate(teachers_config):
+        field = f"distillation.teachers[{i}].checkpoint"
         if not teacher.checkpoint:
-            raise ConfigError(f"distillation.teachers[{i}].checkpoint: required to cache a teacher's logits")
+            raise ConfigError(f"{field}: required to cache a teacher's logits")
+        check_weights_file(teacher.checkpoint, field)
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)
     task_data = load_task_data(task, config, tokenizer)

@@ -1,6 +1,7 @@
 """Atomic file writes (readers see the old file or the whole new one, never half of one),
-up-front checks that a folder exists or can be written, opening a data file for reading, and the
-version folders of a model folder (no TensorFlow here: the CLIs check their flags before importing it)."""
+up-front checks that a folder exists or can be written and that a Keras weights file is one, opening a
+data file for reading, and the version folders of a model folder (no TensorFlow here: the CLIs check
+their flags before importing it)."""
 
 import errno
 import logging
@@ -20,6 +21,8 @@ NAME_MAX, PATH_MAX = 255, 4096
 """Linux's longest file name and path, in bytes: nothing can be created at a path beyond them."""
 NOTHING_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EBADF, errno.ENAMETOOLONG})
 """os.stat errors that mean nothing can be found at a path (pathlib's list, plus a name too long)."""
+WEIGHTS_SIGNATURES = {".keras": b"PK\x03\x04", ".h5": b"\x89HDF\r\n\x1a\n", ".hdf5": b"\x89HDF\r\n\x1a\n"}
+"""The first bytes of the files `keras.Model.load_weights` reads, by file name ending."""
 
 
 def open_data_file(path):
@@ -90,6 +93,23 @@ def read_config_bytes(path, what):
     if len(data) > MAX_CONFIG_BYTES:
         raise ConfigError(f"{path}: larger than {MAX_CONFIG_BYTES:,} bytes, too large for a {what} file")
     return data
+
+
+def check_weights_file(path, field):
+    """Raises ConfigError unless `path` is a readable Keras weights file (.weights.h5, .h5, .keras)."""
+    signature = next((magic for suffix, magic in WEIGHTS_SIGNATURES.items() if str(path).endswith(suffix)), None)
+    if signature is None:
+        raise ConfigError(f"{field}: {path}: expected a Keras weights file ending in .weights.h5, .h5 or .keras")
+    kind = non_file_kind(path)
+    if kind:  # a pipe's open would wait for a writer
+        raise ConfigError(f"{field}: {path}: is {kind}, not a weights file")
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(len(signature))
+    except OSError as error:
+        raise ConfigError(f"{field}: {path}: cannot read the checkpoint ({error.strerror or error})") from None
+    if head != signature:
+        raise ConfigError(f"{field}: {path}: not a Keras weights file (its first bytes are not {signature!r})")
 
 
 def write_atomic(path, payload):

@@ -25,7 +25,7 @@ from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, nonempty
-from road_tf.files import check_writable_dir, non_file_kind, write_atomic
+from road_tf.files import check_weights_file, check_writable_dir, non_file_kind, write_atomic
 from road_tf.run_clock import TIME_FILE
 from road_tf.registry import SPAN, task_spec
 
@@ -83,27 +83,6 @@ def resolve_run(args):
     if args.new:
         folder += datetime.datetime.now().strftime("-%Y%m%d-%H%M%S")
     return config, pathlib.Path(folder)
-
-
-# The first bytes of the files `keras.Model.load_weights` reads, by file name ending.
-WEIGHTS_SIGNATURES = {".keras": b"PK\x03\x04", ".h5": b"\x89HDF\r\n\x1a\n", ".hdf5": b"\x89HDF\r\n\x1a\n"}
-
-
-def check_weights_file(path, field):
-    """Raises ConfigError unless `path` is a readable Keras weights file (.weights.h5, .h5, .keras)."""
-    signature = next((magic for suffix, magic in WEIGHTS_SIGNATURES.items() if str(path).endswith(suffix)), None)
-    if signature is None:
-        raise ConfigError(f"{field}: {path}: expected a Keras weights file ending in .weights.h5, .h5 or .keras")
-    kind = non_file_kind(path)
-    if kind:  # a pipe's open would wait for a writer
-        raise ConfigError(f"{field}: {path}: is {kind}, not a weights file")
-    try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(signature))
-    except OSError as error:
-        raise ConfigError(f"{field}: {path}: cannot read the checkpoint ({error.strerror or error})") from None
-    if head != signature:
-        raise ConfigError(f"{field}: {path}: not a Keras weights file (its first bytes are not {signature!r})")
 
 
 def check_teacher_files(distillation):

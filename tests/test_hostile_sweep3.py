@@ -399,12 +399,10 @@ def test_predict_may_write_a_metrics_json_into_a_model_folder_that_is_no_run(tmp
 
 def test_train_names_a_teacher_checkpoint_that_is_a_pipe_instead_of_waiting_for_it(tmp_path):
     """Opening a pipe waits for a writer: train's check of teacher checkpoints hung on one."""
-    from road_tf.train import check_weights_file
-
     pipe = tmp_path / "teacher.weights.h5"
     os.mkfifo(pipe)
     with deadline(20), pytest.raises(ConfigError, match=r"teachers\[0\].checkpoint: .*: is a device or pipe, not a weights file"):
-        check_weights_file(pipe, "distillation.teachers[0].checkpoint")
+        files.check_weights_file(pipe, "distillation.teachers[0].checkpoint")
 
 
 @pytest.mark.parametrize("name", ["\udcffname", "a/b", ".hidden", "line\nbreak"])

@@ -107,3 +107,25 @@ def test_cache_teacher_refuses_to_overwrite_its_inputs_and_unloadable_checkpoint
             cache_teacher.main(base + ["--output", output])
         assert message in one_error_line(capsys, exit_info), output
     assert checkpoint.read_bytes().startswith(b"\x89HDF") and not (tmp_path / "ok.tfrecord").exists()
+
+
+@pytest.mark.parametrize("name, content, problem", [
+    ("absent.weights.h5", None, "cannot read the checkpoint (No such file or directory)"),
+    ("notes.weights.h5", b"not weights\n", r"not a Keras weights file (its first bytes are not b'\x89HDF\r\n\x1a\n')"),
+])
+def test_cache_teacher_checks_teacher_checkpoints_before_it_loads_the_data(tmp_path, capsys, monkeypatch, name,
+                                                                           content, problem):
+    """A checkpoint that is missing or no weights file was found only after the data had loaded (slow)."""
+    def loaded(*args, **kwargs):
+        raise AssertionError("the data loaded before the teacher checkpoints were checked")
+
+    monkeypatch.setattr(cache_teacher, "load_tokenizer", loaded)
+    monkeypatch.setattr(cache_teacher, "load_task_data", loaded)
+    checkpoint = tmp_path / name
+    if content is not None:
+        checkpoint.write_bytes(content)
+    teacher = TEACHER.replace("train_steps: 12", f"checkpoint: {checkpoint}")
+    base = args_for(tmp_path, tmp_path / "unused", f"distillation.teachers=[{teacher}]")[2:]
+    with pytest.raises(SystemExit) as exit_info:
+        cache_teacher.main(base + ["--output", str(tmp_path / "t.tfrecord")])
+    assert one_error_line(capsys, exit_info) == f"error: distillation.teachers[0].checkpoint: {checkpoint}: {problem}"
