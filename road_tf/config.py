@@ -481,8 +481,16 @@ class Config:
             _check(files.task != self.task, f"multitask.task_files[{i}].task",
                    f"{files.task!r} is the main task, which reads data.*; list only the other tasks")
         self.train.validate()
+        batch = self.multitask_batch_size()
+        given = f"{batch}" if self.multitask.batch_size else f"0 takes train.batch_size {batch}, which"
+        _check(not self.multitask.steps or batch % self.multitask.k == 0, "multitask.batch_size",
+               f"{given} must split into multitask.k={self.multitask.k} equal passes")
         self.decode.validate()
         self.export.validate()
+
+    def multitask_batch_size(self):
+        """B, the global batch of a multi-task step: `multitask.batch_size`, or `train.batch_size` when it is 0."""
+        return self.multitask.batch_size or self.train.batch_size
 
 
 def _coerce(value, annotation, field):

@@ -29,13 +29,15 @@ from road_tf.distillation.offline import load_offline_features
 from road_tf.errors import ConfigError, RoadError, first_line
 from road_tf.files import entry_kind, write_atomic
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
-from road_tf.multitask.trainer import run_multitask_stage
+from road_tf.multitask.trainer import prepare_multitask, run_multitask_stage
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
 from road_tf.tasks import get_task, load_task_data
 
 WEIGHTS_FILE = "model.weights.h5"
 STAGE_FILE = "stage.json"
+MULTITASK_STAGE = "multitask"
+"""The multi-task stage's name and folder in the run directory."""
 
 
 @contextlib.contextmanager
@@ -151,13 +153,18 @@ def finish_stage(stage_dir, evaluate, config, step):
     return metrics
 
 
-def multitask_stage(config, tokenizer, task_data, stage_dir):
-    """The multi-task stage's (encoder weights path, metrics); a finished stage is reused, not rerun."""
+def multitask_stage(config, tokenizer, data, stage_dir):
+    """The multi-task stage's (encoder weights path, metrics); a finished stage is reused, not rerun.
+
+    `data`: {task name: TaskData} from `prepare_multitask` (None when the stage had finished), emptied
+    once the stage trained: the other tasks' data (gigabytes of real corpora) is not needed again.
+    """
     record = stage_dir / STAGE_FILE
     if record.is_file():
         return stage_dir / ENCODER_WEIGHTS, json.loads(record.read_text())["metrics"]
-    with running("multitask"):
-        path, metrics = run_multitask_stage(config, tokenizer, task_data, stage_dir)
+    with running(MULTITASK_STAGE):
+        path, metrics = run_multitask_stage(config, tokenizer, data, stage_dir)
+    data.clear()
     write_json(training.worker_path(record, config.train), {"metrics": metrics})
     if not config.train.keep_checkpoints and training.is_chief(config.train):
         training.drop_checkpoints(stage_dir)
@@ -250,13 +257,17 @@ class RunInputs(typing.NamedTuple):
     task: object
     task_data: object
     offline_features: object
+    multitask_data: object
+    """{task name: TaskData} of a multi-task stage still to run (`prepare_multitask`), else None;
+    `multitask_stage` empties it once the stage trained."""
 
 
-def prepare_run(config):
-    """Checks and loads what the run needs before it writes anything into its folder, so that a
-    run stopped by its configuration or data leaves no trace: the layer map, the strategy, the
-    tokenizer, the main task's data (and that it fills a batch), the offline teacher logits and
-    the models (`check_models`)."""
+def prepare_run(config, output_dir):
+    """Checks and loads what the run into `output_dir` needs before it writes anything into its
+    folder, so that a run stopped by its configuration or data leaves no trace: the layer map, the
+    strategy, the tokenizer, the main task's data (and that it fills a batch), the other tasks'
+    data of a multi-task stage that has not finished (and that they fill its passes), the offline
+    teacher logits and the models (`check_models`)."""
     check_layer_map(config)
     training.set_precision(config.train)
     keras.utils.set_random_seed(config.train.seed)
@@ -266,18 +277,22 @@ def prepare_run(config):
     with running("data"):
         task_data = load_task_data(task, config, tokenizer)
     training.check_batch_size(task_data.train_features, config.train.batch_size)
+    multitask_data = None
+    if config.multitask.steps and not (pathlib.Path(output_dir) / MULTITASK_STAGE / STAGE_FILE).is_file():
+        with running("data"):
+            multitask_data = prepare_multitask(config, tokenizer, task_data)
     offline_features = offline_teacher_features(config.distillation, task_data)
     check_models(config, task, tokenizer)
-    return RunInputs(tokenizer, task, task_data, offline_features)
+    return RunInputs(tokenizer, task, task_data, offline_features, multitask_data)
 
 
 def run_training(config, output_dir, inputs):
     """Runs every configured stage and exports the student; returns the metrics written to metrics.json.
 
-    `inputs` are `prepare_run(config)`'s.
+    `inputs` are `prepare_run(config, output_dir)`'s.
     """
     output_dir = pathlib.Path(output_dir)
-    tokenizer, task, task_data, offline_features = inputs
+    tokenizer, task, task_data, offline_features, multitask_data = inputs
     strategy = training.get_strategy(config.train)
     distillation = config.distillation
     stages = {}
@@ -285,7 +300,8 @@ def run_training(config, output_dir, inputs):
 
     encoder_weights = None
     if config.multitask.steps:
-        encoder_weights, stages["multitask"] = multitask_stage(config, tokenizer, task_data, output_dir / "multitask")
+        encoder_weights, stages[MULTITASK_STAGE] = multitask_stage(config, tokenizer, multitask_data,
+                                                                   output_dir / MULTITASK_STAGE)
 
     with strategy.scope():
         teachers = prepare_teachers(config, task_data, tokenizer, output_dir, stages)
@@ -318,7 +334,7 @@ def run_and_record(config, output_dir, inputs=None):
     `inputs` are its result, prepared here when not given) and `metrics.json` (last, with the
     `environment` of this invocation) to `output_dir`."""
     output_dir = pathlib.Path(output_dir)
-    inputs = inputs or prepare_run(config)
+    inputs = inputs or prepare_run(config, output_dir)
     write_atomic(training.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
     metrics = {**run_training(config, output_dir, inputs), "environment": training.environment()}
     write_json(training.worker_path(output_dir / RUN_METRICS_FILE, config.train), metrics)

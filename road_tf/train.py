@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import pathlib
-import shutil
 import signal
 import sys
 from argparse import RawDescriptionHelpFormatter
@@ -250,20 +249,6 @@ def start_log_file(output_dir):
     root.addHandler(log_file)
 
 
-def discard_unstarted_run(output_dir):
-    """Removes the run folder `output_dir` (made by this call) when it holds nothing but RUN_START_FILES:
-    a check inside a stage (the multi-task stage's batch split and other tasks' data) stopped the run
-    before it trained anything. The run's log file is closed first."""
-    if {path.name for path in output_dir.iterdir()} - RUN_START_FILES:
-        return
-    root = logging.getLogger()
-    log_path = os.path.abspath(output_dir / LOG_FILE)
-    for handler in [h for h in root.handlers if isinstance(h, logging.FileHandler) and h.baseFilename == log_path]:
-        root.removeHandler(handler)
-        handler.close()
-    shutil.rmtree(output_dir)
-
-
 def summary_table(rows):
     """A Markdown table of (model, metric dict) rows."""
     columns = ["exact", "f1", "HasAns_f1", "NoAns_f1", "accuracy", "step"]
@@ -336,7 +321,7 @@ def checked_start(config, output_dir):
 
     try:
         with running("setup"):
-            return None, prepare_run(config)
+            return None, prepare_run(config, output_dir)
     except RoadError as error:
         if error.__cause__ is not None:  # not a check but an unexpected error: train.log keeps its traceback
             start_log_file(output_dir)
@@ -348,8 +333,7 @@ def train_run(config, output_dir):
 
     The run folder and its `train.log` are made once the checks and the data loading passed: a run
     they stop leaves nothing behind (a folder that was there is left as it was), unless an
-    unexpected error stopped it, whose traceback `train.log` keeps. A new folder that a stage's own
-    checks stopped before it trained anything is removed again (`discard_unstarted_run`).
+    unexpected error stopped it, whose traceback `train.log` keeps.
 
     Returns:
         (metrics.json's dict, whether this call trained: False for a run that had finished).
@@ -365,15 +349,9 @@ def train_run(config, output_dir):
         return finished, False
     from road_tf.experiment import run_and_record, running
 
-    created = not output_dir.exists()
     start_log_file(output_dir)
-    try:
-        with running("setup"):
-            metrics = run_and_record(config, output_dir, inputs)
-    except RoadError as error:
-        if created and error.__cause__ is None:  # a check, not an unexpected error (train.log keeps its traceback)
-            discard_unstarted_run(output_dir)
-        raise
+    with running("setup"):
+        metrics = run_and_record(config, output_dir, inputs)
     write_atomic(output_dir / SUMMARY_FILE, summary_table(list(metrics["stages"].items())) + "\n")
     return metrics, True
 

@@ -189,6 +189,19 @@ def test_a_setting_its_switch_would_ignore_is_an_error_unless_the_switch_is_set(
     config_lib.load_config(None, [switch_off, pair])
 
 
+@pytest.mark.parametrize("pairs, message", [
+    (["multitask.batch_size=6"], "multitask.batch_size: 6 must split into multitask.k=4 equal passes"),
+    (["train.batch_size=30"], "multitask.batch_size: 0 takes train.batch_size 30, which must split into multitask.k=4 "
+                              "equal passes"),
+])
+def test_a_multitask_batch_that_does_not_split_into_k_passes_is_refused_with_the_config(pairs, message):
+    """The multi-task stage found it only once it ran, after the run's folder had been made."""
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, ["multitask.steps=10", "multitask.k=4", *pairs])
+    assert str(error.value) == message
+    config_lib.load_config(None, ["multitask.steps=0", *pairs])
+
+
 def test_a_separate_dev_file_beside_split_dev_questions_is_an_error():
     with pytest.raises(ConfigError, match="^data.dev_path: is not read when data.split_dev_questions > 0"):
         config_lib.load_config(None, ["data.source=json", "data.train_path=t.json", "data.dev_path=d.json",

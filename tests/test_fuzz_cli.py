@@ -53,7 +53,7 @@ def assert_refused(code, stderr, expect):
 def no_training(monkeypatch):
     """Makes reaching the training run itself (its TensorFlow checks and data loading first) a test failure."""
 
-    def refuse(config):
+    def refuse(config, output_dir):
         raise AssertionError("the run started: the case was not refused up front")
 
     monkeypatch.setattr(experiment, "prepare_run", refuse)

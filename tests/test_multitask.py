@@ -2,6 +2,7 @@
 
 import dataclasses
 import shutil
+import types
 
 import h5py
 import keras
@@ -16,9 +17,11 @@ from road_tf.data.features import END, LABEL, MODEL_INPUTS, START
 from road_tf.distillation.distiller import Distiller
 from road_tf.errors import ConfigError
 from road_tf.models.task_model import build_model, build_task_model, encoder_of, load_encoder_weights
+from road_tf.multitask import trainer as trainer_module
 from road_tf.multitask.samplers import TaskSampler
 from road_tf.multitask.trainer import (
-    TASK_ID, MultiTaskTrainer, accumulate_gradients, run_multitask_stage, slot_features, slot_name, step_dataset,
+    TASK_ID, MultiTaskTrainer, accumulate_gradients, prepare_multitask, run_multitask_stage, slot_features, slot_name,
+    step_dataset,
 )
 from road_tf.registry import CLASSIFICATION, SPAN, TaskSpec
 from road_tf.tasks import ClassificationTask, SpanTask, get_task, load_task_data
@@ -301,13 +304,63 @@ def tiny_multitask_config(tmp_path, **multitask):
     )
 
 
+def test_prepare_multitask_refuses_passes_the_replicas_do_not_share_before_it_loads_data(tmp_path, monkeypatch):
+    def loaded(*args, **kwargs):
+        raise AssertionError("the tasks' data loaded before the batch was checked")
+
+    monkeypatch.setattr(training, "get_strategy", lambda train: types.SimpleNamespace(num_replicas_in_sync=3))
+    monkeypatch.setattr(trainer_module, "load_task_data", loaded)
+    config = tiny_multitask_config(tmp_path, steps=2, k=2)
+    with pytest.raises(ConfigError, match="^multitask.batch_size: 8 must split into multitask.k=2 passes whose size "
+                                          "is a multiple of the 3 replicas$"):
+        prepare_multitask(config, None, None)
+
+
+def test_prepare_multitask_refuses_a_task_that_does_not_fill_a_pass(tmp_path):
+    from road_tf.data.tokenizer import load_tokenizer
+
+    """The stage's data came into its batches unchecked: the error named train.batch_size."""
+    config = tiny_multitask_config(tmp_path, steps=2, k=2, tasks=("squad2", "synthetic_nli"), batch_size=100)
+    tokenizer = load_tokenizer(config.data.vocab)
+    main = load_task_data(get_task("squad2"), config, tokenizer)
+    assert len(main.train_features["token_ids"]) > 50
+    with pytest.raises(ConfigError, match="^multitask.batch_size: 100 makes multitask.k=2 passes of 50 rows, more "
+                                          "than the 48 training rows of task 'synthetic_nli'$"):
+        prepare_multitask(config, tokenizer, main)
+
+
+def test_a_run_prepares_the_multitask_data_only_while_the_stage_has_not_finished(tmp_path, monkeypatch):
+    """A resumed run past the stage does not load the other tasks' data again (TFDS corpora take minutes)."""
+    from road_tf import experiment
+
+    prepared = []
+    monkeypatch.setattr(experiment, "prepare_multitask", lambda config, tokenizer, main: prepared.append(1) or {})
+    config = tiny_multitask_config(tmp_path, steps=2, k=2)
+    assert experiment.prepare_run(config, tmp_path / "run").multitask_data == {} and prepared == [1]
+    (tmp_path / "run" / "multitask").mkdir(parents=True)
+    (tmp_path / "run" / "multitask" / experiment.STAGE_FILE).write_text('{"metrics": {}}')
+    assert experiment.prepare_run(config, tmp_path / "run").multitask_data is None and prepared == [1]
+
+
+def test_the_multitask_stage_lets_go_of_the_tasks_data_once_it_trained(tmp_path, monkeypatch):
+    """The run's inputs hold the data to the end of the run; the other tasks' data is not needed after the stage."""
+    from road_tf import experiment
+
+    monkeypatch.setattr(experiment, "run_multitask_stage",
+                        lambda config, tokenizer, data, stage_dir: (stage_dir / "encoder.weights.h5", {"f1": 1.0}))
+    data = {"squad2": object(), "synthetic_nli": object()}
+    config = tiny_multitask_config(tmp_path, steps=2, k=2)
+    assert experiment.multitask_stage(config, None, data, tmp_path / "multitask")[1] == {"f1": 1.0}
+    assert data == {}
+
+
 def test_run_multitask_stage_end_to_end_then_load_the_encoder(tmp_path):
     from road_tf.data.tokenizer import load_tokenizer
 
     config = tiny_multitask_config(tmp_path, steps=4, k=2, sampler="annealed", replacement=False)
     tokenizer = load_tokenizer(config.data.vocab)
-    main = load_task_data(get_task("squad2"), config, tokenizer)
-    path, metrics = run_multitask_stage(config, tokenizer, main, tmp_path / "multitask")
+    data = prepare_multitask(config, tokenizer, load_task_data(get_task("squad2"), config, tokenizer))
+    path, metrics = run_multitask_stage(config, tokenizer, data, tmp_path / "multitask")
     assert set(metrics["tasks"]) == set(config.multitask.tasks)
     assert "f1" in metrics["tasks"]["squad2"] and "accuracy" in metrics["tasks"]["synthetic_nli"]
     assert metrics["f1"] == metrics["tasks"]["squad2"]["f1"], "the main task's metrics head the stage's"
@@ -321,7 +374,7 @@ def test_run_multitask_stage_end_to_end_then_load_the_encoder(tmp_path):
         leftover.unlink()
     (killed / "checkpoint").write_text('model_checkpoint_path: "ckpt-2"\nall_model_checkpoint_paths: "ckpt-2"\n')
     step2_written = (killed / "ckpt-2.index").stat().st_mtime_ns
-    resumed_path, resumed = run_multitask_stage(config, tokenizer, main, tmp_path / "killed")
+    resumed_path, resumed = run_multitask_stage(config, tokenizer, data, tmp_path / "killed")
     assert (killed / "ckpt-2.index").stat().st_mtime_ns == step2_written, "resumed, not retrained from step 0"
     resumed_arrays = h5_arrays(resumed_path)
     for key, value in h5_arrays(path).items():
@@ -351,8 +404,8 @@ def test_squad2_and_its_cloze_task_train_side_by_side(tmp_path):
 
     config = tiny_multitask_config(tmp_path, tasks=("squad2", "squad2_cloze"), steps=2, k=2)
     tokenizer = load_tokenizer(config.data.vocab)
-    main = load_task_data(get_task("squad2"), config, tokenizer)
-    _, metrics = run_multitask_stage(config, tokenizer, main, tmp_path / "multitask")
+    data = prepare_multitask(config, tokenizer, load_task_data(get_task("squad2"), config, tokenizer))
+    _, metrics = run_multitask_stage(config, tokenizer, data, tmp_path / "multitask")
     assert set(metrics["tasks"]) == {"squad2", "squad2_cloze"}
     assert all("f1" in metrics["tasks"][name] and "HasAns_total" in metrics["tasks"][name] for name in metrics["tasks"])
     assert sum(metrics["picks"].values()) == 2 * 2

@@ -285,7 +285,7 @@ def test_an_output_dir_holding_other_files_is_refused_before_the_run_writes_ther
 
 
 def test_the_repository_root_as_output_dir_is_refused(capsys, monkeypatch):
-    def refuse(config):
+    def refuse(config, output_dir):
         raise AssertionError("the run started in the repository's root")
 
     monkeypatch.setattr(experiment, "prepare_run", refuse)
@@ -335,20 +335,28 @@ def test_a_pretrained_encoder_that_does_not_load_stops_the_run_before_its_folder
     assert not out.exists()
 
 
-def test_a_stage_s_own_check_removes_the_new_run_folder_but_never_one_that_was_there(tmp_path, capsys):
-    odd_split = ["multitask.steps=2", "multitask.tasks=[squad2, synthetic_nli]", "multitask.k=2",
-                 "multitask.batch_size=3"]
+@pytest.mark.parametrize("batch, message", [
+    (3, "multitask.batch_size: 3 must split into multitask.k=2 equal passes"),
+    (128, "multitask.batch_size: 128 makes multitask.k=2 passes of 64 rows, more than the 60 training rows of task "
+          "'synthetic_nli'"),
+], ids=["split", "rows"])
+def test_a_run_the_multitask_stage_s_checks_stop_leaves_no_folder_and_an_existing_one_as_it_was(tmp_path, capsys,
+                                                                                                batch, message):
+    """The stage checked its batch split and the other tasks' data itself: the run folder had been
+    made (and was removed again), or a folder that was there got the refused run's log lines."""
+    multitask = ["multitask.steps=2", "multitask.tasks=[squad2, synthetic_nli]", "multitask.k=2",
+                 f"multitask.batch_size={batch}"]
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
-        train.main(tiny_argv(out, tmp_path, *odd_split))
-    assert one_error_line(capsys, exit_info).startswith("error: multitask.batch_size: 3 must split into multitask.k=2")
+        train.main(tiny_argv(out, tmp_path, *multitask))
+    assert one_error_line(capsys, exit_info) == f"error: {message}"
     assert not out.exists()
     out.mkdir()
     (out / "train.log").write_text("an earlier run\n")
     with pytest.raises(SystemExit) as exit_info:
-        train.main(tiny_argv(out, tmp_path, *odd_split))
-    assert "multitask.batch_size" in one_error_line(capsys, exit_info)
-    assert (out / "train.log").read_text().startswith("an earlier run\n")
+        train.main(tiny_argv(out, tmp_path, *multitask))
+    assert one_error_line(capsys, exit_info) == f"error: {message}"
+    assert {path.name: path.read_text() for path in out.iterdir()} == {"train.log": "an earlier run\n"}
 
 
 def test_an_output_dir_holding_a_run_of_other_settings_is_refused_not_resumed_or_reported(tmp_path, capsys):
@@ -384,7 +392,7 @@ def test_new_with_an_output_dir_that_holds_files_is_refused(tmp_path, capsys):
 
 
 def test_ctrl_c_before_the_run_started_says_so(tmp_path, capsys, monkeypatch):
-    def interrupted(config):
+    def interrupted(config, output_dir):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(experiment, "prepare_run", interrupted)

@@ -228,29 +228,53 @@ class MultiTaskTrainer(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
 
-def _task_data(config, tokenizer, main_task_data):
-    """{task name: TaskData} of `config.multitask.tasks`, reusing the main task's data."""
-    names = config.multitask.tasks
-    return {
-        name: main_task_data if name == main_task_data.task.name
-        else load_task_data(get_task(name), config, tokenizer, is_main_task=False)
-        for name in names
-    }
-
-
 def _rows(features):
     """Rows (examples or QA windows) of a features dict."""
     return len(features[MODEL_INPUTS[0]])
 
 
-def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
+def prepare_multitask(config, tokenizer, main_task_data):
+    """Loads the data of every task of `config.multitask.tasks` and checks it against the stage's
+    batch, so that a run stops on them before it writes anything (`experiment.prepare_run`).
+
+    The global batch B splits into k passes of B/k rows (`Config` checks that k divides B); B/k
+    must be a multiple of the replicas, and every task must fill a pass.
+
+    Args:
+        config: the run `Config`, with a multi-task stage (`multitask.steps` > 0).
+        tokenizer: the run's `WordPieceTokenizer`.
+        main_task_data: `TaskData` of `config.task`, reused when that task is among the tasks.
+    Returns:
+        {task name: TaskData}, in `multitask.tasks` order.
+    Raises:
+        ConfigError naming multitask.batch_size; the readers' errors for data that does not load.
+    """
+    multitask = config.multitask
+    batch = config.multitask_batch_size()
+    pass_batch = batch // multitask.k
+    replicas = training.get_strategy(config.train).num_replicas_in_sync
+    if pass_batch % replicas:
+        raise ConfigError(f"multitask.batch_size: {batch} must split into multitask.k={multitask.k} passes "
+                          f"whose size is a multiple of the {replicas} replicas")
+    data = {name: main_task_data if name == main_task_data.task.name
+            else load_task_data(get_task(name), config, tokenizer, is_main_task=False)
+            for name in multitask.tasks}
+    for name, item in data.items():
+        rows = _rows(item.train_features)
+        if rows < pass_batch:
+            raise ConfigError(f"multitask.batch_size: {batch} makes multitask.k={multitask.k} passes of {pass_batch} "
+                              f"rows, more than the {rows} training rows of task {name!r}")
+    return data
+
+
+def run_multitask_stage(config, tokenizer, data, stage_dir):
     """Multi-task pre-training of the encoder: trains, evaluates every task, saves the encoder.
 
     Args:
         config: the run `Config`; `config.multitask` picks tasks, steps, k, sampler, learning
             rate and the constant global batch B (`batch_size`, default `config.train.batch_size`).
         tokenizer: the run's `WordPieceTokenizer`.
-        main_task_data: `TaskData` of `config.task` (used if that task is among the tasks).
+        data: {task name: TaskData} of every task, checked against B (`prepare_multitask`).
         stage_dir: folder for checkpoints, logs and the encoder weights; a rerun resumes.
     Returns:
         (path of the saved encoder weights, metrics dict: the main task's dev metrics at the top
@@ -259,12 +283,8 @@ def run_multitask_stage(config, tokenizer, main_task_data, stage_dir):
     """
     stage_dir = pathlib.Path(stage_dir)
     multitask = config.multitask
-    train = dataclasses.replace(config.train, batch_size=multitask.batch_size or config.train.batch_size)
+    train = dataclasses.replace(config.train, batch_size=config.multitask_batch_size())
     strategy = training.get_strategy(train)
-    if train.batch_size % multitask.k or (train.batch_size // multitask.k) % strategy.num_replicas_in_sync:
-        raise ConfigError(f"multitask.batch_size: {train.batch_size} must split into multitask.k={multitask.k} passes "
-                          f"whose size is a multiple of the {strategy.num_replicas_in_sync} replicas")
-    data = _task_data(config, tokenizer, main_task_data)
     tasks = {name: item.task for name, item in data.items()}
     sampler = TaskSampler(multitask.sampler, {name: _rows(item.train_features) for name, item in data.items()},
                           multitask.k, replacement=multitask.replacement, seed=train.seed,
