@@ -113,8 +113,9 @@ def load_answer_fn(folder):
 
 
 def checked_outputs(folder, outputs, rows):
-    """The serving_default `outputs` for `rows` questions; RoadError when OUTPUTS do not hold one value per
-    question, an answer is not UTF-8 or a no-answer probability is not a number in [0, 1]."""
+    """The OUTPUTS of the serving_default `outputs` for `rows` questions (predict reads no others);
+    RoadError when they do not hold one value per question or a no-answer probability is not a
+    number in [0, 1] (`answer_all` checks that the answers are UTF-8, where they are decoded)."""
     for name in OUTPUTS:
         if outputs[name].shape != (rows,):
             raise RoadError(f"--model {folder}: serving_default returned {name} of shape "
@@ -124,18 +125,16 @@ def checked_outputs(folder, outputs, rows):
     if outside.size:
         raise RoadError(f"--model {folder}: serving_default returned the no-answer probability {outside[0]}, "
                         "not a number in [0, 1]")
-    if not all(is_utf8(answer) for answer in outputs["answer"].numpy()):
-        raise RoadError(f"--model {folder}: serving_default returned an answer that is not UTF-8")
-    return outputs
+    return {name: outputs[name] for name in OUTPUTS}
 
 
-def is_utf8(data):
-    """Whether the bytes `data` decode as UTF-8."""
+def answer_all(answer_fn, folder, examples, batch_size):
+    """`answer_questions` over `examples` with a progress line: {"answer": str [N], "no_answer_probability":
+    float32 [N]}; RoadError when an answer is not UTF-8 (found as its batch is decoded)."""
     try:
-        data.decode("utf-8")
+        return answer_questions(answer_fn, examples, batch_size, progress=True)
     except UnicodeDecodeError:
-        return False
-    return True
+        raise RoadError(f"--model {folder}: serving_default returned an answer that is not UTF-8") from None
 
 
 @cli_main
@@ -153,7 +152,7 @@ def main(argv=None):
     if not examples:
         raise RoadError(f"{args.data}: no questions to answer")
     answer_fn, _ = load_answer_fn(folder)
-    outputs = answer_questions(answer_fn, examples, args.batch_size, progress=True)
+    outputs = answer_all(answer_fn, folder, examples, args.batch_size)
     predictions, na_probs = squad_outputs(examples, outputs)
     write_atomic(args.output, json.dumps(predictions, indent=2) + "\n")
     if args.na_probs:

@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import signal
+import types
 
 import pytest
 import tensorflow as tf
@@ -17,6 +18,7 @@ from conftest import one_error_line
 from helpers_fuzz import GOOD_SQUAD
 from road_tf import cache_teacher, evaluate, export, files, predict
 from road_tf.errors import ConfigError, RoadError
+from road_tf.evaluation.qa_eval import answer_questions
 from road_tf.experiment import load_teacher_weights
 
 FINISHED = {"stages": {}, "final": {"task": "squad2", "f1": 50.0}}
@@ -234,6 +236,33 @@ def test_predict_refuses_a_model_that_breaks_the_serving_contract(case, odd_mode
     line = refused(predict.main, argv, capsys)
     assert line.startswith(f"error: --model {odd_models[case]}: ") and ODD_MODELS[case][1] in line, line
     assert sorted(path.name for path in tmp_path.iterdir()) == ["dev.json"]
+
+
+def test_predict_reads_only_the_outputs_it_writes(tmp_path):
+    """Every output was decoded: one predict does not write that was not UTF-8 stopped it with a traceback."""
+    reader = OddReader(lambda q: {"answer": q, "no_answer_probability": _rows(q, 0.5), "note": _rows(q, b"\xff")})
+    folder = tmp_path / "model" / "1"
+    tf.saved_model.save(reader, str(folder), signatures={"serving_default": reader.answer})
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    assert predict.main(["--model", str(folder), "--data", str(data), "--output", str(tmp_path / "p.json")]) == 0
+    questions = {qa["id"]: qa["question"] for article in json.loads(GOOD_SQUAD)["data"]
+                 for paragraph in article["paragraphs"] for qa in paragraph["qas"]}
+    assert json.loads((tmp_path / "p.json").read_text()) == questions
+
+
+def test_answers_that_are_not_utf8_stop_at_the_first_batch_that_holds_one():
+    """Each answer is decoded once, as its batch arrives: predict stops there, not after every question."""
+    calls = []
+
+    def answer_fn(question, context):
+        calls.append(len(question))
+        return {"answer": tf.fill([len(question)], b"\xff"), "no_answer_probability": tf.fill([len(question)], 0.5)}
+
+    examples = [types.SimpleNamespace(question=f"q{i}", context="c") for i in range(5)]
+    with pytest.raises(UnicodeDecodeError):
+        answer_questions(answer_fn, examples, 2)
+    assert calls == [2]
 
 
 def test_predict_refuses_a_model_with_an_unknown_op(odd_models, tmp_path, capsys):

@@ -31,6 +31,9 @@ def answer_questions(answer_fn, examples, batch_size, progress=False):
         progress: write a progress line to stderr (ended early when an error stops the answers).
     Returns:
         dict {output key: np.ndarray [N, ...]} over the N questions (strings decoded to str).
+    Raises:
+        UnicodeDecodeError: a string output is not UTF-8 (each batch is decoded as it arrives, so the
+            first batch holding one stops the loop).
     """
     import tensorflow as tf
 
@@ -40,14 +43,14 @@ def answer_questions(answer_fn, examples, batch_size, progress=False):
             chunk = examples[begin:begin + batch_size]
             out = answer_fn(tf.constant([e.question for e in chunk]), tf.constant([e.context for e in chunk]))
             for key, value in out.items():
-                parts.setdefault(key, []).append(value.numpy())
+                parts.setdefault(key, []).append(_decoded(value.numpy()))
             done = begin + len(chunk)
             if progress:
                 _progress(done, len(examples), sys.stderr)
     finally:
         if progress and 0 < done < len(examples):
             sys.stderr.write("\n")  # an error stops the loop: its message gets a line of its own
-    return {key: _decoded(np.concatenate(values)) for key, values in parts.items()}
+    return {key: np.concatenate(values) for key, values in parts.items()}
 
 
 def _decoded(array):
