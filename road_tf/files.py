@@ -61,6 +61,11 @@ def entry_kind(path):
         if error.errno in NOTHING_THERE:
             return None
         raise
+    return mode_kind(mode)
+
+
+def mode_kind(mode):
+    """What an `os.stat` st_mode is: "a folder", "a file" or "a device or pipe"."""
     return "a folder" if stat.S_ISDIR(mode) else "a file" if stat.S_ISREG(mode) else "a device or pipe"
 
 
@@ -211,14 +216,16 @@ def check_writable_file(path, what):
     check_path_length(path, what)
     check_utf8(path, what)
     path = pathlib.Path(path)
-    kind = non_file_kind(path)
-    if kind:
-        raise RoadError(f"{what} {path}: is {kind}, not a file name")
     try:
-        os.stat(path)
+        kind = mode_kind(os.stat(path).st_mode)
     except OSError as error:
         if error.errno == errno.ELOOP:
             raise RoadError(f"{what} {path}: cannot write there (a loop of symbolic links)") from None
+        if error.errno not in NOTHING_THERE:
+            raise
+        kind = None  # nothing there yet (or a dangling link, whose target gets written)
+    if kind not in (None, "a file"):
+        raise RoadError(f"{what} {path}: is {kind}, not a file name")
     check_writable_dir(pathlib.Path(os.path.realpath(path)).parent, what)
 
 

@@ -83,6 +83,23 @@ def test_pipes_and_devices_are_never_replaced_by_a_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
+def test_check_writable_file_stats_the_path_once(tmp_path, monkeypatch):
+    """check_writable_file asked what stands at the path, then called os.stat on it again to find a loop of links."""
+    (tmp_path / "file.json").write_text("old")
+    (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
+    (tmp_path / "loop_b").symlink_to(tmp_path / "loop_a")
+    stats = []
+    real_stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda path, *args, **kwargs: stats.append(os.fspath(path))
+                        or real_stat(path, *args, **kwargs))
+    for name in ("file.json", "new.json"):
+        check_writable_file(tmp_path / name, "--output")
+    with pytest.raises(RoadError, match=r"^--output .*/loop_a: cannot write there \(a loop of symbolic links\)$"):
+        check_writable_file(tmp_path / "loop_a", "--output")
+    assert [path for path in stats if path.startswith(f"{tmp_path}/")] == [
+        f"{tmp_path}/{name}" for name in ("file.json", "new.json", "loop_a")]
+
+
 def test_an_output_folder_behind_a_dangling_or_looping_link_is_refused(tmp_path):
     (tmp_path / "dangling").symlink_to(tmp_path / "missing")
     (tmp_path / "loop_a").symlink_to(tmp_path / "loop_b")
