@@ -209,15 +209,27 @@ def check_models(config, task, tokenizer):
     """Fails fast (before any training) on a model that cannot be built: a pretrained encoder
     (`model.pretrained`, a teacher's) that is missing, unreadable or does not fit its settings, or a
     teacher checkpoint that is missing or does not fit its model. Models initialised at random are
-    not built."""
+    not built.
+
+    Returns:
+        (student depth, teacher depths): transformer layers, an int and a tuple of ints in
+        `distillation.teachers` order; a built model's own (a pretrained encoder's may differ from
+        its config's `num_layers`), else its config's `num_layers`.
+    """
+    student_layers = config.model.num_layers
     if config.model.pretrained != "none":
-        stage_model(config, config.model, task, tokenizer, "student_check")
+        student_layers = num_layers(stage_model(config, config.model, task, tokenizer, "student_check"))
+    teacher_layers = []
     for i, teacher_config in enumerate(config.distillation.teachers):
+        depth = teacher_config.model.num_layers
         if teacher_config.checkpoint:
             teacher = stage_model(config, teacher_config.model, task, tokenizer, f"teacher_check_{i}")
             load_teacher_weights(teacher, teacher_config.checkpoint, i)
+            depth = num_layers(teacher)
         elif config.distillation.mode == "online" and teacher_config.model.pretrained != "none":
-            stage_model(config, teacher_config.model, task, tokenizer, f"teacher_check_{i}")
+            depth = num_layers(stage_model(config, teacher_config.model, task, tokenizer, f"teacher_check_{i}"))
+        teacher_layers.append(depth)
+    return student_layers, tuple(teacher_layers)
 
 
 def offline_teacher_features(distillation, task_data):
@@ -227,27 +239,27 @@ def offline_teacher_features(distillation, task_data):
     return load_offline_features(distillation.cache_path, task_data.train_features, len(distillation.teachers))
 
 
-def _layer_map(distillation, teacher_layers, student_layers):
-    """The configured layer map between depths `teacher_layers` and `student_layers`."""
+def layer_matches(distillation, teacher_layers, student_layers):
+    """Hidden-state layer matches, one tuple of `LayerMatch` per teacher (empty when hidden KD is off).
+
+    Args:
+        teacher_layers: the teachers' depths (transformer layers, ints), in `distillation.teachers` order.
+        student_layers: the student's depth (int).
+
+    Raises ConfigError naming the `distillation.layer_matches` entry, the model and its depth when a
+    custom match lies beyond that depth.
+    """
+    if distillation.hidden_loss == "none" or not teacher_layers:
+        return ()
     matches = distillation.layer_matches if distillation.layer_map == "custom" else ()
-    return tuple(build_layer_map(distillation.layer_map, teacher_layers, student_layers, matches))
+    return tuple(tuple(build_layer_map(distillation.layer_map, depth, student_layers, matches,
+                                       "distillation.layer_matches", (f"distillation.teachers[{i}]", "the student")))
+                 for i, depth in enumerate(teacher_layers))
 
 
 def teacher_layer_matches(distillation, teachers, student):
-    """Hidden-state layer matches, one tuple per teacher (empty when hidden KD is off)."""
-    if distillation.hidden_loss == "none" or not teachers:
-        return ()
-    return tuple(_layer_map(distillation, num_layers(teacher), num_layers(student)) for teacher in teachers)
-
-
-def check_layer_map(config):
-    """Fails fast (before any training) on a layer map beyond a randomly initialised model's depth."""
-    distillation = config.distillation
-    if distillation.hidden_loss == "none":
-        return
-    for teacher in distillation.teachers:
-        if teacher.model.pretrained == "none" and config.model.pretrained == "none":
-            _layer_map(distillation, teacher.model.num_layers, config.model.num_layers)
+    """`layer_matches` between the task models `teachers` and `student`."""
+    return layer_matches(distillation, tuple(num_layers(teacher) for teacher in teachers), num_layers(student))
 
 
 class RunInputs(typing.NamedTuple):
@@ -264,11 +276,10 @@ class RunInputs(typing.NamedTuple):
 
 def prepare_run(config, output_dir):
     """Checks and loads what the run into `output_dir` needs before it writes anything into its
-    folder, so that a run stopped by its configuration or data leaves no trace: the layer map, the
-    strategy, the tokenizer, the main task's data (and that it fills a batch), the other tasks'
-    data of a multi-task stage that has not finished (and that they fill its passes), the offline
-    teacher logits and the models (`check_models`)."""
-    check_layer_map(config)
+    folder, so that a run stopped by its configuration or data leaves no trace: the strategy, the
+    tokenizer, the main task's data (and that it fills a batch), the other tasks' data of a
+    multi-task stage that has not finished (and that they fill its passes), the offline teacher
+    logits, the models (`check_models`) and the hidden-state layer map between their real depths."""
     training.set_precision(config.train)
     keras.utils.set_random_seed(config.train.seed)
     training.get_strategy(config.train)
@@ -282,7 +293,8 @@ def prepare_run(config, output_dir):
         with running("data"):
             multitask_data = prepare_multitask(config, tokenizer, task_data)
     offline_features = offline_teacher_features(config.distillation, task_data)
-    check_models(config, task, tokenizer)
+    student_layers, teacher_layers = check_models(config, task, tokenizer)
+    layer_matches(config.distillation, teacher_layers, student_layers)
     return RunInputs(tokenizer, task, task_data, offline_features, multitask_data)
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from conftest import REPO
+from conftest import REPO, one_error_line
 from road_tf import experiment, train
 from road_tf.config import ModelConfig, load_config
 from road_tf.data.tokenizer import load_tokenizer
@@ -86,12 +86,18 @@ def test_fixture_tells_the_activation_and_the_head_apart(tmp_path):
     assert np.abs(end[allowed] - reference[0][allowed]).max() > 1e-1
 
 
-def test_encoder_only_checkpoints_have_no_span_head(tmp_path):
-    folder = tmp_path / "encoder_only"
+def encoder_only(folder):
+    """Writes the bert fixture into `folder` without its qa_outputs head (a teacher a KD run trains);
+    returns `folder`."""
     shutil.copytree(FIXTURES / "bert", folder)
     tensors = load_file(str(folder / "model.safetensors"))
     save_file({name: value for name, value in tensors.items() if not name.startswith("qa_outputs.")},
               str(folder / "model.safetensors"))
+    return folder
+
+
+def test_encoder_only_checkpoints_have_no_span_head(tmp_path):
+    folder = encoder_only(tmp_path / "encoder_only")
     assert has_span_head(FIXTURES / "electra") and not has_span_head(folder)
     assert not any(has_span_head(keyword) for keyword in ("none", "minilm", "preset"))
     backbone = build_backbone(ModelConfig(pretrained=str(folder)), 100, 64)
@@ -99,9 +105,9 @@ def test_encoder_only_checkpoints_have_no_span_head(tmp_path):
         load_span_head(build_task_model(backbone, [SQUAD]), SQUAD.head_name, folder)
 
 
-def run_pairs(tmp_path, family):
-    """--set pairs of a tiny KD run on the synthetic data with the fixture's vocabulary and teacher."""
-    teacher = f"{{model: {{pretrained: {FIXTURES / family}}}}}"
+def run_pairs(tmp_path, folder):
+    """--set pairs of a tiny KD run on the synthetic data with the fixtures' vocabulary and the teacher in `folder`."""
+    teacher = f"{{model: {{pretrained: {folder}}}}}"
     return TINY + [f"data.vocab={FIXTURES / 'vocab.txt'}", f"distillation.teachers=[{teacher}]",
                    f"data.cache_dir={tmp_path / 'cache'}", "export.enabled=false",
                    "distillation.compare_without_kd=false"]
@@ -113,7 +119,7 @@ def test_kd_run_teacher_is_the_hf_model_untrained(tmp_path):
     ELECTRA only (its embedding projection is the harder case); both families share this path.
     """
     family = "electra"
-    config = load_config(overrides=run_pairs(tmp_path, family))
+    config = load_config(overrides=run_pairs(tmp_path, FIXTURES / family))
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)
     data = load_task_data(task, config, tokenizer)
@@ -127,9 +133,37 @@ def test_kd_run_teacher_is_the_hf_model_untrained(tmp_path):
 def test_kd_run_with_an_hf_teacher_trains_the_student(tmp_path):
     out = tmp_path / "run"
     args = ["--output-dir", str(out)]
-    for pair in run_pairs(tmp_path, "bert"):
+    for pair in run_pairs(tmp_path, FIXTURES / "bert"):
         args += ["--set", pair]
     assert train.main(args) == 0
     stages = json.loads((out / "metrics.json").read_text())["stages"]
     assert set(stages) == {"teacher_0", "student"}
     assert not (out / "teacher_0" / "model.weights.h5").exists() and (out / "student" / "model.weights.h5").is_file()
+
+
+@pytest.mark.parametrize("pairs, match, message", [
+    ([], "{teacher_layer: 4, student_layer: 1}", "teacher_layer 4 is beyond distillation.teachers[0]'s 2 layers"),
+    ([f"model.pretrained={FIXTURES / 'bert'}"], "{teacher_layer: 2, student_layer: 3}",
+     "student_layer 3 is beyond the student's 2 layers"),
+], ids=["teacher", "student"])
+def test_a_layer_map_beyond_a_pretrained_encoder_stops_the_run_before_a_stage_trains(tmp_path, capsys, monkeypatch,
+                                                                                     pairs, match, message):
+    """A pretrained encoder's depth (2 layers here) is known once it is built: a custom match beyond
+    it was refused only in the student's stage, after the run folder was made and the teacher trained."""
+    trained = []
+
+    def train_stage(stage_dir, *args, **kwargs):
+        trained.append(stage_dir.name)
+        raise AssertionError(f"{stage_dir.name} trained before the layer map was checked")
+
+    monkeypatch.setattr(experiment, "train_stage", train_stage)
+    out = tmp_path / "run"
+    matches = f"[{{teacher_layer: 1, student_layer: 1}}, {match}]"
+    args = ["--output-dir", str(out)]
+    for pair in [*run_pairs(tmp_path, encoder_only(tmp_path / "encoder_only")), *pairs, "distillation.hidden_loss=mse",
+                 "distillation.layer_map=custom", f"distillation.layer_matches={matches}"]:
+        args += ["--set", pair]
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(args)
+    assert one_error_line(capsys, exit_info) == f"error: distillation.layer_matches[1]: {message}"
+    assert trained == [] and not out.exists()

@@ -45,22 +45,24 @@ def last_map(teacher_layers, student_layers):
     return (LayerMatch(teacher_layers, student_layers, 1.0),)
 
 
-def _check_match(match, teacher_layers, student_layers):
-    """Raises ConfigError unless `match` is a LayerMatch with indices in 0..depth and weight >= 0."""
+def _check_match(match, entry, teacher_layers, student_layers, names):
+    """Raises ConfigError, naming `entry` (how errors name the match), unless `match` is a LayerMatch
+    with indices in 0..depth and weight >= 0; `names`: (teacher, student) as errors name them."""
     if not isinstance(match, LayerMatch):
-        raise ConfigError(f"layer map: expected a LayerMatch, got {match!r}")
-    for who, index, depth in (("teacher", match.teacher_layer, teacher_layers),
-                              ("student", match.student_layer, student_layers)):
+        raise ConfigError(f"{entry}: expected a LayerMatch, got {match!r}")
+    for who, name, index, depth in (("teacher", names[0], match.teacher_layer, teacher_layers),
+                                    ("student", names[1], match.student_layer, student_layers)):
         if index < 0:
-            raise ConfigError(f"layer map: {who}_layer {index} is negative (0 is the embedding output)")
+            raise ConfigError(f"{entry}: {who}_layer {index} is negative (0 is the embedding output)")
         if index > depth:
-            raise ConfigError(f"layer map: {who}_layer {index} is beyond the {who}'s {depth} layers")
+            raise ConfigError(f"{entry}: {who}_layer {index} is beyond {name}'s {depth} layers")
     if match.weight < 0:
-        raise ConfigError(f"layer map: weight {match.weight} of match {match.teacher_layer}<->"
+        raise ConfigError(f"{entry}: weight {match.weight} of match {match.teacher_layer}<->"
                           f"{match.student_layer} is negative")
 
 
-def build_layer_map(kind, teacher_layers, student_layers, matches=()):
+def build_layer_map(kind, teacher_layers, student_layers, matches=(), field="matches",
+                    names=("the teacher", "the student")):
     """The layer matches a `distillation.layer_map` setting names.
 
     Args:
@@ -68,6 +70,8 @@ def build_layer_map(kind, teacher_layers, student_layers, matches=()):
         teacher_layers, student_layers: the two models' numbers of transformer layers.
         matches: `LayerMatch` entries; required for "custom" and refused for the other kinds,
             so a custom list is never silently ignored.
+        field: how errors name `matches`; the i-th entry is `field[i]`.
+        names: how errors name the teacher and the student, e.g. ("distillation.teachers[0]", "the student").
 
     Returns:
         tuple of `LayerMatch`, every index checked to lie in 0..depth.
@@ -85,6 +89,6 @@ def build_layer_map(kind, teacher_layers, student_layers, matches=()):
         return last_map(teacher_layers, student_layers)
     if not matches:
         raise ConfigError("layer map: custom needs at least one {teacher_layer, student_layer, weight} match")
-    for match in matches:
-        _check_match(match, teacher_layers, student_layers)
+    for i, match in enumerate(matches):
+        _check_match(match, f"{field}[{i}]", teacher_layers, student_layers, names)
     return matches
