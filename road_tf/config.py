@@ -255,6 +255,9 @@ class DistillationConfig:
                f"must be uniform, last or custom, got {self.layer_map!r}")
         _check(self.layer_map != "custom" or self.layer_matches, f"{prefix}.layer_matches",
                "must list {teacher_layer, student_layer, weight} entries when layer_map is custom")
+        _check(self.layer_map == "custom" or not self.layer_matches, f"{prefix}.layer_matches",
+               f"{len(self.layer_matches)} entries given but layer_map is {self.layer_map}; "
+               "set layer_map: custom to use them")
         if self.mode == "offline":
             _check(bool(self.cache_path), f"{prefix}.cache_path",
                    "is required in offline mode (write it with python -m road_tf.cache_teacher)")

@@ -251,8 +251,7 @@ def layer_matches(distillation, teacher_layers, student_layers):
     """
     if distillation.hidden_loss == "none" or not teacher_layers:
         return ()
-    matches = distillation.layer_matches if distillation.layer_map == "custom" else ()
-    return tuple(tuple(build_layer_map(distillation.layer_map, depth, student_layers, matches,
+    return tuple(tuple(build_layer_map(distillation.layer_map, depth, student_layers, distillation.layer_matches,
                                        "distillation.layer_matches", (f"distillation.teachers[{i}]", "the student")))
                  for i, depth in enumerate(teacher_layers))
 

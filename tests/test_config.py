@@ -92,6 +92,13 @@ def test_custom_layer_matches_parse():
     assert config.distillation.layer_matches == (config_lib.LayerMatch(4, 2, 0.5),)
 
 
+def test_layer_matches_without_a_custom_map_are_refused_not_ignored():
+    with pytest.raises(ConfigError, match=r"distillation.layer_matches: 1 entries given but layer_map is uniform"):
+        config_lib.load_config(None, [
+            TEACHER, "distillation.layer_map=uniform",
+            "distillation.layer_matches=[{teacher_layer: 4, student_layer: 2, weight: 0.5}]"])
+
+
 def test_bad_yaml_files(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("train: [unclosed\n")
