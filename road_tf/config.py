@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 import yaml
 
 from road_tf.errors import ConfigError, utf8_problem
-from road_tf.files import read_config_bytes
+from road_tf.files import entry_kind, read_config_bytes
 from road_tf.registry import KD_LOSSES, TASKS
 
 ENCODER_WEIGHTS = "encoder.weights.h5"
@@ -645,8 +645,6 @@ def parse_set(pair):
 def read_yaml(path):
     """Reads a recipe YAML file (a mapping of overrides)."""
     path = pathlib.Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such config file")
     raw = read_config_bytes(path, "config")
     try:
         text = raw.decode("utf-8-sig")
@@ -798,12 +796,20 @@ def recipes():
 
 
 def resolve_recipe(name_or_path):
-    """Accepts a recipe name ('demo') or a path to a YAML file."""
+    """Accepts a recipe name ('demo') or a path to a YAML file (which `read_yaml` checks).
+
+    Raises:
+        ConfigError: neither a path with something at it nor a recipe's name (a name too long to be
+            either is neither), or a path that cannot be looked at (a folder on it unreadable).
+    """
     path = pathlib.Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        return path
+    try:
+        if path.suffix in (".yaml", ".yml") or entry_kind(path):
+            return path
+    except OSError as error:
+        raise ConfigError(f"--config {name_or_path!r}: {error.strerror or error}") from None
     candidate = CONFIG_DIR / f"{name_or_path}.yaml"
-    if not candidate.exists():
+    if entry_kind(candidate) is None:
         raise ConfigError(f"--config {name_or_path!r}: no such recipe; known: {', '.join(recipes())}")
     return candidate
 

@@ -84,12 +84,14 @@ def read_config_bytes(path, what):
         what: the file's role in error messages ("config", "batching parameters").
 
     Raises:
-        ConfigError naming `path`: a folder, device or pipe, a file that cannot be read, or one
-        above MAX_CONFIG_BYTES.
+        ConfigError naming `path`: nothing there (also for a name too long to exist), a folder,
+        device or pipe, a file that cannot be read, or one above MAX_CONFIG_BYTES.
     """
     try:
-        kind = non_file_kind(path)
-        if kind:
+        kind = entry_kind(path)
+        if kind is None:
+            raise ConfigError(f"{path}: no such {what} file")
+        if kind != "a file":
             raise ConfigError(f"{path}: {kind}, not a {what} file")
         with open(path, "rb") as stream:
             data = stream.read(MAX_CONFIG_BYTES + 1)

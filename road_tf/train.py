@@ -64,10 +64,7 @@ def parse_args(argv):
 
 def resolve_run(args):
     """(config, output dir): the model is named after the recipe unless export.model_name says otherwise."""
-    try:
-        path = config_lib.resolve_recipe(args.config) if args.config else None
-    except OSError as error:
-        raise ConfigError(f"--config {args.config!r}: {error.strerror or error}") from None
+    path = config_lib.resolve_recipe(args.config) if args.config else None
     config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
     recipe = path.stem if path else "default"
     if not config.export.model_name:

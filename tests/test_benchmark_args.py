@@ -98,7 +98,7 @@ def test_more_threads_than_cores_are_refused_naming_both(name, threads, monkeypa
 
 
 BATCHING_FILES = {
-    "missing": (None, "No such file"),
+    "missing": (None, "no such batching parameters file"),
     "folder": ("folder", "a folder"),
     "not a text proto": (b"max_batch_size { value: abc }", "not a BatchingParameters text proto"),
     "out of range": (b"num_batch_threads { value: 0 }", "num_batch_threads must be at least 1"),

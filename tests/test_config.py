@@ -72,6 +72,14 @@ def test_integers_too_long_to_convert_are_config_errors(tmp_path):
         config_lib.load_config(big)
 
 
+def test_a_config_name_too_long_for_any_file_is_one_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="^--config 'xxxx.*': no such recipe; known: demo"):
+        config_lib.resolve_recipe("x" * 300)
+    for name in ("x" * 300 + ".yaml", f"{tmp_path}/{'x' * 300}/r.yaml"):
+        with pytest.raises(ConfigError, match="^.*xxxx.*: no such config file$"):
+            config_lib.load_config(config_lib.resolve_recipe(name))
+
+
 def test_yaml_overrides_and_round_trip(tmp_path):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("train:\n  steps: 7\ndistillation:\n  teachers:\n    - {weight: 2.0, train_steps: 3}\n")

@@ -577,7 +577,7 @@ def test_devserver_flags_log_lines_and_sigint(staged, tmp_path):
     [
         (["--port=8500"], "give --model_config_file"),
         (["--model_base_path=/x", "--port=9000", "--rest_api_port=9000"], "must differ"),
-        (["--model_config_file=/nonexistent/models.config"], "cannot read model config"),
+        (["--model_config_file=/nonexistent/models.config"], "no such model config file"),
         (["--model_base_path=/x", "--port=many"], "invalid int value"),
         (["--model_base_path=/x", "--max_string_bytes=0"], "--max_string_bytes must be positive"),
         (["--model_base_path=/x", "--rest_timeout_seconds=nan"], "--rest_timeout_seconds must be positive"),

@@ -450,7 +450,7 @@ BAD_BATCHING = [
     ("negative_timeout", "batch_timeout_micros { value: -1 }", "batch_timeout_micros must be at least 0"),
     ("allowed_sizes", "max_batch_size { value: 8 } allowed_batch_sizes: [4, 2, 8]",
      "allowed_batch_sizes must increase and end at max_batch_size (8), got [4, 2, 8]"),
-    ("missing", None, "cannot read batching parameters"),
+    ("missing", None, "no such batching parameters file"),
     ("endless_timeout", "batch_timeout_micros { value: 9223372036854775807 }",
      "batch_timeout_micros must be at most 86,400,000,000, got 9223372036854775807"),
     ("too_many_threads", "num_batch_threads { value: 100000000 }", "num_batch_threads must be at most 1,024"),
