@@ -48,8 +48,16 @@ def shown(value):
 
 
 class RecipeLoader(yaml.SafeLoader):
-    """YAML's safe loader without aliases and duplicate keys: a few hundred bytes of nested aliases
-    stand for billions of values, and a repeated key would silently drop the first one's settings."""
+    """YAML's safe loader without aliases and duplicate keys, whose plain scalars are all text.
+
+    A few hundred bytes of nested aliases stand for billions of values, and a repeated key would
+    silently drop the first one's settings. Plain scalars are not typed by YAML 1.1's guesses
+    (`010` is 8, `1:30` is 90, `0x10` is 16, `yes` is true, `1.10` is 1.1): the field each one
+    sets converts its text (`_coerce`), so `train.steps: 010` is 10 and `export.model_name: 1.10`
+    stays "1.10".
+    """
+
+    yaml_implicit_resolvers = {}
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -522,15 +530,7 @@ def _coerce(value, annotation, field):
             return value.lower() == "true"
         raise ConfigError(f"{field}: expected true or false, got {shown(value)}")
     if annotation is int:
-        digits = value.strip() if isinstance(value, str) else ""
-        unsigned = digits[1:] if digits[:1] in ("+", "-") else digits
-        if unsigned.isascii() and unsigned.isdigit():
-            value = int(digits)
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{field}: expected an integer, got {shown(value)}")
-        if not -2**63 <= value < 2**63:
-            raise ConfigError(f"{field}: {value} is out of range (more than 64 bits)")
-        return value
+        return _integer(value, field)
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"{field}: expected a number, got {shown(value)}")
@@ -552,6 +552,23 @@ def _coerce(value, annotation, field):
             raise ConfigError(f"{field}: holds a NUL character, got {shown(text)}")
         return text
     raise ConfigError(f"{field}: unsupported type {annotation}")
+
+
+def _integer(value, field):
+    """`value` (an int, or text of ASCII decimal digits with an optional sign) as an int of at most
+    64 bits, or ConfigError naming `field`."""
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in ("+", "-") else text
+        if digits.isascii() and digits.isdigit():
+            if len(digits.lstrip("0")) > 19:  # above 2**63 (and past Python's limit on digits converted)
+                raise ConfigError(f"{field}: {shown(value)} is out of range (more than 64 bits)")
+            value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{field}: expected an integer, got {shown(value)}")
+    if not -2**63 <= value < 2**63:
+        raise ConfigError(f"{field}: {value} is out of range (more than 64 bits)")
+    return value
 
 
 def _build(cls, values, prefix=""):
@@ -620,7 +637,8 @@ def _flow_depth(text):
 
 
 def parse_set(pair):
-    """Turns 'a.b=c' into {'a': {'b': c}}, the value parsed as YAML ('100' -> 100)."""
+    """Turns 'a.b=c' into {'a': {'b': c}}, the value parsed as YAML with `RecipeLoader` (a list or
+    mapping in flow style, '[1, 2]', becomes one; a scalar stays text, which the field converts)."""
     if "=" not in pair:
         raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.steps=100")
     key, raw = pair.split("=", 1)
@@ -635,7 +653,7 @@ def parse_set(pair):
         value = raw
     except RecursionError:
         raise ConfigError(f"--set {key}: the value is nested too deeply") from None
-    except ValueError as error:  # an integer too long to convert (Python's int max-digits limit)
+    except ValueError as error:  # a !!int too long to convert (Python's int max-digits limit)
         raise ConfigError(f"--set {key}: {error}") from None
     for part in reversed(key.split(".")):
         value = {part: value}
@@ -643,7 +661,7 @@ def parse_set(pair):
 
 
 def read_yaml(path):
-    """Reads a recipe YAML file (a mapping of overrides)."""
+    """Reads a recipe YAML file (a mapping of overrides; an empty file or one of comments is none)."""
     path = pathlib.Path(path)
     raw = read_config_bytes(path, "config")
     try:
@@ -653,13 +671,15 @@ def read_yaml(path):
     if _flow_depth(text) > MAX_YAML_DEPTH:
         raise ConfigError(f"{path}: not valid YAML (brackets nest more than {MAX_YAML_DEPTH} deep)")
     try:
-        data = yaml.load(text, Loader=RecipeLoader) or {}
+        data = yaml.load(text, Loader=RecipeLoader)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
-    except ValueError as error:  # an integer too long to convert (Python's int max-digits limit)
+    except ValueError as error:  # a !!int too long to convert (Python's int max-digits limit)
         raise ConfigError(f"{path}: not valid YAML ({error})") from None
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of overrides at the top level")
     return data

@@ -64,12 +64,51 @@ def test_set_without_equals_is_an_error():
 
 
 def test_integers_too_long_to_convert_are_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="^--set train.steps: Exceeds the limit"):
-        config_lib.parse_set("train.steps=" + "9" * 5000)
+    with pytest.raises(ConfigError, match="^train.steps: '9999.*' is out of range \\(more than 64 bits\\)$"):
+        config_lib.load_config(None, ["train.steps=" + "9" * 5000])
     big = tmp_path / "big.yaml"
     big.write_text("train:\n  steps: " + "9" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="^train.steps: '9999.*' is out of range"):
+        config_lib.load_config(big)
+    big.write_text("train:\n  steps: !!int " + "9" * 5000 + "\n")
     with pytest.raises(ConfigError, match=f"^{big}: not valid YAML \\(Exceeds the limit"):
         config_lib.load_config(big)
+
+
+@pytest.mark.parametrize("given, field, value", [
+    ("010", "train.steps", 10), ("+7", "train.steps", 7), ("1.10", "export.model_name", "1.10"),
+    ("007", "export.model_name", "007"), ("yes", "export.model_name", "yes"), ("2024-01-01", "export.model_name", "2024-01-01"),
+    ("1e-3", "train.learning_rate", 1e-3), ("TRUE", "train.jit_compile", True), ("'3'", "train.steps", 3),
+])
+def test_a_plain_scalar_is_read_by_its_field_not_by_yaml_guesses(given, field, value, tmp_path):
+    """YAML 1.1 would read 010 as 8, 1.10 as 1.1, 007 as 7 and yes as true; the field's type decides."""
+    section, name = field.split(".")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"{section}:\n  {name}: {given}\n")
+    for config in (config_lib.load_config(None, [f"{field}={given}"]), config_lib.load_config(recipe)):
+        assert getattr(getattr(config, section), name) == value
+
+
+@pytest.mark.parametrize("pair, message", [
+    ("train.steps=1:30", "train.steps: expected an integer, got '1:30'"),
+    ("train.steps=0x10", "train.steps: expected an integer, got '0x10'"),
+    ("train.steps=1_000", "train.steps: expected an integer, got '1_000'"),
+    ("train.jit_compile=yes", "train.jit_compile: expected true or false, got 'yes'"),
+    ("train.seed=2001-12-14", "train.seed: expected an integer, got '2001-12-14'"),
+])
+def test_values_yaml_1_1_would_turn_into_other_numbers_are_refused(pair, message):
+    with pytest.raises(ConfigError, match=f"^{re.escape(message)}$"):
+        config_lib.load_config(None, [pair])
+
+
+@pytest.mark.parametrize("text", ["[]", "''", "0", "false"])
+def test_a_recipe_that_is_no_mapping_is_refused_even_when_empty_looking(tmp_path, text):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(text + "\n")
+    with pytest.raises(ConfigError, match=f"^{recipe}: expected a mapping of overrides at the top level$"):
+        config_lib.load_config(recipe)
+    recipe.write_text("# only a comment\n")
+    assert config_lib.load_config(recipe) == config_lib.Config()
 
 
 def test_a_config_name_too_long_for_any_file_is_one_config_error(tmp_path):
