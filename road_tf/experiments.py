@@ -50,8 +50,9 @@ from road_tf import cache_teacher, export, train
 from road_tf.config import (RUN_METRICS_FILE, config_digest, config_from_dict, dump_yaml, merge_overrides,
                             resolve_teacher_runs)
 from road_tf.data.features import InvalidCache, verify_feature_cache
-from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
-from road_tf.files import check_writable_dir, entry_kind, write_atomic
+from road_tf.errors import ArgumentParser, RoadError, cli_main, first_few, first_line, nonempty
+from road_tf.files import (check_utf8, check_writable_dir, entry_kind, read_config_bytes, visible_entries,
+                           write_atomic)
 from road_tf.run_clock import RunClock, recorded_minutes
 from road_tf.saved_model import newest_is_from
 
@@ -227,13 +228,14 @@ class Experiments:
     """Builds and runs the runs of one scale's tables under `output`, reusing finished ones.
 
     Args:
-        scale: a `Scale`; output: the folder of runs, caches and tables.
+        scale: a `Scale`; output: the folder of runs, caches and tables, as --output gives it
+            (`given`, which error messages show).
     """
 
     def __init__(self, scale, output):
         # Absolute with symbolic links resolved: run hashes hold the cache and teacher-run paths, so
         # every spelling of one folder (../x, /tmp/x, a link to it) must name its runs alike.
-        self.scale, self.output = scale, pathlib.Path(output).resolve()
+        self.scale, self.given, self.output = scale, pathlib.Path(output), pathlib.Path(output).resolve()
         self.common = merge_overrides(scale.common, {"data": {"cache_dir": str(self.output / "cache")}})
         self.sections = {}
 
@@ -285,11 +287,22 @@ class Experiments:
             return section
         return {**section, "mode": "offline", "cache_path": str(self.cached_logits(section))}
 
-    def check_folders(self):
-        """RoadError naming --output when one of the folders the tables write into is something else
-        (a file, a dangling link): the checks of the commands it calls would name their own flags."""
+    def check_output(self):
+        """RoadError naming --output as given, before anything is written, when the runs' paths (its
+        absolute path) are not UTF-8, when one of the folders the tables write into is something
+        else (a file, a dangling link), when it holds other files than the tables'
+        (`check_tables_folder`), or when one of those folders cannot be written: the checks of the
+        commands it calls would name their own flags (--output-dir, data.cache_dir)."""
+        check_utf8(self.output, f"--output {self.given}: its absolute path")
         for name in OUTPUT_FOLDERS:
-            check_folder(self.output / name, f"--output {self.output}: ", "move it away or choose another --output")
+            self.check_folder(name)
+        check_tables_folder(self.given)
+        for name in OUTPUT_FOLDERS:
+            check_writable_dir(self.given / name, f"--output {self.given}:")
+
+    def check_folder(self, name):
+        """`check_folder` of the folder `name` (e.g. "runs") under --output, naming --output as given."""
+        check_folder(self.given / name, f"--output {self.given}: ", "move it away or choose another --output")
 
     def cached_logits(self, section):
         """The teacher-logits cache of an online distillation `section`, written on first use and
@@ -299,9 +312,8 @@ class Experiments:
         config = resolve_teacher_runs(config_from_dict(merge_overrides(self.common, {"distillation": section})))
         checkpoints = [teacher.checkpoint for teacher in config.distillation.teachers]
         key = yaml.safe_dump(checkpoints + [dump_yaml(config.data)])
-        folder = self.output / "teacher_logits"
-        check_folder(folder, f"--output {self.output}: ", "move it away or choose another --output")
-        path = folder / f"{hashlib.sha256(key.encode()).hexdigest()[:12]}.tfrecord"
+        self.check_folder("teacher_logits")
+        path = self.output / "teacher_logits" / f"{hashlib.sha256(key.encode()).hexdigest()[:12]}.tfrecord"
         try:
             complete = verify_feature_cache(path)
         except InvalidCache as error:
@@ -335,23 +347,38 @@ def check_folder(path, prefix="", remedy="move it away"):
         raise RoadError(f"{prefix}{path} is {kind}, not a folder; {remedy}")
 
 
+def check_tables_folder(output):
+    """RoadError when the folder `output` (--output as given) holds files but none of the tables':
+    the tables resume in their own folder (it holds the `scale.json` they write first, or, made
+    before it, a TABLE.md) or start in an empty or new one, and must not scatter their runs,
+    caches and tables among other files (a home folder, the repository, a training run's folder)
+    nor overwrite a TABLE.md of someone else's."""
+    entries = visible_entries(output, "--output")
+    if entries and SCALE_FILE not in entries and not _tables_scale(output):
+        raise RoadError(f"--output {output}: a folder holding other files ({first_few(sorted(entries))}), not "
+                        f"road_tf.experiments' tables (no {SCALE_FILE} or TABLE.md); choose a new or empty folder")
+
+
 def check_scale(output, scale_name):
     """Records `scale_name` in `<output>/scale.json`; RoadError when the folder holds another scale's
     runs and tables (from scale.json, or for folders made before it from a TABLE.md heading), whose
-    tables this command would overwrite."""
+    tables this command would overwrite.
+
+    Args:
+        output: --output as given; scale_name: --scale.
+    """
     path = output / SCALE_FILE
     if path.exists() or path.is_symlink():
         try:
-            recorded = json.loads(path.read_text())["scale"]
+            recorded = json.loads(read_config_bytes(path, "scale record"))["scale"]
             if recorded not in SCALES:
                 raise ValueError(f"unknown scale {recorded!r}")
-        except (OSError, ValueError, KeyError, TypeError) as error:
+        except (ValueError, KeyError, TypeError, RecursionError) as error:
             raise RoadError(f"{path}: not a scale record ({type(error).__name__}: {first_line(error)}); "
                             f'write {{"scale": "{scale_name}"}} into it if the folder holds that scale') from None
         source = path.name
     else:
-        recorded, source = next(((scale, md.name) for md in sorted(output.glob("*.md")) if (scale := _table_scale(md))),
-                                (None, None))
+        recorded, source = _tables_scale(output) or (None, None)
     if recorded and recorded != scale_name:
         raise RoadError(f"--output {output}: holds the {recorded} scale's runs and tables ({source}), which "
                         f"--scale {scale_name} would overwrite; choose another --output")
@@ -359,9 +386,17 @@ def check_scale(output, scale_name):
         write_atomic(path, json.dumps({"scale": scale_name}) + "\n")
 
 
+def _tables_scale(output):
+    """(scale, file name) of the first TABLE.md in the folder `output` whose heading names a scale, or None."""
+    return next(((scale, md.name) for md in sorted(output.glob("*.md")) if (scale := _table_scale(md))), None)
+
+
 def _table_scale(path):
-    """The scale in a TABLE.md heading ("# final (small scale)"), or None."""
+    """The scale in a TABLE.md heading ("# final (small scale)"), or None (also for a pipe, which
+    would keep the read waiting, or a device)."""
     try:
+        if entry_kind(path) != "a file":
+            return None
         with open(path, encoding="utf-8") as handle:
             words = handle.readline(200).split()
     except (OSError, ValueError):
@@ -570,13 +605,13 @@ def parse_rows(parser, table, rows):
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
-    output = pathlib.Path(args.output or f"results/{args.scale}")
-    check_writable_dir(output, "--output")
+    given = pathlib.Path(args.output or f"results/{args.scale}")
+    check_writable_dir(given, "--output")
     scale = SCALES[args.scale]
-    experiments = Experiments(scale, output)
+    experiments = Experiments(scale, given)
+    experiments.check_output()
+    check_scale(given, args.scale)
     output = experiments.output
-    experiments.check_folders()
-    check_scale(output, args.scale)
     tables = list(TABLES) if args.table == "all" else [args.table]
     for table in tables:
         seeds = seed_count(table, scale, args.seeds)

@@ -209,6 +209,21 @@ def check_utf8(value, what):
         raise RoadError(f"{what} {str(value)!r}: {problem}; give a name in UTF-8")
 
 
+def visible_entries(folder, what):
+    """The names in `folder` (none when it is no folder) but hidden ones (`.gitkeep`, `.nfs*`) and
+    `lost+found` (a fresh volume's): what makes a folder one that holds files.
+
+    Raises:
+        RoadError: "<what> <folder>: cannot list it (...)".
+    """
+    folder = pathlib.Path(folder)
+    try:
+        names = {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+    except OSError as error:
+        raise RoadError(f"{what} {folder}: cannot list it ({error.strerror or error})") from None
+    return {name for name in names if not name.startswith(".") and name != "lost+found"}
+
+
 def check_writable_file(path, what):
     """Raises RoadError unless a file can be written at `path`: nothing but a regular file (or a link
     to one) stands there, not a folder, device (/dev/null) or pipe, and its folder is writable or

@@ -24,7 +24,7 @@ from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, nonempty
-from road_tf.files import check_weights_file, check_writable_dir, non_file_kind, write_atomic
+from road_tf.files import check_weights_file, check_writable_dir, non_file_kind, visible_entries, write_atomic
 from road_tf.run_clock import TIME_FILE
 from road_tf.registry import SPAN, task_spec
 
@@ -71,7 +71,7 @@ def resolve_run(args):
         config = dataclasses.replace(config, export=dataclasses.replace(config.export, model_name=f"road_{recipe}"))
     if args.output_dir:
         output_dir = pathlib.Path(args.output_dir)
-        if args.new and run_folder_entries(output_dir):
+        if args.new and visible_entries(output_dir, "--output-dir"):
             raise RoadError(f"--new: --output-dir {output_dir} is not new (it holds files); choose a new folder")
         return config, output_dir
     digest = config_lib.config_digest(config, 10)
@@ -98,20 +98,10 @@ def check_run_folder(output_dir):
     """RoadError when `output_dir` is a folder that holds files but is not a run's: a run resumes in
     its own folder (it holds the `config.yaml` and `train.log` a run writes first), starts in an
     empty or new one, and must not scatter its files among others (the repository, a home folder)."""
-    entries = run_folder_entries(output_dir)
+    entries = visible_entries(output_dir, "--output-dir")
     if entries and not entries & RUN_START_FILES:
         raise RoadError(f"--output-dir {output_dir}: a folder holding other files ({first_few(sorted(entries))}), "
                         "not a road_tf run (no config.yaml or train.log); choose a new or empty folder")
-
-
-def run_folder_entries(output_dir):
-    """The names in the folder `output_dir` ({} when it is none) but hidden ones (`.gitkeep`, `.nfs*`)
-    and `lost+found` (a fresh volume's); RoadError when it cannot be listed."""
-    try:
-        names = {path.name for path in output_dir.iterdir()} if output_dir.is_dir() else set()
-    except OSError as error:
-        raise RoadError(f"--output-dir {output_dir}: cannot list it ({error.strerror or error})") from None
-    return {name for name in names if not name.startswith(".") and name != "lost+found"}
 
 
 def check_same_config(config, output_dir):

@@ -8,6 +8,7 @@ import json
 import math
 import os
 import pathlib
+import threading
 
 import numpy as np
 import pytest
@@ -341,3 +342,125 @@ def test_the_scale_of_an_output_is_recorded_once(tmp_path):
     (tmp_path / experiments.SCALE_FILE).write_text('{"scale": "huge"}')
     with pytest.raises(RoadError, match="scale.json: not a scale record"):
         experiments.check_scale(tmp_path, "tiny")
+
+
+class Trained(Exception):
+    """Raised in place of training the first row: the command got past its checks."""
+
+
+@pytest.fixture
+def no_training(monkeypatch):
+    """Experiments.student raising Trained, so a command that passes its checks stops there."""
+    monkeypatch.setattr(Experiments, "student", lambda self, row, seed: (_ for _ in ()).throw(Trained(row.name)))
+
+
+def test_a_folder_of_other_files_is_refused_as_output_before_anything_is_written(tmp_path, capsys, no_training):
+    """The runs, caches and tables would be scattered among the files (a home folder, the repository),
+    and a final.md that is no table of ours overwritten."""
+    (tmp_path / "notes.txt").write_text("mine")
+    (tmp_path / "final.md").write_text("# my own notes\n")
+    (tmp_path / ".hidden").write_text("ignored")
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
+    assert one_error_line(capsys, exit_info) == (
+        f"error: --output {tmp_path}: a folder holding other files (final.md, notes.txt), not "
+        "road_tf.experiments' tables (no scale.json or TABLE.md); choose a new or empty folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "final.md", "notes.txt"]
+    (tmp_path / "final.md").write_text("# final (tiny scale)\n")  # a folder of tables from before scale.json
+    with pytest.raises(Trained):
+        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
+
+
+@pytest.fixture
+def fifo(tmp_path):
+    """make(path, text): a named pipe at `path` that a thread feeds `text` once a reader opens it
+    (so code that reads it gets `text` instead of waiting for ever); the thread is let go at the end."""
+    made = []
+
+    def feed(path, text):
+        try:
+            pathlib.Path(path).write_text(text)
+        except BrokenPipeError:  # let go unread
+            pass
+
+    def make(path, text):
+        os.mkfifo(path)
+        feeder = threading.Thread(target=feed, args=(path, text), daemon=True)
+        feeder.start()
+        made.append((path, feeder))
+
+    yield make
+    for path, feeder in made:
+        if feeder.is_alive():  # nobody read it: open the read end so the feeder's open returns
+            os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))
+        feeder.join(5)
+
+
+@pytest.mark.parametrize("record", ["scale.json", "final.md"])
+def test_a_pipe_for_a_record_of_the_output_is_not_read(tmp_path, capsys, fifo, no_training, record):
+    """Reading it would wait for a writer for ever; a device such as /dev/zero would never end."""
+    fifo(tmp_path / record, '{"scale": "tiny"}\n' if record == "scale.json" else "# final (tiny scale)\n")
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
+    line = one_error_line(capsys, exit_info)
+    if record == "scale.json":
+        assert line == f"error: {tmp_path}/scale.json: a device or pipe, not a scale record file"
+    else:
+        assert line.startswith(f"error: --output {tmp_path}: a folder holding other files (final.md), not ")
+
+
+def test_a_scale_record_nested_too_deeply_is_one_line(tmp_path, capsys):
+    (tmp_path / experiments.SCALE_FILE).write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
+    assert one_error_line(capsys, exit_info).startswith(
+        f"error: {tmp_path}/scale.json: not a scale record (RecursionError: ")
+
+
+@pytest.mark.parametrize("folder", ["runs", "cache", "cache/features", "teacher_logits", "saved_models"])
+def test_a_folder_of_the_output_that_cannot_be_written_names_output(tmp_path, capsys, folder):
+    """Not --output-dir or data.cache_dir, which road_tf.train's checks would name (a folder of /proc,
+    where nothing can be made, stands for a read-only one: root may write those)."""
+    (tmp_path / experiments.SCALE_FILE).write_text('{"scale": "tiny"}')
+    (tmp_path / folder).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / folder).symlink_to("/proc/self")
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path), "--rows", "baseline", "--seeds", "1"])
+    assert one_error_line(capsys, exit_info).startswith(
+        f"error: --output {tmp_path}: {tmp_path / folder}: cannot write there (")
+
+
+def test_an_output_whose_absolute_path_is_not_utf8_is_refused_naming_output(tmp_path, capsys, monkeypatch):
+    """A relative --output below a folder whose name is not UTF-8: every run's config would refuse
+    its data.cache_dir, a setting the user never made, after scale.json was written."""
+    here = pathlib.Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
+    here.mkdir()
+    monkeypatch.chdir(here)
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", "out"])
+    assert one_error_line(capsys, exit_info) == (
+        f"error: --output out: its absolute path {str(here / 'out')!r}: not UTF-8 text (byte 0xe9 at character "
+        f"{len(str(tmp_path)) + 4}); give a name in UTF-8")
+    assert list(here.iterdir()) == []
+
+
+@pytest.mark.parametrize("given", ["out", "./out/", "link/out"])
+def test_errors_show_output_as_it_was_given(tmp_path, capsys, monkeypatch, given):
+    """Not resolved to an absolute path (which run hashes need, messages do not)."""
+    (tmp_path / "real" / "out").mkdir(parents=True)
+    (tmp_path / "real" / "out" / "runs").write_text("x")
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").symlink_to(tmp_path / "real" / "out")
+    shown = pathlib.Path(given)
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", given])
+    assert one_error_line(capsys, exit_info) == (
+        f"error: --output {shown}: {shown / 'runs'} is a file, not a folder; move it away or choose another --output")
+    (tmp_path / "real" / "out" / "runs").unlink()
+    (tmp_path / "real" / "out" / experiments.SCALE_FILE).write_text('{"scale": "small"}')
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", given])
+    assert one_error_line(capsys, exit_info) == (
+        f"error: --output {shown}: holds the small scale's runs and tables (scale.json), which --scale tiny "
+        "would overwrite; choose another --output")
