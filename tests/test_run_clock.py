@@ -70,7 +70,8 @@ def test_the_clock_never_creates_the_run_folder(tmp_path):
 
 @pytest.mark.parametrize("text", ["{", "[]", '{"minutes": "5"}', '{"minutes": -1}', '{"minutes": NaN}', "{}",
                                   '{"minutes": true}', '{"minutes": 1e999}', '{"minutes": -1e999}',
-                                  '{"minutes": 1' + "0" * 400 + "}"])
+                                  '{"minutes": 1' + "0" * 400 + "}",
+                                  pytest.param("[" * 100_000 + "]" * 100_000, id="nested-100000-deep")])
 def test_a_damaged_record_names_its_file(tmp_path, text):
     (tmp_path / TIME_FILE).write_text(text)
     with pytest.raises(RoadError, match=f"{TIME_FILE}: not a run time record"):
