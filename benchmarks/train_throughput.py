@@ -135,7 +135,7 @@ def road_trainer(args, total_steps):
         "model.pretrained=minilm", f"data.max_seq_length={SEQ}", f"data.max_query_length={QUESTION}",
         "data.doc_stride=128", f"train.batch_size={args.batch_size}", f"train.learning_rate={LEARNING_RATE}",
         f"train.jit_compile={str(args.jit_compile).lower()}", f"train.steps_per_execution={args.steps_per_execution}",
-        f"train.mixed_precision={args.precision}",
+        f"train.steps={args.steps}", f"train.checkpoint_every={args.steps}", f"train.mixed_precision={args.precision}",
     ])
     training.set_precision(config.train)
     task = get_task(TASK)

@@ -498,6 +498,22 @@ class Config:
                f"{given} must split into multitask.k={self.multitask.k} equal passes")
         self.decode.validate()
         self.export.validate()
+        self.check_steps_per_execution()
+
+    def check_steps_per_execution(self):
+        """ConfigError unless `train.steps_per_execution` divides every step count at which a stage
+        stops, checkpoints or evaluates: Keras runs whole executions, so a stage of 2 steps at 100
+        per execution trained 100 (at 2**31 - 1 it spun for hours, deaf to SIGTERM), and
+        checkpoints and evaluations fell between executions."""
+        per_execution = self.train.steps_per_execution
+        counts = {"train.steps": self.train.steps, "train.checkpoint_every": self.train.checkpoint_every,
+                  "train.eval_every": self.train.eval_every, "multitask.steps": self.multitask.steps,
+                  **{f"distillation.teachers[{i}].train_steps": teacher.train_steps
+                     for i, teacher in enumerate(self.distillation.teachers)}}
+        for field, count in counts.items():
+            _check(count % per_execution == 0, "train.steps_per_execution",
+                   f"{per_execution} does not divide {field} ({count}): a stage runs whole executions, so it "
+                   "would run past that step; pick a divisor")
 
     def multitask_batch_size(self):
         """B, the global batch of a multi-task step: `multitask.batch_size`, or `train.batch_size` when it is 0."""

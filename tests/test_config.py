@@ -344,3 +344,19 @@ def test_fields_added_later_stay_out_of_the_dump_at_their_defaults(tmp_path):
         dumped.write_text(config_lib.dump_yaml(config))
         assert config_lib.load_config(str(dumped)) == config
     assert yaml.safe_load(config_lib.dump_yaml(default.data)) == config_lib.to_dict(default.data)
+
+
+@pytest.mark.parametrize("pairs, field", [
+    (["train.steps_per_execution=2147483647"], "train.steps (400)"),
+    (["train.steps=2", "train.steps_per_execution=100", "train.checkpoint_every=100"], "train.steps (2)"),
+    (["train.steps_per_execution=8"], "train.checkpoint_every (100)"),
+    (["train.steps_per_execution=4", "train.eval_every=10"], "train.eval_every (10)"),
+    (["train.steps_per_execution=4", "multitask.steps=6"], "multitask.steps (6)"),
+    (["train.steps_per_execution=4", "distillation.teachers=[{train_steps: 6}]"],
+     "distillation.teachers[0].train_steps (6)"),
+])
+def test_steps_per_execution_divides_every_step_a_stage_stops_or_acts_at(pairs, field):
+    """Keras runs whole executions: 2 steps at 100 per execution trained 100, 2**31 - 1 spun for hours."""
+    with pytest.raises(ConfigError, match=f"^train.steps_per_execution: [0-9]+ does not divide {re.escape(field)}: "):
+        config_lib.load_config(None, pairs)
+    assert config_lib.load_config(None, ["train.steps_per_execution=4"]).train.steps_per_execution == 4
