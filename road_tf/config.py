@@ -37,6 +37,9 @@ PROJECTION_INITS = {"random": "glorot_uniform", "identity": "identity"}
 OMITTED_AT_DEFAULT = {("distillation", "projection_init"): "random"}
 MAX_STEPS = 2**31 - 1  # the most steps (or steps per checkpoint) a run may ask for
 MAX_YAML_DEPTH = 100  # the deepest bracket nesting a recipe or --set value may have
+MAX_SEQ_LENGTH = 16384  # the longest data.max_seq_length (and train.trim_padding multiple) a run may ask for
+MAX_N_BEST = 1000  # the most spans decode.n_best_size may keep a question (SQuAD's own evaluation keeps 20)
+MAX_WINDOW_GROUP = 1024  # the most windows export.window_group_size may put in one encoder call
 
 
 def shown(value):
@@ -175,8 +178,8 @@ class DataConfig:
                "splits data.train_path, so it needs data.source=json and a train_path")
         _check(not (self.split_dev_questions and self.dev_path), f"{prefix}.dev_path",
                f"is not read when {prefix}.split_dev_questions > 0 (dev comes out of train_path): set one of them")
-        _check(16 <= self.max_seq_length <= 16384, f"{prefix}.max_seq_length",
-               f"must be in [16, 16384], got {self.max_seq_length}")
+        _check(16 <= self.max_seq_length <= MAX_SEQ_LENGTH, f"{prefix}.max_seq_length",
+               f"must be in [16, {MAX_SEQ_LENGTH}], got {self.max_seq_length}")
         _check(0 < self.max_query_length < self.max_seq_length - 3, f"{prefix}.max_query_length",
                f"must be positive and leave room for the context in max_seq_length ({self.max_seq_length})")
         _check(0 < self.doc_stride <= self.max_seq_length - self.max_query_length - 3, f"{prefix}.doc_stride",
@@ -394,7 +397,8 @@ class TrainConfig:
                f"must be one of {', '.join(PRECISIONS)}, got {self.mixed_precision!r}")
         _check(0 < self.checkpoint_every <= MAX_STEPS, f"{prefix}.checkpoint_every", f"must be in [1, {MAX_STEPS}]")
         _check(0 < self.steps_per_execution <= MAX_STEPS, f"{prefix}.steps_per_execution", f"must be in [1, {MAX_STEPS}]")
-        _check(self.trim_padding >= 0, f"{prefix}.trim_padding", f"must be 0 (off) or positive, got {self.trim_padding}")
+        _check(0 <= self.trim_padding <= MAX_SEQ_LENGTH, f"{prefix}.trim_padding",
+               f"must be 0 (off) or a multiple in [1, {MAX_SEQ_LENGTH}], got {self.trim_padding}")
         _check(self.strategy != "tpu" or not self.trim_padding, f"{prefix}.trim_padding",
                "must be 0 when strategy is tpu (TPUs compile one fixed batch shape)")
         _check(self.eval_every >= 0, f"{prefix}.eval_every", f"must be 0 (off) or positive, got {self.eval_every}")
@@ -417,7 +421,8 @@ class DecodeConfig:
     null_score_diff_threshold: float = 0.0
 
     def validate(self, prefix="decode"):
-        _check(self.n_best_size > 0, f"{prefix}.n_best_size", "must be positive")
+        _check(0 < self.n_best_size <= MAX_N_BEST, f"{prefix}.n_best_size",
+               f"must be in [1, {MAX_N_BEST}], got {self.n_best_size}")
         _check(self.max_answer_length > 0, f"{prefix}.max_answer_length", "must be positive")
 
 
@@ -463,7 +468,8 @@ class ExportConfig:
                f"must be decode or best, got {self.null_threshold!r}")
         _check(self.precision in SERVING_PRECISIONS, f"{prefix}.precision",
                f"must be one of {', '.join(SERVING_PRECISIONS)}, got {self.precision!r}")
-        _check(self.window_group_size > 0, f"{prefix}.window_group_size", "must be positive")
+        _check(0 < self.window_group_size <= MAX_WINDOW_GROUP, f"{prefix}.window_group_size",
+               f"must be in [1, {MAX_WINDOW_GROUP}], got {self.window_group_size}")
         _check(self.length_bucket > 0, f"{prefix}.length_bucket", "must be positive")
         _check(0 <= self.max_constant_mib <= 1024, f"{prefix}.max_constant_mib",
                f"must be in [0, 1024] (a SavedModel graph must stay under 2 GiB), got {self.max_constant_mib}")

@@ -360,3 +360,14 @@ def test_steps_per_execution_divides_every_step_a_stage_stops_or_acts_at(pairs, 
     with pytest.raises(ConfigError, match=f"^train.steps_per_execution: [0-9]+ does not divide {re.escape(field)}: "):
         config_lib.load_config(None, pairs)
     assert config_lib.load_config(None, ["train.steps_per_execution=4"]).train.steps_per_execution == 4
+
+
+@pytest.mark.parametrize("field, largest", [("decode.n_best_size", 1000), ("export.window_group_size", 1024),
+                                            ("train.trim_padding", 16384)])
+def test_counts_that_would_overflow_tensorflow_after_training_are_refused(field, largest):
+    """2**63 - 1 passed, and the run failed after training with 'TypeError: in user code' or 'Graph
+    execution error' (int32 overflow in the decoder, the window groups or the padding cut)."""
+    config_lib.load_config(None, [f"{field}={largest}"])
+    for value in (largest + 1, 2**63 - 1):
+        with pytest.raises(ConfigError, match=f"^{re.escape(field)}: must be .*{largest}\\], got {value}$"):
+            config_lib.load_config(None, [f"{field}={value}"])
