@@ -13,7 +13,8 @@ import sys
 import tempfile
 
 from pipelines import configs
-from pipelines.local_runner import add_pipeline_arguments, check_pipeline_flags, pipeline_settings, resolve_config
+from pipelines.local_runner import (add_pipeline_arguments, check_pipeline_flags, flag_name, pipeline_settings,
+                                    resolve_config)
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
 from road_tf.files import check_writable_file, write_atomic
 
@@ -34,6 +35,20 @@ def check_image(image):
                         f"the path in lower case, no spaces)")
 
 
+URI_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+CLUSTER_PATHS = ("pipeline_root", "data_root", "serving_model_dir")
+"""The flags naming paths that the components, in containers on the cluster, read or write."""
+
+
+def check_cluster_path(path, flag):
+    """Raises RoadError unless `path` is a URI (gs://BUCKET/...) or an absolute path: every
+    component runs in a container on the cluster, where a relative path names a folder in that
+    container's own working folder, which is gone when it stops."""
+    if not (URI_SCHEME.match(path) or path.startswith("/")):
+        raise RoadError(f"{flag} {path}: a relative path, which each container on the cluster would resolve in its "
+                        "own working folder; give a URI (gs://BUCKET/...) or an absolute path")
+
+
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m pipelines.kubeflow_runner", description=__doc__.splitlines()[0])
     add_pipeline_arguments(parser)
@@ -49,6 +64,8 @@ def parse_args(argv):
     args = parser.parse_args(argv)
     check_pipeline_flags(args)  # also: every flag here is UTF-8 text
     check_image(args.image)
+    for dest in CLUSTER_PATHS:
+        check_cluster_path(getattr(args, dest), flag_name(dest))
     check_writable_file(args.output, "--output")
     return args
 

@@ -65,6 +65,9 @@ BAD_FLAGS = [
     (["--beam-arg=--job_name=a\nb"], "holds a control character ('\\n')"),
     (["--beam-arg=--job_name=a\x00b"], "holds a control character"),
     (["--beam-arg=--job_name=a\tb"], "holds a control character ('\\t')"),
+    *(([f"{flag}=rel/folder"], f"{flag} rel/folder: a relative path, which each container on the cluster would "
+                               "resolve in its own working folder")
+      for flag in ("--pipeline-root", "--data-root", "--serving-model-dir")),
 ]
 
 
