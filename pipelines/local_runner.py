@@ -17,9 +17,13 @@ import warnings
 from pipelines import configs
 from road_tf import config as config_lib
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty, utf8_problem
-from road_tf.files import check_writable_dir, versions
+from road_tf.files import check_folder, check_writable_dir, entry_kind, versions
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+ROOT_FOLDERS = ("data", "data/synthetic", "data/split", "data/examples", "data/examples/Split-train",
+                "data/examples/Split-eval", "pipeline")
+"""The folders a run writes under --root."""
+METADATA_FILE, SQLITE_HEADER = "metadata.db", b"SQLite format 3\x00"
 
 
 def add_pipeline_arguments(parser):
@@ -150,8 +154,33 @@ def parse_args(argv):
     if args.min_dev_questions < 1:
         raise RoadError(f"--min-dev-questions: must be at least 1, got {args.min_dev_questions}")
     check_writable_dir(args.root, "--root")
+    check_root(pathlib.Path(args.root))
     check_writable_dir(args.serving_model_dir, "--serving-model-dir")
     return args
+
+
+def check_root(root):
+    """RoadError naming --root when something other than a folder stands where a run writes one
+    under it (ROOT_FOLDERS), or something other than an SQLite file (or nothing, or an empty file)
+    where its metadata store goes: found before the data is read, where they stopped the run
+    half-way with a traceback."""
+    for name in ROOT_FOLDERS:
+        check_folder(root / name, f"--root {root}: ", "move it away or choose another --root")
+    metadata = root / METADATA_FILE
+    kind = entry_kind(metadata)
+    if kind not in (None, "a file"):
+        raise RoadError(f"--root {root}: {metadata} is {kind}, not the pipeline's metadata file; move it away or "
+                        "choose another --root")
+    try:
+        with open(metadata, "rb") as handle:
+            head = handle.read(len(SQLITE_HEADER))
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise RoadError(f"--root {root}: cannot read {metadata} ({error.strerror or error})") from None
+    if head and head != SQLITE_HEADER:
+        raise RoadError(f"--root {root}: {metadata} is not an SQLite database (the pipeline's metadata store); move it "
+                        "away or choose another --root")
 
 
 def prepare_examples(args, config, root):

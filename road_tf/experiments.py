@@ -51,8 +51,8 @@ from road_tf.config import (RUN_METRICS_FILE, config_digest, config_from_dict, d
                             resolve_teacher_runs)
 from road_tf.data.features import InvalidCache, verify_feature_cache
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_few, first_line, nonempty
-from road_tf.files import (check_utf8, check_writable_dir, entry_kind, read_config_bytes, visible_entries,
-                           write_atomic)
+from road_tf.files import (check_folder, check_utf8, check_writable_dir, entry_kind, read_config_bytes,
+                           visible_entries, write_atomic)
 from road_tf.run_clock import RunClock, recorded_minutes
 from road_tf.saved_model import newest_is_from
 
@@ -337,14 +337,6 @@ class Experiments:
 
 OUTPUT_FOLDERS = ("runs", "cache", "cache/features", "teacher_logits", "saved_models")
 SCALE_FILE = "scale.json"
-
-
-def check_folder(path, prefix="", remedy="move it away"):
-    """RoadError ("<prefix><path> is a file, not a folder; <remedy>") unless `path` is a folder or
-    absent; a dangling or looping symbolic link counts as something in the way."""
-    kind = entry_kind(path) or ("a broken symbolic link" if pathlib.Path(path).is_symlink() else None)
-    if kind not in (None, "a folder"):
-        raise RoadError(f"{prefix}{path} is {kind}, not a folder; {remedy}")
 
 
 def check_tables_folder(output):

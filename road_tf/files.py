@@ -151,6 +151,14 @@ def require_folder(path, what, kind="folder"):
         raise RoadError(f"{what}: {f'{found}, not a' if found else 'no such'} {kind}")
 
 
+def check_folder(path, prefix="", remedy="move it away"):
+    """RoadError ("<prefix><path> is a file, not a folder; <remedy>") unless `path` is a folder or
+    absent; a dangling or looping symbolic link counts as something in the way."""
+    kind = entry_kind(path) or ("a broken symbolic link" if pathlib.Path(path).is_symlink() else None)
+    if kind not in (None, "a folder"):
+        raise RoadError(f"{prefix}{path} is {kind}, not a folder; {remedy}")
+
+
 def check_writable_dir(path, what):
     """Raises RoadError unless `path` is a writable folder or one that can be created; creates nothing.
 

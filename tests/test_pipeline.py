@@ -139,6 +139,32 @@ def test_a_folder_in_place_of_an_examples_file_is_refused_with_one_line(tmp_path
     assert error == f"error: {folder}: a folder, not an examples file; remove it or use a fresh --root"
 
 
+@pytest.mark.parametrize("blocked", ["data", "data/examples/Split-train", "data/split", "data/synthetic", "pipeline",
+                                     "metadata.db", "metadata.db garbage"])
+def test_a_root_whose_layout_is_blocked_is_refused_before_the_data_is_read(tmp_path, capsys, blocked):
+    """A file where the run writes a folder, a folder or a file other than SQLite's where its metadata
+    store goes: these stopped the run half-way with a traceback (NotADirectoryError,
+    FileExistsError, MLMD's 'Cannot connect sqlite3 database')."""
+    root = tmp_path / "tfx"
+    path = root / blocked.split()[0]
+    path.parent.mkdir(parents=True)
+    if blocked == "metadata.db":
+        path.mkdir()
+    else:
+        path.write_text("not sqlite")
+    kind = "a folder" if blocked == "metadata.db" else "a file"
+    error = refusal(runner_args(tmp_path, "--prepare-only"), capsys)
+    if blocked == "metadata.db garbage":
+        assert error == (f"error: --root {root}: {path} is not an SQLite database (the pipeline's metadata store); "
+                         "move it away or choose another --root")
+    elif blocked == "metadata.db":
+        assert error == (f"error: --root {root}: {path} is a folder, not the pipeline's metadata file; move it away "
+                         "or choose another --root")
+    else:
+        assert error == f"error: --root {root}: {path} is {kind}, not a folder; move it away or choose another --root"
+    assert sorted(p.name for p in root.iterdir()) == [path.relative_to(root).parts[0]]
+
+
 @pytest.fixture
 def pipe_of():
     """pipe_of(payload): a /dev/fd path of a pipe that yields `payload` once and then ends, like bash's

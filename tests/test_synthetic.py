@@ -14,6 +14,7 @@ from road_tf.data import synthetic
 from road_tf.data.glue import read_mnli_tsv, read_qqp_tsv
 from road_tf.data.sentiment import read_sentiment_tsv
 from road_tf.data.squad import read_squad_json
+from road_tf.errors import RoadError
 
 TRAIN, DEV = 1200, 200
 
@@ -75,6 +76,22 @@ def test_existing_corpus_is_kept_and_changed_settings_regenerate(tmp_path):
 def test_bad_sizes_are_rejected(tmp_path):
     with pytest.raises(ValueError, match="positive"):
         synthetic.generate(tmp_path, train_size=0)
+
+
+@pytest.mark.parametrize("blocked, message", [
+    ("squad", "{path} is a file, not a folder; move it away"),
+    ("synthetic.json", "{path} is a folder, not the corpus' marker file; move it away"),
+])
+def test_something_in_the_way_of_the_corpus_is_one_road_error(tmp_path, blocked, message):
+    """A file where a corpus folder goes was a FileExistsError (a traceback in pipelines.local_runner),
+    a folder where the marker goes an IsADirectoryError."""
+    path = tmp_path / blocked
+    if blocked == "squad":
+        path.write_text("x")
+    else:
+        path.mkdir()
+    with pytest.raises(RoadError, match=f"^{re.escape(message.format(path=path))}$"):
+        synthetic.generate(tmp_path, train_size=5, dev_size=5)
 
 
 def test_squad_answers_are_exact_substrings_at_their_offsets(corpus):

@@ -31,7 +31,8 @@ from road_tf.data.examples import Answer, ClassificationExample, QAExample
 from road_tf.data.glue import MNLI_LABELS
 from road_tf.data.squad import write_squad_json
 from road_tf.data.tsv import write_tsv
-from road_tf.files import write_atomic
+from road_tf.errors import RoadError
+from road_tf.files import check_folder, non_file_kind, write_atomic
 
 # Bump when the generated text changes, so that existing corpora are regenerated.
 GENERATOR_VERSION = 1
@@ -757,6 +758,8 @@ def generate(out_dir, seed=0, train_size=1200, dev_size=200):
     Returns:
         {"squad": {"train": path, "dev": path}, "nli": {...}, "para": {...}, "sentiment": {...}},
         paths as str.
+    Raises:
+        RoadError: something else stands where a folder or file of the corpus goes (`_check_layout`).
     """
     if train_size <= 0 or dev_size <= 0:
         raise ValueError(f"synthetic corpus sizes must be positive, got train {train_size}, dev {dev_size}")
@@ -765,12 +768,24 @@ def generate(out_dir, seed=0, train_size=1200, dev_size=200):
     settings = {"generator_version": GENERATOR_VERSION, "seed": seed, "train_size": train_size, "dev_size": dev_size}
     marker = out_dir / MARKER_NAME
     if not _is_current(marker, settings, paths):
+        _check_layout(out_dir, paths, marker)
         marker.unlink(missing_ok=True)
         for corpus, writer in _WRITERS.items():
             paths[corpus]["train"].parent.mkdir(parents=True, exist_ok=True)
             writer(random.Random(f"{seed}:{corpus}"), paths[corpus], {"train": train_size, "dev": dev_size})
         write_atomic(marker, json.dumps(settings, sort_keys=True) + "\n")
     return {corpus: {split: str(path) for split, path in splits.items()} for corpus, splits in paths.items()}
+
+
+def _check_layout(out_dir, paths, marker):
+    """RoadError when a file (or a broken link) stands where `out_dir` or a corpus folder of `paths`
+    goes, or something other than a file where the `marker` goes (write_atomic names a folder in
+    place of a corpus file itself)."""
+    for folder in dict.fromkeys([out_dir, *(path.parent for splits in paths.values() for path in splits.values())]):
+        check_folder(folder)
+    kind = non_file_kind(marker)
+    if kind:
+        raise RoadError(f"{marker} is {kind}, not the corpus' marker file; move it away")
 
 
 def _is_current(marker, settings, paths):
