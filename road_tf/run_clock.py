@@ -37,7 +37,7 @@ def read_record(run_dir):
         if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not 0 <= minutes < math.inf:
             raise ValueError(f"minutes is {minutes!r}, not a finite number ≥ 0")
         return {"minutes": float(minutes), "finished": record.get("finished", True) is not False}
-    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as error:  # UnicodeDecodeError: a ValueError
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as error:  # also UnicodeDecodeError
         raise RoadError(f"{path}: not a run time record ({type(error).__name__}: {first_line(error)}); "
                         f"delete it to count the run's minutes from its next command") from None
 

@@ -77,7 +77,8 @@ def test_integers_too_long_to_convert_are_config_errors(tmp_path):
 
 @pytest.mark.parametrize("given, field, value", [
     ("010", "train.steps", 10), ("+7", "train.steps", 7), ("1.10", "export.model_name", "1.10"),
-    ("007", "export.model_name", "007"), ("yes", "export.model_name", "yes"), ("2024-01-01", "export.model_name", "2024-01-01"),
+    ("007", "export.model_name", "007"), ("yes", "export.model_name", "yes"),
+    ("2024-01-01", "export.model_name", "2024-01-01"),
     ("1e-3", "train.learning_rate", 1e-3), ("TRUE", "train.jit_compile", True), ("'3'", "train.steps", 3),
 ])
 def test_a_plain_scalar_is_read_by_its_field_not_by_yaml_guesses(given, field, value, tmp_path):
