@@ -51,16 +51,20 @@ def shown(value):
 
 
 class RecipeLoader(yaml.SafeLoader):
-    """YAML's safe loader without aliases and duplicate keys, whose plain scalars are all text.
+    """YAML's safe loader without aliases and duplicate keys, whose plain scalars are text or null.
 
     A few hundred bytes of nested aliases stand for billions of values, and a repeated key would
     silently drop the first one's settings. Plain scalars are not typed by YAML 1.1's guesses
     (`010` is 8, `1:30` is 90, `0x10` is 16, `yes` is true, `1.10` is 1.1): the field each one
     sets converts its text (`_coerce`), so `train.steps: 010` is 10 and `export.model_name: 1.10`
-    stays "1.10".
+    stays "1.10". Only `null`, `~` and an empty value stay null, which every field refuses (no
+    field is optional), rather than becoming the text "null" (a model named null, a folder `~`).
     """
 
-    yaml_implicit_resolvers = {}
+    yaml_implicit_resolvers = {
+        first: [(tag, pattern) for tag, pattern in resolvers if tag == "tag:yaml.org,2002:null"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+        if any(tag == "tag:yaml.org,2002:null" for tag, _ in resolvers)}
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -498,10 +502,8 @@ class Config:
             _check(files.task != self.task, f"multitask.task_files[{i}].task",
                    f"{files.task!r} is the main task, which reads data.*; list only the other tasks")
         self.train.validate()
-        batch = self.multitask_batch_size()
-        given = f"{batch}" if self.multitask.batch_size else f"0 takes train.batch_size {batch}, which"
-        _check(not self.multitask.steps or batch % self.multitask.k == 0, "multitask.batch_size",
-               f"{given} must split into multitask.k={self.multitask.k} equal passes")
+        _check(not self.multitask.steps or self.multitask_batch_size() % self.multitask.k == 0, "multitask.batch_size",
+               f"{self.multitask_batch_text()} must split into multitask.k={self.multitask.k} equal passes")
         self.decode.validate()
         self.export.validate()
         self.check_steps_per_execution()
@@ -524,6 +526,11 @@ class Config:
     def multitask_batch_size(self):
         """B, the global batch of a multi-task step: `multitask.batch_size`, or `train.batch_size` when it is 0."""
         return self.multitask.batch_size or self.train.batch_size
+
+    def multitask_batch_text(self):
+        """B as errors give it: "16" when `multitask.batch_size` sets it, else "0 (so train.batch_size 16)"."""
+        batch = self.multitask_batch_size()
+        return f"{batch}" if self.multitask.batch_size else f"0 (so train.batch_size {batch})"
 
 
 def _coerce(value, annotation, field):
@@ -806,7 +813,10 @@ def config_of_run(run):
     values = read_yaml(path)
     if not values:
         raise ConfigError(f"{path}: empty; not the config.yaml a road_tf run writes")
-    return config_from_dict(values)
+    try:
+        return config_from_dict(values)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
 
 
 def resolve_teacher_runs(config):

@@ -29,7 +29,7 @@ from road_tf.distillation.offline import load_offline_features
 from road_tf.errors import ConfigError, RoadError, first_line
 from road_tf.files import entry_kind, write_atomic
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
-from road_tf.multitask.trainer import prepare_multitask, run_multitask_stage
+from road_tf.multitask.trainer import check_replicas, prepare_multitask, run_multitask_stage
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
 from road_tf.tasks import get_task, load_task_data
@@ -276,24 +276,29 @@ class RunInputs(typing.NamedTuple):
 def prepare_run(config, output_dir):
     """Checks and loads what the run into `output_dir` needs before it writes anything into its
     folder, so that a run stopped by its configuration or data leaves no trace: the strategy, the
-    tokenizer, the main task's data (and that it fills a batch), the other tasks' data of a
-    multi-task stage that has not finished (and that they fill its passes), the offline teacher
-    logits, the models (`check_models`) and the hidden-state layer map between their real depths."""
+    tokenizer, the models (`check_models`) and the hidden-state layer map between their real
+    depths, the multi-task passes against the replicas, then (the slow part) the main task's data
+    (and that it fills a batch), the other tasks' data of a multi-task stage that has not finished
+    (and that they fill its passes) and the offline teacher logits."""
     training.set_precision(config.train)
     keras.utils.set_random_seed(config.train.seed)
     training.get_strategy(config.train)
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)
+    student_layers, teacher_layers = check_models(config, task, tokenizer)
+    layer_matches(config.distillation, teacher_layers, student_layers)
+    stage_record = pathlib.Path(output_dir) / MULTITASK_STAGE / STAGE_FILE
+    multitask_pending = config.multitask.steps and not stage_record.is_file()
+    if multitask_pending:
+        check_replicas(config)
     with running("data"):
         task_data = load_task_data(task, config, tokenizer)
     training.check_batch_size(task_data.train_features, config.train.batch_size)
     multitask_data = None
-    if config.multitask.steps and not (pathlib.Path(output_dir) / MULTITASK_STAGE / STAGE_FILE).is_file():
+    if multitask_pending:
         with running("data"):
             multitask_data = prepare_multitask(config, tokenizer, task_data)
     offline_features = offline_teacher_features(config.distillation, task_data)
-    student_layers, teacher_layers = check_models(config, task, tokenizer)
-    layer_matches(config.distillation, teacher_layers, student_layers)
     return RunInputs(tokenizer, task, task_data, offline_features, multitask_data)
 
 

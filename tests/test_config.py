@@ -140,6 +140,28 @@ def test_custom_layer_matches_parse():
     assert config.distillation.layer_matches == (config_lib.LayerMatch(4, 2, 0.5),)
 
 
+@pytest.mark.parametrize("line", ["model_name: null", "model_name: ~", "model_name:"])
+def test_a_null_value_is_refused_not_taken_for_text(line, tmp_path):
+    """Plain scalars are text the field converts, but null stays null: not a model named "null"."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"export:\n  {line}\n")
+    with pytest.raises(ConfigError, match="^export.model_name: expected a string, got None$"):
+        config_lib.load_config(recipe)
+
+
+@pytest.mark.parametrize("value", ["null", "~"])
+def test_a_null_set_value_is_refused_and_a_quoted_one_is_text(value):
+    with pytest.raises(ConfigError, match="^export.model_name: expected a string, got None$"):
+        config_lib.load_config(None, [f"export.model_name={value}"])
+    assert config_lib.load_config(None, [f'export.model_name="{value}"']).export.model_name == value
+
+
+def test_a_finished_runs_config_that_no_longer_validates_names_its_file(tmp_path):
+    (tmp_path / "config.yaml").write_text("train:\n  steps: 10\n  steps_per_execution: 4\n")
+    with pytest.raises(ConfigError, match=f"^{tmp_path / 'config.yaml'}: train.steps_per_execution: 4 does not divide"):
+        config_lib.config_of_run(tmp_path)
+
+
 def test_layer_matches_without_a_custom_map_are_refused_not_ignored():
     with pytest.raises(ConfigError, match=r"distillation.layer_matches: 1 entries given but layer_map is uniform"):
         config_lib.load_config(None, [
@@ -246,7 +268,7 @@ def test_a_setting_its_switch_would_ignore_is_an_error_unless_the_switch_is_set(
 
 @pytest.mark.parametrize("pairs, message", [
     (["multitask.batch_size=6"], "multitask.batch_size: 6 must split into multitask.k=4 equal passes"),
-    (["train.batch_size=30"], "multitask.batch_size: 0 takes train.batch_size 30, which must split into multitask.k=4 "
+    (["train.batch_size=30"], "multitask.batch_size: 0 (so train.batch_size 30) must split into multitask.k=4 "
                               "equal passes"),
 ])
 def test_a_multitask_batch_that_does_not_split_into_k_passes_is_refused_with_the_config(pairs, message):

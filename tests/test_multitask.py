@@ -304,22 +304,25 @@ def tiny_multitask_config(tmp_path, **multitask):
     )
 
 
-def test_prepare_multitask_refuses_passes_the_replicas_do_not_share_before_it_loads_data(tmp_path, monkeypatch):
+def test_a_run_refuses_passes_the_replicas_do_not_share_before_it_loads_any_data(tmp_path, monkeypatch):
+    from road_tf import experiment
+
     def loaded(*args, **kwargs):
-        raise AssertionError("the tasks' data loaded before the batch was checked")
+        raise AssertionError("data loaded before the batch was checked")
 
     monkeypatch.setattr(training, "get_strategy", lambda train: types.SimpleNamespace(num_replicas_in_sync=3))
+    monkeypatch.setattr(experiment, "load_task_data", loaded)
     monkeypatch.setattr(trainer_module, "load_task_data", loaded)
     config = tiny_multitask_config(tmp_path, steps=2, k=2)
-    with pytest.raises(ConfigError, match="^multitask.batch_size: 8 must split into multitask.k=2 passes whose size "
-                                          "is a multiple of the 3 replicas$"):
-        prepare_multitask(config, None, None)
+    with pytest.raises(ConfigError, match=r"^multitask.batch_size: 0 \(so train.batch_size 8\) must split into "
+                                          "multitask.k=2 passes whose size is a multiple of the 3 replicas$"):
+        experiment.prepare_run(config, tmp_path / "run")
 
 
 def test_prepare_multitask_refuses_a_task_that_does_not_fill_a_pass(tmp_path):
+    """The stage's data came into its batches unchecked: the error named train.batch_size."""
     from road_tf.data.tokenizer import load_tokenizer
 
-    """The stage's data came into its batches unchecked: the error named train.batch_size."""
     config = tiny_multitask_config(tmp_path, steps=2, k=2, tasks=("squad2", "synthetic_nli"), batch_size=100)
     tokenizer = load_tokenizer(config.data.vocab)
     main = load_task_data(get_task("squad2"), config, tokenizer)
@@ -327,6 +330,10 @@ def test_prepare_multitask_refuses_a_task_that_does_not_fill_a_pass(tmp_path):
     with pytest.raises(ConfigError, match="^multitask.batch_size: 100 makes multitask.k=2 passes of 50 rows, more "
                                           "than the 48 training rows of task 'synthetic_nli'$"):
         prepare_multitask(config, tokenizer, main)
+    unset = dataclasses.replace(config, multitask=dataclasses.replace(config.multitask, batch_size=0),
+                                train=dataclasses.replace(config.train, batch_size=100))
+    with pytest.raises(ConfigError, match=r"^multitask.batch_size: 0 \(so train.batch_size 100\) makes multitask.k=2 "):
+        prepare_multitask(unset, tokenizer, main)
 
 
 def test_a_run_prepares_the_multitask_data_only_while_the_stage_has_not_finished(tmp_path, monkeypatch):
@@ -409,3 +416,20 @@ def test_squad2_and_its_cloze_task_train_side_by_side(tmp_path):
     assert set(metrics["tasks"]) == {"squad2", "squad2_cloze"}
     assert all("f1" in metrics["tasks"][name] and "HasAns_total" in metrics["tasks"][name] for name in metrics["tasks"])
     assert sum(metrics["picks"].values()) == 2 * 2
+
+
+def test_a_run_refuses_a_layer_map_beyond_its_models_before_it_loads_any_data(tmp_path, monkeypatch):
+    """Models initialised at random need no data to be checked: the refusal must not wait for it."""
+    from road_tf import experiment
+    from road_tf.config import load_config
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("data loaded before the layer map was checked")
+
+    monkeypatch.setattr(experiment, "load_task_data", loaded)
+    config = load_config(None, ["distillation.teachers=[{model: {num_layers: 1}}]", "distillation.hidden_loss=mse",
+                                "distillation.layer_map=custom",
+                                "distillation.layer_matches=[{teacher_layer: 5, student_layer: 1, weight: 1.0}]"])
+    with pytest.raises(ConfigError, match=r"^distillation.layer_matches\[0\]: teacher_layer 5 is beyond "
+                                          r"distillation.teachers\[0\]'s 1 layers$"):
+        experiment.prepare_run(config, tmp_path / "run")

@@ -233,12 +233,20 @@ def _rows(features):
     return len(features[MODEL_INPUTS[0]])
 
 
-def prepare_multitask(config, tokenizer, main_task_data):
-    """Loads the data of every task of `config.multitask.tasks` and checks it against the stage's
-    batch, so that a run stops on them before it writes anything (`experiment.prepare_run`).
+def check_replicas(config):
+    """ConfigError naming multitask.batch_size unless each of the k passes of the global batch B
+    (B/k rows; `Config` checks that k divides B) splits evenly over the strategy's replicas."""
+    multitask = config.multitask
+    replicas = training.get_strategy(config.train).num_replicas_in_sync
+    if config.multitask_batch_size() // multitask.k % replicas:
+        raise ConfigError(f"multitask.batch_size: {config.multitask_batch_text()} must split into "
+                          f"multitask.k={multitask.k} passes whose size is a multiple of the {replicas} replicas")
 
-    The global batch B splits into k passes of B/k rows (`Config` checks that k divides B); B/k
-    must be a multiple of the replicas, and every task must fill a pass.
+
+def prepare_multitask(config, tokenizer, main_task_data):
+    """Loads the data of every task of `config.multitask.tasks` and checks that each fills one of
+    the stage's passes (B/k rows), so that a run stops on them before it writes anything
+    (`experiment.prepare_run`, which calls `check_replicas` first).
 
     Args:
         config: the run `Config`, with a multi-task stage (`multitask.steps` > 0).
@@ -250,19 +258,15 @@ def prepare_multitask(config, tokenizer, main_task_data):
         ConfigError naming multitask.batch_size; the readers' errors for data that does not load.
     """
     multitask = config.multitask
-    batch = config.multitask_batch_size()
-    pass_batch = batch // multitask.k
-    replicas = training.get_strategy(config.train).num_replicas_in_sync
-    if pass_batch % replicas:
-        raise ConfigError(f"multitask.batch_size: {batch} must split into multitask.k={multitask.k} passes "
-                          f"whose size is a multiple of the {replicas} replicas")
+    pass_batch = config.multitask_batch_size() // multitask.k
     data = {name: main_task_data if name == main_task_data.task.name
             else load_task_data(get_task(name), config, tokenizer, is_main_task=False)
             for name in multitask.tasks}
     for name, item in data.items():
         rows = _rows(item.train_features)
         if rows < pass_batch:
-            raise ConfigError(f"multitask.batch_size: {batch} makes multitask.k={multitask.k} passes of {pass_batch} "
+            raise ConfigError(f"multitask.batch_size: {config.multitask_batch_text()} makes multitask.k={multitask.k} "
+                              f"passes of {pass_batch} "
                               f"rows, more than the {rows} training rows of task {name!r}")
     return data
 
