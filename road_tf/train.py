@@ -113,7 +113,7 @@ def check_same_config(config, output_dir):
     try:
         changed = config_lib.changed_fields(config_lib.config_of_run(output_dir), config)
     except ConfigError as error:
-        raise RoadError(f"--output-dir {output_dir}: its config.yaml is not a road_tf run's ({error}); "
+        raise RoadError(f"--output-dir {output_dir}: not a road_tf run's config.yaml ({error}); "
                         "choose another --output-dir") from None
     if changed:
         raise RoadError(f"--output-dir {output_dir}: holds a run of another configuration ({first_few(changed)} differ); "

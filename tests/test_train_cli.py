@@ -375,7 +375,8 @@ def test_an_output_dir_holding_a_run_of_other_settings_is_refused_not_resumed_or
     (out / "config.yaml").write_text("train: {steps: [1]}\n")
     with pytest.raises(SystemExit) as exit_info:
         train.main(argv)
-    assert "its config.yaml is not a road_tf run's (train.steps: expected an integer" in one_error_line(capsys, exit_info)
+    assert one_error_line(capsys, exit_info).startswith(
+        f"error: --output-dir {out}: not a road_tf run's config.yaml ({out / 'config.yaml'}: train.steps: expected an integer")
     (out / "config.yaml").write_text(dump_yaml(config))
     assert train.main(argv) == 0
     assert "already finished" in capsys.readouterr().out
