@@ -21,6 +21,13 @@ from road_tf.errors import RoadError
 from road_tf.experiments import KD_FORMS, SCALES, TABLES, TEACHER_SETS, Experiments
 
 
+def final_tiny_error(capsys, output, *flags):
+    """The one line on stderr of `experiments final --scale tiny --output OUTPUT FLAGS...`, which must exit 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        experiments.main(["final", "--scale", "tiny", "--output", str(output), *flags])
+    return one_error_line(capsys, exit_info)
+
+
 @pytest.fixture
 def fake_teachers(monkeypatch, tmp_path):
     """Teacher runs and logit caches replaced by paths, so row configs build without training."""
@@ -306,17 +313,13 @@ def test_a_file_where_the_output_needs_a_folder_names_output(tmp_path, capsys, f
         blocked.write_text("x")
     else:
         blocked.symlink_to(tmp_path / "nowhere")
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
     kind = "a file" if thing == "file" else "a broken symbolic link"
-    assert one_error_line(capsys, exit_info) == (f"error: --output {tmp_path}: {blocked} is {kind}, not a folder; "
-                                                 "move it away or choose another --output")
+    assert final_tiny_error(capsys, tmp_path) == (f"error: --output {tmp_path}: {blocked} is {kind}, not a folder; "
+                                                  "move it away or choose another --output")
 
 
 def test_an_output_whose_name_is_not_utf8_is_refused_naming_output(tmp_path, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", os.fsdecode(bytes(tmp_path) + b"/r\xe9sults")])
-    line = one_error_line(capsys, exit_info)
+    line = final_tiny_error(capsys, os.fsdecode(bytes(tmp_path) + b"/r\xe9sults"))
     assert line.startswith("error: --output '") and ": not UTF-8 text (byte 0x" in line
     assert list(tmp_path.iterdir()) == []
 
@@ -327,9 +330,7 @@ def test_an_output_of_another_scale_is_refused(tmp_path, capsys, record):
         (tmp_path / experiments.SCALE_FILE).write_text('{"scale": "small"}')
     else:  # a folder from before scale.json: its tables' headings say the scale
         (tmp_path / "final.md").write_text("# final (small scale)\n")
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
-    assert one_error_line(capsys, exit_info) == (
+    assert final_tiny_error(capsys, tmp_path) == (
         f"error: --output {tmp_path}: holds the small scale's runs and tables ({record}), which --scale tiny "
         "would overwrite; choose another --output")
     assert sorted(p.name for p in tmp_path.iterdir()) == [record]
@@ -360,9 +361,7 @@ def test_a_folder_of_other_files_is_refused_as_output_before_anything_is_written
     (tmp_path / "notes.txt").write_text("mine")
     (tmp_path / "final.md").write_text("# my own notes\n")
     (tmp_path / ".hidden").write_text("ignored")
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
-    assert one_error_line(capsys, exit_info) == (
+    assert final_tiny_error(capsys, tmp_path) == (
         f"error: --output {tmp_path}: a folder holding other files (final.md, notes.txt), not "
         "road_tf.experiments' tables (no scale.json or TABLE.md); choose a new or empty folder")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".hidden", "final.md", "notes.txt"]
@@ -400,9 +399,7 @@ def fifo(tmp_path):
 def test_a_pipe_for_a_record_of_the_output_is_not_read(tmp_path, capsys, fifo, no_training, record):
     """Reading it would wait for a writer for ever; a device such as /dev/zero would never end."""
     fifo(tmp_path / record, '{"scale": "tiny"}\n' if record == "scale.json" else "# final (tiny scale)\n")
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
-    line = one_error_line(capsys, exit_info)
+    line = final_tiny_error(capsys, tmp_path)
     if record == "scale.json":
         assert line == f"error: {tmp_path}/scale.json: a device or pipe, not a scale record file"
     else:
@@ -411,9 +408,7 @@ def test_a_pipe_for_a_record_of_the_output_is_not_read(tmp_path, capsys, fifo, n
 
 def test_a_scale_record_nested_too_deeply_is_one_line(tmp_path, capsys):
     (tmp_path / experiments.SCALE_FILE).write_text("[" * 100_000 + "]" * 100_000)
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path)])
-    assert one_error_line(capsys, exit_info).startswith(
+    assert final_tiny_error(capsys, tmp_path).startswith(
         f"error: {tmp_path}/scale.json: not a scale record (RecursionError: ")
 
 
@@ -424,9 +419,7 @@ def test_a_folder_of_the_output_that_cannot_be_written_names_output(tmp_path, ca
     (tmp_path / experiments.SCALE_FILE).write_text('{"scale": "tiny"}')
     (tmp_path / folder).parent.mkdir(parents=True, exist_ok=True)
     (tmp_path / folder).symlink_to("/proc/self")
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", str(tmp_path), "--rows", "baseline", "--seeds", "1"])
-    assert one_error_line(capsys, exit_info).startswith(
+    assert final_tiny_error(capsys, tmp_path, "--rows", "baseline", "--seeds", "1").startswith(
         f"error: --output {tmp_path}: {tmp_path / folder}: cannot write there (")
 
 
@@ -436,9 +429,7 @@ def test_an_output_whose_absolute_path_is_not_utf8_is_refused_naming_output(tmp_
     here = pathlib.Path(os.fsdecode(bytes(tmp_path) + b"/caf\xe9"))
     here.mkdir()
     monkeypatch.chdir(here)
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", "out"])
-    assert one_error_line(capsys, exit_info) == (
+    assert final_tiny_error(capsys, "out") == (
         f"error: --output out: its absolute path {str(here / 'out')!r}: not UTF-8 text (byte 0xe9 at character "
         f"{len(str(tmp_path)) + 4}); give a name in UTF-8")
     assert list(here.iterdir()) == []
@@ -453,14 +444,10 @@ def test_errors_show_output_as_it_was_given(tmp_path, capsys, monkeypatch, given
     monkeypatch.chdir(tmp_path)
     (tmp_path / "out").symlink_to(tmp_path / "real" / "out")
     shown = pathlib.Path(given)
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", given])
-    assert one_error_line(capsys, exit_info) == (
+    assert final_tiny_error(capsys, given) == (
         f"error: --output {shown}: {shown / 'runs'} is a file, not a folder; move it away or choose another --output")
     (tmp_path / "real" / "out" / "runs").unlink()
     (tmp_path / "real" / "out" / experiments.SCALE_FILE).write_text('{"scale": "small"}')
-    with pytest.raises(SystemExit) as exit_info:
-        experiments.main(["final", "--scale", "tiny", "--output", given])
-    assert one_error_line(capsys, exit_info) == (
+    assert final_tiny_error(capsys, given) == (
         f"error: --output {shown}: holds the small scale's runs and tables (scale.json), which --scale tiny "
         "would overwrite; choose another --output")

@@ -266,8 +266,7 @@ def prepare_multitask(config, tokenizer, main_task_data):
         rows = _rows(item.train_features)
         if rows < pass_batch:
             raise ConfigError(f"multitask.batch_size: {config.multitask_batch_text()} makes multitask.k={multitask.k} "
-                              f"passes of {pass_batch} "
-                              f"rows, more than the {rows} training rows of task {name!r}")
+                              f"passes of {pass_batch} rows, more than the {rows} training rows of task {name!r}")
     return data
 
 
