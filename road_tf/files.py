@@ -123,12 +123,14 @@ def write_atomic(path, payload):
     """Writes `payload` (bytes, or str as UTF-8) to `path` (mode 644) via a temporary file and a rename.
 
     A symbolic link at `path` keeps pointing at the new file (the file it names is the one
-    replaced); a folder, device, pipe or socket there is left alone: RoadError names it.
+    replaced); a folder, device, pipe or socket there, or anything but a folder where its folder
+    goes (`check_folder`), is left alone: RoadError names it.
     """
     path = pathlib.Path(os.path.realpath(path))
     kind = non_file_kind(path)
     if kind:
         raise RoadError(f"{path}: is {kind}, not a file to write")
+    check_folder(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(payload, str):
         payload = payload.encode("utf-8")

@@ -83,6 +83,15 @@ def test_pipes_and_devices_are_never_replaced_by_a_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
+def test_a_file_where_the_folder_of_a_write_goes_is_named(tmp_path):
+    """It was a FileExistsError from mkdir (a traceback), e.g. for a cache entry's folder."""
+    (tmp_path / "split-1").write_text("x")
+    with pytest.raises(RoadError) as caught:
+        write_atomic(tmp_path / "split-1" / "train.json", "{}")
+    assert str(caught.value) == f"{tmp_path}/split-1 is a file, not a folder; move it away"
+    assert (tmp_path / "split-1").read_text() == "x"
+
+
 def test_check_writable_file_stats_the_path_once(tmp_path, monkeypatch):
     """check_writable_file asked what stands at the path, then called os.stat on it again to find a loop of links."""
     (tmp_path / "file.json").write_text("old")

@@ -4,6 +4,7 @@ import dataclasses
 import json
 import logging
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -18,7 +19,8 @@ import yaml
 from conftest import REPO, one_error_line
 from road_tf import experiment, export, train
 from road_tf.errors import ConfigError, RoadError
-from road_tf.config import dump_yaml
+from road_tf.config import dump_yaml, load_config
+from road_tf.data import sources
 from road_tf.models.task_model import build_model
 
 TINY = [
@@ -186,6 +188,24 @@ def test_an_article_split_that_leaves_nothing_to_train_on_fails_with_one_line(tm
         "half, which takes articles until it holds data.split_dev_questions questions; lower data.split_dev_questions "
         "(now 1000) or give data.dev_path with data.split_dev_questions=0")
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.json"))
+
+
+def test_a_file_where_the_article_split_is_cached_fails_with_one_line(tmp_path, capsys):
+    """The split's folder under data.cache_dir was made by write_atomic's mkdir: a FileExistsError traceback."""
+    data = tmp_path / "articles.json"
+    data.write_text(json.dumps({"data": [
+        {"title": title, "paragraphs": [{"context": "Ada wrote it.", "qas": [
+            {"id": title, "question": "Who wrote it?", "answers": [{"text": "Ada", "answer_start": 0}]}]}]}
+        for title in ("A", "B", "C")]}))
+    flags = ["--set", "data.source=json", "--set", f"data.train_path={data}", "--set", "data.split_dev_questions=1",
+             "--set", f"data.cache_dir={tmp_path / 'cache'}"]
+    split = pathlib.Path(sources.local_split_paths(load_config(None, flags[1::2]).data)[0]).parent
+    shutil.rmtree(split)
+    split.write_text("x")
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--output-dir", str(tmp_path / "run"), *flags])
+    assert one_error_line(capsys, exit_info) == f"error: {split} is a file, not a folder; move it away"
+    assert not (tmp_path / "run").exists()
 
 
 def test_bad_tsv_fails_with_one_line_naming_the_line(tmp_path):
