@@ -17,7 +17,7 @@ import warnings
 from pipelines import configs
 from road_tf import config as config_lib
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty, utf8_problem
-from road_tf.files import check_folder, check_writable_dir, entry_kind, versions
+from road_tf.files import check_folder, check_writable_dir, file_head, versions
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 ROOT_FOLDERS = ("data", "data/synthetic", "data/split", "data/examples", "data/examples/Split-train",
@@ -167,17 +167,13 @@ def check_root(root):
     for name in ROOT_FOLDERS:
         check_folder(root / name, f"--root {root}: ", "move it away or choose another --root")
     metadata = root / METADATA_FILE
-    kind = entry_kind(metadata)
+    try:
+        kind, head = file_head(metadata, len(SQLITE_HEADER))
+    except OSError as error:
+        raise RoadError(f"--root {root}: cannot read {metadata} ({error.strerror or error})") from None
     if kind not in (None, "a file"):
         raise RoadError(f"--root {root}: {metadata} is {kind}, not the pipeline's metadata file; move it away or "
                         "choose another --root")
-    try:
-        with open(metadata, "rb") as handle:
-            head = handle.read(len(SQLITE_HEADER))
-    except FileNotFoundError:
-        return
-    except OSError as error:
-        raise RoadError(f"--root {root}: cannot read {metadata} ({error.strerror or error})") from None
     if head and head != SQLITE_HEADER:
         raise RoadError(f"--root {root}: {metadata} is not an SQLite database (the pipeline's metadata store); move it "
                         "away or choose another --root")

@@ -102,19 +102,33 @@ def read_config_bytes(path, what):
     return data
 
 
+def file_head(path, size):
+    """What stands at `path` and how it starts: (kind, head), `kind` as `entry_kind` gives it ("a
+    file", "a folder", "a device or pipe", None for nothing) and `head` the first `size` bytes of a
+    regular file (bytes, fewer for a shorter file), else None: nothing else is opened (a pipe's
+    open waits for a writer, a device's reads may never end).
+
+    Raises:
+        OSError: `path` cannot be examined or read.
+    """
+    kind = entry_kind(path)
+    if kind != "a file":
+        return kind, None
+    with open(path, "rb") as handle:
+        return kind, handle.read(size)
+
+
 def check_weights_file(path, field):
     """Raises ConfigError unless `path` is a readable Keras weights file (.weights.h5, .h5, .keras)."""
     signature = next((magic for suffix, magic in WEIGHTS_SIGNATURES.items() if str(path).endswith(suffix)), None)
     if signature is None:
         raise ConfigError(f"{field}: {path}: expected a Keras weights file ending in .weights.h5, .h5 or .keras")
-    kind = non_file_kind(path)
-    if kind:  # a pipe's open would wait for a writer
-        raise ConfigError(f"{field}: {path}: is {kind}, not a weights file")
     try:
-        with open(path, "rb") as handle:
-            head = handle.read(len(signature))
+        kind, head = file_head(path, len(signature))
     except OSError as error:
         raise ConfigError(f"{field}: {path}: cannot read the checkpoint ({error.strerror or error})") from None
+    if kind != "a file":
+        raise ConfigError(f"{field}: {path}: {f'is {kind}, not a weights file' if kind else 'no such file'}")
     if head != signature:
         raise ConfigError(f"{field}: {path}: not a Keras weights file (its first bytes are not {signature!r})")
 
