@@ -27,7 +27,7 @@ from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.distillation.offline import load_offline_features
 from road_tf.errors import ConfigError, RoadError, first_line
-from road_tf.files import entry_kind, write_atomic
+from road_tf.files import check_weights_file, write_atomic
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
 from road_tf.multitask.trainer import check_replicas, prepare_multitask, run_multitask_stage
 from road_tf.registry import SPAN
@@ -194,11 +194,10 @@ def prepare_teachers(config, task_data, tokenizer, output_dir, stages):
 
 
 def load_teacher_weights(teacher, checkpoint, index):
-    """Loads a teacher's `checkpoint`; ConfigError naming the teacher when it is missing or does not fit."""
+    """Loads a teacher's `checkpoint` into the Keras model `teacher`; ConfigError naming the teacher's
+    field when it is no readable Keras weights file (`check_weights_file`) or does not fit."""
     field = f"distillation.teachers[{index}].checkpoint"
-    kind = entry_kind(checkpoint)
-    if kind != "a file":
-        raise ConfigError(f"{field}: {f'{kind}, not a weights file' if kind else 'no such file'}: {str(checkpoint)!r}")
+    check_weights_file(checkpoint, field)
     try:
         teacher.load_weights(str(checkpoint))
     except (ValueError, OSError) as error:

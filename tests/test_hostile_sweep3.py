@@ -389,17 +389,20 @@ def test_devserver_refuses_model_names_and_paths_it_cannot_serve(name, base_path
 
 
 @pytest.mark.parametrize("kind, make", [
-    ("a folder, not a weights file", lambda path: path.mkdir()),
-    ("a device or pipe, not a weights file", lambda path: os.mkfifo(path)),
+    ("is a folder, not a weights file", lambda path: path.mkdir()),
+    ("is a device or pipe, not a weights file", lambda path: os.mkfifo(path)),
     ("no such file", lambda path: None),
+    (r"not a Keras weights file (its first bytes are not b'\x89HDF\r\n\x1a\n')",
+     lambda path: path.write_text("notes")),
 ])
-def test_a_teacher_checkpoint_that_is_not_a_file_is_named_for_what_it_is(tmp_path, kind, make):
-    """A folder or pipe given as a teacher's checkpoint was reported as "no such file"."""
+def test_a_teacher_checkpoint_that_is_not_a_weights_file_is_named_for_what_it_is(tmp_path, kind, make):
+    """A folder or pipe given as a teacher's checkpoint was reported as "no such file"; a file that is
+    no weights file reached Keras (the teacher here is None: it must not be loaded into)."""
     checkpoint = tmp_path / "teacher.weights.h5"
     make(checkpoint)
     with pytest.raises(ConfigError) as caught:
         load_teacher_weights(None, checkpoint, 1)
-    assert str(caught.value) == f"distillation.teachers[1].checkpoint: {kind}: {str(checkpoint)!r}"
+    assert str(caught.value) == f"distillation.teachers[1].checkpoint: {checkpoint}: {kind}"
 
 
 @pytest.mark.parametrize("name", ["metrics.json", "config.yaml"])
