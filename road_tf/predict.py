@@ -18,7 +18,7 @@ import sys
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
-from road_tf.config import RUN_METRICS_FILE
+from road_tf.config import RUN_METRICS_FILE, is_run_directory
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
@@ -51,18 +51,13 @@ def parse_args(argv):
     return args
 
 
-def is_run_dir(path):
-    """Whether `path` is a training run's folder (it holds the run's config.yaml)."""
-    return entry_kind(pathlib.Path(path) / "config.yaml") == "a file"
-
-
 def resolve_model(path):
     """The SavedModel folder that `--model` names; RoadError says why when there is none."""
     path = pathlib.Path(path)
     require_folder(path, f"--model {path}")
     if (path / SAVED_MODEL_FILE).is_file():
         return path
-    if is_run_dir(path):
+    if is_run_directory(path):
         exported = finished_run_metrics(path, "--model")["export"]
         if not exported:
             raise RoadError(f"--model {path}: this run exported no model (export.enabled was false?); "
@@ -141,8 +136,8 @@ def answer_all(answer_fn, folder, examples, batch_size):
 def main(argv=None):
     args = parse_args(argv)
     written = {"--output": args.output, **({"--na-probs": args.na_probs} if args.na_probs else {})}
-    run_files = {f"--model run's {name}": pathlib.Path(args.model) / name
-                 for name in RUN_RECORD_FILES if is_run_dir(args.model)}
+    run_files = ({f"--model run's {name}": pathlib.Path(args.model) / name for name in RUN_RECORD_FILES}
+                 if is_run_directory(args.model) else {})
     check_distinct(written, {"--data": args.data, **run_files})
     for flag, path in written.items():
         check_writable_file(path, flag)
