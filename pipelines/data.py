@@ -63,30 +63,35 @@ def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
     return split_file(source, work_dir / "split", min_dev_questions, data_config)
 
 
-def read_questions(path, data_config, named=None):
-    """The questions of the SQuAD file `path`, checked as a run checks them: DataError naming `named`
-    (default `path`) and the question for a malformed record or a text above data.max_context_bytes
-    (each dropped with a warning instead under data.skip_bad_records)."""
-    return within_length_limit(read_squad_json(path, data_config.skip_bad_records), named or path, data_config)
+def read_questions(path, data_config):
+    """The questions of the SQuAD file `path` (`checked_questions`)."""
+    return checked_questions(read_json(path), path, data_config)
+
+
+def checked_questions(document, path, data_config):
+    """The questions (list of QAExample) of the SQuAD `document` parsed from `path`, checked as a run
+    checks them: DataError naming `path` and the question for a malformed record or a text above
+    data.max_context_bytes (each dropped with a warning instead under data.skip_bad_records)."""
+    return within_length_limit(document_questions(document, path, data_config.skip_bad_records)[0], path, data_config)
 
 
 def split_file(source, split_dir, min_dev_questions, data_config):
     """(train examples, eval examples) of one SQuAD file split by article (`split_for_training`).
 
     The file is read once (it may be a pipe) and every question checked, naming `source` in any
-    error; the halves are written to `split_dir/{train,eval}.json`.
+    error; the halves are written to `split_dir/{train,eval}.json` and their examples taken from
+    the halves in memory.
 
     Raises:
         DataError: naming `source`, when it is malformed or a half holds no questions.
     """
     document = read_json(source)
-    within_length_limit(document_questions(document, source, data_config.skip_bad_records)[0], source, data_config)
+    checked_questions(document, source, data_config)
     halves = split_for_training(document, min_dev_questions, source, "--min-dev-questions",
                                 "give the eval questions with --eval-data")
-    paths = [split_dir / f"{split}.json" for split in SPLITS]
-    for path, half in zip(paths, halves):
-        write_atomic(path, json.dumps(half))
-    return require_questions(tuple(read_questions(path, data_config, source) for path in paths), (source, source))
+    for split, half in zip(SPLITS, halves):
+        write_atomic(split_dir / f"{split}.json", json.dumps(half))
+    return require_questions(tuple(checked_questions(half, source, data_config) for half in halves), (source, source))
 
 
 def require_questions(splits, paths):
