@@ -8,7 +8,7 @@ from road_tf.data import features as feats
 from road_tf.data.examples import Answer, ClassificationExample, QAExample
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.offline import load_offline_features
-from road_tf.errors import DataError
+from road_tf.errors import DataError, RoadError
 
 
 @pytest.fixture(scope="module")
@@ -188,9 +188,11 @@ def test_a_folder_where_a_cache_goes_is_named_and_nothing_is_left_behind(tmp_pat
         with pytest.raises(feats.DataError, match=f"^{path}: is a folder, where a feature cache file goes"):
             call()
     (tmp_path / "file").write_text("x")
-    with pytest.raises(feats.DataError, match="file: a file, where the folder of feature caches goes"):
-        feats.write_feature_cache(tmp_path / "file" / "f.tfrecord", CACHE)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.tfrecord", "file"]
+    (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
+    for folder, kind in (("file", "a file"), ("dangling", "a broken symbolic link")):
+        with pytest.raises(RoadError, match=f"^{tmp_path / folder} is {kind}, not a folder; move it away$"):
+            feats.write_feature_cache(tmp_path / folder / "f.tfrecord", CACHE)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "f.tfrecord", "file"]
 
 
 def test_a_failed_cache_write_removes_its_temporary_file(tmp_path, monkeypatch):

@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from road_tf.errors import DataError, first_line
-from road_tf.files import non_file_kind, write_atomic
+from road_tf.files import check_folder, non_file_kind, write_atomic
 
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
 MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
@@ -244,12 +244,11 @@ def write_feature_cache(path, features):
     complete.
 
     Raises:
-        DataError: naming the file or folder, when a folder stands where a cache file goes or a file
-            where its folder goes.
+        DataError: naming the file, when a folder, device or pipe stands where a cache file goes.
+        RoadError: naming the folder, when anything but a folder (a file, a broken link) stands where it goes.
     """
     path, meta = _cache_paths(path)
-    if path.parent.exists() and not path.parent.is_dir():
-        raise DataError(path.parent, "a file, where the folder of feature caches goes; move it away")
+    check_folder(path.parent)
     path.parent.mkdir(parents=True, exist_ok=True)
     rows = len(next(iter(features.values())))
     descriptor = {key: {"shape": list(value.shape[1:]),
