@@ -67,7 +67,7 @@ def test_warmup_opens_with_one_full_window_per_signature(exported):
     """The first encoder call of each signature fixes its cached weight layout: the warm-up file
     opens with one window of max_seq_length tokens to serving_default, then its tokens to
     serve_token_ids, then the example questions."""
-    config, tokenizer, data = exported["config"], exported["tokenizer"], exported["config"].data
+    tokenizer, data = exported["tokenizer"], exported["config"].data
     records = tf.data.TFRecordDataset(str(exported["path"] / "assets.extra" / "tf_serving_warmup_requests"))
     requests = [prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request for record in records]
     assert [request.model_spec.signature_name for request in requests] == [
