@@ -5,7 +5,8 @@
 Data: the training articles of the public SQuAD 2.0 half in ../shared, featurized as
 `configs/squad2_minilm.yaml` does (256-token windows, stride 128; the synthetic corpus at 256
 tokens when ../shared is absent). Model: the MiniLM span model (`minilm`, 6 layers) or its first
-3 layers (`small`, the small-scale student); AdamW; batch 16. Two streams of the same rows:
+3 layers (`small`, the small-scale student until 2026-12-03; it now has 4); AdamW; batch 16.
+Two streams of the same rows:
   padded    `training.train_dataset` without trimming: every batch holds 256 positions
   trimmed   with `trim_padding=--multiple`: rows grouped by length, each batch cut after its
             longest row, rounded up to the multiple
