@@ -215,8 +215,10 @@ def test_errors_show_long_values_shortened():
 
 
 def test_every_recipe_is_valid_and_holds_only_known_overrides():
+    """...and opens with a one-line summary, the line `train --help` lists (four stopped mid-sentence)."""
     recipes = config_lib.recipes()
     assert "demo" in recipes
+    assert [name for name, summary in recipes.items() if not summary.endswith(".")] == []
     defaults = config_lib.to_dict(config_lib.Config())
     for name in recipes:
         path = config_lib.resolve_recipe(name)
