@@ -16,7 +16,6 @@ class ClassificationTask(Task):
 
     kind = CLASSIFICATION
     metric = "accuracy"
-    label_keys = (LABEL,)
     needs_dev_features = True
 
     @property

@@ -20,7 +20,6 @@ class SpanTask(Task):
 
     kind = SPAN
     metric = "f1"
-    label_keys = (START, END)
     needs_dev_features = False
 
     @property

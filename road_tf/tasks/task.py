@@ -27,7 +27,6 @@ class Task:
 
     kind = None
     metric = None
-    label_keys = ()
 
     def __init__(self, spec):
         self.spec = spec
