@@ -25,9 +25,9 @@ START, END, LABEL = "start_positions", "end_positions", "label"
 CACHE_FORMAT = 2
 
 
-def _ragged_fill(like_rows, value, width=1):
-    """Ragged [rows, width] filled with `value`, for rows = like_rows."""
-    return tf.RaggedTensor.from_tensor(tf.fill(tf.stack([like_rows, width]), value))
+def _ragged_fill(like_rows, value):
+    """Ragged [rows, 1] filled with `value`, for rows = like_rows."""
+    return tf.RaggedTensor.from_tensor(tf.fill(tf.stack([like_rows, 1]), value))
 
 
 def qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length, doc_stride):

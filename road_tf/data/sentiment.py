@@ -2,11 +2,11 @@
 
 The TSV layout is GLUE SST-2's (train.tsv, dev.tsv): a header `sentence<TAB>label` that may be
 left out, then one sentence per line; the sentence is kept as is (SST-2 keeps trailing spaces).
-The class names are in `LABELS`.
+The class names are `road_tf.data.glue.SST2_LABELS`.
 """
 
 from road_tf.data.examples import ClassificationExample
-from road_tf.data.glue import SST2_LABELS, check_split, load_tfds_examples
+from road_tf.data.glue import check_split, load_tfds_examples
 from road_tf.data.tsv import label_index, read_table, text_field
 from road_tf.errors import ConfigError
 
@@ -75,5 +75,3 @@ def load_sentiment_tfds(name, split, data_dir=None):
     check_split(name, split, splits)
     return load_tfds_examples(tfds_name, split, texts_of, data_dir)
 
-
-LABELS = SST2_LABELS

@@ -26,8 +26,7 @@ class WordPieceTokenizer(tf.Module):
         self.vocab_file = str(vocab_file)
         self.vocab = read_vocab(vocab_file)
         index = {piece: i for i, piece in enumerate(self.vocab)}
-        self.pad_id, self.unk_id = index["[PAD]"], index["[UNK]"]
-        self.cls_id, self.sep_id = index["[CLS]"], index["[SEP]"]
+        self.pad_id, self.cls_id, self.sep_id = index["[PAD]"], index["[CLS]"], index["[SEP]"]
         self.fast = tf_text.FastBertTokenizer(
             vocab=self.vocab, lower_case_nfd_strip_accents=True, token_out_type=tf.int32, unknown_token="[UNK]"
         )
