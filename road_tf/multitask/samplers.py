@@ -81,10 +81,6 @@ class TaskSampler:
         weights = np.exp(logits - logits.max())
         return weights / weights.sum()
 
-    def probabilities(self, step):
-        """{task name: probability} at `step`."""
-        return dict(zip(self.names, self.probability_vector(step).tolist()))
-
     def indices_for_step(self, step):
         """The k task indices (into `names`) of `step`, in slot order; a pure function of (seed, step)."""
         rng = np.random.default_rng([self.seed, int(step)])
@@ -98,10 +94,6 @@ class TaskSampler:
             chosen.append(index)
             remaining[index] = 0.0
         return chosen
-
-    def tasks_for_step(self, step):
-        """The k task names of `step`, in slot order."""
-        return [self.names[i] for i in self.indices_for_step(step)]
 
     def plan(self, start, stop):
         """int32 [stop - start, k]: the task indices of steps start..stop-1."""

@@ -6,7 +6,7 @@ through the shared encoder and that task's head, and the optimizer applies the M
 slots' gradients once. k = 1 is plain multi-task training (one task per step).
 
 Data layout. The dataset yields, per step, {"slot_0": slot, ..., "slot_{k-1}": slot}; every
-slot has the same keys whatever its task (`SLOT_KEYS`): the model inputs, every label key
+slot has the same keys whatever its task: the model inputs, every label key
 (`start_positions`/`end_positions` of span tasks, `label` of classification tasks, zeros where
 the task has no such label) and `task_id`, the task's index in the trainer's task order, repeated
 over the rows. A slot's pass picks its loss with `tf.switch_case` on that index, so one traced
@@ -34,7 +34,6 @@ from road_tf.tasks import get_task, load_task_data
 
 TASK_ID = "task_id"
 LABEL_KEYS = (START, END, LABEL)
-SLOT_KEYS = (*MODEL_INPUTS, *LABEL_KEYS, TASK_ID)
 
 
 def slot_name(index):
@@ -50,7 +49,7 @@ def slot_features(features, task_index):
             label keys ([N]); other keys (e.g. QA offsets) are dropped.
         task_index: the task's index in the trainer's task order.
     Returns:
-        dict {key: int32 array} for every key of SLOT_KEYS; absent labels are zeros [N].
+        dict {key: int32 array} for the model inputs, LABEL_KEYS and TASK_ID; absent labels are zeros [N].
     """
     rows = len(features[MODEL_INPUTS[0]])
     columns = {key: np.asarray(features[key], np.int32) for key in MODEL_INPUTS}
@@ -162,7 +161,7 @@ class MultiTaskTrainer(keras.Model):
         """One slot's forward pass and loss under its own task's head.
 
         Args:
-            slot: dict with SLOT_KEYS, rows [b] (this replica's share of B/k).
+            slot: dict in the slot layout (`slot_features`), rows [b] (this replica's share of B/k).
         Returns:
             (per-example loss float32 [b], task index int32 scalar).
         """
