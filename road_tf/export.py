@@ -83,10 +83,10 @@ def finished_run_metrics(run_dir, flag=None):
                         "(damaged, or not written by python -m road_tf.train)") from None
 
 
-def run_final_metrics(run_dir, flag=None):
+def run_final_metrics(run_dir):
     """The `final` section of a finished run's metrics.json (the exported model's dev metrics);
     RoadError as `finished_run_metrics`."""
-    return finished_run_metrics(run_dir, flag)["final"]
+    return finished_run_metrics(run_dir)["final"]
 
 
 def folder_name(value):
