@@ -26,7 +26,7 @@ import numpy as np
 import tensorflow as tf
 
 from road_tf.data.features import PADDING_MASK
-from road_tf.errors import ConfigError, RoadError
+from road_tf.errors import ConfigError, RoadError, first_line
 from road_tf.files import write_atomic
 
 EVALS_FILE = "evals.json"
@@ -518,7 +518,7 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
             raise
         reached = int(model.optimizer.iterations.numpy())
         raise RoadError(f"stage {stage_dir.name}: a peer worker stopped answering near step {reached} "
-                        f"({type(error).__name__}: {_first_line(error)}); restart every worker to resume from the "
+                        f"({type(error).__name__}: {first_line(error, 300)}); restart every worker to resume from the "
                         f"last checkpoint") from None
 
 
@@ -544,12 +544,6 @@ def _fit_across_workers(model, element_spec):
 
     model.train_step = train_step_with_vector_logs
     model._maybe_symbolic_build = build
-
-
-def _first_line(error, limit=300):
-    """The first non-empty line of a TensorFlow error's message, at most `limit` characters."""
-    lines = [line for line in str(getattr(error, "message", error)).splitlines() if line.strip()]
-    return lines[0].strip()[:limit] if lines else ""
 
 
 def first_non_finite(variables):
