@@ -89,7 +89,7 @@ def predict_json(registry, name, version, request, limits):
         columns = rows_to_columns(request["instances"], sorted(specs))
     else:
         columns = _columnar_inputs(request["inputs"], specs)
-    check_names(columns, specs, "input")
+    check_names(columns, specs)
     budget = limits.budget()
     arrays = {
         key: json_to_array(value, specs[key].dtype.name, f"input {key!r}", budget)

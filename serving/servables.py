@@ -51,17 +51,13 @@ _VALUE_FIELDS = {
 """DataType -> the TensorProto field holding its values when tensor_content is empty."""
 
 
-def check_names(given, expected, what):
-    """Raises INVALID_ARGUMENT unless the set `given` equals the set `expected`.
-
-    Args:
-        given, expected: iterables of names; `what` ("input", "output") words the message.
-    """
+def check_names(given, expected):
+    """Raises INVALID_ARGUMENT unless the set of input names `given` equals the set `expected`."""
     missing, extra = sorted(set(expected) - set(given)), sorted(set(given) - set(expected))
     if missing:
-        raise invalid(f"missing {what}(s) {', '.join(missing)}; expected {', '.join(sorted(expected))}")
+        raise invalid(f"missing input(s) {', '.join(missing)}; expected {', '.join(sorted(expected))}")
     if extra:
-        raise invalid(f"unknown {what}(s) {', '.join(extra)}; expected {', '.join(sorted(expected))}")
+        raise invalid(f"unknown input(s) {', '.join(extra)}; expected {', '.join(sorted(expected))}")
 
 
 def check_same_rows(inputs, specs):
@@ -304,7 +300,7 @@ class Servable:
         """Like predict, with {input name: TensorProto} inputs (gRPC requests, warmup records),
         whose declared sizes must stay within `limits` (serving.limits.RequestLimits)."""
         specs = self.input_specs(signature_name)
-        check_names(tensor_protos, specs, "input")
+        check_names(tensor_protos, specs)
         budget = limits.budget()
         arrays = {name: tensor_proto_to_array(name, proto, specs[name], budget)
                   for name, proto in sorted(tensor_protos.items())}
@@ -332,7 +328,7 @@ class Servable:
         name = signature_name or DEFAULT_SIGNATURE
         function = self._function(name)
         specs = self.input_specs(name)
-        check_names(inputs, specs, "input")
+        check_names(inputs, specs)
         for key, array in inputs.items():
             check_input(key, array, specs[key])
         check_same_rows(inputs, specs)
