@@ -78,7 +78,7 @@ def test_students_of_multitask_rows_start_from_the_large_model_where_the_scale_s
             assert config.model.pretrained == scale.base.get("pretrained", "none")
 
 
-def test_a_student_starts_from_the_large_model_of_its_table_end_to_end(tmp_path, monkeypatch):
+def test_a_student_starts_from_the_large_model_of_its_table_end_to_end(tmp_path):
     """A tiny scale whose student is the whole 2-layer large model: the `final` table's ROaD row
     starts from the k=4 large run (which is also its teacher) instead of a stage of its own."""
     tiny = SCALES["tiny"]
@@ -371,7 +371,7 @@ def test_a_folder_of_other_files_is_refused_as_output_before_anything_is_written
 
 
 @pytest.fixture
-def fifo(tmp_path):
+def fifo():
     """make(path, text): a named pipe at `path` that a thread feeds `text` once a reader opens it
     (so code that reads it gets `text` instead of waiting for ever); the thread is let go at the end."""
     made = []

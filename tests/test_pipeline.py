@@ -118,7 +118,7 @@ def test_a_file_without_questions_is_refused_naming_its_split(tmp_path, capsys):
         assert error == f"error: {empty}: holds no usable questions for the {split} split"
 
 
-def test_a_corrupt_examples_file_under_root_is_rewritten_and_an_intact_one_kept(tmp_path, capsys):
+def test_a_corrupt_examples_file_under_root_is_rewritten_and_an_intact_one_kept(tmp_path):
     good = squad_file(tmp_path / "good.json", ["Velden"])
     args = runner_args(tmp_path, "--data", str(good), "--eval-data", str(good), "--prepare-only")
     records = tmp_path / "tfx" / "data" / "examples" / "Split-train" / "data.tfrecord"
@@ -183,7 +183,7 @@ def pipe_of():
         os.close(read_end)
 
 
-def test_a_pipe_is_read_once_to_split_and_as_a_train_file(tmp_path, capsys, pipe_of):
+def test_a_pipe_is_read_once_to_split_and_as_a_train_file(tmp_path, pipe_of):
     good = squad_file(tmp_path / "good.json", ["Velden", "Marrow"])
     records = [tmp_path / "tfx" / "data" / "examples" / f"Split-{split}" / "data.tfrecord" for split in SPLITS]
     assert local_runner.main(runner_args(tmp_path, "--data", str(good), "--min-dev-questions=2", "--prepare-only")) == 0

@@ -173,7 +173,7 @@ def test_rest_grpc_and_direct_load_agree(served):
             assert (row["start_char"], row["end_char"], row["no_answer_probability"]) == (-1, -1, 1.0)
 
 
-def test_grpc_predict_reports_model_spec_and_filters_outputs(served, stubs):
+def test_grpc_predict_reports_model_spec_and_filters_outputs(stubs):
     """A gRPC answer names model, version and signature; output_filter trims the outputs."""
     request = qa_request()
     request.output_filter.append("answer")
@@ -366,7 +366,7 @@ GRPC_ERRORS = [
 
 
 @pytest.mark.parametrize("make_request, code", [c[1:] for c in GRPC_ERRORS], ids=[c[0] for c in GRPC_ERRORS])
-def test_grpc_predict_errors_then_keeps_serving(served, stubs, make_request, code):
+def test_grpc_predict_errors_then_keeps_serving(stubs, make_request, code):
     """Each malformed Predict gets its gRPC status code; a good request then works."""
     with pytest.raises(grpc.RpcError) as raised:
         stubs[0].Predict(make_request(), timeout=30)
@@ -375,7 +375,7 @@ def test_grpc_predict_errors_then_keeps_serving(served, stubs, make_request, cod
     assert [a.decode() for a in tf.make_ndarray(response.outputs["answer"])] == EXPECTED_ANSWERS[1]
 
 
-def test_grpc_status_and_metadata_errors(served, stubs):
+def test_grpc_status_and_metadata_errors(stubs):
     """Unknown model/version -> NOT_FOUND; metadata without a (supported) field -> INVALID_ARGUMENT."""
     for name, version in (("nope", None), ("toy", 7)):
         request = get_model_status_pb2.GetModelStatusRequest()
