@@ -93,12 +93,17 @@ def _check(condition, field, why):
         raise ConfigError(f"{field}: {why}")
 
 
+MODEL_SIZE_FIELDS = ("num_layers", "num_heads", "hidden_dim", "intermediate_dim")
+"""The encoder sizes of a random init; a pretrained encoder has its own."""
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
     """The encoder. `pretrained`: none (random init), minilm (the offline MiniLM package),
     preset (keras-hub `preset`, downloads), a path to a Hugging Face checkpoint folder, or a
     finished road_tf run directory (the encoder of the model it exported, as its fine-tuning left
-    it; the size fields are then the run's own).
+    it). The size fields (num_layers, num_heads, hidden_dim, intermediate_dim) are for random init
+    only: a pretrained encoder has its own, and a size set beside one is refused.
 
     `pretrained_layers` (minilm, a Hugging Face folder or a run only): the checkpoint's transformer
     layers the encoder keeps, strictly increasing from 0; encoder layer i starts from checkpoint
@@ -127,8 +132,12 @@ class ModelConfig:
                f"{prefix}.pretrained",
                f"must be none, minilm, preset, a checkpoint folder or a run directory, got {self.pretrained!r}")
         _check(self.pretrained != "preset" or self.preset, f"{prefix}.preset", "is required when pretrained is 'preset'")
-        for name, most in (("num_layers", 256), ("num_heads", 1024), ("hidden_dim", 65536), ("intermediate_dim", 262144)):
+        for name, most in zip(MODEL_SIZE_FIELDS, (256, 1024, 65536, 262144)):
             _check(0 < getattr(self, name) <= most, f"{prefix}.{name}", f"must be in [1, {most}], got {getattr(self, name)}")
+            _check(self.pretrained == "none" or getattr(self, name) == getattr(ModelConfig, name), f"{prefix}.{name}",
+                   f"is {getattr(self, name)}, but the encoder of {prefix}.pretrained ({self.pretrained!r}) has its own "
+                   f"sizes, so it would be ignored; "
+                   + (f"keep some of its layers with {prefix}.pretrained_layers" if name == "num_layers" else "remove it"))
         _check(self.hidden_dim % self.num_heads == 0, f"{prefix}.hidden_dim",
                f"must be divisible by num_heads ({self.num_heads}), got {self.hidden_dim}")
         _check(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", f"must be in [0, 1), got {self.dropout}")

@@ -47,8 +47,8 @@ import keras
 import yaml
 
 from road_tf import cache_teacher, export, train
-from road_tf.config import (RUN_METRICS_FILE, config_digest, config_from_dict, dump_yaml, merge_overrides,
-                            resolve_teacher_runs)
+from road_tf.config import (MODEL_SIZE_FIELDS, RUN_METRICS_FILE, config_digest, config_from_dict, dump_yaml,
+                            merge_overrides, resolve_teacher_runs)
 from road_tf.data.features import InvalidCache, verify_feature_cache
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_few, first_line, nonempty
 from road_tf.files import (check_folder, check_utf8, check_writable_dir, entry_kind, read_config_bytes,
@@ -331,7 +331,8 @@ class Experiments:
         if not (row.k and self.scale.student_from_large):
             return self.run("student", self.config("base", seed, self.scale.student_steps, row.k, distillation))
         large = self.teacher_runs(TeacherSpec("large", k=row.k), ensemble=False)[0]
-        model = {**self.scale.base, "pretrained": str(large)}
+        model = {**{key: value for key, value in self.scale.base.items() if key not in MODEL_SIZE_FIELDS},
+                 "pretrained": str(large)}
         return self.run("student", self.config("base", seed, self.scale.student_steps, 0, distillation, model))
 
 

@@ -227,6 +227,19 @@ def test_every_recipe_is_valid_and_holds_only_known_overrides():
         assert isinstance(overrides, dict) and set(overrides) <= set(defaults), name
 
 
+@pytest.mark.parametrize("pretrained", ["minilm", "preset"])
+def test_encoder_sizes_beside_a_pretrained_encoder_are_refused(pretrained):
+    """`--config squad2_minilm --set model.num_layers=2` trained all 6 MiniLM layers without a word."""
+    preset = ["model.preset=bert_tiny_en_uncased"] if pretrained == "preset" else []
+    with pytest.raises(ConfigError, match=rf"^model.num_layers: is 3, but the encoder of model.pretrained "
+                                          rf"\('{pretrained}'\) has its own sizes, .* with model.pretrained_layers$"):
+        config_lib.load_config(None, [f"model.pretrained={pretrained}", *preset, "model.num_layers=3"])
+    with pytest.raises(ConfigError, match=r"^distillation.teachers\[0\].model.hidden_dim: is 32, .*; remove it$"):
+        config_lib.load_config(None, [f"distillation.teachers=[{{model: {{pretrained: {pretrained}, hidden_dim: 32"
+                                      + (", preset: bert_tiny_en_uncased" if preset else "") + "}}]"])
+    assert config_lib.load_config(None, ["model.num_layers=3"]).model.num_layers == 3
+
+
 def test_pretrained_layers_parse():
     config = config_lib.load_config(None, ["model.pretrained=minilm", "model.pretrained_layers=[1, 3, 5]"])
     assert config.model.pretrained_layers == (1, 3, 5)

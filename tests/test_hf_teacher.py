@@ -24,7 +24,7 @@ from road_tf.models.convert import has_span_head, load_span_head
 from road_tf.models.heads import NEG_INF
 from road_tf.models.task_model import build_model, build_task_model
 from road_tf.tasks import get_task, load_task_data
-from test_train_cli import TINY
+from test_train_cli import tiny_pairs
 
 FIXTURES = REPO / "tests" / "fixtures" / "hf_qa"
 FAMILIES = ("bert", "electra")
@@ -105,12 +105,13 @@ def test_encoder_only_checkpoints_have_no_span_head(tmp_path):
         load_span_head(build_task_model(backbone, [SQUAD]), SQUAD.head_name, folder)
 
 
-def run_pairs(tmp_path, folder):
-    """--set pairs of a tiny KD run on the synthetic data with the fixtures' vocabulary and the teacher in `folder`."""
+def run_pairs(tmp_path, folder, *pairs):
+    """--set pairs of a tiny KD run on the synthetic data with the fixtures' vocabulary and the teacher in
+    `folder`, `pairs` on top (`tiny_pairs`)."""
     teacher = f"{{model: {{pretrained: {folder}}}}}"
-    return TINY + [f"data.vocab={FIXTURES / 'vocab.txt'}", f"distillation.teachers=[{teacher}]",
-                   f"data.cache_dir={tmp_path / 'cache'}", "export.enabled=false",
-                   "distillation.compare_without_kd=false"]
+    return tiny_pairs(f"data.vocab={FIXTURES / 'vocab.txt'}", f"distillation.teachers=[{teacher}]",
+                      f"data.cache_dir={tmp_path / 'cache'}", "export.enabled=false",
+                      "distillation.compare_without_kd=false", *pairs)
 
 
 def test_kd_run_teacher_is_the_hf_model_untrained(tmp_path):
@@ -160,8 +161,8 @@ def test_a_layer_map_beyond_a_pretrained_encoder_stops_the_run_before_a_stage_tr
     out = tmp_path / "run"
     matches = f"[{{teacher_layer: 1, student_layer: 1}}, {match}]"
     args = ["--output-dir", str(out)]
-    for pair in [*run_pairs(tmp_path, encoder_only(tmp_path / "encoder_only")), *pairs, "distillation.hidden_loss=mse",
-                 "distillation.layer_map=custom", f"distillation.layer_matches={matches}"]:
+    for pair in run_pairs(tmp_path, encoder_only(tmp_path / "encoder_only"), *pairs, "distillation.hidden_loss=mse",
+                          "distillation.layer_map=custom", f"distillation.layer_matches={matches}"):
         args += ["--set", pair]
     with pytest.raises(SystemExit) as exit_info:
         train.main(args)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from road_tf import train, training
-from test_train_cli import TINY
+from test_train_cli import tiny_pairs
 
 
 def tiny_args(tmp_path, *pairs, output_dir=None):
     args = ["--output-dir", str(output_dir)] if output_dir else []
-    for pair in TINY + [f"export.base_dir={tmp_path / 'sm'}", f"data.cache_dir={tmp_path / 'cache'}", *pairs]:
+    for pair in tiny_pairs(f"export.base_dir={tmp_path / 'sm'}", f"data.cache_dir={tmp_path / 'cache'}", *pairs):
         args += ["--set", pair]
     return args
 

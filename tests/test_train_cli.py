@@ -229,9 +229,16 @@ def test_missing_task_file_fails_with_one_line_naming_it(tmp_path):
     assert len(lines) == 1 and str(absent) in lines[0] and "Traceback" not in result.stderr
 
 
+def tiny_pairs(*pairs):
+    """TINY with `pairs` on top; without TINY's model sizes when `pairs` set model.pretrained (the
+    encoder it names has its own, and Config refuses sizes beside it)."""
+    pretrained = any(pair.startswith("model.pretrained=") for pair in pairs)
+    return [*(pair for pair in TINY if not (pretrained and pair.startswith("model."))), *pairs]
+
+
 def tiny_argv(output_dir, tmp_path, *pairs):
     """train.main's argv of a TINY run into `output_dir` (cache under `tmp_path`, no export) with `pairs` on top."""
-    pairs = [*TINY, "export.enabled=false", f"data.cache_dir={tmp_path / 'cache'}", *pairs]
+    pairs = tiny_pairs("export.enabled=false", f"data.cache_dir={tmp_path / 'cache'}", *pairs)
     return ["--output-dir", str(output_dir), *sum((["--set", pair] for pair in pairs), [])]
 
 
