@@ -94,6 +94,20 @@ def test_answers_are_exact_substrings_with_char_offsets(exported):
     assert out["answer"][2] == b"" and out["no_answer_probability"][2] == 1.0  # an empty context has no span
 
 
+def test_zero_questions_get_zero_rows_of_every_output(exported):
+    """A request of no questions (gRPC can send one) failed in the concat of zero window groups."""
+    signatures = tf.saved_model.load(str(exported["path"])).signatures
+    none = tf.constant([], tf.string)
+    out = signatures["serving_default"](question=none, context=none)
+    assert {key: (value.dtype, value.shape.as_list()) for key, value in out.items()} == {
+        "answer": (tf.string, [0]), "score": (tf.float32, [0]), "no_answer_probability": (tf.float32, [0]),
+        "start_char": (tf.int32, [0]), "end_char": (tf.int32, [0])}
+    no_windows = tf.zeros([0, 48], tf.int32)
+    logits = signatures["serve_token_ids"](token_ids=no_windows, segment_ids=no_windows, padding_mask=no_windows)
+    assert {key: value.shape.as_list() for key, value in logits.items()} == {"start_logits": [0, 48],
+                                                                             "end_logits": [0, 48]}
+
+
 @pytest.mark.parametrize("threshold", [-0.5])
 def test_run_evaluation_answers_like_the_saved_model(exported, tmp_path, threshold):
     """The answers and no-answer probabilities evaluation records are the exported model's."""

@@ -142,7 +142,7 @@ def grouped_logits(logits_model, windows, group_size):
 
     Args:
         logits_model: {token_ids, segment_ids, padding_mask} int32 [G, L] -> (start, end) [G, L].
-        windows: `qa_windows`' output (its MODEL_INPUTS are int32 [W, S]).
+        windows: `qa_windows`' output (its MODEL_INPUTS are int32 [W, S], S static; W may be 0).
         group_size: windows per encoder call.
     Returns:
         (start_logits, end_logits), float32 [W, S]; 0 beyond each group's longest window.
@@ -151,7 +151,7 @@ def grouped_logits(logits_model, windows, group_size):
     order = tf.argsort(lengths, direction="DESCENDING", stable=True)
     inputs = {key: tf.gather(windows[key], order) for key in MODEL_INPUTS}
     sorted_lengths = tf.gather(lengths, order)
-    count, width = tf.size(order), tf.shape(windows[TOKEN_IDS])[1]
+    count, width = tf.size(order), windows[TOKEN_IDS].shape[1]
     num_groups = (count + group_size - 1) // group_size
 
     def run_group(index, starts, ends):
@@ -162,7 +162,8 @@ def grouped_logits(logits_model, windows, group_size):
         return (index + 1, starts.write(index, tf.pad(tf.cast(start, tf.float32), padding)),
                 ends.write(index, tf.pad(tf.cast(end, tf.float32), padding)))
 
-    arrays = [tf.TensorArray(tf.float32, size=num_groups, infer_shape=False, element_shape=[None, None])
+    # The static width lets concat() of zero groups (no windows, no questions) give [0, S].
+    arrays = [tf.TensorArray(tf.float32, size=num_groups, infer_shape=False, element_shape=[None, width])
               for _ in range(2)]
     _, starts, ends = tf.while_loop(lambda index, *_: index < num_groups, run_group, [0, *arrays])
     unsort = tf.argsort(order)
