@@ -22,7 +22,7 @@ from road_tf.models.inference import predict_outputs
 from road_tf.models.span_logits import SpanLogits
 from road_tf.models.task_model import build_task_model
 from road_tf.tasks import TaskData, get_task
-from serving.servables import TokenInputRules, read_serve_meta_graph, variable_shapes
+from serving.servables import TokenInputRules, read_serve_meta_graph, tf_error_summary, variable_shapes
 
 SQUAD = get_task("squad2")
 
@@ -49,8 +49,18 @@ def exported(tmp_path_factory):
     return dict(tokenizer=tokenizer, config=config, model=model, base=base, path=path)
 
 
+@pytest.fixture(scope="module")
+def loaded(exported):
+    """The `exported` version, loaded once (a load takes seconds)."""
+    return tf.saved_model.load(str(exported["path"]))
+
+
 def serve(path, questions, contexts):
-    loaded = tf.saved_model.load(str(path))
+    return answers(tf.saved_model.load(str(path)), questions, contexts)
+
+
+def answers(loaded, questions, contexts):
+    """serving_default's outputs of a loaded SavedModel, as NumPy arrays."""
     out = loaded.signatures["serving_default"](question=tf.constant(questions), context=tf.constant(contexts))
     return {key: value.numpy() for key, value in out.items()}
 
@@ -94,9 +104,9 @@ def test_answers_are_exact_substrings_with_char_offsets(exported):
     assert out["answer"][2] == b"" and out["no_answer_probability"][2] == 1.0  # an empty context has no span
 
 
-def test_zero_questions_get_zero_rows_of_every_output(exported):
+def test_zero_questions_get_zero_rows_of_every_output(loaded):
     """A request of no questions (gRPC can send one) failed in the concat of zero window groups."""
-    signatures = tf.saved_model.load(str(exported["path"])).signatures
+    signatures = loaded.signatures
     none = tf.constant([], tf.string)
     out = signatures["serving_default"](question=none, context=none)
     assert {key: (value.dtype, value.shape.as_list()) for key, value in out.items()} == {
@@ -106,6 +116,34 @@ def test_zero_questions_get_zero_rows_of_every_output(exported):
     logits = signatures["serve_token_ids"](token_ids=no_windows, segment_ids=no_windows, padding_mask=no_windows)
     assert {key: value.shape.as_list() for key, value in logits.items()} == {"start_logits": [0, 48],
                                                                              "end_logits": [0, 48]}
+
+
+def refusal(loaded, questions, contexts):
+    """The message (without TensorFlow's headers) of the InvalidArgumentError serving_default raises."""
+    with pytest.raises(tf.errors.InvalidArgumentError) as error:
+        answers(loaded, questions, contexts)
+    return tf_error_summary(error.value.message)
+
+
+@pytest.mark.parametrize("questions, contexts, refused", [
+    ([b"Who?", b"Who?"], [b"Ada wrote it.", b"Ada \xff\xfe wrote it."], "context of row 1"),
+    ([b"\xc3("], [b"Ada wrote it."], "question of row 0"),
+    ([b"Who?"], [b"Ada \xed\xa0\x80 wrote it."], "context of row 0"),  # a UTF-16 surrogate encoded as UTF-8
+    ([b"Who?"], [b"Ada \xc0\xaf wrote it."], "context of row 0"),  # an overlong "/"
+    ([b"Who?"], [b"Ada wrote \xe2\x82"], "context of row 0"),  # cut inside a character
+], ids=["context", "question", "surrogate", "overlong", "cut"])
+def test_texts_that_are_not_utf8_are_refused(loaded, questions, contexts, refused):
+    """gRPC carries any bytes: they were answered with the bytes in `answer` and offsets over garbage."""
+    assert refusal(loaded, questions, contexts) == f"assertion failed: [{refused} is not valid UTF-8]"
+
+
+def test_valid_utf8_with_a_replacement_character_bom_and_nul_is_answered(loaded):
+    """U+FFFD, a byte order mark and NUL are valid UTF-8: the check (a transcode with replacement
+    that must change nothing) lets them through."""
+    context = "\ufeffAda \ufffd wrote it\x00 in 1843."
+    out = answers(loaded, ["Who wrote it \ufffd?"], [context])
+    start, end = int(out["start_char"][0]), int(out["end_char"][0])
+    assert out["answer"][0].decode("utf-8") == context[start:end] != ""
 
 
 @pytest.mark.parametrize("threshold", [-0.5])

@@ -8,6 +8,7 @@ non-ASCII and an empty context. Then the student trains a few more steps and is 
 version 2 while the server runs: the server must switch to it.
 """
 
+import base64
 import dataclasses
 import json
 import os
@@ -16,10 +17,12 @@ import subprocess
 import sys
 import time
 
+import grpc
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
 
 from helpers_serving import REPO_ROOT, direct_rows, free_port, http_json, start_devserver, stop_devserver
 from road_tf.config import Config, DataConfig, DecodeConfig, ModelConfig, TrainConfig
@@ -171,6 +174,34 @@ def test_token_inputs_out_of_the_exported_tables_are_refused(served, change, mes
     status, body = http_json("POST", f"{served.rest_url}/v1/models/{MODEL_NAME}:predict",
                              {"signature_name": "serve_token_ids", "inputs": inputs})
     assert status == 400 and message.format(vocab=vocab, positions=positions) in body["error"]
+
+
+def refusal(served, api, questions, contexts):
+    """(status, message) of a serving_default request the devserver refuses; `questions` and
+    `contexts` are bytes, sent as gRPC string tensors or REST {"b64": ...} values."""
+    if api == "gRPC":
+        request = predict_pb2.PredictRequest()
+        request.model_spec.name = MODEL_NAME
+        for name, texts in (("question", questions), ("context", contexts)):
+            request.inputs[name].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
+        with grpc.insecure_channel(served.grpc_target) as channel, pytest.raises(grpc.RpcError) as error:
+            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+        return error.value.code().name, error.value.details()
+    inputs = {name: [{"b64": base64.b64encode(text).decode("ascii")} for text in texts]
+              for name, texts in (("question", questions), ("context", contexts))}
+    status, body = http_json("POST", f"{served.rest_url}/v1/models/{MODEL_NAME}:predict", {"inputs": inputs})
+    return status, body["error"]
+
+
+@pytest.mark.parametrize("api, questions, contexts, refused", [
+    ("gRPC", [b"Who?", b"Who \xc3(?"], [b"Ada wrote it.", b"Ada wrote it."], "question of row 1"),
+    ("REST", [b"Who?"], [b"Ada \xff\xfe wrote it."], "context of row 0"),
+], ids=["gRPC-question", "REST-context"])
+def test_texts_that_are_not_utf8_reach_the_client_as_invalid_argument(served, api, questions, contexts, refused):
+    """The model's refusal, not an answer holding the bytes (which REST could not even encode as JSON)."""
+    status = {"gRPC": "INVALID_ARGUMENT", "REST": 400}[api]
+    assert refusal(served, api, questions, contexts) == (
+        status, f"the model rejected the inputs: assertion failed: [{refused} is not valid UTF-8]")
 
 
 def test_client_cli_prints_the_same_json(served, capsys):

@@ -170,6 +170,29 @@ def grouped_logits(logits_model, windows, group_size):
     return tf.gather(starts.concat(), unsort), tf.gather(ends.concat(), unsort)
 
 
+def _refuse_first(bad, message):
+    """An op raising InvalidArgumentError with `message(row)` (row: int32 scalar -> tf.string scalar)
+    for the first True row of `bad` (bool [B]); it does nothing, and builds no message, when none is."""
+    def refuse():
+        return tf.debugging.Assert(False, [message(tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32))])
+
+    return tf.cond(tf.reduce_any(bad), refuse, tf.no_op)
+
+
+def checked_texts(name, texts):
+    """`texts` (tf.string [B]), once every row is valid UTF-8.
+
+    Otherwise InvalidArgumentError naming the input (`name`) and the first row that is not valid
+    UTF-8. Transcoding UTF-8 to UTF-8 with replacement changes exactly the texts that are not valid
+    UTF-8 (a U+FFFD in the text stays as it is). The messages hold no quote or non-ASCII character,
+    which TensorFlow's Assert would print escaped.
+    """
+    invalid = tf.not_equal(tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace"), texts)
+    not_utf8 = _refuse_first(invalid, lambda row: tf.strings.format(f"{name} of row {{}} is not valid UTF-8", [row]))
+    with tf.control_dependencies([not_utf8]):
+        return tf.identity(texts)
+
+
 def null_threshold_from_probability(threshold):
     """The null-score threshold equivalent to answering when no_answer_probability <= `threshold`."""
     clipped = min(max(float(threshold), 1e-12), 1.0 - 1e-12)
@@ -203,7 +226,12 @@ class QAAnswerer(tf.Module):
         self.window_group_size = window_group_size
 
     def decode(self, question, context):
-        """tf.string [B] questions and contexts -> every output of `decode_answers` (n-best included)."""
+        """tf.string [B] questions and contexts -> every output of `decode_answers` (n-best included).
+
+        A question or context that is not valid UTF-8 is refused (`checked_texts`) before anything
+        is tokenized."""
+        question = checked_texts("question", question)
+        context = checked_texts("context", context)
         windows = qa_windows(self.tokenizer, question, context, self.max_seq_length, self.max_query_length,
                              self.doc_stride)
         start, end = grouped_logits(self.logits_model, windows, self.window_group_size)
