@@ -146,6 +146,19 @@ def test_valid_utf8_with_a_replacement_character_bom_and_nul_is_answered(loaded)
     assert out["answer"][0].decode("utf-8") == context[start:end] != ""
 
 
+def test_texts_above_max_context_bytes_are_refused(exported, loaded):
+    """A 2 MB context took a minute of the MiniLM's time per request; the limit is counted in bytes
+    (the context of 50,001 "é" has half as many characters)."""
+    limit = exported["config"].data.max_context_bytes
+    over = f"bytes, above the limit of {limit} bytes (data.max_context_bytes)]"
+    assert refusal(loaded, ["Who?", "Who?"], ["Ada wrote it.", "é" * (limit // 2 + 1)]) == (
+        f"assertion failed: [context of row 1 is {limit + 2} {over}")
+    assert refusal(loaded, ["why " * (limit // 4) + "?"], ["Ada wrote it."]) == (
+        f"assertion failed: [question of row 0 is {limit + 1} {over}")
+    out = answers(loaded, ["why " * (limit // 4)], ["word " * (limit // 5)])
+    assert out["answer"][0].startswith(b"word")  # exactly at the limit: answered
+
+
 @pytest.mark.parametrize("threshold", [-0.5])
 def test_run_evaluation_answers_like_the_saved_model(exported, tmp_path, threshold):
     """The answers and no-answer probabilities evaluation records are the exported model's."""

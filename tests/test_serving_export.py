@@ -58,7 +58,10 @@ QUESTIONS = [
     "Where was Ærin Støle born?",
     "Is there anything here?",
 ]
-DATA = DataConfig(synthetic_train_size=96, synthetic_dev_size=8, max_seq_length=64, max_query_length=16, doc_stride=24)
+DATA = DataConfig(synthetic_train_size=96, synthetic_dev_size=8, max_seq_length=64, max_query_length=16, doc_stride=24,
+                  max_context_bytes=2000)
+"""max_context_bytes (the synthetic texts take at most 1,144 bytes) lies below the devserver's
+--max_string_bytes (65,536), so the exported model's own limit is what refuses a longer text."""
 
 
 class Served:
@@ -202,6 +205,16 @@ def test_texts_that_are_not_utf8_reach_the_client_as_invalid_argument(served, ap
     status = {"gRPC": "INVALID_ARGUMENT", "REST": 400}[api]
     assert refusal(served, api, questions, contexts) == (
         status, f"the model rejected the inputs: assertion failed: [{refused} is not valid UTF-8]")
+
+
+def test_texts_above_the_exported_max_context_bytes_reach_the_client_as_invalid_argument(served):
+    """The limit is the exported config's data.max_context_bytes, a constant of the graph."""
+    limit, reason = DATA.max_context_bytes, "the model rejected the inputs: assertion failed"
+    over = f"bytes, above the limit of {limit} bytes (data.max_context_bytes)]"
+    assert refusal(served, "REST", [b"Who?", b"Who?"], [b"Ada wrote it.", b"word " * (limit // 5 + 1)]) == (
+        400, f"{reason}: [context of row 1 is {limit + 5} {over}")
+    assert refusal(served, "gRPC", [b"why " * (limit // 4 + 1)], [b"Ada wrote it."]) == (
+        "INVALID_ARGUMENT", f"{reason}: [question of row 0 is {limit + 4} {over}")
 
 
 def test_client_cli_prints_the_same_json(served, capsys):

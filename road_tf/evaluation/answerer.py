@@ -179,15 +179,21 @@ def _refuse_first(bad, message):
     return tf.cond(tf.reduce_any(bad), refuse, tf.no_op)
 
 
-def checked_texts(name, texts):
-    """`texts` (tf.string [B]), once every row is valid UTF-8.
+def checked_texts(name, texts, max_bytes):
+    """`texts` (tf.string [B]), once every row is at most `max_bytes` bytes of valid UTF-8.
 
-    Otherwise InvalidArgumentError naming the input (`name`) and the first row that is not valid
-    UTF-8. Transcoding UTF-8 to UTF-8 with replacement changes exactly the texts that are not valid
-    UTF-8 (a U+FFFD in the text stays as it is). The messages hold no quote or non-ASCII character,
-    which TensorFlow's Assert would print escaped.
+    Otherwise InvalidArgumentError naming the input (`name`), the first bad row and its fault: its
+    size and the limit (data.max_context_bytes), or that it is not valid UTF-8. Sizes are checked
+    first, so an oversized text is not read further. Transcoding UTF-8 to UTF-8 with replacement
+    changes exactly the texts that are not valid UTF-8 (a U+FFFD in the text stays as it is). The
+    messages hold no quote or non-ASCII character, which TensorFlow's Assert would print escaped.
     """
-    invalid = tf.not_equal(tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace"), texts)
+    sizes = tf.strings.length(texts)
+    too_long = _refuse_first(sizes > max_bytes, lambda row: tf.strings.format(
+        f"{name} of row {{}} is {{}} bytes, above the limit of {max_bytes} bytes (data.max_context_bytes)",
+        [row, sizes[row]]))
+    with tf.control_dependencies([too_long]):
+        invalid = tf.not_equal(tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace"), texts)
     not_utf8 = _refuse_first(invalid, lambda row: tf.strings.format(f"{name} of row {{}} is not valid UTF-8", [row]))
     with tf.control_dependencies([not_utf8]):
         return tf.identity(texts)
@@ -205,7 +211,8 @@ class QAAnswerer(tf.Module):
     Args:
         logits_model: {token_ids, segment_ids, padding_mask} int32 [G, L] -> (start, end) [G, L].
         tokenizer: the `WordPieceTokenizer` the model was trained with.
-        data_config: `DataConfig` (window lengths); decode_config: `DecodeConfig`.
+        data_config: `DataConfig` (window lengths; max_context_bytes, the longest question or
+            context answered); decode_config: `DecodeConfig`.
         window_group_size: windows per encoder call (`export.window_group_size`).
         null_score_diff_threshold: overrides `decode_config`'s (e.g. the dev-tuned one).
     """
@@ -218,6 +225,7 @@ class QAAnswerer(tf.Module):
         self.max_seq_length = data_config.max_seq_length
         self.max_query_length = data_config.max_query_length
         self.doc_stride = data_config.doc_stride
+        self.max_text_bytes = data_config.max_context_bytes
         self.n_best_size = decode_config.n_best_size
         self.max_answer_length = decode_config.max_answer_length
         threshold = decode_config.null_score_diff_threshold if null_score_diff_threshold is None \
@@ -228,10 +236,10 @@ class QAAnswerer(tf.Module):
     def decode(self, question, context):
         """tf.string [B] questions and contexts -> every output of `decode_answers` (n-best included).
 
-        A question or context that is not valid UTF-8 is refused (`checked_texts`) before anything
-        is tokenized."""
-        question = checked_texts("question", question)
-        context = checked_texts("context", context)
+        A question or context above `max_text_bytes` or not valid UTF-8 is refused (`checked_texts`)
+        before anything is tokenized."""
+        question = checked_texts("question", question, self.max_text_bytes)
+        context = checked_texts("context", context, self.max_text_bytes)
         windows = qa_windows(self.tokenizer, question, context, self.max_seq_length, self.max_query_length,
                              self.doc_stride)
         start, end = grouped_logits(self.logits_model, windows, self.window_group_size)
