@@ -177,8 +177,9 @@ class DataConfig:
     # > 0: take the dev split out of train_path (SQuAD JSON) by whole articles, in sha256(title)
     # order, until it holds this many questions; dev_path is then not read.
     split_dev_questions: int = 0
-    # Longest context (or classification text) a reader accepts, in UTF-8 bytes; longer records are
-    # errors (skipped with skip_bad_records). SQuAD's longest paragraphs are a few KB.
+    # Longest question or context (or classification text) a reader accepts, in UTF-8 bytes; longer
+    # records are errors (skipped with skip_bad_records). SQuAD's longest paragraphs are a few KB.
+    # An exported QA model refuses a longer question or context too (QAAnswerer).
     max_context_bytes: int = 100_000
 
     def validate(self, prefix="data"):

@@ -188,15 +188,20 @@ def test_stale_temporary_exports_are_removed(tmp_path):
     assert not old.exists() and fresh.is_dir()
 
 
-def test_over_long_contexts_are_skipped_with_skip_bad_records(tmp_path):
+@pytest.mark.parametrize("qid, question, context, size", [
+    ("long", "What?", "x " * 100, 200),
+    ("long question", "What " * 30, "x", 150),
+])
+def test_over_long_contexts_and_questions_are_skipped_with_skip_bad_records(tmp_path, qid, question, context, size):
+    """A question counts as its context does: the exported model refuses either above the limit."""
     document = helpers_fuzz.squad_doc()
-    paragraphs = document["data"][0]["paragraphs"]
-    paragraphs.append({"context": "x " * 100, "qas": [{"id": "long", "question": "What?", "answers": [],
-                                                       "is_impossible": True}]})
+    document["data"][0]["paragraphs"].append(
+        {"context": context, "qas": [{"id": qid, "question": question, "answers": [], "is_impossible": True}]})
     path = tmp_path / "train.json"
     path.write_text(json.dumps(document))
     settings = ["data.source=json", f"data.train_path={path}", "data.max_context_bytes=100"]
-    with pytest.raises(RoadError, match=r"record long: text of 200 bytes is longer than data.max_context_bytes \(100\)"):
+    refusal = rf"record {qid}: text of {size} bytes is longer than data.max_context_bytes \(100\)"
+    with pytest.raises(RoadError, match=refusal):
         sources.load_split(task_spec("squad2"), load_config(None, settings).data, "train")
     config = load_config(None, settings + ["data.skip_bad_records=true"])
     examples, files = sources.load_split(task_spec("squad2"), config.data, "train")

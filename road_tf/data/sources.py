@@ -171,9 +171,10 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
 
 
 def _text_bytes(example):
-    """(record id, UTF-8 bytes of its longest text: the context of a question, else text_a or text_b)."""
+    """(record id, UTF-8 bytes of its longest text: a question or its context, else text_a or text_b).
+    An exported QA model refuses a question or context above data.max_context_bytes too."""
     if hasattr(example, "context"):
-        return example.qid, len(example.context.encode("utf-8"))
+        return example.qid, max(len(example.question.encode("utf-8")), len(example.context.encode("utf-8")))
     return example.guid, max(len(example.text_a.encode("utf-8")), len((example.text_b or "").encode("utf-8")))
 
 
