@@ -7,7 +7,9 @@
 finished run directory (the version that run exported). Questions go through the SavedModel's
 `serving_default` signature in batches, in file order, the same batches run evaluation uses, so
 `python -m road_tf.evaluate squad2 dev.json preds.json --na-probs na.json` reproduces the run's
-metrics.json. Output files are written only when every question has been answered.
+metrics.json. Output files are written only when every question has been answered; a question the
+model refuses (e.g. a context above the data.max_context_bytes it was exported with) stops predict
+with one line naming it.
 """
 
 import json
@@ -20,7 +22,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from road_tf.config import RUN_METRICS_FILE, is_run_directory
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import ArgumentParser, RoadError, cli_main, first_line, nonempty
+from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, tf_error_summary
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
 from road_tf.files import check_distinct, check_writable_file, entry_kind, require_folder, write_atomic
@@ -123,13 +125,42 @@ def checked_outputs(folder, outputs, rows):
     return {name: outputs[name] for name in OUTPUTS}
 
 
-def answer_all(answer_fn, folder, examples, batch_size):
-    """`answer_questions` over `examples` with a progress line: {"answer": str [N], "no_answer_probability":
-    float32 [N]}; RoadError when an answer is not UTF-8 (found as its batch is decoded)."""
+def answer_all(answer_fn, folder, data, examples, batch_size):
+    """`answer_questions` over `examples` (read from `data`) with a progress line: {"answer": str [N],
+    "no_answer_probability": float32 [N]}.
+
+    Raises:
+        RoadError: an answer is not UTF-8 (found as its batch is decoded).
+        DataError: the model refuses a batch (InvalidArgumentError, e.g. a question or context above
+            its data.max_context_bytes); naming the first question of the batch it refuses alone.
+    """
+    answered = 0
+
+    def counted(question, context):
+        nonlocal answered
+        outputs = answer_fn(question, context)
+        answered += len(question)
+        return outputs
+
     try:
-        return answer_questions(answer_fn, examples, batch_size, progress=True)
+        return answer_questions(counted, examples, batch_size, progress=True)
     except UnicodeDecodeError:
         raise RoadError(f"--model {folder}: serving_default returned an answer that is not UTF-8") from None
+    except tf.errors.InvalidArgumentError as error:
+        raise refused_question(answer_fn, folder, data, examples[answered:answered + batch_size], error) from None
+
+
+def refused_question(answer_fn, folder, data, batch, error):
+    """The DataError for a `batch` of examples the model refused with `error`: it names the first
+    question the model refuses alone, and the model's reason (the batch's first question and the
+    batch's reason when it refuses none alone)."""
+    for example in batch:
+        try:
+            answer_fn(tf.constant([example.question]), tf.constant([example.context]))
+        except tf.errors.InvalidArgumentError as alone:
+            return DataError(data, f"--model {folder} refuses it: {tf_error_summary(alone.message)}", example.qid)
+    return DataError(data, f"--model {folder} refuses the batch of {len(batch)} questions that begins with it: "
+                           f"{tf_error_summary(error.message)}", batch[0].qid)
 
 
 @cli_main
@@ -147,7 +178,7 @@ def main(argv=None):
     if not examples:
         raise RoadError(f"{args.data}: no questions to answer")
     answer_fn, _ = load_answer_fn(folder)
-    outputs = answer_all(answer_fn, folder, examples, args.batch_size)
+    outputs = answer_all(answer_fn, folder, args.data, examples, args.batch_size)
     predictions, na_probs = squad_outputs(examples, outputs)
     write_atomic(args.output, json.dumps(predictions, indent=2) + "\n")
     if args.na_probs:

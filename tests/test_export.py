@@ -15,14 +15,14 @@ from road_tf.config import Config, DataConfig, DecodeConfig, ModelConfig
 from road_tf.data.examples import QAExample
 from road_tf.data.features import featurize_qa, qa_windows
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.errors import RoadError
+from road_tf.errors import RoadError, tf_error_summary
 from road_tf.evaluation.answerer import grouped_logits
 from road_tf.models.backbones import build_backbone
 from road_tf.models.inference import predict_outputs
 from road_tf.models.span_logits import SpanLogits
 from road_tf.models.task_model import build_task_model
 from road_tf.tasks import TaskData, get_task
-from serving.servables import TokenInputRules, read_serve_meta_graph, tf_error_summary, variable_shapes
+from serving.servables import TokenInputRules, read_serve_meta_graph, variable_shapes
 
 SQUAD = get_task("squad2")
 

@@ -265,6 +265,30 @@ def test_answers_that_are_not_utf8_stop_at_the_first_batch_that_holds_one():
     assert calls == [2]
 
 
+def _refusing(question, refuse, reason):
+    """ODD_MODELS-like outputs, once `refuse` (a bool scalar) is False; else InvalidArgumentError(reason)."""
+    with tf.control_dependencies([tf.debugging.Assert(tf.logical_not(refuse), [reason])]):
+        return {"answer": tf.identity(question), "no_answer_probability": _rows(question, 0.5)}
+
+
+@pytest.mark.parametrize("refuse, named", [
+    (lambda q: tf.reduce_any(tf.equal(q, "Why did they meet?")), "record q2: --model {model} refuses it: "),
+    (lambda q: tf.size(q) > 1, "record q1: --model {model} refuses the batch of 2 questions that begins with it: "),
+], ids=["one question", "only the batch"])
+def test_predict_names_the_question_a_model_refuses(tmp_path, capsys, refuse, named):
+    """An InvalidArgumentError of the model (the road_tf export refuses a text above its
+    data.max_context_bytes) gave a traceback; the batch's questions are asked again one at a time."""
+    reader = OddReader(lambda q: _refusing(q, refuse(q), "no such question"))
+    model = tmp_path / "model" / "1"
+    tf.saved_model.save(reader, str(model), signatures={"serving_default": reader.answer})
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    line = refused(predict.main, ["--model", str(model), "--data", str(data), "--output", str(tmp_path / "p.json")],
+                   capsys)
+    assert line == f"error: {data}: {named.format(model=model)}assertion failed: [no such question]"
+    assert not (tmp_path / "p.json").exists()
+
+
 def test_predict_refuses_a_model_with_an_unknown_op(odd_models, tmp_path, capsys):
     """TensorFlow raises RuntimeError for an op this binary lacks; it gave a traceback."""
     from tensorflow.core.protobuf import saved_model_pb2

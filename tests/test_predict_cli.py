@@ -53,6 +53,29 @@ def test_predict_reproduces_the_runs_answers_and_metrics(run, tmp_path, capsys, 
     assert metrics["final"]["null_score_diff_threshold"] == -1.0
 
 
+def test_a_question_the_model_refuses_is_named(run, tmp_path, capsys):
+    """A context above the exported data.max_context_bytes (100,000 bytes), not first in a later
+    batch: the model's refusal names a row of its batch, predict names the question; nothing is written."""
+    out, dev, _ = run
+    document = json.loads(dev.read_text())
+    document["data"][1]["paragraphs"].append({"context": "word " * 20_001, "qas": [
+        {"id": "long one", "question": "Which word?", "answers": [], "is_impossible": True}]})
+    before = sum(len(paragraph["qas"]) for article in document["data"][:2] for paragraph in article["paragraphs"]) - 1
+    assert before > 4 and before % 4
+    data = tmp_path / "dev.json"
+    data.write_text(json.dumps(document))
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model", str(out), "--data", str(data), "--output", str(tmp_path / "p.json"),
+                      "--batch-size", "4"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and not (tmp_path / "p.json").exists()
+    assert err.splitlines()[-1] == (
+        f"error: {data}: record long one: --model {json.loads((out / 'metrics.json').read_text())['export']} "
+        "refuses it: assertion failed: [context of row 0 is 100005 bytes, above the limit of 100000 bytes "
+        "(data.max_context_bytes)]")
+
+
 def test_help_names_every_flag():
     result = subprocess.run([sys.executable, "-m", "road_tf.predict", "--help"], cwd=REPO, capture_output=True,
                             text=True, timeout=120)
