@@ -37,6 +37,7 @@ PROJECTION_INITS = {"random": "glorot_uniform", "identity": "identity"}
 OMITTED_AT_DEFAULT = {("distillation", "projection_init"): "random"}
 MAX_STEPS = 2**31 - 1  # the most steps (or steps per checkpoint) a run may ask for
 MAX_YAML_DEPTH = 100  # the deepest bracket nesting a recipe or --set value may have
+MAX_TEXT_BYTES = 1 << 30  # the largest data.max_context_bytes: a text cannot outgrow the 1 GiB a data file may hold
 MAX_SEQ_LENGTH = 16384  # the longest data.max_seq_length (and train.trim_padding multiple) a run may ask for
 MAX_N_BEST = 1000  # the most spans decode.n_best_size may keep a question (SQuAD's own evaluation keeps 20)
 MAX_WINDOW_GROUP = 1024  # the most windows export.window_group_size may put in one encoder call
@@ -103,7 +104,7 @@ class ModelConfig:
     preset (keras-hub `preset`, downloads), a path to a Hugging Face checkpoint folder, or a
     finished road_tf run directory (the encoder of the model it exported, as its fine-tuning left
     it). The size fields (num_layers, num_heads, hidden_dim, intermediate_dim) are for random init
-    only: a pretrained encoder has its own, and a size set beside one is refused.
+    only: a pretrained encoder has its own, and `load_config` refuses a size set beside one.
 
     `pretrained_layers` (minilm, a Hugging Face folder or a run only): the checkpoint's transformer
     layers the encoder keeps, strictly increasing from 0; encoder layer i starts from checkpoint
@@ -134,10 +135,6 @@ class ModelConfig:
         _check(self.pretrained != "preset" or self.preset, f"{prefix}.preset", "is required when pretrained is 'preset'")
         for name, most in zip(MODEL_SIZE_FIELDS, (256, 1024, 65536, 262144)):
             _check(0 < getattr(self, name) <= most, f"{prefix}.{name}", f"must be in [1, {most}], got {getattr(self, name)}")
-            _check(self.pretrained == "none" or getattr(self, name) == getattr(ModelConfig, name), f"{prefix}.{name}",
-                   f"is {getattr(self, name)}, but the encoder of {prefix}.pretrained ({self.pretrained!r}) has its own "
-                   f"sizes, so it would be ignored; "
-                   + (f"keep some of its layers with {prefix}.pretrained_layers" if name == "num_layers" else "remove it"))
         _check(self.hidden_dim % self.num_heads == 0, f"{prefix}.hidden_dim",
                f"must be divisible by num_heads ({self.num_heads}), got {self.hidden_dim}")
         _check(0.0 <= self.dropout < 1.0, f"{prefix}.dropout", f"must be in [0, 1), got {self.dropout}")
@@ -202,7 +199,8 @@ class DataConfig:
             _check(0 < getattr(self, name) <= 10_000_000, f"{prefix}.{name}",
                    f"must be in [1, 10000000], got {getattr(self, name)}")
         _check(0 <= self.synthetic_seed < 2**32, f"{prefix}.synthetic_seed", f"must be in [0, 2**32), got {self.synthetic_seed}")
-        _check(self.max_context_bytes > 0, f"{prefix}.max_context_bytes", f"must be positive, got {self.max_context_bytes}")
+        _check(0 < self.max_context_bytes <= MAX_TEXT_BYTES, f"{prefix}.max_context_bytes",
+               f"must be in [1, {MAX_TEXT_BYTES}] (1 GiB, the largest data file read), got {self.max_context_bytes}")
         for name in ("max_train_examples", "max_eval_examples"):
             _check(getattr(self, name) >= 0, f"{prefix}.{name}", "must be 0 (all) or positive")
 
@@ -731,7 +729,28 @@ def load_config(config_path: Optional[str] = None, overrides=()):
         values = merge_overrides(values, read_yaml(config_path))
     for pair in overrides:
         values = merge_overrides(values, parse_set(pair))
-    return config_from_dict(values)
+    config = config_from_dict(values)
+    _check_pretrained_sizes(config.model, values.get("model"), "model")
+    given_teachers = (values.get("distillation") or {}).get("teachers") or ()
+    for i, (teacher, given) in enumerate(zip(config.distillation.teachers, given_teachers)):
+        _check_pretrained_sizes(teacher.model, given.get("model") if isinstance(given, dict) else None,
+                                f"distillation.teachers[{i}].model")
+    return config
+
+
+def _check_pretrained_sizes(model, given, prefix):
+    """ConfigError for an encoder size (MODEL_SIZE_FIELDS) that the overrides `given` (the user's model
+    section, a dict or None) set beside the pretrained encoder of the built `model` (a ModelConfig),
+    which has its own sizes. A section that lists every field is a resolved config's record (a run's
+    config.yaml, the TFX Trainer's configuration), not a user's choice, and is not checked."""
+    record = isinstance(given, dict) and set(given) >= {field.name for field in dataclasses.fields(ModelConfig)}
+    if model.pretrained == "none" or not isinstance(given, dict) or record:
+        return
+    for name in MODEL_SIZE_FIELDS:
+        hint = (f"keep some of its layers with {prefix}.pretrained_layers"
+                if name == "num_layers" and model.pretrained != "preset" else "remove it")
+        _check(name not in given, f"{prefix}.{name}", f"is set, but the encoder of {prefix}.pretrained "
+               f"({model.pretrained!r}) has its own sizes, so it would be ignored; {hint}")
 
 
 def _settings_besides(section, *kept):

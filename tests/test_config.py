@@ -227,17 +227,35 @@ def test_every_recipe_is_valid_and_holds_only_known_overrides():
         assert isinstance(overrides, dict) and set(overrides) <= set(defaults), name
 
 
-@pytest.mark.parametrize("pretrained", ["minilm", "preset"])
-def test_encoder_sizes_beside_a_pretrained_encoder_are_refused(pretrained):
-    """`--config squad2_minilm --set model.num_layers=2` trained all 6 MiniLM layers without a word."""
+@pytest.mark.parametrize("pretrained, hint", [
+    ("minilm", "keep some of its layers with model.pretrained_layers"), ("preset", "remove it")])
+def test_encoder_sizes_beside_a_pretrained_encoder_are_refused(pretrained, hint):
+    """`--config squad2_minilm --set model.num_layers=2` trained all six MiniLM layers without a word
+    (2 is also the default: what counts is that the user set it)."""
     preset = ["model.preset=bert_tiny_en_uncased"] if pretrained == "preset" else []
-    with pytest.raises(ConfigError, match=rf"^model.num_layers: is 3, but the encoder of model.pretrained "
-                                          rf"\('{pretrained}'\) has its own sizes, .* with model.pretrained_layers$"):
-        config_lib.load_config(None, [f"model.pretrained={pretrained}", *preset, "model.num_layers=3"])
-    with pytest.raises(ConfigError, match=r"^distillation.teachers\[0\].model.hidden_dim: is 32, .*; remove it$"):
-        config_lib.load_config(None, [f"distillation.teachers=[{{model: {{pretrained: {pretrained}, hidden_dim: 32"
+    with pytest.raises(ConfigError, match=rf"^model.num_layers: is set, but the encoder of model.pretrained "
+                                          rf"\('{pretrained}'\) has its own sizes, so it would be ignored; {hint}$"):
+        config_lib.load_config(None, [f"model.pretrained={pretrained}", *preset, "model.num_layers=2"])
+    with pytest.raises(ConfigError, match=r"^distillation.teachers\[0\].model.hidden_dim: is set, .*; remove it$"):
+        config_lib.load_config(None, [f"distillation.teachers=[{{model: {{pretrained: {pretrained}, hidden_dim: 64"
                                       + (", preset: bert_tiny_en_uncased" if preset else "") + "}}]"])
     assert config_lib.load_config(None, ["model.num_layers=3"]).model.num_layers == 3
+
+
+def test_a_run_config_listing_every_field_beside_a_pretrained_encoder_still_loads(tmp_path):
+    """A run's config.yaml lists the (default) sizes beside model.pretrained: it is the run's record, not
+    a user's setting, and the TFX Trainer loads it as a recipe with overrides on top."""
+    config = config_lib.load_config(None, ["model.pretrained=minilm"])
+    (tmp_path / "config.yaml").write_text(config_lib.dump_yaml(config))
+    assert config_lib.config_of_run(tmp_path) == config
+    assert config_lib.load_config(tmp_path / "config.yaml", ["train.steps=5"]).model == config.model
+
+
+def test_max_context_bytes_is_at_most_a_data_file():
+    """3,000,000,000 wrapped around in the exported graph's int32 sizes: the model refused every text."""
+    with pytest.raises(ConfigError, match=r"^data.max_context_bytes: must be in \[1, 1073741824\] .*got 3000000000$"):
+        config_lib.load_config(None, ["data.max_context_bytes=3000000000"])
+    assert config_lib.load_config(None, ["data.max_context_bytes=1073741824"]).data.max_context_bytes == 1 << 30
 
 
 def test_pretrained_layers_parse():
