@@ -8,8 +8,8 @@ finished run directory (the version that run exported). Questions go through the
 `serving_default` signature in batches, in file order, the same batches run evaluation uses, so
 `python -m road_tf.evaluate squad2 dev.json preds.json --na-probs na.json` reproduces the run's
 metrics.json. Output files are written only when every question has been answered; a question the
-model refuses (e.g. a context above the data.max_context_bytes it was exported with) stops predict
-with one line naming it.
+model refuses (its "error" output, e.g. a context above the data.max_context_bytes it was exported
+with) stops predict with one line naming it and the model's reason.
 """
 
 import json
@@ -22,7 +22,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from road_tf.config import RUN_METRICS_FILE, is_run_directory
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, tf_error_summary
+from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
 from road_tf.files import check_distinct, check_writable_file, entry_kind, require_folder, write_atomic
@@ -34,6 +34,10 @@ RUN_RECORD_FILES = ("config.yaml", RUN_METRICS_FILE)
 """What a run directory given as --model records of its run: predict's outputs must not replace them."""
 OUTPUTS = {"answer": tf.string, "no_answer_probability": tf.float32}
 """The serving_default outputs predict writes, each one value per question."""
+ERROR = "error"
+"""The serving_default output (one string per question) that says why the model refuses a question,
+"" for a question it answers. predict reads it when the model has it (exports made before it existed
+answer every question)."""
 
 
 def parse_args(argv):
@@ -98,22 +102,24 @@ def load_answer_fn(folder):
     if inputs != {"question", "context"}:
         raise RoadError(f"--model {folder}: serving_default takes {sorted(inputs)}, not question/context strings")
     outputs = {name: (spec.dtype, spec.shape.rank) for name, spec in signature.structured_outputs.items()}
-    for name, dtype in OUTPUTS.items():
+    read = {**OUTPUTS, **({ERROR: tf.string} if ERROR in outputs else {})}
+    for name, dtype in read.items():
         if outputs.get(name) != (dtype, 1):
             raise RoadError(f"--model {folder}: serving_default has no output {name!r} of one {dtype.name} per "
                             "question; not a road_tf QA model")
 
     def answer_fn(question, context):
-        return checked_outputs(folder, signature(question=question, context=context), len(question))
+        return checked_outputs(folder, signature(question=question, context=context), len(question), read)
 
     return answer_fn, loaded
 
 
-def checked_outputs(folder, outputs, rows):
-    """The OUTPUTS of the serving_default `outputs` for `rows` questions (predict reads no others);
-    RoadError when they do not hold one value per question or a no-answer probability is not a
-    number in [0, 1] (`answer_all` checks that the answers are UTF-8, where they are decoded)."""
-    for name in OUTPUTS:
+def checked_outputs(folder, outputs, rows, read):
+    """The outputs named in `read` (OUTPUTS, and ERROR when the model has it; predict reads no
+    others) of the serving_default `outputs` for `rows` questions; RoadError when they do not hold
+    one value per question or a no-answer probability is not a number in [0, 1] (`answer_all`
+    checks that the answers are UTF-8, where they are decoded)."""
+    for name in read:
         if outputs[name].shape != (rows,):
             raise RoadError(f"--model {folder}: serving_default returned {name} of shape "
                             f"{outputs[name].shape.as_list()} for {rows} questions")
@@ -122,45 +128,34 @@ def checked_outputs(folder, outputs, rows):
     if outside.size:
         raise RoadError(f"--model {folder}: serving_default returned the no-answer probability {outside[0]}, "
                         "not a number in [0, 1]")
-    return {name: outputs[name] for name in OUTPUTS}
+    return {name: outputs[name] for name in read}
 
 
 def answer_all(answer_fn, folder, data, examples, batch_size):
     """`answer_questions` over `examples` (read from `data`) with a progress line: {"answer": str [N],
-    "no_answer_probability": float32 [N]}.
+    "no_answer_probability": float32 [N]} (and ERROR, str [N], when the model has it).
 
     Raises:
         RoadError: an answer is not UTF-8 (found as its batch is decoded).
-        DataError: the model refuses a batch (InvalidArgumentError, e.g. a question or context above
-            its data.max_context_bytes); naming the first question of the batch it refuses alone.
+        DataError: the model refuses a question (a non-empty ERROR, e.g. a context above its
+            data.max_context_bytes); it names the first one, found as its batch arrives.
     """
-    answered = 0
+    asked = 0
 
-    def counted(question, context):
-        nonlocal answered
+    def answer_batch(question, context):
+        nonlocal asked
         outputs = answer_fn(question, context)
-        answered += len(question)
+        for row, error in enumerate(outputs[ERROR].numpy() if ERROR in outputs else []):
+            if error:
+                raise DataError(data, f"--model {folder} refuses it: {error.decode('utf-8', errors='replace')}",
+                                examples[asked + row].qid)
+        asked += len(question)
         return outputs
 
     try:
-        return answer_questions(counted, examples, batch_size, progress=True)
+        return answer_questions(answer_batch, examples, batch_size, progress=True)
     except UnicodeDecodeError:
         raise RoadError(f"--model {folder}: serving_default returned an answer that is not UTF-8") from None
-    except tf.errors.InvalidArgumentError as error:
-        raise refused_question(answer_fn, folder, data, examples[answered:answered + batch_size], error) from None
-
-
-def refused_question(answer_fn, folder, data, batch, error):
-    """The DataError for a `batch` of examples the model refused with `error`: it names the first
-    question the model refuses alone, and the model's reason (the batch's first question and the
-    batch's reason when it refuses none alone)."""
-    for example in batch:
-        try:
-            answer_fn(tf.constant([example.question]), tf.constant([example.context]))
-        except tf.errors.InvalidArgumentError as alone:
-            return DataError(data, f"--model {folder} refuses it: {tf_error_summary(alone.message)}", example.qid)
-    return DataError(data, f"--model {folder} refuses the batch of {len(batch)} questions that begins with it: "
-                           f"{tf_error_summary(error.message)}", batch[0].qid)
 
 
 @cli_main

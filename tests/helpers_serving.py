@@ -226,19 +226,17 @@ def stop_devserver(process, sig):
 
 
 def direct_rows(path, questions, contexts):
-    """Loads a SavedModel in this process and answers with serving_default -> list of row dicts."""
+    """Loads a SavedModel in this process and answers with serving_default -> list of row dicts
+    of its outputs as Python values (strings decoded from UTF-8)."""
     outputs = tf.saved_model.load(str(path)).signatures["serving_default"](
         question=tf.constant(questions), context=tf.constant(contexts)
     )
-    rows = []
-    for row in range(len(questions)):
-        rows.append(
-            {
-                "answer": outputs["answer"][row].numpy().decode("utf-8"),
-                "score": float(outputs["score"][row]),
-                "no_answer_probability": float(outputs["no_answer_probability"][row]),
-                "start_char": int(outputs["start_char"][row]),
-                "end_char": int(outputs["end_char"][row]),
-            }
-        )
-    return rows
+    return [{name: _python_value(value[row].numpy()) for name, value in outputs.items()}
+            for row in range(len(questions))]
+
+
+def _python_value(value):
+    """A NumPy scalar of a string, float or integer output -> str (UTF-8), float or int."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    return value.item()

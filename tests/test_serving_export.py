@@ -36,7 +36,7 @@ from serving import client
 MODEL_NAME = "road_demo"
 POLL_SECONDS = 0.2
 FLOAT_OUTPUTS = ("score", "no_answer_probability")
-EXACT_OUTPUTS = ("answer", "start_char", "end_char")
+EXACT_OUTPUTS = ("answer", "start_char", "end_char", "error")
 
 LONG_CONTEXT = " ".join(
     f"The {name} River rises in the {hills} Hills and flows for {km} km past the town of {town}."
@@ -62,6 +62,7 @@ DATA = DataConfig(synthetic_train_size=96, synthetic_dev_size=8, max_seq_length=
                   max_context_bytes=2000)
 """max_context_bytes (the synthetic texts take at most 1,144 bytes) lies below the devserver's
 --max_string_bytes (65,536), so the exported model's own limit is what refuses a longer text."""
+OVER = f"bytes, above the limit of {DATA.max_context_bytes} bytes (data.max_context_bytes)"
 
 
 class Served:
@@ -179,42 +180,47 @@ def test_token_inputs_out_of_the_exported_tables_are_refused(served, change, mes
     assert status == 400 and message.format(vocab=vocab, positions=positions) in body["error"]
 
 
-def refusal(served, api, questions, contexts):
-    """(status, message) of a serving_default request the devserver refuses; `questions` and
-    `contexts` are bytes, sent as gRPC string tensors or REST {"b64": ...} values."""
+def raw_rows(served, api, questions, contexts):
+    """serving_default's answer rows to `questions` and `contexts`, bytes that need not be UTF-8,
+    sent as gRPC string tensors or REST {"b64": ...} values (columnar)."""
     if api == "gRPC":
         request = predict_pb2.PredictRequest()
         request.model_spec.name = MODEL_NAME
         for name, texts in (("question", questions), ("context", contexts)):
             request.inputs[name].CopyFrom(tf.make_tensor_proto(texts, dtype=tf.string))
-        with grpc.insecure_channel(served.grpc_target) as channel, pytest.raises(grpc.RpcError) as error:
-            prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
-        return error.value.code().name, error.value.details()
-    inputs = {name: [{"b64": base64.b64encode(text).decode("ascii")} for text in texts]
-              for name, texts in (("question", questions), ("context", contexts))}
-    status, body = http_json("POST", f"{served.rest_url}/v1/models/{MODEL_NAME}:predict", {"inputs": inputs})
-    return status, body["error"]
+        with grpc.insecure_channel(served.grpc_target) as channel:
+            response = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=60)
+        columns = {name: tf.make_ndarray(proto).tolist() for name, proto in response.outputs.items()}
+        columns = {name: [v.decode("utf-8") if isinstance(v, bytes) else v for v in values]
+                   for name, values in columns.items()}
+    else:
+        inputs = {name: [{"b64": base64.b64encode(text).decode("ascii")} for text in texts]
+                  for name, texts in (("question", questions), ("context", contexts))}
+        status, body = http_json("POST", f"{served.rest_url}/v1/models/{MODEL_NAME}:predict", {"inputs": inputs})
+        assert status == 200, body
+        columns = body["outputs"]
+    return [{name: values[row] for name, values in columns.items()} for row in range(len(questions))]
 
 
-@pytest.mark.parametrize("api, questions, contexts, refused", [
-    ("gRPC", [b"Who?", b"Who \xc3(?"], [b"Ada wrote it.", b"Ada wrote it."], "question of row 1"),
-    ("REST", [b"Who?"], [b"Ada \xff\xfe wrote it."], "context of row 0"),
-], ids=["gRPC-question", "REST-context"])
-def test_texts_that_are_not_utf8_reach_the_client_as_invalid_argument(served, api, questions, contexts, refused):
-    """The model's refusal, not an answer holding the bytes (which REST could not even encode as JSON)."""
-    status = {"gRPC": "INVALID_ARGUMENT", "REST": 400}[api]
-    assert refusal(served, api, questions, contexts) == (
-        status, f"the model rejected the inputs: assertion failed: [{refused} is not valid UTF-8]")
-
-
-def test_texts_above_the_exported_max_context_bytes_reach_the_client_as_invalid_argument(served):
-    """The limit is the exported config's data.max_context_bytes, a constant of the graph."""
-    limit, reason = DATA.max_context_bytes, "the model rejected the inputs: assertion failed"
-    over = f"bytes, above the limit of {limit} bytes (data.max_context_bytes)]"
-    assert refusal(served, "REST", [b"Who?", b"Who?"], [b"Ada wrote it.", b"word " * (limit // 5 + 1)]) == (
-        400, f"{reason}: [context of row 1 is {limit + 5} {over}")
-    assert refusal(served, "gRPC", [b"why " * (limit // 4 + 1)], [b"Ada wrote it."]) == (
-        "INVALID_ARGUMENT", f"{reason}: [question of row 0 is {limit + 4} {over}")
+@pytest.mark.parametrize("api", ["gRPC", "REST"])
+def test_bad_texts_get_no_answer_and_the_reason_in_their_own_rows(served, api):
+    """A text that is not UTF-8 or above the exported data.max_context_bytes (a constant of the
+    graph) failed the whole request with INVALID_ARGUMENT, and under TF Serving's batching other
+    clients' requests too. Now its row gets "no answer" and the reason, and the other rows their
+    answers, as when asked alone."""
+    limit = DATA.max_context_bytes
+    questions = [QUESTIONS[0].encode(), b"Who \xc3(?", QUESTIONS[2].encode(), b"Who?", b"why " * (limit // 4 + 1)]
+    contexts = [CONTEXTS[0].encode(), CONTEXTS[0].encode(), CONTEXTS[2].encode(), b"word " * (limit // 5 + 1),
+                b"Ada \xff\xfe wrote it."]
+    rows = raw_rows(served, api, questions, contexts)
+    good = direct_rows(served.model_dir / "1", [QUESTIONS[0], QUESTIONS[2]], [CONTEXTS[0], CONTEXTS[2]])
+    assert_same_rows([rows[0], rows[2]], good, api)
+    nothing = direct_rows(served.model_dir / "1", [""], [""])[0]
+    errors = ["question is not valid UTF-8", f"context is {limit + 5} {OVER}",
+              f"question is {limit + 4} {OVER}; context is not valid UTF-8"]
+    assert_same_rows([rows[1], rows[3], rows[4]], [{**nothing, "error": error} for error in errors], api)
+    assert {(row["answer"], row["start_char"], row["end_char"], row["no_answer_probability"])
+            for row in rows[1::2] + rows[4:]} == {("", -1, -1, 1.0)}
 
 
 def test_client_cli_prints_the_same_json(served, capsys):
@@ -229,7 +235,7 @@ def test_client_cli_prints_the_same_json(served, capsys):
         lines = stdout.splitlines()
         assert len(lines) == 1, (api, stdout)
         row = json.loads(lines[0])
-        assert list(row) == ["answer", "score", "no_answer_probability", "start_char", "end_char"]
+        assert list(row) == ["answer", "score", "no_answer_probability", "start_char", "end_char", "error"]
         assert_same_rows([row], want, f"client CLI over {api}")
 
 

@@ -14,7 +14,10 @@ Decoding rules, per question (its windows share one context):
   valid;
 - no-answer probability: sigmoid(null - best) (1.0 when no span is valid), so "no answer" at
   probability p is "no answer" at threshold logit(p): a dev-tuned na-prob threshold of the
-  official metric converts to a null-score threshold exactly.
+  official metric converts to a null-score threshold exactly;
+- refused: a question or context above data.max_context_bytes or not valid UTF-8 is not read; its
+  row says why in "error" ("" for every other row) and is answered as an empty question about an
+  empty context (no answer).
 """
 
 import math
@@ -24,7 +27,7 @@ import tensorflow as tf
 from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, TOKEN_IDS, qa_windows
 
 VERY_NEGATIVE = -1e9
-SERVING_KEYS = ("answer", "score", "no_answer_probability", "start_char", "end_char")
+SERVING_KEYS = ("answer", "score", "no_answer_probability", "start_char", "end_char", "error")
 ANSWER_INPUTS = [tf.TensorSpec([None], tf.string, name="question"), tf.TensorSpec([None], tf.string, name="context")]
 
 
@@ -170,33 +173,32 @@ def grouped_logits(logits_model, windows, group_size):
     return tf.gather(starts.concat(), unsort), tf.gather(ends.concat(), unsort)
 
 
-def _refuse_first(bad, message):
-    """An op raising InvalidArgumentError with `message(row)` (row: int32 scalar -> tf.string scalar)
-    for the first True row of `bad` (bool [B]); it does nothing, and builds no message, when none is."""
-    def refuse():
-        return tf.debugging.Assert(False, [message(tf.argmax(tf.cast(bad, tf.int32), output_type=tf.int32))])
+def text_errors(name, texts, max_bytes):
+    """Why each of `texts` (tf.string [B]) is refused -> tf.string [B].
 
-    return tf.cond(tf.reduce_any(bad), refuse, tf.no_op)
-
-
-def checked_texts(name, texts, max_bytes):
-    """`texts` (tf.string [B]), once every row is at most `max_bytes` bytes of valid UTF-8.
-
-    Otherwise InvalidArgumentError naming the input (`name`), the first bad row and its fault: its
-    size and the limit (data.max_context_bytes), or that it is not valid UTF-8. Sizes are checked
-    first, so an oversized text is not read further. Transcoding UTF-8 to UTF-8 with replacement
-    changes exactly the texts that are not valid UTF-8 (a U+FFFD in the text stays as it is). The
-    messages hold no quote or non-ASCII character, which TensorFlow's Assert would print escaped.
+    "" for a text of at most `max_bytes` bytes of valid UTF-8; else "`name` is N bytes, above the
+    limit of `max_bytes` bytes (data.max_context_bytes)" or "`name` is not valid UTF-8". Sizes are
+    checked first: a text above the limit is blanked before the UTF-8 check reads it. Transcoding
+    UTF-8 to UTF-8 with replacement changes exactly the texts that are not valid UTF-8 (a U+FFFD in
+    the text stays as it is).
     """
     sizes = tf.strings.length(texts)
-    too_long = _refuse_first(sizes > max_bytes, lambda row: tf.strings.format(
-        f"{name} of row {{}} is {{}} bytes, above the limit of {max_bytes} bytes (data.max_context_bytes)",
-        [row, sizes[row]]))
-    with tf.control_dependencies([too_long]):
-        invalid = tf.not_equal(tf.strings.unicode_transcode(texts, "UTF-8", "UTF-8", errors="replace"), texts)
-    not_utf8 = _refuse_first(invalid, lambda row: tf.strings.format(f"{name} of row {{}} is not valid UTF-8", [row]))
-    with tf.control_dependencies([not_utf8]):
-        return tf.identity(texts)
+    too_long = sizes > max_bytes
+    within = tf.where(too_long, "", texts)
+    invalid = tf.not_equal(tf.strings.unicode_transcode(within, "UTF-8", "UTF-8", errors="replace"), within)
+    size_error = tf.strings.join([f"{name} is ", tf.strings.as_string(sizes),
+                                  f" bytes, above the limit of {max_bytes} bytes (data.max_context_bytes)"])
+    return tf.where(too_long, size_error, tf.where(invalid, f"{name} is not valid UTF-8", ""))
+
+
+def input_errors(question, context, max_bytes):
+    """Why each question/context pair (tf.string [B] each) is refused -> tf.string [B]: "" for a
+    pair whose texts both pass `text_errors`, else the question's fault, the context's or both
+    ("; "-separated)."""
+    question_error = text_errors("question", question, max_bytes)
+    context_error = text_errors("context", context, max_bytes)
+    both = tf.logical_and(question_error != "", context_error != "")
+    return tf.strings.join([question_error, tf.where(both, "; ", ""), context_error])
 
 
 def null_threshold_from_probability(threshold):
@@ -234,17 +236,22 @@ class QAAnswerer(tf.Module):
         self.window_group_size = window_group_size
 
     def decode(self, question, context):
-        """tf.string [B] questions and contexts -> every output of `decode_answers` (n-best included).
+        """tf.string [B] questions and contexts -> every output of `decode_answers` (n-best included)
+        and "error", tf.string [B] (`input_errors`: "" for an answered row).
 
-        A question or context above `max_text_bytes` or not valid UTF-8 is refused (`checked_texts`)
-        before anything is tokenized."""
-        question = checked_texts("question", question, self.max_text_bytes)
-        context = checked_texts("context", context, self.max_text_bytes)
+        A row whose question or context is above `max_text_bytes` or not valid UTF-8 is answered
+        as a question with an empty context ("no answer", no_answer_probability 1.0): its texts are
+        replaced by "" before tokenizing, so a huge text costs nothing, and the other rows of the
+        batch (under TF Serving's batching, other clients' questions) are answered as alone."""
+        error = input_errors(question, context, self.max_text_bytes)
+        refused = error != ""
+        question, context = tf.where(refused, "", question), tf.where(refused, "", context)
         windows = qa_windows(self.tokenizer, question, context, self.max_seq_length, self.max_query_length,
                              self.doc_stride)
         start, end = grouped_logits(self.logits_model, windows, self.window_group_size)
-        return decode_answers(start, end, windows["byte_offsets"], windows["example_index"], context,
-                              self.n_best_size, self.max_answer_length, self.null_score_diff_threshold)
+        return {**decode_answers(start, end, windows["byte_offsets"], windows["example_index"], context,
+                                 self.n_best_size, self.max_answer_length, self.null_score_diff_threshold),
+                "error": error}
 
     def nbest_function(self):
         """`decode` as a tf.function of ANSWER_INPUTS, for run evaluation. It is not an attribute of
@@ -253,7 +260,7 @@ class QAAnswerer(tf.Module):
 
     @tf.function(input_signature=ANSWER_INPUTS)
     def answer(self, question, context):
-        """The serving signature: SERVING_KEYS of `decode_answers`, each [B]."""
+        """The serving signature: the SERVING_KEYS of `decode`, each [B]."""
         decoded = self.decode(question, context)
         return {key: decoded[key] for key in SERVING_KEYS}
 
