@@ -5,9 +5,11 @@
     python -m serving.client --batch-file questions.jsonl [--output answers.jsonl]
 
 One question prints one JSON object: the serving_default signature's outputs (answer,
-score, no_answer_probability, start_char, end_char). A batch file holds one JSON object a
+score, no_answer_probability, start_char, end_char, error). A batch file holds one JSON object a
 line, {"question": ..., "context": ...} with an optional "id"; the answers come back as
-JSONL in the same order, with the id. Errors print one line on stderr and exit 2. --timeout
+JSONL in the same order, with the id. Errors print one line on stderr and exit 2, and so does a
+question the model refuses (a non-empty "error", e.g. a context above the data.max_context_bytes
+it was exported with), naming it and the model's reason. --timeout
 bounds each request as a whole (connecting, sending and the whole answer; at most a day), and
 a REST answer above 64 MiB is refused.
 
@@ -41,7 +43,7 @@ from serving.limits import MAX_SECONDS
 DEFAULT_REST_URL = "http://127.0.0.1:8501"
 DEFAULT_MODEL = "road_demo"
 SIGNATURE = "serving_default"
-OUTPUT_ORDER = ("answer", "score", "no_answer_probability", "start_char", "end_char")
+OUTPUT_ORDER = ("answer", "score", "no_answer_probability", "start_char", "end_char", "error")
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 """The largest REST answer the client reads (a batch of answers is far smaller)."""
 MAX_INPUT_CHARS = 64 * 1024 * 1024
@@ -251,7 +253,8 @@ class RestPredictor:
 
     def predict(self, model, questions, contexts, version=None):
         """Answers questions (row format) -> a list of output dicts, one per question, e.g.
-        {"answer": "Ada", "score": 7.5, "no_answer_probability": 0.01, "start_char": 18, "end_char": 21}.
+        {"answer": "Ada", "score": 7.5, "no_answer_probability": 0.01, "start_char": 18, "end_char": 21,
+        "error": ""}; a question the model refuses is answered too, its "error" saying why.
 
         Raises:
             ServerError: unreachable server, an error answer (its "error" text), or a bad response.
@@ -599,9 +602,11 @@ def _record_name(record):
 def _answer_lines(predict, records, batch_size, path=None):
     """Yields one JSON line per record, asking the server batch_size records at a time.
 
-    When the server rejects a request of several batch-file records (ServerError.rejected), they
-    are sent again one at a time, so that the error names the record the server refuses (its line
-    and id), or, when each passes alone, the lines of the whole request.
+    When the server rejects a request of several batch-file records (ServerError.rejected, e.g. a
+    text above the devserver's --max_string_bytes), they are sent again one at a time, so that the
+    error names the record the server refuses (its line and id), or, when each passes alone, the
+    lines of the whole request. A record the model answers with an "error" (it refuses the
+    question) stops the answers with a RoadError naming the record and the model's reason.
     """
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
@@ -619,6 +624,9 @@ def _answer_lines(predict, records, batch_size, path=None):
             where = _record_name(chunk[0]) if len(chunk) == 1 else f"lines {chunk[0]['line']} to {chunk[-1]['line']}"
             raise ServerError(f"{path}: {where}: {error}") from None
         for record, answer in zip(chunk, answers):
+            if answer.get("error"):
+                where = "" if path is None else f"{path}: {_record_name(record)}: "
+                raise RoadError(f"{where}the model refuses the question: {_shorten(answer['error'])}")
             row = {"id": record["id"], **answer} if "id" in record else answer
             line = json.dumps(row, ensure_ascii=False)
             yield line if utf8_problem(line) is None else json.dumps(row)  # a lone surrogate stays escaped

@@ -281,6 +281,19 @@ def test_server_rejection_names_the_record(tmp_path, capsys, bad, fragment):
     assert line.startswith(f"error: {batch}: {fragment}") and line.endswith("HTTP 400: refused")
 
 
+def test_a_question_the_model_refuses_is_one_line(capsys):
+    """A question the model answers with an "error" (a road_tf export's reason, e.g. a context
+    above its data.max_context_bytes) was printed as an answer of "no answer" with exit 0."""
+    reason = "context is 250000 bytes, above the limit of 100000 bytes (data.max_context_bytes)"
+
+    def respond(request, conn):
+        return http_answer(200, json.dumps({"predictions": [{**ANSWER, "error": reason}]}).encode())
+
+    with fake_server(respond) as url:
+        assert refused(capsys, ["q", "--context", "c", "--rest", url]) == (
+            f"error: the model refuses the question: {reason}")
+
+
 @pytest.mark.parametrize("flags, text, message", [
     (["q", "--context-file"], "x" * 2000, "longer than 1,000 characters, the longest context the client sends"),
     (["--batch-file"], '{"question": "q", "context": "c"}\n' + "x" * 2000,

@@ -223,6 +223,21 @@ def test_bad_texts_get_no_answer_and_the_reason_in_their_own_rows(served, api):
             for row in rows[1::2] + rows[4:]} == {("", -1, -1, 1.0)}
 
 
+def test_client_cli_names_a_question_the_model_refuses(served, tmp_path, capsys):
+    """A batch record above the exported data.max_context_bytes: one line naming its line, id and
+    the model's reason, exit 2 and no --output (the server refused the whole request before)."""
+    limit, batch, output = DATA.max_context_bytes, tmp_path / "questions.jsonl", tmp_path / "answers.jsonl"
+    records = [{"id": "short", "question": QUESTIONS[0], "context": CONTEXTS[0]},
+               {"id": "long", "question": "Which word?", "context": "word " * (limit // 5 + 1)}]
+    batch.write_text("".join(json.dumps(record) + "\n" for record in records), encoding="utf-8")
+    for server in (["--rest", served.rest_url], ["--grpc", served.grpc_target]):
+        with pytest.raises(SystemExit) as exit_info:
+            client.main(["--batch-file", str(batch), "--output", str(output), "--model", MODEL_NAME, *server])
+        assert exit_info.value.code == 2 and not output.exists()
+        assert capsys.readouterr().err.splitlines() == [
+            f"error: {batch}: line 2 (id 'long'): the model refuses the question: context is {limit + 5} {OVER}"]
+
+
 def test_client_cli_prints_the_same_json(served, capsys):
     """The client CLI prints the direct answer as one JSON object with non-ASCII text unchanged:
     `python -m serving.client` over REST, and its `main` (same code, no second TF start-up) over gRPC."""
