@@ -230,11 +230,12 @@ def single_question_breakdown(version_dirs, tokenizer, pairs):
     """
     import tensorflow as tf
 
+    from road_tf.config import DataConfig
     from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, qa_windows
     from road_tf.saved_model import context_of_length
 
     tokenize = tf.function(lambda q, c: qa_windows(tokenizer, q, c, MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE))
-    full = (tf.constant(["Who?"]), tf.constant([context_of_length(MAX_SEQ_LENGTH)]))
+    full = (tf.constant(["Who?"]), tf.constant([context_of_length(MAX_SEQ_LENGTH, DataConfig().max_context_bytes)]))
     breakdown = {}
     for tag, directory in version_dirs.items():
         signatures = tf.saved_model.load(str(directory)).signatures

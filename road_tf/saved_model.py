@@ -84,23 +84,26 @@ def warmup_batches(config):
     average: 31.9 ms each after a short first request, 28.9 after a full window). Then
     WARMUP_EXAMPLES. With `export.jit_compile`, also one batch per window-group size g (1 to
     `export.window_group_size`) and length bucket: g copies of a question whose one window is as
-    long as the bucket, so that loading compiles every shape the XLA encoder will see.
+    long as the bucket, so that loading compiles every shape the XLA encoder will see. Every
+    context fits in data.max_context_bytes (`context_of_length`): the model answers no longer one.
     """
-    export, max_length = config.export, config.data.max_seq_length
-    batches = [(["Who?"], [context_of_length(max_length)]),
+    export, max_length, max_bytes = config.export, config.data.max_seq_length, config.data.max_context_bytes
+    batches = [(["Who?"], [context_of_length(max_length, max_bytes)]),
                ([q for q, _ in WARMUP_EXAMPLES], [c for _, c in WARMUP_EXAMPLES])]
     if export.jit_compile:
         bucket = export.length_bucket
         for top in range(bucket, max_length + bucket, bucket):
-            context = context_of_length(min(top, max_length))
+            context = context_of_length(min(top, max_length), max_bytes)
             batches += [(["Who?"] * size, [context] * size) for size in range(1, export.window_group_size + 1)]
     return batches
 
 
-def context_of_length(length):
-    """A context whose window after the question "Who?" is `length` tokens: [CLS] who ? [SEP],
-    one token per word, [SEP]."""
-    return " ".join(["word"] * max(length - 5, 1))
+def context_of_length(length, max_bytes):
+    """A context whose window after the question "Who?" is `length` tokens ([CLS] who ? [SEP], the
+    context, [SEP]), cut to `max_bytes` bytes (data.max_context_bytes, the longest context the model
+    answers). It is full stops: one byte and one token each (WordPiece splits punctuation into
+    single characters), so it fills the window whenever the limit lets any context do so."""
+    return "." * min(max(length - 5, 1), max_bytes)
 
 
 def warmup_requests(config, tokenizer):

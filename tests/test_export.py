@@ -23,7 +23,7 @@ from road_tf.models.inference import predict_outputs
 from road_tf.models.span_logits import SpanLogits
 from road_tf.models.task_model import build_task_model
 from road_tf.tasks import TaskData, get_task
-from serving.servables import TokenInputRules, read_serve_meta_graph, variable_shapes
+from serving.servables import Servable, TokenInputRules, read_serve_meta_graph, variable_shapes
 
 SQUAD = get_task("squad2")
 
@@ -90,6 +90,26 @@ def test_warmup_opens_with_one_full_window_per_signature(exported):
     for key in ("token_ids", "segment_ids", "padding_mask"):
         np.testing.assert_array_equal(tf.make_ndarray(requests[1].inputs[key]), windows[key].numpy())
     assert len(tf.make_ndarray(requests[2].inputs["question"])) == len(export.WARMUP_EXAMPLES)
+
+
+def test_warmup_fits_a_small_max_context_bytes(exported, tmp_path):
+    """With max_seq_length 64 and data.max_context_bytes 200, the full warm-up window was a context
+    of 59 "word"s, 294 bytes: the model refused it, so its first encoder call fixed the weight
+    layout for a window of three tokens. Every warm-up row is answered now, in the devserver's
+    load too, and the first window still fills the 64 positions."""
+    tokenizer = exported["tokenizer"]
+    config = Config(data=DataConfig(max_seq_length=64, max_query_length=12, doc_stride=16, max_context_bytes=200))
+    backbone = build_backbone(ModelConfig(num_layers=1, hidden_dim=16, num_heads=2, intermediate_dim=32),
+                              tokenizer.vocabulary_size, 64)
+    path = export.export_qa_model(build_task_model(backbone, [SQUAD]), SQUAD, tokenizer, config, base_dir=tmp_path,
+                                  model_name="m")
+    servable = Servable("m", 1, str(path))
+    records = tf.data.TFRecordDataset(str(path / "assets.extra" / "tf_serving_warmup_requests"))
+    requests = [prediction_log_pb2.PredictionLog.FromString(record.numpy()).predict_log.request for record in records]
+    assert servable.warmup_requests == len(requests) == 3
+    outputs = [servable.predict_protos(request.model_spec.signature_name, request.inputs) for request in requests]
+    assert [output["error"].tolist() for output in outputs[::2]] == [[b""], [b""] * len(export.WARMUP_EXAMPLES)]
+    assert tf.make_ndarray(requests[1].inputs["padding_mask"]).sum(axis=1).tolist() == [64]
 
 
 def test_answers_are_exact_substrings_with_char_offsets(exported):
@@ -381,8 +401,10 @@ def test_xla_export_answers_like_float32_and_warms_every_shape(exported, tmp_pat
     records = list(tf.data.TFRecordDataset(str(path / "assets.extra" / "tf_serving_warmup_requests")))
     batches = export.warmup_batches(xla)
     assert len(records) == len(batches) + 1 == 3 + 3 * 2  # 48 positions in buckets of 16, groups of 1 and 2
+    shapes = set()
     for questions, contexts in batches[2:]:
         windows = qa_windows(tokenizer, tf.constant(questions), tf.constant(contexts), 48, 12, 16)
         lengths = windows["padding_mask"].numpy().sum(axis=1)
-        assert len(lengths) == len(questions) and len(set(lengths)) == 1 and lengths[0] % 16 == 0
-    assert {(len(q), len(c[0].split()) + 5) for q, c in batches[2:]} == {(g, n) for g in (1, 2) for n in (16, 32, 48)}
+        assert len(lengths) == len(questions) and len(set(lengths)) == 1
+        shapes.add((len(questions), int(lengths[0])))
+    assert shapes == {(g, n) for g in (1, 2) for n in (16, 32, 48)}
