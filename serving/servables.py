@@ -22,7 +22,6 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from road_tf.errors import tf_error_summary
 from road_tf.files import MAX_VERSION, version_number
 from serving.batching import batchable
 from serving.errors import invalid, not_found
@@ -85,6 +84,18 @@ def check_input(name, array, spec):
         raise invalid(f"input {name!r} expects shape {spec.shape}, got {list(array.shape)}")
     if spec.shape.rank and spec.shape[0] is None and array.shape[0] == 0:
         raise invalid(f"empty batch: input {name!r} has no examples")
+
+
+def tf_error_summary(message):
+    """A TF runtime error message -> its explanatory line(s), without headers and stack traces."""
+    kept = [
+        line
+        for line in message.splitlines()
+        if line.strip()
+        and not line[0].isspace()
+        and not line.startswith(("Graph execution error", "Detected at node", "<stack traces"))
+    ]
+    return " ".join(kept) or message.strip()
 
 
 def _dtype_name(enum):
