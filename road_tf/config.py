@@ -105,6 +105,8 @@ class ModelConfig:
     finished road_tf run directory (the encoder of the model it exported, as its fine-tuning left
     it). The size fields (num_layers, num_heads, hidden_dim, intermediate_dim) are for random init
     only: a pretrained encoder has its own, and `load_config` refuses a size set beside one.
+    `dropout` is the rate of every dropout layer, the encoder's (a pretrained one's too, in place of
+    its checkpoint's; 0.1 in the MiniLM and keras-hub's BERT and ELECTRA presets) and the heads'.
 
     `pretrained_layers` (minilm, a Hugging Face folder or a run only): the checkpoint's transformer
     layers the encoder keeps, strictly increasing from 0; encoder layer i starts from checkpoint

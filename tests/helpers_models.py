@@ -20,6 +20,12 @@ def tiny_model(task="squad2", layers=1, hidden=8, seed=0, dropout=0.0, name="tin
     return build_task_model(backbone, [get_task(task)], dropout=dropout, name=name)
 
 
+def dropout_rates(model):
+    """The set of rates of every keras Dropout layer inside `model` (its nested layers included)."""
+    return {layer.rate for layer in model._flatten_layers(include_self=False, recursive=True)
+            if isinstance(layer, keras.layers.Dropout)}
+
+
 def random_span_features(rows=16, seed=0):
     """Features shaped like featurize_qa output: question in positions 1-4, context after."""
     rng = np.random.default_rng(seed)

@@ -21,6 +21,7 @@ from road_tf.models.backbones import build_backbone
 from road_tf.models.span_logits import SpanLogits
 from road_tf.models.task_model import build_task_model
 from road_tf.tasks import get_task
+from helpers_models import dropout_rates
 
 HIDDEN, HEADS, LAYERS, VOCAB, INTERMEDIATE, POSITIONS, EMBEDDING = 8, 2, 2, 50, 16, 12, 4
 _erf = np.vectorize(math.erf)
@@ -262,6 +263,14 @@ def test_pretrained_layers_keep_the_chosen_checkpoint_layers(tmp_path, model_typ
     assert np.abs(sequence - full_sequence).max() > 1e-2
 
 
+def test_model_dropout_replaces_the_checkpoint_s_rate(tmp_path):
+    """config.json says 0.1; `model.dropout` is what the encoder built from the folder uses."""
+    tiny_checkpoint(tmp_path, "bert", "bert.")
+    for rate in (0.0, 0.1, 0.35):
+        backbone = build_backbone(ModelConfig(pretrained=str(tmp_path), dropout=rate), VOCAB, POSITIONS)
+        assert dropout_rates(backbone) == {rate}
+
+
 def test_pretrained_layers_beyond_the_checkpoint_name_the_field_and_depth(tmp_path):
     tiny_checkpoint(tmp_path, "bert", "bert.")
     with pytest.raises(ConfigError, match=r"^model.pretrained_layers: .*asks for layer 2, but the checkpoint .* has 2 "
@@ -274,8 +283,8 @@ def test_real_minilm_keeps_every_other_layer():
         folder = minilm_path()
     except RoadError as error:
         pytest.skip(f"MiniLM package not available: {error}")
-    student = build_backbone(ModelConfig(pretrained="minilm", pretrained_layers=(1, 3, 5)), 30522, 512)
-    assert student.num_layers == 3
+    student = build_backbone(ModelConfig(pretrained="minilm", pretrained_layers=(1, 3, 5), dropout=0.2), 30522, 512)
+    assert student.num_layers == 3 and dropout_rates(student) == {0.2}
     tensors = load_file(str(folder / "model.safetensors"))
     for i, source in enumerate((1, 3, 5)):
         query = student.get_layer(f"transformer_layer_{i}")._self_attention_layer.query_dense.kernel

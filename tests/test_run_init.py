@@ -8,6 +8,7 @@ from road_tf import train
 from road_tf.config import ModelConfig, load_config, run_encoder_weights
 from road_tf.errors import ConfigError
 from road_tf.models.backbones import build_backbone, cut_backbone, hidden_states_encoder
+from helpers_models import dropout_rates
 from test_runs import tiny_args
 
 VOCABULARY, LENGTH = 30522, 64
@@ -66,6 +67,14 @@ def test_each_kept_layer_holds_the_weights_of_the_layer_it_names(source_run):
     for got, expected in zip(cut.get_layer("token_embedding").get_weights(),
                              source.get_layer("token_embedding").get_weights()):
         np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("layers", [(), (1,)])
+def test_model_dropout_replaces_the_run_s_rate(source_run, layers):
+    """The source run trained at dropout 0.1; the new encoder, whole or cut, uses its own rate."""
+    backbone = build_backbone(ModelConfig(pretrained=str(source_run), pretrained_layers=layers, dropout=0.3),
+                              VOCABULARY, LENGTH)
+    assert dropout_rates(backbone) == {0.3}
 
 
 def test_cutting_the_minilm_equals_loading_its_layers_from_the_checkpoint():

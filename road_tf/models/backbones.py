@@ -1,5 +1,6 @@
 """Encoders: keras-hub BERT/ELECTRA backbones from a `ModelConfig`, and every layer's output."""
 
+import dataclasses
 import pathlib
 
 import keras
@@ -18,21 +19,23 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
 
     Args:
         model_config: `road_tf.config.ModelConfig`; a checkpoint or run keeps the transformer
-            layers its `pretrained_layers` lists (all when empty).
+            layers its `pretrained_layers` lists (all when empty), and every encoder gets its
+            `dropout`.
         vocabulary_size: size of the tokenizer's vocabulary (random init only).
         max_sequence_length: position-embedding size (random init only).
     Returns:
         a keras-hub `BertBackbone` or `ElectraBackbone`.
     """
     if model_config.pretrained == "minilm":
-        backbone = load_hf_bert(minilm_path(), layers=model_config.pretrained_layers)
+        backbone = load_hf_bert(minilm_path(), dropout=model_config.dropout, layers=model_config.pretrained_layers)
     elif model_config.pretrained == "preset":
-        backbone = keras_hub.models.Backbone.from_preset(model_config.preset)
+        backbone = keras_hub.models.Backbone.from_preset(model_config.preset, dropout=model_config.dropout)
     elif is_run_directory(model_config.pretrained):
-        backbone = backbone_from_run(model_config.pretrained, model_config.pretrained_layers, vocabulary_size,
-                                     max_sequence_length)
+        backbone = backbone_from_run(model_config.pretrained, model_config.pretrained_layers, model_config.dropout,
+                                     vocabulary_size, max_sequence_length)
     elif model_config.pretrained != "none":
-        backbone = load_hf_backbone(model_config.pretrained, layers=model_config.pretrained_layers)
+        backbone = load_hf_backbone(model_config.pretrained, dropout=model_config.dropout,
+                                    layers=model_config.pretrained_layers)
     elif model_config.family == "bert":
         backbone = keras_hub.models.BertBackbone(
             vocabulary_size=vocabulary_size,
@@ -58,13 +61,14 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
     return backbone
 
 
-def backbone_from_run(run, layers, vocabulary_size, max_sequence_length):
+def backbone_from_run(run, layers, dropout, vocabulary_size, max_sequence_length):
     """The encoder of the model a finished road_tf run exported, cut to `layers` (all when empty).
 
     Args:
         run: the run directory; its `config.yaml` gives the encoder's configuration and
             `student/encoder.weights.h5` its weights.
         layers: the run's transformer layers to keep (`model.pretrained_layers`).
+        dropout: the encoder's dropout rate (`model.dropout`), whatever the run trained with.
         vocabulary_size: the tokenizer's (a randomly initialised run's encoder needs it).
         max_sequence_length: `data.max_seq_length` of this run, at most the run encoder's positions.
     Raises:
@@ -76,7 +80,8 @@ def backbone_from_run(run, layers, vocabulary_size, max_sequence_length):
     if not pathlib.Path(path).is_file():
         raise ConfigError(f"model.pretrained: the run {run} saved no encoder weights ({path}); "
                           "runs from before encoders were saved must be rerun")
-    source = build_backbone(made.model, vocabulary_size, made.data.max_seq_length)
+    source = build_backbone(dataclasses.replace(made.model, dropout=dropout), vocabulary_size,
+                            made.data.max_seq_length)
     try:
         hidden_states_encoder(source).load_weights(path)
     except ValueError as error:
