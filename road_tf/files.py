@@ -138,13 +138,14 @@ def write_atomic(path, payload):
 
     A symbolic link at `path` keeps pointing at the new file (the file it names is the one
     replaced); a folder, device, pipe or socket there, or anything but a folder where its folder
-    goes (`check_folder`), is left alone: RoadError names it.
+    or a missing folder's nearest existing ancestor goes (`check_folder`), is left alone: RoadError
+    names it.
     """
     path = pathlib.Path(os.path.realpath(path))
     kind = non_file_kind(path)
     if kind:
         raise RoadError(f"{path}: is {kind}, not a file to write")
-    check_folder(path.parent)
+    check_folder(nearest_existing(path.parent))
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
@@ -165,6 +166,15 @@ def require_folder(path, what, kind="folder"):
     found = entry_kind(path)
     if found != "a folder":
         raise RoadError(f"{what}: {f'{found}, not a' if found else 'no such'} {kind}")
+
+
+def nearest_existing(path):
+    """`path` if something stands there (a dangling symbolic link counts), else its nearest
+    ancestor that does (at the latest the file system's root)."""
+    path = pathlib.Path(path)
+    while not (path.exists() or path.is_symlink()) and path.parent != path:
+        path = path.parent
+    return path
 
 
 def check_folder(path, prefix="", remedy="move it away"):
@@ -190,12 +200,10 @@ def check_writable_dir(path, what):
     check_utf8(path, what)
     path = pathlib.Path(path)
     try:
-        existing = path
-        while not existing.exists() and existing.parent != existing:
-            if existing.is_symlink():
-                raise RoadError(f"{what} {path}: {existing} is a symbolic link to nothing (a missing target or a loop)")
-            existing = existing.parent
+        existing = nearest_existing(path)
         kind = entry_kind(existing)
+        if kind is None and existing.is_symlink():
+            raise RoadError(f"{what} {path}: {existing} is a symbolic link to nothing (a missing target or a loop)")
         if kind != "a folder":
             raise RoadError(f"{what} {path}: {existing} is {kind}, not a folder")
         os.rmdir(tempfile.mkdtemp(prefix=".road-probe-", dir=existing))

@@ -83,11 +83,13 @@ def test_pipes_and_devices_are_never_replaced_by_a_write(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pipe"]
 
 
-def test_a_file_where_the_folder_of_a_write_goes_is_named(tmp_path):
-    """It was a FileExistsError from mkdir (a traceback), e.g. for a cache entry's folder."""
+@pytest.mark.parametrize("below", ["train.json", "a/b/train.json"])
+def test_a_file_where_the_folder_of_a_write_goes_is_named(tmp_path, below):
+    """It was a FileExistsError (or, deeper down, a NotADirectoryError) from mkdir, a traceback, e.g.
+    for a cache entry's folder."""
     (tmp_path / "split-1").write_text("x")
     with pytest.raises(RoadError) as caught:
-        write_atomic(tmp_path / "split-1" / "train.json", "{}")
+        write_atomic(tmp_path / "split-1" / below, "{}")
     assert str(caught.value) == f"{tmp_path}/split-1 is a file, not a folder; move it away"
     assert (tmp_path / "split-1").read_text() == "x"
 

@@ -190,8 +190,9 @@ def test_a_folder_where_a_cache_goes_is_named_and_nothing_is_left_behind(tmp_pat
     (tmp_path / "file").write_text("x")
     (tmp_path / "dangling").symlink_to(tmp_path / "nothing")
     for folder, kind in (("file", "a file"), ("dangling", "a broken symbolic link")):
-        with pytest.raises(RoadError, match=f"^{tmp_path / folder} is {kind}, not a folder; move it away$"):
-            feats.write_feature_cache(tmp_path / folder / "f.tfrecord", CACHE)
+        for below in ("f.tfrecord", "features/f.tfrecord"):
+            with pytest.raises(RoadError, match=f"^{tmp_path / folder} is {kind}, not a folder; move it away$"):
+                feats.write_feature_cache(tmp_path / folder / below, CACHE)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "f.tfrecord", "file"]
 
 
