@@ -112,3 +112,13 @@ def test_bad_settings_are_config_errors():
     with pytest.raises(ConfigError, match="multitask.temperature"):
         TaskSampler("temperature", SIZES, k=1, temperature=0.0)
     assert len(TaskSampler("uniform", SIZES, k=8, replacement=True).indices_for_step(0)) == 8
+
+
+@pytest.mark.parametrize("temperature", [1e-4, 1e-308, 5e-324])
+def test_a_temperature_near_zero_draws_the_largest_tasks_first(temperature):
+    # n_i ** (1 / T) leaves float64's range: the tasks left after the largest ones were chosen once
+    # all had probability 0, and `multitask.temperature=1e-4` stopped the stage with "probabilities contain NaN"
+    sizes = {"squad2": 1200, "nli": 1000, "para": 900, "sentiment": 1200}
+    sampler = TaskSampler("temperature", sizes, k=4, temperature=temperature)
+    np.testing.assert_array_equal(sampler.probability_vector(0), [0.5, 0, 0, 0.5])
+    assert all(sorted(row[:2]) == [0, 3] and row[2:] == [1, 2] for row in sampler.plan(0, 20).tolist())

@@ -75,24 +75,33 @@ class TaskSampler:
         progress = min(max(step, 0), self.total_steps - 1) / (self.total_steps - 1)
         return 1.0 - ANNEAL_DROP * progress
 
-    def probability_vector(self, step):
-        """float64 [num_tasks] sampling probabilities at `step`, in `names` order."""
-        logits = self.exponent(step) * np.log(self.sizes)
-        weights = np.exp(logits - logits.max())
+    def probability_vector(self, step, left=None):
+        """float64 [num_tasks] sampling probabilities at `step`, in `names` order; with `left` (a bool
+        mask), those of the tasks it keeps, renormalised (the others 0).
+
+        Computed from the logs of the sizes less the largest one kept, not from n_i ** exponent:
+        that leaves float64's range at a small temperature (1 / T a huge exponent), and the kept
+        tasks' probabilities, divided by their sum, could then all have underflowed to 0.
+        """
+        left = np.ones(len(self.names), bool) if left is None else left
+        log_sizes = np.log(self.sizes)
+        shifted = log_sizes - log_sizes[left].max()  # 0 for the largest tasks kept
+        with np.errstate(over="ignore", invalid="ignore"):  # a huge exponent: the smaller tasks' weights 0
+            weights = np.where(left, np.exp(np.where(shifted == 0, 0.0, self.exponent(step) * shifted)), 0.0)
         return weights / weights.sum()
 
     def indices_for_step(self, step):
         """The k task indices (into `names`) of `step`, in slot order; a pure function of (seed, step)."""
         rng = np.random.default_rng([self.seed, int(step)])
-        p = self.probability_vector(step)
         if self.replacement:
+            p = self.probability_vector(step)
             return [int(i) for i in rng.choice(len(p), size=self.k, p=p)]
         chosen = []
-        remaining = p.copy()
+        left = np.ones(len(self.names), bool)
         for _ in range(self.k):
-            index = int(rng.choice(len(p), p=remaining / remaining.sum()))
+            index = int(rng.choice(len(left), p=self.probability_vector(step, left)))
             chosen.append(index)
-            remaining[index] = 0.0
+            left[index] = False
         return chosen
 
     def plan(self, start, stop):
