@@ -41,6 +41,9 @@ MAX_TEXT_BYTES = 1 << 30  # the largest data.max_context_bytes: a text cannot ou
 MAX_SEQ_LENGTH = 16384  # the longest data.max_seq_length (and train.trim_padding multiple) a run may ask for
 MAX_N_BEST = 1000  # the most spans decode.n_best_size may keep a question (SQuAD's own evaluation keeps 20)
 MAX_WINDOW_GROUP = 1024  # the most windows export.window_group_size may put in one encoder call
+# The KD temperatures a run may ask for: the loss divides logits by T and scales by T**2 in float32,
+# whose range T**2 leaves beyond these (1e-300 made every step's loss NaN, 1e300 stopped the stage).
+KD_TEMPERATURES = (1e-18, 1e18)
 
 
 def shown(value):
@@ -271,8 +274,10 @@ class DistillationConfig:
         _check(self.ensemble in ("probs", "logits"), f"{prefix}.ensemble", f"must be probs or logits, got {self.ensemble!r}")
         _check(0.0 <= self.kd_weight <= 1.0, f"{prefix}.kd_weight", f"must be in [0, 1], got {self.kd_weight}")
         _check(0.0 <= self.kd_weight_end <= 1.0, f"{prefix}.kd_weight_end", f"must be in [0, 1], got {self.kd_weight_end}")
-        _check(self.temperature > 0, f"{prefix}.temperature", f"must be positive, got {self.temperature}")
-        _check(self.temperature_end > 0, f"{prefix}.temperature_end", f"must be positive, got {self.temperature_end}")
+        low, high = KD_TEMPERATURES
+        for name in ("temperature", "temperature_end"):
+            _check(low <= getattr(self, name) <= high, f"{prefix}.{name}",
+                   f"must be in [{low:g}, {high:g}] (the KD loss scales by its square in float32), got {getattr(self, name)}")
         for name in ("kd_weight_schedule", "temperature_schedule"):
             _check(getattr(self, name) in ("constant", "linear"), f"{prefix}.{name}",
                    f"must be constant or linear, got {getattr(self, name)!r}")

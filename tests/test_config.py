@@ -427,3 +427,16 @@ def test_counts_that_would_overflow_tensorflow_after_training_are_refused(field,
     for value in (largest + 1, 2**63 - 1):
         with pytest.raises(ConfigError, match=f"^{re.escape(field)}: must be .*{largest}\\], got {value}$"):
             config_lib.load_config(None, [f"{field}={value}"])
+
+
+@pytest.mark.parametrize("field", ["distillation.temperature", "distillation.temperature_end"])
+def test_kd_temperatures_whose_square_float32_cannot_hold_are_refused(field):
+    """1e-300 passed and made every KD step's loss NaN (the run blamed train.learning_rate), 1e300
+    stopped the stage with a ValueError: the loss divides by T and scales by T**2 in float32."""
+    teacher = "distillation.teachers=[{}]"
+    for value in (1e-18, 1e18):
+        assert getattr(config_lib.load_config(None, [teacher, f"{field}={value}"]).distillation,
+                       field.split(".")[1]) == value
+    for value in (1e-300, 1e-19, 0, -2, 1e19, 1e300):
+        with pytest.raises(ConfigError, match=f"^{re.escape(field)}: must be in \\[1e-18, 1e\\+18\\] .*, got "):
+            config_lib.load_config(None, [teacher, f"{field}={value}"])
