@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import math
 import pathlib
+import re
 import reprlib
 import typing
 from typing import Optional, Tuple
@@ -576,15 +577,7 @@ def _coerce(value, annotation, field):
     if annotation is int:
         return _integer(value, field)
     if annotation is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"{field}: expected a number, got {shown(value)}")
-        try:
-            number = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"{field}: expected a number, got {shown(value)}") from None
-        if not math.isfinite(number):
-            raise ConfigError(f"{field}: must be a finite number, got {shown(value)}")
-        return number
+        return _number(value, field)
     if annotation is str:
         if value is None or isinstance(value, (dict, list)):
             raise ConfigError(f"{field}: expected a string, got {shown(value)}")
@@ -613,6 +606,27 @@ def _integer(value, field):
     if not -2**63 <= value < 2**63:
         raise ConfigError(f"{field}: {value} is out of range (more than 64 bits)")
     return value
+
+
+DECIMAL_NUMBER = re.compile(r"[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?|inf(inity)?|nan)", re.IGNORECASE)
+"""The text of a float field: ASCII decimal digits with an optional sign, point and exponent (or
+inf and nan, which `_number` refuses as not finite)."""
+
+
+def _number(value, field):
+    """`value` (an int or float, or text that DECIMAL_NUMBER matches) as a finite float, or
+    ConfigError naming `field`. Python's float() would also take "1_0" (10), "٣" (3) or b"3",
+    which an integer field refuses."""
+    text = isinstance(value, str) and DECIMAL_NUMBER.fullmatch(value.strip())
+    if not text and (isinstance(value, bool) or not isinstance(value, (int, float))):
+        raise ConfigError(f"{field}: expected a number, got {shown(value)}")
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float's range
+        number = math.inf
+    if not math.isfinite(number):
+        raise ConfigError(f"{field}: must be a finite number, got {shown(value)}")
+    return number
 
 
 def _build(cls, values, prefix=""):

@@ -440,3 +440,15 @@ def test_kd_temperatures_whose_square_float32_cannot_hold_are_refused(field):
     for value in (1e-300, 1e-19, 0, -2, 1e19, 1e300):
         with pytest.raises(ConfigError, match=f"^{re.escape(field)}: must be in \\[1e-18, 1e\\+18\\] .*, got "):
             config_lib.load_config(None, [teacher, f"{field}={value}"])
+
+
+@pytest.mark.parametrize("given", ["1_0", "٣", "1e-٣", "0x10", "infinit"])
+def test_a_float_field_reads_only_ascii_decimal_text_as_an_integer_field_does(given, tmp_path):
+    """Python's float() took "1_0" as 10 and "٣" (an Arabic-Indic three) as 3, which train.steps refuses."""
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"train:\n  learning_rate: {given}\n", encoding="utf-8")
+    for load in (lambda: config_lib.load_config(None, [f"train.learning_rate={given}"]),
+                 lambda: config_lib.load_config(recipe)):
+        with pytest.raises(ConfigError, match=f"^train.learning_rate: expected a number, got {re.escape(repr(given))}$"):
+            load()
+    assert config_lib.load_config(None, ["train.learning_rate= 2.5E-3 "]).train.learning_rate == 2.5e-3
