@@ -613,10 +613,16 @@ DECIMAL_NUMBER = re.compile(r"[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?|
 inf and nan, which `_number` refuses as not finite)."""
 
 
+FLOAT32_NORMAL = (1.1754943508222875e-38, 3.4028234663852886e38)
+"""float32's smallest and largest normal magnitudes: training computes in float32, where a float
+setting beyond them is an infinity (a weight_decay of 1e308 made every weight infinite at the first
+step, which the run blamed on the learning rate) or a 0 (a positive learning rate of 1e-320)."""
+
+
 def _number(value, field):
-    """`value` (an int or float, or text that DECIMAL_NUMBER matches) as a finite float, or
-    ConfigError naming `field`. Python's float() would also take "1_0" (10), "٣" (3) or b"3",
-    which an integer field refuses."""
+    """`value` (an int or float, or text that DECIMAL_NUMBER matches) as a finite float float32 can
+    hold (0, or a magnitude within FLOAT32_NORMAL), or ConfigError naming `field`. Python's float()
+    would also take "1_0" (10), "٣" (3) or b"3", which an integer field refuses."""
     text = isinstance(value, str) and DECIMAL_NUMBER.fullmatch(value.strip())
     if not text and (isinstance(value, bool) or not isinstance(value, (int, float))):
         raise ConfigError(f"{field}: expected a number, got {shown(value)}")
@@ -626,6 +632,10 @@ def _number(value, field):
         number = math.inf
     if not math.isfinite(number):
         raise ConfigError(f"{field}: must be a finite number, got {shown(value)}")
+    low, high = FLOAT32_NORMAL
+    if number and not low <= abs(number) <= high:
+        raise ConfigError(f"{field}: {shown(value)} is out of float32's range, which training computes in "
+                          f"(0, or a magnitude in [{low:.2g}, {high:.2g}])")
     return number
 
 

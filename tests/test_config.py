@@ -431,13 +431,13 @@ def test_counts_that_would_overflow_tensorflow_after_training_are_refused(field,
 
 @pytest.mark.parametrize("field", ["distillation.temperature", "distillation.temperature_end"])
 def test_kd_temperatures_whose_square_float32_cannot_hold_are_refused(field):
-    """1e-300 passed and made every KD step's loss NaN (the run blamed train.learning_rate), 1e300
-    stopped the stage with a ValueError: the loss divides by T and scales by T**2 in float32."""
+    """1e-30 passed and made every KD step's loss NaN (the run blamed train.learning_rate), 1e30 too:
+    the loss divides by T and scales by T**2 in float32."""
     teacher = "distillation.teachers=[{}]"
     for value in (1e-18, 1e18):
         assert getattr(config_lib.load_config(None, [teacher, f"{field}={value}"]).distillation,
                        field.split(".")[1]) == value
-    for value in (1e-300, 1e-19, 0, -2, 1e19, 1e300):
+    for value in (1e-30, 1e-19, 0, -2, 1e19, 1e30):
         with pytest.raises(ConfigError, match=f"^{re.escape(field)}: must be in \\[1e-18, 1e\\+18\\] .*, got "):
             config_lib.load_config(None, [teacher, f"{field}={value}"])
 
@@ -452,3 +452,15 @@ def test_a_float_field_reads_only_ascii_decimal_text_as_an_integer_field_does(gi
         with pytest.raises(ConfigError, match=f"^train.learning_rate: expected a number, got {re.escape(repr(given))}$"):
             load()
     assert config_lib.load_config(None, ["train.learning_rate= 2.5E-3 "]).train.learning_rate == 2.5e-3
+
+
+@pytest.mark.parametrize("pair", ["train.weight_decay=1e308", "train.learning_rate=1e-320", "train.learning_rate=4e38",
+                                  "distillation.hidden_weight=-1e39", "decode.null_score_diff_threshold=1e300"])
+def test_a_float_setting_float32_cannot_hold_is_refused(pair):
+    """train.weight_decay=1e308 became an infinity in float32 and stopped the run at its first step
+    blaming train.learning_rate; a learning rate of 1e-320 became 0 and trained nothing."""
+    field, value = pair.split("=")
+    with pytest.raises(ConfigError, match=f"^{re.escape(field)}: '{re.escape(value)}' is out of float32's range"):
+        config_lib.load_config(None, [pair])
+    for edge in ("3.4e38", "1.2e-38", "0"):
+        config_lib.load_config(None, ["train.weight_decay=" + edge])
