@@ -567,7 +567,8 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     A non-finite gradient puts NaN or infinity into the weights the optimizer updates, so checking
     the trainable weights after each step catches it even when that step's loss was finite. The
-    check runs before the epoch-end checkpoint, so no non-finite weights are saved.
+    check runs before the epoch-end checkpoint, so no non-finite weights are saved. A non-finite loss
+    at the first step was computed before any update, so its message does not blame the learning rate.
 
     Args:
         stage: the stage's name ("student", "multitask", ...), for the message and to name the
@@ -587,10 +588,15 @@ class StopOnNonFinite(keras.callbacks.Callback):
         loss = float((logs or {}).get("loss", 0.0))
         if math.isfinite(loss) and bool(self.all_finite()):
             return
+        optimizer = self.model.optimizer
+        step = int(optimizer.iterations.numpy())
+        if not math.isfinite(loss) and step == 1:
+            raise RoadError(f"stage {self.stage}: the loss of its first step is {loss}, computed from the weights it "
+                            "started from before any update, so not the learning rate's doing: check the loss's "
+                            "weights and temperatures (distillation.*), train.mixed_precision and the data")
         what = (f"the loss is {loss}" if not math.isfinite(loss) else
                 f"weight {first_non_finite(self.model.trainable_variables)} is not finite (a non-finite gradient)")
         setting = "multitask.learning_rate" if self.stage == "multitask" else "train.learning_rate"
-        optimizer = self.model.optimizer
-        raise RoadError(f"stage {self.stage}: training diverged at step {int(optimizer.iterations.numpy())}: {what}; "
+        raise RoadError(f"stage {self.stage}: training diverged at step {step}: {what}; "
                         f"the learning rate there was {float(optimizer.learning_rate):.3g}: lower {setting} "
                         "(or check train.mixed_precision and the data)")

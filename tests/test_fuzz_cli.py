@@ -144,6 +144,23 @@ def test_stop_on_non_finite_names_the_step_the_cause_and_the_setting():
         multitask.on_train_batch_end(0, {"loss": 0.5})
 
 
+def test_a_non_finite_loss_at_the_first_step_is_not_blamed_on_the_learning_rate():
+    """distillation.hidden_weight=1e38 made the first step's loss infinite, and the run said "lower
+    train.learning_rate", which had not yet been applied."""
+    model = tiny_regressor(0.1)
+    stop = training.StopOnNonFinite("student")
+    stop.set_model(model)
+    stop.on_train_begin()
+    model.optimizer.iterations.assign(1)
+    with pytest.raises(RoadError) as error:
+        stop.on_train_batch_end(0, {"loss": float("inf")})
+    assert str(error.value).startswith("stage student: the loss of its first step is inf, computed from the weights ")
+    assert "distillation.*" in str(error.value) and "lower" not in str(error.value)
+    model.optimizer.iterations.assign(2)
+    with pytest.raises(RoadError, match=r"training diverged at step 2: the loss is inf; .* lower train\.learning_rate"):
+        stop.on_train_batch_end(0, {"loss": float("inf")})
+
+
 def test_fit_stops_within_the_first_steps_of_a_diverging_run():
     model = tiny_regressor(1e30)
     x = np.ones((64, 2), np.float32)
