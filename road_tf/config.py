@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 
 import yaml
 
-from road_tf.errors import ConfigError, utf8_problem
+from road_tf.errors import ConfigError, first_line, utf8_problem
 from road_tf.files import entry_kind, read_config_bytes
 from road_tf.registry import KD_LOSSES, TASKS
 
@@ -79,7 +79,21 @@ class RecipeLoader(yaml.SafeLoader):
                 event.start_mark)
         return super().compose_node(parent, index)
 
+    def construct_object(self, node, deep=False):
+        """PyYAML's construction, whose own failures on a tagged scalar are ConstructorErrors by line:
+        `!!int` with no digits raised IndexError, `!!bool x` KeyError, `!!timestamp x` AttributeError."""
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:
+            value = shown(node.value) if isinstance(node, yaml.ScalarNode) else "the value"
+            raise yaml.constructor.ConstructorError(
+                None, None, f"line {node.start_mark.line + 1}: {value} is not a valid "
+                f"{node.tag.replace('tag:yaml.org,2002:', '!!')} ({type(error).__name__}: {first_line(error)})",
+                node.start_mark) from None
+
     def construct_mapping(self, node, deep=False):
+        if not isinstance(node, yaml.MappingNode):  # e.g. `!!set x`: the base class says what it expected
+            return super().construct_mapping(node, deep)
         seen = set()
         for key_node, _ in node.value:
             key = self.construct_object(key_node, deep=deep)
@@ -717,12 +731,12 @@ def parse_set(pair):
         raise ConfigError(f"--set {key}: the value nests brackets more than {MAX_YAML_DEPTH} deep")
     try:
         value = yaml.load(raw, Loader=RecipeLoader) if raw.strip() else ""
+    except yaml.constructor.ConstructorError as error:  # YAML that parsed: a repeated key, a tag it cannot read
+        raise ConfigError(f"--set {key}: not valid YAML ({first_line(error)})") from None
     except yaml.YAMLError:
         value = raw
     except RecursionError:
         raise ConfigError(f"--set {key}: the value is nested too deeply") from None
-    except ValueError as error:  # a !!int too long to convert (Python's int max-digits limit)
-        raise ConfigError(f"--set {key}: {error}") from None
     for part in reversed(key.split(".")):
         value = {part: value}
     return value
@@ -744,8 +758,6 @@ def read_yaml(path):
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
-    except ValueError as error:  # a !!int too long to convert (Python's int max-digits limit)
-        raise ConfigError(f"{path}: not valid YAML ({error})") from None
     if data is None:
         return {}
     if not isinstance(data, dict):

@@ -71,7 +71,8 @@ def test_integers_too_long_to_convert_are_config_errors(tmp_path):
     with pytest.raises(ConfigError, match="^train.steps: '9999.*' is out of range"):
         config_lib.load_config(big)
     big.write_text("train:\n  steps: !!int " + "9" * 5000 + "\n")
-    with pytest.raises(ConfigError, match=f"^{big}: not valid YAML \\(Exceeds the limit"):
+    with pytest.raises(ConfigError, match=f"^{big}: not valid YAML \\(line 2: '9999.*' is not a valid !!int "
+                                          "\\(ValueError: Exceeds the limit"):
         config_lib.load_config(big)
 
 
@@ -464,3 +465,27 @@ def test_a_float_setting_float32_cannot_hold_is_refused(pair):
         config_lib.load_config(None, [pair])
     for edge in ("3.4e38", "1.2e-38", "0"):
         config_lib.load_config(None, ["train.weight_decay=" + edge])
+
+
+@pytest.mark.parametrize("value, why", [
+    ("!!int", "'' is not a valid !!int (IndexError: "), ("!!float", "'' is not a valid !!float (IndexError: "),
+    ("!!bool x", "'x' is not a valid !!bool (KeyError: "), ("!!timestamp x", "'x' is not a valid !!timestamp "),
+    ("!!set x", "expected a mapping node, but found scalar"), ("!!map [1]", "expected a mapping node, but found sequence"),
+])
+def test_a_tag_yaml_cannot_read_is_refused_by_line_not_a_traceback(value, why, tmp_path):
+    """PyYAML's own constructors raised IndexError, KeyError, AttributeError or ValueError out of
+    `--set train.steps=!!int` or a recipe's `jit_compile: !!bool x`: a traceback, exit 1."""
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, [f"train.steps={value}"])
+    assert str(error.value).startswith("--set train.steps: not valid YAML (") and why in str(error.value)
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"train:\n  steps: {value}\n")
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(recipe)
+    assert str(error.value).startswith(f"{recipe}: not valid YAML (") and why in str(error.value)
+
+
+def test_a_repeated_key_in_a_set_mapping_is_refused_as_in_a_recipe():
+    """`--set 'train={steps: 5, steps: 6}'` was kept as text and refused as "expected a mapping"."""
+    with pytest.raises(ConfigError, match="^--set train: not valid YAML \\(line 1: duplicate key 'steps'\\)$"):
+        config_lib.load_config(None, ["train={steps: 5, steps: 6}"])
