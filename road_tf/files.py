@@ -328,3 +328,19 @@ def versions(model_dir):
         logging.warning("%s: ignoring %d entries that are not version folders (base-10 integers): %s",
                         model_dir, len(ignored), first_few([repr(name) for name in sorted(ignored)]))
     return found
+
+
+def check_model_folder(model_dir, what):
+    """Raises RoadError unless a version can be exported into `model_dir`: a writable folder, or one
+    that can be created (`check_writable_dir`), that holds numbered versions or nothing visible. An
+    export adds a version folder and must not put one among other files (a home folder, a data
+    folder, the repository), which TF Serving would not take for a model folder's.
+
+    Args:
+        model_dir: `<export.base_dir>/<model name>`; what: how the user set it ("export.base_dir", "--base").
+    """
+    check_writable_dir(model_dir, what)
+    entries = visible_entries(model_dir, what)
+    if entries and not versions(model_dir):
+        raise RoadError(f"{what} {model_dir}: a folder holding other files ({first_few(sorted(entries))}) and no "
+                        "numbered versions, not a model folder; choose another export.base_dir or model name")

@@ -24,7 +24,8 @@ from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, nonempty
-from road_tf.files import check_weights_file, check_writable_dir, non_file_kind, visible_entries, write_atomic
+from road_tf.files import (check_model_folder, check_weights_file, check_writable_dir, non_file_kind,
+                           visible_entries, write_atomic)
 from road_tf.run_clock import TIME_FILE
 from road_tf.registry import SPAN, task_spec
 
@@ -145,7 +146,7 @@ def preflight(config, output_dir):
     check_writable_dir(output_dir, "--output-dir")
     check_writable_dir(sources.cache_root(config.data), "data.cache_dir")
     if config.export.enabled and spec.kind == SPAN:
-        check_writable_dir(pathlib.Path(config.export.base_dir) / config.export.model_name, "export.base_dir")
+        check_model_folder(pathlib.Path(config.export.base_dir) / config.export.model_name, "export.base_dir")
     check_teacher_files(config.distillation)
     if config.data.vocab != "minilm":
         read_vocab(vocab_path(config.data.vocab))

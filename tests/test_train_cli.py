@@ -17,7 +17,7 @@ import tensorflow as tf
 import yaml
 
 from conftest import REPO, one_error_line
-from road_tf import experiment, export, train
+from road_tf import experiment, export, files, train
 from road_tf.errors import ConfigError, RoadError
 from road_tf.config import dump_yaml, load_config
 from road_tf.data import sources
@@ -309,6 +309,37 @@ def test_an_output_dir_holding_other_files_is_refused_before_the_run_writes_ther
         f"error: --output-dir {out}: a folder holding other files (todo.txt), not a road_tf run (no config.yaml or "
         "train.log); choose a new or empty folder")
     assert [path.name for path in out.iterdir()] == ["todo.txt"]
+
+
+def test_an_export_folder_holding_other_files_is_refused_before_the_run_starts(tmp_path, capsys, monkeypatch):
+    """export.base_dir=~ with export.model_name=Documents trained, then put a version folder `1/`
+    among the files there."""
+    def refuse(config, output_dir):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(experiment, "prepare_run", refuse)
+    documents = tmp_path / "Documents"
+    documents.mkdir()
+    (documents / "todo.txt").write_text("mine\n")
+    out = tmp_path / "run"
+    argv = [*tiny_argv(out, tmp_path, f"export.base_dir={tmp_path}", "export.model_name=Documents")]
+    argv[argv.index("export.enabled=false")] = "export.enabled=true"
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv)
+    assert one_error_line(capsys, exit_info) == (
+        f"error: export.base_dir {documents}: a folder holding other files (todo.txt) and no numbered versions, "
+        "not a model folder; choose another export.base_dir or model name")
+    assert [path.name for path in documents.iterdir()] == ["todo.txt"] and not out.exists()
+
+
+def test_a_model_folder_of_versions_an_empty_or_a_new_one_takes_an_export(tmp_path):
+    for name in ("versions", "empty"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "versions" / "3").mkdir()
+    (tmp_path / "versions" / "notes.txt").write_text("kept\n")
+    (tmp_path / "empty" / ".gitkeep").write_text("")
+    for name in ("versions", "empty", "new"):
+        files.check_model_folder(tmp_path / name, "export.base_dir")
 
 
 def test_the_repository_root_as_output_dir_is_refused(capsys, monkeypatch):
