@@ -155,9 +155,14 @@ def _damage(path, how):
         meta.write_text("[1, 2]")
     elif how == "rows disagree":
         meta.write_text(meta.read_text().replace('"rows": 100', '"rows": 99'))
+    elif how == "a shape of 2**32 values":  # TensorFlow's parser crashed the process (SIGSEGV)
+        meta.write_text(meta.read_text().replace('"shape": [4]', '"shape": [65536, 65536]'))
+    elif how == "a shape of 41 axes":  # numpy's ValueError (at most 32 dimensions) came out of the read
+        meta.write_text(meta.read_text().replace('"shape": [4]', f'"shape": {[1] * 40 + [4]}'))
 
 
-@pytest.mark.parametrize("how", ["truncated", "garbage records", "garbage sidecar", "sidecar a list", "rows disagree"])
+@pytest.mark.parametrize("how", ["truncated", "garbage records", "garbage sidecar", "sidecar a list", "rows disagree",
+                                 "a shape of 2**32 values", "a shape of 41 axes"])
 def test_a_damaged_cache_names_its_file_and_is_rebuilt(tmp_path, how, caplog):
     path = tmp_path / "f.tfrecord"
     feats.write_feature_cache(path, CACHE)

@@ -8,6 +8,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import pathlib
 import re
@@ -324,13 +325,26 @@ def _read_sidecar(path, meta):
     shapes, rows = info.get("shapes"), info.get("rows")
     valid = (info.get("format") == CACHE_FORMAT and isinstance(rows, int) and not isinstance(rows, bool) and rows >= 0
              and isinstance(shapes, dict) and shapes
-             and all(isinstance(d, dict) and d.get("dtype") in ("int32", "float32")
-                     and isinstance(d.get("shape"), list)
-                     and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2 ** 31 for n in d["shape"])
+             and all(isinstance(d, dict) and d.get("dtype") in ("int32", "float32") and _is_row_shape(d.get("shape"))
                      for d in shapes.values()))
     if not valid:
         raise InvalidCache(path, f"{meta.name} is not a cache sidecar (format, rows, shapes)")
     return info
+
+
+MAX_ROW_RANK, MAX_ROW_VALUES = 4, 1 << 20
+"""The most axes and values a sidecar may give one feature of one row. A cache written here has at
+most 2 axes and 2 x max_seq_length <= 32,768 values (char_offsets); TensorFlow's parser allocates a
+row's shape up front, and a damaged sidecar's [65536, 65536] crashed the process (SIGSEGV), 41
+axes stopped it with numpy's ValueError."""
+
+
+def _is_row_shape(shape):
+    """Whether a sidecar's `shape` is one a cache row can have: a list of at most MAX_ROW_RANK
+    non-negative ints (not bools) of at most MAX_ROW_VALUES values in all."""
+    return (isinstance(shape, list) and len(shape) <= MAX_ROW_RANK
+            and all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n <= MAX_ROW_VALUES for n in shape)
+            and math.prod(shape) <= MAX_ROW_VALUES)
 
 
 def verify_feature_cache(path):
