@@ -57,6 +57,8 @@ from road_tf.run_clock import RunClock, recorded_minutes
 from road_tf.saved_model import newest_is_from
 
 SHARED = "../shared/data"
+RUN_FOLDER = train.RunFolder("run folder", "delete the run folder to train that run again")
+"""How the checks of a run name its folder, which a config's hash named, not a flag."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -257,7 +259,7 @@ class Experiments:
         digest = config_digest(config, 12)
         run_dir = self.output / "runs" / f"{role}-{digest}"
         with RunClock(run_dir):
-            metrics, trained = train.train_run(config, run_dir)
+            metrics, trained = train.train_run(config, run_dir, RUN_FOLDER)
         if trained:
             keras.backend.clear_session()
         print(f"{'trained' if trained else 'reused'} {role} run {run_dir}", flush=True)

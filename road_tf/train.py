@@ -40,6 +40,26 @@ INTERRUPTED_EXIT = 128 + signal.SIGINT  # what shells report for a command stopp
 TERMINATED_EXIT = 128 + signal.SIGTERM  # and by `kill` or a job scheduler's SIGTERM (143)
 
 
+@dataclasses.dataclass(frozen=True)
+class RunFolder:
+    """How the checks of `train_run` name the run folder and what they tell the user to do about one
+    in the way: `flag` names it ("--output-dir X"), and `remedy`, when given, replaces each message's
+    own advice (choose another --output-dir, give the settings it was started with): a caller that
+    names run folders itself (road_tf.experiments, by their config's hash) takes neither flag nor
+    settings."""
+
+    flag: str = "--output-dir"
+    remedy: str = ""
+
+    def advice(self, own):
+        """`remedy`, or the message's `own` advice when there is none."""
+        return self.remedy or own
+
+
+OUTPUT_DIR = RunFolder()
+"""train's own run folder: its --output-dir."""
+
+
 def parse_args(argv):
     """Command-line flags; --help lists the recipes."""
     recipes = "\n".join(f"  {name:24s} {doc}" for name, doc in config_lib.recipes().items())
@@ -95,17 +115,17 @@ def check_teacher_files(distillation):
             check_weights_file(teacher.checkpoint, f"distillation.teachers[{i}].checkpoint")
 
 
-def check_run_folder(output_dir):
+def check_run_folder(output_dir, folder=OUTPUT_DIR):
     """RoadError when `output_dir` is a folder that holds files but is not a run's: a run resumes in
     its own folder (it holds the `config.yaml` and `train.log` a run writes first), starts in an
     empty or new one, and must not scatter its files among others (the repository, a home folder)."""
-    entries = visible_entries(output_dir, "--output-dir")
+    entries = visible_entries(output_dir, folder.flag)
     if entries and not entries & RUN_START_FILES:
-        raise RoadError(f"--output-dir {output_dir}: a folder holding other files ({first_few(sorted(entries))}), "
-                        "not a road_tf run (no config.yaml or train.log); choose a new or empty folder")
+        raise RoadError(f"{folder.flag} {output_dir}: a folder holding other files ({first_few(sorted(entries))}), "
+                        f"not a road_tf run (no config.yaml or train.log); {folder.advice('choose a new or empty folder')}")
 
 
-def check_same_config(config, output_dir):
+def check_same_config(config, output_dir, folder=OUTPUT_DIR):
     """RoadError when `output_dir` holds the `config.yaml` of a run of another configuration (or a
     config.yaml no run wrote): resuming it would train one run under two configurations, and a
     finished one would be reported as this configuration's."""
@@ -114,11 +134,11 @@ def check_same_config(config, output_dir):
     try:
         changed = config_lib.changed_fields(config_lib.config_of_run(output_dir), config)
     except ConfigError as error:
-        raise RoadError(f"--output-dir {output_dir}: not a road_tf run's config.yaml ({error}); "
-                        "choose another --output-dir") from None
+        raise RoadError(f"{folder.flag} {output_dir}: not a road_tf run's config.yaml ({error}); "
+                        f"{folder.advice('choose another --output-dir')}") from None
     if changed:
-        raise RoadError(f"--output-dir {output_dir}: holds a run of another configuration ({first_few(changed)} differ); "
-                        "give the settings it was started with to resume it, or choose another --output-dir")
+        raise RoadError(f"{folder.flag} {output_dir}: holds a run of another configuration ({first_few(changed)} differ); "
+                        + folder.advice("give the settings it was started with to resume it, or choose another --output-dir"))
 
 
 def check_data_paths(paths):
@@ -133,7 +153,7 @@ def check_data_paths(paths):
             raise ConfigError(f"{field}: {path}: {kind}, not a file{why}")
 
 
-def preflight(config, output_dir):
+def preflight(config, output_dir, folder=OUTPUT_DIR):
     """Fails before anything is written or trained on what would otherwise stop the run later.
 
     Checks that the run, cache and export folders can be written, that teacher checkpoints (or the
@@ -143,7 +163,7 @@ def preflight(config, output_dir):
     run itself). None of it loads TensorFlow, so it takes about a second.
     """
     spec = task_spec(config.task)
-    check_writable_dir(output_dir, "--output-dir")
+    check_writable_dir(output_dir, folder.flag)
     check_writable_dir(sources.cache_root(config.data), "data.cache_dir")
     if config.export.enabled and spec.kind == SPAN:
         check_model_folder(pathlib.Path(config.export.base_dir) / config.export.model_name, "export.base_dir")
@@ -271,7 +291,7 @@ def _is_finite_number(value):
         return False
 
 
-def read_finished_run(metrics_path):
+def read_finished_run(metrics_path, folder=OUTPUT_DIR):
     """The metrics.json dict of a finished run; RoadError when the file is not what a run writes: a
     JSON object whose `stages` map names to metric objects, whose `final` names its `task` and holds
     finite numbers, and whose `export` is a path or null."""
@@ -286,25 +306,25 @@ def read_finished_run(metrics_path):
                 and all(isinstance(stage, dict) for stage in metrics["stages"].values())
                 and isinstance(metrics.get("export"), (str, type(None))))
     if not finished:
-        raise RoadError(f"{metrics_path}: not the metrics.json of a finished road_tf run; move it away "
-                        "or choose another --output-dir")
+        raise RoadError(f"{metrics_path}: not the metrics.json of a finished road_tf run; "
+                        + folder.advice("move it away or choose another --output-dir"))
     return metrics
 
 
-def checked_start(config, output_dir):
+def checked_start(config, output_dir, folder=OUTPUT_DIR):
     """What `train_run` checks and loads before the run folder is made -> (the metrics of a finished
     run, or None; `experiment.prepare_run`'s inputs, or None for a finished run). An unexpected
     error while preparing starts `train.log`, which keeps its traceback."""
-    preflight(config, output_dir)
+    preflight(config, output_dir, folder)
     metrics_path = output_dir / config_lib.RUN_METRICS_FILE
     kind = non_file_kind(metrics_path)
     if kind:
-        raise RoadError(f"{metrics_path}: is {kind}, where the run would write its metrics; move it away "
-                        "or choose another --output-dir")
-    check_same_config(config, output_dir)
+        raise RoadError(f"{metrics_path}: is {kind}, where the run would write its metrics; "
+                        + folder.advice("move it away or choose another --output-dir"))
+    check_same_config(config, output_dir, folder)
     if metrics_path.is_file():
-        return read_finished_run(metrics_path), None
-    check_run_folder(output_dir)
+        return read_finished_run(metrics_path, folder), None
+    check_run_folder(output_dir, folder)
     from road_tf.experiment import prepare_run, running  # TensorFlow loads here, once the quick checks passed
 
     try:
@@ -316,19 +336,23 @@ def checked_start(config, output_dir):
         raise
 
 
-def train_run(config, output_dir):
+def train_run(config, output_dir, folder=OUTPUT_DIR):
     """Checks, then trains `config` into `output_dir` (resuming it), or reads it back when finished.
 
     The run folder and its `train.log` are made once the checks and the data loading passed: a run
     they stop leaves nothing behind (a folder that was there is left as it was), unless an
     unexpected error stopped it, whose traceback `train.log` keeps.
 
+    Args:
+        config: the run's Config; output_dir: its folder; folder: how messages name that folder
+            (`RunFolder`), train's --output-dir by default.
+
     Returns:
         (metrics.json's dict, whether this call trained: False for a run that had finished).
     """
     setup_logging()
     try:
-        finished, inputs = checked_start(config, output_dir)
+        finished, inputs = checked_start(config, output_dir, folder)
     except BaseException:
         drop_held_lines()  # a run its checks stopped writes no log (start_log_file took them after an unexpected error)
         raise

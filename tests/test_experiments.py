@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from conftest import one_error_line
 
-from road_tf import experiments, run_clock
-from road_tf.config import config_digest, load_config, resolve_recipe, to_dict
+from road_tf import experiments, run_clock, train
+from road_tf.config import config_digest, config_from_dict, dump_yaml, load_config, resolve_recipe, to_dict
 from road_tf.data import features
 from road_tf.errors import RoadError
 from road_tf.experiments import KD_FORMS, SCALES, TABLES, TEACHER_SETS, Experiments
@@ -451,3 +451,25 @@ def test_errors_show_output_as_it_was_given(tmp_path, capsys, monkeypatch, given
     assert final_tiny_error(capsys, given) == (
         f"error: --output {shown}: holds the small scale's runs and tables (scale.json), which --scale tiny "
         "would overwrite; choose another --output")
+
+
+def test_a_damaged_run_folder_of_the_tables_is_named_with_the_remedy_that_applies_to_them(tmp_path):
+    """The tables name their run folders by their config's hash: a damaged one's message said "choose
+    another --output-dir" and "give the settings it was started with", which the command has not."""
+    config = config_from_dict({"export": {"enabled": False}, "data": {"cache_dir": str(tmp_path / "cache")}})
+    other = config_from_dict({"export": {"enabled": False}, "data": {"cache_dir": str(tmp_path / "cache")},
+                              "train": {"steps": 5}})
+    run = tmp_path / "runs" / "student-0123"
+    run.mkdir(parents=True)
+    remedy = "; delete the run folder to train that run again"
+    for config_yaml, metrics, message in (
+            (dump_yaml(other), None, f"run folder {run}: holds a run of another configuration (train.steps differ)"),
+            ("x: [", None, f"run folder {run}: not a road_tf run's config.yaml ("),
+            (dump_yaml(config), '{"final": 1}', f"{run / 'metrics.json'}: not the metrics.json of a finished road_tf run")):
+        (run / "config.yaml").write_text(config_yaml)
+        if metrics:
+            (run / "metrics.json").write_text(metrics)
+        with pytest.raises(RoadError) as error:
+            train.train_run(config, run, experiments.RUN_FOLDER)
+        assert str(error.value).startswith(message) and str(error.value).endswith(remedy)
+        assert "--output-dir" not in str(error.value)
