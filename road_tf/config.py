@@ -593,7 +593,7 @@ def _coerce(value, annotation, field):
     if annotation is float:
         return _number(value, field)
     if annotation is str:
-        if value is None or isinstance(value, (dict, list)):
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):  # str() of b'x' or a date is no name
             raise ConfigError(f"{field}: expected a string, got {shown(value)}")
         text = str(value)
         problem = utf8_problem(text)

@@ -489,3 +489,12 @@ def test_a_repeated_key_in_a_set_mapping_is_refused_as_in_a_recipe():
     """`--set 'train={steps: 5, steps: 6}'` was kept as text and refused as "expected a mapping"."""
     with pytest.raises(ConfigError, match="^--set train: not valid YAML \\(line 1: duplicate key 'steps'\\)$"):
         config_lib.load_config(None, ["train={steps: 5, steps: 6}"])
+
+
+@pytest.mark.parametrize("value, shown", [("!!binary aGk=", "b'hi'"), ("!!set {a}", "{'a'}"),
+                                          ("!!timestamp 2001-12-14", "datetime.date(2001, 12, 14)"), ("!!bool true", "True")])
+def test_a_text_setting_refuses_a_tagged_value_that_is_no_text(value, shown):
+    """export.model_name=!!binary aGk= exported a model named "b'hi'", !!set {a} one named "{'a'}"."""
+    with pytest.raises(ConfigError, match=f"^export.model_name: expected a string, got {re.escape(shown)}$"):
+        config_lib.load_config(None, [f"export.model_name={value}"])
+    assert config_lib.load_config(None, ["export.model_name=!!int 5"]).export.model_name == "5"
