@@ -53,6 +53,11 @@ SHOWN_CHARS = 200
 """Characters of a user's or server's text (URL, model name, error message) an error message keeps."""
 _HOST_BYTES = re.compile(r"[\x00-\x20\x7f]")
 """Characters http.client refuses in a URL's host or path (controls and spaces)."""
+MAX_PORT = 65535
+_GRPC_PORT = re.compile(r":([-+]?[0-9]+)\Z")
+"""The port that ends a gRPC address (":8500"), signed or not, so that "-1" is caught too."""
+SOCKET_TARGETS = ("unix:", "unix-abstract:", "vsock:")
+"""gRPC target schemes that name a socket, not a TCP port."""
 
 
 class ServerError(RoadError):
@@ -459,7 +464,21 @@ def _grpc_target_problem(target):
     """None for a usable gRPC target string; otherwise what is wrong with it, in words."""
     if not target:
         return "it is empty; expected HOST:PORT"
-    return utf8_problem(target)
+    return utf8_problem(target) or _grpc_port_problem(target)
+
+
+def _grpc_port_problem(target):
+    """None unless an address of the gRPC `target` (HOST:PORT, dns:..., or an ipv4:/ipv6: list of
+    addresses) ends in a port outside 0-65535, which gRPC would take modulo 65536 and so reach
+    another port (127.0.0.1:84036 is 127.0.0.1:18500); what is wrong, in words. Socket targets
+    (unix:, unix-abstract:, vsock:) name no TCP port and pass."""
+    if target.startswith(SOCKET_TARGETS):
+        return None
+    for address in target.split(","):
+        port = _GRPC_PORT.search(address)
+        if port and not (port[1].isdigit() and len(port[1]) <= 5 and int(port[1]) <= MAX_PORT):
+            return f"port {_shorten(port[1], 20)} is out of range 0-{MAX_PORT}; expected HOST:PORT"
+    return None
 
 
 def _bounded(kind, low, high, what):

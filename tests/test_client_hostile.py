@@ -99,6 +99,26 @@ def test_bad_flags_are_one_line(capsys, flags, fragment):
     assert fragment in line and len(line) < 500
 
 
+@pytest.mark.parametrize("target, port", [
+    ("127.0.0.1:84036", "84036"), ("127.0.0.1:-1", "-1"), ("dns:///localhost:70000", "70000"),
+    ("ipv4:127.0.0.1:8500,127.0.0.1:99999", "99999"), ("h:" + "9" * 5000, "9" * 20),
+], ids=["wraps", "negative", "dns", "ipv4_list", "digits"])
+def test_grpc_port_out_of_range_is_refused(capsys, target, port):
+    """gRPC takes a port modulo 65536 (127.0.0.1:84036 reached a server on 18500): a port outside
+    0-65535 is refused by name before anything is sent, in the CLI and the library."""
+    line = refused(capsys, ["q", "--context", "c", "--grpc", target])
+    assert "bad gRPC target" in line and f"port {port}" in line and "out of range 0-65535" in line
+    with pytest.raises(client.ServerError, match="out of range"):
+        client.GrpcPredictor(target)
+
+
+@pytest.mark.parametrize("target", ["127.0.0.1:8500", "[::1]:65535", "dns:///localhost:0", "localhost",
+                                    "ipv4:127.0.0.1:1,127.0.0.2:2", "unix:/tmp/s:99999"])
+def test_grpc_targets_in_range_pass(target):
+    """Ports 0-65535, a target without a port and socket targets pass the check."""
+    assert client._grpc_target_problem(target) is None
+
+
 def test_non_utf8_question_is_one_line(capsys):
     """A question holding a byte that is not UTF-8 (as argv delivers it) is refused before gRPC sees it."""
     assert "QUESTION: not UTF-8 text (byte 0xff" in refused(capsys, ["\udcff", "--context", "c", "--grpc", "h:1"])
