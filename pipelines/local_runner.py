@@ -17,13 +17,19 @@ import warnings
 from pipelines import configs
 from road_tf import config as config_lib
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty, utf8_problem
-from road_tf.files import check_folder, check_writable_dir, file_head, versions
+from road_tf.files import check_distinct, check_folder, check_writable_dir, file_head, versions
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
+SOURCES = ("synthetic", "tfds")
+"""The --data values that name a source, not a file."""
 ROOT_FOLDERS = ("data", "data/synthetic", "data/split", "data/examples", "data/examples/Split-train",
                 "data/examples/Split-eval", "pipeline")
 """The folders a run writes under --root."""
 METADATA_FILE, SQLITE_HEADER = "metadata.db", b"SQLite format 3\x00"
+EXAMPLE_FILES = ("data/examples/Split-train/data.tfrecord", "data/examples/Split-eval/data.tfrecord")
+"""The files every run writes under --root (the ImportExampleGen input)."""
+SPLIT_FILES = ("data/split/train.json", "data/split/eval.json")
+"""The files a run that splits one --data file (no --eval-data) writes under --root: its two halves."""
 
 
 def add_pipeline_arguments(parser):
@@ -120,11 +126,25 @@ def check_pipeline_flags(args):
     check_beam_args(args.beam_args)
 
 
+def recipe_path(args):
+    """The recipe file `--config` names (a recipe name resolved to its file), or None without --config."""
+    return config_lib.resolve_recipe(args.config) if args.config else None
+
+
 def resolve_config(args):
     """The road_tf Config of `--config` and `--set`, as road_tf.train resolves it (teachers named by
     their run made concrete)."""
-    path = config_lib.resolve_recipe(args.config) if args.config else None
-    return config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
+    return config_lib.resolve_teacher_runs(config_lib.load_config(recipe_path(args), args.overrides))
+
+
+def check_inputs_kept(args, root):
+    """RoadError when a file the run writes under `root` (EXAMPLE_FILES, and SPLIT_FILES when it
+    splits one --data file) is one it reads (--data, --eval-data, the --config recipe): the halves
+    of a split replaced the file they were split from (`--data ROOT/data/split/train.json`)."""
+    written = EXAMPLE_FILES + (SPLIT_FILES if args.eval_data is None and args.data not in SOURCES else ())
+    read = {"--data": None if args.data in SOURCES else args.data, "--eval-data": args.eval_data,
+            "--config": recipe_path(args)}
+    check_distinct({f"--root's {name}": root / name for name in written}, read)
 
 
 def pipeline_settings(args, config):
@@ -149,12 +169,13 @@ def parse_args(argv):
                         help="write the examples under ROOT/data/examples and stop (e.g. to copy them for Kubeflow)")
     args = parser.parse_args(argv)
     check_pipeline_flags(args)
-    if args.eval_data and args.data in ("synthetic", "tfds"):
+    if args.eval_data and args.data in SOURCES:
         raise RoadError(f"--eval-data: needs a SQuAD file for --data, not {args.data} (which brings its own eval split)")
     if args.min_dev_questions < 1:
         raise RoadError(f"--min-dev-questions: must be at least 1, got {args.min_dev_questions}")
     check_writable_dir(args.root, "--root")
     check_root(pathlib.Path(args.root))
+    check_inputs_kept(args, pathlib.Path(args.root))
     check_writable_dir(args.serving_model_dir, "--serving-model-dir")
     return args
 

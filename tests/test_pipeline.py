@@ -201,3 +201,26 @@ def test_a_pipe_is_read_once_to_split_and_as_a_train_file(tmp_path, pipe_of):
 def test_bad_override_fails_with_one_line_like_road_tf_train(tmp_path, capsys):
     error = refusal(runner_args(tmp_path, overrides=["train.steps=abc"]), capsys)
     assert error.startswith("error: train.steps: expected an integer")
+
+
+@pytest.mark.parametrize("name", ["data/split/train.json", "data/split/eval.json",
+                                  "data/examples/Split-train/data.tfrecord"])
+def test_an_input_the_run_would_overwrite_under_root_is_refused_and_kept(tmp_path, capsys, name):
+    """A --data file that is one of the files the run writes under --root (the halves of its last
+    split) was read, then replaced by its own train or eval half: refused by name, left as it was."""
+    root = tmp_path / "tfx"
+    data = squad_file(root / name, ["Velden", "Marrow", "Tarn"])
+    before = data.read_bytes()
+    error = refusal(runner_args(tmp_path, "--data", str(data), "--min-dev-questions=2", "--prepare-only"), capsys)
+    assert error == f"error: --root's {name} {data}: is the --data file, which it would overwrite"
+    assert data.read_bytes() == before
+
+
+def test_the_halves_of_an_earlier_split_may_be_the_train_and_eval_files(tmp_path):
+    """With --eval-data nothing is split, so the halves an earlier run wrote under --root are read, not written."""
+    good = squad_file(tmp_path / "good.json", ["Velden", "Marrow"])
+    assert local_runner.main(runner_args(tmp_path, "--data", str(good), "--min-dev-questions=2", "--prepare-only")) == 0
+    halves = [tmp_path / "tfx" / "data" / "split" / f"{split}.json" for split in SPLITS]
+    before = [half.read_bytes() for half in halves]
+    args = runner_args(tmp_path, "--data", str(halves[0]), "--eval-data", str(halves[1]), "--prepare-only")
+    assert local_runner.main(args) == 0 and [half.read_bytes() for half in halves] == before
