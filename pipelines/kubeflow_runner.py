@@ -14,9 +14,9 @@ import tempfile
 
 from pipelines import configs
 from pipelines.local_runner import (add_pipeline_arguments, check_pipeline_flags, flag_name, pipeline_settings,
-                                    resolve_config)
+                                    recipe_path, resolve_config)
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
-from road_tf.files import check_writable_file, write_atomic
+from road_tf.files import check_distinct, check_writable_file, write_atomic
 
 # A container image reference as Docker parses it: [host[:port]/]path[:tag][@digest], the path in
 # lower case. TFX would put an empty --image aside for its own image, which has no road_tf in it.
@@ -67,6 +67,7 @@ def parse_args(argv):
     for dest in CLUSTER_PATHS:
         check_cluster_path(getattr(args, dest), flag_name(dest))
     check_writable_file(args.output, "--output")
+    check_distinct({"--output": args.output}, {"--config": recipe_path(args)})
     return args
 
 

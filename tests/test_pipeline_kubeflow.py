@@ -7,6 +7,7 @@ import pytest
 
 from conftest import one_error_line
 from pipelines import kubeflow_runner
+from road_tf import config as config_lib
 
 COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer", "SquadGate", "Pusher"}
 IMAGE = "registry.example/road-tfx:7"
@@ -78,6 +79,21 @@ def test_bad_flags_are_one_line_before_anything_is_compiled(argv, message, tmp_p
         kubeflow_runner.main(["--image", IMAGE, "--output", str(output), *argv])
     assert message in one_error_line(capsys, exit_info)
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("recipe", ["file", "name"])
+def test_an_output_that_is_the_config_recipe_is_refused_and_kept(tmp_path, capsys, monkeypatch, recipe):
+    """--output equal to the --config recipe (a YAML file, or the file a recipe name resolves to,
+    e.g. `--config demo --output configs/demo.yaml`) replaced the recipe with the compiled spec."""
+    path = tmp_path / "recipe.yaml"
+    path.write_text("train:\n  steps: 10\n")
+    if recipe == "name":
+        monkeypatch.setattr(config_lib, "CONFIG_DIR", tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_runner.main(["--image", IMAGE, "--output", str(path),
+                              "--config", str(path) if recipe == "file" else "recipe"])
+    assert one_error_line(capsys, exit_info) == f"error: --output {path}: is the --config file, which it would overwrite"
+    assert path.read_text() == "train:\n  steps: 10\n"
 
 
 def test_an_output_that_is_not_utf8_is_refused(tmp_path, capsys):
