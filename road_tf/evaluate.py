@@ -19,7 +19,6 @@ naming the file, the record and the problem.
 """
 
 import argparse
-import collections
 import json
 import logging
 import math
@@ -27,7 +26,7 @@ import os
 import re
 import sys
 
-from road_tf.data.squad import parse_json, read_squad_json, read_text
+from road_tf.data.squad import parse_json, read_squad_json, read_text, repeated_json_key
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
@@ -95,8 +94,9 @@ def _repeated_keys(text):
     found = []
 
     def pairs(items):
-        counts = collections.Counter(key for key, _ in items)
-        found.extend((key, count) for key, count in counts.items() if count > 1)
+        repeated = repeated_json_key(items)
+        if repeated:
+            found.append(repeated)
 
     json.loads(text, object_pairs_hook=pairs)
     return found[0] if found else None

@@ -33,6 +33,7 @@ import threading
 import time
 import urllib.parse
 
+from road_tf.data.squad import repeated_json_key
 from serving.apis import metadata_json, status_json
 from serving.codec import array_to_json, columns_to_rows, json_to_array, rows_to_columns
 from serving.errors import ServingError, invalid, not_found, printable
@@ -113,13 +114,25 @@ def _columnar_inputs(inputs, specs):
 
 def _parse_json(body):
     """Request bytes -> decoded JSON; INVALID_ARGUMENT for bad UTF-8 or JSON, nesting deeper than
-    Python's recursion limit, or integers too long to convert."""
+    Python's recursion limit, integers too long to convert, or an object that gives a key twice
+    (`_unique_keys`)."""
     try:
-        return json.loads(body.decode("utf-8"))
+        return json.loads(body.decode("utf-8"), object_pairs_hook=_unique_keys)
     except (UnicodeDecodeError, ValueError) as error:  # json.JSONDecodeError is a ValueError
         raise invalid(f"malformed JSON in request body: {error}") from None
     except RecursionError:
         raise invalid("malformed JSON in request body: nested too deeply") from None
+
+
+def _unique_keys(pairs):
+    """json.loads object_pairs_hook: the object's (key, value) `pairs` as a dict; INVALID_ARGUMENT when
+    it gives a key twice. Python would keep the last value and TF Serving keeps the first ("instances",
+    "signature_name", an input of "inputs"), so such a request would get other answers in production."""
+    repeated = repeated_json_key(pairs)
+    if repeated:
+        raise invalid(f"malformed JSON in request body: an object gives the key \"{printable(repeated[0], 80)}\" "
+                      f"{repeated[1]} times; give each key once")
+    return dict(pairs)
 
 
 class HttpError(Exception):

@@ -310,6 +310,18 @@ def _json_cases():
         ("surrogate_pair_reversed", r'{"instances": [{"question": "\udc00\ud800", "context": "c"}]}', 400,
          "lone surrogate"),
         ("unknown_key", {**GOOD_QA, "extra": 1}, 400, "unknown request key"),
+        # A repeated key: Python kept the last value, TF Serving keeps the first (other answers in production).
+        ("repeated_instances", '{"instances": [{"question": "q", "context": "c"}], "instances": [{"question": "q", '
+         '"context": "c"}, {"question": "q", "context": "c"}]}', 400, 'gives the key "instances" 2 times'),
+        ("repeated_signature_name", '{"signature_name": "serve_token_ids", "signature_name": "serving_default", '
+         '"instances": [{"question": "q", "context": "c"}]}', 400, 'gives the key "signature_name" 2 times'),
+        ("repeated_input_row", '{"instances": [{"question": "q", "question": "r", "context": "c"}]}', 400,
+         'gives the key "question" 2 times'),
+        ("repeated_input_columnar", '{"inputs": {"question": ["q"], "context": ["c"], "context": ["d"], '
+         '"context": ["e"]}}', 400, 'gives the key "context" 3 times'),
+        ("repeated_b64", '{"instances": [{"question": {"b64": "cQ==", "b64": "cg=="}, "context": "c"}]}', 400,
+         'gives the key "b64" 2 times'),
+        ("repeated_surrogate_key", r'{"\ud800": 1, "\ud800": 2}', 400, r'gives the key "\ud800" 2 times'),
         ("both_formats", {**GOOD_QA, "inputs": {"question": ["q"], "context": ["c"]}}, 400, "exactly one of"),
         ("neither_format", {"signature_name": "serving_default"}, 400, "exactly one of"),
     ]

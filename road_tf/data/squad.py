@@ -8,6 +8,7 @@ the read; problems with one question stop it too unless `skip_bad_records` is se
 question is logged, skipped and counted.
 """
 
+import collections
 import gzip
 import hashlib
 import json
@@ -58,6 +59,17 @@ def parse_json(text, path):
         raise DataError(path, "invalid JSON: arrays or objects nested too deeply") from None
     except ValueError as error:  # integers too long to convert (Python's int max-digits limit)
         raise DataError(path, f"invalid JSON: {error}") from None
+
+
+def repeated_json_key(pairs):
+    """(the first key the (key, value) `pairs` of one JSON object give more than once, how often), or
+    None: for a `json.loads` object_pairs_hook, since Python keeps a repeated key's last value silently
+    (and other parsers, e.g. TF Serving's, its first)."""
+    keys = [key for key, _ in pairs]
+    if len(set(keys)) == len(keys):
+        return None
+    counts = collections.Counter(keys)
+    return next((key, count) for key, count in counts.items() if count > 1)
 
 
 def read_squad_json(path, skip_bad_records=False):
