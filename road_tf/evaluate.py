@@ -26,7 +26,7 @@ import os
 import re
 import sys
 
-from road_tf.data.squad import parse_json, read_squad_json, read_text, repeated_json_key
+from road_tf.data.squad import first_repeated_key, parse_json, read_squad_json, read_text
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
@@ -82,24 +82,10 @@ def _read_mapping(path, describe, is_value):
     for key, value in mapping.items():
         if not is_value(value):
             raise DataError(path, f"value must be {describe}, got {json.dumps(value)[:60]}", record=key)
-    repeated = _repeated_keys(text)
+    repeated = first_repeated_key(text)
     if repeated:
         raise DataError(path, f"the id is given {repeated[1]} times; give each id once", record=repeated[0])
     return mapping
-
-
-def _repeated_keys(text):
-    """(first key an object of the JSON `text` holds more than once, its count) or None; `text` has
-    parsed already, so it parses again without error."""
-    found = []
-
-    def pairs(items):
-        repeated = repeated_json_key(items)
-        if repeated:
-            found.append(repeated)
-
-    json.loads(text, object_pairs_hook=pairs)
-    return found[0] if found else None
 
 
 def _is_integer(value):

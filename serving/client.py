@@ -35,6 +35,7 @@ import types
 import urllib.parse
 import warnings
 
+from road_tf.data.squad import first_repeated_key
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty, utf8_problem
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import array_to_json
@@ -560,7 +561,7 @@ def read_batch_file(path):
 
     Raises:
         DataError: unreadable file, a line that is not a JSON object (or nested too deeply, or
-        with a number of more digits than Python converts), a missing or non-string
+        with a number of more digits than Python converts, or giving a key twice), a missing or non-string
         question/context, an id that is neither a string nor an integer, text that is not UTF-8
         (a lone surrogate escape such as "\\ud800"), or no records at all.
     """
@@ -594,6 +595,10 @@ def _batch_record(path, number, line):
         raise DataError(path, f"line {number}: a number has more digits than {sys.get_int_max_str_digits()}") from None
     if not isinstance(record, dict):
         raise DataError(path, f"line {number}: expected a JSON object, got {type(record).__name__}")
+    repeated = first_repeated_key(line)
+    if repeated:
+        raise DataError(path, f"line {number}: the key {_shorten(repr(repeated[0]), 80)} is given {repeated[1]} "
+                              "times; give each key once")
     for key in ("question", "context"):
         if not isinstance(record.get(key), str):
             raise DataError(path, f"line {number}: {key!r} is missing or not a string")

@@ -327,3 +327,17 @@ def test_endless_input_is_refused_at_the_limit_before_any_request(capsys, monkey
     path.write_text(text)
     line = refused(capsys, [*flags, str(path), "--rest", UNREACHABLE])
     assert line == f"error: {path}: {message}"
+
+
+@pytest.mark.parametrize("line, key", [
+    ('{"question": "q", "context": "c", "question": "r"}', "'question' is given 2 times"),
+    ('{"question": "q", "context": "c", "id": 1, "id": 2, "id": 3}', "'id' is given 3 times"),
+    ('{"question": "q", "context": "c", "meta": {"a": 1, "a": 2}}', "'a' is given 2 times"),
+], ids=["question", "id", "nested"])
+def test_a_batch_record_that_gives_a_key_twice_is_refused_before_any_request(tmp_path, capsys, line, key):
+    """JSON keeps a repeated key's last value: the question asked (or the id copied to its answer)
+    would silently be the second one. The record is refused by line, before the server is asked."""
+    batch = tmp_path / "in.jsonl"
+    batch.write_text('{"question": "q", "context": "c"}\n' + line + "\n")
+    error = refused(capsys, ["--batch-file", str(batch), "--rest", UNREACHABLE])
+    assert error == f"error: {batch}: line 2: the key {key}; give each key once"

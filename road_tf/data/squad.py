@@ -72,6 +72,20 @@ def repeated_json_key(pairs):
     return next((key, count) for key, count in counts.items() if count > 1)
 
 
+def first_repeated_key(text):
+    """(the first key an object of the JSON `text` gives more than once, how often) or None
+    (`repeated_json_key`); `text` has parsed already, so it parses again without error."""
+    found = []
+
+    def pairs(items):
+        repeated = repeated_json_key(items)
+        if repeated:
+            found.append(repeated)
+
+    json.loads(text, object_pairs_hook=pairs)
+    return found[0] if found else None
+
+
 def read_squad_json(path, skip_bad_records=False):
     """Reads a SQuAD 1.1/2.0 JSON file (`.json` or `.json.gz`) into a list of QAExample.
 
