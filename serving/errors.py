@@ -9,6 +9,13 @@ HTTP_STATUS = {
 """gRPC status name -> the HTTP status the REST API answers with."""
 LOG_TEXT_LIMIT = 300
 """Characters of a client-supplied text (path, message) a log line keeps."""
+MAX_STATUS_BYTES = 2048
+"""The longest gRPC status message sent, in UTF-8 bytes. gRPC sends it percent-encoded (up to 3 bytes
+a byte) in a trailer and, when a call's metadata exceed the client's limit (8 KiB soft, 16 KiB hard
+by default), drops the status for RESOURCE_EXHAUSTED "received metadata size exceeds hard limit": a
+message echoing a long model, signature or input name would lose its code and reason."""
+CUT_MARK = " ... "
+"""What stands for the middle of a status message cut to MAX_STATUS_BYTES."""
 
 
 def printable(text, limit=LOG_TEXT_LIMIT):
@@ -22,6 +29,18 @@ def utf8_safe(text):
     """Text -> the same text with lone surrogates (e.g. from a JSON "\\ud800" escape) written as
     backslash escapes, so that it encodes as UTF-8."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def status_message(text):
+    """A gRPC status message of `text`: UTF-8 (`utf8_safe`), at most MAX_STATUS_BYTES. A longer one
+    keeps its start and its end (where the reason follows an echoed name: "model '...' is not
+    served") around " ... " in place of its middle."""
+    text = utf8_safe(text)
+    data = text.encode("utf-8")
+    if len(data) <= MAX_STATUS_BYTES:
+        return text
+    half = (MAX_STATUS_BYTES - len(CUT_MARK)) // 2
+    return data[:half].decode("utf-8", "ignore") + CUT_MARK + data[-half:].decode("utf-8", "ignore")
 
 
 class ServingError(Exception):

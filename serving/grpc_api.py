@@ -21,7 +21,7 @@ from tensorflow_serving.apis import (
 )
 
 from serving.apis import model_spec, signature_def_map, status_response
-from serving.errors import ServingError, invalid, printable, utf8_safe
+from serving.errors import ServingError, invalid, printable, status_message
 from serving.servables import DEFAULT_SIGNATURE
 
 LOG = logging.getLogger("serving.devserver")
@@ -63,10 +63,10 @@ def _rpc(method):
         except ServingError as error:
             LOG.info("rejected gRPC %s from %s: %s: %s", method.__name__, printable(context.peer()), error.code,
                      printable(error.message))
-            context.abort(getattr(grpc.StatusCode, error.code), utf8_safe(error.message))
+            context.abort(getattr(grpc.StatusCode, error.code), status_message(error.message))
         except Exception as error:  # a bug must not reach the client as a bare UNKNOWN
             LOG.exception("internal error in %s", method.__name__)
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {type(error).__name__}: {error}")
+            context.abort(grpc.StatusCode.INTERNAL, status_message(f"internal error: {type(error).__name__}: {error}"))
 
     return wrapper
 

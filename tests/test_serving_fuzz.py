@@ -48,7 +48,7 @@ from helpers_serving import (
     stop_devserver,
 )
 from serving import client
-from serving.errors import ServingError
+from serving.errors import MAX_STATUS_BYTES, ServingError
 from serving.limits import RequestLimits
 from serving.servables import MAX_VERSION, ModelManager, version_number
 
@@ -682,6 +682,10 @@ INVALID = grpc.StatusCode.INVALID_ARGUMENT
 STRING, INT32 = types_pb2.DT_STRING, types_pb2.DT_INT32
 
 
+LONG_NAME = 100_000
+"""Characters of a name that gRPC's 16 KiB metadata limit cannot echo."""
+
+
 def _grpc_predict_cases():
     """(id, PredictRequest or raw bytes, status code, detail fragment or None, logged)."""
     t = token_protos
@@ -757,6 +761,20 @@ def _grpc_predict_cases():
     output_filter = predict_request(qa_protos())
     output_filter.output_filter.append("logits")
     cases.append(("unknown_output_filter", output_filter, INVALID, "output_filter", True))
+    # Names the error echoes, long enough that the whole message overflowed gRPC's metadata limit: the
+    # client got RESOURCE_EXHAUSTED "received metadata size exceeds hard limit" instead of the status.
+    long_filter = predict_request(qa_protos())
+    long_filter.output_filter.append("z" * LONG_NAME)
+    cases += [
+        ("long_model_name", predict_request(qa_protos(), name="x" * LONG_NAME), grpc.StatusCode.NOT_FOUND,
+         "not served", True),
+        ("long_non_ascii_model_name", predict_request(qa_protos(), name="\u00e9" * LONG_NAME),
+         grpc.StatusCode.NOT_FOUND, "not served", True),
+        ("long_signature_name", predict_request(qa_protos(), "s" * LONG_NAME), INVALID, "not found", True),
+        ("long_input_name", predict_request(qa_protos(**{"y" * LONG_NAME: tf.make_tensor_proto(["x"])})), INVALID,
+         "unknown input", True),
+        ("long_output_filter", long_filter, INVALID, "output_filter", True),
+    ]
     good = predict_request(qa_protos()).SerializeToString()
     cases += [
         ("invalid_utf8_model_name", predict_request(qa_protos(), name="ab").SerializeToString().replace(
@@ -790,6 +808,7 @@ def test_malformed_grpc_predict(served, request_, code, fragment, logged):
         assert raised.value.code() == code, raised.value.details()
         if fragment is not None:
             assert fragment in raised.value.details()
+        assert len(raised.value.details().encode("utf-8")) <= MAX_STATUS_BYTES
         assert_rejected_lines(watch, int(logged))
     assert_serves(served)
 
@@ -817,6 +836,9 @@ GRPC_OTHER_CASES = [
     ("status_unknown_model", "ModelService/GetModelStatus", _status("nope"), grpc.StatusCode.NOT_FOUND, True),
     ("status_unknown_version", "ModelService/GetModelStatus", _status("toy", 9), grpc.StatusCode.NOT_FOUND, True),
     ("status_garbage", "ModelService/GetModelStatus", b"\x0a\xff", INVALID, True),
+    ("metadata_long_field", "PredictionService/GetModelMetadata", _metadata(["m" * LONG_NAME]), INVALID, True),
+    ("status_long_model_name", "ModelService/GetModelStatus", _status("x" * LONG_NAME), grpc.StatusCode.NOT_FOUND,
+     True),
     ("classify", "PredictionService/Classify", classification_pb2.ClassificationRequest(),
      grpc.StatusCode.UNIMPLEMENTED, False),
     ("regress", "PredictionService/Regress", b"", grpc.StatusCode.UNIMPLEMENTED, False),
@@ -834,6 +856,7 @@ def test_malformed_grpc_other_calls(served, method, request_, code, logged):
         with pytest.raises(grpc.RpcError) as raised:
             grpc_call(served, f"/{service}", request_, get_model_status_pb2.GetModelStatusResponse)
         assert raised.value.code() == code, raised.value.details()
+        assert len((raised.value.details() or "").encode("utf-8")) <= MAX_STATUS_BYTES
         assert_rejected_lines(watch, int(logged))
     assert_serves(served)
 
