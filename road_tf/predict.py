@@ -25,7 +25,7 @@ from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
-from road_tf.files import check_distinct, check_writable_file, entry_kind, require_folder, write_atomic
+from road_tf.files import check_distinct, check_writable_file, entry_kind, require_folder, versions, write_atomic
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -73,10 +73,22 @@ def resolve_model(path):
                             f"(export: {json.dumps(exported)[:80]})")
         return pathlib.Path(exported)
     version = newest_version(path)
-    if version is None or not (version / SAVED_MODEL_FILE).is_file():
+    if version is None:
         raise RoadError(f"--model {path}: not a SavedModel ({SAVED_MODEL_FILE} missing), a model folder with "
                         "numbered versions, or a run directory")
+    if not (version / SAVED_MODEL_FILE).is_file():
+        raise RoadError(incomplete_version_problem(path, version))
     return version
+
+
+def incomplete_version_problem(model_dir, version):
+    """What is wrong when the newest version folder `version` of the model folder `model_dir` holds no
+    SAVED_MODEL_FILE (a copy or export not finished, or damaged), naming the newest version that
+    holds one, which servers keep serving meanwhile."""
+    complete = [path for _, path in sorted(versions(model_dir).items()) if (path / SAVED_MODEL_FILE).is_file()]
+    hint = f"; the newest version that holds one is {complete[-1]}" if complete else ""
+    return (f"--model {model_dir}: its newest version, {version.name}, holds no {SAVED_MODEL_FILE} (a copy or "
+            f"export not finished, or a damaged one){hint}")
 
 
 def check_outside_model(written, folder):

@@ -150,3 +150,24 @@ def test_malformed_inputs_give_one_line_and_no_output(run, tmp_path, capsys):
         line = one_error_line(capsys, exit_info)
         assert message in line, (argv, line)
         assert sorted(p.name for p in tmp_path.iterdir()) == before, argv
+
+
+@pytest.mark.parametrize("complete", [True, False], ids=["older_complete", "none_complete"])
+def test_a_model_folder_whose_newest_version_is_unfinished_is_named(tmp_path, capsys, complete):
+    """A model folder whose newest version holds no saved_model.pb (a copy in progress) was called
+    "not ... a model folder with numbered versions"; the message names that version, and the newest
+    one that holds a saved_model.pb, which a server keeps serving."""
+    model = tmp_path / "model"
+    (model / "2").mkdir(parents=True)
+    if complete:
+        (model / "1").mkdir()
+        (model / "1" / "saved_model.pb").write_bytes(b"")
+    dev = tmp_path / "dev.json"
+    dev.write_text("{}")
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model", str(model), "--data", str(dev), "--output", str(tmp_path / "p.json")])
+    hint = f"; the newest version that holds one is {model / '1'}" if complete else ""
+    assert one_error_line(capsys, exit_info) == (
+        f"error: --model {model}: its newest version, 2, holds no saved_model.pb (a copy or export not finished, "
+        f"or a damaged one){hint}")
+    assert not (tmp_path / "p.json").exists()
