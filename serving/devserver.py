@@ -132,6 +132,8 @@ def _check_args(args):
         raise ConfigError(f"--model_name {args.model_name!r}: {PRINTABLE_NAME}")
     if not args.model_config_file and not args.model_base_path:
         raise ConfigError("give --model_config_file, or --model_name and --model_base_path")
+    if not args.model_config_file and not args.model_name:
+        raise ConfigError("--model_name: must not be empty (no REST URL can name the model: /v1/models/:predict)")
     if args.batching_parameters_file and not args.enable_batching:
         raise ConfigError("--batching_parameters_file is set without --enable_batching (tensorflow_model_server "
                           "refuses this too)")

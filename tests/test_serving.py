@@ -822,3 +822,11 @@ def test_load_10000_requests_with_a_version_swap(served):
 def answers_from(served, name):
     """The answer model `name` now gives to the first toy question."""
     return client.predict_rest(served.rest_url, name, QUESTIONS[:1], CONTEXTS[:1])[0]["answer"]
+
+
+def test_devserver_refuses_an_empty_model_name():
+    """`--model_name=$NAME` with NAME unset loaded the model under "", a name no REST URL can give
+    (/v1/models/:predict): refused by flag, as a config file's entry without a name is."""
+    with pytest.raises(RoadError, match=r"^--model_name: must not be empty \(no REST URL can name the model"):
+        devserver.parse_args(["--model_base_path=/x", "--model_name="])
+    assert devserver.parse_args(["--model_config_file=/x", "--model_name="]).model_name == ""  # ignored there
