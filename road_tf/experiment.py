@@ -340,7 +340,8 @@ def run_training(config, output_dir, inputs):
                  "step": final["step"]}
     metrics = {"final": {"task": task.name, "split": "dev", **final}, "stages": stages, "export": None}
     if config.export.enabled and task.kind == SPAN and training.is_chief(config.train):
-        metrics["export"] = str(export_qa_model(student, task, tokenizer, config, threshold, metrics["final"]))
+        exported = export_qa_model(student, task, tokenizer, config, threshold, metrics["final"])
+        metrics["export"] = str(pathlib.Path(exported).absolute())  # export.base_dir is relative to this cwd
     return metrics
 
 

@@ -9,7 +9,7 @@ import h5py
 import numpy as np
 import pytest
 
-from road_tf import train, training
+from road_tf import predict, train, training
 from test_train_cli import tiny_pairs
 
 
@@ -131,10 +131,18 @@ def test_eval_during_training_keeps_the_best_step_and_writes_usable_outputs(tmp_
     assert "Epoch" not in printed
 
 
-def test_exported_files_are_readable_by_other_users(tmp_path):
+def test_exported_files_are_readable_by_other_users_and_named_by_an_absolute_path(tmp_path, monkeypatch):
+    """export.base_dir is relative to the training command's folder; metrics.json names the version
+    absolutely, so predict --model RUN from another folder finds it (it had resolved saved_models/...
+    against its own folder)."""
+    monkeypatch.chdir(tmp_path)
     out = tmp_path / "run"
-    assert train.main(tiny_args(tmp_path, output_dir=out)) == 0
+    assert train.main(tiny_args(tmp_path, "export.base_dir=models", output_dir=out)) == 0
     version = json.loads((out / "metrics.json").read_text())["export"]
+    assert version == str(tmp_path / "models" / "road_default" / "1")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    assert predict.resolve_model(out) == pathlib.Path(version)
     for path in [pathlib.Path(version), *pathlib.Path(version).rglob("*")]:
         mode = stat.S_IMODE(os.stat(path).st_mode)
         assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
