@@ -12,7 +12,9 @@ import dataclasses
 from serving.errors import invalid
 
 DEFAULT_MAX_ELEMENTS = 1_000_000
-DEFAULT_MAX_STRING_BYTES = 64 * 1024
+DEFAULT_MAX_STRING_BYTES = 1 << 20
+"""1 MiB: above the 100,000 bytes of data.max_context_bytes, the exported model's own per-row limit, so
+a context the model would refuse in its row (`error`) does not fail a whole request here."""
 DEFAULT_MAX_INSTANCES = 1024
 MAX_SECONDS = 24 * 60 * 60
 """The longest timeout or wait the devserver accepts (a day): Python's thread and socket waits

@@ -61,7 +61,7 @@ QUESTIONS = [
 DATA = DataConfig(synthetic_train_size=96, synthetic_dev_size=8, max_seq_length=64, max_query_length=16, doc_stride=24,
                   max_context_bytes=2000)
 """max_context_bytes (the synthetic texts take at most 1,144 bytes) lies below the devserver's
---max_string_bytes (65,536), so the exported model's own limit is what refuses a longer text."""
+--max_string_bytes (1 MiB), so the exported model's own limit is what refuses a longer text."""
 OVER = f"bytes, above the limit of {DATA.max_context_bytes} bytes (data.max_context_bytes)"
 
 
@@ -221,6 +221,16 @@ def test_bad_texts_get_no_answer_and_the_reason_in_their_own_rows(served, api):
     assert_same_rows([rows[1], rows[3], rows[4]], [{**nothing, "error": error} for error in errors], api)
     assert {(row["answer"], row["start_char"], row["end_char"], row["no_answer_probability"])
             for row in rows[1::2] + rows[4:]} == {("", -1, -1, 1.0)}
+
+
+@pytest.mark.parametrize("api", ["gRPC", "REST"])
+def test_a_context_at_the_default_model_limit_reaches_the_model(served, api):
+    """The devserver's default --max_string_bytes (65,536 before) refused a context the default
+    data.max_context_bytes (100,000) lets a model answer, failing the whole request with
+    INVALID_ARGUMENT; now the text reaches the model, which answers or refuses it in its row."""
+    size = DataConfig().max_context_bytes + 1
+    rows = raw_rows(served, api, [QUESTIONS[0].encode()] * 2, [CONTEXTS[0].encode(), b"x" * size])
+    assert [row["error"] for row in rows] == ["", f"context is {size} {OVER}"]
 
 
 def test_client_cli_names_a_question_the_model_refuses(served, tmp_path, capsys):
