@@ -7,6 +7,7 @@ import tensorflow as tf
 from road_tf.data import features as feats
 from road_tf.data.examples import Answer, ClassificationExample, QAExample
 from road_tf.data.tokenizer import load_tokenizer
+from road_tf.data.vocab import read_vocab
 from road_tf.distillation.offline import load_offline_features
 from road_tf.errors import DataError, RoadError
 
@@ -209,3 +210,13 @@ def test_a_failed_cache_write_removes_its_temporary_file(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError):
         feats.write_feature_cache(tmp_path / "f.tfrecord", CACHE)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_vocabulary_line_ends_only_at_a_newline(tmp_path):
+    """Pieces holding other line breaks (\\x85, \\u2028, \\x1c) are one piece each, as Hugging Face and
+    TensorFlow read vocab.txt; splitlines made two of each and shifted every later id. A "\\r\\n"
+    ending is one line end."""
+    pieces = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "a\x85b", "c\u2028d", "e\x1cf", "the"]
+    path = tmp_path / "vocab.txt"
+    path.write_bytes(("\r\n".join(pieces[:4]) + "\r\n" + "\n".join(pieces[4:]) + "\n").encode("utf-8"))
+    assert read_vocab(path) == pieces

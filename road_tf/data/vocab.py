@@ -21,6 +21,10 @@ def vocab_path(name):
 def read_vocab(vocab_file):
     """The pieces of a BERT `vocab.txt` (one per line, in id order), checked.
 
+    Lines end at "\n" (a "\r" before it is dropped), as Hugging Face's and TensorFlow's readers split
+    them: a piece may hold other line-breaking characters ("\x85", "\u2028", ...), which
+    `str.splitlines` would split, shifting the ids of every later piece.
+
     Raises:
         ConfigError: naming `data.vocab` and the file, when it cannot be read, is not UTF-8, holds a
             NUL character or a piece twice, or lacks one of [PAD], [UNK], [CLS], [SEP].
@@ -33,7 +37,7 @@ def read_vocab(vocab_file):
     except OSError as error:
         raise fail(f"cannot read file: {error.strerror or error}") from None
     try:
-        pieces = raw.decode("utf-8").splitlines()
+        pieces = [line.removesuffix("\r") for line in raw.decode("utf-8").removesuffix("\n").split("\n")]
     except UnicodeDecodeError as error:
         raise fail(f"not valid UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}") from None
     seen = {}
