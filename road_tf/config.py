@@ -112,6 +112,8 @@ def _check(condition, field, why):
         raise ConfigError(f"{field}: {why}")
 
 
+PRETRAINED_KEYWORDS = ("none", "minilm", "preset")
+"""The `model.pretrained` values that name no path (any other value is a checkpoint folder or a run)."""
 MODEL_SIZE_FIELDS = ("num_layers", "num_heads", "hidden_dim", "intermediate_dim")
 """The encoder sizes of a random init; a pretrained encoder has its own."""
 
@@ -149,7 +151,7 @@ class ModelConfig:
             is_path = "/" in self.pretrained or pathlib.Path(self.pretrained).exists()
         except OSError:
             is_path = False
-        _check(self.pretrained in ("none", "minilm", "preset") or is_path,
+        _check(self.pretrained in PRETRAINED_KEYWORDS or is_path,
                f"{prefix}.pretrained",
                f"must be none, minilm, preset, a checkpoint folder or a run directory, got {self.pretrained!r}")
         _check(self.pretrained != "preset" or self.preset, f"{prefix}.preset", "is required when pretrained is 'preset'")

@@ -25,7 +25,7 @@ from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, nonempty
 from road_tf.files import (check_model_folder, check_weights_file, check_writable_dir, non_file_kind,
-                           visible_entries, write_atomic)
+                           require_folder, visible_entries, write_atomic)
 from road_tf.run_clock import TIME_FILE
 from road_tf.registry import SPAN, task_spec
 
@@ -115,6 +115,18 @@ def check_teacher_files(distillation):
             check_weights_file(teacher.checkpoint, f"distillation.teachers[{i}].checkpoint")
 
 
+def check_pretrained_folders(config):
+    """Fails unless the `pretrained` of the model and of each teacher's model, when it is a path, is a
+    folder (a checkpoint folder or a run directory; what it holds is checked when the model is built),
+    naming the setting: the encoder's loader named only the path."""
+    sections = [("model", config.model)] + [(f"distillation.teachers[{i}].model", teacher.model)
+                                            for i, teacher in enumerate(config.distillation.teachers)]
+    for field, model in sections:
+        if model.pretrained not in config_lib.PRETRAINED_KEYWORDS:
+            require_folder(model.pretrained, f"{field}.pretrained {model.pretrained}",
+                           "checkpoint folder or run directory")
+
+
 def check_run_folder(output_dir, folder=OUTPUT_DIR):
     """RoadError when `output_dir` is a folder that holds files but is not a run's: a run resumes in
     its own folder (it holds the `config.yaml` and `train.log` a run writes first), starts in an
@@ -168,6 +180,7 @@ def preflight(config, output_dir, folder=OUTPUT_DIR):
     if config.export.enabled and spec.kind == SPAN:
         check_model_folder(pathlib.Path(config.export.base_dir) / config.export.model_name, "export.base_dir")
     check_teacher_files(config.distillation)
+    check_pretrained_folders(config)
     if config.data.vocab != "minilm":
         read_vocab(vocab_path(config.data.vocab))
     if config.data.source == "json":

@@ -311,6 +311,21 @@ def test_an_output_dir_holding_other_files_is_refused_before_the_run_writes_ther
     assert [path.name for path in out.iterdir()] == ["todo.txt"]
 
 
+@pytest.mark.parametrize("field", ["model", "distillation.teachers[0].model"])
+def test_a_pretrained_path_that_is_no_folder_is_refused_naming_the_setting(tmp_path, capsys, field):
+    """The encoder's loader named only the path ("/etc/passwd: a file, not a checkpoint folder")."""
+    (tmp_path / "weights.bin").write_bytes(b"x")
+    for path, problem in ((tmp_path / "weights.bin", "a file, not a"), (tmp_path / "missing", "no such"),
+                          ("/dev/null", "a device or pipe, not a")):
+        setting = (f"model.pretrained={path}" if field == "model"
+                   else f"distillation.teachers=[{{model: {{pretrained: {path}}}}}]")
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(tiny_argv(tmp_path / "run", tmp_path, setting))
+        assert one_error_line(capsys, exit_info) == (
+            f"error: {field}.pretrained {path}: {problem} checkpoint folder or run directory")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.bin"]
+
+
 def test_an_export_folder_holding_other_files_is_refused_before_the_run_starts(tmp_path, capsys, monkeypatch):
     """export.base_dir=~ with export.model_name=Documents trained, then put a version folder `1/`
     among the files there."""
