@@ -399,12 +399,15 @@ def test_a_stopped_run_ends_with_one_line_saying_how_to_resume(tmp_path, stop, w
 
 
 def test_a_pretrained_encoder_that_does_not_load_stops_the_run_before_its_folder_is_made(tmp_path, capsys):
-    not_a_checkpoint = tmp_path / "passwd"
-    not_a_checkpoint.write_text("root:x:0:0\n")
+    not_a_checkpoint = tmp_path / "notes"
+    not_a_checkpoint.mkdir()
+    (not_a_checkpoint / "passwd").write_text("root:x:0:0\n")
     out = tmp_path / "run"
     with pytest.raises(SystemExit) as exit_info:
         train.main(tiny_argv(out, tmp_path, f"model.pretrained={not_a_checkpoint}"))
-    assert one_error_line(capsys, exit_info) == f"error: {not_a_checkpoint}: a file, not a checkpoint folder"
+    assert one_error_line(capsys, exit_info) == (
+        f"error: {not_a_checkpoint}/config.json: missing; a Hugging Face checkpoint folder needs config.json and "
+        "model.safetensors (a road_tf run directory, config.yaml)")
     assert not out.exists()
 
 
