@@ -630,9 +630,11 @@ inf and nan, which `_number` refuses as not finite)."""
 
 
 FLOAT32_NORMAL = (1.1754943508222875e-38, 3.4028234663852886e38)
-"""float32's smallest and largest normal magnitudes: training computes in float32, where a float
-setting beyond them is an infinity (a weight_decay of 1e308 made every weight infinite at the first
-step, which the run blamed on the learning rate) or a 0 (a positive learning rate of 1e-320)."""
+"""float32's smallest and largest normal magnitudes, the range of every float setting: training
+computes in float32, where a value beyond them is an infinity (a weight_decay of 1e308 made every
+weight infinite at the first step, which the run blamed on the learning rate) or a 0 (a positive
+learning rate of 1e-320). The few settings used in float64 (sampling temperatures, teacher weights,
+the no-answer threshold) keep the same range, one rule for all: none needs more."""
 
 
 def _number(value, field):
@@ -650,8 +652,8 @@ def _number(value, field):
         raise ConfigError(f"{field}: must be a finite number, got {shown(value)}")
     low, high = FLOAT32_NORMAL
     if number and not low <= abs(number) <= high:
-        raise ConfigError(f"{field}: {shown(value)} is out of float32's range, which training computes in "
-                          f"(0, or a magnitude in [{low:.2g}, {high:.2g}])")
+        raise ConfigError(f"{field}: {shown(value)} is out of float32's range, which every float setting "
+                          f"keeps to (0, or a magnitude in [{low:.2g}, {high:.2g}])")
     return number
 
 
@@ -720,6 +722,10 @@ def _flow_depth(text):
     return deepest
 
 
+UNKNOWN_TAG = "could not determine a constructor for the tag"
+"""How PyYAML's ConstructorError begins for a tag it does not know (a local one, e.g. '!x')."""
+
+
 def parse_set(pair):
     """Turns 'a.b=c' into {'a': {'b': c}}, the value parsed as YAML with `RecipeLoader` (a list or
     mapping in flow style, '[1, 2]', becomes one; a scalar stays text, which the field converts)."""
@@ -733,8 +739,10 @@ def parse_set(pair):
         raise ConfigError(f"--set {key}: the value nests brackets more than {MAX_YAML_DEPTH} deep")
     try:
         value = yaml.load(raw, Loader=RecipeLoader) if raw.strip() else ""
-    except yaml.constructor.ConstructorError as error:  # YAML that parsed: a repeated key, a tag it cannot read
-        raise ConfigError(f"--set {key}: not valid YAML ({first_line(error)})") from None
+    except yaml.constructor.ConstructorError as error:
+        if not str(error.problem).startswith(UNKNOWN_TAG):  # a repeated key, a YAML tag that cannot hold the value
+            raise ConfigError(f"--set {key}: not valid YAML ({first_line(error)})") from None
+        value = raw  # a tag YAML does not define ('!data.json'): text, as before tags were read
     except yaml.YAMLError:
         value = raw
     except RecursionError:

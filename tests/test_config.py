@@ -463,8 +463,11 @@ def test_a_float_setting_float32_cannot_hold_is_refused(pair):
     field, value = pair.split("=")
     with pytest.raises(ConfigError, match=f"^{re.escape(field)}: '{re.escape(value)}' is out of float32's range"):
         config_lib.load_config(None, [pair])
+
+
+def test_float32_s_edges_are_kept():
     for edge in ("3.4e38", "1.2e-38", "0"):
-        config_lib.load_config(None, ["train.weight_decay=" + edge])
+        assert config_lib.load_config(None, ["train.weight_decay=" + edge]).train.weight_decay == float(edge)
 
 
 @pytest.mark.parametrize("value, why", [
@@ -483,6 +486,12 @@ def test_a_tag_yaml_cannot_read_is_refused_by_line_not_a_traceback(value, why, t
     with pytest.raises(ConfigError) as error:
         config_lib.load_config(recipe)
     assert str(error.value).startswith(f"{recipe}: not valid YAML (") and why in str(error.value)
+
+
+def test_a_set_value_with_a_tag_yaml_does_not_define_stays_text():
+    """Refusing every tag YAML could not build also refused `--set data.train_path=!data.json`."""
+    made = config_lib.load_config(None, ["data.source=json", "data.train_path=!data.json", "export.model_name=!x"])
+    assert (made.data.train_path, made.export.model_name) == ("!data.json", "!x")
 
 
 def test_a_repeated_key_in_a_set_mapping_is_refused_as_in_a_recipe():
