@@ -494,6 +494,15 @@ class ExportConfig:
     # of float32 matrices: 2.0 GB resident against 0.3 GB as variables). 0: always variables.
     max_constant_mib: int = 64
 
+    def model_folder(self):
+        """`<base_dir>/<model_name>`, the folder of the model's versions; ConfigError when the name is
+        empty (a run's resolved config names its model; the experiments' runs, which export nothing, do
+        not), since versions would then land in the base folder itself."""
+        if not self.model_name:
+            raise ConfigError("export.model_name: empty, so the model has no folder under the base folder; name it "
+                              "(python -m road_tf.export --model-name NAME, or --set export.model_name=NAME)")
+        return pathlib.Path(self.base_dir) / self.model_name
+
     def validate(self, prefix="export"):
         name = self.model_name
         _check(not name or (not name.startswith(".") and not any(c in name for c in "/\\") and name.isprintable()

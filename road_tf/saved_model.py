@@ -8,6 +8,7 @@ a temporary sibling folder (`.tmp-...`, never an integer name, so TF Serving ign
 renamed into place. The graph is `QAAnswerer`'s: the decoder evaluation ran.
 """
 
+import dataclasses
 import json
 import logging
 import os
@@ -200,11 +201,8 @@ def export_qa_model(model, task, tokenizer, config, null_score_diff_threshold=No
     """
     check_finite_weights(model)
     export = config.export
-    name = model_name or export.model_name
-    if not name:
-        raise RoadError("export.model_name: empty, so the model has no folder under the base folder; name it "
-                        "(python -m road_tf.export --model-name NAME, or --set export.model_name=NAME)")
-    model_dir = pathlib.Path(base_dir or export.base_dir) / name
+    model_dir = dataclasses.replace(export, model_name=model_name or export.model_name,
+                                    base_dir=base_dir or export.base_dir).model_folder()
     model_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_tmp(model_dir)
     tmp = pathlib.Path(tempfile.mkdtemp(dir=model_dir, prefix=".tmp-"))

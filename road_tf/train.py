@@ -178,7 +178,7 @@ def preflight(config, output_dir, folder=OUTPUT_DIR):
     check_writable_dir(output_dir, folder.flag)
     check_writable_dir(sources.cache_root(config.data), "data.cache_dir")
     if config.export.enabled and spec.kind == SPAN:
-        check_model_folder(pathlib.Path(config.export.base_dir) / config.export.model_name, "export.base_dir")
+        check_model_folder(config.export.model_folder(), "export.base_dir")
     check_teacher_files(config.distillation)
     check_pretrained_folders(config)
     if config.data.vocab != "minilm":

@@ -125,6 +125,13 @@ def check_export_refuses_damaged_runs(out, tmp_path, capsys, monkeypatch):
         assert len(built) == (extra == [] and run.name == "random_bytes"), run
         built.clear()
     assert not (tmp_path / "sm").exists() and not (out / "config.yaml" / "damaged").exists()
+    nameless = damaged("nameless", lambda run: (run / "config.yaml").write_text(
+        (out / "config.yaml").read_text().replace("model_name: road_default", "model_name: ''")))
+    (tmp_path / "sm" / "road_demo").mkdir(parents=True)
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--run-dir", str(nameless), "--base", str(tmp_path / "sm")])
+    assert one_error_line(capsys, exit_info).startswith("error: export.model_name: empty, so the model has no folder")
+    assert not built and [p.name for p in (tmp_path / "sm").iterdir()] == ["road_demo"]
 
 
 def test_export_of_a_folder_that_is_not_a_run_fails_with_one_line(tmp_path, capsys):
