@@ -17,7 +17,7 @@ import warnings
 from pipelines import configs
 from road_tf import config as config_lib
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty, utf8_problem
-from road_tf.files import check_distinct, check_folder, check_writable_dir, file_head, versions
+from road_tf.files import check_distinct, check_folder, check_model_folder, check_writable_dir, file_head, versions
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SOURCES = ("synthetic", "tfds")
@@ -176,7 +176,7 @@ def parse_args(argv):
     check_writable_dir(args.root, "--root")
     check_root(pathlib.Path(args.root))
     check_inputs_kept(args, pathlib.Path(args.root))
-    check_writable_dir(args.serving_model_dir, "--serving-model-dir")
+    check_model_folder(args.serving_model_dir, "--serving-model-dir", "choose another --serving-model-dir")
     return args
 
 

@@ -118,7 +118,8 @@ def export_run(run_dir, model_name=None, base_dir=None):
     config, task = read_run_config(run_dir)
     export = dataclasses.replace(config.export, model_name=model_name or config.export.model_name,
                                  base_dir=base_dir or config.export.base_dir)
-    check_model_folder(export.model_folder(), "--base" if base_dir else "export.base_dir")
+    check_model_folder(export.model_folder(), "--base" if base_dir else "export.base_dir",
+                       "choose another --base or --model-name")
     final = run_final_metrics(run_dir)
     tokenizer, model = load_student(run_dir, config, task)
     return export_qa_model(model, task, tokenizer, dataclasses.replace(config, export=export),

@@ -330,17 +330,18 @@ def versions(model_dir):
     return found
 
 
-def check_model_folder(model_dir, what):
+def check_model_folder(model_dir, what, remedy="choose another export.base_dir or export.model_name"):
     """Raises RoadError unless a version can be exported into `model_dir`: a writable folder, or one
     that can be created (`check_writable_dir`), that holds numbered versions or nothing visible. An
     export adds a version folder and must not put one among other files (a home folder, a data
     folder, the repository), which TF Serving would not take for a model folder's.
 
     Args:
-        model_dir: `<export.base_dir>/<model name>`; what: how the user set it ("export.base_dir", "--base").
+        model_dir: `<export.base_dir>/<model name>`, or the TFX Pusher's folder.
+        what: how the user set it ("export.base_dir", "--base", ...); remedy: what to do instead.
     """
     check_writable_dir(model_dir, what)
     entries = visible_entries(model_dir, what)
     if entries and not versions(model_dir):
         raise RoadError(f"{what} {model_dir}: a folder holding other files ({first_few(sorted(entries))}) and no "
-                        "numbered versions, not a model folder; choose another export.base_dir or model name")
+                        f"numbered versions, not a model folder; {remedy}")

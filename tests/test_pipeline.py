@@ -216,6 +216,18 @@ def test_an_input_the_run_would_overwrite_under_root_is_refused_and_kept(tmp_pat
     assert data.read_bytes() == before
 
 
+def test_a_serving_model_dir_holding_other_files_is_refused(tmp_path, capsys):
+    """The Pusher puts version folders into --serving-model-dir; a folder of other files (a home
+    folder) was accepted, as export.base_dir's model folder once was."""
+    serving = tmp_path / "serving"
+    serving.mkdir()
+    (serving / "notes.txt").write_text("mine\n")
+    error = refusal(runner_args(tmp_path, "--prepare-only"), capsys)
+    assert error == (f"error: --serving-model-dir {serving}: a folder holding other files (notes.txt) and no numbered "
+                     "versions, not a model folder; choose another --serving-model-dir")
+    assert [path.name for path in serving.iterdir()] == ["notes.txt"] and not (tmp_path / "tfx").exists()
+
+
 def test_the_halves_of_an_earlier_split_may_be_the_train_and_eval_files(tmp_path):
     """With --eval-data nothing is split, so the halves an earlier run wrote under --root are read, not written."""
     good = squad_file(tmp_path / "good.json", ["Velden", "Marrow"])

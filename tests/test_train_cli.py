@@ -350,7 +350,7 @@ def test_an_export_folder_holding_other_files_is_refused_before_the_run_starts(t
         train.main(argv)
     assert one_error_line(capsys, exit_info) == (
         f"error: export.base_dir {documents}: a folder holding other files (todo.txt) and no numbered versions, "
-        "not a model folder; choose another export.base_dir or model name")
+        "not a model folder; choose another export.base_dir or export.model_name")
     assert [path.name for path in documents.iterdir()] == ["todo.txt"] and not out.exists()
 
 
