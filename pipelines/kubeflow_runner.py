@@ -14,7 +14,8 @@ import tempfile
 
 from pipelines import configs
 from pipelines.local_runner import (add_pipeline_arguments, check_pipeline_flags, flag_name, pipeline_settings,
-                                    recipe_path, resolve_config)
+                                    resolve_config)
+from road_tf import config as config_lib
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
 from road_tf.files import check_distinct, check_writable_file, write_atomic
 
@@ -67,7 +68,7 @@ def parse_args(argv):
     for dest in CLUSTER_PATHS:
         check_cluster_path(getattr(args, dest), flag_name(dest))
     check_writable_file(args.output, "--output")
-    check_distinct({"--output": args.output}, {"--config": recipe_path(args)})
+    check_distinct({"--output": args.output}, {"--config": config_lib.resolve_recipe(args.config)})
     return args
 
 

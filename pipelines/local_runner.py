@@ -126,15 +126,10 @@ def check_pipeline_flags(args):
     check_beam_args(args.beam_args)
 
 
-def recipe_path(args):
-    """The recipe file `--config` names (a recipe name resolved to its file), or None without --config."""
-    return config_lib.resolve_recipe(args.config) if args.config else None
-
-
 def resolve_config(args):
     """The road_tf Config of `--config` and `--set`, as road_tf.train resolves it (teachers named by
     their run made concrete)."""
-    return config_lib.resolve_teacher_runs(config_lib.load_config(recipe_path(args), args.overrides))
+    return config_lib.resolve_teacher_runs(config_lib.load_config(config_lib.resolve_recipe(args.config), args.overrides))
 
 
 def check_inputs_kept(args, root):
@@ -143,7 +138,7 @@ def check_inputs_kept(args, root):
     of a split replaced the file they were split from (`--data ROOT/data/split/train.json`)."""
     written = EXAMPLE_FILES + (SPLIT_FILES if args.eval_data is None and args.data not in SOURCES else ())
     read = {"--data": None if args.data in SOURCES else args.data, "--eval-data": args.eval_data,
-            "--config": recipe_path(args)}
+            "--config": config_lib.resolve_recipe(args.config)}
     check_distinct({f"--root's {name}": root / name for name in written}, read)
 
 

@@ -82,7 +82,7 @@ def check_outputs(output, config):
 def main(argv=None):
     args = parse_args(argv)
     check_writable_file(args.output, "--output")
-    path = config_lib.resolve_recipe(args.config) if args.config else None
+    path = config_lib.resolve_recipe(args.config)
     config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
     check_outputs(args.output, config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)

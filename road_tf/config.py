@@ -939,12 +939,15 @@ def recipes():
 
 
 def resolve_recipe(name_or_path):
-    """Accepts a recipe name ('demo') or a path to a YAML file (which `read_yaml` checks).
+    """The file of a recipe name ('demo') or a path to a YAML file (which `read_yaml` checks); None
+    for None or "" (no --config: the defaults).
 
     Raises:
         ConfigError: neither a path with something at it nor a recipe's name (a name too long to be
             either is neither), or a path that cannot be looked at (a folder on it unreadable).
     """
+    if not name_or_path:
+        return None
     path = pathlib.Path(name_or_path)
     try:
         if path.suffix in (".yaml", ".yml") or entry_kind(path):

@@ -145,8 +145,7 @@ def write_atomic(path, payload):
     kind = non_file_kind(path)
     if kind:
         raise RoadError(f"{path}: is {kind}, not a file to write")
-    check_folder(nearest_existing(path.parent))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
     handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -170,11 +169,18 @@ def require_folder(path, what, kind="folder"):
 
 def nearest_existing(path):
     """`path` if something stands there (a dangling symbolic link counts), else its nearest
-    ancestor that does (at the latest the file system's root)."""
+    ancestor that does (at the latest the root, or "." for a relative path)."""
     path = pathlib.Path(path)
     while not (path.exists() or path.is_symlink()) and path.parent != path:
         path = path.parent
     return path
+
+
+def make_folder(path):
+    """Creates the folder `path` and its missing parents; RoadError (`check_folder`) when anything
+    but a folder stands there or, when it is missing, where its nearest existing ancestor goes."""
+    check_folder(nearest_existing(path))
+    pathlib.Path(path).mkdir(parents=True, exist_ok=True)
 
 
 def check_folder(path, prefix="", remedy="move it away"):

@@ -85,7 +85,7 @@ def parse_args(argv):
 
 def resolve_run(args):
     """(config, output dir): the model is named after the recipe unless export.model_name says otherwise."""
-    path = config_lib.resolve_recipe(args.config) if args.config else None
+    path = config_lib.resolve_recipe(args.config)
     config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
     recipe = path.stem if path else "default"
     if not config.export.model_name:

@@ -592,8 +592,8 @@ class StopOnNonFinite(keras.callbacks.Callback):
         step = int(optimizer.iterations.numpy())
         if not math.isfinite(loss) and step == 1:
             raise RoadError(f"stage {self.stage}: the loss of its first step is {loss}, computed from the weights it "
-                            "started from before any update, so not the learning rate's doing: check the loss's "
-                            "weights and temperatures (distillation.*), train.mixed_precision and the data")
+                            "started from before any update, so not the learning rate's doing: check the settings "
+                            "that scale the loss (e.g. distillation.*), train.mixed_precision and the data")
         what = (f"the loss is {loss}" if not math.isfinite(loss) else
                 f"weight {first_non_finite(self.model.trainable_variables)} is not finite (a non-finite gradient)")
         setting = "multitask.learning_rate" if self.stage == "multitask" else "train.learning_rate"

@@ -39,7 +39,7 @@ from road_tf.data.squad import first_repeated_key
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty, utf8_problem
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import array_to_json
-from serving.limits import MAX_SECONDS
+from serving.limits import MAX_PORT, MAX_SECONDS
 
 DEFAULT_REST_URL = "http://127.0.0.1:8501"
 DEFAULT_MODEL = "road_demo"
@@ -54,7 +54,6 @@ SHOWN_CHARS = 200
 """Characters of a user's or server's text (URL, model name, error message) an error message keeps."""
 _HOST_BYTES = re.compile(r"[\x00-\x20\x7f]")
 """Characters http.client refuses in a URL's host or path (controls and spaces)."""
-MAX_PORT = 65535
 _GRPC_PORT = re.compile(r":([-+]?[0-9]+)\Z")
 """The port that ends a gRPC address (":8500"), signed or not, so that "-1" is caught too."""
 SOCKET_TARGETS = ("unix:", "unix-abstract:", "vsock:")
@@ -477,7 +476,8 @@ def _grpc_port_problem(target):
         return None
     for address in target.split(","):
         port = _GRPC_PORT.search(address)
-        if port and not (port[1].isdigit() and len(port[1]) <= 5 and int(port[1]) <= MAX_PORT):
+        digits = port[1].lstrip("0") if port else ""  # leading zeros change nothing ("008500")
+        if port and not (port[1].isdigit() and len(digits) <= 5 and int(digits or "0") <= MAX_PORT):
             return f"port {_shorten(port[1], 20)} is out of range 0-{MAX_PORT}; expected HOST:PORT"
     return None
 

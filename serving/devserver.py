@@ -24,7 +24,7 @@ from road_tf.files import check_utf8
 from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.grpc_api import build_server
 from serving.limits import (
-    DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_STRING_BYTES, MAX_SECONDS, RequestLimits,
+    DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_STRING_BYTES, MAX_PORT, MAX_SECONDS, RequestLimits,
 )
 from serving.rest import RestServer
 from serving.servables import LOG, ModelManager, ModelRegistry
@@ -33,7 +33,6 @@ from serving.textproto import read_text_proto
 DEFAULT_MAX_REQUEST_BYTES = 4 * 1024 * 1024
 DEFAULT_REST_MAX_CONNECTIONS = 64
 DEFAULT_REST_TIMEOUT_SECONDS = 10.0
-MAX_PORT = 65535
 MAX_GRPC_BYTES = 2**31 - 1
 """The largest --max_request_bytes: gRPC takes its message size limit as a C int."""
 LIMIT_FLAGS = (

@@ -19,6 +19,8 @@ DEFAULT_MAX_INSTANCES = 1024
 MAX_SECONDS = 24 * 60 * 60
 """The longest timeout or wait the devserver accepts (a day): Python's thread and socket waits
 overflow beyond threading.TIMEOUT_MAX (about 9.2e9 s on Linux, 4.3e6 s on Windows)."""
+MAX_PORT = 65535
+"""The highest TCP port: the devserver's flags and the client's targets stay within 0-MAX_PORT."""
 MAX_RANK = 32
 """More dims than any served signature has (TensorFlow's own limit is 254)."""
 

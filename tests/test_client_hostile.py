@@ -112,7 +112,8 @@ def test_grpc_port_out_of_range_is_refused(capsys, target, port):
         client.GrpcPredictor(target)
 
 
-@pytest.mark.parametrize("target", ["127.0.0.1:8500", "[::1]:65535", "dns:///localhost:0", "localhost",
+@pytest.mark.parametrize("target", ["127.0.0.1:8500", "127.0.0.1:008500", "h:" + "0" * 5000, "[::1]:65535",
+                                    "dns:///localhost:0", "localhost",
                                     "ipv4:127.0.0.1:1,127.0.0.2:2", "unix:/tmp/s:99999"])
 def test_grpc_targets_in_range_pass(target):
     """Ports 0-65535, a target without a port and socket targets pass the check."""

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from road_tf.errors import DataError, first_line
-from road_tf.files import check_folder, nearest_existing, non_file_kind, write_atomic
+from road_tf.files import make_folder, non_file_kind, write_atomic
 
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
 MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
@@ -249,8 +249,7 @@ def write_feature_cache(path, features):
         RoadError: naming the folder, when anything but a folder (a file, a broken link) stands where it goes.
     """
     path, meta = _cache_paths(path)
-    check_folder(nearest_existing(path.parent))
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder(path.parent)
     rows = len(next(iter(features.values())))
     descriptor = {key: {"shape": list(value.shape[1:]),
                         "dtype": "float32" if np.issubdtype(value.dtype, np.floating) else "int32"}
