@@ -14,7 +14,7 @@ import sys
 from road_tf.config import RUN_METRICS_FILE, ExportConfig, config_of_run
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_line, nonempty
-from road_tf.files import check_model_folder, entry_kind
+from road_tf.files import check_model_folder, check_writable_dir, entry_kind
 from road_tf.models.task_model import build_model
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
@@ -118,9 +118,10 @@ def export_run(run_dir, model_name=None, base_dir=None):
     config, task = read_run_config(run_dir)
     export = dataclasses.replace(config.export, model_name=model_name or config.export.model_name,
                                  base_dir=base_dir or config.export.base_dir)
-    check_model_folder(export.model_folder(), "--base" if base_dir else "export.base_dir",
-                       "choose another --base or --model-name")
+    what = "--base" if base_dir else "export.base_dir"
+    check_writable_dir(export.base_dir, what)
     final = run_final_metrics(run_dir)
+    check_model_folder(export.model_folder(), what, "choose another --base or --model-name")
     tokenizer, model = load_student(run_dir, config, task)
     return export_qa_model(model, task, tokenizer, dataclasses.replace(config, export=export),
                            final.get("null_score_diff_threshold"), final, source=run_dir)
