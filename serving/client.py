@@ -35,7 +35,7 @@ import types
 import urllib.parse
 import warnings
 
-from road_tf.data.squad import first_repeated_key
+from road_tf.data.squad import loads_noting_repeats
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty, utf8_problem
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import array_to_json
@@ -586,7 +586,7 @@ def read_batch_file(path):
 def _batch_record(path, number, line):
     """One JSONL line -> {"question", "context"[, "id"], "line"}; DataError naming the line if bad."""
     try:
-        record = json.loads(line)
+        record, repeated = loads_noting_repeats(line)
     except json.JSONDecodeError as error:
         raise DataError(path, f"line {number}: not valid JSON ({error.msg})") from None
     except RecursionError:
@@ -595,7 +595,6 @@ def _batch_record(path, number, line):
         raise DataError(path, f"line {number}: a number has more digits than {sys.get_int_max_str_digits()}") from None
     if not isinstance(record, dict):
         raise DataError(path, f"line {number}: expected a JSON object, got {type(record).__name__}")
-    repeated = first_repeated_key(line)
     if repeated:
         raise DataError(path, f"line {number}: the key {_shorten(repr(repeated[0]), 80)} is given {repeated[1]} "
                               "times; give each key once")

@@ -65,25 +65,28 @@ def repeated_json_key(pairs):
     """(the first key the (key, value) `pairs` of one JSON object give more than once, how often), or
     None: for a `json.loads` object_pairs_hook, since Python keeps a repeated key's last value silently
     (and other parsers, e.g. TF Serving's, its first)."""
-    keys = [key for key, _ in pairs]
-    if len(set(keys)) == len(keys):
-        return None
-    counts = collections.Counter(keys)
-    return next((key, count) for key, count in counts.items() if count > 1)
+    counts = collections.Counter(key for key, _ in pairs)
+    return next(((key, count) for key, count in counts.items() if count > 1), None)
 
 
-def first_repeated_key(text):
-    """(the first key an object of the JSON `text` gives more than once, how often) or None
-    (`repeated_json_key`); `text` has parsed already, so it parses again without error."""
+def loads_noting_repeats(text):
+    """(`json.loads(text)`, the first key an object of it gives more than once with how often, or
+    None; `repeated_json_key`), in one parse; raises what `json.loads` raises."""
     found = []
 
     def pairs(items):
         repeated = repeated_json_key(items)
         if repeated:
             found.append(repeated)
+        return dict(items)
 
-    json.loads(text, object_pairs_hook=pairs)
-    return found[0] if found else None
+    return json.loads(text, object_pairs_hook=pairs), (found[0] if found else None)
+
+
+def first_repeated_key(text):
+    """The repeat `loads_noting_repeats` notes in the JSON `text`, which has parsed already (so it
+    parses again without error)."""
+    return loads_noting_repeats(text)[1]
 
 
 def read_squad_json(path, skip_bad_records=False):
