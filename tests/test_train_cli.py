@@ -394,7 +394,8 @@ def test_a_stopped_run_ends_with_one_line_saying_how_to_resume(tmp_path, stop, w
     """Ctrl-C and SIGTERM (a scheduler's stop) each end a run with one line and the shell's exit code."""
     out = tmp_path / "run"
     # The run starts as from a terminal, with Ctrl-C's default action and unblocked, whatever the test
-    # worker inherited (a process that ignores SIGINT passes that on to the programs it starts).
+    # worker inherited: a suite started in the background of a script (`make test &`) runs with SIGINT
+    # ignored, as POSIX shells start background jobs, Python then keeps ignoring it, and the run went on.
     program = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
                "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
                "os.execv(sys.executable, [sys.executable, '-m', 'road_tf.train', *sys.argv[1:]])")
@@ -402,8 +403,7 @@ def test_a_stopped_run_ends_with_one_line_saying_how_to_resume(tmp_path, stop, w
                                                                           "train.checkpoint_every=1")],
                                cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
-    # The first checkpoint's state file, not the folder: in a full test run on a loaded machine the
-    # signal once came before it and the run went on (exit 0, once the 60 s timeout); not seen since.
+    # The first checkpoint's state file, not its folder: the run is then past its setup.
     while not (out / "student" / "checkpoints" / "checkpoint").is_file() and time.monotonic() < deadline:
         time.sleep(0.05)
     process.send_signal(stop)
