@@ -196,7 +196,8 @@ def check_writable_dir(path, what):
 
     The probe makes and removes a temporary folder in `path`, or in its nearest existing ancestor
     when `path` does not exist yet, so a run fails before it starts rather than when it saves; a
-    path too long to create (`check_path_length`) or not UTF-8 (`check_utf8`) is refused first.
+    path too long to create (`check_path_length`), not UTF-8 (`check_utf8`) or going up out of a
+    folder that is not there (`check_climbs`) is refused first.
 
     Args:
         path: the folder a run will write into.
@@ -204,6 +205,7 @@ def check_writable_dir(path, what):
     """
     check_path_length(path, what)
     check_utf8(path, what)
+    check_climbs(path, what)
     path = pathlib.Path(path)
     try:
         existing = nearest_existing(path)
@@ -231,6 +233,23 @@ def check_path_length(path, what):
         raise RoadError(f"{what} {path}: holds a name longer than {NAME_MAX} bytes, which no file system here allows")
     if len(os.fsencode(os.path.abspath(path))) >= PATH_MAX:
         raise RoadError(f"{what} {str(path)[:80]}...: longer than {PATH_MAX - 1} bytes, which no path here may be")
+
+
+def check_climbs(path, what):
+    """Raises RoadError when `path` goes up ('..') out of a name where no folder stands (nothing, or
+    a file): the system finds nothing at such a path, while os.path.realpath, through which the
+    writes go, drops the name and its '..' as text, so the checks of what stands at `path` would
+    look at another folder than the one written ("missing/.." passed as empty and wrote into ".").
+
+    Args:
+        path: a file or folder to be written; what: how the user set it ("--output", ...).
+    """
+    parts = pathlib.PurePath(path).parts
+    for index in range(1, len(parts)):
+        above = pathlib.Path(*parts[:index])
+        if parts[index] == ".." and (kind := entry_kind(above)) != "a folder":
+            raise RoadError(f"{what} {path}: goes up ('..') out of {above}, which "
+                            f"{f'is {kind}' if kind else 'does not exist'}; name the folder without '..'")
 
 
 def check_utf8(value, what):
@@ -266,10 +285,11 @@ def check_writable_file(path, what):
     """Raises RoadError unless a file can be written at `path`: nothing but a regular file (or a link
     to one) stands there, not a folder, device (/dev/null) or pipe, and its folder is writable or
     can be created (`check_writable_dir`), and it is not in a loop of symbolic links (which
-    `write_atomic` would replace) nor too long (`check_path_length`) or not UTF-8 (`check_utf8`);
-    creates nothing."""
+    `write_atomic` would replace) nor too long (`check_path_length`), not UTF-8 (`check_utf8`) or
+    going up out of a folder that is not there (`check_climbs`); creates nothing."""
     check_path_length(path, what)
     check_utf8(path, what)
+    check_climbs(path, what)
     path = pathlib.Path(path)
     try:
         kind = mode_kind(os.stat(path).st_mode)

@@ -473,3 +473,15 @@ def test_a_damaged_run_folder_of_the_tables_is_named_with_the_remedy_that_applie
             train.train_run(config, run, experiments.RUN_FOLDER)
         assert str(error.value).startswith(message) and str(error.value).endswith(remedy)
         assert "--output-dir" not in str(error.value)
+
+
+def test_an_output_that_goes_up_out_of_a_missing_folder_is_refused(tmp_path, capsys, monkeypatch, no_training):
+    """`missing/..` is nothing to the system, so the checks of what the folder holds found nothing,
+    while the runs and scale.json went into the folder it names as text: another scale's record
+    there was overwritten and the table started."""
+    (tmp_path / experiments.SCALE_FILE).write_text('{"scale": "small"}')
+    monkeypatch.chdir(tmp_path)
+    assert final_tiny_error(capsys, "missing/..") == (
+        "error: --output missing/..: goes up ('..') out of missing, which does not exist; name the folder without '..'")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [experiments.SCALE_FILE]
+    assert (tmp_path / experiments.SCALE_FILE).read_text() == '{"scale": "small"}'

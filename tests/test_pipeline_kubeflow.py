@@ -123,3 +123,15 @@ def test_an_output_in_a_loop_of_symbolic_links_is_refused_and_left_alone(links, 
     assert "a loop of symbolic links" in one_error_line(capsys, exit_info)
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(links)
     assert all((tmp_path / name).is_symlink() for name in links)
+
+
+@pytest.mark.parametrize("name", ["missing/..", "spec.json/.."])
+def test_an_output_that_goes_up_out_of_no_folder_is_one_line(name, tmp_path, capsys):
+    """`missing/..` passed the checks (nothing stands there) and failed in the compiler with a
+    FailedPreconditionError traceback ('/tmp/...; Is a directory')."""
+    (tmp_path / "spec.json").write_text("kept")
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_runner.main(["--image", IMAGE, "--output", str(tmp_path / name)])
+    assert f"--output {tmp_path / name}: goes up ('..') out of " in one_error_line(capsys, exit_info)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["spec.json"]
+    assert (tmp_path / "spec.json").read_text() == "kept"
