@@ -286,11 +286,13 @@ def check_writable_file(path, what):
     to one) stands there, not a folder, device (/dev/null) or pipe, and its folder is writable or
     can be created (`check_writable_dir`), and it is not in a loop of symbolic links (which
     `write_atomic` would replace) nor too long (`check_path_length`), not UTF-8 (`check_utf8`) or
-    going up out of a folder that is not there (`check_climbs`); creates nothing."""
+    going up out of a folder that is not there (`check_climbs`), nor ending in '/' or '/.', which
+    name a folder (pathlib and realpath drop them: "a.json/" wrote, or replaced, the file a.json);
+    creates nothing."""
     check_path_length(path, what)
     check_utf8(path, what)
     check_climbs(path, what)
-    path = pathlib.Path(path)
+    given, path = os.fspath(path), pathlib.Path(path)
     try:
         kind = mode_kind(os.stat(path).st_mode)
     except OSError as error:
@@ -301,6 +303,8 @@ def check_writable_file(path, what):
         kind = None  # nothing there yet (or a dangling link, whose target gets written)
     if kind not in (None, "a file"):
         raise RoadError(f"{what} {path}: is {kind}, not a file name")
+    if os.path.basename(given) in ("", "."):
+        raise RoadError(f"{what} {given}: ends in '/' or '/.', so it names a folder, not a file; give a file name")
     check_writable_dir(pathlib.Path(os.path.realpath(path)).parent, what)
 
 

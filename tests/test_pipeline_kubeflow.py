@@ -135,3 +135,17 @@ def test_an_output_that_goes_up_out_of_no_folder_is_one_line(name, tmp_path, cap
     assert f"--output {tmp_path / name}: goes up ('..') out of " in one_error_line(capsys, exit_info)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["spec.json"]
     assert (tmp_path / "spec.json").read_text() == "kept"
+
+
+@pytest.mark.parametrize("name", ["spec.json/", "spec.json/.", "new.json/"])
+def test_an_output_that_names_a_folder_is_refused(name, tmp_path, capsys):
+    """A trailing '/' or '/.' names a folder; the runner wrote the compiled spec to the file without
+    it, replacing spec.json or making new.json."""
+    (tmp_path / "spec.json").write_text("kept")
+    output = f"{tmp_path}/{name}"
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_runner.main(["--image", IMAGE, "--output", output])
+    assert one_error_line(capsys, exit_info) == (f"error: --output {output}: ends in '/' or '/.', so it names a "
+                                                 "folder, not a file; give a file name")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["spec.json"]
+    assert (tmp_path / "spec.json").read_text() == "kept"
