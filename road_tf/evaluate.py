@@ -116,10 +116,20 @@ def _score_squad(args):
 
 
 def _read_gold_labels(path, num_classes):
-    """{guid: int label in [0, num_classes)} from a JSON object or a `guid<TAB>label` TSV (optional header line)."""
+    """{guid: int label in [0, num_classes)} from a JSON object or a `guid<TAB>label` TSV (optional
+    header line); DataError when it holds no labels."""
     describe, is_label = _label_check(num_classes)
     if path.endswith((".json", ".json.gz")):
-        return _read_mapping(path, describe, is_label)
+        labels = _read_mapping(path, describe, is_label)
+    else:
+        labels = _read_tsv_labels(path, describe, is_label)
+    if not labels:
+        raise DataError(path, "has no labels")
+    return labels
+
+
+def _read_tsv_labels(path, describe, is_label):
+    """{guid: int label} of a `guid<TAB>label` TSV whose labels pass `is_label` (`describe` says what they must be)."""
     labels = {}
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         if not line.strip() or (number == 1 and line.strip().split("\t") == ["guid", "label"]):
@@ -135,8 +145,6 @@ def _read_gold_labels(path, num_classes):
         if guid in labels:
             raise DataError(path, f"duplicate guid {guid!r}", record=f"line {number}")
         labels[guid] = int(label)
-    if not labels:
-        raise DataError(path, "has no labels")
     return labels
 
 

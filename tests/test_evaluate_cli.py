@@ -225,3 +225,11 @@ def test_bad_classification_files_exit_2_with_one_line(tmp_path, gold_text, pred
     gold = tmp_path / "gold.tsv"
     gold.write_text(gold_text)
     _assert_one_line_error(_run("classification", gold, _write_json(tmp_path / "p.json", preds)), *fragments)
+
+
+@pytest.mark.parametrize("gold_name", ["gold.json", "gold.json.gz"])
+def test_a_json_gold_file_without_labels_is_one_line(tmp_path, gold_name):
+    """`{}` reached the metric, which raised ValueError ('labels must be a 1-D integer array') with a traceback."""
+    gold = tmp_path / gold_name
+    gold.write_bytes(gzip.compress(b"{}") if gold_name.endswith(".gz") else b"{}")
+    _assert_one_line_error(_run("classification", gold, _write_json(tmp_path / "p.json", {})), gold_name, "has no labels")
