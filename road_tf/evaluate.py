@@ -27,6 +27,7 @@ import re
 import sys
 
 from road_tf.data.squad import first_repeated_key, parse_json, read_squad_json, read_text
+from road_tf.data.tsv import read_table
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
@@ -129,23 +130,18 @@ def _read_gold_labels(path, num_classes):
 
 
 def _read_tsv_labels(path, describe, is_label):
-    """{guid: int label} of a `guid<TAB>label` TSV whose labels pass `is_label` (`describe` says what they must be)."""
-    labels = {}
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
-        if not line.strip() or (number == 1 and line.strip().split("\t") == ["guid", "label"]):
-            continue
-        fields = line.split("\t")
-        if len(fields) != 2 or not fields[0]:
-            raise DataError(path, f"expected `guid<TAB>label`, got {len(fields)} field(s)", record=f"line {number}")
-        guid, label = fields[0], fields[1].strip()
+    """{guid: int label} of a `guid<TAB>label` TSV (`road_tf.data.tsv.read_table`: lines end at \\n
+    only, a guid is given once) whose labels pass `is_label` (`describe` says what they must be)."""
+
+    def parse(record, number):
+        label = record["label"].strip()
         if not re.fullmatch("-?[0-9]+", label):
             raise DataError(path, f"label must be an integer, got {label[:20]!r}", record=f"line {number}")
         if len(label) > MAX_DIGITS or not is_label(int(label)):
             raise DataError(path, f"label must be {describe}, got {label[:20]}", record=f"line {number}")
-        if guid in labels:
-            raise DataError(path, f"duplicate guid {guid!r}", record=f"line {number}")
-        labels[guid] = int(label)
-    return labels
+        return record["guid"], int(label)
+
+    return dict(read_table(path, parse, ["guid", "label"], optional_header=True, id_column="guid"))
 
 
 def _label_check(num_classes):

@@ -212,7 +212,8 @@ def test_classification_cli(tmp_path, gold_name):
 
 @pytest.mark.parametrize("gold_text, preds, fragments", [
     ("a\t1\nb\tx\n", {"a": 1, "b": 0}, ["gold.tsv: record line 2", "label must be an integer"]),
-    ("a\t1\nb\n", {"a": 1, "b": 0}, ["gold.tsv: record line 2", "guid<TAB>label"]),
+    ("a\t1\nb\n", {"a": 1, "b": 0}, ["gold.tsv: record line 2", "expected 2 tab-separated fields, found 1"]),
+    ("a\t1\x0bb\t0\n", {"a": 1, "b": 0}, ["gold.tsv: record line 1", "expected 2 tab-separated fields, found 3"]),
     ("a\t1\na\t0\n", {"a": 1}, ["record line 2", "duplicate guid"]),
     ("a\t1\nb\t0\n", {"a": 1}, ["p.json: record b", "no prediction"]),
     ("a\t1\nb\t0\n", {"a": 1, "b": "0"}, ["p.json: record b", "integer label"]),
@@ -233,3 +234,14 @@ def test_a_json_gold_file_without_labels_is_one_line(tmp_path, gold_name):
     gold = tmp_path / gold_name
     gold.write_bytes(gzip.compress(b"{}") if gold_name.endswith(".gz") else b"{}")
     _assert_one_line_error(_run("classification", gold, _write_json(tmp_path / "p.json", {})), gold_name, "has no labels")
+
+
+def test_a_gold_tsv_line_ends_at_newline_only(tmp_path):
+    """Lines were split by str.splitlines, also at \\x0b, \\x1c, \\x85 or \\u2028: a line of three fields
+    ("a<TAB>1\\x0bb<TAB>0") was scored as two records, and a guid holding \\x85 was refused."""
+    guids = ["x\x85y", "p\u2028q", "r\x1cs"]
+    gold = tmp_path / "gold.tsv"
+    gold.write_text("guid\tlabel\n" + "".join(f"{guid}\t{i % 2}\n" for i, guid in enumerate(guids)), encoding="utf-8")
+    completed = _run("classification", gold, _write_json(tmp_path / "p.json", {guid: 1 for guid in guids}))
+    assert completed.returncode == 0, completed.stderr
+    assert json.loads(completed.stdout)["total"] == 3 and json.loads(completed.stdout)["accuracy"] == pytest.approx(1 / 3)
