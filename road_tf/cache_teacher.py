@@ -62,15 +62,16 @@ def cache_teacher_logits(config, output):
     write_feature_cache(output, features)
 
 
-def check_outputs(output, config):
-    """RoadError when `output` or its .json sidecar would overwrite a file the command reads (data,
-    vocabulary, teacher checkpoints) or each other (an --output ending in .json), or when the sidecar
-    cannot be written (`output` itself is checked before the config loads)."""
+def check_outputs(output, config, recipe):
+    """RoadError when `output` or its .json sidecar would overwrite a file the command reads (the
+    --config file `recipe`, None without one; data, vocabulary, teacher checkpoints) or each other (an
+    --output ending in .json), or when the sidecar cannot be written (`output` itself is checked
+    before the config loads)."""
     sidecar = pathlib.Path(output).with_suffix(".json")
     if sidecar == pathlib.Path(output):
         raise RoadError(f"--output {output}: its .json sidecar would overwrite it; name it .tfrecord")
     data = config.data
-    read = {"data.train_path": data.train_path, "data.dev_path": data.dev_path,
+    read = {"--config": recipe, "data.train_path": data.train_path, "data.dev_path": data.dev_path,
             "data.vocab": "" if data.vocab == "minilm" else data.vocab,
             **{f"distillation.teachers[{i}].checkpoint": teacher.checkpoint
                for i, teacher in enumerate(config.distillation.teachers)}}
@@ -84,7 +85,7 @@ def main(argv=None):
     check_writable_file(args.output, "--output")
     path = config_lib.resolve_recipe(args.config)
     config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
-    check_outputs(args.output, config)
+    check_outputs(args.output, config, path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     cache_teacher_logits(config, args.output)
     print(args.output)

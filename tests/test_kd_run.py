@@ -129,3 +129,16 @@ def test_cache_teacher_checks_teacher_checkpoints_before_it_loads_the_data(tmp_p
     with pytest.raises(SystemExit) as exit_info:
         cache_teacher.main(base + ["--output", str(tmp_path / "t.tfrecord")])
     assert one_error_line(capsys, exit_info) == f"error: distillation.teachers[0].checkpoint: {checkpoint}: {problem}"
+
+
+@pytest.mark.parametrize("output, written", [("kd.yaml", "--output"), ("kd.tfrecord", "the .json sidecar of --output")])
+def test_cache_teacher_refuses_an_output_that_is_its_config_recipe(tmp_path, capsys, output, written):
+    """`--config kd.yaml --output kd.yaml` (or a recipe kd.json beside --output kd.tfrecord) went on
+    to run the teachers and would have replaced the recipe with the cache."""
+    recipe = tmp_path / ("kd.yaml" if output == "kd.yaml" else "kd.json")
+    recipe.write_text("train: {steps: 10}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        cache_teacher.main(["--config", str(recipe), "--output", str(tmp_path / output)])
+    assert one_error_line(capsys, exit_info) == (f"error: {written} {recipe}: is the --config file, which it would "
+                                                 "overwrite")
+    assert recipe.read_text() == "train: {steps: 10}\n" and sorted(p.name for p in tmp_path.iterdir()) == [recipe.name]
