@@ -17,7 +17,8 @@ import warnings
 from pipelines import configs
 from road_tf import config as config_lib
 from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty, utf8_problem
-from road_tf.files import check_distinct, check_folder, check_model_folder, check_writable_dir, file_head, versions
+from road_tf.files import (check_distinct, check_folder, check_model_folder, check_writable_dir, file_head, lies_within,
+                           versions)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SOURCES = ("synthetic", "tfds")
@@ -171,6 +172,7 @@ def parse_args(argv):
     check_writable_dir(args.root, "--root")
     check_root(pathlib.Path(args.root))
     check_inputs_kept(args, pathlib.Path(args.root))
+    check_apart(args.root, args.serving_model_dir)
     check_model_folder(args.serving_model_dir, "--serving-model-dir", "choose another --serving-model-dir")
     return args
 
@@ -193,6 +195,15 @@ def check_root(root):
     if head and head != SQLITE_HEADER:
         raise RoadError(f"--root {root}: {metadata} is not an SQLite database (the pipeline's metadata store); move it "
                         "away or choose another --root")
+
+
+def check_apart(root, serving_model_dir):
+    """RoadError when --serving-model-dir is --root, lies in it or holds it: the model folder would
+    hold the run's data, pipeline and metadata.db beside its versions, and the next run refuse it
+    as a folder of other files (a run whose model the gate did not bless left only those)."""
+    if lies_within(serving_model_dir, root) or lies_within(root, serving_model_dir):
+        raise RoadError(f"--serving-model-dir {serving_model_dir}: is, holds or lies in --root {root}, where the run "
+                        "keeps its data, pipeline and metadata; give them separate folders")
 
 
 def prepare_examples(args, config, root):

@@ -326,6 +326,13 @@ def check_distinct(written, read):
         seen[target] = what
 
 
+def lies_within(path, folder):
+    """Whether `path` is the folder `folder` or lies inside it, symbolic links resolved in both."""
+    folder = pathlib.Path(os.path.realpath(folder))
+    target = pathlib.Path(os.path.realpath(path))
+    return target == folder or folder in target.parents
+
+
 def version_number(name):
     """A directory name -> its version (int), or None unless it is a base-10 integer in ASCII
     digits no larger than MAX_VERSION ("²" and "٣" pass str.isdigit() but are not versions)."""

@@ -13,7 +13,6 @@ with) stops predict with one line naming it and the model's reason.
 """
 
 import json
-import os
 import pathlib
 import sys
 
@@ -25,7 +24,8 @@ from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
-from road_tf.files import check_distinct, check_writable_file, entry_kind, require_folder, versions, write_atomic
+from road_tf.files import (check_distinct, check_writable_file, entry_kind, lies_within, require_folder, versions,
+                           write_atomic)
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
@@ -94,10 +94,8 @@ def incomplete_version_problem(model_dir, version):
 def check_outside_model(written, folder):
     """RoadError when a file to write ({flag: path}) lies in the SavedModel folder `folder`, whose
     files (saved_model.pb, variables/, ...) it would replace or whose served version it would change."""
-    model = pathlib.Path(os.path.realpath(folder))
     for flag, path in written.items():
-        target = pathlib.Path(os.path.realpath(path))
-        if model == target or model in target.parents:
+        if lies_within(path, folder):
             raise RoadError(f"{flag} {path}: lies in the SavedModel folder {folder} that --model reads; "
                             "write it elsewhere")
 

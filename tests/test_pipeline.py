@@ -228,6 +228,18 @@ def test_a_serving_model_dir_holding_other_files_is_refused(tmp_path, capsys):
     assert [path.name for path in serving.iterdir()] == ["notes.txt"] and not (tmp_path / "tfx").exists()
 
 
+@pytest.mark.parametrize("root, serving", [("m", "m"), ("m", "m/pipeline"), ("m/tfx", "m")],
+                         ids=["same", "serving-in-root", "root-in-serving"])
+def test_a_serving_model_dir_that_is_root_holds_it_or_lies_in_it_is_refused(tmp_path, capsys, root, serving):
+    """With --root and --serving-model-dir one folder, a run's data, pipeline and metadata.db went
+    into the model folder, and the next identical run refused it as a folder of other files."""
+    root, serving = tmp_path / root, tmp_path / serving
+    error = refusal(["--root", str(root), "--serving-model-dir", str(serving), "--prepare-only"], capsys)
+    assert error == (f"error: --serving-model-dir {serving}: is, holds or lies in --root {root}, where the run keeps "
+                     "its data, pipeline and metadata; give them separate folders")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_halves_of_an_earlier_split_may_be_the_train_and_eval_files(tmp_path):
     """With --eval-data nothing is split, so the halves an earlier run wrote under --root are read, not written."""
     good = squad_file(tmp_path / "good.json", ["Velden", "Marrow"])
