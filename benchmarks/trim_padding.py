@@ -18,6 +18,7 @@ gives the timed batches' mean width and that of a whole epoch of the trimmed str
 """
 
 import argparse
+import dataclasses
 
 import common
 
@@ -29,7 +30,8 @@ from road_tf.config import load_config, resolve_recipe  # noqa: E402
 from road_tf.data.features import PADDING_MASK  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
 from road_tf.distillation.distiller import Distiller  # noqa: E402
-from road_tf.errors import cli_main  # noqa: E402
+from road_tf.errors import cli_main, nonempty  # noqa: E402
+from road_tf.files import check_writable_dir  # noqa: E402
 from road_tf.models.task_model import build_model  # noqa: E402
 from road_tf.tasks import get_task, load_task_data  # noqa: E402
 from road_tf.training import make_optimizer, train_dataset  # noqa: E402
@@ -41,10 +43,13 @@ MAX_MULTIPLE = load_config(resolve_recipe("squad2_minilm")).data.max_seq_length
 
 
 def recipe(model, cache_dir, squad):
-    """The squad2_minilm recipe on the SQuAD file `squad` (None: the synthetic corpus), with `model`'s layers."""
+    """The squad2_minilm recipe on the SQuAD file `squad` (None: the synthetic corpus), with `model`'s
+    layers and the feature cache under the folder `cache_dir`, taken as it is (a `--set` value would
+    be read as YAML: "x\\ny" became "x y", "~" null)."""
     data = ([f"data.train_path={squad}"] if squad else
             ["data.source=synthetic", "data.split_dev_questions=0", "data.synthetic_train_size=2000"])
-    return load_config(resolve_recipe("squad2_minilm"), [*data, *MODELS[model], f"data.cache_dir={cache_dir}"])
+    config = load_config(resolve_recipe("squad2_minilm"), [*data, *MODELS[model]])
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, cache_dir=cache_dir))
 
 
 def train_step(config, element_spec):
@@ -70,9 +75,10 @@ def main(argv=None):
     parser.add_argument("--model", choices=sorted(MODELS), default="minilm")
     parser.add_argument("--multiple", type=int, default=32,
                         help=f"train.trim_padding of the trimmed stream (default 32, at most {MAX_MULTIPLE})")
-    parser.add_argument("--cache-dir", default="runs/cache", help="feature cache (data.cache_dir)")
+    parser.add_argument("--cache-dir", type=nonempty, default="runs/cache", help="feature cache (data.cache_dir)")
     args = common.parse_flags(parser, argv, bounds={"rounds": (1, common.MAX_REPEATS),
                                                     "warmup": (1, common.MAX_REPEATS), "multiple": (1, MAX_MULTIPLE)})
+    check_writable_dir(args.cache_dir, "--cache-dir")
 
     squad = common.shared_file(SQUAD)
     config = recipe(args.model, args.cache_dir, squad)

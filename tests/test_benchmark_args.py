@@ -167,3 +167,24 @@ def test_a_baseline_worker_refuses_flags_out_of_range(name, argv, message, monke
     monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
     line = refusal(load_benchmark(name, monkeypatch).main, argv, capsys)
     assert message in line, line
+
+
+@pytest.mark.parametrize("given", ["file", "", "runs/a\nb", "~"])
+def test_trim_padding_checks_its_cache_dir_and_takes_it_as_given(given, tmp_path, monkeypatch, capsys):
+    """--cache-dir went into the recipe as a `--set` value, read as YAML ("runs/a\\nb" became "runs/a b",
+    "~" null), and a file there was found only once the data had been featurized."""
+    module = load_benchmark("trim_padding.py", monkeypatch)
+
+    def loaded(*args, **kwargs):
+        raise AssertionError("the data loaded before --cache-dir was checked")
+
+    monkeypatch.setattr(module, "load_task_data", loaded)
+    if given == "file":
+        (tmp_path / "file").write_text("x")
+        path = str(tmp_path / "file")
+        line = refusal(module.main, ["--cache-dir", path], capsys)
+        assert line == f"error: --cache-dir {path}: {path} is a file, not a folder", line
+    elif not given:
+        assert "--cache-dir: must not be empty" in refusal(module.main, ["--cache-dir", given], capsys)
+    else:
+        assert module.recipe("minilm", given, None).data.cache_dir == given
