@@ -75,6 +75,11 @@ def check_utf8(args):
                 raise RoadError(f"{flag_name(dest)} {argv_bytes(text)!r}: {problem}")
 
 
+def first_control_character(text):
+    """The first character of `text` that is neither printable nor a space (\\n, \\t, \\x00, ...), or None."""
+    return next((char for char in text if not (char.isprintable() or char == " ")), None)
+
+
 def _beam_options():
     """Beam's PipelineOptions and StandardOptions (importing Beam takes ~2 s and prints Google client
     libraries' FutureWarnings, kept off stderr here)."""
@@ -94,9 +99,9 @@ def check_beam_args(beam_args):
     for beam_arg in beam_args:
         if not (isinstance(beam_arg, str) and beam_arg.startswith("--") and len(beam_arg) > 2):
             raise RoadError(f"--beam-arg {beam_arg!r}: not a Beam flag; write it as --beam-arg=--name=value")
-        control = [char for char in beam_arg if not (char.isprintable() or char == " ")]
+        control = first_control_character(beam_arg)
         if control:
-            raise RoadError(f"--beam-arg {beam_arg!r}: holds a control character ({control[0]!r})")
+            raise RoadError(f"--beam-arg {beam_arg!r}: holds a control character ({control!r})")
     if not beam_args:
         return
     pipeline_options, standard_options = _beam_options()

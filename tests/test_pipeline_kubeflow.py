@@ -69,6 +69,10 @@ BAD_FLAGS = [
     *(([f"{flag}=rel/folder"], f"{flag} rel/folder: a relative path, which each container on the cluster would "
                                "resolve in its own working folder")
       for flag in ("--pipeline-root", "--data-root", "--serving-model-dir")),
+    (["--pipeline-root=gs://"], "--pipeline-root gs://: names nothing after gs://"),
+    (["--data-root=gs:///"], "--data-root gs:///: names nothing after gs://"),
+    (["--serving-model-dir=gs://b/a\nb"], "--serving-model-dir 'gs://b/a\\nb': holds a control character ('\\n')"),
+    (["--serving-model-dir=/models/a\tb"], "holds a control character ('\\t')"),
 ]
 
 
