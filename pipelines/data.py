@@ -24,9 +24,10 @@ import tempfile
 import tensorflow as tf
 from google.protobuf.message import DecodeError
 
+from road_tf.data.json_files import read_json
 from road_tf.data.records import to_tf_example, write_records
 from road_tf.data.sources import within_length_limit
-from road_tf.data.squad import document_questions, read_json, read_squad_json, split_for_training
+from road_tf.data.squad import document_questions, read_squad_json, split_for_training
 from road_tf.errors import DataError
 from road_tf.files import non_file_kind, write_atomic
 

@@ -26,7 +26,8 @@ import os
 import re
 import sys
 
-from road_tf.data.squad import first_repeated_key, parse_json, read_squad_json, read_text
+from road_tf.data.json_files import parse_json_noting_repeats, read_text
+from road_tf.data.squad import read_squad_json
 from road_tf.data.tsv import read_table
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
 from road_tf.evaluation.classification import classification_metrics
@@ -76,14 +77,12 @@ def _parser():
 def _read_mapping(path, describe, is_value):
     """Reads a JSON object whose values pass `is_value`; DataError names the first bad entry or the
     first id the object holds twice (JSON keeps the last silently: two answers to one question)."""
-    text = read_text(path)
-    mapping = parse_json(text, path)
+    mapping, repeated = parse_json_noting_repeats(read_text(path), path)
     if not isinstance(mapping, dict):
         raise DataError(path, f"must be a JSON object mapping ids to {describe}, got {type(mapping).__name__}")
     for key, value in mapping.items():
         if not is_value(value):
             raise DataError(path, f"value must be {describe}, got {json.dumps(value)[:60]}", record=key)
-    repeated = first_repeated_key(text)
     if repeated:
         raise DataError(path, f"the id is given {repeated[1]} times; give each id once", record=repeated[0])
     return mapping

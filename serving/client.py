@@ -35,7 +35,7 @@ import types
 import urllib.parse
 import warnings
 
-from road_tf.data.squad import loads_noting_repeats
+from road_tf.data.json_files import loads_noting_repeats
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty, utf8_problem
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import array_to_json

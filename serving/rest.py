@@ -33,7 +33,7 @@ import threading
 import time
 import urllib.parse
 
-from road_tf.data.squad import repeated_json_key
+from road_tf.data.json_files import repeated_json_key
 from serving.apis import metadata_json, status_json
 from serving.codec import array_to_json, columns_to_rows, json_to_array, rows_to_columns
 from serving.errors import ServingError, invalid, not_found, printable

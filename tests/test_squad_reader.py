@@ -8,7 +8,7 @@ import pathlib
 
 import pytest
 
-from road_tf.data import squad
+from road_tf.data import json_files
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.squad import load_squad_tfds, read_squad_json, read_squad_json_with_stats, write_squad_json
 from road_tf.errors import DataError
@@ -253,7 +253,7 @@ def test_write_keeps_question_order_with_interleaved_titles(tmp_path):
 def test_a_file_beyond_the_size_limit_is_refused_without_reading_it_all(tmp_path, monkeypatch, name):
     """A small gzip file that unpacks to far more (here 100 kB from 200 bytes) stops at the limit
     instead of filling memory; a plain file above it is refused the same way."""
-    monkeypatch.setattr(squad, "MAX_JSON_BYTES", 1000)
+    monkeypatch.setattr(json_files, "MAX_JSON_BYTES", 1000)
     payload = b" " * 100_000
     path = tmp_path / name
     path.write_bytes(gzip.compress(payload) if name.endswith(".gz") else payload)

@@ -11,7 +11,8 @@ import pathlib
 import socket
 
 from road_tf.data import synthetic
-from road_tf.data.squad import parse_json, read_text, split_for_training
+from road_tf.data.json_files import parse_json, read_text
+from road_tf.data.squad import split_for_training
 from road_tf.errors import ConfigError, DataError, first_line
 from road_tf.files import write_atomic
 

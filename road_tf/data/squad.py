@@ -8,85 +8,24 @@ the read; problems with one question stop it too unless `skip_bad_records` is se
 question is logged, skipped and counted.
 """
 
-import collections
 import gzip
 import hashlib
 import json
 import logging
 import pathlib
-import zlib
 
 from road_tf.data.examples import Answer, QAExample
+from road_tf.data.json_files import read_json
 from road_tf.errors import DataError, utf8_problem
-from road_tf.files import is_gzipped, open_data_file, write_atomic
+from road_tf.files import write_atomic
 
 logger = logging.getLogger(__name__)
-
-MAX_JSON_BYTES = 1 << 30
-"""The largest JSON file read (SQuAD data, predictions, a gold file), in bytes once gunzipped (1 GiB,
-25 times SQuAD 2.0's training set): what a small gzip file that unpacks without end (a "gzip bomb")
-can make the process hold."""
 
 _KINDS = {
     "a string": lambda value: isinstance(value, str),
     "a list": lambda value: isinstance(value, list),
     "an integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
 }
-
-
-def read_json(path):
-    """Parses a UTF-8 JSON file, gzipped or not, into Python values (see `parse_json`).
-
-    Raises:
-        DataError: naming the file, when it cannot be read, is corrupt gzip, is not UTF-8 or is
-            not valid JSON.
-    """
-    return parse_json(read_text(path), path)
-
-
-def parse_json(text, path):
-    """Parses the JSON text read from `path` into Python values.
-
-    Raises:
-        DataError: naming `path`, when the text is not valid (e.g. truncated) JSON, is nested too
-            deeply or holds an integer too long to convert.
-    """
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as error:
-        raise DataError(path, f"invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
-    except RecursionError:
-        raise DataError(path, "invalid JSON: arrays or objects nested too deeply") from None
-    except ValueError as error:  # integers too long to convert (Python's int max-digits limit)
-        raise DataError(path, f"invalid JSON: {error}") from None
-
-
-def repeated_json_key(pairs):
-    """(the first key the (key, value) `pairs` of one JSON object give more than once, how often), or
-    None: for a `json.loads` object_pairs_hook, since Python keeps a repeated key's last value silently
-    (and other parsers, e.g. TF Serving's, its first)."""
-    counts = collections.Counter(key for key, _ in pairs)
-    return next(((key, count) for key, count in counts.items() if count > 1), None)
-
-
-def loads_noting_repeats(text):
-    """(`json.loads(text)`, the first key an object of it gives more than once with how often, or
-    None; `repeated_json_key`), in one parse; raises what `json.loads` raises."""
-    found = []
-
-    def pairs(items):
-        repeated = repeated_json_key(items)
-        if repeated:
-            found.append(repeated)
-        return dict(items)
-
-    return json.loads(text, object_pairs_hook=pairs), (found[0] if found else None)
-
-
-def first_repeated_key(text):
-    """The repeat `loads_noting_repeats` notes in the JSON `text`, which has parsed already (so it
-    parses again without error)."""
-    return loads_noting_repeats(text)[1]
 
 
 def read_squad_json(path, skip_bad_records=False):
@@ -144,30 +83,6 @@ def write_squad_json(path, examples):
     if path.name.endswith(".gz"):
         payload = gzip.compress(payload, mtime=0)
     write_atomic(path, payload)
-
-
-def read_text(path):
-    """Returns a UTF-8 file's text; gunzips when the name ends in .gz or the bytes start like gzip.
-
-    Raises:
-        DataError: naming the file, when it cannot be read, is a folder or a device, is corrupt
-            gzip, holds more than MAX_JSON_BYTES (gunzipped) or is not UTF-8.
-    """
-    path = pathlib.Path(path)
-    with open_data_file(path) as handle:
-        gzipped = is_gzipped(path, handle.peek(2))
-        try:
-            raw = (gzip.GzipFile(fileobj=handle, mode="rb") if gzipped else handle).read(MAX_JSON_BYTES + 1)
-        except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
-            problem = f"corrupt gzip data: {error}" if gzipped else f"cannot read file: {error.strerror or error}"
-            raise DataError(path, problem) from None
-    if len(raw) > MAX_JSON_BYTES:
-        raise DataError(path, f"holds more than {MAX_JSON_BYTES:,} bytes{' once gunzipped' if gzipped else ''}, "
-                              "the most road_tf reads from one data file")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DataError(path, f"not valid UTF-8: byte 0x{raw[error.start]:02x} at offset {error.start}") from None
 
 
 def _field(path, record, obj, name, kind, where):
