@@ -28,7 +28,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as road_tf sets it: no CUDA-plugin noise on CPUs
 
-from road_tf.errors import RoadError  # noqa: E402
+from road_tf.errors import RoadError, whole_number  # noqa: E402
 
 BASELINE_PYTHON = REPO / ".venv-baseline" / "bin" / "python"
 SETUP_SCRIPT = REPO / "benchmarks" / "setup_baseline.sh"
@@ -87,7 +87,7 @@ def parse_flags(parser, argv, bounds=None):
     if unknown:
         raise RoadError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
     bounds = bounds or {}
-    unbounded = [action.dest for action in parser._actions if action.type is int and action.dest not in bounds]
+    unbounded = [action.dest for action in parser._actions if action.type is whole_number and action.dest not in bounds]
     if unbounded:
         raise ValueError(f"integer flags without bounds: {unbounded}")  # a bug in the script, not a usage error
     check_bounds(args, bounds)

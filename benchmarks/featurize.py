@@ -31,7 +31,7 @@ from road_tf.data.features import featurize_qa  # noqa: E402
 from road_tf.data.squad import read_squad_json  # noqa: E402
 from road_tf.data.synthetic import generate  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
-from road_tf.errors import cli_main  # noqa: E402
+from road_tf.errors import cli_main, whole_number  # noqa: E402
 from road_tf.minilm import minilm_path  # noqa: E402
 
 MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
@@ -144,9 +144,9 @@ def agreement(road, hf):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=whole_number, default=5,
                         help=f"timed rounds of each featurizer (default 5, at most {common.MAX_REPEATS})")
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N questions (0: all)")
+    parser.add_argument("--limit", type=whole_number, default=0, help="use only the first N questions (0: all)")
     args = common.parse_flags(parser, argv, bounds={"rounds": (1, common.MAX_REPEATS), "limit": (0, None)})
 
     examples, source = load_examples(args.limit)

@@ -30,7 +30,7 @@ import time
 import torch
 
 import common  # puts the repository root on sys.path
-from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main
+from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, whole_number
 
 QA_SETTINGS = dict(max_seq_len=384, doc_stride=128, max_question_len=64, max_answer_len=30,
                    handle_impossible_answer=True)
@@ -42,7 +42,7 @@ def parse_args(argv):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True, help="Hugging Face BERT folder (config.json, model.safetensors)")
     parser.add_argument("--questions", required=True, help="JSONL of {question, context}")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (default 2)")
+    parser.add_argument("--threads", type=whole_number, default=2, help="PyTorch intra-op threads (default 2)")
     args = parser.parse_args(argv)
     common.check_bounds(args, {"threads": common.THREADS})
     return args

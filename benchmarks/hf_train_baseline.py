@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 import common  # puts the repository root on sys.path
-from road_tf.errors import ArgumentParser, RoadError, cli_main
+from road_tf.errors import ArgumentParser, RoadError, cli_main, whole_number
 
 LEARNING_RATE, EPSILON, WEIGHT_DECAY, WARMUP_FRACTION = 5e-5, 1e-6, 0.01, 0.1
 
@@ -38,10 +38,11 @@ def parse_args(argv):
     parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", required=True, help="Hugging Face BERT folder (config.json, model.safetensors)")
     parser.add_argument("--features", required=True, help="npz of int32 training features")
-    parser.add_argument("--batch-size", type=int, required=True)
-    parser.add_argument("--total-steps", type=int, required=True, help="length of the learning-rate schedule")
-    parser.add_argument("--threads", type=int, default=2, help="PyTorch intra-op threads (default 2)")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before the ready line (default 2)")
+    parser.add_argument("--batch-size", type=whole_number, required=True)
+    parser.add_argument("--total-steps", type=whole_number, required=True, help="length of the learning-rate schedule")
+    parser.add_argument("--threads", type=whole_number, default=2, help="PyTorch intra-op threads (default 2)")
+    parser.add_argument("--warmup", type=whole_number, default=2,
+                        help="untimed steps before the ready line (default 2)")
     args = parser.parse_args(argv)
     common.check_bounds(args, {"batch_size": (1, None), "total_steps": (1, None), "threads": common.THREADS,
                                "warmup": (1, common.MAX_REPEATS)})

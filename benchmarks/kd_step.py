@@ -25,7 +25,7 @@ from road_tf.config import DistillationConfig, ModelConfig, TeacherConfig  # noq
 from road_tf.data.features import MODEL_INPUTS  # noqa: E402
 from road_tf.distillation.distiller import Distiller  # noqa: E402
 from road_tf.distillation.offline import offline_teacher_key  # noqa: E402
-from road_tf.errors import cli_main  # noqa: E402
+from road_tf.errors import cli_main, whole_number  # noqa: E402
 from road_tf.models.backbones import build_backbone  # noqa: E402
 from road_tf.models.task_model import build_task_model  # noqa: E402
 from road_tf.tasks import get_task  # noqa: E402
@@ -102,9 +102,9 @@ def step_functions(batch):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--rounds", type=int, default=30,
+    parser.add_argument("--rounds", type=whole_number, default=30,
                         help=f"timed calls of each function (default 30, {MIN_ROUNDS} to {common.MAX_REPEATS})")
-    parser.add_argument("--warmup", type=int, default=3,
+    parser.add_argument("--warmup", type=whole_number, default=3,
                         help=f"untimed calls of each function first (default 3, 1 to {common.MAX_REPEATS})")
     args = common.parse_flags(parser, argv, bounds={"rounds": (MIN_ROUNDS, common.MAX_REPEATS),
                                                     "warmup": (1, common.MAX_REPEATS)})

@@ -21,7 +21,7 @@ import numpy as np  # noqa: E402
 
 from road_tf import training  # noqa: E402
 from road_tf.data.features import END, LABEL, START  # noqa: E402
-from road_tf.errors import RoadError, cli_main  # noqa: E402
+from road_tf.errors import RoadError, cli_main, whole_number  # noqa: E402
 from road_tf.models.task_model import build_task_model  # noqa: E402
 from road_tf.multitask.samplers import TaskSampler  # noqa: E402
 from road_tf.multitask.trainer import MultiTaskTrainer, step_dataset  # noqa: E402
@@ -88,17 +88,17 @@ def build_trainers(args):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--batch-size", type=int, default=32,
+    parser.add_argument("--batch-size", type=whole_number, default=32,
                         help=f"global batch B (rows per step; default 32, at most {MAX_BATCH})")
-    parser.add_argument("--seq-length", type=int, default=128, help=f"default 128, at most {MAX_SEQ_LENGTH}")
-    parser.add_argument("--layers", type=int, default=4, help=f"default 4, at most {MAX_LAYERS}")
-    parser.add_argument("--hidden", type=int, default=256,
+    parser.add_argument("--seq-length", type=whole_number, default=128, help=f"default 128, at most {MAX_SEQ_LENGTH}")
+    parser.add_argument("--layers", type=whole_number, default=4, help=f"default 4, at most {MAX_LAYERS}")
+    parser.add_argument("--hidden", type=whole_number, default=256,
                         help=f"hidden size (heads = hidden / 64; default 256, at most {MAX_HIDDEN})")
-    parser.add_argument("--warmup", type=int, default=3,
+    parser.add_argument("--warmup", type=whole_number, default=3,
                         help=f"untimed steps per k (tracing; default 3, at most {common.MAX_REPEATS})")
-    parser.add_argument("--rounds", type=int, default=8,
+    parser.add_argument("--rounds", type=whole_number, default=8,
                         help=f"interleaved timing rounds (default 8, at most {common.MAX_REPEATS})")
-    parser.add_argument("--steps", type=int, default=2,
+    parser.add_argument("--steps", type=whole_number, default=2,
                         help=f"timed steps per k per round (default 2, at most {common.MAX_REPEATS})")
     args = common.parse_flags(parser, argv, bounds={
         "batch_size": (1, MAX_BATCH), "seq_length": (1, MAX_SEQ_LENGTH), "layers": (1, MAX_LAYERS),

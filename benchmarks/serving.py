@@ -71,7 +71,7 @@ sys.path.insert(1, str(common.REPO / "tests"))
 
 import numpy as np  # noqa: E402
 
-from road_tf.errors import ConfigError, RoadError, cli_main  # noqa: E402
+from road_tf.errors import ConfigError, RoadError, cli_main, whole_number  # noqa: E402
 from serving import client  # noqa: E402
 from serving.batching import read_batching_parameters  # noqa: E402
 
@@ -97,13 +97,13 @@ BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_qa_baseline.py"
 def parse_args(argv):
     """Command-line flags -> argparse.Namespace; RoadError for values out of range."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--questions", type=int, default=192,
+    parser.add_argument("--questions", type=whole_number, default=192,
                         help=f"questions asked by every mode (default 192, at most {MAX_QUESTIONS:,})")
-    parser.add_argument("--chunk", type=int, default=32,
+    parser.add_argument("--chunk", type=whole_number, default=32,
                         help=f"questions per round (default 32, at most {MAX_QUESTIONS:,})")
-    parser.add_argument("--passes", type=int, default=3,
+    parser.add_argument("--passes", type=whole_number, default=3,
                         help=f"passes over all the questions (default 3, at most {common.MAX_REPEATS})")
-    parser.add_argument("--threads", type=int, default=2,
+    parser.add_argument("--threads", type=whole_number, default=2,
                         help="CPU cores and threads for each side (default 2, at most the cores this process may use)")
     parser.add_argument("--batching-parameters", default=str(BATCHING_CONFIG),
                         help="the devserver's --batching_parameters_file (default serving/batching.config)")

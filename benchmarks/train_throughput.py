@@ -52,7 +52,7 @@ from road_tf import training  # noqa: E402
 from road_tf.config import load_config  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
 from road_tf.distillation.distiller import Distiller  # noqa: E402
-from road_tf.errors import RoadError, cli_main  # noqa: E402
+from road_tf.errors import RoadError, cli_main, whole_number  # noqa: E402
 from road_tf.minilm import minilm_path  # noqa: E402
 from road_tf.models.convert import read_config  # noqa: E402
 from road_tf.models.task_model import build_model  # noqa: E402
@@ -70,16 +70,16 @@ BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_train_baseline.py"
 def parse_args(argv):
     """Command-line flags -> argparse.Namespace; RoadError for values out of range."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--batch-size", type=int, default=8,
+    parser.add_argument("--batch-size", type=whole_number, default=8,
                         help=f"windows per step, both sides (default 8, at most {MAX_BATCH})")
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=whole_number, default=5,
                         help=f"interleaved timing rounds (default 5, at most {common.MAX_REPEATS})")
-    parser.add_argument("--steps", type=int, default=2,
+    parser.add_argument("--steps", type=whole_number, default=2,
                         help=f"timed steps per side per round (default 2, at most {common.MAX_REPEATS})")
-    parser.add_argument("--threads", type=int, default=2,
+    parser.add_argument("--threads", type=whole_number, default=2,
                         help="CPU cores and threads for each side (default 2, at most the cores this process may use)")
     parser.add_argument("--jit-compile", action="store_true", help="road_tf: train.jit_compile=true (XLA)")
-    parser.add_argument("--steps-per-execution", type=int, default=1,
+    parser.add_argument("--steps-per-execution", type=whole_number, default=1,
                         help="road_tf: train.steps_per_execution (default 1; --steps must be a multiple of it)")
     parser.add_argument("--precision", default="float32", choices=("float32", "mixed_bfloat16"),
                         help="road_tf: train.mixed_precision (the baseline stays float32)")

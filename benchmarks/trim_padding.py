@@ -30,7 +30,7 @@ from road_tf.config import load_config, resolve_recipe  # noqa: E402
 from road_tf.data.features import PADDING_MASK  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
 from road_tf.distillation.distiller import Distiller  # noqa: E402
-from road_tf.errors import cli_main, nonempty  # noqa: E402
+from road_tf.errors import cli_main, nonempty, whole_number  # noqa: E402
 from road_tf.files import check_writable_dir  # noqa: E402
 from road_tf.models.task_model import build_model  # noqa: E402
 from road_tf.tasks import get_task, load_task_data  # noqa: E402
@@ -68,12 +68,12 @@ def train_step(config, element_spec):
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
-    parser.add_argument("--rounds", type=int, default=12,
+    parser.add_argument("--rounds", type=whole_number, default=12,
                         help=f"timed steps of each stream (default 12, at most {common.MAX_REPEATS})")
-    parser.add_argument("--warmup", type=int, default=2,
+    parser.add_argument("--warmup", type=whole_number, default=2,
                         help=f"untimed steps of each stream first, tracing (default 2, 1 to {common.MAX_REPEATS})")
     parser.add_argument("--model", choices=sorted(MODELS), default="minilm")
-    parser.add_argument("--multiple", type=int, default=32,
+    parser.add_argument("--multiple", type=whole_number, default=32,
                         help=f"train.trim_padding of the trimmed stream (default 32, at most {MAX_MULTIPLE})")
     parser.add_argument("--cache-dir", type=nonempty, default="runs/cache", help="feature cache (data.cache_dir)")
     args = common.parse_flags(parser, argv, bounds={"rounds": (1, common.MAX_REPEATS),

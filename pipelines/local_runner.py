@@ -9,14 +9,13 @@ component is not rerun; `--no-cache` reruns everything.
 
 import contextlib
 import io
-import math
 import pathlib
 import sys
 import warnings
 
 from pipelines import configs
 from road_tf import config as config_lib
-from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty, utf8_problem
+from road_tf.errors import ArgumentParser, RoadError, cli_main, finite_float, nonempty, utf8_problem, whole_number
 from road_tf.files import (check_distinct, check_folder, check_model_folder, check_writable_dir, file_head, lies_within,
                            versions)
 
@@ -38,9 +37,9 @@ def add_pipeline_arguments(parser):
     parser.add_argument("--config", type=nonempty, help="road_tf recipe name (e.g. demo) or YAML file of overrides")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one road_tf field, e.g. --set train.steps=100 (repeatable)")
-    parser.add_argument("--margin", type=float, default=configs.NO_ANSWER_MARGIN,
+    parser.add_argument("--margin", type=finite_float, default=configs.NO_ANSWER_MARGIN,
                         help="gate floor: dev F1 must exceed the always-no-answer F1 by this many points")
-    parser.add_argument("--tolerance", type=float, default=configs.REGRESSION_TOLERANCE,
+    parser.add_argument("--tolerance", type=finite_float, default=configs.REGRESSION_TOLERANCE,
                         help="gate: dev F1 may trail the latest blessed model's by at most this many points")
     parser.add_argument("--beam-arg", dest="beam_args", action="append", default=[], metavar="FLAG",
                         help="Beam flag for the data components, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
@@ -123,12 +122,9 @@ def check_beam_args(beam_args):
 
 
 def check_pipeline_flags(args):
-    """RoadError unless every string flag is UTF-8 text, the gate's --margin and --tolerance are
-    finite numbers and every --beam-arg passes `check_beam_args`."""
+    """RoadError unless every string flag is UTF-8 text and every --beam-arg passes `check_beam_args`
+    (the gate's --margin and --tolerance are finite numbers by their argparse type)."""
     check_utf8(args)
-    for flag in ("margin", "tolerance"):
-        if not math.isfinite(getattr(args, flag)):
-            raise RoadError(f"--{flag}: must be a finite number of F1 points, got {getattr(args, flag)}")
     check_beam_args(args.beam_args)
 
 
@@ -161,7 +157,7 @@ def parse_args(argv):
                         help="synthetic (default), tfds, or a SQuAD 2.0 JSON(.gz) file (split by article "
                              "unless --eval-data is given)")
     parser.add_argument("--eval-data", type=nonempty, help="SQuAD 2.0 JSON(.gz) eval file (with a file for --data)")
-    parser.add_argument("--min-dev-questions", type=int, default=configs.MIN_DEV_QUESTIONS,
+    parser.add_argument("--min-dev-questions", type=whole_number, default=configs.MIN_DEV_QUESTIONS,
                         help="splitting one file: the eval half takes articles until it holds this many questions")
     parser.add_argument("--root", type=nonempty, default=str(REPO / "runs" / "tfx"),
                         help="pipeline state, metadata and data")

@@ -9,14 +9,13 @@ import dataclasses
 import hashlib
 import math
 import pathlib
-import re
 import reprlib
 import typing
 from typing import Optional, Tuple
 
 import yaml
 
-from road_tf.errors import ConfigError, first_line, utf8_problem
+from road_tf.errors import DECIMAL_NUMBER, ConfigError, decimal_integer, first_line, utf8_problem
 from road_tf.files import entry_kind, read_config_bytes
 from road_tf.registry import KD_LOSSES, TASKS
 
@@ -617,25 +616,19 @@ def _coerce(value, annotation, field):
 
 
 def _integer(value, field):
-    """`value` (an int, or text of ASCII decimal digits with an optional sign) as an int of at most
-    64 bits, or ConfigError naming `field`."""
+    """`value` (an int, or DECIMAL_INTEGER text between blanks) as an int of at most 64 bits, or
+    ConfigError naming `field`."""
+    number = value
     if isinstance(value, str):
-        text = value.strip()
-        digits = text[1:] if text[:1] in ("+", "-") else text
-        if digits.isascii() and digits.isdigit():
-            if len(digits.lstrip("0")) > 19:  # above 2**63 (and past Python's limit on digits converted)
-                raise ConfigError(f"{field}: {shown(value)} is out of range (more than 64 bits)")
-            value = int(text)
-    if isinstance(value, bool) or not isinstance(value, int):
+        try:
+            number = decimal_integer(value.strip())
+        except OverflowError:
+            raise ConfigError(f"{field}: {shown(value)} is out of range (more than 64 bits)") from None
+    if isinstance(number, bool) or not isinstance(number, int):
         raise ConfigError(f"{field}: expected an integer, got {shown(value)}")
-    if not -2**63 <= value < 2**63:
-        raise ConfigError(f"{field}: {value} is out of range (more than 64 bits)")
-    return value
-
-
-DECIMAL_NUMBER = re.compile(r"[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?|inf(inity)?|nan)", re.IGNORECASE)
-"""The text of a float field: ASCII decimal digits with an optional sign, point and exponent (or
-inf and nan, which `_number` refuses as not finite)."""
+    if not -2**63 <= number < 2**63:
+        raise ConfigError(f"{field}: {number} is out of range (more than 64 bits)")
+    return number
 
 
 FLOAT32_NORMAL = (1.1754943508222875e-38, 3.4028234663852886e38)
@@ -647,7 +640,7 @@ the no-answer threshold) keep the same range, one rule for all: none needs more.
 
 
 def _number(value, field):
-    """`value` (an int or float, or text that DECIMAL_NUMBER matches) as a finite float float32 can
+    """`value` (an int or float, or DECIMAL_NUMBER text between blanks) as a finite float float32 can
     hold (0, or a magnitude within FLOAT32_NORMAL), or ConfigError naming `field`. Python's float()
     would also take "1_0" (10), "٣" (3) or b"3", which an integer field refuses."""
     text = isinstance(value, str) and DECIMAL_NUMBER.fullmatch(value.strip())

@@ -1,8 +1,19 @@
-"""Errors that reach a user, and the one way command-line tools report them."""
+"""Errors that reach a user, the one way command-line tools report them, and the argparse types
+that read their flags."""
 
 import argparse
 import functools
+import math
+import re
 import sys
+
+DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+")
+"""The text of a whole number, in a flag or a setting: ASCII decimal digits with an optional sign.
+Python's int() would also take "1_0" (10), "٣" (Arabic-Indic 3) or " 5 "."""
+DECIMAL_NUMBER = re.compile(r"[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?|inf(inity)?|nan)", re.IGNORECASE)
+"""The text of a number, in a flag or a setting: ASCII decimal digits with an optional sign, point
+and exponent (or inf and nan, which every reader refuses as not finite). Python's float() would also
+take "1_0.5" or "٣"."""
 
 
 class RoadError(Exception):
@@ -43,6 +54,42 @@ def nonempty(value):
     if not value:
         raise argparse.ArgumentTypeError("must not be empty")
     return value
+
+
+def decimal_integer(text):
+    """The int that `text` writes as DECIMAL_INTEGER, or None when it is other text.
+
+    Raises:
+        OverflowError: the number needs more than 64 bits (its digits are counted before int(),
+            which refuses more than 4,300).
+    """
+    if not DECIMAL_INTEGER.fullmatch(text):
+        return None
+    number = int(text) if len(text.lstrip("+-").lstrip("0")) <= 19 else None
+    if number is None or not -2**63 <= number < 2**63:
+        raise OverflowError("more than 64 bits")
+    return number
+
+
+def whole_number(text):
+    """argparse `type` of a whole-number flag: DECIMAL_INTEGER text within 64 bits, as an int."""
+    try:
+        number = decimal_integer(text)
+    except OverflowError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at most 64 bits, got {text!r}") from None
+    if number is None:
+        raise argparse.ArgumentTypeError(f"must be a whole number in ASCII digits, got {text!r}")
+    return number
+
+
+def finite_float(text):
+    """argparse `type` of a number flag: DECIMAL_NUMBER text of a finite number, as a float."""
+    if not DECIMAL_NUMBER.fullmatch(text):
+        raise argparse.ArgumentTypeError(f"must be a decimal number in ASCII digits, got {text!r}")
+    number = float(text)
+    if not math.isfinite(number):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return number
 
 
 def one_line(message):

@@ -29,7 +29,7 @@ import sys
 from road_tf.data.json_files import parse_json_noting_repeats, read_text
 from road_tf.data.squad import read_squad_json
 from road_tf.data.tsv import read_table
-from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, finite_float, nonempty
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 
@@ -41,8 +41,8 @@ MAX_DIGITS = len(str(MAX_CLASSES))
 def _threshold(text):
     """--na-prob-thresh: a probability in [0, 1]."""
     try:
-        value = float(text)
-    except ValueError:
+        value = finite_float(text)
+    except argparse.ArgumentTypeError:
         value = math.nan
     if not 0.0 <= value <= 1.0:
         raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")

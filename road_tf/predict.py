@@ -21,7 +21,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from road_tf.config import RUN_METRICS_FILE, is_run_directory
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty
+from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, whole_number
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
 from road_tf.files import (check_distinct, check_writable_file, entry_kind, lies_within, require_folder, versions,
@@ -50,7 +50,7 @@ def parse_args(argv):
                         help="predictions JSON to write: {question id: answer}")
     parser.add_argument("--na-probs", type=nonempty,
                         help="no-answer probabilities JSON to write: {question id: probability}")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="questions per model call")
+    parser.add_argument("--batch-size", type=whole_number, default=DEFAULT_BATCH_SIZE, help="questions per model call")
     args = parser.parse_args(argv)
     if args.batch_size < 1:
         parser.error(f"--batch-size must be positive, got {args.batch_size}")

@@ -19,7 +19,7 @@ import threading
 
 from tensorflow_serving.config import model_server_config_pb2
 
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, finite_float, whole_number
 from road_tf.files import check_utf8
 from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.grpc_api import build_server
@@ -36,11 +36,13 @@ DEFAULT_REST_TIMEOUT_SECONDS = 10.0
 MAX_GRPC_BYTES = 2**31 - 1
 """The largest --max_request_bytes: gRPC takes its message size limit as a C int."""
 LIMIT_FLAGS = (
-    ("max_request_elements", int, DEFAULT_MAX_ELEMENTS, "tensor elements per predict request, all inputs together"),
-    ("max_string_bytes", int, DEFAULT_MAX_STRING_BYTES, "bytes per string element, e.g. one context"),
-    ("max_request_instances", int, DEFAULT_MAX_INSTANCES, "rows (questions) per predict request"),
-    ("rest_max_connections", int, DEFAULT_REST_MAX_CONNECTIONS, "REST connections served at once; more get 503"),
-    ("rest_timeout_seconds", float, DEFAULT_REST_TIMEOUT_SECONDS,
+    ("max_request_elements", whole_number, DEFAULT_MAX_ELEMENTS,
+     "tensor elements per predict request, all inputs together"),
+    ("max_string_bytes", whole_number, DEFAULT_MAX_STRING_BYTES, "bytes per string element, e.g. one context"),
+    ("max_request_instances", whole_number, DEFAULT_MAX_INSTANCES, "rows (questions) per predict request"),
+    ("rest_max_connections", whole_number, DEFAULT_REST_MAX_CONNECTIONS,
+     "REST connections served at once; more get 503"),
+    ("rest_timeout_seconds", finite_float, DEFAULT_REST_TIMEOUT_SECONDS,
      "seconds (at most a day) a REST request may take to arrive whole, and a connection to stay idle"),
 )
 """The devserver's own limits on requests and connections: (flag, type, default, help)."""
@@ -65,9 +67,9 @@ def parse_bool(text):
 def parse_args(argv):
     """Command-line flags (tensorflow_model_server's names) -> argparse.Namespace."""
     parser = ArgumentParser(prog="python -m serving.devserver", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=8500, help="gRPC port (default 8500)")
+    parser.add_argument("--port", type=whole_number, default=8500, help="gRPC port (default 8500)")
     parser.add_argument(
-        "--rest_api_port", type=int, default=8501, help="REST port; 0 disables REST (default 8501)"
+        "--rest_api_port", type=whole_number, default=8501, help="REST port; 0 disables REST (default 8501)"
     )
     parser.add_argument("--model_name", default="default", help="model name (ignored with a config file)")
     parser.add_argument("--model_base_path", default="", help="directory of integer version directories")
@@ -75,7 +77,7 @@ def parse_args(argv):
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument(
         "--max_request_bytes",
-        type=int,
+        type=whole_number,
         default=DEFAULT_MAX_REQUEST_BYTES,
         help=f"largest REST body / gRPC message accepted, at most {MAX_GRPC_BYTES:,} (default 4 MiB)",
     )
@@ -83,14 +85,15 @@ def parse_args(argv):
         parser.add_argument(f"--{name}", type=kind, default=default, help=f"{text} (default {default:,})")
     parser.add_argument(
         "--file_system_poll_wait_seconds",
-        type=float,
+        type=finite_float,
         default=1.0,
         help="seconds between polls for new versions, at most a day; 0 loads once and never polls (default 1)",
     )
     parser.add_argument(
-        "--max_num_load_retries", type=int, default=5, help="times a failed load is retried, on later polls (default 5)"
+        "--max_num_load_retries", type=whole_number, default=5,
+        help="times a failed load is retried, on later polls (default 5)",
     )
-    parser.add_argument("--grpc_max_threads", type=int, default=32, help="gRPC worker threads")
+    parser.add_argument("--grpc_max_threads", type=whole_number, default=32, help="gRPC worker threads")
     parser.add_argument(
         "--enable_batching", type=parse_bool, nargs="?", const=True, default=False,
         help="batch concurrent predict requests (default false)",
@@ -122,9 +125,8 @@ def _check_args(args):
         if not getattr(args, flag) > 0:
             raise ConfigError(f"--{flag} must be positive, got {getattr(args, flag)}")
     for flag in SECONDS_FLAGS:
-        if not getattr(args, flag) <= MAX_SECONDS:
-            raise ConfigError(f"--{flag} must be a finite number of seconds, at most {MAX_SECONDS:,}, "
-                              f"got {getattr(args, flag)}")
+        if getattr(args, flag) > MAX_SECONDS:
+            raise ConfigError(f"--{flag} must be at most {MAX_SECONDS:,} seconds (a day), got {getattr(args, flag)}")
     for flag in ("model_name", "model_base_path", "host"):
         check_utf8(getattr(args, flag), f"--{flag}")
     if not args.model_name.isprintable():

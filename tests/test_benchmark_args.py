@@ -16,15 +16,18 @@ import types
 import pytest
 
 from conftest import REPO
+from road_tf.errors import whole_number
 from test_cli_usage import refusal
 
-BIG = "99999999999999999999999"
+BIG = str(2**63 - 1)
+"""The largest whole number a flag takes (64 bits): above every benchmark's bounds."""
 CORES = len(os.sched_getaffinity(0))
 
 # (script, argv, part of the message): every integer flag of every benchmark below and above its range.
 OUT_OF_RANGE = [
     ("kd_step.py", ["--rounds", "5"], "--rounds must be at least 20, got 5"),
     ("kd_step.py", ["--rounds", BIG], "--rounds must be at most 1,000"),
+    ("kd_step.py", ["--rounds", "9" * 23], "argument --rounds: must be a whole number of at most 64 bits"),
     ("kd_step.py", ["--warmup", "0"], "--warmup must be at least 1"),
     ("kd_step.py", ["--warmup", BIG], "--warmup must be at most"),
     ("featurize.py", ["--rounds", BIG], "--rounds must be at most 1,000"),
@@ -141,8 +144,8 @@ def test_parse_flags_refuses_to_run_with_an_integer_flag_without_bounds(monkeypa
     import common
 
     parser = argparse.ArgumentParser(exit_on_error=False)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--rounds", type=whole_number, default=3)
+    parser.add_argument("--steps", type=whole_number, default=3)
     with pytest.raises(ValueError, match="without bounds: \\['steps'\\]"):
         common.parse_flags(parser, [], bounds={"rounds": (1, common.MAX_REPEATS)})
     assert common.parse_flags(parser, ["--steps", "4"], bounds={"rounds": (1, 9), "steps": (1, None)}).steps == 4

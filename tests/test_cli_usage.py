@@ -4,13 +4,16 @@ The commands are called in this process through their `main(argv)` (the benchmar
 loaded from their files); each error is raised while the flags are parsed, before any work.
 """
 
+import argparse
 import importlib
 import importlib.util
+import re
 import sys
 
 import pytest
 
 from conftest import REPO
+from road_tf.errors import finite_float, whole_number
 
 MODULES = ["road_tf.train", "road_tf.predict", "road_tf.evaluate", "road_tf.export", "road_tf.experiments",
            "road_tf.cache_teacher", "serving.devserver", "serving.client", "pipelines.local_runner",
@@ -140,3 +143,47 @@ def test_a_benchmark_refuses_an_unknown_flag_in_one_line(name, capsys):
 @pytest.mark.parametrize("name, argv, message", OUT_OF_RANGE, ids=lambda value: str(value))
 def test_a_benchmark_refuses_flags_out_of_range(name, argv, message, capsys):
     assert message in refusal(benchmark_main(name), argv, capsys)
+
+
+@pytest.mark.parametrize("text, whole, number", [
+    ("7", 7, 7.0), ("-3", -3, -3.0), ("+2", 2, 2.0), ("007", 7, 7.0), ("1e-3", None, 0.001), ("0.5", None, 0.5),
+    (".5", None, 0.5), ("1_0", None, None), ("1_0.5", None, None), ("\u0663", None, None), ("", None, None),
+    (" 5", None, None), ("5 ", None, None), ("nan", None, None), ("inf", None, None), ("-Infinity", None, None),
+    ("1e999", None, None), ("9" * 20, None, 1e20)])
+def test_number_flags_read_ascii_decimal_text_only(text, whole, number):
+    """`whole_number` and `finite_float`, the argparse types of every number flag, take ASCII decimal
+    text of a finite number (an int within 64 bits) and refuse what int() and float() would also
+    read: digit separators, other scripts' digits, blanks, nan and infinities."""
+    for kind, expected in ((whole_number, whole), (finite_float, number)):
+        if expected is None:
+            with pytest.raises(argparse.ArgumentTypeError, match=f"^must be .*, got {re.escape(repr(text))}$"):
+                kind(text)
+        else:
+            assert kind(text) == expected and type(kind(text)) is type(expected)
+
+
+# (command, argv, the message): number flags written as Python, not as ASCII decimal text.
+NOT_DECIMAL = [("road_tf.experiments", ["final", "--seeds", "1_0"],
+                "argument --seeds: must be a whole number in ASCII digits, got '1_0'"),
+               ("road_tf.predict", ["--batch-size", "\u0663"],
+                "argument --batch-size: must be a whole number in ASCII digits, got '\u0663'"),
+               ("pipelines.local_runner", ["--margin", "1_0"],
+                "argument --margin: must be a decimal number in ASCII digits, got '1_0'"),
+               ("serving.devserver", ["--model_base_path", "{tmp}", "--port", " 8500"],
+                "argument --port: must be a whole number in ASCII digits, got ' 8500'"),
+               ("serving.client", ["q", "--context", "c", "--batch-size", "1_0"],
+                "argument --batch-size: must be a positive integer, got 1_0"),
+               ("road_tf.evaluate", ["squad2", "d.json", "p.json", "--na-prob-thresh", "0.2_5"],
+                "argument --na-prob-thresh: must be a number in [0, 1], got '0.2_5'")]
+
+
+@pytest.mark.parametrize("module, argv, message", NOT_DECIMAL, ids=lambda value: str(value))
+def test_a_number_flag_that_is_not_ascii_decimal_text_is_one_line(module, argv, message, tmp_path, capsys):
+    argv = [arg.format(tmp=tmp_path) for arg in argv]
+    assert message in refusal(importlib.import_module(module).main, argv, capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_benchmark_refuses_a_number_flag_that_is_not_ascii_decimal_text(capsys):
+    line = refusal(benchmark_main("kd_step.py"), ["--rounds", "1_0"], capsys)
+    assert "argument --rounds: must be a whole number in ASCII digits, got '1_0'" in line, line
