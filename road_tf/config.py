@@ -505,9 +505,9 @@ class ExportConfig:
     def validate(self, prefix="export"):
         name = self.model_name
         _check(not name or (not name.startswith(".") and not any(c in name for c in "/\\") and name.isprintable()
-                            and len(name.encode("utf-8")) <= 200), f"{prefix}.model_name",
-               f"must be a folder name (printable, at most 200 bytes, no '/' or '\\', not starting with '.'), "
-               f"got {name!r}")
+                            and name == name.strip() and len(name.encode("utf-8")) <= 200), f"{prefix}.model_name",
+               f"must be a folder name (printable, at most 200 bytes, no '/' or '\\', not starting with '.', "
+               f"no whitespace at either end), got {name!r}")
         _check(self.null_threshold in ("decode", "best"), f"{prefix}.null_threshold",
                f"must be decode or best, got {self.null_threshold!r}")
         _check(self.precision in SERVING_PRECISIONS, f"{prefix}.precision",

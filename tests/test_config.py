@@ -58,6 +58,19 @@ def test_bad_values_name_the_field(pair, field):
     assert str(error.value).startswith(field)
 
 
+@pytest.mark.parametrize("name", [" ", "   ", " road", "road "])
+def test_a_model_name_with_whitespace_at_either_end_is_refused(name, tmp_path):
+    """A model_name of spaces, or with one at an end, made a folder named " " (or "road ") under saved_models."""
+    message = f"^export.model_name: must be a folder name .*no whitespace at either end\\), got {re.escape(repr(name))}$"
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load_config(None, [f'export.model_name="{name}"'])
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f'export:\n  model_name: "{name}"\n')
+    with pytest.raises(ConfigError, match=message):
+        config_lib.load_config(recipe)
+    assert config_lib.load_config(None, ['export.model_name="road demo"']).export.model_name == "road demo"
+
+
 def test_set_without_equals_is_an_error():
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         config_lib.parse_set("train.steps")

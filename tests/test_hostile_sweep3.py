@@ -461,8 +461,9 @@ def test_train_names_a_teacher_checkpoint_that_is_a_pipe_instead_of_waiting_for_
         files.check_weights_file(pipe, "distillation.teachers[0].checkpoint")
 
 
-@pytest.mark.parametrize("name", ["\udcffname", "a/b", ".hidden", "line\nbreak"])
+@pytest.mark.parametrize("name", ["\udcffname", "a/b", ".hidden", "line\nbreak", " ", "road "])
 def test_export_checks_model_name_as_export_model_name_is_checked(tmp_path, capsys, name):
-    """--model-name was used unchecked: a name that is not UTF-8 was blamed on --base."""
+    """--model-name was used unchecked: a name that is not UTF-8 was blamed on --base; a name of
+    spaces (or ending in one) made a folder named " " under saved_models."""
     line = refused(export.main, ["--run-dir", str(tmp_path), "--model-name", name], capsys)
     assert line.startswith("error: argument --model-name: must be a folder name (printable, at most 200 bytes")
