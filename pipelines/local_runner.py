@@ -9,6 +9,7 @@ component is not rerun; `--no-cache` reruns everything.
 
 import contextlib
 import io
+import os
 import pathlib
 import sys
 import warnings
@@ -168,6 +169,7 @@ def parse_args(argv):
     check_pipeline_flags(args)
     if args.eval_data and args.data in SOURCES:
         raise RoadError(f"--eval-data: needs a SQuAD file for --data, not {args.data} (which brings its own eval split)")
+    check_held_out(args.data, args.eval_data)
     if args.min_dev_questions < 1:
         raise RoadError(f"--min-dev-questions: must be at least 1, got {args.min_dev_questions}")
     check_writable_dir(args.root, "--root")
@@ -176,6 +178,15 @@ def parse_args(argv):
     check_apart(args.root, args.serving_model_dir)
     check_model_folder(args.serving_model_dir, "--serving-model-dir", "choose another --serving-model-dir")
     return args
+
+
+def check_held_out(data, eval_data):
+    """RoadError when --eval-data is the --data file (a symbolic link to it or another spelling of its
+    path too): the gate would score the model on the questions it trained on, and bless it on them."""
+    if eval_data and os.path.realpath(eval_data) == os.path.realpath(data):
+        raise RoadError(f"--eval-data {eval_data}: is the --data file; the gate would score the model on the "
+                        "questions it trained on; give a held-out file, or leave --eval-data out and the run "
+                        "splits --data by article into train and eval halves")
 
 
 def check_root(root):

@@ -14,6 +14,7 @@ from pipelines.data import SPLITS
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.records import read_records
 from road_tf.data.squad import read_squad_json, write_squad_json
+from road_tf.errors import RoadError
 from test_train_cli import BAD_SQUAD, TINY
 
 
@@ -101,12 +102,31 @@ def test_a_split_that_leaves_no_training_questions_stops_before_any_component(tm
 @pytest.mark.parametrize("eval_data", [False, True], ids=["split", "eval file"])
 def test_a_context_above_max_context_bytes_is_refused_naming_the_users_file(tmp_path, capsys, eval_data):
     good = squad_file(tmp_path / "good.json", ["Velden", "Marrow"])
-    extra = ["--eval-data", str(good)] if eval_data else ["--min-dev-questions=2"]
+    dev = squad_file(tmp_path / "dev.json", ["Marrow"])
+    extra = ["--eval-data", str(dev)] if eval_data else ["--min-dev-questions=2"]
     error = refusal(runner_args(tmp_path, "--data", str(good), *extra, "--prepare-only",
                                 overrides=["data.max_context_bytes=20"]), capsys)
     assert error.startswith(f"error: {good}: record Velden-where: text of ")
     assert error.endswith("bytes is longer than data.max_context_bytes (20)")
     assert not (tmp_path / "tfx" / "data" / "examples").exists()
+
+
+@pytest.mark.parametrize("spelling", ["same path", "relative path", "symbolic link"])
+def test_the_data_file_as_eval_data_is_refused_before_anything_is_written(tmp_path, monkeypatch, spelling):
+    """--data F --eval-data F passed: the gate scored the model on the questions it trained on and
+    blessed it on them. Another spelling of F's path, or a link to it, is F too."""
+    good = squad_file(tmp_path / "good.json", ["Velden", "Marrow"])
+    monkeypatch.chdir(tmp_path)
+    if spelling == "symbolic link":
+        (tmp_path / "dev.json").symlink_to(good)
+    eval_data = {"same path": str(good), "relative path": "./good.json", "symbolic link": "dev.json"}[spelling]
+    with pytest.raises(RoadError) as refused:
+        local_runner.parse_args(runner_args(tmp_path, "--data", str(good), "--eval-data", eval_data))
+    assert str(refused.value) == (
+        f"--eval-data {eval_data}: is the --data file; the gate would score the model on the questions it trained "
+        "on; give a held-out file, or leave --eval-data out and the run splits --data by article into train and "
+        "eval halves")
+    assert not (tmp_path / "tfx").exists()
 
 
 def test_a_file_without_questions_is_refused_naming_its_split(tmp_path, capsys):
@@ -119,8 +139,8 @@ def test_a_file_without_questions_is_refused_naming_its_split(tmp_path, capsys):
 
 
 def test_a_corrupt_examples_file_under_root_is_rewritten_and_an_intact_one_kept(tmp_path):
-    good = squad_file(tmp_path / "good.json", ["Velden"])
-    args = runner_args(tmp_path, "--data", str(good), "--eval-data", str(good), "--prepare-only")
+    good, dev = squad_file(tmp_path / "good.json", ["Velden"]), squad_file(tmp_path / "dev.json", ["Marrow"])
+    args = runner_args(tmp_path, "--data", str(good), "--eval-data", str(dev), "--prepare-only")
     records = tmp_path / "tfx" / "data" / "examples" / "Split-train" / "data.tfrecord"
     records.parent.mkdir(parents=True)
     records.write_bytes(os.urandom(64))
@@ -132,10 +152,10 @@ def test_a_corrupt_examples_file_under_root_is_rewritten_and_an_intact_one_kept(
 
 
 def test_a_folder_in_place_of_an_examples_file_is_refused_with_one_line(tmp_path, capsys):
-    good = squad_file(tmp_path / "good.json", ["Velden"])
+    good, dev = squad_file(tmp_path / "good.json", ["Velden"]), squad_file(tmp_path / "dev.json", ["Marrow"])
     folder = tmp_path / "tfx" / "data" / "examples" / "Split-eval" / "data.tfrecord"
     folder.mkdir(parents=True)
-    error = refusal(runner_args(tmp_path, "--data", str(good), "--eval-data", str(good), "--prepare-only"), capsys)
+    error = refusal(runner_args(tmp_path, "--data", str(good), "--eval-data", str(dev), "--prepare-only"), capsys)
     assert error == f"error: {folder}: a folder, not an examples file; remove it or use a fresh --root"
 
 
