@@ -9,13 +9,12 @@ import dataclasses
 import hashlib
 import math
 import pathlib
-import reprlib
 import typing
 from typing import Optional, Tuple
 
 import yaml
 
-from road_tf.errors import DECIMAL_NUMBER, ConfigError, decimal_integer, first_line, utf8_problem
+from road_tf.errors import DECIMAL_NUMBER, ConfigError, decimal_integer, first_line, shown, utf8_problem
 from road_tf.files import entry_kind, read_config_bytes
 from road_tf.registry import KD_LOSSES, TASKS
 
@@ -44,14 +43,6 @@ MAX_WINDOW_GROUP = 1024  # the most windows export.window_group_size may put in 
 # The KD temperatures a run may ask for: the loss divides logits by T and scales by T**2 in float32,
 # whose range T**2 leaves beyond these (1e-300 made every step's loss NaN, 1e300 stopped the stage).
 KD_TEMPERATURES = (1e-18, 1e18)
-
-
-def shown(value):
-    """`repr(value)` cut to about 80 characters (and a few items of a list) for error messages."""
-    short = reprlib.Repr()
-    short.maxstring = short.maxother = 80
-    short.maxlist = short.maxtuple = short.maxdict = 8
-    return short.repr(value)
 
 
 class RecipeLoader(yaml.SafeLoader):

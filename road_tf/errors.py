@@ -5,6 +5,7 @@ import argparse
 import functools
 import math
 import re
+import reprlib
 import sys
 
 DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -76,20 +77,28 @@ def whole_number(text):
     try:
         number = decimal_integer(text)
     except OverflowError:
-        raise argparse.ArgumentTypeError(f"must be a whole number of at most 64 bits, got {text!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a whole number of at most 64 bits, got {shown(text)}") from None
     if number is None:
-        raise argparse.ArgumentTypeError(f"must be a whole number in ASCII digits, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a whole number in ASCII digits, got {shown(text)}")
     return number
 
 
 def finite_float(text):
     """argparse `type` of a number flag: DECIMAL_NUMBER text of a finite number, as a float."""
     if not DECIMAL_NUMBER.fullmatch(text):
-        raise argparse.ArgumentTypeError(f"must be a decimal number in ASCII digits, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a decimal number in ASCII digits, got {shown(text)}")
     number = float(text)
     if not math.isfinite(number):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {shown(text)}")
     return number
+
+
+def shown(value):
+    """`repr(value)` cut to about 80 characters (and a few items of a list) for error messages."""
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = 80
+    short.maxlist = short.maxtuple = short.maxdict = 8
+    return short.repr(value)
 
 
 def one_line(message):

@@ -162,6 +162,15 @@ def test_number_flags_read_ascii_decimal_text_only(text, whole, number):
             assert kind(text) == expected and type(kind(text)) is type(expected)
 
 
+
+@pytest.mark.parametrize("kind", [whole_number, finite_float])
+def test_a_number_flag_names_a_very_long_value_by_its_start(kind):
+    """A refused value of thousands of characters is cut in the message, which stays one short line."""
+    with pytest.raises(argparse.ArgumentTypeError) as error:
+        kind("9" * 5000 + "x")
+    assert len(str(error.value)) < 140 and "999..." in str(error.value)
+
+
 # (command, argv, the message): number flags written as Python, not as ASCII decimal text.
 NOT_DECIMAL = [("road_tf.experiments", ["final", "--seeds", "1_0"],
                 "argument --seeds: must be a whole number in ASCII digits, got '1_0'"),
