@@ -87,7 +87,8 @@ def parse_flags(parser, argv, bounds=None):
     if unknown:
         raise RoadError(f"unrecognized arguments: {' '.join(unknown)} (see --help)")
     bounds = bounds or {}
-    unbounded = [action.dest for action in parser._actions if action.type is whole_number and action.dest not in bounds]
+    unbounded = [action.dest for action in parser._actions
+                 if action.type in (whole_number, int) and action.dest not in bounds]
     if unbounded:
         raise ValueError(f"integer flags without bounds: {unbounded}")  # a bug in the script, not a usage error
     check_bounds(args, bounds)

@@ -13,10 +13,10 @@ import sys
 import tempfile
 
 from pipelines import configs
-from pipelines.local_runner import (add_pipeline_arguments, check_pipeline_flags, first_control_character, flag_name,
-                                    pipeline_settings, resolve_config)
+from pipelines.local_runner import (add_pipeline_arguments, check_pipeline_flags, flag_name, pipeline_settings,
+                                    resolve_config)
 from road_tf import config as config_lib
-from road_tf.errors import ArgumentParser, RoadError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, RoadError, cli_main, first_control_character, nonempty
 from road_tf.files import check_distinct, check_writable_file, write_atomic
 
 # A container image reference as Docker parses it: [host[:port]/]path[:tag][@digest], the path in
@@ -42,17 +42,19 @@ CLUSTER_PATHS = ("pipeline_root", "data_root", "serving_model_dir")
 
 
 def check_cluster_path(path, flag):
-    """Raises RoadError unless `path` is a URI (gs://BUCKET/...) that names something after its
-    scheme or an absolute path, without control characters: every component runs in a container
-    on the cluster, where a relative path names a folder in that container's own working folder,
-    which is gone when it stops, and "gs://" or a newline names no folder any of them can reach."""
+    """Raises RoadError unless `path` is a URI that names its bucket or host (gs://BUCKET/...; file:///
+    needs none) or an absolute path, without control characters: every component runs in a
+    container on the cluster, where a relative path names a folder in that container's own working
+    folder, which is gone when it stops, and "gs://", "gs:///x" or a newline names no folder any of
+    them can reach."""
     scheme = URI_SCHEME.match(path)
     if not (scheme or path.startswith("/")):
         raise RoadError(f"{flag} {path}: a relative path, which each container on the cluster would resolve in its "
                         "own working folder; give a URI (gs://BUCKET/...) or an absolute path")
-    if scheme and not path[scheme.end():].strip("/"):
-        raise RoadError(f"{flag} {path}: names nothing after {scheme.group()}; give the bucket or host and folder "
-                        "(gs://BUCKET/...)")
+    rest = path[scheme.end():] if scheme else ""
+    if scheme and (not rest.strip("/") or (rest.startswith("/") and scheme.group().lower() != "file://")):
+        raise RoadError(f"{flag} {path}: names no bucket or host after {scheme.group()}; give the bucket or host "
+                        "and folder (gs://BUCKET/...)")
     control = first_control_character(path)
     if control:
         raise RoadError(f"{flag} {path!r}: holds a control character ({control!r})")

@@ -9,16 +9,16 @@ component is not rerun; `--no-cache` reruns everything.
 
 import contextlib
 import io
-import os
 import pathlib
 import sys
 import warnings
 
 from pipelines import configs
 from road_tf import config as config_lib
-from road_tf.errors import ArgumentParser, RoadError, cli_main, finite_float, nonempty, utf8_problem, whole_number
+from road_tf.errors import (ArgumentParser, RoadError, cli_main, finite_float, first_control_character, nonempty,
+                            utf8_problem, whole_number)
 from road_tf.files import (check_distinct, check_folder, check_model_folder, check_writable_dir, file_head, lies_within,
-                           versions)
+                           same_file, versions)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SOURCES = ("synthetic", "tfds")
@@ -73,11 +73,6 @@ def check_utf8(args):
             problem = isinstance(text, str) and utf8_problem(text)
             if problem:
                 raise RoadError(f"{flag_name(dest)} {argv_bytes(text)!r}: {problem}")
-
-
-def first_control_character(text):
-    """The first character of `text` that is neither printable nor a space (\\n, \\t, \\x00, ...), or None."""
-    return next((char for char in text if not (char.isprintable() or char == " ")), None)
 
 
 def _beam_options():
@@ -181,9 +176,10 @@ def parse_args(argv):
 
 
 def check_held_out(data, eval_data):
-    """RoadError when --eval-data is the --data file (a symbolic link to it or another spelling of its
-    path too): the gate would score the model on the questions it trained on, and bless it on them."""
-    if eval_data and os.path.realpath(eval_data) == os.path.realpath(data):
+    """RoadError when --eval-data is the --data file (another spelling of its path, a symbolic or hard
+    link to it too; `same_file`): the gate would score the model on the questions it trained on, and
+    bless it on them."""
+    if eval_data and same_file(eval_data, data):
         raise RoadError(f"--eval-data {eval_data}: is the --data file; the gate would score the model on the "
                         "questions it trained on; give a held-out file, or leave --eval-data out and the run "
                         "splits --data by article into train and eval halves")

@@ -103,7 +103,17 @@ def shown(value):
 
 def one_line(message):
     """`message` with line breaks and other control characters escaped (\\n, \\x00), so it fits one line."""
-    return "".join(char if char.isprintable() or char == " " else repr(char)[1:-1] for char in message)
+    return "".join(repr(char)[1:-1] if is_control(char) else char for char in message)
+
+
+def is_control(char):
+    """Whether the character `char` is neither printable nor a space (\\n, \\t, \\x00, ...)."""
+    return not (char.isprintable() or char == " ")
+
+
+def first_control_character(text):
+    """The first character of `text` that `is_control`, or None."""
+    return next((char for char in text if is_control(char)), None)
 
 
 def utf8_problem(text):

@@ -9,7 +9,8 @@ NA is {question id: probability of no answer, in [0, 1]}. The output has the off
 about on stderr and left out, as the official script does.
 
 classification: GOLD is JSON {guid: integer label} when its name ends in .json or .json.gz, else a
-TSV of `guid<TAB>integer label` lines (a first line `guid<TAB>label` is a header); PREDICTIONS is
+TSV of `guid<TAB>integer label` lines (a first line naming the columns guid and label is a
+header; blank lines are skipped); PREDICTIONS is
 {guid: integer label} and must cover every gold guid; every label lies in [0, N) (N = --num-classes,
 default 2; pass 3 for MNLI; at most 1,000,000). The output holds accuracy, macro_f1, f1 (of
 class 1, for 0/1 labels) and total; the scores are fractions in [0, 1].
@@ -23,19 +24,17 @@ import json
 import logging
 import math
 import os
-import re
 import sys
 
 from road_tf.data.json_files import parse_json_noting_repeats, read_text
 from road_tf.data.squad import read_squad_json
 from road_tf.data.tsv import read_table
-from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, finite_float, nonempty
+from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, decimal_integer, finite_float,
+                            nonempty, shown, whole_number)
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 
 MAX_CLASSES = 1_000_000
-MAX_DIGITS = len(str(MAX_CLASSES))
-"""Longer digit strings are out of range, and are refused before `int()` (which fails past 4,300 digits)."""
 
 
 def _threshold(text):
@@ -45,15 +44,19 @@ def _threshold(text):
     except argparse.ArgumentTypeError:
         value = math.nan
     if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {shown(text)}")
     return value
 
 
 def _num_classes(text):
     """--num-classes: an integer in [2, MAX_CLASSES]."""
-    if not (text.isascii() and text.isdigit() and len(text) <= MAX_DIGITS and 2 <= int(text) <= MAX_CLASSES):
-        raise argparse.ArgumentTypeError(f"must be an integer in [2, {MAX_CLASSES}], got {text[:20]!r}")
-    return int(text)
+    try:
+        value = whole_number(text)
+    except argparse.ArgumentTypeError:
+        value = None
+    if value is None or not 2 <= value <= MAX_CLASSES:
+        raise argparse.ArgumentTypeError(f"must be an integer in [2, {MAX_CLASSES}], got {shown(text)}")
+    return value
 
 
 def _parser():
@@ -134,11 +137,15 @@ def _read_tsv_labels(path, describe, is_label):
 
     def parse(record, number):
         label = record["label"].strip()
-        if not re.fullmatch("-?[0-9]+", label):
-            raise DataError(path, f"label must be an integer, got {label[:20]!r}", record=f"line {number}")
-        if len(label) > MAX_DIGITS or not is_label(int(label)):
-            raise DataError(path, f"label must be {describe}, got {label[:20]}", record=f"line {number}")
-        return record["guid"], int(label)
+        try:
+            value = decimal_integer(label)
+        except OverflowError:
+            value = -1  # beyond 64 bits: out of every label range
+        if value is None:
+            raise DataError(path, f"label must be an integer, got {shown(label)}", record=f"line {number}")
+        if not is_label(value):
+            raise DataError(path, f"label must be {describe}, got {shown(label)}", record=f"line {number}")
+        return record["guid"], value
 
     return dict(read_table(path, parse, ["guid", "label"], optional_header=True, id_column="guid"))
 

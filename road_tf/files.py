@@ -247,7 +247,13 @@ def check_climbs(path, what):
     parts = pathlib.PurePath(path).parts
     for index in range(1, len(parts)):
         above = pathlib.Path(*parts[:index])
-        if parts[index] == ".." and (kind := entry_kind(above)) != "a folder":
+        if parts[index] != "..":
+            continue
+        try:
+            kind = entry_kind(above)
+        except OSError as error:
+            raise RoadError(f"{what} {path}: cannot look at {above} ({error.strerror or error})") from None
+        if kind != "a folder":
             raise RoadError(f"{what} {path}: goes up ('..') out of {above}, which "
                             f"{f'is {kind}' if kind else 'does not exist'}; name the folder without '..'")
 
@@ -324,6 +330,17 @@ def check_distinct(written, read):
         if target in seen:
             raise RoadError(f"{what} {path}: is the {seen[target]} file; give them different names")
         seen[target] = what
+
+
+def same_file(path, other):
+    """Whether `path` and `other` name one file: the same path once symbolic links are resolved, or
+    two hard links to it."""
+    if os.path.realpath(path) == os.path.realpath(other):
+        return True
+    try:
+        return os.path.samefile(path, other)
+    except (OSError, ValueError):  # either missing or unreadable, or a NUL character
+        return False
 
 
 def lies_within(path, folder):

@@ -13,6 +13,7 @@ import sys
 import pytest
 
 from conftest import REPO
+from road_tf import evaluate
 from road_tf.errors import finite_float, whole_number
 
 MODULES = ["road_tf.train", "road_tf.predict", "road_tf.evaluate", "road_tf.export", "road_tf.experiments",
@@ -162,8 +163,7 @@ def test_number_flags_read_ascii_decimal_text_only(text, whole, number):
             assert kind(text) == expected and type(kind(text)) is type(expected)
 
 
-
-@pytest.mark.parametrize("kind", [whole_number, finite_float])
+@pytest.mark.parametrize("kind", [whole_number, finite_float, evaluate._threshold, evaluate._num_classes])
 def test_a_number_flag_names_a_very_long_value_by_its_start(kind):
     """A refused value of thousands of characters is cut in the message, which stays one short line."""
     with pytest.raises(argparse.ArgumentTypeError) as error:

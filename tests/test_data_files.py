@@ -10,6 +10,7 @@ import threading
 import pytest
 
 from road_tf.data import glue
+from road_tf import evaluate
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import DataError, RoadError
 from road_tf.files import check_writable_dir, check_writable_file, versions, write_atomic
@@ -130,3 +131,37 @@ def test_a_model_folder_that_is_a_file_or_device_is_refused(tmp_path):
     for path, kind in ((tmp_path / "model", "a file"), ("/dev/null", "a device or pipe")):
         with pytest.raises(RoadError, match=f"^{path}: {kind}, not a model folder of numbered versions$"):
             versions(path)
+
+
+def test_a_folder_that_cannot_be_looked_at_on_the_way_up_is_one_line(tmp_path, monkeypatch):
+    """`locked/sub/../x` where `locked` may not be searched (a user without rights; stood in for by
+    os.stat failing with EACCES, since the tests may run as root) is a RoadError, not a traceback."""
+    locked = tmp_path / "locked"
+    real_stat = os.stat
+
+    def stat(path, *args, **kwargs):
+        if str(path).startswith(str(locked)):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_stat(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "stat", stat)
+    for check in (check_writable_dir, check_writable_file):
+        with pytest.raises(RoadError, match=r"^--output .*/locked/sub/\.\./x: cannot look at .*/locked/sub "
+                                            r"\(Permission denied\)$"):
+            check(locked / "sub" / ".." / "x", "--output")
+
+
+@pytest.mark.parametrize("check", [check_writable_dir, check_writable_file])
+def test_a_path_that_goes_up_out_of_an_existing_folder_is_taken(tmp_path, check):
+    (tmp_path / "work").mkdir()
+    check(tmp_path / "work" / ".." / "out", "--output")
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["work"]
+
+
+@pytest.mark.parametrize("lines, expected", [
+    (b"a\t1\n   \nb\t0\n", {"a": 1, "b": 0}), (b"a\t1\nb\t0\n \t \n", {"a": 1, "b": 0}),
+    (b"guid\tlabel \na\t1\n", {"a": 1}), (b" guid \t label\r\na\t1\r\n", {"a": 1})])
+def test_gold_tsv_skips_blank_lines_and_reads_a_header_with_blanks_around_its_names(tmp_path, lines, expected):
+    path = tmp_path / "gold.tsv"
+    path.write_bytes(lines)
+    assert evaluate._read_gold_labels(str(path), 2) == expected

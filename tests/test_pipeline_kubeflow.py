@@ -69,11 +69,18 @@ BAD_FLAGS = [
     *(([f"{flag}=rel/folder"], f"{flag} rel/folder: a relative path, which each container on the cluster would "
                                "resolve in its own working folder")
       for flag in ("--pipeline-root", "--data-root", "--serving-model-dir")),
-    (["--pipeline-root=gs://"], "--pipeline-root gs://: names nothing after gs://"),
-    (["--data-root=gs:///"], "--data-root gs:///: names nothing after gs://"),
+    (["--pipeline-root=gs://"], "--pipeline-root gs://: names no bucket or host after gs://"),
+    (["--data-root=gs:///"], "--data-root gs:///: names no bucket or host after gs://"),
+    (["--data-root=gs:///folder"], "--data-root gs:///folder: names no bucket or host after gs://"),
     (["--serving-model-dir=gs://b/a\nb"], "--serving-model-dir 'gs://b/a\\nb': holds a control character ('\\n')"),
     (["--serving-model-dir=/models/a\tb"], "holds a control character ('\\t')"),
 ]
+
+
+@pytest.mark.parametrize("path", ["gs://bucket/pipelines", "gs://bucket", "file:///mnt/shared/x", "/mnt/shared/x",
+                                  "hdfs://namenode:8020/x"])
+def test_cluster_paths_that_name_a_place_are_taken(path):
+    kubeflow_runner.check_cluster_path(path, "--pipeline-root")
 
 
 @pytest.mark.parametrize("argv, message", BAD_FLAGS, ids=lambda value: repr(value))

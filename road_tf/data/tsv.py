@@ -3,7 +3,8 @@ written atomically.
 
 GLUE's TSV files hold quote characters that are plain text (`"` opens no quoted field), so a
 line is split on tabs only: what `csv.reader(..., delimiter="\\t", quoting=csv.QUOTE_NONE)` does,
-without its limit on field size. Blank lines are skipped. Problems with the file itself (missing,
+without its limit on field size. Blank lines (empty, or only spaces and tabs) are skipped, and the
+header's names are read without blanks around them. Problems with the file itself (missing,
 corrupt or truncated gzip, bad header) always stop the read; problems with one record stop it
 unless `skip_bad_records` is set, in which case the record is logged, skipped and counted.
 """
@@ -140,8 +141,8 @@ def read_table(path, parse, required, skip_bad_records=False, optional_header=Fa
 
 
 def _non_blank(lines):
-    """Filters (number, raw) pairs, dropping empty lines."""
-    return ((number, raw) for number, raw in lines if raw)
+    """Filters (number, raw) pairs, dropping blank lines (empty, or only spaces and tabs)."""
+    return ((number, raw) for number, raw in lines if raw.strip())
 
 
 def _header(path, line, required, optional_header):
@@ -152,10 +153,10 @@ def _header(path, line, required, optional_header):
             required column.
     """
     if line is None:
-        raise DataError(path, "file is empty (no header line)")
+        raise DataError(path, "file is empty" if optional_header else "file is empty (no header line)")
     number, raw = line
     try:
-        names = raw.decode("utf-8").split("\t")
+        names = [name.strip() for name in raw.decode("utf-8").split("\t")]
     except UnicodeDecodeError:
         names = None
     has_all = names is not None and all(name in names for name in required)
