@@ -259,3 +259,14 @@ def test_a_file_beyond_the_size_limit_is_refused_without_reading_it_all(tmp_path
     path.write_bytes(gzip.compress(payload) if name.endswith(".gz") else payload)
     with pytest.raises(DataError, match=r"holds more than 1,000 bytes.* the most road_tf reads from one data file"):
         read_squad_json(path)
+
+
+def test_an_object_that_gives_a_key_twice_is_refused(tmp_path):
+    """JSON keeps a repeated key's last value silently: the first "answers" of this question would be
+    dropped and the question trained as unanswerable."""
+    path = tmp_path / "twice.json"
+    path.write_text('{"version": "v2.0", "data": [{"title": "A", "paragraphs": [{"context": "abc", "qas": '
+                    '[{"id": "q1", "question": "?", "answers": [{"text": "b", "answer_start": 1}], "answers": [], '
+                    '"is_impossible": false}]}]}]}')
+    with pytest.raises(DataError, match=r"twice\.json: an object gives the key 'answers' 2 times; give each key once$"):
+        read_squad_json(path)

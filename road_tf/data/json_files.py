@@ -8,7 +8,7 @@ import json
 import pathlib
 import zlib
 
-from road_tf.errors import DataError
+from road_tf.errors import DataError, shown
 from road_tf.files import is_gzipped, open_data_file
 
 MAX_JSON_BYTES = 1 << 30
@@ -45,8 +45,8 @@ def read_json(path):
     """Parses a UTF-8 JSON file, gzipped or not, into Python values (`read_text`, `parse_json`).
 
     Raises:
-        DataError: naming the file, when it cannot be read, is corrupt gzip, is not UTF-8 or is
-            not valid JSON.
+        DataError: naming the file, when it cannot be read, is corrupt gzip, is not UTF-8, is not
+            valid JSON or gives a key twice in one object.
     """
     return parse_json(read_text(path), path)
 
@@ -56,14 +56,19 @@ def parse_json(text, path):
 
     Raises:
         DataError: naming `path`, when the text is not valid (e.g. truncated) JSON, is nested too
-            deeply or holds an integer too long to convert.
+            deeply, holds an integer too long to convert, or has an object that gives a key twice
+            (JSON keeps the last value silently: a question's second "answers" would drop its first).
     """
-    return _decoded(json.loads, text, path)
+    value, repeated = parse_json_noting_repeats(text, path)
+    if repeated:
+        raise DataError(path, f"an object gives the key {shown(repeated[0])} {repeated[1]} times; give each key once")
+    return value
 
 
 def parse_json_noting_repeats(text, path):
-    """(`parse_json(text, path)`, the first key an object of it gives more than once with how often,
-    or None; `loads_noting_repeats`), in one parse; raises what `parse_json` raises."""
+    """(the Python values of the JSON `text` read from `path`, the first key an object of it gives
+    more than once with how often, or None; `loads_noting_repeats`), in one parse; raises what
+    `parse_json` raises but for repeated keys."""
     return _decoded(loads_noting_repeats, text, path)
 
 
