@@ -93,6 +93,22 @@ def finite_float(text):
     return number
 
 
+
+def bounded(kind, low, high, what):
+    """An argparse `type`: a number that `kind` (`whole_number` or `finite_float`) reads, from `low`
+    to `high`; any other text is refused saying it must be `what` ("a number in [0, 1]")."""
+
+    def convert(text):
+        try:
+            number = kind(text)
+        except argparse.ArgumentTypeError:
+            number = None
+        if number is None or not low <= number <= high:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {shown(text)}")
+        return number
+
+    return convert
+
 def shown(value):
     """`repr(value)` cut to about 80 characters (and a few items of a list) for error messages."""
     short = reprlib.Repr()

@@ -19,44 +19,23 @@ Bad files, among them a JSON object that gives one id twice, exit with status 2 
 naming the file, the record and the problem.
 """
 
-import argparse
 import json
 import logging
-import math
 import os
 import sys
 
 from road_tf.data.json_files import parse_json_noting_repeats, read_text
 from road_tf.data.squad import read_squad_json
 from road_tf.data.tsv import read_table
-from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, decimal_integer, finite_float,
-                            nonempty, shown, whole_number)
+from road_tf.errors import (ArgumentParser, DataError, RoadError, bounded, cli_main, decimal_integer,
+                            finite_float, nonempty, shown, whole_number)
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 
 MAX_CLASSES = 1_000_000
-
-
-def _threshold(text):
-    """--na-prob-thresh: a probability in [0, 1]."""
-    try:
-        value = finite_float(text)
-    except argparse.ArgumentTypeError:
-        value = math.nan
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1], got {shown(text)}")
-    return value
-
-
-def _num_classes(text):
-    """--num-classes: an integer in [2, MAX_CLASSES]."""
-    try:
-        value = whole_number(text)
-    except argparse.ArgumentTypeError:
-        value = None
-    if value is None or not 2 <= value <= MAX_CLASSES:
-        raise argparse.ArgumentTypeError(f"must be an integer in [2, {MAX_CLASSES}], got {shown(text)}")
-    return value
+THRESHOLD = bounded(finite_float, 0.0, 1.0, "a number in [0, 1]")
+NUM_CLASSES = bounded(whole_number, 2, MAX_CLASSES, f"an integer in [2, {MAX_CLASSES}]")
+"""The argparse types of --na-prob-thresh and --num-classes."""
 
 
 def _parser():
@@ -67,12 +46,12 @@ def _parser():
     squad.add_argument("data", type=nonempty, help="SQuAD 2.0 JSON file (.json or .json.gz)")
     squad.add_argument("predictions", type=nonempty, help="JSON {question id: answer text}")
     squad.add_argument("--na-probs", type=nonempty, help="JSON {question id: probability of no answer}")
-    squad.add_argument("--na-prob-thresh", type=_threshold, default=1.0, metavar="P",
+    squad.add_argument("--na-prob-thresh", type=THRESHOLD, default=1.0, metavar="P",
                        help='predict "" where the no-answer probability exceeds P, in [0, 1] (default 1.0)')
     classify = commands.add_parser("classification", help="accuracy, macro-F1 and binary F1")
     classify.add_argument("gold", type=nonempty, help="JSON {guid: label} (.json/.json.gz) or TSV `guid<TAB>label`")
     classify.add_argument("predictions", type=nonempty, help="JSON {guid: integer label}")
-    classify.add_argument("--num-classes", type=_num_classes, default=2, metavar="N",
+    classify.add_argument("--num-classes", type=NUM_CLASSES, default=2, metavar="N",
                           help="labels lie in [0, N) (default 2; MNLI has 3)")
     return parser
 

@@ -18,7 +18,6 @@ keep their connections for many calls) return one dict of outputs per question. 
 TensorFlow when first used.
 """
 
-import argparse
 import contextlib
 import functools
 import http.client
@@ -36,8 +35,8 @@ import urllib.parse
 import warnings
 
 from road_tf.data.json_files import loads_noting_repeats
-from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, finite_float, nonempty, utf8_problem,
-                            whole_number)
+from road_tf.errors import (ArgumentParser, DataError, RoadError, bounded, cli_main, finite_float, nonempty,
+                            utf8_problem, whole_number)
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import array_to_json
 from serving.limits import MAX_PORT, MAX_SECONDS
@@ -483,21 +482,6 @@ def _grpc_port_problem(target):
     return None
 
 
-def _bounded(kind, low, high, what):
-    """An argparse `type`: `kind` (road_tf.errors.whole_number or finite_float) from `low` to `high`, said in `what`."""
-
-    def convert(value):
-        try:
-            number = kind(value)
-        except argparse.ArgumentTypeError:
-            number = None
-        if number is None or not low <= number <= high:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {_shorten(value, 40)}")
-        return number
-
-    return convert
-
-
 def predict_grpc(target, model, questions, contexts, version=None, timeout=30.0):
     """Answers questions through TF Serving's gRPC Predict; see predict_rest for the arguments."""
     with contextlib.closing(GrpcPredictor(target, timeout)) as predictor:
@@ -514,15 +498,15 @@ def parse_args(argv):
     source.add_argument("--context-file", type=nonempty, help="a UTF-8 file holding the passage")
     parser.add_argument("--batch-file", type=nonempty, help="JSONL of {question, context[, id]}; answers as JSONL")
     parser.add_argument("--output", type=nonempty, help="write the answers here instead of stdout")
-    parser.add_argument("--batch-size", type=_bounded(whole_number, 1, math.inf, "a positive integer"),
+    parser.add_argument("--batch-size", type=bounded(whole_number, 1, math.inf, "a positive integer"),
                         default=32, help="questions per request (default 32)")
     server = parser.add_mutually_exclusive_group()
     server.add_argument("--rest", metavar="URL", type=nonempty, help=f"REST API root (default {DEFAULT_REST_URL})")
     server.add_argument("--grpc", metavar="HOST:PORT", type=nonempty, help="gRPC API address, e.g. localhost:8500")
     parser.add_argument("--model", type=nonempty, default=DEFAULT_MODEL, help=f"model name (default {DEFAULT_MODEL})")
-    parser.add_argument("--version", type=_bounded(whole_number, 0, MAX_VERSION, f"an integer from 0 to {MAX_VERSION}"),
+    parser.add_argument("--version", type=bounded(whole_number, 0, MAX_VERSION, f"an integer from 0 to {MAX_VERSION}"),
                         help="model version (default: the newest)")
-    seconds = _bounded(finite_float, math.nextafter(0, 1), MAX_SECONDS,
+    seconds = bounded(finite_float, math.nextafter(0, 1), MAX_SECONDS,
                        f"a number of seconds above 0, at most {MAX_SECONDS}")
     parser.add_argument("--timeout", type=seconds,
                         default=30.0, help=f"seconds a request may take in all (default 30, at most {MAX_SECONDS})")

@@ -163,7 +163,7 @@ def test_number_flags_read_ascii_decimal_text_only(text, whole, number):
             assert kind(text) == expected and type(kind(text)) is type(expected)
 
 
-@pytest.mark.parametrize("kind", [whole_number, finite_float, evaluate._threshold, evaluate._num_classes])
+@pytest.mark.parametrize("kind", [whole_number, finite_float, evaluate.THRESHOLD, evaluate.NUM_CLASSES])
 def test_a_number_flag_names_a_very_long_value_by_its_start(kind):
     """A refused value of thousands of characters is cut in the message, which stays one short line."""
     with pytest.raises(argparse.ArgumentTypeError) as error:
@@ -181,7 +181,7 @@ NOT_DECIMAL = [("road_tf.experiments", ["final", "--seeds", "1_0"],
                ("serving.devserver", ["--model_base_path", "{tmp}", "--port", " 8500"],
                 "argument --port: must be a whole number in ASCII digits, got ' 8500'"),
                ("serving.client", ["q", "--context", "c", "--batch-size", "1_0"],
-                "argument --batch-size: must be a positive integer, got 1_0"),
+                "argument --batch-size: must be a positive integer, got '1_0'"),
                ("road_tf.evaluate", ["squad2", "d.json", "p.json", "--na-prob-thresh", "0.2_5"],
                 "argument --na-prob-thresh: must be a number in [0, 1], got '0.2_5'")]
 

@@ -85,10 +85,10 @@ def refused(capsys, argv):
     (["--grpc", ""], "--grpc: must not be empty"),
     (["--grpc", "\udcff:1"], "--grpc: not UTF-8 text"),
     (["--grpc", "h:1", "--model", "m\udcff"], "--model: not UTF-8 text"),
-    (["--timeout", "1e10"], "--timeout: must be a number of seconds above 0, at most 86400, got 1e10"),
+    (["--timeout", "1e10"], "--timeout: must be a number of seconds above 0, at most 86400, got '1e10'"),
     (["--timeout", "0"], "--timeout"),
     (["--grpc", "h:1", "--version", "9" * 26], "--version: must be an integer from 0 to 9223372036854775807"),
-    (["--version", "9" * 5000], "got 9999999999999999999999999999999999999999..."),
+    (["--version", "9" * 5000], "got '9999999999999999999999999999999999999...9999"),
     (["--batch-size", "9" * 5000], "--batch-size: must be a positive integer"),
 ], ids=["ipv6", "empty_label", "long_label", "space", "rest_bytes", "rest_empty", "grpc_empty", "grpc_bytes",
         "model_bytes", "timeout_huge", "timeout_zero", "version_int64", "version_5000_digits", "batch_size_digits"])
