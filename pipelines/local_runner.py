@@ -127,7 +127,7 @@ def check_pipeline_flags(args):
 def resolve_config(args):
     """The road_tf Config of `--config` and `--set`, as road_tf.train resolves it (teachers named by
     their run made concrete)."""
-    return config_lib.resolve_teacher_runs(config_lib.load_config(config_lib.resolve_recipe(args.config), args.overrides))
+    return config_lib.load_recipe(args.config, args.overrides)[1]
 
 
 def check_inputs_kept(args, root):

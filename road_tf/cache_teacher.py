@@ -83,8 +83,7 @@ def check_outputs(output, config, recipe):
 def main(argv=None):
     args = parse_args(argv)
     check_writable_file(args.output, "--output")
-    path = config_lib.resolve_recipe(args.config)
-    config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
+    path, config = config_lib.load_recipe(args.config, args.overrides)
     check_outputs(args.output, config, path)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     cache_teacher_logits(config, args.output)

@@ -913,6 +913,14 @@ def resolve_teacher_runs(config):
     return dataclasses.replace(config, distillation=dataclasses.replace(config.distillation, teachers=tuple(teachers)))
 
 
+def load_recipe(name_or_path, overrides=()):
+    """(the recipe's file, None for no recipe; its Config): what a command's --config and --set give,
+    the recipe resolved (`resolve_recipe`), loaded with the overrides (`load_config`) and its teachers
+    named by run made concrete (`resolve_teacher_runs`)."""
+    path = resolve_recipe(name_or_path)
+    return path, resolve_teacher_runs(load_config(path, overrides))
+
+
 def recipes():
     """Returns {name: first comment line} of the recipe files under configs/."""
     found = {}

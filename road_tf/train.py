@@ -85,8 +85,7 @@ def parse_args(argv):
 
 def resolve_run(args):
     """(config, output dir): the model is named after the recipe unless export.model_name says otherwise."""
-    path = config_lib.resolve_recipe(args.config)
-    config = config_lib.resolve_teacher_runs(config_lib.load_config(path, args.overrides))
+    path, config = config_lib.load_recipe(args.config, args.overrides)
     recipe = path.stem if path else "default"
     if not config.export.model_name:
         config = dataclasses.replace(config, export=dataclasses.replace(config.export, model_name=f"road_{recipe}"))
