@@ -1,12 +1,18 @@
 """Task squad2_cloze: cloze questions made from the main SQuAD task's contexts, never its labels."""
 
+import dataclasses
+
+import numpy as np
 import pytest
 
 from road_tf.config import load_config
 from road_tf.data import cloze, sources
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.squad import write_squad_json
+from road_tf.data.tokenizer import load_tokenizer
 from road_tf.registry import task_spec
+from road_tf.tasks import get_task
+from road_tf.tasks.task import load_task_data
 from helpers_tfds import squad_tfds_dataset
 
 CONTEXT = ("The Eiffel Tower was finished in 1889 for the World's Fair. It is 330 metres tall and stands on "
@@ -71,9 +77,8 @@ def test_with_json_data_the_cloze_task_reads_the_main_tasks_article_split(tmp_pa
     split = {}
     for name in ("squad2", "squad2_cloze"):
         for part in ("train", "dev"):
-            examples, files = sources.load_split(task_spec(name), config.data, part, is_main_task=name == "squad2")
+            examples = sources.load_split(task_spec(name), config.data, part, is_main_task=name == "squad2")
             split[name, part] = {e.title for e in examples}
-            assert files == (sources.local_split_paths(config.data)[0 if part == "train" else 1],)
     assert split["squad2_cloze", "train"] == split["squad2", "train"]
     assert split["squad2_cloze", "dev"] == split["squad2", "dev"]
     assert not split["squad2", "train"] & split["squad2", "dev"]
@@ -86,3 +91,28 @@ def test_tfds_contexts_become_cloze_questions():
     with tfds.testing.mock_data(as_dataset_fn=lambda *args, **kwargs: squad_tfds_dataset([record])):
         questions = cloze.load_cloze_tfds("train")
     assert questions == cloze.context_questions(CONTEXT, "Tower")
+
+
+def test_other_cloze_questions_from_the_same_file_are_featurized_again(tmp_path, monkeypatch):
+    """The feature cache is keyed on the questions the generator makes, not only on the file it read:
+    a changed generator (an upgrade, a patch) must not train on the old generator's cached questions."""
+    path = tmp_path / "squad.json"
+    write_squad_json(path, articles(4))
+    config = load_config(None, [f"data.train_path={path}", "data.source=json", "data.split_dev_questions=1",
+                                f"data.cache_dir={tmp_path / 'cache'}", "multitask.tasks=[squad2, squad2_cloze]",
+                                "multitask.steps=2", "data.max_seq_length=64", "data.doc_stride=32",
+                                "data.max_query_length=16"])
+    task, tokenizer = get_task("squad2_cloze"), load_tokenizer()
+    cache = tmp_path / "cache" / "features"
+    first = load_task_data(task, config, tokenizer, is_main_task=False)
+    assert len(list(cache.glob("squad2_cloze-train-*.tfrecord"))) == 1
+    again = load_task_data(task, config, tokenizer, is_main_task=False)
+    assert len(list(cache.glob("squad2_cloze-train-*.tfrecord"))) == 1
+    np.testing.assert_array_equal(first.train_features["token_ids"], again.train_features["token_ids"])
+
+    generate = cloze.context_questions
+    monkeypatch.setattr(cloze, "context_questions", lambda context, title="": [
+        dataclasses.replace(q, question=q.question.replace("what", "which")) for q in generate(context, title)])
+    changed = load_task_data(task, config, tokenizer, is_main_task=False)
+    assert len(list(cache.glob("squad2_cloze-train-*.tfrecord"))) == 2
+    assert not np.array_equal(first.train_features["token_ids"], changed.train_features["token_ids"])

@@ -1,5 +1,7 @@
 """Tokenizer windows, span labels, classification features and the feature cache."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -130,14 +132,16 @@ def test_cache_round_trip_and_incomplete_cache_rebuilds(tmp_path):
     assert feats.read_feature_cache(path) is None
 
 
-def test_cache_key_changes_with_input(tmp_path, tokenizer):
-    source = tmp_path / "d.json"
-    source.write_text("one")
-    key = feats.cache_key([source], tokenizer, max_seq_length=128)
-    assert key == feats.cache_key([source], tokenizer, max_seq_length=128)
-    assert key != feats.cache_key([source], tokenizer, max_seq_length=64)
-    source.write_text("two")
-    assert key != feats.cache_key([source], tokenizer, max_seq_length=128)
+def test_cache_key_follows_every_field_of_the_examples_and_the_settings(tokenizer):
+    example = QAExample("q1", "Who?", "Ann met Bob.", (Answer("Ann", 0),), "T")
+    key = feats.cache_key([example], tokenizer, max_seq_length=128)
+    assert key == feats.cache_key([QAExample("q1", "Who?", "Ann met Bob.", (Answer("Ann", 0),), "T")], tokenizer,
+                                  max_seq_length=128)
+    assert key != feats.cache_key([example], tokenizer, max_seq_length=64)
+    others = [dataclasses.replace(example, answers=(Answer("Bob", 8),)), dataclasses.replace(example, title="U"),
+              dataclasses.replace(example, question="Who met?"), dataclasses.replace(example, answers=())]
+    assert len({key, *(feats.cache_key([other], tokenizer, max_seq_length=128) for other in others)}) == 5
+    assert feats.cache_key([example, example], tokenizer, max_seq_length=128) != key
 
 
 CACHE = {"a": np.arange(400, dtype=np.int32).reshape(100, 4), "b": np.linspace(0, 1, 100, dtype=np.float32)}

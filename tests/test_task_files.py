@@ -38,14 +38,13 @@ def read_split(config, split):
 def test_split_dev_takes_the_first_by_sha256_of_the_text(tmp_path):
     path = write_sentiment_tsv(tmp_path / "all.tsv", SENTENCES)
     config = config_with(tmp_path, f"{{task: sentiment, train_path: {path}, split_dev: 4}}")
-    (train_examples, train_files), (dev_examples, dev_files) = read_split(config, "train"), read_split(config, "dev")
-    assert train_files == dev_files == (str(path),)
+    train_examples, dev_examples = read_split(config, "train"), read_split(config, "dev")
     by_hash = sorted(SENTENCES, key=lambda s: hashlib.sha256(s.encode("utf-8")).digest())
     assert sorted(e.text_a for e in dev_examples) == sorted(by_hash[:4])
     assert sorted(e.text_a for e in train_examples) == sorted(by_hash[4:])
     # Each split keeps the file's order, and reading again gives the same split.
     assert [e.guid for e in train_examples] == sorted((e.guid for e in train_examples), key=lambda g: int(g[5:]))
-    assert read_split(config, "dev")[0] == dev_examples
+    assert read_split(config, "dev") == dev_examples
 
 
 def test_without_split_dev_both_files_are_read_whatever_data_source_says(tmp_path):
@@ -53,10 +52,8 @@ def test_without_split_dev_both_files_are_read_whatever_data_source_says(tmp_pat
     dev_path = write_sentiment_tsv(tmp_path / "dev.tsv", SENTENCES[7:])
     config = config_with(tmp_path, f"{{task: sentiment, train_path: {train_path}, dev_path: {dev_path}}}",
                          "data.source=json", "data.train_path=unused.json", "data.dev_path=unused.json")
-    train_examples, train_files = read_split(config, "train")
-    dev_examples, dev_files = read_split(config, "dev")
-    assert ([e.text_a for e in train_examples], train_files) == (SENTENCES[:7], (str(train_path),))
-    assert ([e.text_a for e in dev_examples], dev_files) == (SENTENCES[7:], (str(dev_path),))
+    assert [e.text_a for e in read_split(config, "train")] == SENTENCES[:7]
+    assert [e.text_a for e in read_split(config, "dev")] == SENTENCES[7:]
 
 
 def test_sentence_pairs_split_by_both_texts(tmp_path):
@@ -68,7 +65,7 @@ def test_sentence_pairs_split_by_both_texts(tmp_path):
     config = load_config(None, ["multitask.steps=1", "multitask.tasks=[squad2, mnli]",
                                 f"multitask.task_files=[{{task: mnli, train_path: {path}, split_dev: 3}}]"])
     files = config.multitask.files_of("mnli")
-    dev, _ = sources.load_split(task_spec("mnli"), config.data, "dev", is_main_task=False, task_files=files)
+    dev = sources.load_split(task_spec("mnli"), config.data, "dev", is_main_task=False, task_files=files)
     expected = sorted(rows, key=lambda r: hashlib.sha256(f"{r[0]}\t{r[1]}".encode("utf-8")).digest())[:3]
     assert sorted((e.text_a, e.text_b) for e in dev) == sorted(expected)
 
@@ -83,7 +80,7 @@ def test_questions_split_by_question_and_context(tmp_path):
     config = load_config(None, ["task=sentiment", "multitask.steps=1", "multitask.tasks=[sentiment, squad2]",
                                 f"multitask.task_files=[{{task: squad2, train_path: {path}, split_dev: 2}}]"])
     files = config.multitask.files_of("squad2")
-    dev, _ = sources.load_split(task_spec("squad2"), config.data, "dev", is_main_task=False, task_files=files)
+    dev = sources.load_split(task_spec("squad2"), config.data, "dev", is_main_task=False, task_files=files)
     expected = sorted(questions, key=lambda q: hashlib.sha256(f"{q[1]}\t{q[2]}".encode("utf-8")).digest())[:2]
     assert sorted(e.qid for e in dev) == sorted(q[0] for q in expected)
 
@@ -131,8 +128,8 @@ def test_preflight_skips_task_files_without_a_multitask_stage(tmp_path):
     train.preflight(config, tmp_path / "run")
 
 
-def test_feature_cache_key_holds_the_split_count(tmp_path):
-    """The same file, split and example count under another split_dev is cached apart."""
+def test_feature_cache_follows_the_split_count(tmp_path):
+    """The same file under another split_dev gives other dev examples, so it is featurized again."""
     path = write_sentiment_tsv(tmp_path / "all.tsv", SENTENCES)
     vocab = tmp_path / "vocab.txt"
     vocab.write_text("[PAD]\n[UNK]\n[CLS]\n[SEP]\n[MASK]\nsentence\n")
@@ -145,8 +142,7 @@ def test_feature_cache_key_holds_the_split_count(tmp_path):
 
     for split_dev in (2, 3, 2):
         config = config_with(tmp_path, f"{{task: sentiment, train_path: {path}, split_dev: {split_dev}}}")
-        files = config.multitask.files_of("sentiment")
-        sources.cached_features("sentiment", "dev", SENTENCES[:2], (str(path),), tokenizer, config.data, build, files)
+        sources.cached_features("sentiment", "dev", read_split(config, "dev"), tokenizer, config.data, build)
     assert len(builds) == 2
     assert len(list((tmp_path / "cache" / "features").glob("sentiment-dev-*.tfrecord"))) == 2
 
@@ -154,7 +150,7 @@ def test_feature_cache_key_holds_the_split_count(tmp_path):
 def test_shared_sst2_dev_splits_into_100_dev_and_363_train(tmp_path):
     path = shared_file(SST2_DEV)
     config = config_with(tmp_path, f"{{task: sentiment, train_path: {path}, split_dev: 100}}")
-    train_examples, dev_examples = read_split(config, "train")[0], read_split(config, "dev")[0]
+    train_examples, dev_examples = read_split(config, "train"), read_split(config, "dev")
     assert (len(train_examples), len(dev_examples)) == (363, 100)
     assert not {e.text_a for e in train_examples} & {e.text_a for e in dev_examples}
     assert {e.label for e in dev_examples} == {0, 1}

@@ -129,8 +129,7 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
             given, the split is read from those files whatever `data.source` says.
 
     Returns:
-        (examples, source_files): source_files are the local files read (for cache keys), or
-        () for TFDS.
+        The split's examples (QAExample or ClassificationExample).
     """
     source = data_config.source
     if task_files is not None:
@@ -141,17 +140,14 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
         raise ConfigError(f"task {task.name!r} has no synthetic data; set data.source to json or tfds")
     if source == "task_files":
         examples, path = read_task_files(task, task_files, data_config, split)
-        files = (path,)
     elif source == "synthetic":
         path = synthetic_corpus(data_config)[task.synthetic][split]
         examples = _read_local(task, path, data_config)
-        files = (path,)
     elif source == "json":
         path = local_split_paths(data_config)[0 if split == "train" else 1]
         if not path:
             raise ConfigError(f"data.{split}_path: required to read the {split} split from local files")
         examples = _read_local(task, path, data_config)
-        files = (path,)
     else:
         if task.tfds_loader is None:
             raise ConfigError(f"task {task.name!r} has no TFDS source")
@@ -159,7 +155,6 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
         check_tfds_available(name)
         tfds_split = task.tfds_splits[0 if split == "train" else 1]
         examples = resolve(task.tfds_loader)(name=name, split=tfds_split)
-        files = ()
         path = f"tfds:{name}/{tfds_split}"
     limit = data_config.max_train_examples if split == "train" else data_config.max_eval_examples
     if limit:
@@ -168,7 +163,7 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
     if not examples:
         raise DataError(path, f"holds no usable {split} examples for task {task.name!r}")
     logging.info("%s/%s: %d examples from %s", task.name, split, len(examples), source)
-    return examples, files
+    return examples
 
 
 def _text_bytes(example):
@@ -195,15 +190,12 @@ def within_length_limit(examples, path, data_config):
     return kept
 
 
-def cached_features(task_name, split, examples, files, tokenizer, data_config, build, task_files=None):
-    """`build()`'s features of `examples`, cached as TFRecords keyed by data files, tokenizer and lengths
-    (and, for a task read from `task_files`, its split_dev count)."""
+def cached_features(task_name, split, examples, tokenizer, data_config, build):
+    """`build()`'s features of `examples`, cached as TFRecords keyed by the examples, the tokenizer
+    and the sequence lengths (`road_tf.data.features.cache_key`)."""
     from road_tf.data import features as feats  # Imported here: it pulls in TensorFlow.
 
-    settings = dict(task=task_name, split=split, n=len(examples), max_seq_length=data_config.max_seq_length,
-                    max_query_length=data_config.max_query_length, doc_stride=data_config.doc_stride,
-                    source=data_config.source, tfds=data_config.tfds_name if not files else "")
-    if task_files is not None:
-        settings.update(source="task_files", split_dev=task_files.split_dev)
-    key = feats.cache_key(files, tokenizer, **settings)
+    key = feats.cache_key(examples, tokenizer, task=task_name, split=split,
+                          max_seq_length=data_config.max_seq_length,
+                          max_query_length=data_config.max_query_length, doc_stride=data_config.doc_stride)
     return feats.cached(cache_root(data_config) / "features" / f"{task_name}-{split}-{key}.tfrecord", build)

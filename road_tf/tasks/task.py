@@ -45,13 +45,13 @@ class Task:
         return lambda: self.evaluate(model, data, tokenizer, config, null_score_diff_threshold)
 
     def load_examples(self, data_config, split, is_main_task=True, task_files=None):
-        """(examples, source files) of one split; see `road_tf.data.sources.load_split`."""
+        """The examples of one split; see `road_tf.data.sources.load_split`."""
         return sources.load_split(self.spec, data_config, split, is_main_task, task_files)
 
-    def features(self, tokenizer, examples, files, data_config, split, task_files=None):
+    def features(self, tokenizer, examples, data_config, split):
         """`featurize`'s output for one split, cached under the run's cache folder."""
-        return sources.cached_features(self.name, split, examples, files, tokenizer, data_config,
-                                       lambda: self.featurize(tokenizer, examples, data_config), task_files)
+        return sources.cached_features(self.name, split, examples, tokenizer, data_config,
+                                       lambda: self.featurize(tokenizer, examples, data_config))
 
 
 @dataclasses.dataclass
@@ -70,9 +70,8 @@ def load_task_data(task, config, tokenizer, is_main_task=True):
     from its `multitask.task_files` entry when it has one."""
     data = config.data
     files = config.multitask.files_of(task.name)
-    train_examples, train_files = task.load_examples(data, "train", is_main_task, files)
-    dev_examples, dev_files = task.load_examples(data, "dev", is_main_task, files)
-    dev_features = (task.features(tokenizer, dev_examples, dev_files, data, "dev", files)
-                    if task.needs_dev_features else None)
-    return TaskData(task, train_examples, dev_examples,
-                    task.features(tokenizer, train_examples, train_files, data, "train", files), dev_features)
+    train_examples = task.load_examples(data, "train", is_main_task, files)
+    dev_examples = task.load_examples(data, "dev", is_main_task, files)
+    dev_features = task.features(tokenizer, dev_examples, data, "dev") if task.needs_dev_features else None
+    return TaskData(task, train_examples, dev_examples, task.features(tokenizer, train_examples, data, "train"),
+                    dev_features)
