@@ -77,7 +77,7 @@ def cluster_task():
     raw = os.environ.get("TF_CONFIG", "")
     if not raw.strip():
         raise ConfigError("train.strategy: multi_worker needs a cluster, but TF_CONFIG is not set "
-                          "(see README, Multi-worker training)")
+                          "(see pipelines/README.md, Multi-worker training)")
     try:
         tf_config = json.loads(raw)
     except json.JSONDecodeError as error:

@@ -209,6 +209,14 @@ def test_a_bad_cluster_is_a_config_error(monkeypatch, tf_config, message):
         training.cluster_task()
 
 
+def test_the_missing_cluster_error_names_a_readme_section_that_exists(monkeypatch):
+    monkeypatch.delenv("TF_CONFIG", raising=False)
+    with pytest.raises(ConfigError) as raised:
+        training.cluster_task()
+    readme, section = raised.value.args[0].split("(see ", 1)[1].rstrip(")").split(", ", 1)
+    assert f"\n## {section}\n" in (REPO / readme).read_text(encoding="utf-8")
+
+
 def one_line_failure(args, code_before=""):
     """Runs road_tf.train in a fresh process without TF_CONFIG; returns (exit code, stderr lines, seconds)."""
     program = f"import sys\nfrom road_tf import train, training\n{code_before}\ntrain.main(sys.argv[1:])"
