@@ -163,7 +163,7 @@ class ModelConfig:
 class DataConfig:
     """Where examples come from and how they are cut into windows.
 
-    `source`: synthetic (generated into the run directory), json (local SQuAD/TSV files at
+    `source`: synthetic (generated under `cache_dir`, runs/cache by default), json (local SQuAD/TSV files at
     `train_path`/`dev_path`) or tfds (TFDS `tfds_name`, by default the main task's own dataset,
     e.g. squad/v2.0).
     """
