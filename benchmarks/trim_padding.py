@@ -72,7 +72,8 @@ def main(argv=None):
                         help=f"timed steps of each stream (default 12, at most {common.MAX_REPEATS})")
     parser.add_argument("--warmup", type=whole_number, default=2,
                         help=f"untimed steps of each stream first, tracing (default 2, 1 to {common.MAX_REPEATS})")
-    parser.add_argument("--model", choices=sorted(MODELS), default="minilm")
+    parser.add_argument("--model", choices=sorted(MODELS), default="minilm",
+                        help="the 6-layer MiniLM of squad2_minilm (default) or its first 3 layers")
     parser.add_argument("--multiple", type=whole_number, default=32,
                         help=f"train.trim_padding of the trimmed stream (default 32, at most {MAX_MULTIPLE})")
     parser.add_argument("--cache-dir", type=nonempty, default="runs/cache", help="feature cache (data.cache_dir)")

@@ -39,9 +39,11 @@ def add_pipeline_arguments(parser):
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override one road_tf field, e.g. --set train.steps=100 (repeatable)")
     parser.add_argument("--margin", type=finite_float, default=configs.NO_ANSWER_MARGIN,
-                        help="gate floor: dev F1 must exceed the always-no-answer F1 by this many points")
+                        help=f"gate floor: dev F1 must exceed the always-no-answer F1 by this many points "
+                             f"(default {configs.NO_ANSWER_MARGIN})")
     parser.add_argument("--tolerance", type=finite_float, default=configs.REGRESSION_TOLERANCE,
-                        help="gate: dev F1 may trail the latest blessed model's by at most this many points")
+                        help=f"gate: dev F1 may trail the latest blessed model's by at most this many points "
+                             f"(default {configs.REGRESSION_TOLERANCE})")
     parser.add_argument("--beam-arg", dest="beam_args", action="append", default=[], metavar="FLAG",
                         help="Beam flag for the data components, e.g. --beam-arg=--direct_num_workers=2 (repeatable)")
     parser.add_argument("--no-cache", action="store_true", help="rerun every component (TFX caching off)")
@@ -154,10 +156,12 @@ def parse_args(argv):
                              "unless --eval-data is given)")
     parser.add_argument("--eval-data", type=nonempty, help="SQuAD 2.0 JSON(.gz) eval file (with a file for --data)")
     parser.add_argument("--min-dev-questions", type=whole_number, default=configs.MIN_DEV_QUESTIONS,
-                        help="splitting one file: the eval half takes articles until it holds this many questions")
+                        help="splitting one file: the eval half takes articles until it holds this many questions "
+                             f"(default {configs.MIN_DEV_QUESTIONS})")
     parser.add_argument("--root", type=nonempty, default=str(REPO / "runs" / "tfx"),
-                        help="pipeline state, metadata and data")
-    parser.add_argument("--serving-model-dir", type=nonempty, default=str(REPO / "saved_models" / configs.MODEL_NAME))
+                        help="pipeline state, metadata and data (default runs/tfx)")
+    parser.add_argument("--serving-model-dir", type=nonempty, default=str(REPO / "saved_models" / configs.MODEL_NAME),
+                        help=f"where the Pusher writes numbered versions (default saved_models/{configs.MODEL_NAME})")
     parser.add_argument("--prepare-only", action="store_true",
                         help="write the examples under ROOT/data/examples and stop (e.g. to copy them for Kubeflow)")
     args = parser.parse_args(argv)

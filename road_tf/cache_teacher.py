@@ -27,7 +27,8 @@ def parse_args(argv):
     parser = ArgumentParser(prog="python -m road_tf.cache_teacher",
                             description="Cache teacher logits over the training split for offline KD.")
     parser.add_argument("--config", type=nonempty, help="recipe name or YAML file of overrides")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one field, as in python -m road_tf.train (repeatable)")
     parser.add_argument("--output", type=nonempty, required=True,
                         help="TFRecord file to write (a .json sidecar goes beside it)")
     return parser.parse_args(argv)

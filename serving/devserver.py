@@ -93,7 +93,7 @@ def parse_args(argv):
         "--max_num_load_retries", type=whole_number, default=5,
         help="times a failed load is retried, on later polls (default 5)",
     )
-    parser.add_argument("--grpc_max_threads", type=whole_number, default=32, help="gRPC worker threads")
+    parser.add_argument("--grpc_max_threads", type=whole_number, default=32, help="gRPC worker threads (default 32)")
     parser.add_argument(
         "--enable_batching", type=parse_bool, nargs="?", const=True, default=False,
         help="batch concurrent predict requests (default false)",

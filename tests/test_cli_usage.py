@@ -196,3 +196,29 @@ def test_a_number_flag_that_is_not_ascii_decimal_text_is_one_line(module, argv, 
 def test_a_benchmark_refuses_a_number_flag_that_is_not_ascii_decimal_text(capsys):
     line = refusal(benchmark_main("kd_step.py"), ["--rounds", "1_0"], capsys)
     assert "argument --rounds: must be a whole number in ASCII digits, got '1_0'" in line, line
+
+
+def flags_without_help(main, argv, capsys):
+    """The option lines of main(argv + ["--help"])'s help that say nothing after the flag (and its
+    metavar), on their own line or, for a long flag, on the next."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([*argv, "--help"])
+    assert exit_info.value.code == 0
+    lines = capsys.readouterr().out.splitlines()
+    return [line.strip() for line, after in zip(lines, [*lines[1:], ""])
+            if re.match(r"  -", line) and len(re.split(r"\s{2,}", line.strip())) == 1
+            and not re.match(r" {3,}\S", after)]
+
+
+HELP_CASES = [*((module, []) for module in MODULES), ("road_tf.evaluate", ["squad2"]),
+              ("road_tf.evaluate", ["classification"])]
+
+
+@pytest.mark.parametrize("module, argv", HELP_CASES, ids=lambda value: str(value))
+def test_every_flag_of_a_command_says_what_it_does(module, argv, capsys):
+    assert flags_without_help(importlib.import_module(module).main, argv, capsys) == []
+
+
+@pytest.mark.parametrize("name", BENCHMARKS)
+def test_every_flag_of_a_benchmark_says_what_it_does(name, capsys):
+    assert flags_without_help(benchmark_main(name), [], capsys) == []
