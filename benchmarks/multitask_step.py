@@ -11,7 +11,6 @@ one JSON object; "value" is the worst ratio of a k > 1 step time to the k = 1 st
 """
 
 import argparse
-import json
 import time
 
 import common
@@ -139,8 +138,7 @@ def main(argv=None):
     for k in KS:
         print(f"k={k}: {per_k[str(k)]:.3f} s/step (median), ratio to k=1 {ratios[k]:.3f}, "
               f"passes of {args.batch_size // k} rows; warm-up incl. tracing {warmup[k]:.1f} s")
-    print(json.dumps({"benchmark": "multitask_step", "value": round(max(ratios[k] for k in KS[1:]), 4),
-                      "goal": 1.10, "better": "lower", "unit": "ratio to k=1", "per_k": per_k}))
+    common.result_line("multitask_step", max(ratios[k] for k in KS[1:]), 1.10, "lower", "ratio to k=1", per_k=per_k)
 
 
 if __name__ == "__main__":

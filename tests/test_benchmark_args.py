@@ -9,6 +9,7 @@ baseline venv (benchmarks/setup_baseline.sh) or exports a model.
 
 import argparse
 import importlib.util
+import json
 import os
 import sys
 import types
@@ -191,3 +192,15 @@ def test_trim_padding_checks_its_cache_dir_and_takes_it_as_given(given, tmp_path
         assert "--cache-dir: must not be empty" in refusal(module.main, ["--cache-dir", given], capsys)
     else:
         assert module.recipe("minilm", given, None).data.cache_dir == given
+
+
+@pytest.mark.slow
+def test_multitask_step_ends_with_the_result_line_of_every_benchmark(monkeypatch, capsys):
+    """Its last line has the fields benchmarks/README.md gives every benchmark's, `met` included
+    (it printed its own JSON without `met`); a model of one 64-wide layer keeps it to about a minute."""
+    load_benchmark("multitask_step.py", monkeypatch).main(
+        ["--batch-size", "8", "--seq-length", "16", "--layers", "1", "--hidden", "64", "--warmup", "1",
+         "--rounds", "1", "--steps", "1"])
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert {"benchmark", "value", "goal", "better", "unit", "met"} <= set(result)
+    assert result["benchmark"] == "multitask_step" and result["met"] == (result["value"] <= result["goal"])
