@@ -29,6 +29,8 @@ NUMPY_DTYPES = {
     "float64": np.float64,
 }
 """TF dtype name (tf.DType.name) -> numpy dtype, for every dtype the JSON mapping covers."""
+JSON_DTYPES = frozenset(np.dtype(kind) for kind in NUMPY_DTYPES.values())
+"""The numpy dtypes of the tensors JSON can carry (strings are object arrays of bytes)."""
 
 
 def _shape_and_leaves(value, where, depth=0):
@@ -149,7 +151,13 @@ def array_to_json(array, name):
 
     float16/float32 values print with their shortest round-trip repr (0.1, not
     0.10000000149011612). Strings decode as UTF-8 unless `name` ends in `_bytes`.
+
+    Raises:
+        ServingError(INVALID_ARGUMENT): a dtype the JSON mapping does not cover (complex64,
+        bfloat16, ...), as TF Serving answers "Failed to write JSON value for tensor type".
     """
+    if array.dtype not in JSON_DTYPES:
+        raise invalid(f"output {name!r} has dtype {array.dtype}, which the JSON mapping does not cover")
     leaves = np.empty(array.size, dtype=object)
     leaves[:] = [_json_leaf(value, name) for value in array.reshape(-1)]
     return leaves.reshape(array.shape).tolist()
@@ -188,12 +196,17 @@ def columns_to_rows(outputs):
     A single output gives the bare list; several give one object per example.
 
     Raises:
-        ServingError(INVALID_ARGUMENT): outputs that do not share their 0-th dimension.
+        ServingError(INVALID_ARGUMENT): a scalar output (no 0-th dimension, as TF Serving's "has no
+        shape information"), or outputs that do not share their 0-th dimension.
     """
+    scalars = sorted(name for name, value in outputs.items() if not isinstance(value, list))
+    if scalars:
+        raise invalid(f"output(s) {', '.join(scalars)} have no batch dimension (scalars); use the columnar "
+                      "format ('inputs')")
     if len(outputs) == 1:
         return next(iter(outputs.values()))
-    lengths = {name: len(value) if isinstance(value, list) else None for name, value in outputs.items()}
-    if len(set(lengths.values())) != 1 or None in lengths.values():
+    lengths = {name: len(value) for name, value in outputs.items()}
+    if len(set(lengths.values())) != 1:
         raise invalid(
             f"outputs have different batch sizes {lengths}; use the columnar format ('inputs')"
         )

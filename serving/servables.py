@@ -86,6 +86,12 @@ def check_input(name, array, spec):
         raise invalid(f"empty batch: input {name!r} has no examples")
 
 
+def output_array(tensor):
+    """An output tf.Tensor -> np.ndarray, strings as an object array of bytes (the .numpy() of a
+    0-d string tensor is bytes, not an array)."""
+    return np.asarray(tensor.numpy(), dtype=object if tensor.dtype == tf.string else None)
+
+
 def tf_error_summary(message):
     """A TF runtime error message -> its explanatory line(s), without headers and stack traces."""
     kept = [
@@ -363,7 +369,7 @@ class Servable:
             outputs = self._functions[signature_name](**tensors)
         except tf.errors.InvalidArgumentError as error:
             raise invalid(f"the model rejected the inputs: {tf_error_summary(error.message)}") from None
-        return {key: tensor.numpy() for key, tensor in outputs.items()}
+        return {key: output_array(tensor) for key, tensor in outputs.items()}
 
 
 class ModelManager:

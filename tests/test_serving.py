@@ -52,7 +52,9 @@ from serving.batching import BatchingParameters, InFlight
 from road_tf.errors import RoadError
 from road_tf.files import MAX_CONFIG_BYTES
 from serving.grpc_api import build_server
+from serving.errors import ServingError
 from serving.limits import RequestLimits
+from serving.rest import predict_json
 from serving.servables import ModelManager, ModelRegistry
 from serving.textproto import read_text_proto
 
@@ -772,6 +774,51 @@ def test_version_policies_choose_versions():
     }
     chosen = {key: ModelManager("m", "/x", policy).wanted_versions(available) for key, policy in choices.items()}
     assert chosen == {"unset": {10}, "latest": {3, 10}, "specific": {2}, "all": {1, 2, 3, 10}}
+
+
+class OddOutputs(tf.Module):
+    """A hostile model whose outputs REST's JSON cannot carry as they are: a complex64 score
+    ("complex") and a 0-d answer beside a batched score ("scalar")."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question")])
+    def complex_score(self, question):
+        return {"score": tf.complex(tf.zeros(tf.shape(question)), 1.0)}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question")])
+    def scalar_answer(self, question):
+        return {"answer": tf.constant("x"), "score": tf.zeros(tf.shape(question))}
+
+
+@pytest.fixture(scope="module")
+def odd_registry(tmp_path_factory):
+    """A ModelRegistry serving OddOutputs as model "odd" version 1 (in this process, not polled)."""
+    base_path = tmp_path_factory.mktemp("odd")
+    module = OddOutputs()
+    tf.saved_model.save(module, str(base_path / "1"),
+                        signatures={"complex": module.complex_score, "scalar": module.scalar_answer})
+    policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
+    registry = ModelRegistry([ModelManager("odd", str(base_path), policy)], 0)
+    registry.start()
+    return registry
+
+
+@pytest.mark.parametrize("signature, request_key, answer", [
+    ("complex", "instances", "output 'score' has dtype complex64, which the JSON mapping does not cover"),
+    ("complex", "inputs", "output 'score' has dtype complex64, which the JSON mapping does not cover"),
+    ("scalar", "instances", "output(s) answer have no batch dimension (scalars); use the columnar format ('inputs')"),
+    ("scalar", "inputs", {"outputs": {"answer": "x", "score": [0.0]}}),
+])
+def test_rest_outputs_json_cannot_carry_are_refused_as_tf_serving_does(odd_registry, signature, request_key, answer):
+    """A complex64 output reached json.dumps after the 200 status was chosen: the devserver closed the
+    connection without an answer; a 0-d string output was bytes, not an array (HTTP 500). TF Serving
+    answers 400 for both ("Failed to write JSON value", "has no shape information" in row format)."""
+    request = {"signature_name": signature, request_key: ["q"]}
+    if isinstance(answer, dict):
+        assert predict_json(odd_registry, "odd", None, request, RequestLimits()) == answer
+        return
+    with pytest.raises(ServingError) as raised:
+        predict_json(odd_registry, "odd", None, request, RequestLimits())
+    assert (raised.value.http_status, raised.value.message) == (400, answer)
 
 
 @pytest.mark.slow
