@@ -38,7 +38,7 @@ from road_tf.data.json_files import loads_noting_repeats
 from road_tf.errors import (ArgumentParser, DataError, RoadError, bounded, cli_main, finite_float, nonempty,
                             utf8_problem, whole_number)
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
-from serving.codec import array_to_json
+from serving.codec import NUMPY_DTYPES, array_to_json
 from serving.limits import MAX_PORT, MAX_SECONDS
 
 DEFAULT_REST_URL = "http://127.0.0.1:8501"
@@ -440,10 +440,29 @@ class GrpcPredictor:
             response = self._stub.Predict(request, timeout=self._timeout)
         except self._apis.grpc.RpcError as error:
             raise self._describe(error) from None
-        columns = {name: array_to_json(tf.make_ndarray(proto), name) for name, proto in response.outputs.items()}
-        if not columns or any(len(values) != len(questions) for values in columns.values()):
-            raise ServerError(f"gRPC server at {self._shown_target}: outputs do not have {len(questions)} rows")
+        if not response.outputs:
+            raise ServerError(f"gRPC server at {self._shown_target}: the answer holds no outputs")
+        columns = {name: self._column(name, proto, len(questions)) for name, proto in response.outputs.items()}
         return [_ordered({name: values[row] for name, values in columns.items()}) for row in range(len(questions))]
+
+    def _column(self, name, proto, rows):
+        """One output TensorProto of an answer -> its JSON values, one per question. ServerError when it
+        does not declare the shape [rows] (the contract's [None]: a 0-d string was split into its
+        characters, a huge declared shape filled memory), has a dtype JSON does not carry, or cannot be read."""
+        tf, where = self._apis.tf, f"gRPC server at {self._shown_target}: output {_shorten(repr(name), 80)}"
+        shape = "unknown" if proto.tensor_shape.unknown_rank else [dim.size for dim in proto.tensor_shape.dim]
+        if shape != [rows]:
+            raise ServerError(f"{where} has shape {_shorten(shape, 80)}, expected [{rows}] (one value per question)")
+        try:
+            dtype = tf.dtypes.as_dtype(proto.dtype).name
+        except TypeError:  # not a DataType
+            dtype = f"enum {proto.dtype}"
+        if dtype not in NUMPY_DTYPES:
+            raise ServerError(f"{where} has dtype {dtype}, outside TF Serving's JSON mapping")
+        try:
+            return array_to_json(tf.make_ndarray(proto), name)
+        except ValueError as error:  # more values than its shape holds
+            raise ServerError(f"{where} is not a readable tensor ({_shorten(error)})") from None
 
     def _describe(self, error):
         """A grpc.RpcError -> a ServerError naming the server and the problem (one line)."""

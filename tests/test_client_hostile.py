@@ -342,3 +342,61 @@ def test_a_batch_record_that_gives_a_key_twice_is_refused_before_any_request(tmp
     batch.write_text('{"question": "q", "context": "c"}\n' + line + "\n")
     error = refused(capsys, ["--batch-file", str(batch), "--rest", UNREACHABLE])
     assert error == f"error: {batch}: line 2: the key {key}; give each key once"
+
+
+# ---------------------------------------------------------------- gRPC servers
+
+
+@contextlib.contextmanager
+def fake_grpc_server(outputs):
+    """A gRPC PredictionService on 127.0.0.1 that answers every Predict with `outputs` ({name: TensorProto})
+    -> its target."""
+    from concurrent import futures
+
+    import grpc
+    from tensorflow_serving.apis import predict_pb2
+
+    def predict(request, context):
+        return predict_pb2.PredictResponse(outputs=outputs)
+
+    handler = grpc.unary_unary_rpc_method_handler(predict, request_deserializer=predict_pb2.PredictRequest.FromString,
+                                                  response_serializer=predict_pb2.PredictResponse.SerializeToString)
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(
+        "tensorflow.serving.PredictionService", {"Predict": handler})])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.stop(0)
+
+
+def tensor(dtype, shape, **values):
+    """A TensorProto of DataType enum `dtype`, declared `shape` and raw value fields."""
+    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
+
+    dims = [tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in shape]
+    return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims), **values)
+
+
+STRING, FLOAT, COMPLEX64, VARIANT = 7, 1, 8, 21
+"""DataType enums (tensorflow/core/framework/types.proto)."""
+
+
+@pytest.mark.parametrize("output, fragment", [
+    (tensor(STRING, [], string_val=[b"ab"]), "output 'answer' has shape [], expected [2] (one value per question)"),
+    (tensor(FLOAT, [2, 2**40], float_val=[1.0]), "output 'answer' has shape [2, 1099511627776], expected [2]"),
+    (tensor(STRING, [2], string_val=[b"a", b"b", b"c"]), "output 'answer' is not a readable tensor (cannot reshape"),
+    (tensor(FLOAT, [2], tensor_content=b"\x00" * 7), "output 'answer' is not a readable tensor (buffer size"),
+    (tensor(COMPLEX64, [2], scomplex_val=[0.0] * 4), "output 'answer' has dtype complex64, outside TF Serving's JSON"),
+    (tensor(VARIANT, [2]), "output 'answer' has dtype variant, outside TF Serving's JSON mapping"),
+    (tensor(9999, [2]), "output 'answer' has dtype enum 9999, outside TF Serving's JSON mapping"),
+], ids=["scalar_string", "huge_shape", "more_values", "odd_content", "complex", "variant", "no_dtype"])
+def test_grpc_outputs_that_are_not_one_value_per_question_are_refused(output, fragment):
+    """A gRPC answer was read as whatever its TensorProtos held: a 0-d string "ab" answered two questions
+    with "a" and "b", a declared [2, 2**40] filled memory (MemoryError), and unreadable or odd-typed
+    tensors ended in a ValueError, TypeError or KeyError traceback (a complex score, in json.dumps)."""
+    with fake_grpc_server({"answer": output}) as target, pytest.raises(client.ServerError) as raised:
+        client.predict_grpc(target, "m", ["q1", "q2"], ["c1", "c2"], timeout=10)
+    assert str(raised.value).startswith(f"gRPC server at {target}: {fragment}")
