@@ -306,6 +306,23 @@ def test_predict_refuses_a_model_with_an_unknown_op(odd_models, tmp_path, capsys
     assert len(line) < 400 and not (tmp_path / "p.json").exists()
 
 
+@pytest.mark.parametrize("signatures, names", [({"answer": "answer"}, "answer"), ({}, "none")],
+                         ids=["another_name", "no_signature"])
+def test_predict_names_a_missing_serving_default_signature(signatures, names, tmp_path, capsys):
+    """A SavedModel without serving_default was refused as "cannot load the SavedModel's serving_default
+    signature ('serving_default')", the KeyError's text, which does not say that the signature is missing."""
+    reader = OddReader(lambda q: {"answer": q, "no_answer_probability": _rows(q, 0.5)})
+    folder = tmp_path / "other" / "1"
+    tf.saved_model.save(reader, str(folder),
+                        signatures={key: getattr(reader, value) for key, value in signatures.items()})
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    line = refused(predict.main, ["--model", str(folder), "--data", str(data), "--output", str(tmp_path / "p.json")],
+                   capsys)
+    assert line == (f"error: --model {folder}: the SavedModel has no serving_default signature (its signatures: "
+                    f"{names}); not a road_tf QA model")
+
+
 @pytest.mark.parametrize("flag", ["--model_name", "--model_base_path", "--host"])
 def test_devserver_refuses_flags_that_are_not_utf8(flag, tmp_path, capsys):
     """They went into a protobuf or gRPC's address and failed with a UnicodeEncodeError traceback."""
