@@ -449,11 +449,14 @@ class ModelManager:
         """Loads wanted versions that are not loaded yet, then unloads unwanted ones.
 
         Unwanted versions stay loaded until at least one wanted version is loaded, so a
-        model whose newest version fails to load keeps serving the one it has.
+        model whose newest version fails to load keeps serving the one it has. The failed loads of a
+        version that is no longer on disk are forgotten: copied in again, it is loaded anew (as TF
+        Serving does with a version that leaves and re-enters its aspired versions).
         """
         available = self.available_versions()
         if available:
             self._last_problem = None
+        self._failures = {version: count for version, count in self._failures.items() if version in available}
         wanted = self.wanted_versions(available)
         for version in sorted(wanted - set(self._servables)):
             self._load(version)

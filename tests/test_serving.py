@@ -756,6 +756,24 @@ def test_manager_keeps_old_version_when_new_one_is_broken(staged, tmp_path, capl
     assert len(failures) == retries + 1 and f"attempt {retries + 1}, giving up" in failures[-1]
 
 
+def test_a_version_given_up_on_is_loaded_anew_once_copied_in_again(staged, tmp_path):
+    """A half-copied version used up its load retries, and the devserver never tried it again, even
+    once it was removed and copied in whole: it served the old version until restarted."""
+    base_path = str(tmp_path / "m")
+    install_version(staged[1], base_path, 1)
+    policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
+    manager = ModelManager("m", base_path, policy, max_load_retries=0)
+    manager.poll()
+    _garbage_saved_model(staged, os.path.join(base_path, "2"))
+    manager.poll()
+    assert manager.loaded_versions() == [1]
+    shutil.rmtree(os.path.join(base_path, "2"))
+    manager.poll()
+    install_version(staged[2], base_path, 2)
+    manager.poll()
+    assert manager.loaded_versions() == [2]
+
+
 def test_version_policies_choose_versions():
     """latest N, all and specific pick the expected versions among those on disk."""
     policy_class = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
