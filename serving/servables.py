@@ -274,7 +274,7 @@ class Servable:
         if name not in self._functions:
             raise invalid(
                 f"signature {name!r} not found in model {self.name} version {self.version}; "
-                f"it has {', '.join(sorted(self._functions))}"
+                f"it has {', '.join(sorted(self._functions)) or 'no signatures'}"
             )
         return self._functions[name]
 

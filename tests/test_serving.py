@@ -55,7 +55,7 @@ from serving.grpc_api import build_server
 from serving.errors import ServingError
 from serving.limits import RequestLimits
 from serving.rest import predict_json
-from serving.servables import ModelManager, ModelRegistry
+from serving.servables import ModelManager, ModelRegistry, Servable
 from serving.textproto import read_text_proto
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -837,6 +837,14 @@ def test_rest_outputs_json_cannot_carry_are_refused_as_tf_serving_does(odd_regis
     with pytest.raises(ServingError) as raised:
         predict_json(odd_registry, "odd", None, request, RequestLimits())
     assert (raised.value.http_status, raised.value.message) == (400, answer)
+
+
+def test_a_model_without_signatures_says_so(tmp_path):
+    """A SavedModel with no signature at all was refused with "...; it has " and nothing after it."""
+    tf.saved_model.save(OddOutputs(), str(tmp_path / "1"), signatures={})
+    with pytest.raises(ServingError) as raised:
+        Servable("bare", 1, str(tmp_path / "1")).input_specs("")
+    assert raised.value.message == "signature 'serving_default' not found in model bare version 1; it has no signatures"
 
 
 @pytest.mark.slow
