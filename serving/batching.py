@@ -361,14 +361,14 @@ class BatchQueue:
         return batch, bool(self._batches)
 
     def _run_batch(self, batch):
-        """Runs a batch as one call and resolves its tasks (outside the lock). After an
-        INVALID_ARGUMENT for a batch of several requests, runs each alone, so only the
-        offending request fails."""
+        """Runs a batch as one call and resolves its tasks (outside the lock). After a failure the
+        request may be at fault for (HTTP 400: INVALID_ARGUMENT, or a model's FAILED_PRECONDITION or
+        OUT_OF_RANGE) in a batch of several requests, runs each alone, so only the offending one fails."""
         try:
             outputs = split_outputs(self._run(merge_inputs([task.inputs for task in batch.tasks])),
                                     [task.rows for task in batch.tasks])
         except ServingError as error:
-            if error.code != "INVALID_ARGUMENT" or len(batch.tasks) == 1:
+            if error.http_status != 400 or len(batch.tasks) == 1:
                 _fail(batch.tasks, error)
                 return
             for task in batch.tasks:

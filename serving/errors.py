@@ -2,11 +2,24 @@
 
 HTTP_STATUS = {
     "INVALID_ARGUMENT": 400,
+    "FAILED_PRECONDITION": 400,
+    "OUT_OF_RANGE": 400,
+    "UNAUTHENTICATED": 401,
+    "PERMISSION_DENIED": 403,
     "NOT_FOUND": 404,
+    "ABORTED": 409,
+    "ALREADY_EXISTS": 409,
     "RESOURCE_EXHAUSTED": 413,
+    "UNKNOWN": 500,
+    "INTERNAL": 500,
+    "DATA_LOSS": 500,
+    "UNIMPLEMENTED": 501,
     "UNAVAILABLE": 503,
+    "DEADLINE_EXCEEDED": 504,
 }
-"""gRPC status name -> the HTTP status the REST API answers with."""
+"""gRPC status name -> the HTTP status the REST API answers with: TF Serving's, but 413 for
+RESOURCE_EXHAUSTED (429 there). The codes past the devserver's own four are those of the errors a
+model raises while running (a tf.errors.OpError carries one)."""
 LOG_TEXT_LIMIT = 300
 """Characters of a client-supplied text (path, message) a log line keeps."""
 MAX_STATUS_BYTES = 2048

@@ -11,7 +11,8 @@ or a body shorter than its Content-Length), 404 (unknown model, version or route
 other than GET and POST), 408 (the request did not arrive within --rest_timeout_seconds), 411 (a
 POST without Content-Length), 413 (a body above --max_request_bytes), 414 (a request line above
 8 KiB), 431 (headers above 64 KiB or 100 lines), 500 (a bug), 503 (no connection slot free, or
-the batch queue is full) or 505 (not HTTP/1.x). Each rejected request
+the batch queue is full), 505 (not HTTP/1.x), or the status of an error the model raised while running
+(serving.errors.HTTP_STATUS). Each rejected request
 logs one line.
 
 Connections: at most --rest_max_connections at once, one thread each; one more is answered 503

@@ -19,12 +19,12 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the exported graphs use)
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow.core.protobuf import error_codes_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from road_tf.files import MAX_VERSION, version_number
 from serving.batching import batchable
-from serving.errors import invalid, not_found
+from serving.errors import HTTP_STATUS, ServingError, invalid, not_found
 from serving.limits import RequestLimits
 
 LOG = logging.getLogger("serving.devserver")
@@ -102,6 +102,14 @@ def tf_error_summary(message):
         and not line.startswith(("Graph execution error", "Detected at node", "<stack traces"))
     ]
     return " ".join(kept) or message.strip()
+
+
+def model_failure(error):
+    """A ServingError for a tf.errors.OpError a model raised while running: the error's own status code, as
+    TF Serving answers it (UNKNOWN for CANCELLED, which has no HTTP status), and its explanatory lines."""
+    code = error_codes_pb2.Code.Name(error.error_code)
+    message = f"the model failed: {tf_error_summary(error.message)}"
+    return ServingError(code if code in HTTP_STATUS else "UNKNOWN", message)
 
 
 def _dtype_name(enum):
@@ -362,6 +370,7 @@ class Servable:
 
         Raises:
             ServingError(INVALID_ARGUMENT): the model raised tf.errors.InvalidArgumentError.
+            ServingError: the model raised another tf.errors.OpError (`model_failure`).
         """
         specs = self.input_specs(signature_name)
         tensors = {key: tf.constant(array, dtype=specs[key].dtype) for key, array in inputs.items()}
@@ -369,6 +378,8 @@ class Servable:
             outputs = self._functions[signature_name](**tensors)
         except tf.errors.InvalidArgumentError as error:
             raise invalid(f"the model rejected the inputs: {tf_error_summary(error.message)}") from None
+        except tf.errors.OpError as error:  # the model's own failure, not the server's: no traceback, no "internal"
+            raise model_failure(error) from None
         return {key: output_array(tensor) for key, tensor in outputs.items()}
 
 

@@ -796,7 +796,8 @@ def test_version_policies_choose_versions():
 
 class OddOutputs(tf.Module):
     """A hostile model whose outputs REST's JSON cannot carry as they are: a complex64 score
-    ("complex") and a 0-d answer beside a batched score ("scalar")."""
+    ("complex") and a 0-d answer beside a batched score ("scalar"); and one ("boom") that fails with
+    OutOfRangeError when a question is "boom"."""
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question")])
     def complex_score(self, question):
@@ -806,6 +807,14 @@ class OddOutputs(tf.Module):
     def scalar_answer(self, question):
         return {"answer": tf.constant("x"), "score": tf.zeros(tf.shape(question))}
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question")])
+    def boom(self, question):
+        """Reads one question past the end of those that are not "boom" (OutOfRangeError: End of sequence)."""
+        kept = iter(tf.data.Dataset.from_tensor_slices(question).filter(lambda text: text != "boom"))
+        for _ in tf.range(tf.size(question)):
+            next(kept)
+        return {"answer": question}
+
 
 @pytest.fixture(scope="module")
 def odd_registry(tmp_path_factory):
@@ -813,7 +822,8 @@ def odd_registry(tmp_path_factory):
     base_path = tmp_path_factory.mktemp("odd")
     module = OddOutputs()
     tf.saved_model.save(module, str(base_path / "1"),
-                        signatures={"complex": module.complex_score, "scalar": module.scalar_answer})
+                        signatures={"complex": module.complex_score, "scalar": module.scalar_answer,
+                                    "boom": module.boom})
     policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
     registry = ModelRegistry([ModelManager("odd", str(base_path), policy)], 0)
     registry.start()
@@ -837,6 +847,17 @@ def test_rest_outputs_json_cannot_carry_are_refused_as_tf_serving_does(odd_regis
     with pytest.raises(ServingError) as raised:
         predict_json(odd_registry, "odd", None, request, RequestLimits())
     assert (raised.value.http_status, raised.value.message) == (400, answer)
+
+
+def test_an_error_the_model_raises_keeps_its_status_code(odd_registry, caplog):
+    """A model's OutOfRangeError was answered 500 "internal error: OutOfRangeError: Graph execution error: ..."
+    (its stack-trace lines included) and logged with a traceback; TF Serving answers its code (HTTP 400)."""
+    request = {"signature_name": "boom", "instances": ["q", "boom"]}
+    with caplog.at_level(logging.INFO, logger="serving.devserver"), pytest.raises(ServingError) as raised:
+        predict_json(odd_registry, "odd", None, request, RequestLimits())
+    assert (raised.value.code, raised.value.http_status) == ("OUT_OF_RANGE", 400)
+    assert raised.value.message == "the model failed: End of sequence"
+    assert "Traceback" not in caplog.text
 
 
 def test_a_model_without_signatures_says_so(tmp_path):

@@ -31,7 +31,7 @@ from helpers_serving import (
 )
 from serving import client, devserver
 from serving.batching import MAX_BATCH_THREADS, BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
-from serving.errors import ServingError, invalid
+from serving.errors import ServingError
 from serving.limits import MAX_SECONDS
 from serving.servables import ModelManager, Servable
 
@@ -164,14 +164,17 @@ def test_malformed_requests_in_a_burst_fail_alone(batched_doubler):
     assert isinstance(wrong_dtype, ServingError) and "expects dtype int32, got float32" in wrong_dtype.message
 
 
-def test_batch_with_a_rejected_request_is_rerun_one_by_one():
-    """The queue runs a full batch once; when the model rejects it, each request runs alone."""
+@pytest.mark.parametrize("code", ["INVALID_ARGUMENT", "OUT_OF_RANGE"])
+def test_batch_with_a_rejected_request_is_rerun_one_by_one(code):
+    """The queue runs a full batch once; when the model rejects it (HTTP 400: INVALID_ARGUMENT, or a
+    model's OUT_OF_RANGE or FAILED_PRECONDITION, which failed every request of the batch), each
+    request runs alone."""
     calls = []
 
     def run(inputs):
         calls.append(len(inputs["x"]))
         if (inputs["x"] < 0).any():
-            raise invalid("negative x")
+            raise ServingError(code, "negative x")
         return {"y": inputs["x"] * 2}
 
     scheduler = BatchScheduler(BatchingOptions(max_batch_size=3, batch_timeout_micros=LONG_WAIT, num_batch_threads=1))
