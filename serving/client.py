@@ -58,6 +58,9 @@ _GRPC_PORT = re.compile(r":([-+]?[0-9]+)\Z")
 """The port that ends a gRPC address (":8500"), signed or not, so that "-1" is caught too."""
 SOCKET_TARGETS = ("unix:", "unix-abstract:", "vsock:")
 """gRPC target schemes that name a socket, not a TCP port."""
+REJECTED_CODES = ("INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE", "RESOURCE_EXHAUSTED")
+"""The gRPC codes of a request the server refuses (ServerError.rejected): those TF Serving answers with
+HTTP 400 over REST, and RESOURCE_EXHAUSTED (a message above the server's limit, HTTP 413 at the devserver)."""
 
 
 class ServerError(RoadError):
@@ -65,7 +68,7 @@ class ServerError(RoadError):
 
     Attributes:
         rejected: True when the server answered that the request itself is bad (HTTP 400 or
-            413, gRPC INVALID_ARGUMENT or RESOURCE_EXHAUSTED): another question may pass.
+            413, gRPC REJECTED_CODES): another question may pass.
     """
 
     def __init__(self, message, rejected=False):
@@ -471,7 +474,7 @@ class GrpcPredictor:
             return ServerError(f"cannot reach gRPC server at {self._shown_target}: {details}")
         if code.name == "DEADLINE_EXCEEDED":
             return ServerError(f"gRPC server at {self._shown_target} did not answer within {self._timeout:g} s")
-        rejected = code.name in ("INVALID_ARGUMENT", "RESOURCE_EXHAUSTED")
+        rejected = code.name in REJECTED_CODES
         return ServerError(f"gRPC server at {self._shown_target}: {code.name}: {details}", rejected=rejected)
 
     def close(self):

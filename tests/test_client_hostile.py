@@ -348,16 +348,16 @@ def test_a_batch_record_that_gives_a_key_twice_is_refused_before_any_request(tmp
 
 
 @contextlib.contextmanager
-def fake_grpc_server(outputs):
-    """A gRPC PredictionService on 127.0.0.1 that answers every Predict with `outputs` ({name: TensorProto})
-    -> its target."""
+def fake_grpc_server(respond):
+    """A gRPC PredictionService on 127.0.0.1 -> its target. respond(PredictRequest, context) answers each
+    Predict: it returns the outputs ({name: TensorProto}), or aborts the call through `context`."""
     from concurrent import futures
 
     import grpc
     from tensorflow_serving.apis import predict_pb2
 
     def predict(request, context):
-        return predict_pb2.PredictResponse(outputs=outputs)
+        return predict_pb2.PredictResponse(outputs=respond(request, context))
 
     handler = grpc.unary_unary_rpc_method_handler(predict, request_deserializer=predict_pb2.PredictRequest.FromString,
                                                   response_serializer=predict_pb2.PredictResponse.SerializeToString)
@@ -397,6 +397,26 @@ def test_grpc_outputs_that_are_not_one_value_per_question_are_refused(output, fr
     """A gRPC answer was read as whatever its TensorProtos held: a 0-d string "ab" answered two questions
     with "a" and "b", a declared [2, 2**40] filled memory (MemoryError), and unreadable or odd-typed
     tensors ended in a ValueError, TypeError or KeyError traceback (a complex score, in json.dumps)."""
-    with fake_grpc_server({"answer": output}) as target, pytest.raises(client.ServerError) as raised:
+    with fake_grpc_server(lambda request, context: {"answer": output}) as target, \
+            pytest.raises(client.ServerError) as raised:
         client.predict_grpc(target, "m", ["q1", "q2"], ["c1", "c2"], timeout=10)
     assert str(raised.value).startswith(f"gRPC server at {target}: {fragment}")
+
+
+@pytest.mark.parametrize("code", ["INVALID_ARGUMENT", "FAILED_PRECONDITION", "OUT_OF_RANGE"])
+def test_grpc_rejection_names_the_record(tmp_path, capsys, code):
+    """TF Serving answers a model's FAILED_PRECONDITION or OUT_OF_RANGE as HTTP 400 over REST, where the
+    client asked again record by record and named the one refused; over gRPC it named only "lines 1 to 2"."""
+    import grpc
+
+    def respond(request, context):
+        questions = request.inputs["question"].string_val
+        if b"q2" in questions:
+            context.abort(getattr(grpc.StatusCode, code), "refused")
+        return {"answer": tensor(STRING, [len(questions)], string_val=[b"a"] * len(questions))}
+
+    batch = tmp_path / "in.jsonl"
+    batch.write_text('{"question": "q1", "context": "c"}\n{"question": "q2", "context": "c", "id": "second"}\n')
+    with fake_grpc_server(respond) as target:
+        line = refused(capsys, ["--batch-file", str(batch), "--grpc", target, "--batch-size", "2"])
+    assert line == f"error: {batch}: line 2 (id 'second'): gRPC server at {target}: {code}: refused"
