@@ -22,6 +22,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 from road_tf.config import RUN_METRICS_FILE, is_run_directory
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, whole_number
+from road_tf.evaluation.answerer import ANSWER_INPUTS
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
 from road_tf.files import (check_distinct, check_writable_file, entry_kind, lies_within, require_folder, versions,
@@ -114,9 +115,11 @@ def load_answer_fn(folder):
         names = ", ".join(sorted(loaded.signatures)) or "none"
         raise RoadError(f"--model {folder}: the SavedModel has no {SIGNATURE} signature (its signatures: {names}); "
                         "not a road_tf QA model")
-    inputs = set(signature.structured_input_signature[1])
-    if inputs != {"question", "context"}:
-        raise RoadError(f"--model {folder}: serving_default takes {sorted(inputs)}, not question/context strings")
+    inputs = {name: (spec.dtype, spec.shape) for name, spec in signature.structured_input_signature[1].items()}
+    if inputs != {spec.name: (spec.dtype, spec.shape) for spec in ANSWER_INPUTS}:
+        taken = ", ".join(f"{name} ({dtype.name} {shape})" for name, (dtype, shape) in sorted(inputs.items()))
+        raise RoadError(f"--model {folder}: serving_default takes {taken or 'nothing'}, not question and context "
+                        "strings, one per question; not a road_tf QA model")
     outputs = {name: (spec.dtype, spec.shape.rank) for name, spec in signature.structured_outputs.items()}
     read = {**OUTPUTS, **({ERROR: tf.string} if ERROR in outputs else {})}
     for name, dtype in read.items():

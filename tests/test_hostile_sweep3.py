@@ -323,6 +323,38 @@ def test_predict_names_a_missing_serving_default_signature(signatures, names, tm
                     f"{names}); not a road_tf QA model")
 
 
+class WrongInputs(tf.Module):
+    """serving_default functions that take a question and a context of another dtype or shape."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.int32, name="question"),
+                                  tf.TensorSpec([None], tf.int32, name="context")])
+    def numbers(self, question, context):
+        return {"answer": tf.strings.as_string(question), "no_answer_probability": tf.zeros(tf.shape(question))}
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 2], tf.string, name="question"),
+                                  tf.TensorSpec([None], tf.string, name="context")])
+    def pairs(self, question, context):
+        return {"answer": question[:, 0], "no_answer_probability": tf.zeros(tf.shape(context))}
+
+
+@pytest.mark.parametrize("function, taken", [
+    ("numbers", "context (int32 (None,)), question (int32 (None,))"),
+    ("pairs", "context (string (None,)), question (string (None, 2))"),
+])
+def test_predict_refuses_question_and_context_inputs_that_are_not_strings(function, taken, tmp_path, capsys):
+    """Only the input names were checked: int32 inputs, or questions of shape [None, 2], ended in an
+    InvalidArgumentError traceback at the first batch."""
+    module = WrongInputs()
+    folder = tmp_path / function / "1"
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": getattr(module, function)})
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    line = refused(predict.main, ["--model", str(folder), "--data", str(data), "--output", str(tmp_path / "p.json")],
+                   capsys)
+    assert line == (f"error: --model {folder}: serving_default takes {taken}, not question and context strings, "
+                    "one per question; not a road_tf QA model")
+
+
 @pytest.mark.parametrize("flag", ["--model_name", "--model_base_path", "--host"])
 def test_devserver_refuses_flags_that_are_not_utf8(flag, tmp_path, capsys):
     """They went into a protobuf or gRPC's address and failed with a UnicodeEncodeError traceback."""
