@@ -155,6 +155,18 @@ def first_line(error, limit=200):
     return (str(error).strip().splitlines() or [""])[0][:limit]
 
 
+def tf_error_summary(message):
+    """A TF runtime error message -> its explanatory line(s), without headers and stack traces."""
+    kept = [
+        line
+        for line in message.splitlines()
+        if line.strip()
+        and not line[0].isspace()
+        and not line.startswith(("Graph execution error", "Detected at node", "<stack traces"))
+    ]
+    return " ".join(kept) or message.strip()
+
+
 def cli_main(main):
     """Wraps a command-line `main(argv)` so a RoadError prints one line and exits 2.
 

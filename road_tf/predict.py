@@ -21,7 +21,8 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from road_tf.config import RUN_METRICS_FILE, is_run_directory
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, whole_number
+from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, tf_error_summary,
+                            whole_number)
 from road_tf.evaluation.answerer import ANSWER_INPUTS
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
@@ -155,7 +156,9 @@ def answer_all(answer_fn, folder, data, examples, batch_size):
     "no_answer_probability": float32 [N]} (and ERROR, str [N], when the model has it).
 
     Raises:
-        RoadError: an answer is not UTF-8 (found as its batch is decoded).
+        RoadError: the model fails on a batch (a tf.errors.OpError, e.g. a failed assertion in its
+            graph), naming the batch's first and last questions; an answer is not UTF-8 (found as its
+            batch is decoded).
         DataError: the model refuses a question (a non-empty ERROR, e.g. a context above its
             data.max_context_bytes); it names the first one, found as its batch arrives.
     """
@@ -163,7 +166,13 @@ def answer_all(answer_fn, folder, data, examples, batch_size):
 
     def answer_batch(question, context):
         nonlocal asked
-        outputs = answer_fn(question, context)
+        try:
+            outputs = answer_fn(question, context)
+        except tf.errors.OpError as error:
+            first, last = examples[asked].qid, examples[asked + len(question) - 1].qid
+            batch = f"question {first}" if first == last else f"questions {first} to {last}"
+            raise RoadError(f"--model {folder}: serving_default failed on {batch}: "
+                            f"{tf_error_summary(error.message)}") from None
         for row, error in enumerate(outputs[ERROR].numpy() if ERROR in outputs else []):
             if error:
                 raise DataError(data, f"--model {folder} refuses it: {error.decode('utf-8', errors='replace')}",

@@ -22,6 +22,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import error_codes_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
+from road_tf.errors import tf_error_summary
 from road_tf.files import MAX_VERSION, version_number
 from serving.batching import batchable
 from serving.errors import HTTP_STATUS, ServingError, invalid, not_found
@@ -90,18 +91,6 @@ def output_array(tensor):
     """An output tf.Tensor -> np.ndarray, strings as an object array of bytes (the .numpy() of a
     0-d string tensor is bytes, not an array)."""
     return np.asarray(tensor.numpy(), dtype=object if tensor.dtype == tf.string else None)
-
-
-def tf_error_summary(message):
-    """A TF runtime error message -> its explanatory line(s), without headers and stack traces."""
-    kept = [
-        line
-        for line in message.splitlines()
-        if line.strip()
-        and not line[0].isspace()
-        and not line.startswith(("Graph execution error", "Detected at node", "<stack traces"))
-    ]
-    return " ".join(kept) or message.strip()
 
 
 def model_failure(error):

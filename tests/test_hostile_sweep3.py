@@ -323,6 +323,33 @@ def test_predict_names_a_missing_serving_default_signature(signatures, names, tm
                     f"{names}); not a road_tf QA model")
 
 
+@pytest.mark.parametrize("batch_size, batch", [("1", "question q2"), ("2", "questions q1 to q2")])
+def test_predict_names_the_batch_a_model_fails_on(batch_size, batch, tmp_path, capsys):
+    """A model that raised a TensorFlow error while answering (here a failed assertion in its graph) ended
+    in an InvalidArgumentError traceback."""
+    why = lambda q: tf.strings.regex_full_match(q, "Why.*")  # noqa: E731  (the second question of GOOD_SQUAD)
+
+    def outputs(question):
+        check = tf.debugging.assert_equal(tf.reduce_any(why(question)), False, message="no why questions")
+        with tf.control_dependencies([check]):
+            return {"answer": tf.identity(question), "no_answer_probability": _rows(question, 0.5)}
+
+    reader = OddReader(outputs)
+    folder = tmp_path / "asserts" / "1"
+    tf.saved_model.save(reader, str(folder), signatures={"serving_default": reader.answer})
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model", str(folder), "--data", str(data), "--output", str(tmp_path / "p.json"),
+                      "--batch-size", batch_size])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1].startswith(f"error: --model {folder}: serving_default failed on {batch}: "
+                                           "assertion failed: [no why questions]")
+    assert not (tmp_path / "p.json").exists()
+
+
 class WrongInputs(tf.Module):
     """serving_default functions that take a question and a context of another dtype or shape."""
 
