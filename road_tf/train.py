@@ -148,7 +148,8 @@ def check_same_config(config, output_dir, folder=OUTPUT_DIR):
         raise RoadError(f"{folder.flag} {output_dir}: not a road_tf run's config.yaml ({error}); "
                         f"{folder.advice('choose another --output-dir')}") from None
     if changed:
-        raise RoadError(f"{folder.flag} {output_dir}: holds a run of another configuration ({first_few(changed)} differ); "
+        raise RoadError(f"{folder.flag} {output_dir}: holds a run of another configuration "
+                        f"(it differs in {first_few(changed)}); "
                         + folder.advice("give the settings it was started with to resume it, or choose another --output-dir"))
 
 

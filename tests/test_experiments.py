@@ -463,7 +463,7 @@ def test_a_damaged_run_folder_of_the_tables_is_named_with_the_remedy_that_applie
     run.mkdir(parents=True)
     remedy = "; delete the run folder to train that run again"
     for config_yaml, metrics, message in (
-            (dump_yaml(other), None, f"run folder {run}: holds a run of another configuration (train.steps differ)"),
+            (dump_yaml(other), None, f"run folder {run}: holds a run of another configuration (it differs in train.steps)"),
             ("x: [", None, f"run folder {run}: not a road_tf run's config.yaml ("),
             (dump_yaml(config), '{"final": 1}', f"{run / 'metrics.json'}: not the metrics.json of a finished road_tf run")):
         (run / "config.yaml").write_text(config_yaml)

@@ -460,7 +460,7 @@ def test_an_output_dir_holding_a_run_of_other_settings_is_refused_not_resumed_or
     with pytest.raises(SystemExit) as exit_info:
         train.main(argv)
     assert one_error_line(capsys, exit_info) == (
-        f"error: --output-dir {out}: holds a run of another configuration (train.steps differ); give the settings it "
+        f"error: --output-dir {out}: holds a run of another configuration (it differs in train.steps); give the settings it "
         "was started with to resume it, or choose another --output-dir")
     (out / "config.yaml").write_text("train: {steps: [1]}\n")
     with pytest.raises(SystemExit) as exit_info:
