@@ -1,6 +1,9 @@
 """The devserver's request error: a gRPC status name plus a message, mapped to HTTP for REST."""
 
+import http
+
 HTTP_STATUS = {
+    "CANCELLED": 499,
     "INVALID_ARGUMENT": 400,
     "FAILED_PRECONDITION": 400,
     "OUT_OF_RANGE": 400,
@@ -18,8 +21,10 @@ HTTP_STATUS = {
     "DEADLINE_EXCEEDED": 504,
 }
 """gRPC status name -> the HTTP status the REST API answers with: TF Serving's, but 413 for
-RESOURCE_EXHAUSTED (429 there). The codes past the devserver's own four are those of the errors a
-model raises while running (a tf.errors.OpError carries one)."""
+RESOURCE_EXHAUSTED (429 there), a model's own included. The codes past the devserver's own four are
+those of the errors a model raises while running (a tf.errors.OpError carries one)."""
+NONSTANDARD_PHRASES = {499: "Client Closed Request"}
+"""Reason phrases of the statuses http.HTTPStatus does not know (499, nginx's, is TF Serving's CANCELLED)."""
 LOG_TEXT_LIMIT = 300
 """Characters of a client-supplied text (path, message) a log line keeps."""
 MAX_STATUS_BYTES = 2048
@@ -29,6 +34,11 @@ by default), drops the status for RESOURCE_EXHAUSTED "received metadata size exc
 message echoing a long model, signature or input name would lose its code and reason."""
 CUT_MARK = " ... "
 """What stands for the middle of a status message cut to MAX_STATUS_BYTES."""
+
+
+def reason_phrase(status):
+    """The reason phrase of HTTP `status` (int) for a status line: "Not Found" for 404."""
+    return NONSTANDARD_PHRASES.get(status) or http.HTTPStatus(status).phrase
 
 
 def printable(text, limit=LOG_TEXT_LIMIT):

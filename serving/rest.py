@@ -22,7 +22,6 @@ long, so a client that sends slowly, or declares more body than it sends, gets 4
 holding a thread.
 """
 
-import http
 import io
 import json
 import logging
@@ -37,7 +36,7 @@ import urllib.parse
 from road_tf.data.json_files import repeated_json_key
 from serving.apis import metadata_json, status_json
 from serving.codec import array_to_json, columns_to_rows, json_to_array, rows_to_columns
-from serving.errors import ServingError, invalid, not_found, printable
+from serving.errors import ServingError, invalid, not_found, printable, reason_phrase
 from serving.servables import check_names
 
 LOG = logging.getLogger("serving.devserver")
@@ -368,7 +367,7 @@ class _Connection(socketserver.BaseRequestHandler):
         "backslashreplace" writes them as the JSON escape "\\\\udXXX", so the body stays valid JSON.
         """
         body = json.dumps(payload, ensure_ascii=False).encode("utf-8", "backslashreplace")
-        head = [f"HTTP/1.1 {status} {http.HTTPStatus(status).phrase}", "Server: road-tf-devserver",
+        head = [f"HTTP/1.1 {status} {reason_phrase(status)}", "Server: road-tf-devserver",
                 "Content-Type: application/json", f"Content-Length: {len(body)}"]
         if status == 405:
             head.append(f"Allow: {', '.join(METHODS)}")

@@ -95,7 +95,7 @@ def output_array(tensor):
 
 def model_failure(error):
     """A ServingError for a tf.errors.OpError a model raised while running: the error's own status code, as
-    TF Serving answers it (UNKNOWN for CANCELLED, which has no HTTP status), and its explanatory lines."""
+    TF Serving answers it (UNKNOWN for a code outside HTTP_STATUS), and its explanatory lines."""
     code = error_codes_pb2.Code.Name(error.error_code)
     message = f"the model failed: {tf_error_summary(error.message)}"
     return ServingError(code if code in HTTP_STATUS else "UNKNOWN", message)
@@ -400,7 +400,8 @@ class ModelManager:
         self._ignored = set()
 
     def available_versions(self):
-        """The version directories under base_path that hold a saved_model.pb (list of ints).
+        """The version directories under base_path that hold a saved_model.pb (list of ints), or None
+        when base_path cannot be listed (logged).
 
         Other directories are ignored; each such name is logged once (hidden ones, such as the
         exporter's `.tmp-*` folders, silently).
@@ -409,7 +410,7 @@ class ModelManager:
             names = os.listdir(self.base_path)
         except OSError as error:
             self._report_problem(f"cannot list base path {self.base_path}: {error.strerror}")
-            return []
+            return None
         versions = []
         for name in sorted(names):
             version = version_number(name)
@@ -451,9 +452,12 @@ class ModelManager:
         Unwanted versions stay loaded until at least one wanted version is loaded, so a
         model whose newest version fails to load keeps serving the one it has. The failed loads of a
         version that is no longer on disk are forgotten: copied in again, it is loaded anew (as TF
-        Serving does with a version that leaves and re-enters its aspired versions).
+        Serving does with a version that leaves and re-enters its aspired versions). A base path that
+        cannot be listed changes nothing: what is loaded stays, and so do the counts of failed loads.
         """
         available = self.available_versions()
+        if available is None:
+            return
         if available:
             self._last_problem = None
         self._failures = {version: count for version, count in self._failures.items() if version in available}

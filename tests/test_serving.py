@@ -52,10 +52,10 @@ from serving.batching import BatchingParameters, InFlight
 from road_tf.errors import RoadError
 from road_tf.files import MAX_CONFIG_BYTES
 from serving.grpc_api import build_server
-from serving.errors import ServingError
+from serving.errors import HTTP_STATUS, ServingError, reason_phrase
 from serving.limits import RequestLimits
 from serving.rest import predict_json
-from serving.servables import ModelManager, ModelRegistry, Servable
+from serving.servables import ModelManager, ModelRegistry, Servable, model_failure
 from serving.textproto import read_text_proto
 
 MAX_REQUEST_BYTES = 64 * 1024
@@ -774,6 +774,26 @@ def test_a_version_given_up_on_is_loaded_anew_once_copied_in_again(staged, tmp_p
     assert manager.loaded_versions() == [2]
 
 
+def test_a_base_path_that_cannot_be_listed_keeps_the_versions_given_up_on(staged, tmp_path, monkeypatch, caplog):
+    """A listing that fails for a moment (EIO, a stale NFS handle) is not a version leaving: the
+    version given up on stays given up on, not loaded again with all its retries."""
+    base_path = str(tmp_path / "m")
+    install_version(staged[1], base_path, 1)
+    policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
+    manager = ModelManager("m", base_path, policy, max_load_retries=0)
+    manager.poll()
+    _garbage_saved_model(staged, os.path.join(base_path, "2"))
+    with caplog.at_level(logging.ERROR, logger="serving.devserver"):
+        manager.poll()
+        listdir = os.listdir
+        monkeypatch.setattr(os, "listdir", lambda path: (_ for _ in ()).throw(OSError(5, "Input/output error")))
+        manager.poll()
+        monkeypatch.setattr(os, "listdir", listdir)
+        manager.poll()
+    assert sum("failed to load model m version 2" in record.getMessage() for record in caplog.records) == 1
+    assert manager.loaded_versions() == [1]
+
+
 def test_version_policies_choose_versions():
     """latest N, all and specific pick the expected versions among those on disk."""
     policy_class = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy
@@ -849,15 +869,31 @@ def test_rest_outputs_json_cannot_carry_are_refused_as_tf_serving_does(odd_regis
     assert (raised.value.http_status, raised.value.message) == (400, answer)
 
 
-def test_an_error_the_model_raises_keeps_its_status_code(odd_registry, caplog):
+def test_an_error_the_model_raises_keeps_its_status_code(odd_registry):
     """A model's OutOfRangeError was answered 500 "internal error: OutOfRangeError: Graph execution error: ..."
-    (its stack-trace lines included) and logged with a traceback; TF Serving answers its code (HTTP 400)."""
+    (its stack-trace lines included); TF Serving answers its code (HTTP 400)."""
     request = {"signature_name": "boom", "instances": ["q", "boom"]}
-    with caplog.at_level(logging.INFO, logger="serving.devserver"), pytest.raises(ServingError) as raised:
+    with pytest.raises(ServingError) as raised:
         predict_json(odd_registry, "odd", None, request, RequestLimits())
     assert (raised.value.code, raised.value.http_status) == ("OUT_OF_RANGE", 400)
     assert raised.value.message == "the model failed: End of sequence"
-    assert "Traceback" not in caplog.text
+
+
+@pytest.mark.parametrize("error, code, status", [
+    (tf.errors.CancelledError, "CANCELLED", 499),
+    (tf.errors.FailedPreconditionError, "FAILED_PRECONDITION", 400),
+    (tf.errors.InternalError, "INTERNAL", 500),
+    (tf.errors.UnimplementedError, "UNIMPLEMENTED", 501),
+])
+def test_a_model_error_answers_tf_serving_s_status(error, code, status):
+    """TF Serving's REST statuses (http_server.cc); CANCELLED was answered UNKNOWN (500)."""
+    failure = model_failure(error(None, None, "why"))
+    assert (failure.code, failure.http_status, failure.message) == (code, status, "the model failed: why")
+
+
+def test_every_status_the_devserver_answers_has_a_reason_phrase():
+    assert {status: reason_phrase(status) for status in (404, 499)} == {404: "Not Found", 499: "Client Closed Request"}
+    assert all(reason_phrase(status) for status in HTTP_STATUS.values())
 
 
 def test_a_model_without_signatures_says_so(tmp_path):
