@@ -117,15 +117,16 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
     features = task_data.train_features if offline_features is None else offline_features
     callbacks = ()
     evaluate = task_data.task.evaluator(student, task_data, tokenizer, config)
+    records = training.evaluation_dir(stage_dir, train)
     if train.eval_every:
         metric = kept_metric(task_data.task, config)
         callbacks = (training.PeriodicEvaluation(student, lambda: evaluate().metrics, metric, train.eval_every, steps,
-                                                 stage_dir, train.keep),)
+                                                 records, train.keep),)
     training.fit(distiller, features, train, steps, stage_dir, extra_callbacks=callbacks)
     step = steps
     if train.keep == "best":
-        best = training.best_eval(stage_dir)
-        student.load_weights(str(stage_dir / training.BEST_WEIGHTS))
+        best = training.best_eval(records)
+        student.load_weights(str(records / training.BEST_WEIGHTS))
         step = best["step"]
     student.save_weights(str(training.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
     encoder_of(student).save_weights(str(training.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)))

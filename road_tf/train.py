@@ -258,11 +258,14 @@ def drop_held_lines():
         root.removeHandler(held)
 
 
-def start_log_file(output_dir):
-    """Creates the run folder and `<run>/train.log`, which receives the lines held so far and all later ones."""
+def start_log_file(output_dir, train_config):
+    """Creates the run folder and `<run>/train.log` (on a multi-worker task other than the chief, a
+    private copy: `training.worker_path`), which receives the lines held so far and all later ones."""
+    from road_tf import training  # Imported here: it pulls in TensorFlow, which every caller has loaded by then.
+
     root = logging.getLogger()
     output_dir.mkdir(parents=True, exist_ok=True)
-    log_file = logging.FileHandler(output_dir / LOG_FILE)
+    log_file = logging.FileHandler(training.worker_path(output_dir / LOG_FILE, train_config))
     log_file.setFormatter(logging.Formatter(LOG_FORMAT))
     for held in [handler for handler in root.handlers if isinstance(handler, HeldLines)]:
         held.pass_to(log_file)
@@ -345,7 +348,7 @@ def checked_start(config, output_dir, folder=OUTPUT_DIR):
             return None, prepare_run(config, output_dir)
     except RoadError as error:
         if error.__cause__ is not None:  # not a check but an unexpected error: train.log keeps its traceback
-            start_log_file(output_dir)
+            start_log_file(output_dir, config.train)
         raise
 
 
@@ -372,12 +375,14 @@ def train_run(config, output_dir, folder=OUTPUT_DIR):
     if finished:
         drop_held_lines()
         return finished, False
+    from road_tf import training
     from road_tf.experiment import run_and_record, running
 
-    start_log_file(output_dir)
+    start_log_file(output_dir, config.train)
     with running("setup"):
         metrics = run_and_record(config, output_dir, inputs)
-    write_atomic(output_dir / SUMMARY_FILE, summary_table(list(metrics["stages"].items())) + "\n")
+    write_atomic(training.worker_path(output_dir / SUMMARY_FILE, config.train),
+                 summary_table(list(metrics["stages"].items())) + "\n")
     return metrics, True
 
 

@@ -398,12 +398,31 @@ class StageProgress(keras.callbacks.Callback):
         print(f"  [{self.stage}] step {step}/{self.steps}{loss_text}  {rate:.2f} s/step", file=self.stream, flush=True)
 
 
+def evaluation_dir(stage_dir, train_config):
+    """The folder where this process records a stage's evaluations (`PeriodicEvaluation`).
+
+    The stage folder on the chief. Another multi-worker task evaluates too (every worker must keep
+    the same best weights) but records into a private folder (`worker_path`), which starts with
+    copies of the chief's `evals.json` and `best.weights.h5` of the stage so far, so a resumed stage
+    knows its best step on every worker. The chief writes them only at steps every worker takes
+    part in, so they do not change before the stage trains on.
+    """
+    stage_dir = pathlib.Path(stage_dir)
+    own = worker_path(stage_dir, train_config)
+    if own != stage_dir.absolute():
+        own.mkdir(parents=True, exist_ok=True)
+        for name in (EVALS_FILE, BEST_WEIGHTS):
+            if (stage_dir / name).is_file():
+                shutil.copyfile(stage_dir / name, own / name)
+    return own
+
+
 class PeriodicEvaluation(keras.callbacks.Callback):
     """Scores the model on the dev split every `every` steps and at the last step; keeps the best weights.
 
     Each evaluation is logged to TensorBoard (`logs/eval`), to the console and to `evals.json` in
-    the stage folder; with `keep="best"` the weights of the best score so far are written to
-    `best.weights.h5`. Both files survive a kill, so a resumed stage still knows its best step.
+    `stage_dir` (`evaluation_dir`); with `keep="best"` the weights of the best score so far are
+    written to `best.weights.h5`. Both files survive a kill, so a resumed stage still knows its best step.
 
     Args:
         kept: the model whose weights are evaluated and kept (the student, not its trainer).

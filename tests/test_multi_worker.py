@@ -11,6 +11,7 @@ import sys
 import time
 
 import h5py
+import keras
 import numpy as np
 import pytest
 
@@ -20,11 +21,11 @@ from road_tf.errors import ConfigError
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 # A KD stage (one teacher trained here) after a multi-task stage (k=2 tasks a step), on batches
-# cut to their longest row (train.trim_padding), tiny and
+# cut to their longest row (train.trim_padding), keeping the best of its dev evaluations, tiny and
 # without dropout: per-replica dropout masks differ from one process's, nothing else may.
 RECIPE = [
     "train.steps=60", "train.batch_size=8", "train.checkpoint_every=10", "train.learning_rate=0.003",
-    "train.trim_padding=16",
+    "train.trim_padding=16", "train.eval_every=30", "train.keep=best",
     "data.synthetic_train_size=60", "data.synthetic_dev_size=20",
     "data.max_seq_length=64", "data.doc_stride=24", "data.max_query_length=16",
     "model.hidden_dim=16", "model.intermediate_dim=32", "model.num_layers=1", "model.dropout=0.0",
@@ -169,12 +170,16 @@ def test_two_workers_train_like_one_process_survive_a_lost_peer_and_resume(tmp_p
                         rtol=1e-4, atol=1e-6, noise=ZERO_GRADIENT)
     assert_same_weights(run_dir / "multitask" / "encoder.weights.h5",
                         tmp_path / "single" / "multitask" / "encoder.weights.h5", rtol=1e-4, atol=1e-6)
-    # Only the chief wrote into the run: one more export (the single run made version 1), and one
-    # event file per stage and try (the finished multi-task and teacher stages were not rerun).
+    # Only the chief wrote into the run: one more export (the single run made version 1), one
+    # training event file per stage and try (the finished multi-task and teacher stages were not
+    # rerun), and the evaluations of one process.
     assert sorted(p.name for p in (tmp_path / "models").glob("*/*")) == ["1", "2"]
-    events = {stage: len(list((run_dir / stage / "logs").rglob("events.out.tfevents.*")))
+    events = {stage: len(list((run_dir / stage / "logs" / "train").glob("events.out.tfevents.*")))
               for stage in ("multitask", "teacher_0", "student")}
     assert events == {"multitask": 1, "teacher_0": 1, "student": 2}
+    evals = json.loads((run_dir / "student" / training.EVALS_FILE).read_text())
+    assert [entry["step"] for entry in evals] == [30, 60]
+    assert (run_dir / "train.log").read_text().count("stage student: 60 steps") == 2, "the chief's, one per try"
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["final"]["f1"] == pytest.approx(json.loads((tmp_path / "single" / "metrics.json").read_text())
                                                    ["final"]["f1"], abs=1e-6)
@@ -241,3 +246,31 @@ def test_unreachable_tpu_fails_within_the_timeout_with_one_line(tmp_path):
     assert code == 2 and len(lines) == 1, lines[-5:]
     assert lines[0].startswith(f"error: train.tpu_address: cannot reach the TPU at 'grpc://127.0.0.1:{closed}'")
     print(f"failed after {seconds:.1f} s, including the TensorFlow import")
+
+
+def test_a_worker_other_than_the_chief_records_its_evaluations_apart(monkeypatch, tmp_path):
+    """Every worker evaluates and keeps the best weights (they must agree), but only the chief writes
+    into the stage folder; another starts from copies of the chief's records (a resumed stage)."""
+    config = TrainConfig(strategy="multi_worker", eval_every=2, keep="best")
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    stage = tmp_path / "run" / "student"
+    stage.mkdir(parents=True)
+    chief_evals = [{"step": 2, "value": 40.0, "metrics": {"f1": 40.0}}]
+    (stage / training.EVALS_FILE).write_text(json.dumps(chief_evals))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.save_weights(str(stage / training.BEST_WEIGHTS))
+    before = {name: (stage / name).read_bytes() for name in (training.EVALS_FILE, training.BEST_WEIGHTS)}
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
+    records = training.evaluation_dir(stage, config)
+    assert tmp_path not in records.parents and training.read_evals(records) == chief_evals
+    assert (records / training.BEST_WEIGHTS).read_bytes() == before[training.BEST_WEIGHTS]
+    model.set_weights([weight + 1 for weight in model.get_weights()])  # trained on to a better step 4
+    callback = training.PeriodicEvaluation(model, lambda: {"f1": 50.0}, "f1", 2, 4, records, "best")
+    callback._evaluate(4)
+    assert training.best_eval(records)["step"] == 4
+    assert (records / training.BEST_WEIGHTS).read_bytes() != before[training.BEST_WEIGHTS]
+    assert {name: (stage / name).read_bytes() for name in before} == before and not (stage / "logs").exists()
+
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
+    assert training.evaluation_dir(stage, config) == stage.absolute()

@@ -520,9 +520,22 @@ def test_lines_held_for_a_finished_run_do_not_reach_the_next_run_s_log(tmp_path,
     assert train.train_run(config, tmp_path / "done") == (metrics, False)
     train.setup_logging()
     logging.warning("the next run's first line")
-    train.start_log_file(tmp_path / "next")
+    train.start_log_file(tmp_path / "next", config.train)
     log = (tmp_path / "next" / "train.log").read_text()
     assert "the next run's first line" in log and "finished run" not in log
+
+
+def test_a_worker_other_than_the_chief_logs_apart_from_the_run_s_train_log(tmp_path, root_handlers, monkeypatch):
+    """Every multi-worker task runs the same command; only the chief's lines go to <run>/train.log."""
+    config = load_config(None, ["train.strategy=multi_worker"])
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
+                                                "task": {"type": "worker", "index": 1}}))
+    train.setup_logging()
+    logging.warning("a line of worker 1")
+    train.start_log_file(tmp_path / "run", config.train)
+    assert (tmp_path / "run").is_dir() and not (tmp_path / "run" / "train.log").exists()
+    own = [handler.baseFilename for handler in logging.getLogger().handlers if isinstance(handler, logging.FileHandler)]
+    assert len(own) == 1 and "a line of worker 1" in pathlib.Path(own[0]).read_text()
 
 
 def test_lines_held_for_a_run_its_checks_stopped_do_not_reach_the_next_run_s_log(tmp_path, root_handlers):
@@ -535,7 +548,7 @@ def test_lines_held_for_a_run_its_checks_stopped_do_not_reach_the_next_run_s_log
         train.train_run(config, tmp_path / "refused")
     train.setup_logging()
     logging.warning("the next run's first line")
-    train.start_log_file(tmp_path / "next")
+    train.start_log_file(tmp_path / "next", config.train)
     log = (tmp_path / "next" / "train.log").read_text()
     assert "the next run's first line" in log and "refused run" not in log
 
