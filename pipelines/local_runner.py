@@ -159,9 +159,10 @@ def parse_args(argv):
                         help="splitting one file: the eval half takes articles until it holds this many questions "
                              f"(default {configs.MIN_DEV_QUESTIONS})")
     parser.add_argument("--root", type=nonempty, default=str(REPO / "runs" / "tfx"),
-                        help="pipeline state, metadata and data (default runs/tfx)")
+                        help="pipeline state, metadata and data (default runs/tfx in the repository)")
     parser.add_argument("--serving-model-dir", type=nonempty, default=str(REPO / "saved_models" / configs.MODEL_NAME),
-                        help=f"where the Pusher writes numbered versions (default saved_models/{configs.MODEL_NAME})")
+                        help=f"where the Pusher writes numbered versions (default saved_models/{configs.MODEL_NAME} in the "
+                             "repository)")
     parser.add_argument("--prepare-only", action="store_true",
                         help="write the examples under ROOT/data/examples and stop (e.g. to copy them for Kubeflow)")
     args = parser.parse_args(argv)

@@ -31,8 +31,6 @@ from road_tf.files import (check_distinct, check_writable_file, entry_kind, lies
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
-SIGNATURE = "serving_default"
-"""The signature predict answers with (question/context strings in, OUTPUTS out), as TF Serving's default."""
 DEFAULT_BATCH_SIZE = 32
 RUN_RECORD_FILES = ("config.yaml", RUN_METRICS_FILE)
 """What a run directory given as --model records of its run: predict's outputs must not replace them."""
@@ -108,17 +106,17 @@ def load_answer_fn(folder):
     """The `serving_default` signature of a SavedModel as (question [B], context [B]) -> outputs."""
     try:
         loaded = tf.saved_model.load(str(folder))
-        signature = loaded.signatures.get(SIGNATURE)
+        signature = loaded.signatures.get("serving_default")
     except Exception as error:  # damaged files raise many types: IndexError, RuntimeError (an unknown op), ...
         raise RoadError(f"--model {folder}: cannot load the SavedModel's serving_default signature "
                         f"({first_line(error) or type(error).__name__})") from None
     if signature is None:
         names = ", ".join(sorted(loaded.signatures)) or "none"
-        raise RoadError(f"--model {folder}: the SavedModel has no {SIGNATURE} signature (its signatures: {names}); "
+        raise RoadError(f"--model {folder}: the SavedModel has no serving_default signature (its signatures: {names}); "
                         "not a road_tf QA model")
     inputs = {name: (spec.dtype, spec.shape) for name, spec in signature.structured_input_signature[1].items()}
     if inputs != {spec.name: (spec.dtype, spec.shape) for spec in ANSWER_INPUTS}:
-        taken = ", ".join(f"{name} ({dtype.name} {shape})" for name, (dtype, shape) in sorted(inputs.items()))
+        taken = ", ".join(f"{name}: {dtype.name} of shape {shape}" for name, (dtype, shape) in sorted(inputs.items()))
         raise RoadError(f"--model {folder}: serving_default takes {taken or 'nothing'}, not question and context "
                         "strings, one per question; not a road_tf QA model")
     outputs = {name: (spec.dtype, spec.shape.rank) for name, spec in signature.structured_outputs.items()}

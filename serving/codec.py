@@ -201,8 +201,7 @@ def columns_to_rows(outputs):
     """
     scalars = sorted(name for name, value in outputs.items() if not isinstance(value, list))
     if scalars:
-        raise invalid(f"output(s) {', '.join(scalars)} have no batch dimension (scalars); use the columnar "
-                      "format ('inputs')")
+        raise invalid(f"output {scalars[0]!r} has no batch dimension (a scalar); use the columnar format ('inputs')")
     if len(outputs) == 1:
         return next(iter(outputs.values()))
     lengths = {name: len(value) for name, value in outputs.items()}

@@ -21,6 +21,7 @@ import uuid
 
 import tensorflow as tf
 import tensorflow_text as tf_text
+from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
 from tensorflow_serving.apis import predict_pb2, prediction_log_pb2
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -240,3 +241,10 @@ def _python_value(value):
     if isinstance(value, bytes):
         return value.decode("utf-8")
     return value.item()
+
+
+def tensor(dtype, dims, unknown_rank=False, **values):
+    """A TensorProto with the given DataType enum, declared dims and raw value fields."""
+    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims],
+                                              unknown_rank=unknown_rank)
+    return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, **values)

@@ -13,8 +13,10 @@ import threading
 import time
 
 import pytest
+from tensorflow.core.framework import types_pb2
 
 from conftest import one_error_line
+from helpers_serving import tensor
 from serving import client
 
 ANSWER = {"answer": "Ada", "score": 1.0, "no_answer_probability": 0.0, "start_char": 0, "end_char": 3}
@@ -372,27 +374,17 @@ def fake_grpc_server(respond):
         server.stop(0)
 
 
-def tensor(dtype, shape, **values):
-    """A TensorProto of DataType enum `dtype`, declared `shape` and raw value fields."""
-    from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2
-
-    dims = [tensor_shape_pb2.TensorShapeProto.Dim(size=size) for size in shape]
-    return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=tensor_shape_pb2.TensorShapeProto(dim=dims), **values)
-
-
-STRING, FLOAT, COMPLEX64, VARIANT = 7, 1, 8, 21
-"""DataType enums (tensorflow/core/framework/types.proto)."""
-
-
 @pytest.mark.parametrize("output, fragment", [
-    (tensor(STRING, [], string_val=[b"ab"]), "output 'answer' has shape [], expected [2] (one value per question)"),
-    (tensor(FLOAT, [2, 2**40], float_val=[1.0]), "output 'answer' has shape [2, 1099511627776], expected [2]"),
-    (tensor(STRING, [2], string_val=[b"a", b"b", b"c"]), "output 'answer' is not a readable tensor (cannot reshape"),
-    (tensor(FLOAT, [2], tensor_content=b"\x00" * 7), "output 'answer' is not a readable tensor (buffer size"),
-    (tensor(COMPLEX64, [2], scomplex_val=[0.0] * 4), "output 'answer' has dtype complex64, outside TF Serving's JSON"),
-    (tensor(VARIANT, [2]), "output 'answer' has dtype variant, outside TF Serving's JSON mapping"),
+    (tensor(types_pb2.DT_STRING, [], string_val=[b"ab"]), "output 'answer' has shape [], expected [2] (one value per question)"),
+    (tensor(types_pb2.DT_STRING, [], unknown_rank=True, string_val=[b"a", b"b"]),
+     "output 'answer' has shape unknown, expected [2]"),
+    (tensor(types_pb2.DT_FLOAT, [2, 2**40], float_val=[1.0]), "output 'answer' has shape [2, 1099511627776], expected [2]"),
+    (tensor(types_pb2.DT_STRING, [2], string_val=[b"a", b"b", b"c"]), "output 'answer' is not a readable tensor (cannot reshape"),
+    (tensor(types_pb2.DT_FLOAT, [2], tensor_content=b"\x00" * 7), "output 'answer' is not a readable tensor (buffer size"),
+    (tensor(types_pb2.DT_COMPLEX64, [2], scomplex_val=[0.0] * 4), "output 'answer' has dtype complex64, outside TF Serving's JSON"),
+    (tensor(types_pb2.DT_VARIANT, [2]), "output 'answer' has dtype variant, outside TF Serving's JSON mapping"),
     (tensor(9999, [2]), "output 'answer' has dtype enum 9999, outside TF Serving's JSON mapping"),
-], ids=["scalar_string", "huge_shape", "more_values", "odd_content", "complex", "variant", "no_dtype"])
+], ids=["scalar_string", "unknown_rank", "huge_shape", "more_values", "odd_content", "complex", "variant", "no_dtype"])
 def test_grpc_outputs_that_are_not_one_value_per_question_are_refused(output, fragment):
     """A gRPC answer was read as whatever its TensorProtos held: a 0-d string "ab" answered two questions
     with "a" and "b", a declared [2, 2**40] filled memory (MemoryError), and unreadable or odd-typed
@@ -413,7 +405,7 @@ def test_grpc_rejection_names_the_record(tmp_path, capsys, code):
         questions = request.inputs["question"].string_val
         if b"q2" in questions:
             context.abort(getattr(grpc.StatusCode, code), "refused")
-        return {"answer": tensor(STRING, [len(questions)], string_val=[b"a"] * len(questions))}
+        return {"answer": tensor(types_pb2.DT_STRING, [len(questions)], string_val=[b"a"] * len(questions))}
 
     batch = tmp_path / "in.jsonl"
     batch.write_text('{"question": "q1", "context": "c"}\n{"question": "q2", "context": "c", "id": "second"}\n')

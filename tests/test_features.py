@@ -139,9 +139,14 @@ def test_cache_key_follows_every_field_of_the_examples_and_the_settings(tokenize
                                   max_seq_length=128)
     assert key != feats.cache_key([example], tokenizer, max_seq_length=64)
     others = [dataclasses.replace(example, answers=(Answer("Bob", 8),)), dataclasses.replace(example, title="U"),
-              dataclasses.replace(example, question="Who met?"), dataclasses.replace(example, answers=())]
-    assert len({key, *(feats.cache_key([other], tokenizer, max_seq_length=128) for other in others)}) == 5
+              dataclasses.replace(example, question="Who met?"), dataclasses.replace(example, answers=()),
+              dataclasses.replace(example, qid="q2"), dataclasses.replace(example, context="Ann met Bo.")]
+    assert len({key, *(feats.cache_key([other], tokenizer, max_seq_length=128) for other in others)}) == 7
     assert feats.cache_key([example, example], tokenizer, max_seq_length=128) != key
+    pair = ClassificationExample("g1", "a", "b", 1)
+    pairs = [pair, dataclasses.replace(pair, text_b=None), dataclasses.replace(pair, label=0),
+             dataclasses.replace(pair, text_a="c")]
+    assert len({feats.cache_key([other], tokenizer, max_seq_length=128) for other in pairs}) == 4
 
 
 CACHE = {"a": np.arange(400, dtype=np.int32).reshape(100, 4), "b": np.linspace(0, 1, 100, dtype=np.float32)}

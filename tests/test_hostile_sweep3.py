@@ -365,8 +365,8 @@ class WrongInputs(tf.Module):
 
 
 @pytest.mark.parametrize("function, taken", [
-    ("numbers", "context (int32 (None,)), question (int32 (None,))"),
-    ("pairs", "context (string (None,)), question (string (None, 2))"),
+    ("numbers", "context: int32 of shape (None,), question: int32 of shape (None,)"),
+    ("pairs", "context: string of shape (None,), question: string of shape (None, 2)"),
 ])
 def test_predict_refuses_question_and_context_inputs_that_are_not_strings(function, taken, tmp_path, capsys):
     """Only the input names were checked: int32 inputs, or questions of shape [None, 2], ended in an

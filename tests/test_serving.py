@@ -853,7 +853,7 @@ def odd_registry(tmp_path_factory):
 @pytest.mark.parametrize("signature, request_key, answer", [
     ("complex", "instances", "output 'score' has dtype complex64, which the JSON mapping does not cover"),
     ("complex", "inputs", "output 'score' has dtype complex64, which the JSON mapping does not cover"),
-    ("scalar", "instances", "output(s) answer have no batch dimension (scalars); use the columnar format ('inputs')"),
+    ("scalar", "instances", "output 'answer' has no batch dimension (a scalar); use the columnar format ('inputs')"),
     ("scalar", "inputs", {"outputs": {"answer": "x", "score": [0.0]}}),
 ])
 def test_rest_outputs_json_cannot_carry_are_refused_as_tf_serving_does(odd_registry, signature, request_key, answer):

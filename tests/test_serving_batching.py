@@ -164,11 +164,12 @@ def test_malformed_requests_in_a_burst_fail_alone(batched_doubler):
     assert isinstance(wrong_dtype, ServingError) and "expects dtype int32, got float32" in wrong_dtype.message
 
 
-@pytest.mark.parametrize("code", ["INVALID_ARGUMENT", "OUT_OF_RANGE"])
-def test_batch_with_a_rejected_request_is_rerun_one_by_one(code):
+@pytest.mark.parametrize("code, alone", [("INVALID_ARGUMENT", True), ("OUT_OF_RANGE", True),
+                                         ("FAILED_PRECONDITION", True), ("INTERNAL", False)])
+def test_batch_with_a_rejected_request_is_rerun_one_by_one(code, alone):
     """The queue runs a full batch once; when the model rejects it (HTTP 400: INVALID_ARGUMENT, or a
     model's OUT_OF_RANGE or FAILED_PRECONDITION, which failed every request of the batch), each
-    request runs alone."""
+    request runs alone. A failure no request is at fault for (INTERNAL) fails the batch, not rerun."""
     calls = []
 
     def run(inputs):
@@ -183,6 +184,9 @@ def test_batch_with_a_rejected_request_is_rerun_one_by_one(code):
         results = concurrently([lambda v=v: queue.submit({"x": np.array([v])}) for v in (1, -2, 3)])
     finally:
         scheduler.stop()
+    if not alone:
+        assert calls == [3] and all(isinstance(result, ServingError) and result.code == code for result in results)
+        return
     assert calls == [3, 1, 1, 1]
     assert results[0]["y"].tolist() == [2] and results[2]["y"].tolist() == [6]
     assert isinstance(results[1], ServingError) and results[1].message == "negative x"

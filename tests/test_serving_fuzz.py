@@ -28,7 +28,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
+from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -46,6 +46,7 @@ from helpers_serving import (
     save_toy_versions,
     start_devserver,
     stop_devserver,
+    tensor,
 )
 from serving import client
 from serving.errors import MAX_STATUS_BYTES, ServingError
@@ -639,13 +640,6 @@ def test_reset_connections_write_no_traceback(served):
 
 
 # ---------------------------------------------------------------- gRPC
-
-
-def tensor(dtype, dims, unknown_rank=False, **values):
-    """A TensorProto with the given dtype enum, declared dims and raw value fields."""
-    shape = tensor_shape_pb2.TensorShapeProto(dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=d) for d in dims],
-                                              unknown_rank=unknown_rank)
-    return tensor_pb2.TensorProto(dtype=dtype, tensor_shape=shape, **values)
 
 
 def predict_request(inputs, signature="", name="toy", **spec):
