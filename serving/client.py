@@ -451,7 +451,8 @@ class GrpcPredictor:
     def _column(self, name, proto, rows):
         """One output TensorProto of an answer -> its JSON values, one per question. ServerError when it
         does not declare the shape [rows] (the contract's [None]: a 0-d string was split into its
-        characters, a huge declared shape filled memory), has a dtype JSON does not carry, or cannot be read."""
+        characters, a huge declared shape filled memory), has a dtype JSON does not carry, does not
+        hold one value per question (TensorFlow repeats the last value to fill the shape), or cannot be read."""
         tf, where = self._apis.tf, f"gRPC server at {self._shown_target}: output {_shorten(repr(name), 80)}"
         shape = "unknown" if proto.tensor_shape.unknown_rank else [dim.size for dim in proto.tensor_shape.dim]
         if shape != [rows]:
@@ -462,6 +463,9 @@ class GrpcPredictor:
             dtype = f"enum {proto.dtype}"
         if dtype not in NUMPY_DTYPES:
             raise ServerError(f"{where} has dtype {dtype}, outside TF Serving's JSON mapping")
+        held = sum(len(values) for field, values in proto.ListFields() if field.name.endswith("_val"))
+        if not proto.tensor_content and held != rows:
+            raise ServerError(f"{where} holds {held} values for {rows} questions")
         try:
             return array_to_json(tf.make_ndarray(proto), name)
         except ValueError as error:  # more values than its shape holds

@@ -379,12 +379,13 @@ def fake_grpc_server(respond):
     (tensor(types_pb2.DT_STRING, [], unknown_rank=True, string_val=[b"a", b"b"]),
      "output 'answer' has shape unknown, expected [2]"),
     (tensor(types_pb2.DT_FLOAT, [2, 2**40], float_val=[1.0]), "output 'answer' has shape [2, 1099511627776], expected [2]"),
-    (tensor(types_pb2.DT_STRING, [2], string_val=[b"a", b"b", b"c"]), "output 'answer' is not a readable tensor (cannot reshape"),
+    (tensor(types_pb2.DT_STRING, [2], string_val=[b"a", b"b", b"c"]), "output 'answer' holds 3 values for 2 questions"),
+    (tensor(types_pb2.DT_STRING, [2], string_val=[b"only"]), "output 'answer' holds 1 values for 2 questions"),
     (tensor(types_pb2.DT_FLOAT, [2], tensor_content=b"\x00" * 7), "output 'answer' is not a readable tensor (buffer size"),
     (tensor(types_pb2.DT_COMPLEX64, [2], scomplex_val=[0.0] * 4), "output 'answer' has dtype complex64, outside TF Serving's JSON"),
     (tensor(types_pb2.DT_VARIANT, [2]), "output 'answer' has dtype variant, outside TF Serving's JSON mapping"),
     (tensor(9999, [2]), "output 'answer' has dtype enum 9999, outside TF Serving's JSON mapping"),
-], ids=["scalar_string", "unknown_rank", "huge_shape", "more_values", "odd_content", "complex", "variant", "no_dtype"])
+], ids=["scalar_string", "unknown_rank", "huge_shape", "more_values", "fewer_values", "odd_content", "complex", "variant", "no_dtype"])
 def test_grpc_outputs_that_are_not_one_value_per_question_are_refused(output, fragment):
     """A gRPC answer was read as whatever its TensorProtos held: a 0-d string "ab" answered two questions
     with "a" and "b", a declared [2, 2**40] filled memory (MemoryError), and unreadable or odd-typed
