@@ -149,6 +149,9 @@ BAD_ROWS = [  # (question, context, error): rows serving_default refuses (the li
     (b"Who?", "\u00e9".encode() * 50_001, f"context is 100002 {OVER}"),  # counted in bytes, not characters
     (b"why " * 25_000 + b"?", b"Ada wrote it.", f"question is 100001 {OVER}"),
     (b"\xff" * 100_001, b"\xff", f"question is 100001 {OVER}; context is not valid UTF-8"),  # not read further
+    (b"", b"Ada wrote it.", "question is empty or only whitespace"),  # the data readers refuse it too
+    (b"Who?", " \u3000\n\u2028".encode(), "context is empty or only whitespace"),  # str.isspace()'s white space
+    (b" \t", b"\xff", "question is empty or only whitespace; context is not valid UTF-8"),
 ]
 
 
@@ -174,7 +177,7 @@ def test_bad_rows_get_no_answer_and_the_reason_and_the_others_are_answered_as_al
             assert (out["answer"][row], out["start_char"][row], out["end_char"][row]) == (b"", -1, -1), row
             assert (out["no_answer_probability"][row], out["error"][row]) == (1.0, error.encode()), row
             np.testing.assert_allclose(out["score"][row], nothing["score"][0], rtol=1e-5, atol=1e-5)
-    assert nothing["error"][0] == b""
+    assert nothing["error"][0] == b"question is empty or only whitespace; context is empty or only whitespace"
 
 
 def test_texts_at_max_context_bytes_are_answered(loaded):

@@ -15,9 +15,9 @@ Decoding rules, per question (its windows share one context):
 - no-answer probability: sigmoid(null - best) (1.0 when no span is valid), so "no answer" at
   probability p is "no answer" at threshold logit(p): a dev-tuned na-prob threshold of the
   official metric converts to a null-score threshold exactly;
-- refused: a question or context above data.max_context_bytes or not valid UTF-8 is not read; its
-  row says why in "error" ("" for every other row) and is answered as an empty question about an
-  empty context (no answer).
+- refused: a question or context above data.max_context_bytes, not valid UTF-8, or empty or only
+  white space is not read; its row says why in "error" ("" for every other row) and is answered as
+  an empty question about an empty context (no answer).
 """
 
 import math
@@ -27,6 +27,9 @@ import tensorflow as tf
 from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, TOKEN_IDS, qa_windows
 
 VERY_NEGATIVE = -1e9
+BLANK = r"[\s\p{Z}\x{0B}\x{1C}-\x{1F}\x{85}]*"
+"""RE2 for a text of only white space: exactly the characters of Python's str.isspace(), which the data
+readers' "is empty or only whitespace" check uses (checked over every code point)."""
 SERVING_KEYS = ("answer", "score", "no_answer_probability", "start_char", "end_char", "error")
 ANSWER_INPUTS = [tf.TensorSpec([None], tf.string, name="question"), tf.TensorSpec([None], tf.string, name="context")]
 
@@ -176,19 +179,22 @@ def grouped_logits(logits_model, windows, group_size):
 def text_errors(name, texts, max_bytes):
     """Why each of `texts` (tf.string [B]) is refused -> tf.string [B].
 
-    "" for a text of at most `max_bytes` bytes of valid UTF-8; else "`name` is N bytes, above the
-    limit of `max_bytes` bytes (data.max_context_bytes)" or "`name` is not valid UTF-8". Sizes are
-    checked first: a text above the limit is blanked before the UTF-8 check reads it. Transcoding
-    UTF-8 to UTF-8 with replacement changes exactly the texts that are not valid UTF-8 (a U+FFFD in
-    the text stays as it is).
+    "" for a text of at most `max_bytes` bytes of valid UTF-8 that is not only white space (as the
+    data readers require); else "`name` is N bytes, above the limit of `max_bytes` bytes
+    (data.max_context_bytes)", "`name` is not valid UTF-8" or "`name` is empty or only whitespace".
+    Sizes are checked first: a text above the limit is blanked before the UTF-8 check reads it.
+    Transcoding UTF-8 to UTF-8 with replacement changes exactly the texts that are not valid UTF-8
+    (a U+FFFD in the text stays as it is).
     """
     sizes = tf.strings.length(texts)
     too_long = sizes > max_bytes
     within = tf.where(too_long, "", texts)
     invalid = tf.not_equal(tf.strings.unicode_transcode(within, "UTF-8", "UTF-8", errors="replace"), within)
+    blank = tf.strings.regex_full_match(tf.where(invalid, "", within), BLANK)
     size_error = tf.strings.join([f"{name} is ", tf.strings.as_string(sizes),
                                   f" bytes, above the limit of {max_bytes} bytes (data.max_context_bytes)"])
-    return tf.where(too_long, size_error, tf.where(invalid, f"{name} is not valid UTF-8", ""))
+    return tf.where(too_long, size_error, tf.where(invalid, f"{name} is not valid UTF-8",
+                                                   tf.where(blank, f"{name} is empty or only whitespace", "")))
 
 
 def input_errors(question, context, max_bytes):
@@ -239,7 +245,7 @@ class QAAnswerer(tf.Module):
         """tf.string [B] questions and contexts -> every output of `decode_answers` (n-best included)
         and "error", tf.string [B] (`input_errors`: "" for an answered row).
 
-        A row whose question or context is above `max_text_bytes` or not valid UTF-8 is answered
+        A row whose question or context is above `max_text_bytes`, not valid UTF-8 or blank is answered
         as a question with an empty context ("no answer", no_answer_probability 1.0): its texts are
         replaced by "" before tokenizing, so a huge text costs nothing, and the other rows of the
         batch (under TF Serving's batching, other clients' questions) are answered as alone."""
