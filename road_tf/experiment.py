@@ -20,7 +20,7 @@ import typing
 
 import keras
 
-from road_tf import training
+from road_tf import cluster, training
 from road_tf.config import ENCODER_WEIGHTS, RUN_METRICS_FILE, dump_yaml
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.distiller import Distiller
@@ -70,7 +70,7 @@ def score_stage(stage_dir, evaluate, config):
     `stage_dir`; returns the metrics."""
     evaluation = evaluate()
     for name, value in evaluation.files.items():
-        write_json(training.worker_path(pathlib.Path(stage_dir) / name, config.train), value)
+        write_json(cluster.worker_path(pathlib.Path(stage_dir) / name, config.train), value)
     return evaluation.metrics
 
 
@@ -128,8 +128,8 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
         best = training.best_eval(records)
         student.load_weights(str(records / training.BEST_WEIGHTS))
         step = best["step"]
-    student.save_weights(str(training.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
-    encoder_of(student).save_weights(str(training.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)))
+    student.save_weights(str(cluster.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
+    encoder_of(student).save_weights(str(cluster.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)))
     return finish_stage(stage_dir, evaluate, config, step)
 
 
@@ -148,8 +148,8 @@ def finish_stage(stage_dir, evaluate, config, step):
     """Scores the stage's kept weights with `evaluate` (the evaluator of its model), records
     `stage.json` and drops the checkpoints; returns the metrics."""
     metrics = {**score_stage(stage_dir, evaluate, config), "step": step}
-    write_json(training.worker_path(pathlib.Path(stage_dir) / STAGE_FILE, config.train), {"metrics": metrics})
-    if not config.train.keep_checkpoints and training.is_chief(config.train):
+    write_json(cluster.worker_path(pathlib.Path(stage_dir) / STAGE_FILE, config.train), {"metrics": metrics})
+    if not config.train.keep_checkpoints and cluster.is_chief(config.train):
         training.drop_checkpoints(stage_dir)
     return metrics
 
@@ -166,8 +166,8 @@ def multitask_stage(config, tokenizer, data, stage_dir):
     with running(MULTITASK_STAGE):
         path, metrics = run_multitask_stage(config, tokenizer, data, stage_dir)
     data.clear()
-    write_json(training.worker_path(record, config.train), {"metrics": metrics})
-    if not config.train.keep_checkpoints and training.is_chief(config.train):
+    write_json(cluster.worker_path(record, config.train), {"metrics": metrics})
+    if not config.train.keep_checkpoints and cluster.is_chief(config.train):
         training.drop_checkpoints(stage_dir)
     return path, metrics
 
@@ -340,7 +340,7 @@ def run_training(config, output_dir, inputs):
         final = {**score_stage(output_dir / "student" / "served", served, config),
                  "step": final["step"]}
     metrics = {"final": {"task": task.name, "split": "dev", **final}, "stages": stages, "export": None}
-    if config.export.enabled and task.kind == SPAN and training.is_chief(config.train):
+    if config.export.enabled and task.kind == SPAN and cluster.is_chief(config.train):
         exported = export_qa_model(student, task, tokenizer, config, threshold, metrics["final"])
         metrics["export"] = str(pathlib.Path(exported).absolute())  # export.base_dir is relative to this cwd
     return metrics
@@ -352,7 +352,7 @@ def run_and_record(config, output_dir, inputs=None):
     `environment` of this invocation) to `output_dir`."""
     output_dir = pathlib.Path(output_dir)
     inputs = inputs or prepare_run(config, output_dir)
-    write_atomic(training.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
+    write_atomic(cluster.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
     metrics = {**run_training(config, output_dir, inputs), "environment": training.environment()}
-    write_json(training.worker_path(output_dir / RUN_METRICS_FILE, config.train), metrics)
+    write_json(cluster.worker_path(output_dir / RUN_METRICS_FILE, config.train), metrics)
     return metrics

@@ -20,6 +20,7 @@ import signal
 import sys
 from argparse import RawDescriptionHelpFormatter
 
+from road_tf import cluster
 from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
@@ -258,14 +259,21 @@ def drop_held_lines():
         root.removeHandler(held)
 
 
-def start_log_file(output_dir, train_config):
-    """Creates the run folder and `<run>/train.log` (on a multi-worker task other than the chief, a
-    private copy: `training.worker_path`), which receives the lines held so far and all later ones."""
-    from road_tf import training  # Imported here: it pulls in TensorFlow, which every caller has loaded by then.
+def log_file_name(train_config):
+    """The run's log file name: LOG_FILE, or on a multi-worker task other than the chief its own
+    `train.<type>-<index>.log` (all tasks run the same command; the log keeps that task's tracebacks)."""
+    if cluster.is_chief(train_config):
+        return LOG_FILE
+    task_type, index, _ = cluster.cluster_task()
+    return f"train.{task_type}-{index}.log"
 
+
+def start_log_file(output_dir, train_config):
+    """Creates the run folder and its log file (`log_file_name`), which receives the lines held so
+    far and all later ones."""
     root = logging.getLogger()
     output_dir.mkdir(parents=True, exist_ok=True)
-    log_file = logging.FileHandler(training.worker_path(output_dir / LOG_FILE, train_config))
+    log_file = logging.FileHandler(output_dir / log_file_name(train_config))
     log_file.setFormatter(logging.Formatter(LOG_FORMAT))
     for held in [handler for handler in root.handlers if isinstance(handler, HeldLines)]:
         held.pass_to(log_file)
@@ -375,13 +383,12 @@ def train_run(config, output_dir, folder=OUTPUT_DIR):
     if finished:
         drop_held_lines()
         return finished, False
-    from road_tf import training
     from road_tf.experiment import run_and_record, running
 
     start_log_file(output_dir, config.train)
     with running("setup"):
         metrics = run_and_record(config, output_dir, inputs)
-    write_atomic(training.worker_path(output_dir / SUMMARY_FILE, config.train),
+    write_atomic(cluster.worker_path(output_dir / SUMMARY_FILE, config.train),
                  summary_table(list(metrics["stages"].items())) + "\n")
     return metrics, True
 

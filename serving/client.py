@@ -38,7 +38,7 @@ from road_tf.data.json_files import loads_noting_repeats
 from road_tf.errors import (ArgumentParser, DataError, RoadError, bounded, cli_main, finite_float, nonempty,
                             utf8_problem, whole_number)
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
-from serving.codec import NUMPY_DTYPES, array_to_json
+from serving.codec import NUMPY_DTYPES, VALUE_FIELDS, array_to_json
 from serving.limits import MAX_PORT, MAX_SECONDS
 
 DEFAULT_REST_URL = "http://127.0.0.1:8501"
@@ -463,9 +463,9 @@ class GrpcPredictor:
             dtype = f"enum {proto.dtype}"
         if dtype not in NUMPY_DTYPES:
             raise ServerError(f"{where} has dtype {dtype}, outside TF Serving's JSON mapping")
-        held = sum(len(values) for field, values in proto.ListFields() if field.name.endswith("_val"))
+        held = len(getattr(proto, VALUE_FIELDS[dtype]))
         if not proto.tensor_content and held != rows:
-            raise ServerError(f"{where} holds {held} values for {rows} questions")
+            raise ServerError(f"{where} holds a value count of {held}, expected {rows} (one per question)")
         try:
             return array_to_json(tf.make_ndarray(proto), name)
         except ValueError as error:  # more values than its shape holds

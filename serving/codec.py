@@ -29,6 +29,12 @@ NUMPY_DTYPES = {
     "float64": np.float64,
 }
 """TF dtype name (tf.DType.name) -> numpy dtype, for every dtype the JSON mapping covers."""
+VALUE_FIELDS = {
+    "float32": "float_val", "float64": "double_val", "int32": "int_val", "int16": "int_val", "int8": "int_val",
+    "uint8": "int_val", "uint16": "int_val", "int64": "int64_val", "uint32": "uint32_val", "uint64": "uint64_val",
+    "bool": "bool_val", "string": "string_val", "float16": "half_val", "bfloat16": "half_val",
+}
+"""TF dtype name -> the TensorProto field holding its values when tensor_content is empty."""
 JSON_DTYPES = frozenset(np.dtype(kind) for kind in NUMPY_DTYPES.values())
 """The numpy dtypes of the tensors JSON can carry (strings are object arrays of bytes)."""
 

@@ -21,8 +21,9 @@ HTTP_STATUS = {
     "DEADLINE_EXCEEDED": 504,
 }
 """gRPC status name -> the HTTP status the REST API answers with: TF Serving's, but 413 for
-RESOURCE_EXHAUSTED (429 there), a model's own included. The codes past the devserver's own four are
-those of the errors a model raises while running (a tf.errors.OpError carries one)."""
+RESOURCE_EXHAUSTED (429 there), a model's own included. Besides the devserver's own (INVALID_ARGUMENT,
+NOT_FOUND, RESOURCE_EXHAUSTED, UNAVAILABLE), the codes of the errors a model raises while running
+(a tf.errors.OpError carries one)."""
 NONSTANDARD_PHRASES = {499: "Client Closed Request"}
 """Reason phrases of the statuses http.HTTPStatus does not know (499, nginx's, is TF Serving's CANCELLED)."""
 LOG_TEXT_LIMIT = 300

@@ -25,6 +25,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from road_tf.errors import tf_error_summary
 from road_tf.files import MAX_VERSION, version_number
 from serving.batching import batchable
+from serving.codec import VALUE_FIELDS
 from serving.errors import HTTP_STATUS, ServingError, invalid, not_found
 from serving.limits import RequestLimits
 
@@ -41,16 +42,6 @@ EMBEDDING_TABLES = {"token_ids": "token_embedding/embeddings", "segment_ids": "s
 """Input name -> the variable (keras-hub's layer names) whose rows are the input's valid ids."""
 POSITION_TABLE = "position_embedding/embeddings"
 """The variable whose rows bound the sequence length (dim 1) of the token inputs."""
-
-_VALUE_FIELDS = {
-    types_pb2.DT_FLOAT: "float_val", types_pb2.DT_DOUBLE: "double_val", types_pb2.DT_INT32: "int_val",
-    types_pb2.DT_INT16: "int_val", types_pb2.DT_INT8: "int_val", types_pb2.DT_UINT8: "int_val",
-    types_pb2.DT_UINT16: "int_val", types_pb2.DT_INT64: "int64_val", types_pb2.DT_UINT32: "uint32_val",
-    types_pb2.DT_UINT64: "uint64_val", types_pb2.DT_BOOL: "bool_val", types_pb2.DT_STRING: "string_val",
-    types_pb2.DT_HALF: "half_val", types_pb2.DT_BFLOAT16: "half_val",
-}
-"""DataType -> the TensorProto field holding its values when tensor_content is empty."""
-
 
 def check_names(given, expected):
     """Raises INVALID_ARGUMENT unless the set of input names `given` equals the set `expected`."""
@@ -112,7 +103,7 @@ def _dtype_name(enum):
 def _declared_values(proto, where, limits):
     """How many values a TensorProto carries (tensor_content or its dtype's value field),
     checking each string's length against limits.max_string_bytes; nothing is decoded."""
-    field = _VALUE_FIELDS.get(proto.dtype)
+    field = VALUE_FIELDS.get(_dtype_name(proto.dtype))
     if field is None:
         raise invalid(f"{where}: dtype {_dtype_name(proto.dtype)} is not supported by the devserver")
     if proto.dtype == types_pb2.DT_STRING:

@@ -379,8 +379,9 @@ def fake_grpc_server(respond):
     (tensor(types_pb2.DT_STRING, [], unknown_rank=True, string_val=[b"a", b"b"]),
      "output 'answer' has shape unknown, expected [2]"),
     (tensor(types_pb2.DT_FLOAT, [2, 2**40], float_val=[1.0]), "output 'answer' has shape [2, 1099511627776], expected [2]"),
-    (tensor(types_pb2.DT_STRING, [2], string_val=[b"a", b"b", b"c"]), "output 'answer' holds 3 values for 2 questions"),
-    (tensor(types_pb2.DT_STRING, [2], string_val=[b"only"]), "output 'answer' holds 1 values for 2 questions"),
+    (tensor(types_pb2.DT_STRING, [2], string_val=[b"a", b"b", b"c"]), "output 'answer' holds a value count of 3, expected 2"),
+    (tensor(types_pb2.DT_STRING, [2], string_val=[b"only"], int_val=[9]), "output 'answer' holds a value count of 1, "
+     "expected 2 (one per question)"),
     (tensor(types_pb2.DT_FLOAT, [2], tensor_content=b"\x00" * 7), "output 'answer' is not a readable tensor (buffer size"),
     (tensor(types_pb2.DT_COMPLEX64, [2], scomplex_val=[0.0] * 4), "output 'answer' has dtype complex64, outside TF Serving's JSON"),
     (tensor(types_pb2.DT_VARIANT, [2]), "output 'answer' has dtype variant, outside TF Serving's JSON mapping"),

@@ -15,7 +15,8 @@ PACKAGES = ("road_tf", "pipelines", "serving")
 
 # Lower layers first; a module may import from its own layer or any layer before it.
 LAYERS = (
-    ("road_tf", "road_tf.errors", "road_tf.files", "road_tf.registry", "road_tf.minilm", "road_tf.config"),
+    ("road_tf", "road_tf.errors", "road_tf.files", "road_tf.registry", "road_tf.minilm", "road_tf.config",
+     "road_tf.cluster"),
     ("road_tf.data",),
     ("road_tf.models", "road_tf.losses"),
     ("road_tf.training", "road_tf.evaluation", "road_tf.tasks"),

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from road_tf import training
+from road_tf import cluster, training
 from road_tf.config import TrainConfig
 from road_tf.errors import ConfigError
 
@@ -38,14 +38,14 @@ RECIPE = [
 # run folder, another worker's in its private scratch folder) to argv[1].
 WORKER = """
 import shutil, sys
-from road_tf import train, training
+from road_tf import cluster, train
 from road_tf.config import load_config
 args = sys.argv[2:]
 code = train.main(args)
 overrides = [args[i + 1] for i, flag in enumerate(args) if flag == "--set"]
 config = load_config(None, overrides)
 output_dir = args[args.index("--output-dir") + 1]
-shutil.copy(training.worker_path(output_dir + "/student/model.weights.h5", config.train), sys.argv[1])
+shutil.copy(cluster.worker_path(output_dir + "/student/model.weights.h5", config.train), sys.argv[1])
 sys.exit(code)
 """
 # The student's parameters whose gradient is zero in exact arithmetic (see assert_same_weights).
@@ -187,17 +187,17 @@ def test_two_workers_train_like_one_process_survive_a_lost_peer_and_resume(tmp_p
 
 def test_is_chief_and_worker_paths_follow_tf_config(monkeypatch, tmp_path):
     config = TrainConfig(strategy="multi_worker")
-    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    workers = {"worker": ["localhost:1", "localhost:2"]}
     target = tmp_path / "run" / "metrics.json"
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
-    assert training.is_chief(config) and training.worker_path(target, config) == target
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 1}}))
-    private = training.worker_path(target, config)
-    assert not training.is_chief(config) and tmp_path not in private.parents and private.parent.is_dir()
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["localhost:3"], **cluster},
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": workers, "task": {"type": "worker", "index": 0}}))
+    assert cluster.is_chief(config) and cluster.worker_path(target, config) == target
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": workers, "task": {"type": "worker", "index": 1}}))
+    private = cluster.worker_path(target, config)
+    assert not cluster.is_chief(config) and tmp_path not in private.parents and private.parent.is_dir()
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"chief": ["localhost:3"], **workers},
                                                 "task": {"type": "worker", "index": 0}}))
-    assert not training.is_chief(config)
-    assert training.is_chief(TrainConfig(strategy="mirrored"))
+    assert not cluster.is_chief(config)
+    assert cluster.is_chief(TrainConfig(strategy="mirrored"))
 
 
 @pytest.mark.parametrize("tf_config, message", [
@@ -211,13 +211,13 @@ def test_a_bad_cluster_is_a_config_error(monkeypatch, tf_config, message):
     if tf_config is not None:
         monkeypatch.setenv("TF_CONFIG", tf_config)
     with pytest.raises(ConfigError, match=message):
-        training.cluster_task()
+        cluster.cluster_task()
 
 
 def test_the_missing_cluster_error_names_a_readme_section_that_exists(monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     with pytest.raises(ConfigError) as raised:
-        training.cluster_task()
+        cluster.cluster_task()
     readme, section = raised.value.args[0].split("(see ", 1)[1].rstrip(")").split(", ", 1)
     assert f"\n## {section}\n" in (REPO / readme).read_text(encoding="utf-8")
 
@@ -271,6 +271,9 @@ def test_a_worker_other_than_the_chief_records_its_evaluations_apart(monkeypatch
     assert training.best_eval(records)["step"] == 4
     assert (records / training.BEST_WEIGHTS).read_bytes() != before[training.BEST_WEIGHTS]
     assert {name: (stage / name).read_bytes() for name in before} == before and not (stage / "logs").exists()
+    for name in before:  # the stage tried again in this process, from a chief without records
+        (stage / name).unlink()
+    assert not any((training.evaluation_dir(stage, config) / name).exists() for name in before)
 
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"type": "worker", "index": 0}}))
     assert training.evaluation_dir(stage, config) == stage.absolute()

@@ -526,16 +526,21 @@ def test_lines_held_for_a_finished_run_do_not_reach_the_next_run_s_log(tmp_path,
 
 
 def test_a_worker_other_than_the_chief_logs_apart_from_the_run_s_train_log(tmp_path, root_handlers, monkeypatch):
-    """Every multi-worker task runs the same command; only the chief's lines go to <run>/train.log."""
+    """Every multi-worker task runs the same command; only the chief's lines go to <run>/train.log,
+    another task's to its own log beside it, which keeps the traceback of a failure on that task."""
     config = load_config(None, ["train.strategy=multi_worker"])
     monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": {"worker": ["localhost:1", "localhost:2"]},
                                                 "task": {"type": "worker", "index": 1}}))
     train.setup_logging()
     logging.warning("a line of worker 1")
     train.start_log_file(tmp_path / "run", config.train)
-    assert (tmp_path / "run").is_dir() and not (tmp_path / "run" / "train.log").exists()
-    own = [handler.baseFilename for handler in logging.getLogger().handlers if isinstance(handler, logging.FileHandler)]
-    assert len(own) == 1 and "a line of worker 1" in pathlib.Path(own[0]).read_text()
+    try:
+        raise MemoryError("on worker 1 only")
+    except MemoryError:
+        logging.exception("stage student failed")
+    assert sorted(path.name for path in (tmp_path / "run").iterdir()) == ["train.worker-1.log"]
+    log = (tmp_path / "run" / "train.worker-1.log").read_text()
+    assert "a line of worker 1" in log and "Traceback" in log and "MemoryError: on worker 1 only" in log
 
 
 def test_lines_held_for_a_run_its_checks_stopped_do_not_reach_the_next_run_s_log(tmp_path, root_handlers):

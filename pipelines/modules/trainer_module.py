@@ -8,7 +8,7 @@ train.strategy=multi_worker every worker runs this function and only the chief w
 import pathlib
 import tempfile
 
-from road_tf import training
+from road_tf import cluster
 from road_tf.config import load_config
 from road_tf.data.records import read_records
 from road_tf.data.squad import write_squad_json
@@ -35,7 +35,7 @@ def run_fn(fn_args):
             "data.source=json", f"data.train_path={scratch / 'train.json'}", f"data.dev_path={scratch / 'dev.json'}",
             "data.max_eval_examples=0", "export.enabled=false", f"data.cache_dir={scratch / 'cache'}"])
         run_and_record(config, run_dir)
-    if training.is_chief(config.train):
+    if cluster.is_chief(config.train):
         final = run_final_metrics(run_dir)
         config, task, tokenizer, model = load_run_student(run_dir)
         save_qa_model(model, task, tokenizer, config, fn_args.serving_model_dir, final.get("null_score_diff_threshold"),

@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from road_tf import training
+from road_tf import cluster, training
 from road_tf.config import ENCODER_WEIGHTS
 from road_tf.data.features import END, LABEL, MODEL_INPUTS, START
 from road_tf.errors import ConfigError
@@ -308,7 +308,7 @@ def run_multitask_stage(config, tokenizer, data, stage_dir):
         training.fit(trainer, None, train, multitask.steps, stage_dir,
                      make_dataset=lambda done: step_dataset(features, sampler, train.batch_size, train.seed, done,
                                                             multitask.steps))
-    encoder_path = training.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)
+    encoder_path = cluster.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)
     encoder_of(model).save_weights(str(encoder_path))
     dev = {name: item.task.evaluate(model, item, tokenizer, config).metrics for name, item in data.items()}
     metrics = {**dev.get(config.task, {}), "tasks": dev, "picks": sampler.counts(0, multitask.steps),
