@@ -269,6 +269,19 @@ def test_answers_that_are_not_utf8_stop_at_the_first_batch_that_holds_one():
     assert calls == [2]
 
 
+def predict_failure(reader, folder, tmp_path, capsys, batch_size="32"):
+    """Saves `reader` (its `answer` as serving_default) to `folder` and runs predict with it over
+    GOOD_SQUAD -> the lines it printed on stderr; it must exit 2 within 20 seconds, writing nothing."""
+    tf.saved_model.save(reader, str(folder), signatures={"serving_default": reader.answer})
+    data = tmp_path / "dev.json"
+    data.write_bytes(GOOD_SQUAD)
+    with deadline(20), pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model", str(folder), "--data", str(data), "--output", str(tmp_path / "p.json"),
+                      "--batch-size", batch_size])
+    assert exit_info.value.code == 2 and not (tmp_path / "p.json").exists()
+    return capsys.readouterr().err.split("\n")[:-1]
+
+
 @pytest.mark.parametrize("batch_size", ["1", "32"])
 def test_predict_names_the_question_a_model_refuses(tmp_path, capsys, batch_size):
     """A question the model answers with an "error" (the road_tf export's reason for a question or
@@ -277,16 +290,9 @@ def test_predict_names_the_question_a_model_refuses(tmp_path, capsys, batch_size
     reader = OddReader(lambda q: {"answer": q, "no_answer_probability": _rows(q, 0.5),
                                   "error": tf.where(tf.strings.regex_full_match(q, "Why.*"), "too long", "")})
     model = tmp_path / "model" / "1"
-    tf.saved_model.save(reader, str(model), signatures={"serving_default": reader.answer})
-    data = tmp_path / "dev.json"
-    data.write_bytes(GOOD_SQUAD)
-    with deadline(20), pytest.raises(SystemExit) as exit_info:
-        predict.main(["--model", str(model), "--data", str(data), "--output", str(tmp_path / "p.json"),
-                      "--batch-size", batch_size])
-    err = capsys.readouterr().err
-    assert exit_info.value.code == 2 and "Traceback" not in err
-    assert err.splitlines()[-1] == f"error: {data}: record q2: --model {model} refuses it: too long"
-    assert not (tmp_path / "p.json").exists()
+    lines = predict_failure(reader, model, tmp_path, capsys, batch_size)
+    assert "Traceback" not in "\n".join(lines)
+    assert lines[-1] == f"error: {tmp_path / 'dev.json'}: record q2: --model {model} refuses it: too long"
 
 
 def test_predict_refuses_a_model_with_an_unknown_op(odd_models, tmp_path, capsys):
@@ -334,20 +340,11 @@ def test_predict_names_the_batch_a_model_fails_on(batch_size, batch, tmp_path, c
         with tf.control_dependencies([check]):
             return {"answer": tf.identity(question), "no_answer_probability": _rows(question, 0.5)}
 
-    reader = OddReader(outputs)
     folder = tmp_path / "asserts" / "1"
-    tf.saved_model.save(reader, str(folder), signatures={"serving_default": reader.answer})
-    data = tmp_path / "dev.json"
-    data.write_bytes(GOOD_SQUAD)
-    with pytest.raises(SystemExit) as exit_info:
-        predict.main(["--model", str(folder), "--data", str(data), "--output", str(tmp_path / "p.json"),
-                      "--batch-size", batch_size])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    assert err.splitlines()[-1].startswith(f"error: --model {folder}: serving_default failed on {batch}: "
-                                           "assertion failed: [no why questions]")
-    assert not (tmp_path / "p.json").exists()
+    lines = predict_failure(OddReader(outputs), folder, tmp_path, capsys, batch_size)
+    assert "Traceback" not in "\n".join(lines)
+    assert lines[-1].startswith(f"error: --model {folder}: serving_default failed on {batch}: "
+                                "assertion failed: [no why questions]")
 
 
 class WrongInputs(tf.Module):
@@ -398,17 +395,9 @@ def test_an_error_after_the_first_batch_gets_a_line_of_its_own(tmp_path, capsys)
     why = lambda q: tf.strings.regex_full_match(q, "Why.*")  # noqa: E731  (the second question of GOOD_SQUAD)
     reader = OddReader(lambda q: {"answer": q, "no_answer_probability": tf.where(why(q), float("nan"), 0.5)})
     model = tmp_path / "late_nan" / "1"
-    tf.saved_model.save(reader, str(model), signatures={"serving_default": reader.answer})
-    data = tmp_path / "dev.json"
-    data.write_bytes(GOOD_SQUAD)
-    with pytest.raises(SystemExit) as exit_info:
-        predict.main(["--model", str(model), "--data", str(data), "--output", str(tmp_path / "p.json"),
-                      "--batch-size", "1"])
-    assert exit_info.value.code == 2
-    lines = capsys.readouterr().err.split("\n")[:-1]
+    lines = predict_failure(reader, model, tmp_path, capsys, batch_size="1")
     assert lines[-1].startswith(f"error: --model {model}: serving_default returned the no-answer probability nan")
     assert lines[:-1] == ["\r  answered 1/2 questions"]
-    assert not (tmp_path / "p.json").exists()
 
 
 EVALUATE_FILES = {"dev.json": GOOD_SQUAD.decode(), "preds.json": '{"q1": "Paris", "q2": ""}',

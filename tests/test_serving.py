@@ -756,15 +756,22 @@ def test_manager_keeps_old_version_when_new_one_is_broken(staged, tmp_path, capl
     assert len(failures) == retries + 1 and f"attempt {retries + 1}, giving up" in failures[-1]
 
 
-def test_a_version_given_up_on_is_loaded_anew_once_copied_in_again(staged, tmp_path):
-    """A half-copied version used up its load retries, and the devserver never tried it again, even
-    once it was removed and copied in whole: it served the old version until restarted."""
+def serving_1_beside_a_broken_2(staged, tmp_path):
+    """(ModelManager of model "m" with version 1 loaded and version 2 a garbage saved_model.pb that
+    it has not tried yet (no load retries), its base path)."""
     base_path = str(tmp_path / "m")
     install_version(staged[1], base_path, 1)
     policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
     manager = ModelManager("m", base_path, policy, max_load_retries=0)
     manager.poll()
     _garbage_saved_model(staged, os.path.join(base_path, "2"))
+    return manager, base_path
+
+
+def test_a_version_given_up_on_is_loaded_anew_once_copied_in_again(staged, tmp_path):
+    """A half-copied version used up its load retries, and the devserver never tried it again, even
+    once it was removed and copied in whole: it served the old version until restarted."""
+    manager, base_path = serving_1_beside_a_broken_2(staged, tmp_path)
     manager.poll()
     assert manager.loaded_versions() == [1]
     shutil.rmtree(os.path.join(base_path, "2"))
@@ -777,12 +784,7 @@ def test_a_version_given_up_on_is_loaded_anew_once_copied_in_again(staged, tmp_p
 def test_a_base_path_that_cannot_be_listed_keeps_the_versions_given_up_on(staged, tmp_path, monkeypatch, caplog):
     """A listing that fails for a moment (EIO, a stale NFS handle) is not a version leaving: the
     version given up on stays given up on, not loaded again with all its retries."""
-    base_path = str(tmp_path / "m")
-    install_version(staged[1], base_path, 1)
-    policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
-    manager = ModelManager("m", base_path, policy, max_load_retries=0)
-    manager.poll()
-    _garbage_saved_model(staged, os.path.join(base_path, "2"))
+    manager, _ = serving_1_beside_a_broken_2(staged, tmp_path)
     with caplog.at_level(logging.ERROR, logger="serving.devserver"):
         manager.poll()
         listdir = os.listdir
