@@ -86,9 +86,11 @@ def output_array(tensor):
 
 def model_failure(error):
     """A ServingError for a tf.errors.OpError a model raised while running: the error's own status code, as
-    TF Serving answers it (UNKNOWN for a code outside HTTP_STATUS), and its explanatory lines."""
+    TF Serving answers it (UNKNOWN for a code outside HTTP_STATUS), and its explanatory lines ("the model
+    rejected the inputs: ..." for INVALID_ARGUMENT, "the model failed: ..." for the others)."""
     code = error_codes_pb2.Code.Name(error.error_code)
-    message = f"the model failed: {tf_error_summary(error.message)}"
+    what = "rejected the inputs" if code == "INVALID_ARGUMENT" else "failed"
+    message = f"the model {what}: {tf_error_summary(error.message)}"
     return ServingError(code if code in HTTP_STATUS else "UNKNOWN", message)
 
 
@@ -103,9 +105,9 @@ def _dtype_name(enum):
 def _declared_values(proto, where, limits):
     """How many values a TensorProto carries (tensor_content or its dtype's value field),
     checking each string's length against limits.max_string_bytes; nothing is decoded."""
-    field = VALUE_FIELDS.get(_dtype_name(proto.dtype))
-    if field is None:
-        raise invalid(f"{where}: dtype {_dtype_name(proto.dtype)} is not supported by the devserver")
+    dtype = _dtype_name(proto.dtype)
+    if dtype not in VALUE_FIELDS:
+        raise invalid(f"{where}: dtype {dtype} is not supported by the devserver")
     if proto.dtype == types_pb2.DT_STRING:
         if proto.tensor_content:
             raise invalid(f"{where}: string tensors carry their values in string_val, not tensor_content")
@@ -118,7 +120,7 @@ def _declared_values(proto, where, limits):
             raise invalid(f"{where}: tensor_content of {len(proto.tensor_content)} bytes is not a whole number "
                           f"of {itemsize}-byte values")
         return len(proto.tensor_content) // itemsize
-    return len(getattr(proto, field))
+    return len(getattr(proto, VALUE_FIELDS[dtype]))
 
 
 def tensor_proto_to_array(name, proto, spec, budget):
@@ -349,15 +351,13 @@ class Servable:
             {output name: np.ndarray [B, ...]}.
 
         Raises:
-            ServingError(INVALID_ARGUMENT): the model raised tf.errors.InvalidArgumentError.
-            ServingError: the model raised another tf.errors.OpError (`model_failure`).
+            ServingError: the model raised a tf.errors.OpError (`model_failure`; INVALID_ARGUMENT for
+                tf.errors.InvalidArgumentError).
         """
         specs = self.input_specs(signature_name)
         tensors = {key: tf.constant(array, dtype=specs[key].dtype) for key, array in inputs.items()}
         try:
             outputs = self._functions[signature_name](**tensors)
-        except tf.errors.InvalidArgumentError as error:
-            raise invalid(f"the model rejected the inputs: {tf_error_summary(error.message)}") from None
         except tf.errors.OpError as error:  # the model's own failure, not the server's: no traceback, no "internal"
             raise model_failure(error) from None
         return {key: output_array(tensor) for key, tensor in outputs.items()}
