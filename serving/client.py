@@ -52,6 +52,9 @@ MAX_INPUT_CHARS = 64 * 1024 * 1024
 of endless text (`<(cat /dev/zero)`) is refused instead of read into memory without end."""
 SHOWN_CHARS = 200
 """Characters of a user's or server's text (URL, model name, error message) an error message keeps."""
+BLANK = "empty or only whitespace"
+"""What a question or context with no visible character is, in the words of the exported model and
+the data readers (both refuse it)."""
 _HOST_BYTES = re.compile(r"[\x00-\x20\x7f]")
 """Characters http.client refuses in a URL's host or path (controls and spaces)."""
 _GRPC_PORT = re.compile(r":([-+]?[0-9]+)\Z")
@@ -545,7 +548,7 @@ def parse_args(argv):
     texts = {"QUESTION": args.question, "--context": args.context, "--model": args.model, "--rest": args.rest,
              "--grpc": args.grpc}
     for flag, value in texts.items():
-        problem = value is not None and utf8_problem(value)
+        problem = value is not None and (text_problem if flag in ("QUESTION", "--context") else utf8_problem)(value)
         if problem:
             parser.error(f"{flag}: {problem}")
     return args
@@ -562,7 +565,15 @@ def read_context_file(path):
         raise DataError(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
     if len(text) > MAX_INPUT_CHARS:
         raise DataError(path, f"longer than {MAX_INPUT_CHARS:,} characters, the longest context the client sends")
+    if not text.strip():
+        raise DataError(path, f"the context is {BLANK}")
     return text
+
+
+def text_problem(text):
+    """None when the str `text` can be asked as a question or context; otherwise what is wrong, in
+    words: blank (the exported model refuses it, as the data readers do) or not UTF-8."""
+    return BLANK if not text.strip() else utf8_problem(text)
 
 
 def read_batch_file(path):
@@ -619,7 +630,7 @@ def _batch_record(path, number, line):
             raise DataError(path, f"line {number}: 'id' must be a string or an integer")
         kept["id"] = record["id"]
     for key, value in kept.items():
-        problem = isinstance(value, str) and utf8_problem(value)
+        problem = isinstance(value, str) and (utf8_problem(value) if key == "id" else text_problem(value))
         if problem:
             raise DataError(path, f"line {number}: {key!r} is {problem}")
     kept["line"] = number

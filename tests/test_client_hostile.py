@@ -332,6 +332,25 @@ def test_endless_input_is_refused_at_the_limit_before_any_request(capsys, monkey
     assert line == f"error: {path}: {message}"
 
 
+@pytest.mark.parametrize("flags, file_text, message", [
+    (["\u3000\t", "--context", "c"], None, "error: QUESTION: empty or only whitespace (see --help)"),
+    (["q", "--context", ""], None, "error: --context: empty or only whitespace (see --help)"),
+    (["q", "--context-file"], " \n\u2028", "error: {path}: the context is empty or only whitespace"),
+    (["--batch-file"], '{"question": "q", "context": "c"}\n{"question": "q", "context": "\\u00a0", "id": 7}\n',
+     "error: {path}: line 2: 'context' is empty or only whitespace"),
+    (["--batch-file"], '{"question": "", "context": "c"}\n', "error: {path}: line 1: 'question' is empty or only whitespace"),
+], ids=["question", "context", "context_file", "batch_context", "batch_question"])
+def test_blank_questions_and_contexts_are_refused_before_any_request(tmp_path, capsys, flags, file_text, message):
+    """The exported model refuses a blank question or context (as the data readers do) only after a
+    round trip; the client refuses it at once, naming the flag, file or line. Blank means no
+    character outside str.isspace (U+3000, U+2028 and U+00A0 included)."""
+    path = tmp_path / "input.txt"
+    if file_text is not None:
+        path.write_text(file_text, encoding="utf-8")
+        flags = [*flags, str(path)]
+    assert refused(capsys, [*flags, "--rest", UNREACHABLE]) == message.format(path=path)
+
+
 @pytest.mark.parametrize("line, key", [
     ('{"question": "q", "context": "c", "question": "r"}', "'question' is given 2 times"),
     ('{"question": "q", "context": "c", "id": 1, "id": 2, "id": 3}', "'id' is given 3 times"),
