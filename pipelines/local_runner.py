@@ -9,14 +9,15 @@ component is not rerun; `--no-cache` reruns everything.
 
 import contextlib
 import io
+import math
 import pathlib
 import sys
 import warnings
 
 from pipelines import configs
 from road_tf import config as config_lib
-from road_tf.errors import (ArgumentParser, RoadError, cli_main, finite_float, first_control_character, nonempty,
-                            utf8_problem, whole_number)
+from road_tf.errors import (ArgumentParser, RoadError, bounded, cli_main, finite_float, first_control_character,
+                            nonempty, utf8_problem, whole_number)
 from road_tf.files import (check_distinct, check_folder, check_model_folder, check_writable_dir, file_head, lies_within,
                            same_file, versions)
 
@@ -155,7 +156,8 @@ def parse_args(argv):
                         help="synthetic (default), tfds, or a SQuAD 2.0 JSON(.gz) file (split by article "
                              "unless --eval-data is given)")
     parser.add_argument("--eval-data", type=nonempty, help="SQuAD 2.0 JSON(.gz) eval file (with a file for --data)")
-    parser.add_argument("--min-dev-questions", type=whole_number, default=configs.MIN_DEV_QUESTIONS,
+    parser.add_argument("--min-dev-questions", type=bounded(whole_number, 1, math.inf, "a positive integer"),
+                        default=configs.MIN_DEV_QUESTIONS,
                         help="splitting one file: the eval half takes articles until it holds this many questions "
                              f"(default {configs.MIN_DEV_QUESTIONS})")
     parser.add_argument("--root", type=nonempty, default=str(REPO / "runs" / "tfx"),
@@ -170,8 +172,6 @@ def parse_args(argv):
     if args.eval_data and args.data in SOURCES:
         raise RoadError(f"--eval-data: needs a SQuAD file for --data, not {args.data} (which brings its own eval split)")
     check_held_out(args.data, args.eval_data)
-    if args.min_dev_questions < 1:
-        raise RoadError(f"--min-dev-questions: must be at least 1, got {args.min_dev_questions}")
     check_writable_dir(args.root, "--root")
     check_root(pathlib.Path(args.root))
     check_inputs_kept(args, pathlib.Path(args.root))

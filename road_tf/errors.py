@@ -109,6 +109,7 @@ def bounded(kind, low, high, what):
 
     return convert
 
+
 def shown(value):
     """`repr(value)` cut to about 80 characters (and a few items of a list) for error messages."""
     short = reprlib.Repr()
