@@ -117,14 +117,14 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
     features = task_data.train_features if offline_features is None else offline_features
     callbacks = ()
     evaluate = task_data.task.evaluator(student, task_data, tokenizer, config)
-    records = training.evaluation_dir(stage_dir, train)
     if train.eval_every:
+        records = training.evaluation_dir(stage_dir, train)
         metric = kept_metric(task_data.task, config)
         callbacks = (training.PeriodicEvaluation(student, lambda: evaluate().metrics, metric, train.eval_every, steps,
                                                  records, train.keep),)
     training.fit(distiller, features, train, steps, stage_dir, extra_callbacks=callbacks)
     step = steps
-    if train.keep == "best":
+    if train.keep == "best":  # config validation: keep=best needs eval_every > 0
         best = training.best_eval(records)
         student.load_weights(str(records / training.BEST_WEIGHTS))
         step = best["step"]

@@ -345,7 +345,7 @@ def evaluation_dir(stage_dir, train_config):
     """
     stage_dir = pathlib.Path(stage_dir)
     own = worker_path(stage_dir, train_config)
-    if own != stage_dir.absolute():
+    if not is_chief(train_config):
         own.mkdir(parents=True, exist_ok=True)
         for name in (EVALS_FILE, BEST_WEIGHTS):
             if (stage_dir / name).is_file():
