@@ -9,15 +9,14 @@ component is not rerun; `--no-cache` reruns everything.
 
 import contextlib
 import io
-import math
 import pathlib
 import sys
 import warnings
 
 from pipelines import configs
 from road_tf import config as config_lib
-from road_tf.errors import (ArgumentParser, RoadError, bounded, cli_main, finite_float, first_control_character,
-                            nonempty, utf8_problem, whole_number)
+from road_tf.errors import (ArgumentParser, RoadError, cli_main, finite_float, first_control_character, nonempty,
+                            positive_integer, utf8_problem)
 from road_tf.files import (check_distinct, check_folder, check_model_folder, check_writable_dir, file_head, lies_within,
                            same_file, versions)
 
@@ -156,7 +155,7 @@ def parse_args(argv):
                         help="synthetic (default), tfds, or a SQuAD 2.0 JSON(.gz) file (split by article "
                              "unless --eval-data is given)")
     parser.add_argument("--eval-data", type=nonempty, help="SQuAD 2.0 JSON(.gz) eval file (with a file for --data)")
-    parser.add_argument("--min-dev-questions", type=bounded(whole_number, 1, math.inf, "a positive integer"),
+    parser.add_argument("--min-dev-questions", type=positive_integer,
                         default=configs.MIN_DEV_QUESTIONS,
                         help="splitting one file: the eval half takes articles until it holds this many questions "
                              f"(default {configs.MIN_DEV_QUESTIONS})")

@@ -93,7 +93,6 @@ def finite_float(text):
     return number
 
 
-
 def bounded(kind, low, high, what):
     """An argparse `type`: a number that `kind` (`whole_number` or `finite_float`) reads, from `low`
     to `high`; any other text is refused saying it must be `what` ("a number in [0, 1]")."""
@@ -108,6 +107,10 @@ def bounded(kind, low, high, what):
         return number
 
     return convert
+
+
+positive_integer = bounded(whole_number, 1, math.inf, "a positive integer")
+"""argparse `type` of a count flag (a batch size, a number of questions): a whole number from 1 up."""
 
 
 def shown(value):

@@ -13,7 +13,6 @@ with) stops predict with one line naming it and the model's reason.
 """
 
 import json
-import math
 import pathlib
 import sys
 
@@ -22,8 +21,8 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from road_tf.config import RUN_METRICS_FILE, is_run_directory
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import (ArgumentParser, DataError, RoadError, bounded, cli_main, first_line, nonempty,
-                            tf_error_summary, whole_number)
+from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, positive_integer,
+                            tf_error_summary)
 from road_tf.evaluation.answerer import ANSWER_INPUTS
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
@@ -53,7 +52,7 @@ def parse_args(argv):
                         help="predictions JSON to write: {question id: answer}")
     parser.add_argument("--na-probs", type=nonempty,
                         help="no-answer probabilities JSON to write: {question id: probability}")
-    parser.add_argument("--batch-size", type=bounded(whole_number, 1, math.inf, "a positive integer"),
+    parser.add_argument("--batch-size", type=positive_integer,
                         default=DEFAULT_BATCH_SIZE, help=f"questions per model call (default {DEFAULT_BATCH_SIZE})")
     return parser.parse_args(argv)
 

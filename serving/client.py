@@ -36,7 +36,7 @@ import warnings
 
 from road_tf.data.json_files import loads_noting_repeats
 from road_tf.errors import (ArgumentParser, DataError, RoadError, bounded, cli_main, finite_float, nonempty,
-                            utf8_problem, whole_number)
+                            positive_integer, utf8_problem, whole_number)
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import NUMPY_DTYPES, VALUE_FIELDS, array_to_json
 from serving.limits import MAX_PORT, MAX_SECONDS
@@ -527,7 +527,7 @@ def parse_args(argv):
     source.add_argument("--context-file", type=nonempty, help="a UTF-8 file holding the passage")
     parser.add_argument("--batch-file", type=nonempty, help="JSONL of {question, context[, id]}; answers as JSONL")
     parser.add_argument("--output", type=nonempty, help="write the answers here instead of stdout")
-    parser.add_argument("--batch-size", type=bounded(whole_number, 1, math.inf, "a positive integer"),
+    parser.add_argument("--batch-size", type=positive_integer,
                         default=32, help="questions per request (default 32)")
     server = parser.add_mutually_exclusive_group()
     server.add_argument("--rest", metavar="URL", type=nonempty, help=f"REST API root (default {DEFAULT_REST_URL})")
