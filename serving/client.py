@@ -9,13 +9,15 @@ score, no_answer_probability, start_char, end_char, error). A batch file holds o
 line, {"question": ..., "context": ...} with an optional "id"; the answers come back as
 JSONL in the same order, with the id. Errors print one line on stderr and exit 2, and so does a
 question the model refuses (a non-empty "error", e.g. a context above the data.max_context_bytes
-it was exported with), naming it and the model's reason. --timeout
+it was exported with), naming it and the model's reason; a blank question or context (empty or
+only white space, which the model refuses) is refused before any request. --timeout
 bounds each request as a whole (connecting, sending and the whole answer; at most a day), and
 a REST answer above 64 MiB is refused.
 
 Library use: predict_rest(...) and predict_grpc(...) (or RestPredictor / GrpcPredictor, which
-keep their connections for many calls) return one dict of outputs per question. REST never imports TensorFlow; gRPC imports grpc and
-TensorFlow when first used.
+keep their connections for many calls) return one dict of outputs per question; they send blank
+texts as given, and the model answers such a row with its "error" output. REST never imports
+TensorFlow; gRPC imports grpc and TensorFlow when first used.
 """
 
 import contextlib
