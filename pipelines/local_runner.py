@@ -155,8 +155,7 @@ def parse_args(argv):
                         help="synthetic (default), tfds, or a SQuAD 2.0 JSON(.gz) file (split by article "
                              "unless --eval-data is given)")
     parser.add_argument("--eval-data", type=nonempty, help="SQuAD 2.0 JSON(.gz) eval file (with a file for --data)")
-    parser.add_argument("--min-dev-questions", type=positive_integer,
-                        default=configs.MIN_DEV_QUESTIONS,
+    parser.add_argument("--min-dev-questions", type=positive_integer, default=configs.MIN_DEV_QUESTIONS,
                         help="splitting one file: the eval half takes articles until it holds this many questions "
                              f"(default {configs.MIN_DEV_QUESTIONS})")
     parser.add_argument("--root", type=nonempty, default=str(REPO / "runs" / "tfx"),

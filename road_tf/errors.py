@@ -149,6 +149,17 @@ def utf8_problem(text):
         return f"not UTF-8 text ({what} at character {error.start})"
 
 
+ONLY_WHITESPACE = "empty or only whitespace"
+"""What a text with no character outside str.isspace() is, in the words of every check that refuses
+one (data readers, the client, the exported model's "error" output)."""
+
+
+def text_problem(text):
+    """None when the str `text` can be a question, context or data field: valid UTF-8 (`utf8_problem`)
+    with a character that is not white space; otherwise what is wrong, in words."""
+    return ONLY_WHITESPACE if not text.strip() else utf8_problem(text)
+
+
 def first_few(items, limit=3):
     """The first `limit` of the strings `items`, comma-separated, with ", ..." when there are more."""
     return ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")

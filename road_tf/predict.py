@@ -52,8 +52,8 @@ def parse_args(argv):
                         help="predictions JSON to write: {question id: answer}")
     parser.add_argument("--na-probs", type=nonempty,
                         help="no-answer probabilities JSON to write: {question id: probability}")
-    parser.add_argument("--batch-size", type=positive_integer,
-                        default=DEFAULT_BATCH_SIZE, help=f"questions per model call (default {DEFAULT_BATCH_SIZE})")
+    parser.add_argument("--batch-size", type=positive_integer, default=DEFAULT_BATCH_SIZE,
+                        help=f"questions per model call (default {DEFAULT_BATCH_SIZE})")
     return parser.parse_args(argv)
 
 

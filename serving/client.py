@@ -38,7 +38,7 @@ import warnings
 
 from road_tf.data.json_files import loads_noting_repeats
 from road_tf.errors import (ArgumentParser, DataError, RoadError, bounded, cli_main, finite_float, nonempty,
-                            positive_integer, utf8_problem, whole_number)
+                            positive_integer, text_problem, utf8_problem, whole_number)
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import NUMPY_DTYPES, VALUE_FIELDS, array_to_json
 from serving.limits import MAX_PORT, MAX_SECONDS
@@ -54,9 +54,6 @@ MAX_INPUT_CHARS = 64 * 1024 * 1024
 of endless text (`<(cat /dev/zero)`) is refused instead of read into memory without end."""
 SHOWN_CHARS = 200
 """Characters of a user's or server's text (URL, model name, error message) an error message keeps."""
-BLANK = "empty or only whitespace"
-"""What a question or context with no visible character is, in the words of the exported model and
-the data readers (both refuse it)."""
 _HOST_BYTES = re.compile(r"[\x00-\x20\x7f]")
 """Characters http.client refuses in a URL's host or path (controls and spaces)."""
 _GRPC_PORT = re.compile(r":([-+]?[0-9]+)\Z")
@@ -529,8 +526,7 @@ def parse_args(argv):
     source.add_argument("--context-file", type=nonempty, help="a UTF-8 file holding the passage")
     parser.add_argument("--batch-file", type=nonempty, help="JSONL of {question, context[, id]}; answers as JSONL")
     parser.add_argument("--output", type=nonempty, help="write the answers here instead of stdout")
-    parser.add_argument("--batch-size", type=positive_integer,
-                        default=32, help="questions per request (default 32)")
+    parser.add_argument("--batch-size", type=positive_integer, default=32, help="questions per request (default 32)")
     server = parser.add_mutually_exclusive_group()
     server.add_argument("--rest", metavar="URL", type=nonempty, help=f"REST API root (default {DEFAULT_REST_URL})")
     server.add_argument("--grpc", metavar="HOST:PORT", type=nonempty, help="gRPC API address, e.g. localhost:8500")
@@ -567,15 +563,10 @@ def read_context_file(path):
         raise DataError(path, f"not UTF-8 text ({error.reason} at byte {error.start})") from None
     if len(text) > MAX_INPUT_CHARS:
         raise DataError(path, f"longer than {MAX_INPUT_CHARS:,} characters, the longest context the client sends")
-    if not text.strip():
-        raise DataError(path, f"the context is {BLANK}")
+    problem = text_problem(text)
+    if problem:
+        raise DataError(path, f"the context is {problem}")
     return text
-
-
-def text_problem(text):
-    """None when the str `text` can be asked as a question or context; otherwise what is wrong, in
-    words: blank (the exported model refuses it, as the data readers do) or not UTF-8."""
-    return BLANK if not text.strip() else utf8_problem(text)
 
 
 def read_batch_file(path):

@@ -16,7 +16,7 @@ import pathlib
 
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.json_files import read_json
-from road_tf.errors import DataError, utf8_problem
+from road_tf.errors import DataError, text_problem, utf8_problem
 from road_tf.files import write_atomic
 
 logger = logging.getLogger(__name__)
@@ -199,11 +199,9 @@ def _parse_question(path, where, qa, context, title):
 def _check_text(path, record, label, text, allow_blank=False):
     """Raises DataError unless `text` is valid Unicode (JSON's "\\ud800" escapes can make lone
     surrogates, which no UTF-8 consumer accepts) and, unless `allow_blank`, holds a non-space."""
-    problem = utf8_problem(text)
+    problem = utf8_problem(text) if allow_blank else text_problem(text)
     if problem:
         raise DataError(path, f"{label} is {problem}", record)
-    if not allow_blank and not text.strip():
-        raise DataError(path, f"{label} is empty or only whitespace", record)
 
 
 def _parse_answer(path, record, index, raw, context):

@@ -15,7 +15,7 @@ import logging
 import pathlib
 import zlib
 
-from road_tf.errors import DataError
+from road_tf.errors import ONLY_WHITESPACE, DataError
 from road_tf.files import is_gzipped, open_data_file, write_atomic
 
 logger = logging.getLogger(__name__)
@@ -96,7 +96,7 @@ def text_field(path, number, column, value):
         DataError: naming the file, the line and the column.
     """
     if not value.strip():
-        raise DataError(path, f"{column} is empty or only whitespace", f"line {number}")
+        raise DataError(path, f"{column} is {ONLY_WHITESPACE}", f"line {number}")
     return value
 
 

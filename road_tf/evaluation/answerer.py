@@ -25,6 +25,7 @@ import math
 import tensorflow as tf
 
 from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, TOKEN_IDS, qa_windows
+from road_tf.errors import ONLY_WHITESPACE
 
 VERY_NEGATIVE = -1e9
 BLANK = r"[\s\p{Z}\x{0B}\x{1C}-\x{1F}\x{85}]*"
@@ -194,7 +195,7 @@ def text_errors(name, texts, max_bytes):
     size_error = tf.strings.join([f"{name} is ", tf.strings.as_string(sizes),
                                   f" bytes, above the limit of {max_bytes} bytes (data.max_context_bytes)"])
     return tf.where(too_long, size_error, tf.where(invalid, f"{name} is not valid UTF-8",
-                                                   tf.where(blank, f"{name} is empty or only whitespace", "")))
+                                                   tf.where(blank, f"{name} is {ONLY_WHITESPACE}", "")))
 
 
 def input_errors(question, context, max_bytes):
