@@ -50,7 +50,7 @@ from road_tf import cache_teacher, export, train
 from road_tf.config import (MODEL_SIZE_FIELDS, RUN_METRICS_FILE, config_digest, config_from_dict, dump_yaml,
                             merge_overrides, resolve_teacher_runs)
 from road_tf.data.features import InvalidCache, verify_feature_cache
-from road_tf.errors import ArgumentParser, RoadError, cli_main, first_few, first_line, nonempty, whole_number
+from road_tf.errors import ArgumentParser, RoadError, bounded, cli_main, first_few, first_line, nonempty, whole_number
 from road_tf.files import (check_folder, check_utf8, check_writable_dir, entry_kind, read_config_bytes,
                            visible_entries, write_atomic)
 from road_tf.run_clock import RunClock, recorded_minutes
@@ -569,13 +569,11 @@ def parse_args(argv):
     parser.add_argument("--scale", required=True, choices=list(SCALES), help="tiny (synthetic, minutes), small "
                         "(real data offline, 2 CPU cores), full (ROaD's sizes; accelerators and the internet)")
     parser.add_argument("--output", type=nonempty, help="folder for runs and tables (default results/<scale>)")
-    parser.add_argument("--seeds", type=whole_number,
-                        help="student seeds per row (default: 3 for final, 1 for the others)")
+    parser.add_argument("--seeds", type=bounded(whole_number, 1, 100, "a whole number in [1, 100]"),
+                        help="student seeds per row, at most 100 (default: 3 for final, 1 for the others)")
     parser.add_argument("--rows", help="comma-separated rows of TABLE to run (default: all); the written table "
                         "holds these rows only")
     args = parser.parse_args(argv)
-    if args.seeds is not None and not 1 <= args.seeds <= 100:
-        parser.error(f"--seeds: must be in [1, 100], got {args.seeds}")
     args.rows = parse_rows(parser, args.table, args.rows)
     return args
 

@@ -175,7 +175,7 @@ def test_a_number_flag_names_a_very_long_value_by_its_start(kind):
 
 # (command, argv, the message): number flags written as Python, not as ASCII decimal text.
 NOT_DECIMAL = [("road_tf.experiments", ["final", "--seeds", "1_0"],
-                "argument --seeds: must be a whole number in ASCII digits, got '1_0'"),
+                "argument --seeds: must be a whole number in [1, 100], got '1_0'"),
                ("road_tf.predict", ["--batch-size", "\u0663"],
                 "argument --batch-size: must be a positive integer, got '\u0663'"),
                ("pipelines.local_runner", ["--margin", "1_0"],

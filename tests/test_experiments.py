@@ -198,7 +198,7 @@ def test_a_table_is_written_as_markdown_csv_and_png(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["no_table", "--scale", "tiny"], "invalid choice: 'no_table'"),
     (["final", "--scale", "huge"], "invalid choice: 'huge'"),
-    (["final", "--scale", "tiny", "--seeds", "0"], "--seeds: must be in [1, 100], got 0"),
+    (["final", "--scale", "tiny", "--seeds", "0"], "argument --seeds: must be a whole number in [1, 100], got '0'"),
     (["final"], "--scale"),
     (["final", "--scale", "tiny", "--rows", "baseline,roda"], "--rows: final has no row 'roda' (rows: baseline, road)"),
     (["final", "--scale", "tiny", "--rows", ""], "--rows: final has no row ''"),
