@@ -2,7 +2,8 @@
 
 Sources (`--data`):
   synthetic              the embedded synthetic corpus (seed and sizes from the recipe's data.*)
-  tfds                   TFDS `data.tfds_name` (train and validation splits)
+  tfds                   TFDS `data.tfds_name`, squad/v2.0 when empty (train and validation splits;
+                         ConfigError at once when it is neither prepared nor downloadable)
   FILE.json[.gz]         one local SQuAD 2.0 file, split by article (`split_for_training`), or,
                          with `--eval-data EVAL.json[.gz]`, the training file and the eval file.
 
@@ -26,10 +27,11 @@ from google.protobuf.message import DecodeError
 
 from road_tf.data.json_files import read_json
 from road_tf.data.records import to_tf_example, write_records
-from road_tf.data.sources import within_length_limit
-from road_tf.data.squad import document_questions, read_squad_json, split_for_training
+from road_tf.data.sources import check_tfds_available, checked_questions
+from road_tf.data.squad import read_squad_json, split_for_training
 from road_tf.errors import DataError
 from road_tf.files import non_file_kind, write_atomic
+from road_tf.registry import task_spec
 
 SPLITS = ("train", "eval")
 
@@ -44,6 +46,7 @@ def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
         min_dev_questions: questions the eval half of a split file must reach.
     Raises:
         DataError: a malformed file or question, or a file whose split holds no questions (named).
+        ConfigError: TFDS cannot open or download the data set (`check_tfds_available`).
     """
     work_dir = pathlib.Path(work_dir)
     skip = data_config.skip_bad_records
@@ -56,8 +59,10 @@ def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
     if source == "tfds":
         from road_tf.data.squad import load_squad_tfds
 
-        return (load_squad_tfds("train", name=data_config.tfds_name, skip_bad_records=skip),
-                load_squad_tfds("validation", name=data_config.tfds_name, skip_bad_records=skip))
+        spec = task_spec("squad2")
+        name = data_config.tfds_name or spec.tfds_name
+        check_tfds_available(name, "--data tfds", "--data FILE.json with a local SQuAD 2.0 file")
+        return tuple(load_squad_tfds(split, name=name, skip_bad_records=skip) for split in spec.tfds_splits)
     if eval_path:
         return require_questions((read_questions(source, data_config), read_questions(eval_path, data_config)),
                                  (source, eval_path))
@@ -67,13 +72,6 @@ def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
 def read_questions(path, data_config):
     """The questions of the SQuAD file `path` (`checked_questions`)."""
     return checked_questions(read_json(path), path, data_config)
-
-
-def checked_questions(document, path, data_config):
-    """The questions (list of QAExample) of the SQuAD `document` parsed from `path`, checked as a run
-    checks them: DataError naming `path` and the question for a malformed record or a text above
-    data.max_context_bytes (each dropped with a warning instead under data.skip_bad_records)."""
-    return within_length_limit(document_questions(document, path, data_config.skip_bad_records)[0], path, data_config)
 
 
 def split_file(source, split_dir, min_dev_questions, data_config):

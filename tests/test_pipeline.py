@@ -4,11 +4,14 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
+import time
 
 import pytest
 import tensorflow as tf
 
-from conftest import one_error_line
+from conftest import REPO, one_error_line
 from pipelines import local_runner
 from pipelines.data import SPLITS
 from road_tf.data.examples import Answer, QAExample
@@ -128,6 +131,27 @@ def test_the_data_file_as_eval_data_is_refused_before_anything_is_written(tmp_pa
         f"--eval-data {eval_data}: is the --data file; the gate would score the model on the questions it trained "
         "on; give a held-out file, or leave --eval-data out and the run splits --data by article into train and "
         "eval halves")
+
+
+def test_tfds_without_network_stops_at_once_with_one_line(tmp_path):
+    """--data tfds reads data.tfds_name, squad/v2.0 when empty (not ""), and checks that TFDS can
+    download it: without the network, one line within seconds, not minutes of retries."""
+    started = time.monotonic()
+    result = subprocess.run([sys.executable, "-m", "pipelines.local_runner", "--data", "tfds", "--prepare-only",
+                             *runner_args(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "TFDS_DATA_DIR": str(tmp_path / "tfds")})
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: --data tfds: squad/v2.0 is not downloaded here and ")
+    assert lines[0].endswith("no network: use --data FILE.json with a local SQuAD 2.0 file")
+    assert time.monotonic() - started < 30
+    assert not (tmp_path / "tfx" / "data" / "examples").exists()
+
+
+def test_an_unknown_tfds_name_is_refused_with_one_line(tmp_path, capsys):
+    error = refusal(runner_args(tmp_path, "--data", "tfds", "--prepare-only",
+                                overrides=["data.source=tfds", "data.tfds_name=no_such_set"]), capsys)
+    assert error.startswith("error: data.tfds_name: TFDS cannot open 'no_such_set' (DatasetNotFoundError")
 
 
 def test_a_file_without_questions_is_refused_naming_its_split(tmp_path, capsys):

@@ -197,6 +197,33 @@ def test_an_article_split_that_leaves_nothing_to_train_on_fails_with_one_line(tm
     assert not (tmp_path / "cache").exists() or not list((tmp_path / "cache").rglob("*.json"))
 
 
+ARTICLE = {"title": "A", "paragraphs": [{"context": "Ada wrote it.", "qas": [
+    {"id": "q1", "question": "Who wrote it?", "answers": [{"text": "Ada", "answer_start": 0}]}]}]}
+
+
+@pytest.mark.parametrize("document, problem", [
+    ([ARTICLE], "the top level must be an object, got a list"),
+    ({"version": "v2.0"}, "the top level has no 'data' field"),
+    ({"data": [{**ARTICLE, "title": 5}]}, "record data[0]: article.title must be a string, got a number"),
+    ({"data": [{**ARTICLE, "paragraphs": [{"context": "Ada wrote it.", "qas": 7}]}]},
+     "record data[0].paragraphs[0]: paragraph.qas must be a list, got a number"),
+    ({"data": [ARTICLE, {"title": "B", "paragraphs": [{"context": "Ada wrote it.", "qas": [
+        {"id": "q2", "question": "Who?", "answers": [{"text": "Ada", "answer_start": 50}]}]}]}]},
+     "record q2: answers[0] span [50, 53) lies outside the context (13 characters)"),
+])
+def test_the_file_split_by_article_is_checked_first_naming_it(tmp_path, document, problem):
+    """data.split_dev_questions splits the user's file: a malformed one is refused naming that file and
+    the record, before any half is written (not a traceback, nor an error naming a half in the cache)."""
+    data = tmp_path / "mine.json"
+    data.write_text(json.dumps(document))
+    config = load_config(None, ["data.source=json", f"data.train_path={data}", "data.split_dev_questions=1",
+                                f"data.cache_dir={tmp_path / 'cache'}"])
+    with pytest.raises(RoadError) as error:
+        sources.local_split_paths(config.data)
+    assert str(error.value) == f"{data}: {problem}"
+    assert not (tmp_path / "cache").exists()
+
+
 def test_a_file_where_the_article_split_is_cached_fails_with_one_line(tmp_path, capsys):
     """The split's folder under data.cache_dir was made by write_atomic's mkdir: a FileExistsError traceback."""
     data = tmp_path / "articles.json"

@@ -12,7 +12,7 @@ import socket
 
 from road_tf.data import synthetic
 from road_tf.data.json_files import parse_json, read_text
-from road_tf.data.squad import split_for_training
+from road_tf.data.squad import document_questions, split_for_training
 from road_tf.errors import ConfigError, DataError, first_line
 from road_tf.files import write_atomic
 
@@ -40,21 +40,28 @@ def resolve(reference):
     return getattr(importlib.import_module(module), function)
 
 
-def check_tfds_available(name, timeout=TFDS_TIMEOUT_SECONDS):
-    """ConfigError (after one short attempt) when TFDS data set `name` is neither prepared here nor downloadable."""
+def check_tfds_available(name, chosen_by="data.source=tfds", instead="data.source=json with local files",
+                         timeout=TFDS_TIMEOUT_SECONDS):
+    """ConfigError (after one short attempt) when TFDS data set `name` is neither prepared here nor
+    downloadable; the message names the setting that chose TFDS (`chosen_by`) and what to use `instead`."""
     import tensorflow_datasets as tfds  # Imported here: it pulls in TensorFlow.
 
+    absl_logger = logging.getLogger("absl")
+    level = absl_logger.level
+    absl_logger.setLevel(logging.ERROR)  # TFDS warns of each data folder it finds empty; the error says enough
     try:
         if tfds.builder(name).is_prepared():
             return
     except Exception as error:  # TFDS raises many kinds for unknown names and unreadable folders
         raise ConfigError(f"data.tfds_name: TFDS cannot open {name!r} ({type(error).__name__}: "
                           f"{first_line(error)})") from None
+    finally:
+        absl_logger.setLevel(level)
     try:
         socket.create_connection(TFDS_HOST, timeout=timeout).close()
     except OSError as error:
-        raise ConfigError(f"data.source=tfds: {name} is not downloaded here and {TFDS_HOST[0]} is unreachable "
-                          f"({error}); no network: use data.source=json with local files") from None
+        raise ConfigError(f"{chosen_by}: {name} is not downloaded here and {TFDS_HOST[0]} is unreachable "
+                          f"({error}); no network: use {instead}") from None
 
 
 def local_split_paths(data_config):
@@ -62,8 +69,9 @@ def local_split_paths(data_config):
 
     With `data.split_dev_questions` = N > 0, both come from `data.train_path`, split by article
     (`split_by_article`: articles in order of sha256(title), dev until it holds N questions), and
-    are written once under the cache folder, named by a hash of its text. DataError (naming the
-    file) when it cannot be read or no article is left to train on.
+    are written once under the cache folder, named by a hash of its text, after every question of
+    the file is checked (`checked_questions`). DataError (naming the file and the question) when it
+    cannot be read, is malformed or no article is left to train on.
     """
     if not data_config.split_dev_questions:
         return data_config.train_path, data_config.dev_path
@@ -73,7 +81,9 @@ def local_split_paths(data_config):
     folder = cache_root(data_config) / f"split-{digest}"
     paths = folder / "train.json", folder / "dev.json"
     if not all(path.is_file() for path in paths):
-        halves = split_for_training(parse_json(text, source), data_config.split_dev_questions, source,
+        document = parse_json(text, source)
+        checked_questions(document, source, data_config)
+        halves = split_for_training(document, data_config.split_dev_questions, source,
                                     "data.split_dev_questions", "give data.dev_path with data.split_dev_questions=0")
         for path, document in zip(paths, halves):
             write_atomic(path, json.dumps(document))
@@ -172,6 +182,13 @@ def _text_bytes(example):
     if hasattr(example, "context"):
         return example.qid, max(len(example.question.encode("utf-8")), len(example.context.encode("utf-8")))
     return example.guid, max(len(example.text_a.encode("utf-8")), len((example.text_b or "").encode("utf-8")))
+
+
+def checked_questions(document, path, data_config):
+    """The questions (list of QAExample) of the SQuAD `document` parsed from `path`, checked as a run
+    checks them: DataError naming `path` and the question for a malformed record or a text above
+    data.max_context_bytes (each dropped with a warning instead under data.skip_bad_records)."""
+    return within_length_limit(document_questions(document, path, data_config.skip_bad_records)[0], path, data_config)
 
 
 def within_length_limit(examples, path, data_config):
