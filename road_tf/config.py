@@ -899,7 +899,7 @@ def resolve_teacher_runs(config):
 
     Raises:
         ConfigError: the run directory has no `config.yaml`, has not finished (`metrics.json`), or
-            was trained for another task.
+            was trained for another task; or the teacher gives a model section of its own beside `run`.
     """
     teachers = []
     for i, teacher in enumerate(config.distillation.teachers):
@@ -908,6 +908,9 @@ def resolve_teacher_runs(config):
             made = load_run_config(run, field)
             if made.task != config.task:
                 raise ConfigError(f"{field}: the run {run} trained task {made.task!r}, this run trains {config.task!r}")
+            if teacher.model not in (TeacherConfig.model, made.model):
+                raise ConfigError(f"distillation.teachers[{i}].model: the run {run} gives the teacher's model; leave "
+                                  "model out beside run")
             teacher = dataclasses.replace(teacher, model=made.model, checkpoint=run_weights(run))
         teachers.append(teacher)
     return dataclasses.replace(config, distillation=dataclasses.replace(config.distillation, teachers=tuple(teachers)))

@@ -396,6 +396,16 @@ def test_a_teacher_run_that_cannot_teach_is_refused(tmp_path, make, why):
     assert why in str(error.value)
 
 
+def test_a_teacher_run_and_a_model_of_its_own_are_refused(tmp_path):
+    """The run gives the teacher's model: another one beside it would be dropped without a word."""
+    run = _finished_run(tmp_path / "large")
+    config = config_lib.load_config(overrides=[f"distillation.teachers=[{{run: {run}, model: {{num_layers: 2}}}}]"])
+    with pytest.raises(ConfigError) as error:
+        config_lib.resolve_teacher_runs(config)
+    assert str(error.value) == (f"distillation.teachers[0].model: the run {run} gives the teacher's model; leave "
+                                "model out beside run")
+
+
 def test_a_teacher_run_and_another_checkpoint_are_refused():
     with pytest.raises(ConfigError, match="leave checkpoint empty"):
         config_lib.load_config(overrides=["distillation.teachers=[{run: runs/a, checkpoint: b.weights.h5}]"])
