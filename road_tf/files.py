@@ -133,6 +133,14 @@ def check_weights_file(path, field):
         raise ConfigError(f"{field}: {path}: not a Keras weights file (its first bytes are not {signature!r})")
 
 
+def temp_prefix(name):
+    """The prefix of a temporary file written beside the file `name` and renamed to it: "." + `name`
+    + ".", the name cut so that mkstemp's (8 random characters after the prefix) fits in NAME_MAX bytes."""
+    while len(os.fsencode(name)) > NAME_MAX - 10:
+        name = name[:-1]
+    return f".{name}."
+
+
 def write_atomic(path, payload):
     """Writes `payload` (bytes, or str as UTF-8) to `path` (mode 644) via a temporary file and a rename.
 
@@ -148,7 +156,7 @@ def write_atomic(path, payload):
     make_folder(path.parent)
     if isinstance(payload, str):
         payload = payload.encode("utf-8")
-    handle, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    handle, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as tmp_file:
             tmp_file.write(payload)

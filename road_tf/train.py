@@ -25,7 +25,7 @@ from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, nonempty
-from road_tf.files import (check_model_folder, check_weights_file, check_writable_dir, non_file_kind,
+from road_tf.files import (check_model_folder, check_weights_file, check_writable_dir, entry_kind, non_file_kind,
                            require_folder, visible_entries, write_atomic)
 from road_tf.run_clock import TIME_FILE
 from road_tf.registry import SPAN, task_spec
@@ -106,7 +106,7 @@ def check_teacher_files(distillation):
     """Fails unless every teacher's checkpoint (online) or the teacher-logits cache (offline) is there."""
     if distillation.mode == "offline":
         cache = pathlib.Path(distillation.cache_path)
-        if not (cache.is_file() and cache.with_suffix(".json").is_file()):
+        if not all(entry_kind(path) == "a file" for path in (cache, cache.with_suffix(".json"))):
             raise ConfigError(f"distillation.cache_path: {cache}: no complete teacher-logits cache "
                               "(write it with python -m road_tf.cache_teacher)")
         return
@@ -141,7 +141,7 @@ def check_same_config(config, output_dir, folder=OUTPUT_DIR):
     """RoadError when `output_dir` holds the `config.yaml` of a run of another configuration (or a
     config.yaml no run wrote): resuming it would train one run under two configurations, and a
     finished one would be reported as this configuration's."""
-    if not (output_dir / "config.yaml").is_file():
+    if entry_kind(output_dir / "config.yaml") != "a file":
         return
     try:
         changed = config_lib.changed_fields(config_lib.config_of_run(output_dir), config)
@@ -340,13 +340,16 @@ def checked_start(config, output_dir, folder=OUTPUT_DIR):
     run, or None; `experiment.prepare_run`'s inputs, or None for a finished run). An unexpected
     error while preparing starts `train.log`, which keeps its traceback."""
     preflight(config, output_dir, folder)
+    own_files = {config_lib.RUN_METRICS_FILE: "metrics", "config.yaml": "configuration", TIME_FILE: "training time",
+                 SUMMARY_FILE: "summary", log_file_name(config.train): "log"}
+    for name, what in own_files.items():
+        kind = non_file_kind(output_dir / name)
+        if kind:
+            raise RoadError(f"{output_dir / name}: is {kind}, where the run would write its {what}; "
+                            + folder.advice("move it away or choose another --output-dir"))
     metrics_path = output_dir / config_lib.RUN_METRICS_FILE
-    kind = non_file_kind(metrics_path)
-    if kind:
-        raise RoadError(f"{metrics_path}: is {kind}, where the run would write its metrics; "
-                        + folder.advice("move it away or choose another --output-dir"))
     check_same_config(config, output_dir, folder)
-    if metrics_path.is_file():
+    if entry_kind(metrics_path) == "a file":
         return read_finished_run(metrics_path, folder), None
     check_run_folder(output_dir, folder)
     from road_tf.experiment import prepare_run, running  # TensorFlow loads here, once the quick checks passed

@@ -72,6 +72,16 @@ def test_writing_through_a_link_replaces_the_file_it_names(tmp_path):
     assert link.is_symlink() and target.read_text() == "new"
 
 
+@pytest.mark.parametrize("length", [245, 246, 255])
+def test_a_file_whose_name_is_near_the_longest_is_written(tmp_path, length):
+    """The temporary file's name (".NAME." and 8 random characters) went past 255 bytes: an OSError
+    after the work was done, e.g. after predict had answered every question."""
+    path = tmp_path / ("é" * ((length - 5) // 2) + "x" * ((length - 5) % 2) + ".json")
+    assert len(os.fsencode(path.name)) == length
+    write_atomic(path, "{}")
+    assert [p.name for p in tmp_path.iterdir()] == [path.name] and path.read_text() == "{}"
+
+
 def test_pipes_and_devices_are_never_replaced_by_a_write(tmp_path):
     pipe = tmp_path / "pipe"
     os.mkfifo(pipe)

@@ -211,6 +211,25 @@ def test_a_folder_where_a_cache_goes_is_named_and_nothing_is_left_behind(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "f.tfrecord", "file"]
 
 
+def test_a_cache_written_through_a_link_replaces_the_file_it_names(tmp_path):
+    """The link was replaced by a regular file and its target kept the old records."""
+    (tmp_path / "store").mkdir()
+    target = tmp_path / "store" / "real.tfrecord"
+    target.write_text("old")
+    link = tmp_path / "teacher.tfrecord"
+    link.symlink_to(target)
+    feats.write_feature_cache(link, CACHE)
+    assert link.is_symlink() and sorted(p.name for p in (tmp_path / "store").iterdir()) == ["real.tfrecord"]
+    np.testing.assert_array_equal(feats.read_feature_cache(link)["b"], CACHE["b"])
+
+
+@pytest.mark.parametrize("length", [246, 255])
+def test_a_cache_whose_name_is_near_the_longest_is_written(tmp_path, length):
+    path = tmp_path / ("c" * (length - len(".tfrecord")) + ".tfrecord")
+    feats.write_feature_cache(path, CACHE)
+    np.testing.assert_array_equal(feats.read_feature_cache(path)["b"], CACHE["b"])
+
+
 def test_a_failed_cache_write_removes_its_temporary_file(tmp_path, monkeypatch):
     def fail(row):
         raise RuntimeError("disk full")

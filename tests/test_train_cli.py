@@ -154,13 +154,21 @@ def test_an_output_dir_whose_metrics_json_no_run_wrote_fails_with_one_line(tmp_p
     assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
 
 
-def test_a_folder_named_metrics_json_stops_the_run_before_it_trains(tmp_path, capsys):
-    (tmp_path / "metrics.json").mkdir()
+@pytest.mark.parametrize("name, what, kind", [
+    ("metrics.json", "metrics", "a folder"), ("config.yaml", "configuration", "a folder"),
+    ("train.log", "log", "a folder"), ("train.log", "log", "a device or pipe"), ("summary.md", "summary", "a folder"),
+    ("experiment_time.json", "training time", "a folder"),
+])
+def test_a_non_file_named_as_a_run_file_stops_the_run_before_it_trains(tmp_path, capsys, name, what, kind):
+    """A folder or a pipe where the run writes one of its files: one line before anything is loaded
+    or written (a pipe named train.log made the run wait for a reader for ever)."""
+    (tmp_path / name).mkdir() if kind == "a folder" else os.mkfifo(tmp_path / name)
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--output-dir", str(tmp_path), *sum((["--set", pair] for pair in TINY), []),
                     "--set", f"export.base_dir={tmp_path / 'sm'}"])
-    assert "metrics.json: is a folder, where the run would write its metrics" in one_error_line(capsys, exit_info)
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["metrics.json"]
+    assert one_error_line(capsys, exit_info) == (f"error: {tmp_path / name}: is {kind}, where the run would write its "
+                                                 f"{what}; move it away or choose another --output-dir")
+    assert sorted(path.name for path in tmp_path.iterdir()) == [name]
 
 
 BAD_SQUAD = {

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from road_tf.errors import DataError, first_line
-from road_tf.files import make_folder, non_file_kind, write_atomic
+from road_tf.files import make_folder, non_file_kind, temp_prefix, write_atomic
 
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
 MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
@@ -246,7 +246,8 @@ def write_feature_cache(path, features):
 
     The records go to a temporary file renamed into place (removed if the write fails); a stale
     `.json` sidecar is removed first and the new one written last, so a killed build never looks
-    complete.
+    complete. A symbolic link at `path` (or at its sidecar) keeps naming the cache: the file it
+    names is the one replaced.
 
     Raises:
         DataError: naming the file, when a folder, device or pipe stands where a cache file goes.
@@ -254,11 +255,13 @@ def write_feature_cache(path, features):
     """
     path, meta = _cache_paths(path)
     make_folder(path.parent)
+    path = pathlib.Path(os.path.realpath(path))  # a symbolic link keeps naming the cache, as with write_atomic
+    make_folder(path.parent)  # the folder of the file a link names
     rows = len(next(iter(features.values())))
     descriptor = {key: {"shape": list(value.shape[1:]),
                         "dtype": "float32" if np.issubdtype(value.dtype, np.floating) else "int32"}
                   for key, value in features.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name))
     os.close(fd)
     try:
         with tf.io.TFRecordWriter(tmp) as writer:
