@@ -13,12 +13,13 @@ import pathlib
 import sys
 
 from road_tf import config as config_lib
+from road_tf.data import sources
 from road_tf.data.features import write_feature_cache
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.offline import teacher_logits
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
 from road_tf.experiment import load_teacher_weights
-from road_tf.files import check_distinct, check_weights_file, check_writable_file
+from road_tf.files import check_distinct, check_weights_file, check_writable_dir, check_writable_file
 from road_tf.models.task_model import build_model
 from road_tf.tasks import get_task, load_task_data
 
@@ -86,6 +87,7 @@ def main(argv=None):
     check_writable_file(args.output, "--output")
     path, config = config_lib.load_recipe(args.config, args.overrides)
     check_outputs(args.output, config, path)
+    check_writable_dir(sources.cache_root(config.data), "data.cache_dir")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stdout)
     cache_teacher_logits(config, args.output)
     print(args.output)

@@ -323,7 +323,8 @@ def check_writable_file(path, what):
 
 
 def check_distinct(written, read):
-    """Raises RoadError when a file a command writes would overwrite one it reads, or another it writes.
+    """Raises RoadError when a file a command writes would overwrite one it reads, or another it
+    writes, or would be the folder of another it writes.
 
     Args:
         written: {what: path} of the outputs ("--output", ...), in order.
@@ -337,6 +338,10 @@ def check_distinct(written, read):
                 raise RoadError(f"{what} {path}: is the {other} file, which it would overwrite")
         if target in seen:
             raise RoadError(f"{what} {path}: is the {seen[target]} file; give them different names")
+        for other_target, other in seen.items():
+            if lies_within(target, other_target) or lies_within(other_target, target):
+                raise RoadError(f"{what} {path}: one of it and the {other} file would be the other's folder; "
+                                "give two files side by side")
         seen[target] = what
 
 

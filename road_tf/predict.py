@@ -13,13 +13,14 @@ with) stops predict with one line naming it and the model's reason.
 """
 
 import json
+import os
 import pathlib
 import sys
 
 import tensorflow as tf
 import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
-from road_tf.config import RUN_METRICS_FILE, is_run_directory
+from road_tf.config import is_run_directory
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, positive_integer,
                             tf_error_summary)
@@ -32,8 +33,6 @@ from road_tf.saved_model import METRICS_FILE, newest_version
 
 SAVED_MODEL_FILE = "saved_model.pb"
 DEFAULT_BATCH_SIZE = 32
-RUN_RECORD_FILES = ("config.yaml", RUN_METRICS_FILE)
-"""What a run directory given as --model records of its run: predict's outputs must not replace them."""
 OUTPUTS = {"answer": tf.string, "no_answer_probability": tf.float32}
 """The serving_default outputs predict writes, each one value per question."""
 ERROR = "error"
@@ -89,6 +88,15 @@ def incomplete_version_problem(model_dir, version):
     hint = f"; the newest version that holds one is {complete[-1]}" if complete else ""
     return (f"--model {model_dir}: its newest version, {version.name}, holds no {SAVED_MODEL_FILE} (a copy or "
             f"export not finished, or a damaged one){hint}")
+
+
+def check_run_files_kept(written, run):
+    """RoadError when a file to write ({flag: path}) would replace a file of the run directory `run`
+    (its config.yaml, metrics.json, weights, logs, ...): new files may go into a run, none is replaced."""
+    for flag, path in written.items():
+        if lies_within(path, run) and entry_kind(path) == "a file":
+            name = os.path.relpath(os.path.realpath(path), os.path.realpath(run))
+            raise RoadError(f"{flag} {path}: is the --model run's {name} file, which it would overwrite")
 
 
 def check_outside_model(written, folder):
@@ -186,9 +194,9 @@ def answer_all(answer_fn, folder, data, examples, batch_size):
 def main(argv=None):
     args = parse_args(argv)
     written = {"--output": args.output, **({"--na-probs": args.na_probs} if args.na_probs else {})}
-    run_files = ({f"--model run's {name}": pathlib.Path(args.model) / name for name in RUN_RECORD_FILES}
-                 if is_run_directory(args.model) else {})
-    check_distinct(written, {"--data": args.data, **run_files})
+    check_distinct(written, {"--data": args.data})
+    if is_run_directory(args.model):
+        check_run_files_kept(written, args.model)
     for flag, path in written.items():
         check_writable_file(path, flag)
     folder = resolve_model(args.model)

@@ -306,7 +306,9 @@ class RestPredictor:
             connection = self._idle.pop() if self._idle else None
         if connection is None:
             kind = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
-            connection = kind(self._parts.hostname, self._parts.port, timeout=self._timeout)
+            # The port given: with None, http.client would split an IPv6 host ("fe80::abcd") at its last colon.
+            port = self._parts.port or (443 if self._parts.scheme == "https" else 80)
+            connection = kind(self._parts.hostname, port, timeout=self._timeout)
         for attempt in (1, 2):
             connected = False
             try:

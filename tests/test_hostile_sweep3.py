@@ -494,18 +494,32 @@ def test_a_teacher_checkpoint_that_is_not_a_weights_file_is_named_for_what_it_is
     assert str(caught.value) == f"distillation.teachers[1].checkpoint: {checkpoint}: {kind}"
 
 
-@pytest.mark.parametrize("name", ["metrics.json", "config.yaml"])
-def test_predict_refuses_to_overwrite_the_record_of_the_run_it_reads(tmp_path, capsys, name):
-    """`--model RUN --output RUN/metrics.json` replaced the run's metrics.json with predictions."""
+@pytest.mark.parametrize("name", ["metrics.json", "config.yaml", "student/model.weights.h5"])
+@pytest.mark.parametrize("flag", ["--output", "--na-probs"])
+def test_predict_refuses_to_overwrite_any_file_of_the_run_it_reads(tmp_path, capsys, name, flag):
+    """`--model RUN --output RUN/metrics.json` replaced the run's metrics.json with predictions, and
+    any other file of the run (its weights) was not protected at all."""
     run = tmp_path / "run"
-    run.mkdir()
-    record = {"config.yaml": "task: squad2\n", "metrics.json": json.dumps(FINISHED)}
+    (run / "student").mkdir(parents=True)
+    record = {"config.yaml": "task: squad2\n", "metrics.json": json.dumps(FINISHED),
+              "student/model.weights.h5": "weights"}
     for file_name, text in record.items():
         (run / file_name).write_text(text)
+    outputs = {"--output": str(tmp_path / "preds.json"), flag: str(run / name)}
     line = refused(predict.main, ["--model", str(run), "--data", str(tmp_path / "dev.json"),
-                                  "--output", str(run / name)], capsys)
-    assert line == f"error: --output {run / name}: is the --model run's {name} file, which it would overwrite"
-    assert {path.name: path.read_text() for path in run.iterdir()} == record
+                                  *[part for pair in outputs.items() for part in pair]], capsys)
+    assert line == f"error: {flag} {run / name}: is the --model run's {name} file, which it would overwrite"
+    assert {str(path.relative_to(run)): path.read_text() for path in run.rglob("*") if path.is_file()} == record
+
+
+@pytest.mark.parametrize("output, na_probs", [("a/preds.json", "a"), ("a", "a/b/na.json")])
+def test_predict_refuses_an_output_in_the_place_of_the_other_s_folder(tmp_path, capsys, output, na_probs):
+    """`--output D/a/preds.json --na-probs D/a` wrote the predictions, then refused the second file."""
+    line = refused(predict.main, ["--model", str(tmp_path / "model"), "--data", str(tmp_path / "dev.json"),
+                                  "--output", str(tmp_path / output), "--na-probs", str(tmp_path / na_probs)], capsys)
+    assert line == (f"error: --na-probs {tmp_path / na_probs}: one of it and the --output file would be the other's "
+                    "folder; give two files side by side")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_predict_may_write_a_metrics_json_into_a_model_folder_that_is_no_run(tmp_path, capsys):

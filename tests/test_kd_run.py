@@ -131,6 +131,20 @@ def test_cache_teacher_checks_teacher_checkpoints_before_it_loads_the_data(tmp_p
     assert one_error_line(capsys, exit_info) == f"error: distillation.teachers[0].checkpoint: {checkpoint}: {problem}"
 
 
+def test_cache_teacher_refuses_a_cache_dir_that_is_a_file_with_one_line(tmp_path, capsys):
+    """It was a NotADirectoryError traceback once the synthetic corpus was written there."""
+    checkpoint = tmp_path / "t.weights.h5"
+    checkpoint.write_bytes(b"\x89HDF\r\n\x1a\n")
+    (tmp_path / "occupied").write_text("x")
+    teacher = TEACHER.replace("train_steps: 12", f"checkpoint: {checkpoint}")
+    base = args_for(tmp_path, tmp_path / "unused", f"distillation.teachers=[{teacher}]")[2:]
+    with pytest.raises(SystemExit) as exit_info:
+        cache_teacher.main([*base, "--set", f"data.cache_dir={tmp_path / 'occupied'}", "--output",
+                            str(tmp_path / "t.tfrecord")])
+    assert one_error_line(capsys, exit_info).startswith(f"error: data.cache_dir {tmp_path / 'occupied'}: ")
+    assert (tmp_path / "occupied").read_text() == "x" and not (tmp_path / "t.tfrecord").exists()
+
+
 @pytest.mark.parametrize("output, written", [("kd.yaml", "--output"), ("kd.tfrecord", "the .json sidecar of --output")])
 def test_cache_teacher_refuses_an_output_that_is_its_config_recipe(tmp_path, capsys, output, written):
     """`--config kd.yaml --output kd.yaml` (or a recipe kd.json beside --output kd.tfrecord) went on

@@ -622,6 +622,26 @@ def test_rest_predictor_refuses_bad_urls(url):
         client.RestPredictor(url)
 
 
+@pytest.mark.parametrize("url, address", [("http://[fe80::abcd]", ("fe80::abcd", 80)),
+                                          ("https://[::1]/base", ("::1", 443)), ("http://[::1]:8501", ("::1", 8501))])
+def test_rest_predictor_connects_to_an_ipv6_host_at_the_url_s_port(monkeypatch, url, address):
+    """Without a port, http.client split "fe80::abcd" at its last colon: an InvalidURL traceback, or
+    a look-up of host ":" for "[::1]"."""
+    tried = []
+
+    def connect_by(deadline):
+        def connect(where, timeout=None, source_address=None):
+            tried.append(where)
+            raise OSError("refused")
+        return connect
+
+    monkeypatch.setattr(client, "_connect_by", connect_by)
+    predictor = client.RestPredictor(url, timeout=1)
+    with pytest.raises(client.ServerError, match="cannot reach REST server"):
+        predictor.predict("toy", [QUESTION], [CONTEXT])
+    assert tried and set(tried) == {address}
+
+
 def test_reset_connections_write_no_traceback(served):
     """Clients that reset their connection mid-request or mid-body leave no traceback and no
     rejected line (there is nobody to answer)."""
