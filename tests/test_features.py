@@ -9,9 +9,9 @@ import tensorflow as tf
 from road_tf.data import features as feats
 from road_tf.data.examples import Answer, ClassificationExample, QAExample
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.data.vocab import read_vocab
+from road_tf.data.vocab import MAX_VOCAB_BYTES, read_vocab
 from road_tf.distillation.offline import load_offline_features
-from road_tf.errors import DataError, RoadError
+from road_tf.errors import ConfigError, DataError, RoadError
 
 
 @pytest.fixture(scope="module")
@@ -248,3 +248,13 @@ def test_a_vocabulary_line_ends_only_at_a_newline(tmp_path):
     path = tmp_path / "vocab.txt"
     path.write_bytes(("\r\n".join(pieces[:4]) + "\r\n" + "\n".join(pieces[4:]) + "\n").encode("utf-8"))
     assert read_vocab(path) == pieces
+
+
+def test_a_vocabulary_larger_than_the_limit_is_refused_unread(tmp_path):
+    """read_vocab read the whole file into memory: a huge one (or /proc/kcore) exhausted it."""
+    path = tmp_path / "vocab.txt"
+    with open(path, "wb") as stream:
+        stream.truncate(MAX_VOCAB_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ConfigError) as error:
+        read_vocab(path)
+    assert str(error.value) == f"data.vocab: {path}: larger than {MAX_VOCAB_BYTES:,} bytes, too large for a vocabulary"

@@ -5,6 +5,10 @@ import pathlib
 from road_tf.errors import ConfigError
 from road_tf.minilm import minilm_path
 
+MAX_VOCAB_BYTES = 64 << 20
+"""The largest vocab.txt read: BERT's takes 232 kB, a multilingual one of 250,000 pieces a few MB
+(a bigger "file", such as /proc/kcore, would be read into memory whole)."""
+
 
 def vocab_path(name):
     """Resolves a vocab setting: 'minilm' (BERT uncased, 30,522 pieces) or a vocab.txt path."""
@@ -26,16 +30,20 @@ def read_vocab(vocab_file):
     `str.splitlines` would split, shifting the ids of every later piece.
 
     Raises:
-        ConfigError: naming `data.vocab` and the file, when it cannot be read, is not UTF-8, holds a
-            NUL character or a piece twice, or lacks one of [PAD], [UNK], [CLS], [SEP].
+        ConfigError: naming `data.vocab` and the file, when it cannot be read, is larger than
+            MAX_VOCAB_BYTES, is not UTF-8, holds a NUL character or a piece twice, or lacks one of
+            [PAD], [UNK], [CLS], [SEP].
     """
     def fail(problem):
         return ConfigError(f"data.vocab: {vocab_file}: {problem}")
 
     try:
-        raw = pathlib.Path(vocab_file).read_bytes()
+        with open(vocab_file, "rb") as stream:
+            raw = stream.read(MAX_VOCAB_BYTES + 1)
     except OSError as error:
         raise fail(f"cannot read file: {error.strerror or error}") from None
+    if len(raw) > MAX_VOCAB_BYTES:
+        raise fail(f"larger than {MAX_VOCAB_BYTES:,} bytes, too large for a vocabulary")
     try:
         pieces = [line.removesuffix("\r") for line in raw.decode("utf-8").removesuffix("\n").split("\n")]
     except UnicodeDecodeError as error:
