@@ -557,7 +557,7 @@ def parse_args(argv):
 def read_context_file(path):
     """A UTF-8 text file (or pipe; not a folder or device) -> its content (str)."""
     try:
-        with io.TextIOWrapper(open_data_file(path), encoding="utf-8") as stream:
+        with io.TextIOWrapper(open_data_file(path), encoding="utf-8-sig") as stream:  # a leading BOM dropped
             text = stream.read(MAX_INPUT_CHARS + 1)
     except OSError as error:
         raise DataError(path, f"cannot read context file: {error.strerror}") from None
@@ -585,7 +585,7 @@ def read_batch_file(path):
     """
     records = []
     try:
-        with io.TextIOWrapper(open_data_file(path), encoding="utf-8") as stream:
+        with io.TextIOWrapper(open_data_file(path), encoding="utf-8-sig") as stream:  # a leading BOM dropped
             for number, line in enumerate(iter(lambda: stream.readline(MAX_INPUT_CHARS + 1), ""), start=1):
                 if len(line) > MAX_INPUT_CHARS:
                     raise DataError(path, f"line {number}: longer than {MAX_INPUT_CHARS:,} characters, the longest "

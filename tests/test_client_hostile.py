@@ -433,3 +433,13 @@ def test_grpc_rejection_names_the_record(tmp_path, capsys, code):
     with fake_grpc_server(respond) as target:
         line = refused(capsys, ["--batch-file", str(batch), "--grpc", target, "--batch-size", "2"])
     assert line == f"error: {batch}: line 2 (id 'second'): gRPC server at {target}: {code}: refused"
+
+
+def test_a_byte_order_mark_opening_a_batch_or_context_file_is_dropped(tmp_path):
+    """The SQuAD, TSV and recipe readers drop it; the client refused such a batch file ("Unexpected
+    UTF-8 BOM") and sent it as the first character of a context."""
+    batch, context = tmp_path / "batch.jsonl", tmp_path / "context.txt"
+    batch.write_bytes(b"\xef\xbb\xbf" + json.dumps({"question": "Who?", "context": "Ada wrote it."}).encode() + b"\n")
+    context.write_bytes(b"\xef\xbb\xbfAda wrote it.")
+    assert [record["question"] for record in client.read_batch_file(batch)] == ["Who?"]
+    assert client.read_context_file(context) == "Ada wrote it."
