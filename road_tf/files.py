@@ -340,8 +340,7 @@ def check_distinct(written, read):
             raise RoadError(f"{what} {path}: is the {seen[target]} file; give them different names")
         for other_target, other in seen.items():
             if lies_within(target, other_target) or lies_within(other_target, target):
-                raise RoadError(f"{what} {path}: one of it and the {other} file would be the other's folder; "
-                                "give two files side by side")
+                raise RoadError(f"{what} {path}: lies in or holds the path of {other}; give two files side by side")
         seen[target] = what
 
 

@@ -517,8 +517,8 @@ def test_predict_refuses_an_output_in_the_place_of_the_other_s_folder(tmp_path, 
     """`--output D/a/preds.json --na-probs D/a` wrote the predictions, then refused the second file."""
     line = refused(predict.main, ["--model", str(tmp_path / "model"), "--data", str(tmp_path / "dev.json"),
                                   "--output", str(tmp_path / output), "--na-probs", str(tmp_path / na_probs)], capsys)
-    assert line == (f"error: --na-probs {tmp_path / na_probs}: one of it and the --output file would be the other's "
-                    "folder; give two files side by side")
+    assert line == (f"error: --na-probs {tmp_path / na_probs}: lies in or holds the path of --output; give two files "
+                    "side by side")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -246,8 +246,7 @@ def write_feature_cache(path, features):
 
     The records go to a temporary file renamed into place (removed if the write fails); a stale
     `.json` sidecar is removed first and the new one written last, so a killed build never looks
-    complete. A symbolic link at `path` (or at its sidecar) keeps naming the cache: the file it
-    names is the one replaced.
+    complete. A symbolic link at `path` keeps naming the cache: the file it names is the one replaced.
 
     Raises:
         DataError: naming the file, when a folder, device or pipe stands where a cache file goes.
