@@ -182,6 +182,16 @@ def test_classification_metrics_by_hand():
         accuracy([0.5], [1])
 
 
+def test_macro_f1_is_the_mean_of_class_f1_over_every_class_seen():
+    """macro_f1 counts all classes in one pass: the same value as class_f1 class by class, also for
+    sparse, negative and prediction-only labels."""
+    rng = np.random.default_rng(1)
+    labels = rng.choice([-7, 0, 3, 10**9], 300)
+    preds = np.where(rng.random(300) < 0.5, labels, rng.choice([-7, 3, 5, 42], 300))
+    classes = np.union1d(labels, preds)
+    assert macro_f1(labels, preds) == pytest.approx(np.mean([class_f1(labels, preds, c) for c in classes]), abs=1e-15)
+
+
 def test_classification_matches_sklearn_on_random_labels():
     metrics = pytest.importorskip("sklearn.metrics")
     rng = np.random.default_rng(0)

@@ -109,6 +109,8 @@ FUZZ = {
     "missing_question": (lambda doc: _qa(doc, 2).pop("question"), "q3", "has no 'question' field"),
     "id_not_string": (_set(QA0 + ("id",), 7), "data[0].paragraphs[0].qas[0]", "id must be a string, got a number"),
     "duplicate_id": (_set(QA1 + ("id",), "q1"), "q1", "duplicate question id"),
+    "id_with_line_break": (_set(QA0 + ("id",), "q\n\x1b[2Kerror: fake"), "data[0].paragraphs[0].qas[0]",
+                           "question.id holds the control character '\\n'"),
     "impossible_with_answers": (_set(QA1 + ("answers",), [{"text": "Rollo", "answer_start": 50}]), "q2", "is_impossible is true"),
     "answerable_without_answers": (_set(QA0 + ("answers",), []), "q1", "has no answers"),
     "is_impossible_not_bool": (_set(QA0 + ("is_impossible",), "no"), "q1", "is_impossible must be a boolean"),

@@ -24,10 +24,15 @@ def class_f1(labels, predictions, positive):
 
 
 def macro_f1(labels, predictions):
-    """Unweighted mean of class_f1 over every class seen in labels or predictions."""
+    """Unweighted mean of class_f1 over every class seen in labels or predictions, counted in one pass
+    (a pass per class took hours for a million distinct labels)."""
     labels, predictions = _checked(labels, predictions)
-    classes = np.union1d(labels, predictions)
-    return float(np.mean([class_f1(labels, predictions, label) for label in classes]))
+    classes, index = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
+    gold, guess = index[:labels.size], index[labels.size:]
+    true_pos = np.bincount(gold[gold == guess], minlength=classes.size)
+    # 2·TP + FP + FN = (TP + FN) + (TP + FP): how often the class is the label plus how often it is predicted
+    seen = np.bincount(gold, minlength=classes.size) + np.bincount(guess, minlength=classes.size)
+    return float(np.mean(2 * true_pos / seen))
 
 
 def classification_metrics(labels, predictions):

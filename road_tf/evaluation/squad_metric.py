@@ -45,15 +45,19 @@ def exact_match(gold, prediction):
 
 def f1_score(gold, prediction):
     """Token-overlap F1 of the normalized strings, in [0, 1] (int when 0 or 1 by the empty rule)."""
-    gold_tokens = normalize_answer(gold).split()
-    predicted_tokens = normalize_answer(prediction).split()
-    if not gold_tokens or not predicted_tokens:
-        return int(gold_tokens == predicted_tokens)
-    common = collections.Counter(gold_tokens) & collections.Counter(predicted_tokens)
-    overlap = sum(common.values())
+    return token_f1(normalize_answer(gold).split(), collections.Counter(normalize_answer(prediction).split()))
+
+
+def token_f1(gold_tokens, predicted):
+    """`f1_score` of the gold's normalized tokens (a list) and the Counter of the prediction's, which
+    a question's golds share (counting a long prediction's tokens once)."""
+    predicted_count = sum(predicted.values())
+    if not gold_tokens or not predicted_count:
+        return int(not gold_tokens and not predicted_count)
+    overlap = sum((collections.Counter(gold_tokens) & predicted).values())
     if overlap == 0:
         return 0
-    precision = overlap / len(predicted_tokens)
+    precision = overlap / predicted_count
     recall = overlap / len(gold_tokens)
     return 2 * precision * recall / (precision + recall)
 
@@ -79,10 +83,11 @@ def raw_scores(examples, predictions):
         if example.qid not in predictions:
             logger.warning("Missing prediction for %s", example.qid)
             continue
-        prediction = predictions[example.qid]
-        golds = gold_answers(example)
-        exact[example.qid] = max(exact_match(gold, prediction) for gold in golds)
-        f1[example.qid] = max(f1_score(gold, prediction) for gold in golds)
+        prediction = normalize_answer(predictions[example.qid])
+        predicted = collections.Counter(prediction.split())
+        golds = {normalize_answer(gold) for gold in gold_answers(example)}  # each distinct gold scored once
+        exact[example.qid] = max(int(gold == prediction) for gold in golds)
+        f1[example.qid] = max(token_f1(gold.split(), predicted) for gold in golds)
     return exact, f1
 
 
