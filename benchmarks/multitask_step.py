@@ -34,6 +34,8 @@ VOCAB = 30522
 # Upper bounds of the model and batch flags (BERT-large's size, BERT's positions): beyond them the
 # model or the random features would not fit in a CPU machine's memory.
 MAX_BATCH, MAX_SEQ_LENGTH, MAX_LAYERS, MAX_HIDDEN = 1024, 512, 24, 1024
+MIN_SEQ_LENGTH = 5
+"""The shortest rows `random_features` makes: a question half and a context half that holds an answer."""
 
 
 class StepTimer(keras.callbacks.Callback):
@@ -89,7 +91,8 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--batch-size", type=whole_number, default=32,
                         help=f"global batch B (rows per step; default 32, at most {MAX_BATCH})")
-    parser.add_argument("--seq-length", type=whole_number, default=128, help=f"default 128, at most {MAX_SEQ_LENGTH}")
+    parser.add_argument("--seq-length", type=whole_number, default=128,
+                        help=f"default 128, from {MIN_SEQ_LENGTH} to {MAX_SEQ_LENGTH}")
     parser.add_argument("--layers", type=whole_number, default=4, help=f"default 4, at most {MAX_LAYERS}")
     parser.add_argument("--hidden", type=whole_number, default=256,
                         help=f"hidden size (heads = hidden / 64; default 256, at most {MAX_HIDDEN})")
@@ -100,7 +103,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=whole_number, default=2,
                         help=f"timed steps per k per round (default 2, at most {common.MAX_REPEATS})")
     args = common.parse_flags(parser, argv, bounds={
-        "batch_size": (1, MAX_BATCH), "seq_length": (1, MAX_SEQ_LENGTH), "layers": (1, MAX_LAYERS),
+        "batch_size": (1, MAX_BATCH), "seq_length": (MIN_SEQ_LENGTH, MAX_SEQ_LENGTH), "layers": (1, MAX_LAYERS),
         "hidden": (1, MAX_HIDDEN), "warmup": (1, common.MAX_REPEATS), "rounds": (1, common.MAX_REPEATS),
         "steps": (1, common.MAX_REPEATS)})
     if args.batch_size % max(KS):
