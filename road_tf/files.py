@@ -377,16 +377,18 @@ def versions(model_dir):
 
     Other names are ignored: hidden ones (`.tmp-*`) silently, the rest with one warning naming the
     first few when the folder holds versions (without any, it is not a model folder, which callers
-    report); TF Serving ignores them too, numbers above MAX_VERSION included.
+    report); TF Serving ignores them too, numbers above MAX_VERSION included. Of two names of one
+    number ("7", "007") the first in sorted order is the version, as the devserver serves it; the
+    other is ignored.
     """
     model_dir = pathlib.Path(model_dir)
     kind = entry_kind(model_dir)
     if kind not in (None, "a folder"):
         raise RoadError(f"{model_dir}: {kind}, not a model folder of numbered versions")
     found, ignored = {}, []
-    for path in (model_dir.iterdir() if model_dir.exists() else ()):
+    for path in (sorted(model_dir.iterdir()) if model_dir.exists() else ()):
         number = version_number(path.name)
-        if number is not None:
+        if number is not None and number not in found:
             found[number] = path
         elif not path.name.startswith("."):
             ignored.append(path.name)

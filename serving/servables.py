@@ -391,35 +391,39 @@ class ModelManager:
         self._ignored = set()
 
     def available_versions(self):
-        """The version directories under base_path that hold a saved_model.pb (list of ints), or None
-        when base_path cannot be listed (logged).
+        """{version: its directory's name} of the version directories under base_path that hold a
+        saved_model.pb, or None when base_path cannot be listed (logged).
 
         Other directories are ignored; each such name is logged once (hidden ones, such as the
-        exporter's `.tmp-*` folders, silently).
+        exporter's `.tmp-*` folders, silently). Of two names of one version ("7", "007") the
+        first in sorted order is served (as `road_tf.files.versions` picks it) and the other
+        logged once as ignored.
         """
         try:
             names = os.listdir(self.base_path)
         except OSError as error:
             self._report_problem(f"cannot list base path {self.base_path}: {error.strerror}")
             return None
-        versions = []
+        versions = {}
         for name in sorted(names):
             version = version_number(name)
             if version is None:
-                self._report_ignored(name)
+                self._report_ignored(name, "a version directory is named by a base-10 integer (ASCII digits "
+                                           f"0-9, at most {MAX_VERSION})")
+            elif version in versions:
+                self._report_ignored(name, f"{versions[version]} names version {version} too")
             elif os.path.isfile(os.path.join(self.base_path, name, "saved_model.pb")):
-                versions.append(version)
+                versions[version] = name
         if not versions:
             self._report_problem(f"no versions found under base path {self.base_path}")
         return versions
 
-    def _report_ignored(self, name):
-        """Logs once that directory `name` under base_path is not a version."""
+    def _report_ignored(self, name, why):
+        """Logs once that directory `name` under base_path is not served, and `why`."""
         if name in self._ignored or name.startswith(".") or not os.path.isdir(os.path.join(self.base_path, name)):
             return
         self._ignored.add(name)
-        LOG.warning("model %s: ignoring %s: a version directory is named by a base-10 integer (ASCII digits "
-                    "0-9, at most %d)", self.name, ascii(os.path.join(self.base_path, name)), MAX_VERSION)
+        LOG.warning("model %s: ignoring %s: %s", self.name, ascii(os.path.join(self.base_path, name)), why)
 
     def _report_problem(self, problem):
         """Logs a polling problem once, not on every poll."""
@@ -454,7 +458,7 @@ class ModelManager:
         self._failures = {version: count for version, count in self._failures.items() if version in available}
         wanted = self.wanted_versions(available)
         for version in sorted(wanted - set(self._servables)):
-            self._load(version)
+            self._load(version, available[version])
         with self._lock:
             if not wanted & set(self._servables):
                 return
@@ -463,11 +467,11 @@ class ModelManager:
         for version in dropped:
             LOG.info("unloaded model %s version %d", self.name, version)
 
-    def _load(self, version):
-        """Loads one version fully, then publishes it; logs failures and counts retries."""
+    def _load(self, version, name):
+        """Loads one version from its directory `name` fully, then publishes it; logs failures and counts retries."""
         if self._failures.get(version, 0) > self._max_load_retries:
             return
-        path = os.path.join(self.base_path, str(version))
+        path = os.path.join(self.base_path, name)
         started = time.monotonic()
         try:
             servable = Servable(self.name, version, path, self._scheduler, self._xla_enabled)

@@ -11,6 +11,7 @@ import itertools
 import json
 import logging
 import os
+import pathlib
 import re
 import shutil
 import signal
@@ -50,7 +51,7 @@ from helpers_serving import (
 from serving import client, devserver
 from serving.batching import BatchingParameters, InFlight
 from road_tf.errors import RoadError
-from road_tf.files import MAX_CONFIG_BYTES
+from road_tf.files import MAX_CONFIG_BYTES, versions
 from serving.grpc_api import build_server
 from serving.errors import HTTP_STATUS, ServingError, reason_phrase
 from serving.limits import RequestLimits
@@ -754,6 +755,23 @@ def test_manager_keeps_old_version_when_new_one_is_broken(staged, tmp_path, capl
     assert manager.get().version == 1
     failures = [r.getMessage() for r in caplog.records if "failed to load model m version 2" in r.getMessage()]
     assert len(failures) == retries + 1 and f"attempt {retries + 1}, giving up" in failures[-1]
+
+
+def test_a_version_folder_named_with_leading_zeros_is_served_from_that_folder(staged, tmp_path, caplog):
+    """"007" is version 7 (as TF Serving parses it), but the devserver loaded it from "7", which did
+    not exist: nothing was ever served. Beside it, "7" names the same version and is ignored."""
+    base_path = str(tmp_path / "m")
+    install_version(staged[1], base_path, "007")
+    policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
+    manager = ModelManager("m", base_path, policy, max_load_retries=0)
+    manager.poll()
+    assert manager.loaded_versions() == [7] and manager.get().version == 7
+    install_version(staged[2], base_path, 7)
+    with caplog.at_level(logging.WARNING, logger="serving.devserver"):
+        assert [manager.available_versions() for _ in range(3)] == [{7: "007"}] * 3
+    assert [record.getMessage() for record in caplog.records] == [
+        f"model m: ignoring {ascii(os.path.join(base_path, '7'))}: 007 names version 7 too"]
+    assert versions(base_path) == {7: pathlib.Path(base_path) / "007"}
 
 
 def serving_1_beside_a_broken_2(staged, tmp_path):

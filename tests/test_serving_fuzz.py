@@ -918,7 +918,7 @@ def test_manager_survives_odd_names_and_logs_once(tmp_path, caplog):
         (tmp_path / name / "saved_model.pb").write_bytes(b"")
     manager = ModelManager("m", str(tmp_path), None)
     with caplog.at_level("WARNING", logger="serving.devserver"):
-        assert [manager.available_versions() for _ in range(3)] == [[3]] * 3
+        assert [manager.available_versions() for _ in range(3)] == [{3: "3"}] * 3
     messages = [record.getMessage() for record in caplog.records]
     assert len(messages) == 2 and any("\\xb2" in m for m in messages) and any("notes" in m for m in messages)
 
