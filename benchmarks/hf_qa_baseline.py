@@ -30,6 +30,7 @@ import time
 import torch
 
 import common  # puts the repository root on sys.path
+from road_tf.data.json_files import read_text
 from road_tf.errors import ArgumentParser, DataError, RoadError, cli_main, whole_number
 
 QA_SETTINGS = dict(max_seq_len=384, doc_stride=128, max_question_len=64, max_answer_len=30,
@@ -51,16 +52,12 @@ def parse_args(argv):
 def read_questions(path):
     """A JSONL file of {"question", "context"} objects -> (list of questions, list of contexts)."""
     questions, contexts = [], []
-    try:
-        lines = pathlib.Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise DataError(path, f"cannot read questions: {error.strerror}") from None
-    for number, line in enumerate(lines, start=1):
+    for number, line in enumerate(read_text(path).splitlines(), start=1):
         try:
             record = json.loads(line)
             questions.append(str(record["question"]))
             contexts.append(str(record["context"]))
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             raise DataError(path, "expected a JSON object with question and context", record=f"line {number}") from None
     if not questions:
         raise DataError(path, "no questions")

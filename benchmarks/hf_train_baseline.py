@@ -98,7 +98,10 @@ class Trainer:
 def main(argv=None):
     args = parse_args(argv)
     try:
-        with np.load(args.features) as arrays:
+        arrays = np.load(args.features, allow_pickle=False)
+        if not isinstance(arrays, np.lib.npyio.NpzFile):  # an .npy file loads as one unnamed array
+            raise ValueError("not an .npz archive of named arrays")
+        with arrays:
             features = {key: arrays[key] for key in arrays.files}
     except (OSError, ValueError) as error:
         raise RoadError(f"{args.features}: cannot read the features ({error})") from None

@@ -14,6 +14,7 @@ import os
 import sys
 import types
 
+import numpy as np
 import pytest
 
 from conftest import REPO
@@ -172,6 +173,33 @@ def test_a_baseline_worker_refuses_flags_out_of_range(name, argv, message, monke
     monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
     line = refusal(load_benchmark(name, monkeypatch).main, argv, capsys)
     assert message in line, line
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"\xff\xfe{}", "not valid UTF-8: byte 0xff at offset 0"),
+    (b"[" * 100_000, "record line 1: expected a JSON object with question and context"),
+    (b"", "no questions"),
+], ids=["not-utf8", "deep", "empty"])
+def test_the_qa_baseline_worker_refuses_a_bad_questions_file_with_one_line(content, problem, tmp_path, monkeypatch,
+                                                                             capsys):
+    """Non-UTF-8 bytes and a deeply nested line were a UnicodeDecodeError and a RecursionError traceback."""
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    questions = tmp_path / "q.jsonl"
+    questions.write_bytes(content)
+    line = refusal(load_benchmark("hf_qa_baseline.py", monkeypatch).main,
+                   ["--model-dir", str(tmp_path), "--questions", str(questions)], capsys)
+    assert line.startswith(f"error: {questions}: ") and line.endswith(problem), line
+
+
+def test_the_train_baseline_worker_refuses_an_npy_file_with_one_line(tmp_path, monkeypatch, capsys):
+    """A single .npy array loaded as an ndarray, which `with` refused: a TypeError traceback."""
+    monkeypatch.setitem(sys.modules, "torch", types.ModuleType("torch"))
+    features = tmp_path / "f.npy"
+    np.save(features, np.zeros(3, np.int32))
+    line = refusal(load_benchmark("hf_train_baseline.py", monkeypatch).main,
+                   ["--model-dir", str(tmp_path), "--features", str(features), "--batch-size", "1",
+                    "--total-steps", "1"], capsys)
+    assert line == f"error: {features}: cannot read the features (not an .npz archive of named arrays)"
 
 
 @pytest.mark.parametrize("given", ["file", "", "runs/a\nb", "~"])
