@@ -92,6 +92,32 @@ def test_bad_flags_are_one_line_before_anything_is_compiled(argv, message, tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("override, setting, path", [
+    ("distillation.teachers=[{checkpoint: teachers/t.weights.h5}]", "distillation.teachers[0].checkpoint",
+     "teachers/t.weights.h5"),
+    ("model.pretrained=runs/large", "model.pretrained", "runs/large"),
+    ("data.vocab=vocab.txt", "data.vocab", "vocab.txt"),
+    ("multitask.task_files=[{task: synthetic_sentiment, train_path: sst2.tsv, split_dev: 10}]",
+     "multitask.task_files[0].train_path", "sst2.tsv"),
+])
+def test_a_recipe_path_the_containers_cannot_resolve_is_refused(override, setting, path, tmp_path, capsys,
+                                                                monkeypatch):
+    """The Trainer runs in a container on the cluster: a relative path in the recipe (a teacher's
+    weights, a pretrained folder, a vocabulary) names nothing there, and was compiled in silently."""
+    monkeypatch.setattr(kubeflow_runner, "compile_pipeline", lambda *args: pytest.fail("compiled"))
+    with pytest.raises(SystemExit) as exit_info:
+        kubeflow_runner.main(["--image", IMAGE, "--output", str(tmp_path / "p.json"), "--set", override,
+                              "--set", "multitask.steps=10"])
+    assert one_error_line(capsys, exit_info).startswith(f"error: {setting} {path}: a relative path, which each "
+                                                        "container on the cluster would resolve")
+
+
+def test_absolute_recipe_paths_and_bundled_names_pass():
+    config = config_lib.load_config(None, ["distillation.teachers=[{checkpoint: /models/t.weights.h5}]",
+                                           "model.pretrained=minilm"])
+    assert kubeflow_runner.recipe_paths(config) == {"distillation.teachers[0].checkpoint": "/models/t.weights.h5"}
+
+
 @pytest.mark.parametrize("recipe", ["file", "name"])
 def test_an_output_that_is_the_config_recipe_is_refused_and_kept(tmp_path, capsys, monkeypatch, recipe):
     """--output equal to the --config recipe (a YAML file, or the file a recipe name resolves to,
