@@ -51,6 +51,8 @@ POSITIVE_FLAGS = ("grpc_max_threads", "max_request_bytes", "max_request_elements
 MAXIMA = {"port": MAX_PORT, "rest_api_port": MAX_PORT, "max_request_bytes": MAX_GRPC_BYTES}
 """Flag -> its largest value."""
 SECONDS_FLAGS = ("rest_timeout_seconds", "file_system_poll_wait_seconds")
+MIN_POLL_SECONDS = 0.1
+"""The shortest wait between polls of the model folders: a shorter one would list them in a busy loop."""
 PRINTABLE_NAME = "a model name must be printable (a line break or control character would split the log lines)"
 
 
@@ -87,7 +89,8 @@ def parse_args(argv):
         "--file_system_poll_wait_seconds",
         type=finite_float,
         default=1.0,
-        help="seconds between polls for new versions, at most a day; 0 loads once and never polls (default 1)",
+        help=f"seconds between polls for new versions, from {MIN_POLL_SECONDS} to a day; 0 loads once and never "
+             "polls (default 1)",
     )
     parser.add_argument(
         "--max_num_load_retries", type=whole_number, default=5,
@@ -124,6 +127,9 @@ def _check_args(args):
     for flag in POSITIVE_FLAGS:
         if not getattr(args, flag) > 0:
             raise ConfigError(f"--{flag} must be positive, got {getattr(args, flag)}")
+    if 0 < args.file_system_poll_wait_seconds < MIN_POLL_SECONDS:
+        raise ConfigError(f"--file_system_poll_wait_seconds must be 0 (load once) or at least {MIN_POLL_SECONDS} "
+                          f"seconds, got {args.file_system_poll_wait_seconds}")
     for flag in SECONDS_FLAGS:
         if getattr(args, flag) > MAX_SECONDS:
             raise ConfigError(f"--{flag} must be at most {MAX_SECONDS:,} seconds (a day), got {getattr(args, flag)}")

@@ -598,10 +598,12 @@ def test_devserver_flags_log_lines_and_sigint(staged, tmp_path):
         (["--model_base_path=/x", "--file_system_poll_wait_seconds=nan"],
          "argument --file_system_poll_wait_seconds: must be a finite number"),
         (["--model_base_path=/x", "--max_num_load_retries=-5"], "--max_num_load_retries must not be negative, got -5"),
+        (["--model_base_path=/x", "--file_system_poll_wait_seconds=1e-9"],
+         "--file_system_poll_wait_seconds must be 0 (load once) or at least 0.1 seconds, got 1e-09"),
     ],
     ids=["no_model", "same_ports", "missing_config", "bad_port", "zero_limit", "nan_timeout", "inf_timeout",
          "huge_request_bytes", "int64_request_bytes", "huge_timeout", "huge_poll_wait", "nan_poll_wait",
-         "negative_retries"],
+         "negative_retries", "busy_poll_wait"],
 )
 def test_devserver_bad_flags_are_one_line_exit_2(capsys, argv, fragment):
     """Bad devserver flags: exit 2 and one line on stderr, before anything is served."""
