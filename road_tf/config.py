@@ -45,6 +45,11 @@ MAX_WINDOW_GROUP = 1024  # the most windows export.window_group_size may put in 
 KD_TEMPERATURES = (1e-18, 1e18)
 
 
+NUMBER_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+MAX_TAGGED_NUMBER_CHARS = 100
+"""The longest `!!int` or `!!float` text a recipe may give: a 64-bit number in binary with underscores fits."""
+
+
 class RecipeLoader(yaml.SafeLoader):
     """YAML's safe loader without aliases and duplicate keys, whose plain scalars are text or null.
 
@@ -71,7 +76,16 @@ class RecipeLoader(yaml.SafeLoader):
 
     def construct_object(self, node, deep=False):
         """PyYAML's construction, whose own failures on a tagged scalar are ConstructorErrors by line:
-        `!!int` with no digits raised IndexError, `!!bool x` KeyError, `!!timestamp x` AttributeError."""
+        `!!int` with no digits raised IndexError, `!!bool x` KeyError, `!!timestamp x` AttributeError.
+        A `!!int` or `!!float` longer than MAX_TAGGED_NUMBER_CHARS is refused unbuilt: PyYAML builds
+        hexadecimal ints of any size (whose decimal text Python then refuses to write) and base-60
+        ones (`1:1:1:...`) in quadratic time."""
+        if (isinstance(node, yaml.ScalarNode) and node.tag in NUMBER_TAGS
+                and len(node.value) > MAX_TAGGED_NUMBER_CHARS):
+            raise yaml.constructor.ConstructorError(
+                None, None, f"line {node.start_mark.line + 1}: {shown(node.value)} is too long for a "
+                f"{node.tag.replace('tag:yaml.org,2002:', '!!')} (at most {MAX_TAGGED_NUMBER_CHARS} characters)",
+                node.start_mark)
         try:
             return super().construct_object(node, deep)
         except (ValueError, TypeError, KeyError, IndexError, AttributeError) as error:

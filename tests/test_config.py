@@ -83,10 +83,15 @@ def test_integers_too_long_to_convert_are_config_errors(tmp_path):
     big.write_text("train:\n  steps: " + "9" * 5000 + "\n")
     with pytest.raises(ConfigError, match="^train.steps: '9999.*' is out of range"):
         config_lib.load_config(big)
-    big.write_text("train:\n  steps: !!int " + "9" * 5000 + "\n")
-    with pytest.raises(ConfigError, match=f"^{big}: not valid YAML \\(line 2: '9999.*' is not a valid !!int "
-                                          "\\(ValueError: Exceeds the limit"):
-        config_lib.load_config(big)
+    for number in ("9" * 5000, "0x" + "f" * 4000, "0b" + "1" * 200, ":".join(["1"] * 60), "1" * 101):
+        big.write_text(f"train:\n  steps: !!int {number}\n")
+        with pytest.raises(ConfigError, match=f"^{big}: not valid YAML \\(line 2: '.*' is too long for a !!int "
+                                              "\\(at most 100 characters\\)\\)$"):
+            config_lib.load_config(big)
+    with pytest.raises(ConfigError, match="^--set train.learning_rate: not valid YAML \\(line 1: '.*' is too long for "
+                                          "a !!float"):
+        config_lib.load_config(None, ["train.learning_rate=!!float 0." + "1" * 200])
+    assert config_lib.load_config(None, ["train.steps=!!int 0b" + "1_" * 30 + "1"]).train.steps == 2**31 - 1
 
 
 @pytest.mark.parametrize("given, field, value", [
