@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from road_tf.cluster import cluster_task, is_chief, worker_path
 from road_tf.data.features import PADDING_MASK
-from road_tf.errors import ConfigError, RoadError, first_line
+from road_tf.errors import ConfigError, RoadError, decimal_integer, first_line
 from road_tf.files import write_atomic
 
 EVALS_FILE = "evals.json"
@@ -109,8 +109,11 @@ def _thread_count(configured, variable, default):
     """TensorFlow's thread-pool size: `tf.config`'s setting, else the environment variable, else `default`."""
     if configured:
         return configured
-    value = os.environ.get(variable, "")
-    return int(value) if value.isdigit() and int(value) > 0 else default
+    try:
+        number = decimal_integer(os.environ.get(variable, ""))
+    except OverflowError:
+        number = None
+    return number if number is not None and number > 0 else default
 
 
 def environment():

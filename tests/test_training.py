@@ -98,7 +98,8 @@ def test_trim_padding_is_rejected_on_tpus():
         train_config(trim_padding=8, strategy="tpu", tpu_address="local").validate()
 
 
-@pytest.mark.parametrize("value, expected", [("3", 3), ("", None), ("0", None), ("two", None)])
+@pytest.mark.parametrize("value, expected", [("3", 3), ("", None), ("0", None), ("two", None), ("\u00b2", None),
+                                             ("9" * 5000, None), ("-3", None)])
 def test_environment_records_the_thread_pool_tensorflow_uses(monkeypatch, value, expected):
     monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", value)
     environment = training.environment()
