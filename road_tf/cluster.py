@@ -11,7 +11,7 @@ import pathlib
 import shutil
 import tempfile
 
-from road_tf.errors import ConfigError
+from road_tf.errors import ConfigError, shown
 
 
 def cluster_task():
@@ -21,7 +21,9 @@ def cluster_task():
     "task": {"type": "worker", "index": 0}}; Kubeflow's training operators and Vertex AI set it.
 
     Raises:
-        ConfigError: TF_CONFIG is absent, not JSON, or its task is not in its cluster.
+        ConfigError: TF_CONFIG is absent or not JSON; its cluster lists no "worker" addresses, a "chief"
+            job other than one address, or an address that is not a non-empty string; or its task is
+            not the chief or a worker of its cluster.
     """
     raw = os.environ.get("TF_CONFIG", "")
     if not raw.strip():
@@ -31,15 +33,23 @@ def cluster_task():
         tf_config = json.loads(raw)
     except json.JSONDecodeError as error:
         raise ConfigError(f"TF_CONFIG: not valid JSON ({error.msg} at column {error.colno})") from None
+    except (ValueError, RecursionError):  # a number of more digits than Python converts; nesting too deep
+        raise ConfigError("TF_CONFIG: not JSON that Python reads (a number too long or nesting too deep)") from None
     cluster = tf_config.get("cluster") if isinstance(tf_config, dict) else None
     task = tf_config.get("task") if isinstance(tf_config, dict) else None
-    if not isinstance(cluster, dict) or not any(isinstance(cluster.get(job), list) and cluster[job]
-                                                for job in ("chief", "worker")):
-        raise ConfigError('TF_CONFIG: "cluster" must list "worker" (and optionally "chief") addresses')
-    if not isinstance(task, dict) or not isinstance(task.get("index"), int) \
-            or task.get("index") >= len(cluster.get(task.get("type"), None) or []):
-        raise ConfigError(f'TF_CONFIG: "task" must name a job of the cluster and an index in it, got {task!r}')
-    return task["type"], task["index"], cluster
+    jobs = {job: cluster.get(job) for job in ("chief", "worker") if job in cluster} if isinstance(cluster, dict) else {}
+    listed = all(isinstance(addresses, list) and all(isinstance(address, str) and address.strip()
+                                                     for address in addresses) for addresses in jobs.values())
+    if not (listed and any(jobs.values()) and len(jobs.get("chief", [None])) == 1):
+        raise ConfigError('TF_CONFIG: "cluster" must list "worker" addresses (and optionally one "chief" address), '
+                          'each a "host:port" string')
+    index = task.get("index") if isinstance(task, dict) else None
+    job = task.get("type") if isinstance(task, dict) else None
+    if not (isinstance(job, str) and job in jobs and isinstance(index, int) and not isinstance(index, bool)
+            and 0 <= index < len(jobs[job])):
+        raise ConfigError(f'TF_CONFIG: "task" must name the "chief" or a "worker" of the cluster and an index in '
+                          f'it, got {shown(task)}')
+    return job, index, cluster
 
 
 def is_chief(train_config):

@@ -205,7 +205,17 @@ def test_is_chief_and_worker_paths_follow_tf_config(monkeypatch, tmp_path):
     ("{not json", "TF_CONFIG: not valid JSON"),
     ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": 3}}', '"task" must name'),
     ('{"cluster": {}, "task": {"type": "worker", "index": 0}}', '"cluster" must list'),
-])
+    ("[" * 50_000 + "]" * 50_000, "TF_CONFIG: not JSON that Python reads"),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": ["worker"], "index": 0}}', '"task" must name'),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": true}}', '"task" must name'),
+    ('{"cluster": {"worker": ["localhost:1"]}, "task": {"type": "worker", "index": -1}}', '"task" must name'),
+    ('{"cluster": {"worker": ["localhost:1"], "../../tmp/x": ["localhost:2"]}, "task": {"type": "../../tmp/x", '
+     '"index": 0}}', '"task" must name the "chief" or a "worker"'),
+    ('{"cluster": {"worker": [1, 2]}, "task": {"type": "worker", "index": 0}}', '"cluster" must list'),
+    ('{"cluster": {"chief": [], "worker": ["localhost:1"]}, "task": {"type": "worker", "index": 0}}',
+     '"cluster" must list'),
+], ids=["unset", "not-json", "index-past-job", "no-jobs", "too-deep", "type-list", "index-bool", "index-negative",
+        "type-a-path", "address-numbers", "chief-empty"])
 def test_a_bad_cluster_is_a_config_error(monkeypatch, tf_config, message):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     if tf_config is not None:
