@@ -123,6 +123,14 @@ def test_same_span_from_overlapping_windows_is_listed_once_with_its_best_score()
     assert out["nbest_text"][0][0] == _text(3, 4) and out["nbest_score"][0][0] == pytest.approx(5.5)
 
 
+def test_spans_of_equal_score_are_ranked_by_start_then_end():
+    """Scoring only the band of spans up to max_answer_length keeps the order of all pairs on ties."""
+    offsets, _ = _window(0, 6)
+    start, end = _logits(base=0.0, null=(-9.0, -9.0))
+    out = _decode([start], [end], [offsets], [0], [CONTEXT], n_best_size=5, max_answer_length=3)
+    assert list(out["nbest_text"][0]) == [_text(0, 0), _text(0, 1), _text(0, 2), _text(1, 1), _text(1, 2)]
+
+
 def test_question_without_valid_spans_predicts_no_answer_with_certainty():
     offsets = np.full((SEQ_LEN, 2), -1, np.int32)  # an empty context: no context tokens at all
     start, end = _logits(null=(-3.0, -3.0))

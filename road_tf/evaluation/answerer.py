@@ -38,25 +38,32 @@ ANSWER_INPUTS = [tf.TensorSpec([None], tf.string, name="question"), tf.TensorSpe
 def _window_top_spans(start_logits, end_logits, byte_offsets, n_best_size, max_answer_length):
     """The best `n_best_size` valid spans of each window.
 
+    Only the band of spans at most `max_answer_length` (A) tokens long is scored: start i, end
+    i + d for d < A, [W, S, A] scores instead of all [W, S, S] pairs (a context of many windows,
+    such as 33,000 U+FDFA that tokenize to about 3,900, took gigabytes). Spans are ranked in (i, j)
+    order on equal scores, as over all pairs.
+
     Args:
         start_logits, end_logits: float32 [W, S]; byte_offsets: int32 [W, S, 2] (-1 outside the context).
     Returns:
         (score float32 [W, k], start_byte int32 [W, k], end_byte int32 [W, k]) with
-        k = min(n_best_size, S*S); invalid slots score VERY_NEGATIVE and have bytes -1.
+        k = min(n_best_size, S * min(A, S)); invalid slots score VERY_NEGATIVE and have bytes -1.
     """
     in_context = byte_offsets[..., 0] >= 0
     starts = tf.where(in_context, start_logits, VERY_NEGATIVE)
     ends = tf.where(in_context, end_logits, VERY_NEGATIVE)
     length = tf.shape(starts)[1]
-    i = tf.range(length)[:, None]
-    j = tf.range(length)[None, :]
-    band = tf.logical_and(j >= i, j - i < max_answer_length)
-    pair = tf.where(band[None], starts[:, :, None] + ends[:, None, :], VERY_NEGATIVE)
+    width = tf.minimum(max_answer_length, length)
+    end_token = tf.range(length)[:, None] + tf.range(width)[None, :]  # [S, A]: the end of each span
+    band_ends = tf.gather(ends, tf.minimum(end_token, length - 1), axis=1)  # [W, S, A]
+    pair = tf.where((end_token < length)[None], starts[:, :, None] + band_ends, VERY_NEGATIVE)
     flat = tf.reshape(pair, [tf.shape(pair)[0], -1])
     score, index = tf.math.top_k(flat, k=tf.minimum(n_best_size, tf.shape(flat)[1]))
     valid = score > VERY_NEGATIVE / 2
-    start_byte = tf.gather(byte_offsets[..., 0], index // length, batch_dims=1)
-    end_byte = tf.gather(byte_offsets[..., 1], index % length, batch_dims=1)
+    start = index // width
+    end = tf.minimum(start + index % width, length - 1)  # past the window only in slots no valid span filled
+    start_byte = tf.gather(byte_offsets[..., 0], start, batch_dims=1)
+    end_byte = tf.gather(byte_offsets[..., 1], end, batch_dims=1)
     return (tf.where(valid, score, VERY_NEGATIVE), tf.where(valid, start_byte, -1), tf.where(valid, end_byte, -1))
 
 
