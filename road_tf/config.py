@@ -5,6 +5,7 @@ overrides, then by `--set` pairs. Every field is checked when the config is buil
 field is reported by its dotted name.
 """
 
+import collections
 import dataclasses
 import hashlib
 import math
@@ -40,6 +41,7 @@ MAX_TEXT_BYTES = 1 << 30  # the largest data.max_context_bytes: a text cannot ou
 MAX_SEQ_LENGTH = 16384  # the longest data.max_seq_length (and train.trim_padding multiple) a run may ask for
 MAX_N_BEST = 1000  # the most spans decode.n_best_size may keep a question (SQuAD's own evaluation keeps 20)
 MAX_WINDOW_GROUP = 1024  # the most windows export.window_group_size may put in one encoder call
+MAX_TEACHERS = 32  # the most teachers a run may distill from (ROaD's ensembles have 2 to 5; each is a whole model)
 # The KD temperatures a run may ask for: the loss divides logits by T and scales by T**2 in float32,
 # whose range T**2 leaves beyond these (1e-300 made every step's loss NaN, 1e300 stopped the stage).
 KD_TEMPERATURES = (1e-18, 1e18)
@@ -289,6 +291,8 @@ class DistillationConfig:
     compare_without_kd: bool = True
 
     def validate(self, prefix="distillation"):
+        _check(len(self.teachers) <= MAX_TEACHERS, f"{prefix}.teachers",
+               f"lists {len(self.teachers)} teachers, more than the {MAX_TEACHERS} a run may distill from")
         for i, teacher in enumerate(self.teachers):
             teacher.validate(f"{prefix}.teachers[{i}]")
         _check(self.mode in ("online", "offline"), f"{prefix}.mode", f"must be online or offline, got {self.mode!r}")
@@ -306,6 +310,11 @@ class DistillationConfig:
                f"must be uniform, last or custom, got {self.layer_map!r}")
         _check(self.layer_map != "custom" or self.layer_matches, f"{prefix}.layer_matches",
                "must list {teacher_layer, student_layer, weight} entries when layer_map is custom")
+        pairs = collections.Counter((match.teacher_layer, match.student_layer) for match in self.layer_matches)
+        repeated = next((pair for pair, count in pairs.items() if count > 1), None)
+        _check(repeated is None, f"{prefix}.layer_matches",
+               f"gives the pair (teacher_layer, student_layer) {repeated} more than once; give each pair once, with "
+               "its weight")
         _check(self.layer_map == "custom" or not self.layer_matches, f"{prefix}.layer_matches",
                f"{len(self.layer_matches)} entries given but layer_map is {self.layer_map}; "
                "set layer_map: custom to use them")

@@ -181,6 +181,23 @@ def test_a_finished_runs_config_that_no_longer_validates_names_its_file(tmp_path
         config_lib.config_of_run(tmp_path)
 
 
+def test_a_layer_match_given_twice_is_refused():
+    """Its loss was weighted twice and its metrics merged into one tracker."""
+    matches = ("[{teacher_layer: 4, student_layer: 2}, {teacher_layer: 1, student_layer: 1}, "
+               "{teacher_layer: 4, student_layer: 2, weight: 3}]")
+    with pytest.raises(ConfigError) as error:
+        config_lib.load_config(None, ["distillation.layer_map=custom", f"distillation.layer_matches={matches}"])
+    assert str(error.value) == ("distillation.layer_matches: gives the pair (teacher_layer, student_layer) (4, 2) more "
+                                "than once; give each pair once, with its weight")
+
+
+def test_more_teachers_than_a_run_may_distill_from_are_refused():
+    with pytest.raises(ConfigError, match=r"^distillation.teachers: lists 33 teachers, more than the 32 a run may "):
+        config_lib.load_config(None, ["distillation.teachers=[" + ", ".join(["{}"] * 33) + "]"])
+    assert len(config_lib.load_config(None, ["distillation.teachers=[" + ", ".join(["{}"] * 32) + "]"])
+               .distillation.teachers) == 32
+
+
 def test_layer_matches_without_a_custom_map_are_refused_not_ignored():
     with pytest.raises(ConfigError, match=r"distillation.layer_matches: 1 entries given but layer_map is uniform"):
         config_lib.load_config(None, [
