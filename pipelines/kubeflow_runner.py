@@ -62,16 +62,17 @@ def check_cluster_path(path, flag):
 
 def recipe_paths(config):
     """{setting: path} of the files and folders a resolved recipe makes the Trainer read from outside
-    the image (data.train_path and dev_path aside: the Trainer reads the pipeline's examples)."""
+    the image (data.train_path and dev_path aside: the Trainer reads the pipeline's examples; the
+    teachers' models and checkpoints only online: offline, the cache holds their logits)."""
     data, distillation = config.data, config.distillation
-    models = {"model": config.model, **{f"distillation.teachers[{i}].model": teacher.model
-                                        for i, teacher in enumerate(distillation.teachers)}}
+    offline = distillation.mode == "offline"
+    models = {"model": config.model} if offline else config_lib.model_sections(config)
     paths = {
         "data.vocab": "" if data.vocab == "minilm" else data.vocab,
-        "distillation.cache_path": distillation.cache_path if distillation.mode == "offline" else "",
+        "distillation.cache_path": distillation.cache_path if offline else "",
         **{f"{field}.pretrained": "" if model.pretrained in config_lib.PRETRAINED_KEYWORDS else model.pretrained
            for field, model in models.items()},
-        **{f"distillation.teachers[{i}].checkpoint": teacher.checkpoint
+        **{f"distillation.teachers[{i}].checkpoint": "" if offline else teacher.checkpoint
            for i, teacher in enumerate(distillation.teachers)},
         **{f"multitask.task_files[{i}].{name}": getattr(files, name)
            for i, files in enumerate(config.multitask.task_files) for name in ("train_path", "dev_path")},

@@ -21,9 +21,9 @@ def cluster_task():
     "task": {"type": "worker", "index": 0}}; Kubeflow's training operators and Vertex AI set it.
 
     Raises:
-        ConfigError: TF_CONFIG is absent or not JSON; its cluster lists no "worker" addresses, a "chief"
-            job other than one address, or an address that is not a non-empty string; or its task is
-            not the chief or a worker of its cluster.
+        ConfigError: TF_CONFIG is absent or not JSON; its cluster lists no "chief" or "worker"
+            address, a "chief" job other than one address, or an address that is not a non-empty
+            string; or its task is not the chief or a worker of its cluster.
     """
     raw = os.environ.get("TF_CONFIG", "")
     if not raw.strip():
@@ -41,8 +41,8 @@ def cluster_task():
     listed = all(isinstance(addresses, list) and all(isinstance(address, str) and address.strip()
                                                      for address in addresses) for addresses in jobs.values())
     if not (listed and any(jobs.values()) and len(jobs.get("chief", [None])) == 1):
-        raise ConfigError('TF_CONFIG: "cluster" must list "worker" addresses (and optionally one "chief" address), '
-                          'each a "host:port" string')
+        raise ConfigError('TF_CONFIG: "cluster" must list "worker" addresses, one "chief" address or both, each a '
+                          '"host:port" string')
     index = task.get("index") if isinstance(task, dict) else None
     job = task.get("type") if isinstance(task, dict) else None
     if not (isinstance(job, str) and job in jobs and isinstance(index, int) and not isinstance(index, bool)

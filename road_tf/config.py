@@ -310,14 +310,14 @@ class DistillationConfig:
                f"must be uniform, last or custom, got {self.layer_map!r}")
         _check(self.layer_map != "custom" or self.layer_matches, f"{prefix}.layer_matches",
                "must list {teacher_layer, student_layer, weight} entries when layer_map is custom")
+        _check(self.layer_map == "custom" or not self.layer_matches, f"{prefix}.layer_matches",
+               f"{len(self.layer_matches)} entries given but layer_map is {self.layer_map}; "
+               "set layer_map: custom to use them")
         pairs = collections.Counter((match.teacher_layer, match.student_layer) for match in self.layer_matches)
         repeated = next((pair for pair, count in pairs.items() if count > 1), None)
         _check(repeated is None, f"{prefix}.layer_matches",
                f"gives the pair (teacher_layer, student_layer) {repeated} more than once; give each pair once, with "
                "its weight")
-        _check(self.layer_map == "custom" or not self.layer_matches, f"{prefix}.layer_matches",
-               f"{len(self.layer_matches)} entries given but layer_map is {self.layer_map}; "
-               "set layer_map: custom to use them")
         if self.mode == "offline":
             _check(bool(self.cache_path), f"{prefix}.cache_path",
                    "is required in offline mode (write it with python -m road_tf.cache_teacher)")
@@ -917,12 +917,19 @@ def config_of_run(run):
         raise ConfigError(f"{path}: {error}") from None
 
 
+def model_sections(config):
+    """{setting: ModelConfig} of the run's model ("model") and each teacher's ("distillation.teachers[i].model")."""
+    return {"model": config.model, **{f"distillation.teachers[{i}].model": teacher.model
+                                      for i, teacher in enumerate(config.distillation.teachers)}}
+
+
 def resolve_teacher_runs(config):
     """`config` with every teacher named by `run` made concrete: the run's model section and weights.
 
     Raises:
         ConfigError: the run directory has no `config.yaml`, has not finished (`metrics.json`), or
-            was trained for another task; or the teacher gives a model section of its own beside `run`.
+            was trained for another task; or the teacher gives a model section of its own beside `run`
+            (one equal to TeacherConfig's default cannot be told from none and is replaced).
     """
     teachers = []
     for i, teacher in enumerate(config.distillation.teachers):

@@ -15,6 +15,8 @@ from road_tf.errors import ConfigError, DataError, RoadError, first_few, utf8_pr
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_CONFIG_BYTES = 1 << 20
 """The largest configuration file (a recipe, a TF Serving config) read: such files take a few hundred bytes."""
+SAVED_MODEL_FILE = "saved_model.pb"
+"""The file every finished SavedModel version folder holds."""
 MAX_VERSION = 2**63 - 1
 """The highest model version TF Serving takes (an int64); higher-numbered folders are not versions."""
 NAME_MAX, PATH_MAX = 255, 4096
@@ -378,24 +380,38 @@ def versions(model_dir):
     Other names are ignored: hidden ones (`.tmp-*`) silently, the rest with one warning naming the
     first few when the folder holds versions (without any, it is not a model folder, which callers
     report); TF Serving ignores them too, numbers above MAX_VERSION included. Of two names of one
-    number ("7", "007") the first in sorted order is the version, as the devserver serves it; the
-    other is ignored.
+    number ("7", "007") the version is the one holding a SAVED_MODEL_FILE, the first in sorted order
+    when both or neither do, as the devserver picks the folder it serves; the other is ignored with
+    a warning.
     """
     model_dir = pathlib.Path(model_dir)
     kind = entry_kind(model_dir)
     if kind not in (None, "a folder"):
         raise RoadError(f"{model_dir}: {kind}, not a model folder of numbered versions")
-    found, ignored = {}, []
+    found, ignored, repeated = {}, [], []
     for path in (sorted(model_dir.iterdir()) if model_dir.exists() else ()):
         number = version_number(path.name)
-        if number is not None and number not in found:
+        if number is None:
+            if not path.name.startswith("."):
+                ignored.append(path.name)
+        elif number in found and not (_holds_saved_model(path) and not _holds_saved_model(found[number])):
+            repeated.append(path.name)
+        else:
+            if number in found:
+                repeated.append(found[number].name)
             found[number] = path
-        elif not path.name.startswith("."):
-            ignored.append(path.name)
     if ignored and found:
         logging.warning("%s: ignoring %d entries that are not version folders (base-10 integers): %s",
                         model_dir, len(ignored), first_few([repr(name) for name in sorted(ignored)]))
+    for name in repeated:
+        logging.warning("%s: ignoring %r: %r names version %d too", model_dir, name,
+                        found[version_number(name)].name, version_number(name))
     return found
+
+
+def _holds_saved_model(path):
+    """Whether the folder `path` holds a SAVED_MODEL_FILE (a finished export or copy)."""
+    return entry_kind(path / SAVED_MODEL_FILE) == "a file"
 
 
 def check_model_folder(model_dir, what, remedy="choose another export.base_dir or export.model_name"):

@@ -27,11 +27,10 @@ from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, firs
 from road_tf.evaluation.answerer import ANSWER_INPUTS
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
-from road_tf.files import (check_distinct, check_writable_file, entry_kind, lies_within, require_folder, versions,
-                           write_atomic)
+from road_tf.files import (SAVED_MODEL_FILE, check_distinct, check_writable_file, entry_kind, lies_within,
+                           require_folder, versions, write_atomic)
 from road_tf.saved_model import METRICS_FILE, newest_version
 
-SAVED_MODEL_FILE = "saved_model.pb"
 DEFAULT_BATCH_SIZE = 32
 OUTPUTS = {"answer": tf.string, "no_answer_probability": tf.float32}
 """The serving_default outputs predict writes, each one value per question."""

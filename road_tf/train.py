@@ -119,9 +119,7 @@ def check_pretrained_folders(config):
     """Fails unless the `pretrained` of the model and of each teacher's model, when it is a path, is a
     folder (a checkpoint folder or a run directory; what it holds is checked when the model is built),
     naming the setting: the encoder's loader named only the path."""
-    sections = [("model", config.model)] + [(f"distillation.teachers[{i}].model", teacher.model)
-                                            for i, teacher in enumerate(config.distillation.teachers)]
-    for field, model in sections:
+    for field, model in config_lib.model_sections(config).items():
         if model.pretrained not in config_lib.PRETRAINED_KEYWORDS:
             require_folder(model.pretrained, f"{field}.pretrained {model.pretrained}",
                            "checkpoint folder or run directory")

@@ -307,7 +307,7 @@ class RestPredictor:
         if connection is None:
             kind = http.client.HTTPSConnection if self._parts.scheme == "https" else http.client.HTTPConnection
             # The port given: with None, http.client would split an IPv6 host ("fe80::abcd") at its last colon.
-            port = self._parts.port or (443 if self._parts.scheme == "https" else 80)
+            port = self._parts.port if self._parts.port is not None else 443 if self._parts.scheme == "https" else 80
             connection = kind(self._parts.hostname, port, timeout=self._timeout)
         for attempt in (1, 2):
             connected = False

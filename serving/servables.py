@@ -23,7 +23,7 @@ from tensorflow.core.protobuf import error_codes_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from road_tf.errors import tf_error_summary
-from road_tf.files import MAX_VERSION, version_number
+from road_tf.files import MAX_VERSION, SAVED_MODEL_FILE, version_number
 from serving.batching import batchable
 from serving.codec import VALUE_FIELDS
 from serving.errors import HTTP_STATUS, ServingError, invalid, not_found
@@ -153,7 +153,7 @@ def tensor_proto_to_array(name, proto, spec, budget):
 def read_serve_meta_graph(path):
     """A SavedModel directory -> its MetaGraphDef tagged "serve"."""
     saved_model = saved_model_pb2.SavedModel()
-    with open(os.path.join(path, "saved_model.pb"), "rb") as stream:
+    with open(os.path.join(path, SAVED_MODEL_FILE), "rb") as stream:
         saved_model.ParseFromString(stream.read())
     for meta_graph in saved_model.meta_graphs:
         if "serve" in meta_graph.meta_info_def.tags:
@@ -412,7 +412,7 @@ class ModelManager:
                                            f"0-9, at most {MAX_VERSION})")
             elif version in versions:
                 self._report_ignored(name, f"{versions[version]} names version {version} too")
-            elif os.path.isfile(os.path.join(self.base_path, name, "saved_model.pb")):
+            elif os.path.isfile(os.path.join(self.base_path, name, SAVED_MODEL_FILE)):
                 versions[version] = name
         if not versions:
             self._report_problem(f"no versions found under base path {self.base_path}")
@@ -432,7 +432,7 @@ class ModelManager:
             self._last_problem = problem
 
     def wanted_versions(self, available):
-        """The versions the policy wants among `available` (set of ints)."""
+        """The versions the policy wants among `available` (version ints, or a dict keyed by them)."""
         kind = self._policy.WhichOneof("policy_choice")
         if kind == "all":
             return set(available)

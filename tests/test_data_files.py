@@ -4,6 +4,7 @@ one replaces a regular file (through a link to it), never a pipe or device."""
 
 import gzip
 import json
+import logging
 import os
 import threading
 
@@ -141,6 +142,20 @@ def test_a_model_folder_that_is_a_file_or_device_is_refused(tmp_path):
     for path, kind in ((tmp_path / "model", "a file"), ("/dev/null", "a device or pipe")):
         with pytest.raises(RoadError, match=f"^{path}: {kind}, not a model folder of numbered versions$"):
             versions(path)
+
+
+@pytest.mark.parametrize("finished, version", [(("007", "7"), "007"), (("7",), "7"), (("007",), "007"), ((), "007")])
+def test_of_two_names_of_one_version_the_finished_one_is_it(tmp_path, caplog, finished, version):
+    """"007" and "7" both name version 7: the one holding saved_model.pb, else the first in sorted
+    order (the folder the devserver serves), with a warning naming the other."""
+    for name in ("007", "7"):
+        (tmp_path / name).mkdir()
+        if name in finished:
+            (tmp_path / name / "saved_model.pb").write_bytes(b"")
+    with caplog.at_level(logging.WARNING):
+        assert versions(tmp_path) == {7: tmp_path / version}
+    other = "7" if version == "007" else "007"
+    assert caplog.messages == [f"{tmp_path}: ignoring {other!r}: {version!r} names version 7 too"]
 
 
 def test_a_folder_that_cannot_be_looked_at_on_the_way_up_is_one_line(tmp_path, monkeypatch):

@@ -118,6 +118,13 @@ def test_absolute_recipe_paths_and_bundled_names_pass():
     assert kubeflow_runner.recipe_paths(config) == {"distillation.teachers[0].checkpoint": "/models/t.weights.h5"}
 
 
+def test_an_offline_recipe_s_teacher_checkpoints_are_not_read():
+    """Offline, the Trainer reads the teachers' cached logits, not their weights."""
+    config = config_lib.load_config(None, ["distillation.teachers=[{checkpoint: t.weights.h5}]",
+                                           "distillation.mode=offline", "distillation.cache_path=/cache/t.tfrecord"])
+    assert kubeflow_runner.recipe_paths(config) == {"distillation.cache_path": "/cache/t.tfrecord"}
+
+
 @pytest.mark.parametrize("recipe", ["file", "name"])
 def test_an_output_that_is_the_config_recipe_is_refused_and_kept(tmp_path, capsys, monkeypatch, recipe):
     """--output equal to the --config recipe (a YAML file, or the file a recipe name resolves to,

@@ -16,7 +16,7 @@ from road_tf.data.features import featurize_qa
 from road_tf.data.squad import read_squad_json
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.evaluation.answerer import decode_answers
-from road_tf.evaluation.squad_metric import exact_match, squad_v2_metrics
+from road_tf.evaluation.squad_metric import normalize_answer, squad_v2_metrics
 
 SQUAD_DEV = "data/squad2-dev/squad2-dev-public.json.gz"
 MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE, MAX_ANSWER_LENGTH = 384, 64, 128, 30
@@ -103,7 +103,7 @@ def misses(examples, features, predictions):
     found = []
     for index, example in enumerate(examples):
         golds = [answer.text for answer in example.answers] or [""]
-        if not any(exact_match(gold, predictions[example.qid]) for gold in golds):
+        if not any(normalize_answer(gold) == normalize_answer(predictions[example.qid]) for gold in golds):
             reason = failure_reason(example, features, rows_of.get(index, [])) if example.answers else "unanswerable"
             found.append((example.qid, golds[0], predictions[example.qid], reason))
     return found

@@ -39,9 +39,9 @@ def _window_top_spans(start_logits, end_logits, byte_offsets, n_best_size, max_a
     """The best `n_best_size` valid spans of each window.
 
     Only the band of spans at most `max_answer_length` (A) tokens long is scored: start i, end
-    i + d for d < A, [W, S, A] scores instead of all [W, S, S] pairs (a context of many windows,
-    such as 33,000 U+FDFA that tokenize to about 3,900, took gigabytes). Spans are ranked in (i, j)
-    order on equal scores, as over all pairs.
+    i + d for d < A, [W, S, A] scores instead of all [W, S, S] pairs, which keeps a context of
+    thousands of windows (99 kB of U+FDFA tokenize to about 3,900) within about a gigabyte. Spans
+    are ranked in (i, j) order on equal scores, as over all pairs.
 
     Args:
         start_logits, end_logits: float32 [W, S]; byte_offsets: int32 [W, S, 2] (-1 outside the context).

@@ -24,8 +24,8 @@ def class_f1(labels, predictions, positive):
 
 
 def macro_f1(labels, predictions):
-    """Unweighted mean of class_f1 over every class seen in labels or predictions, counted in one pass
-    (a pass per class took hours for a million distinct labels)."""
+    """Unweighted mean of class_f1 over every class seen in labels or predictions, all classes counted
+    in one pass (O(N log N) for N labels, however many distinct classes)."""
     labels, predictions = _checked(labels, predictions)
     classes, index = np.unique(np.concatenate([labels, predictions]), return_inverse=True)
     gold, guess = index[:labels.size], index[labels.size:]

@@ -38,19 +38,13 @@ def normalize_answer(text):
     return " ".join(_ARTICLES.sub(" ", text).split())
 
 
-def exact_match(gold, prediction):
-    """1 when gold and prediction normalize to the same string, else 0."""
-    return int(normalize_answer(gold) == normalize_answer(prediction))
-
-
-def f1_score(gold, prediction):
-    """Token-overlap F1 of the normalized strings, in [0, 1] (int when 0 or 1 by the empty rule)."""
-    return token_f1(normalize_answer(gold).split(), collections.Counter(normalize_answer(prediction).split()))
-
-
 def token_f1(gold_tokens, predicted):
-    """`f1_score` of the gold's normalized tokens (a list) and the Counter of the prediction's, which
-    a question's golds share (counting a long prediction's tokens once)."""
+    """Token-overlap F1 of a gold and a prediction, in [0, 1] (int when 0 or 1 by the empty rule).
+
+    Args:
+        gold_tokens: the gold's normalized tokens (list of str); predicted: collections.Counter of
+            the prediction's, which a question's golds share (a long prediction is counted once).
+    """
     predicted_count = sum(predicted.values())
     if not gold_tokens or not predicted_count:
         return int(not gold_tokens and not predicted_count)
