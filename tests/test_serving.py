@@ -769,6 +769,7 @@ def test_a_version_folder_named_with_leading_zeros_is_served_from_that_folder(st
     manager.poll()
     assert manager.loaded_versions() == [7] and manager.get().version == 7
     install_version(staged[2], base_path, 7)
+    caplog.clear()
     with caplog.at_level(logging.WARNING, logger="serving.devserver"):
         assert [manager.available_versions() for _ in range(3)] == [{7: "007"}] * 3
     assert [record.getMessage() for record in caplog.records] == [
