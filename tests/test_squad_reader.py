@@ -75,6 +75,16 @@ def test_write_then_read_gives_back_the_public_half(public_dev, tmp_path, name):
     assert [p.name for p in tmp_path.iterdir()] == [name]
 
 
+def test_a_question_without_is_impossible_is_unanswerable_exactly_when_it_has_no_answers(tmp_path):
+    """As the official evaluation script reads it (has_ans = bool(answers)): such files (SQuAD 2.0
+    exported without the field) were refused as "answerable question ... has no answers"."""
+    doc = copy.deepcopy(GOOD)
+    for qa in doc["data"][0]["paragraphs"][0]["qas"]:
+        qa.pop("is_impossible")
+    examples = read_squad_json(_write(tmp_path, doc))
+    assert [example.is_impossible for example in examples] == [False, True, False]
+
+
 def test_good_file_reads_answers_and_ignores_extra_fields(tmp_path):
     examples = read_squad_json(_write(tmp_path, GOOD, "good.json"))
     assert [example.qid for example in examples] == ["q1", "q2", "q3"]

@@ -3,7 +3,8 @@
 The JSON layout is `{"version", "data": [{"title", "paragraphs": [{"context", "qas": [{"id",
 "question", "answers": [{"text", "answer_start"}], "is_impossible"}]}]}]}`, plain or gzipped.
 Every question is checked while it is read; unknown extra fields (`plausible_answers`, ...) are
-ignored. Problems above the question level (bad JSON, `data` or `qas` not a list, ...) always stop
+ignored. A question without `is_impossible` is unanswerable exactly when its `answers` list is empty,
+as the official evaluation script reads every question. Problems above the question level (bad JSON, `data` or `qas` not a list, ...) always stop
 the read; problems with one question stop it too unless `skip_bad_records` is set, in which case the
 question is logged, skipped and counted.
 """
@@ -188,14 +189,15 @@ def _parse_question(path, where, qa, context, title):
     question = _field(path, record, qa, "question", "a string", "question")
     _check_text(path, record, "question.question", question)
     raw_answers = _field(path, record, qa, "answers", "a list", "question")
-    is_impossible = qa.get("is_impossible", False)
+    # Without the field, a question with no answers has none, as the official script reads every question.
+    is_impossible = qa.get("is_impossible", not raw_answers)
     if not isinstance(is_impossible, bool):
         raise DataError(path, f"question.is_impossible must be a boolean, got {_type_name(is_impossible)}", record)
     answers = tuple(_parse_answer(path, record, index, raw, context) for index, raw in enumerate(raw_answers))
     if is_impossible and answers:
         raise DataError(path, f"is_impossible is true but the question has {len(answers)} answer(s)", record)
     if not is_impossible and not answers:
-        raise DataError(path, "answerable question (is_impossible false or absent) has no answers", record)
+        raise DataError(path, "is_impossible is false but the question has no answers", record)
     return QAExample(qid=qid, question=question, context=context, answers=answers, title=title)
 
 
