@@ -57,9 +57,10 @@ def token_f1(gold_tokens, predicted):
 
 
 def gold_answers(example):
-    """The texts a prediction is scored against: answers that normalize non-empty, else [""]."""
-    golds = [answer.text for answer in example.answers if normalize_answer(answer.text)]
-    return golds or [""]
+    """The set of normalized texts a prediction is scored against: the answers' that are not empty,
+    else {""} (the official script's golds, normalized once and each distinct one once)."""
+    golds = {normalize_answer(answer.text) for answer in example.answers} - {""}
+    return golds or {""}
 
 
 def raw_scores(examples, predictions):
@@ -79,7 +80,7 @@ def raw_scores(examples, predictions):
             continue
         prediction = normalize_answer(predictions[example.qid])
         predicted = collections.Counter(prediction.split())
-        golds = {normalize_answer(gold) for gold in gold_answers(example)}  # each distinct gold scored once
+        golds = gold_answers(example)
         exact[example.qid] = max(int(gold == prediction) for gold in golds)
         f1[example.qid] = max(token_f1(gold.split(), predicted) for gold in golds)
     return exact, f1
