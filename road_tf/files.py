@@ -380,38 +380,50 @@ def versions(model_dir):
     Other names are ignored: hidden ones (`.tmp-*`) silently, the rest with one warning naming the
     first few when the folder holds versions (without any, it is not a model folder, which callers
     report); TF Serving ignores them too, numbers above MAX_VERSION included. Of two names of one
-    number ("7", "007") the version is the one holding a SAVED_MODEL_FILE, the first in sorted order
-    when both or neither do, as the devserver picks the folder it serves; the other is ignored with
-    a warning.
+    number the version is the one `version_names` takes, as the devserver picks the folder it
+    serves; the other is ignored with a warning.
     """
     model_dir = pathlib.Path(model_dir)
     kind = entry_kind(model_dir)
     if kind not in (None, "a folder"):
         raise RoadError(f"{model_dir}: {kind}, not a model folder of numbered versions")
-    found, ignored, repeated = {}, [], []
-    for path in (sorted(model_dir.iterdir()) if model_dir.exists() else ()):
-        number = version_number(path.name)
-        if number is None:
-            if not path.name.startswith("."):
-                ignored.append(path.name)
-        elif number in found and not (_holds_saved_model(path) and not _holds_saved_model(found[number])):
-            repeated.append(path.name)
-        else:
-            if number in found:
-                repeated.append(found[number].name)
-            found[number] = path
-    if ignored and found:
+    names = [path.name for path in model_dir.iterdir()] if model_dir.exists() else []
+    chosen, repeated = version_names(names, lambda name: holds_saved_model(model_dir / name))
+    ignored = [name for name in names if version_number(name) is None and not name.startswith(".")]
+    if ignored and chosen:
         logging.warning("%s: ignoring %d entries that are not version folders (base-10 integers): %s",
                         model_dir, len(ignored), first_few([repr(name) for name in sorted(ignored)]))
     for name in repeated:
         logging.warning("%s: ignoring %r: %r names version %d too", model_dir, name,
-                        found[version_number(name)].name, version_number(name))
-    return found
+                        chosen[version_number(name)], version_number(name))
+    return {number: model_dir / name for number, name in chosen.items()}
 
 
-def _holds_saved_model(path):
-    """Whether the folder `path` holds a SAVED_MODEL_FILE (a finished export or copy)."""
-    return entry_kind(path / SAVED_MODEL_FILE) == "a file"
+def version_names(names, finished):
+    """The version folders among the entry `names` of a model folder -> ({version: name}, [the
+    names of a version not taken]).
+
+    A name is a version's when `version_number` takes it. Of two names of one version ("7", "007")
+    the one that is `finished(name)` is taken, the first in sorted order when both or neither are.
+    """
+    chosen, repeated = {}, []
+    for name in sorted(names):
+        number = version_number(name)
+        if number is None:
+            continue
+        if number in chosen and not (finished(name) and not finished(chosen[number])):
+            repeated.append(name)
+        else:
+            if number in chosen:
+                repeated.append(chosen[number])
+            chosen[number] = name
+    return chosen, repeated
+
+
+def holds_saved_model(path):
+    """Whether the folder `path` holds a SAVED_MODEL_FILE (a finished export or copy); False also
+    when it cannot be looked at, so that the devserver's poll goes on."""
+    return os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
 
 
 def check_model_folder(model_dir, what, remedy="choose another export.base_dir or export.model_name"):

@@ -27,8 +27,8 @@ from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, firs
 from road_tf.evaluation.answerer import ANSWER_INPUTS
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
-from road_tf.files import (SAVED_MODEL_FILE, check_distinct, check_writable_file, entry_kind, lies_within,
-                           require_folder, versions, write_atomic)
+from road_tf.files import (SAVED_MODEL_FILE, check_distinct, check_writable_file, entry_kind, holds_saved_model,
+                           lies_within, require_folder, versions, write_atomic)
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 DEFAULT_BATCH_SIZE = 32
@@ -59,14 +59,14 @@ def resolve_model(path):
     """The SavedModel folder that `--model` names; RoadError says why when there is none."""
     path = pathlib.Path(path)
     require_folder(path, f"--model {path}")
-    if (path / SAVED_MODEL_FILE).is_file():
+    if holds_saved_model(path):
         return path
     if is_run_directory(path):
         exported = finished_run_metrics(path, "--model")["export"]
         if not exported:
             raise RoadError(f"--model {path}: this run exported no model (export.enabled was false?); "
                             "export it with python -m road_tf.export --run-dir")
-        if entry_kind(pathlib.Path(exported) / SAVED_MODEL_FILE) != "a file":
+        if not holds_saved_model(exported):
             raise RoadError(f"--model {path}: its metrics.json names no exported SavedModel folder "
                             f"(export: {json.dumps(exported)[:80]})")
         return pathlib.Path(exported)
@@ -74,7 +74,7 @@ def resolve_model(path):
     if version is None:
         raise RoadError(f"--model {path}: not a SavedModel ({SAVED_MODEL_FILE} missing), a model folder with "
                         "numbered versions, or a run directory")
-    if not (version / SAVED_MODEL_FILE).is_file():
+    if not holds_saved_model(version):
         raise RoadError(incomplete_version_problem(path, version))
     return version
 
@@ -83,7 +83,7 @@ def incomplete_version_problem(model_dir, version):
     """What is wrong when the newest version folder `version` of the model folder `model_dir` holds no
     SAVED_MODEL_FILE (a copy or export not finished, or damaged), naming the newest version that
     holds one, which servers keep serving meanwhile."""
-    complete = [path for _, path in sorted(versions(model_dir).items()) if (path / SAVED_MODEL_FILE).is_file()]
+    complete = [path for _, path in sorted(versions(model_dir).items()) if holds_saved_model(path)]
     hint = f"; the newest version that holds one is {complete[-1]}" if complete else ""
     return (f"--model {model_dir}: its newest version, {version.name}, holds no {SAVED_MODEL_FILE} (a copy or "
             f"export not finished, or a damaged one){hint}")

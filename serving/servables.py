@@ -23,7 +23,7 @@ from tensorflow.core.protobuf import error_codes_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
 from road_tf.errors import tf_error_summary
-from road_tf.files import MAX_VERSION, SAVED_MODEL_FILE, version_number
+from road_tf.files import MAX_VERSION, SAVED_MODEL_FILE, holds_saved_model, version_names, version_number
 from serving.batching import batchable
 from serving.codec import VALUE_FIELDS
 from serving.errors import HTTP_STATUS, ServingError, invalid, not_found
@@ -395,25 +395,25 @@ class ModelManager:
         saved_model.pb, or None when base_path cannot be listed (logged).
 
         Other directories are ignored; each such name is logged once (hidden ones, such as the
-        exporter's `.tmp-*` folders, silently). Of two names of one version ("7", "007") the
-        first in sorted order is served (as `road_tf.files.versions` picks it) and the other
-        logged once as ignored.
+        exporter's `.tmp-*` folders, silently). Of two names of one version ("7", "007") the one
+        `road_tf.files.version_names` takes is served, as `road_tf.files.versions` takes it, and
+        the other logged once as ignored.
         """
         try:
             names = os.listdir(self.base_path)
         except OSError as error:
             self._report_problem(f"cannot list base path {self.base_path}: {error.strerror}")
             return None
-        versions = {}
         for name in sorted(names):
-            version = version_number(name)
-            if version is None:
+            if version_number(name) is None:
                 self._report_ignored(name, "a version directory is named by a base-10 integer (ASCII digits "
                                            f"0-9, at most {MAX_VERSION})")
-            elif version in versions:
-                self._report_ignored(name, f"{versions[version]} names version {version} too")
-            elif os.path.isfile(os.path.join(self.base_path, name, SAVED_MODEL_FILE)):
-                versions[version] = name
+        chosen, repeated = version_names(names, lambda name: holds_saved_model(os.path.join(self.base_path, name)))
+        for name in repeated:
+            version = version_number(name)
+            self._report_ignored(name, f"{chosen[version]} names version {version} too")
+        versions = {version: name for version, name in chosen.items()
+                    if holds_saved_model(os.path.join(self.base_path, name))}
         if not versions:
             self._report_problem(f"no versions found under base path {self.base_path}")
         return versions
