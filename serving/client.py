@@ -41,7 +41,7 @@ from road_tf.errors import (ArgumentParser, DataError, RoadError, bounded, cli_m
                             positive_integer, text_problem, utf8_problem, whole_number)
 from road_tf.files import MAX_VERSION, check_distinct, check_writable_file, open_data_file, write_atomic
 from serving.codec import NUMPY_DTYPES, VALUE_FIELDS, array_to_json
-from serving.limits import MAX_PORT, MAX_SECONDS
+from serving.limits import MAX_PORT, MAX_SECONDS, bracketed
 
 DEFAULT_REST_URL = "http://127.0.0.1:8501"
 DEFAULT_MODEL = "road_demo"
@@ -252,8 +252,7 @@ class RestPredictor:
                 f"bad REST URL {_shorten(repr(url))}: {_shorten(host, 80)!r} is not a host name "
                 "(dot-separated labels of 1 to 63 characters, 253 in all)"
             )
-        shown_host = f"[{host}]" if ":" in host else host
-        self.url = f"{parts.scheme}://{shown_host}{'' if port is None else f':{port}'}{parts.path}".rstrip("/")
+        self.url = f"{parts.scheme}://{bracketed(host)}{'' if port is None else f':{port}'}{parts.path}".rstrip("/")
         self._shown_url = _shorten(self.url)
         self._parts = parts
         self._timeout = timeout

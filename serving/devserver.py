@@ -25,6 +25,7 @@ from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_bat
 from serving.grpc_api import build_server
 from serving.limits import (
     DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_STRING_BYTES, MAX_PORT, MAX_SECONDS, RequestLimits,
+    bracketed,
 )
 from serving.rest import RestServer
 from serving.servables import LOG, ModelManager, ModelRegistry
@@ -66,6 +67,11 @@ def parse_bool(text):
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def unbracketed(host):
+    """The --host value without the brackets of an IPv6 literal written as in a URL ("[::1]" -> "::1")."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
 def parse_args(argv):
     """Command-line flags (tensorflow_model_server's names) -> argparse.Namespace."""
     parser = ArgumentParser(prog="python -m serving.devserver", description=__doc__.splitlines()[0])
@@ -76,7 +82,8 @@ def parse_args(argv):
     parser.add_argument("--model_name", default="default", help="model name (ignored with a config file)")
     parser.add_argument("--model_base_path", default="", help="directory of integer version directories")
     parser.add_argument("--model_config_file", default="", help="ModelServerConfig text proto")
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--host", default="127.0.0.1", type=unbracketed,
+                        help="address to listen on: a name, an IPv4 or an IPv6 address (default 127.0.0.1)")
     parser.add_argument(
         "--max_request_bytes",
         type=whole_number,
@@ -244,7 +251,7 @@ class DevServer:
         self.registry.start()
         self._grpc = build_server(self.registry, self._max_request_bytes, self._grpc_max_threads, self._limits,
                                   self._in_flight)
-        address = f"{self._host}:{self._grpc_port}"
+        address = f"{bracketed(self._host)}:{self._grpc_port}"
         try:
             bound = self._grpc.add_insecure_port(address)
         except RuntimeError as error:
@@ -252,17 +259,18 @@ class DevServer:
         if not bound:
             raise RoadError(f"cannot listen for gRPC on {address}")
         self._grpc.start()
-        LOG.info("gRPC API at %s:%d", self._host, bound)
+        LOG.info("gRPC API at %s:%d", bracketed(self._host), bound)
         if self._rest_port:
             try:
                 self._rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes,
                                         self._limits, self._rest_max_connections, self._rest_timeout_seconds,
                                         self._in_flight)
             except OSError as error:
-                raise RoadError(f"cannot listen for REST on {self._host}:{self._rest_port}: {error.strerror}") from None
+                raise RoadError(f"cannot listen for REST on {bracketed(self._host)}:{self._rest_port}: "
+                                f"{error.strerror}") from None
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
             self._rest_thread.start()
-            LOG.info("REST API at http://%s:%d", self._host, self._rest.server_address[1])
+            LOG.info("REST API at http://%s:%d", bracketed(self._host), self._rest.server_address[1])
 
     def stop(self, grace_seconds=5.0):
         """Stops accepting requests, lets gRPC calls in flight finish, unloads the models, then

@@ -21,6 +21,13 @@ MAX_SECONDS = 24 * 60 * 60
 overflow beyond threading.TIMEOUT_MAX (about 9.2e9 s on Linux, 4.3e6 s on Windows)."""
 MAX_PORT = 65535
 """The highest TCP port: the devserver's flags and the client's targets stay within 0-MAX_PORT."""
+
+
+def bracketed(host):
+    """`host` as it stands before ":PORT" in an address or URL: an IPv6 literal ("::1") in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
 MAX_RANK = 32
 """More dims than any served signature has (TensorFlow's own limit is 254)."""
 

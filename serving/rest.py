@@ -381,7 +381,7 @@ class RestServer(socketserver.TCPServer):
     """TF Serving's REST API over a ModelRegistry, with a bounded number of connections.
 
     Args:
-        address: (host, port) to listen on.
+        address: (host, port) to listen on; a host with a colon is an IPv6 address ("::1", "::").
         registry: the ModelRegistry to serve.
         max_request_bytes: larger request bodies are answered 413 without being parsed.
         limits: the serving.limits.RequestLimits of predict requests.
@@ -402,6 +402,7 @@ class RestServer(socketserver.TCPServer):
         self.max_connections = max_connections
         self.in_flight = in_flight
         self._slots = threading.BoundedSemaphore(max_connections)
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Connection)
 
     def process_request(self, request, client_address):

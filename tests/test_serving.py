@@ -15,6 +15,7 @@ import pathlib
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -987,3 +988,34 @@ def test_devserver_refuses_an_empty_model_name():
     with pytest.raises(RoadError, match=r"^--model_name: must not be empty \(no REST URL can name the model"):
         devserver.parse_args(["--model_base_path=/x", "--model_name="])
     assert devserver.parse_args(["--model_config_file=/x", "--model_name="]).model_name == ""  # ignored there
+
+
+def _ipv6_loopback():
+    """True when this machine can listen on ::1."""
+    try:
+        with socket.socket(socket.AF_INET6) as sock:
+            sock.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine cannot listen on the IPv6 loopback ::1")
+def test_devserver_listens_on_ipv6():
+    """--host [::1] (or ::1) serves REST and gRPC on the IPv6 loopback; the REST server was IPv4-only."""
+    args = devserver.parse_args(["--model_base_path=/x", "--host=[::1]"])
+    assert args.host == "::1"
+    grpc_port, rest_port = free_port(), free_port()
+    server = devserver.DevServer(ModelRegistry([], 0), args.host, grpc_port, rest_port, MAX_REQUEST_BYTES, 2)
+    server.start()
+    try:
+        status, body = http_json("GET", f"http://[::1]:{rest_port}/v1/models/absent")
+        assert status == 404 and "absent" in body["error"]
+        request = get_model_status_pb2.GetModelStatusRequest()
+        request.model_spec.name = "absent"
+        with grpc.insecure_channel(f"[::1]:{grpc_port}") as channel:
+            with pytest.raises(grpc.RpcError) as raised:
+                model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=30)
+        assert raised.value.code() == grpc.StatusCode.NOT_FOUND
+    finally:
+        server.stop()
