@@ -11,6 +11,7 @@ import contextlib
 import io
 import pathlib
 import sys
+import tempfile
 import warnings
 
 from pipelines import configs
@@ -128,8 +129,12 @@ def check_pipeline_flags(args):
 
 def resolve_config(args):
     """The road_tf Config of `--config` and `--set`, as road_tf.train resolves it (teachers named by
-    their run made concrete)."""
-    return config_lib.load_recipe(args.config, args.overrides)[1]
+    their run made concrete), checked with the settings the Trainer lays over it
+    (`configs.trainer_config`), so that a conflict stops the run before any component starts."""
+    config = config_lib.load_recipe(args.config, args.overrides)[1]
+    with tempfile.TemporaryDirectory(prefix="road_tfx-check-") as scratch:
+        configs.trainer_config(config_lib.dump_yaml(config), pathlib.Path(scratch))
+    return config
 
 
 def check_inputs_kept(args, root):

@@ -10,8 +10,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import one_error_line
-from pipelines import local_runner
+from pipelines import configs, local_runner
 from pipelines.data import SPLITS
+from road_tf.config import dump_yaml
 from road_tf.data import sources
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.records import read_records
@@ -290,3 +291,23 @@ def test_the_halves_of_an_earlier_split_may_be_the_train_and_eval_files(tmp_path
     before = [half.read_bytes() for half in halves]
     args = runner_args(tmp_path, "--data", str(halves[0]), "--eval-data", str(halves[1]), "--prepare-only")
     assert local_runner.main(args) == 0 and [half.read_bytes() for half in halves] == before
+
+
+def test_the_trainer_trains_a_recipe_that_splits_its_own_dev_file(tmp_path):
+    """squad2_minilm sets data.split_dev_questions; the Trainer reads the pipeline's two splits instead
+    (it set data.dev_path beside the split, a conflict that stopped the Trainer after the data components)."""
+    args = local_runner.parse_args(["--config", "squad2_minilm", "--root", str(tmp_path / "tfx"),
+                                    "--serving-model-dir", str(tmp_path / "serving")])
+    assert local_runner.resolve_config(args).data.split_dev_questions == 1000
+    trained = configs.trainer_config(dump_yaml(local_runner.resolve_config(args)), tmp_path)
+    assert (trained.data.split_dev_questions, trained.data.dev_path) == (0, str(tmp_path / "dev.json"))
+
+
+def test_a_recipe_the_trainer_cannot_load_stops_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """The runner loads the recipe with the Trainer's settings up front: a conflict is one line before any
+    component runs or any example is written."""
+    settings = configs.trainer_overrides
+    monkeypatch.setattr(configs, "trainer_overrides", lambda scratch: [*settings(scratch), "data.split_dev_questions=5"])
+    error = refusal(runner_args(tmp_path, "--prepare-only"), capsys)
+    assert error.startswith("error: data.dev_path: is not read when data.split_dev_questions > 0")
+    assert not (tmp_path / "tfx" / "data").exists()

@@ -8,13 +8,12 @@ train.strategy=multi_worker every worker runs this function and only the chief w
 import pathlib
 import tempfile
 
+from pipelines.configs import trainer_config
 from road_tf import cluster
-from road_tf.config import load_config
 from road_tf.data.records import read_records
 from road_tf.data.squad import write_squad_json
 from road_tf.experiment import run_and_record
 from road_tf.export import load_run_student, run_final_metrics
-from road_tf.files import write_atomic
 from road_tf.saved_model import save_qa_model
 
 
@@ -28,12 +27,9 @@ def run_fn(fn_args):
     run_dir = pathlib.Path(fn_args.model_run_dir)
     with tempfile.TemporaryDirectory(prefix="road_tfx-") as scratch:
         scratch = pathlib.Path(scratch)
-        write_atomic(scratch / "config.yaml", fn_args.custom_config["config_yaml"])
         write_squad_json(scratch / "train.json", read_records(fn_args.train_files))
         write_squad_json(scratch / "dev.json", read_records(fn_args.eval_files))
-        config = load_config(scratch / "config.yaml", [
-            "data.source=json", f"data.train_path={scratch / 'train.json'}", f"data.dev_path={scratch / 'dev.json'}",
-            "data.max_eval_examples=0", "export.enabled=false", f"data.cache_dir={scratch / 'cache'}"])
+        config = trainer_config(fn_args.custom_config["config_yaml"], scratch)
         run_and_record(config, run_dir)
     if cluster.is_chief(config.train):
         final = run_final_metrics(run_dir)
