@@ -2,6 +2,7 @@
 the TFDS loaders on mocked data."""
 
 import gzip
+import logging
 
 import pytest
 
@@ -145,17 +146,37 @@ def test_load_glue_tfds_mnli_maps_features_and_labels():
                         ClassificationExample("validation_matched-1", "P two.", "H two.", 0)]
 
 
-@pytest.mark.parametrize("name, split, pair", [
-    ("glue/mnli", "validation_mismatched", True), ("glue/qqp", "train[:5]", True), ("glue/sst2", "validation", False),
-])
-def test_load_glue_tfds_on_random_mock_data(name, split, pair):
+@pytest.mark.parametrize("name, split, classes", [("glue/mnli", "validation_mismatched", 3), ("glue/qqp", "train[:5]", 2)])
+def test_load_glue_tfds_on_random_mock_data(name, split, classes):
     import tensorflow_datasets as tfds
 
     with tfds.testing.mock_data(num_examples=6):
         examples = glue.load_glue_tfds(name, split)
     assert len(examples) == 6
-    assert all(isinstance(e.text_a, str) and (e.text_b is not None) == pair for e in examples)
-    assert all(0 <= e.label < len(glue.LABELS[name.split("/")[1]]) for e in examples)
+    assert all(isinstance(e.text_a, str) and isinstance(e.text_b, str) for e in examples)
+    assert all(0 <= e.label < classes for e in examples)
+
+
+def test_bad_tfds_records_are_named_or_skipped(caplog):
+    """A blank or non-UTF-8 text, or a label outside the classes (GLUE's test records hold -1), is a
+    DataError naming the data set, split and record; under skip_bad_records it is logged and left out."""
+    import tensorflow_datasets as tfds
+
+    records = {"premise": ["P one.", " \u3000", "P three.", "P four.", "P five."],
+               "hypothesis": [b"H one.", b"H two.", b"H three.", b"H \xff", b"H five."],
+               "label": [2, 0, -1, 1, 1], "idx": [0, 1, 2, 3, 4]}
+    with tfds.testing.mock_data(as_dataset_fn=_fake_records(records)):
+        with pytest.raises(DataError) as caught:
+            glue.load_glue_tfds("glue/mnli", "train")
+        assert str(caught.value) == "tfds:glue/mnli/train: record train-1: text_a is empty or only whitespace"
+        with caplog.at_level(logging.WARNING, logger="road_tf.data.examples"):
+            examples = glue.load_glue_tfds("glue/mnli", "train", skip_bad_records=True)
+    assert [e.guid for e in examples] == ["train-0", "train-4"]
+    warnings = [record.getMessage() for record in caplog.records if record.name == "road_tf.data.examples"]
+    assert "record train-1: text_a is empty" in warnings[0]
+    assert "record train-2: label -1 is not a class id in [0, 3)" in warnings[1]
+    assert "record train-3: a text is not valid UTF-8 (invalid start byte at byte 2)" in warnings[2]
+    assert warnings[-1] == "tfds:glue/mnli/train: skipped 3 bad record(s), kept 2"
 
 
 def test_load_glue_tfds_rejects_unknown_names_and_splits():

@@ -1,6 +1,7 @@
 """SQuAD reading: the real public dev half, fuzzed bad files, skip_bad_records, the TFDS path."""
 
 import copy
+import dataclasses
 import gzip
 import json
 import logging
@@ -8,10 +9,12 @@ import pathlib
 
 import pytest
 
-from road_tf.data import json_files
+from road_tf.config import load_config
+from road_tf.data import json_files, sources
 from road_tf.data.examples import Answer, QAExample
-from road_tf.data.squad import load_squad_tfds, read_squad_json, read_squad_json_with_stats, write_squad_json
+from road_tf.data.squad import load_squad_tfds, read_squad_json, write_squad_json
 from road_tf.errors import DataError
+from road_tf.registry import task_spec
 from helpers_tfds import squad_tfds_dataset
 
 SQUAD_DEV = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad2-dev" / "squad2-dev-public.json.gz"
@@ -194,12 +197,12 @@ def test_skip_bad_records_logs_skips_and_counts(tmp_path, caplog):
     doc["data"].append({"title": "Fine", "paragraphs": [{"context": "abc", "qas": [
         {"id": "f1", "question": "b?", "answers": [{"text": "b", "answer_start": 1}], "is_impossible": False}]}]})
     path = _write(tmp_path, doc)
-    with caplog.at_level(logging.WARNING, logger="road_tf.data.squad"):
-        examples, skipped = read_squad_json_with_stats(path, skip_bad_records=True)
+    with caplog.at_level(logging.WARNING, logger="road_tf.data.examples"):
+        examples = read_squad_json(path, skip_bad_records=True)
     assert [example.qid for example in examples] == ["q2", "f1"]
-    assert skipped == 4
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
-    assert len(warnings) == 4
+    assert len(warnings) == 5
+    assert warnings[-1] == f"{path}: skipped 4 bad question(s), kept 2"
     assert any("record q1:" in message and "does not match" in message for message in warnings)
     assert any("record q2:" in message and "duplicate" in message for message in warnings)
     assert read_squad_json(path, skip_bad_records=True) == examples
@@ -243,6 +246,18 @@ def test_load_squad_tfds_checks_records():
             load_squad_tfds("validation")
         assert str(caught.value).startswith("tfds:squad/v2.0/validation: record t1: ")
         assert load_squad_tfds("validation", skip_bad_records=True) == []
+
+
+def test_training_reads_tfds_under_skip_bad_records(monkeypatch):
+    """data.skip_bad_records reaches the TFDS loader of a run's split (road_tf.train ignored it for TFDS)."""
+    tfds = pytest.importorskip("tensorflow_datasets")
+    monkeypatch.setattr(sources, "check_tfds_available", lambda *args, **kwargs: None)
+    records = [dict(TFDS_RECORDS[0], answers=[("Lyon", 14)]), TFDS_RECORDS[1]]
+    with tfds.testing.mock_data(as_dataset_fn=lambda *args, **kwargs: squad_tfds_dataset(records)):
+        data = load_config(None, ["data.source=tfds", "data.skip_bad_records=true"]).data
+        assert [e.qid for e in sources.load_split(task_spec("squad2"), data, "dev")] == ["t2"]
+        with pytest.raises(DataError, match="record t1: "):
+            sources.load_split(task_spec("squad2"), dataclasses.replace(data, skip_bad_records=False), "dev")
 
 
 def test_write_keeps_question_order_with_interleaved_titles(tmp_path):

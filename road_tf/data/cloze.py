@@ -90,6 +90,6 @@ def read_cloze_json(path, skip_bad_records=False):
     return cloze_questions(read_squad_json(path, skip_bad_records=skip_bad_records))
 
 
-def load_cloze_tfds(split, data_dir=None, name="squad/v2.0", skip_bad_records=False):
+def load_cloze_tfds(split, name="squad/v2.0", skip_bad_records=False):
     """Cloze questions from the contexts of a TFDS SQuAD split (see `load_squad_tfds`)."""
-    return cloze_questions(load_squad_tfds(split, data_dir=data_dir, name=name, skip_bad_records=skip_bad_records))
+    return cloze_questions(load_squad_tfds(split, name=name, skip_bad_records=skip_bad_records))

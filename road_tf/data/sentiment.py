@@ -59,19 +59,19 @@ def read_sentiment_tsv(path, skip_bad_records=False):
     return read_table(path, parse, ("sentence", "label"), skip_bad_records, optional_header=True)
 
 
-def load_sentiment_tfds(name, split, data_dir=None):
+def load_sentiment_tfds(name, split, skip_bad_records=False):
     """Loads a labelled split of a TFDS sentiment data set (a TFDS_SOURCES key) as examples.
 
-    Uses `tfds.load`, which downloads and prepares the data set into `data_dir` on first use.
+    Uses `tfds.load`, which downloads and prepares the data set on first use. Records are checked
+    as `load_tfds_examples` says.
 
     Returns:
         list of ClassificationExample (text_b None, label 0 negative / 1 positive).
     Raises:
-        ConfigError: unknown name or split.
+        ConfigError: unknown name or split. DataError: a bad record (without `skip_bad_records`).
     """
     if name not in TFDS_SOURCES:
         raise ConfigError(f"unknown TFDS sentiment data set {name!r}; known: {', '.join(TFDS_SOURCES)}")
     tfds_name, texts_of, splits = TFDS_SOURCES[name]
     check_split(name, split, splits)
-    return load_tfds_examples(tfds_name, split, texts_of, data_dir)
-
+    return load_tfds_examples(tfds_name, split, texts_of, 2, skip_bad_records)

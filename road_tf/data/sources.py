@@ -164,7 +164,7 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
         name = (data_config.tfds_name if is_main_task or task.reads_main_files else "") or task.tfds_name
         check_tfds_available(name)
         tfds_split = task.tfds_splits[0 if split == "train" else 1]
-        examples = resolve(task.tfds_loader)(name=name, split=tfds_split)
+        examples = resolve(task.tfds_loader)(name=name, split=tfds_split, skip_bad_records=data_config.skip_bad_records)
         path = f"tfds:{name}/{tfds_split}"
     limit = data_config.max_train_examples if split == "train" else data_config.max_eval_examples
     if limit:
@@ -188,7 +188,7 @@ def checked_questions(document, path, data_config):
     """The questions (list of QAExample) of the SQuAD `document` parsed from `path`, checked as a run
     checks them: DataError naming `path` and the question for a malformed record or a text above
     data.max_context_bytes (each dropped with a warning instead under data.skip_bad_records)."""
-    return within_length_limit(document_questions(document, path, data_config.skip_bad_records)[0], path, data_config)
+    return within_length_limit(document_questions(document, path, data_config.skip_bad_records), path, data_config)
 
 
 def within_length_limit(examples, path, data_config):

@@ -12,15 +12,13 @@ question is logged, skipped and counted.
 import gzip
 import hashlib
 import json
-import logging
 import pathlib
 
-from road_tf.data.examples import Answer, QAExample
+from road_tf.data.examples import Answer, QAExample, parse_all
 from road_tf.data.json_files import read_json
 from road_tf.errors import DataError, first_control_character, text_problem, utf8_problem
 from road_tf.files import write_atomic
 
-logger = logging.getLogger(__name__)
 
 _KINDS = {
     "a string": lambda value: isinstance(value, str),
@@ -32,44 +30,33 @@ _KINDS = {
 def read_squad_json(path, skip_bad_records=False):
     """Reads a SQuAD 1.1/2.0 JSON file (`.json` or `.json.gz`) into a list of QAExample.
 
-    With `skip_bad_records`, a bad question is logged as a warning and skipped instead of raising;
-    `read_squad_json_with_stats` also returns how many were skipped.
+    With `skip_bad_records`, a bad question is logged as a warning and skipped instead of raising,
+    and how many were skipped is logged at the end.
 
     Raises:
         DataError: naming the file, the question id (or location) and the problem.
-    """
-    examples, _ = read_squad_json_with_stats(path, skip_bad_records)
-    return examples
-
-
-def read_squad_json_with_stats(path, skip_bad_records=False):
-    """Like `read_squad_json`, and also counts skipped questions.
-
-    Returns:
-        (examples, skipped): the valid questions in file order, and how many bad questions were
-        skipped (always 0 when `skip_bad_records` is False, since the first one raises).
     """
     return document_questions(read_json(path), path, skip_bad_records)
 
 
 def document_questions(document, path, skip_bad_records=False):
-    """`read_squad_json_with_stats` of a document already parsed from `path` (named in errors)."""
+    """`read_squad_json` of a document already parsed from `path` (named in errors)."""
     return _collect(path, _iter_json_questions(path, document), skip_bad_records)
 
 
-def load_squad_tfds(split, data_dir=None, name="squad/v2.0", skip_bad_records=False):
+def load_squad_tfds(split, name="squad/v2.0", skip_bad_records=False):
     """Loads one TFDS split (e.g. "train", "validation[:10%]") of `name` as QAExample.
 
-    Uses `tfds.load`, which downloads and prepares the data set on first use. Records are checked
-    like JSON questions; errors name the source as `tfds:NAME/SPLIT`.
+    Uses `tfds.load`, which downloads and prepares the data set on first use (into TFDS's data
+    folder: $TFDS_DATA_DIR, else ~/tensorflow_datasets). Records are checked like JSON questions;
+    errors name the source as `tfds:NAME/SPLIT`.
     """
     import tensorflow_datasets as tfds  # Imported here: it pulls in TensorFlow.
 
     source = f"tfds:{name}/{split}"
-    dataset = tfds.load(name, split=split, data_dir=data_dir, shuffle_files=False)
+    dataset = tfds.load(name, split=split, shuffle_files=False)
     records = (_tfds_record_to_json(record, index) for index, record in enumerate(tfds.as_numpy(dataset)))
-    examples, _ = _collect(source, records, skip_bad_records)
-    return examples
+    return _collect(source, records, skip_bad_records)
 
 
 def write_squad_json(path, examples):
@@ -152,26 +139,23 @@ def _paragraph_context(path, paragraph, where):
 
 
 def _collect(path, questions, skip_bad_records):
-    """Parses (location, qa, context, title) tuples into QAExample, enforcing unique ids.
+    """Parses (location, qa, context, title) tuples into QAExample, enforcing unique ids (`parse_all`:
+    under `skip_bad_records` a bad question is logged and skipped).
 
     Returns:
-        (examples, skipped count).
+        list of QAExample.
     """
-    examples, seen, skipped = [], {}, 0
-    for where, qa, context, title in questions:
-        try:
-            example = _parse_question(path, where, qa, context, title)
-            if example.qid in seen:
-                raise DataError(path, f"duplicate question id (first at {seen[example.qid]})", example.qid)
-        except DataError as error:
-            if not skip_bad_records:
-                raise
-            logger.warning("skipping bad question: %s", error)
-            skipped += 1
-            continue
+    seen = {}
+
+    def parse(question):
+        where, qa, context, title = question
+        example = _parse_question(path, where, qa, context, title)
+        if example.qid in seen:
+            raise DataError(path, f"duplicate question id (first at {seen[example.qid]})", example.qid)
         seen[example.qid] = where
-        examples.append(example)
-    return examples, skipped
+        return example
+
+    return parse_all(questions, parse, path, skip_bad_records, "question")
 
 
 def _parse_question(path, where, qa, context, title):

@@ -11,14 +11,13 @@ unless `skip_bad_records` is set, in which case the record is logged, skipped an
 
 import gzip
 import itertools
-import logging
 import pathlib
 import zlib
 
+from road_tf.data.examples import parse_all
 from road_tf.errors import ONLY_WHITESPACE, DataError
 from road_tf.files import is_gzipped, open_data_file, write_atomic
 
-logger = logging.getLogger(__name__)
 
 MAX_LINE_BYTES = 1 << 24
 """The longest line read, in bytes (16 MiB; GLUE's lines take a few hundred): what a file of one
@@ -119,25 +118,21 @@ def read_table(path, parse, required, skip_bad_records=False, optional_header=Fa
     """
     lines = _non_blank(iter_lines(path))
     columns, pending = _header(path, next(lines, None), required, optional_header)
-    examples, skipped, first_seen = [], 0, {}
-    for number, raw in itertools.chain(pending, lines):
-        try:
-            record = dict(zip(columns, split_line(path, number, raw, len(columns))))
-            record_id = text_field(path, number, id_column, record[id_column]) if id_column else None
-            if record_id in first_seen:
-                raise DataError(path, f"duplicate {id_column} {record_id!r} (first at line {first_seen[record_id]})",
-                                f"line {number}")
-            examples.append(parse(record, number))
-            if id_column:
-                first_seen[record_id] = number
-        except DataError as error:
-            if not skip_bad_records:
-                raise
-            logger.warning("skipping bad record: %s", error)
-            skipped += 1
-    if skipped:
-        logger.warning("%s: skipped %d bad record(s), kept %d", path, skipped, len(examples))
-    return examples
+    first_seen = {}
+
+    def parse_line(line):
+        number, raw = line
+        record = dict(zip(columns, split_line(path, number, raw, len(columns))))
+        record_id = text_field(path, number, id_column, record[id_column]) if id_column else None
+        if record_id in first_seen:
+            raise DataError(path, f"duplicate {id_column} {record_id!r} (first at line {first_seen[record_id]})",
+                            f"line {number}")
+        example = parse(record, number)
+        if id_column:
+            first_seen[record_id] = number
+        return example
+
+    return parse_all(itertools.chain(pending, lines), parse_line, path, skip_bad_records)
 
 
 def _non_blank(lines):
