@@ -18,9 +18,7 @@ keeps the pipeline's cached components valid.
 """
 
 import json
-import os
 import pathlib
-import tempfile
 
 import tensorflow as tf
 from google.protobuf.message import DecodeError
@@ -30,7 +28,7 @@ from road_tf.data.records import to_tf_example, write_records
 from road_tf.data.sources import check_tfds_available, checked_questions
 from road_tf.data.squad import read_squad_json, split_for_training
 from road_tf.errors import DataError
-from road_tf.files import non_file_kind, write_atomic
+from road_tf.files import atomic_target, non_file_kind, write_atomic
 from road_tf.registry import task_spec
 
 SPLITS = ("train", "eval")
@@ -122,12 +120,8 @@ def write_examples(examples_dir, train, evaluation):
             raise DataError(target, f"{kind}, not an examples file; remove it or use a fresh --root")
         if target.exists() and holds_examples(target, examples):
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=".data.")
-        os.close(handle)
-        write_records(tmp, examples)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, target)
+        with atomic_target(target) as tmp:
+            write_records(tmp, examples)
     return examples_dir
 
 

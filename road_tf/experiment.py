@@ -27,7 +27,7 @@ from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.distillation.offline import load_offline_features
 from road_tf.errors import ConfigError, RoadError, first_line
-from road_tf.files import check_weights_file, write_atomic
+from road_tf.files import check_weights_file, save_weights, write_atomic
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
 from road_tf.multitask.trainer import check_replicas, prepare_multitask, run_multitask_stage
 from road_tf.registry import SPAN
@@ -128,8 +128,8 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
         best = training.best_eval(records)
         student.load_weights(str(records / training.BEST_WEIGHTS))
         step = best["step"]
-    student.save_weights(str(cluster.worker_path(stage_dir / WEIGHTS_FILE, config.train)))
-    encoder_of(student).save_weights(str(cluster.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)))
+    save_weights(student, cluster.worker_path(stage_dir / WEIGHTS_FILE, config.train))
+    save_weights(encoder_of(student), cluster.worker_path(stage_dir / ENCODER_WEIGHTS, config.train))
     return finish_stage(stage_dir, evaluate, config, step)
 
 

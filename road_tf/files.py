@@ -3,6 +3,7 @@ up-front checks that a folder exists or can be written and that a Keras weights 
 data file for reading, and the version folders of a model folder (no TensorFlow here: the CLIs check
 their flags before importing it)."""
 
+import contextlib
 import errno
 import logging
 import os
@@ -135,10 +136,11 @@ def check_weights_file(path, field):
         raise ConfigError(f"{field}: {path}: not a Keras weights file (its first bytes are not {signature!r})")
 
 
-def temp_prefix(name):
+def temp_prefix(name, suffix=""):
     """The prefix of a temporary file written beside the file `name` and renamed to it: "." + `name`
-    + ".", the name cut so that mkstemp's (8 random characters after the prefix) fits in NAME_MAX bytes."""
-    while len(os.fsencode(name)) > NAME_MAX - 10:
+    + ".", the name cut so that mkstemp's (8 random characters after the prefix, then `suffix`) fits
+    in NAME_MAX bytes."""
+    while len(os.fsencode(name)) > NAME_MAX - 10 - len(os.fsencode(suffix)):
         name = name[:-1]
     return f".{name}."
 
@@ -155,18 +157,34 @@ def write_atomic(path, payload):
     kind = non_file_kind(path)
     if kind:
         raise RoadError(f"{path}: is {kind}, not a file to write")
+    with atomic_target(path) as tmp:
+        tmp.write_bytes(payload.encode("utf-8") if isinstance(payload, str) else payload)
+
+
+@contextlib.contextmanager
+def atomic_target(path, suffix=""):
+    """Yields a temporary file's path (pathlib.Path) beside `path`, ending in `suffix`, for the caller to
+    write; when the block ends without an exception the file is made mode 644 and renamed over `path`,
+    else removed. Its folder is made first (`make_folder`)."""
+    path = pathlib.Path(path)
     make_folder(path.parent)
-    if isinstance(payload, str):
-        payload = payload.encode("utf-8")
-    handle, tmp_name = tempfile.mkstemp(prefix=temp_prefix(path.name), dir=path.parent)
+    handle, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name, suffix), suffix=suffix, dir=path.parent)
+    os.close(handle)
+    tmp = pathlib.Path(tmp)
     try:
-        with os.fdopen(handle, "wb") as tmp_file:
-            tmp_file.write(payload)
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
     except BaseException:
-        os.unlink(tmp_name)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def save_weights(model, path):
+    """`model.save_weights` to `path` (a `.weights.h5` file) through `atomic_target`: a killed save
+    leaves the previous file, or none, never half of one."""
+    with atomic_target(path, suffix=".weights.h5") as tmp:
+        model.save_weights(str(tmp))
 
 
 def require_folder(path, what, kind="folder"):

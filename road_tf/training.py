@@ -25,7 +25,7 @@ import tensorflow as tf
 from road_tf.cluster import cluster_task, is_chief, worker_path
 from road_tf.data.features import PADDING_MASK
 from road_tf.errors import ConfigError, RoadError, decimal_integer, first_line
-from road_tf.files import write_atomic
+from road_tf.files import save_weights, write_atomic
 
 EVALS_FILE = "evals.json"
 # With train.trim_padding, rows are grouped by length within runs of this many batches.
@@ -393,9 +393,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         best = max((entry["value"] for entry in self.history), default=None)
         self.history.append({"step": step, "value": value, "metrics": metrics})
         if self.keep == "best" and (best is None or value > best):
-            tmp = self.stage_dir / f".{BEST_WEIGHTS}.tmp.weights.h5"
-            self.kept.save_weights(str(tmp))
-            tmp.replace(self.stage_dir / BEST_WEIGHTS)
+            save_weights(self.kept, self.stage_dir / BEST_WEIGHTS)
         write_atomic(self.stage_dir / EVALS_FILE, json.dumps(self.history, indent=2) + "\n")
         if self.writer is None:
             self.writer = tf.summary.create_file_writer(str(self.stage_dir / "logs" / "eval"))

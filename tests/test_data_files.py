@@ -14,7 +14,7 @@ from road_tf.data import glue
 from road_tf import evaluate
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import DataError, RoadError
-from road_tf.files import check_writable_dir, check_writable_file, versions, write_atomic
+from road_tf.files import check_writable_dir, check_writable_file, save_weights, versions, write_atomic
 
 SQUAD = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Ada wrote it.", "qas": [
     {"id": "q1", "question": "Who wrote it?", "answers": [{"text": "Ada", "answer_start": 0}],
@@ -81,6 +81,37 @@ def test_a_file_whose_name_is_near_the_longest_is_written(tmp_path, length):
     assert len(os.fsencode(path.name)) == length
     write_atomic(path, "{}")
     assert [p.name for p in tmp_path.iterdir()] == [path.name] and path.read_text() == "{}"
+
+
+class _FailingSave:
+    """A model whose save_weights writes part of a file, then fails (a full disk, a kill)."""
+
+    def save_weights(self, filepath):
+        with open(filepath, "wb") as stream:
+            stream.write(b"half")
+        raise OSError("No space left on device")
+
+
+class _Save:
+    def save_weights(self, filepath):
+        assert filepath.endswith(".weights.h5")  # Keras refuses other names
+        with open(filepath, "wb") as stream:
+            stream.write(b"new weights")
+
+
+@pytest.mark.parametrize("length", [20, 255])
+def test_weights_are_saved_through_a_temporary_file(tmp_path, length):
+    """A failed save leaves the previous weights and no temporary file (stage weights, the best
+    weights and encoders were saved in place: a kill left half a file that a resumed run or
+    model.pretrained=runs/X read); a finished one replaces them, also at the longest file name."""
+    path = tmp_path / ("w" * (length - len(".weights.h5")) + ".weights.h5")
+    path.write_bytes(b"old weights")
+    with pytest.raises(OSError, match="No space left"):
+        save_weights(_FailingSave(), path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name] and path.read_bytes() == b"old weights"
+    save_weights(_Save(), path)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name] and path.read_bytes() == b"new weights"
+    assert path.stat().st_mode & 0o777 == 0o644
 
 
 def test_pipes_and_devices_are_never_replaced_by_a_write(tmp_path):

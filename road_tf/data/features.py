@@ -12,13 +12,12 @@ import math
 import os
 import pathlib
 import re
-import tempfile
 
 import numpy as np
 import tensorflow as tf
 
 from road_tf.errors import DataError, first_line
-from road_tf.files import make_folder, non_file_kind, temp_prefix, write_atomic
+from road_tf.files import atomic_target, make_folder, non_file_kind, write_atomic
 
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
 MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
@@ -255,23 +254,15 @@ def write_feature_cache(path, features):
     path, meta = _cache_paths(path)
     make_folder(path.parent)
     path = pathlib.Path(os.path.realpath(path))  # a symbolic link keeps naming the cache, as with write_atomic
-    make_folder(path.parent)  # the folder of the file a link names
     rows = len(next(iter(features.values())))
     descriptor = {key: {"shape": list(value.shape[1:]),
                         "dtype": "float32" if np.issubdtype(value.dtype, np.floating) else "int32"}
                   for key, value in features.items()}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=temp_prefix(path.name))
-    os.close(fd)
-    try:
-        with tf.io.TFRecordWriter(tmp) as writer:
+    with atomic_target(path) as tmp:
+        with tf.io.TFRecordWriter(str(tmp)) as writer:
             for i in range(rows):
                 writer.write(_example_proto({key: value[i] for key, value in features.items()}))
-        os.chmod(tmp, 0o644)
         meta.unlink(missing_ok=True)
-        os.replace(tmp, path)
-    except BaseException:
-        pathlib.Path(tmp).unlink(missing_ok=True)
-        raise
     write_atomic(meta, json.dumps({"format": CACHE_FORMAT, "rows": rows, "shapes": descriptor}))
 
 

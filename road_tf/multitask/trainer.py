@@ -28,6 +28,7 @@ from road_tf import cluster, training
 from road_tf.config import ENCODER_WEIGHTS
 from road_tf.data.features import END, LABEL, MODEL_INPUTS, START
 from road_tf.errors import ConfigError
+from road_tf.files import save_weights
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales
 from road_tf.multitask.samplers import TaskSampler
 from road_tf.tasks import get_task, load_task_data
@@ -309,7 +310,7 @@ def run_multitask_stage(config, tokenizer, data, stage_dir):
                      make_dataset=lambda done: step_dataset(features, sampler, train.batch_size, train.seed, done,
                                                             multitask.steps))
     encoder_path = cluster.worker_path(stage_dir / ENCODER_WEIGHTS, config.train)
-    encoder_of(model).save_weights(str(encoder_path))
+    save_weights(encoder_of(model), encoder_path)
     dev = {name: item.task.evaluate(model, item, tokenizer, config).metrics for name, item in data.items()}
     metrics = {**dev.get(config.task, {}), "tasks": dev, "picks": sampler.counts(0, multitask.steps),
                "k": multitask.k, "sampler": multitask.sampler, "steps": multitask.steps}
