@@ -31,9 +31,10 @@ bench-setup: .venv-baseline/.installed
 .venv-baseline/.installed: benchmarks/baseline_requirements.txt benchmarks/setup_baseline.sh
 	bash benchmarks/setup_baseline.sh
 
+bench: SHELL := /bin/bash
 bench: setup bench-setup
-	for script in benchmarks/*.py; do case $$script in */common.py|*/hf_*_baseline.py) continue;; esac; \
-		echo "== $$script"; $(PY) $$script | tail -n 1; done
+	set -o pipefail; for script in benchmarks/*.py; do case $$script in */common.py|*/hf_*_baseline.py) continue;; esac; \
+		echo "== $$script"; $(PY) $$script | tail -n 1 || exit 1; done
 
 clean:
 	rm -rf $(VENV) runs
