@@ -1,7 +1,7 @@
 """SQuAD 2.0-style extractive QA: span labels, a start/end head, span CE, official EM/F1."""
 
 from road_tf import losses
-from road_tf.data.features import END, PADDING_MASK, SEGMENT_IDS, START, featurize_qa
+from road_tf.data.features import END, MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, START, featurize_qa
 from road_tf.evaluation.answerer import QAAnswerer
 from road_tf.evaluation.qa_eval import (answer_questions, held_out_tuned_f1, nbest_lists, squad_outputs,
                                         tuned_null_threshold)
@@ -27,9 +27,12 @@ class SpanTask(Task):
         return self.output_keys(("start_logits", "end_logits"))
 
     def featurize(self, tokenizer, examples, data_config):
-        """QAExamples -> windows with span labels (see `featurize_qa`)."""
-        return featurize_qa(tokenizer, examples, data_config.max_seq_length, data_config.max_query_length,
-                            data_config.doc_stride)
+        """QAExamples -> the training arrays of their windows: `featurize_qa`'s model inputs and span
+        labels (its char_offsets and example_index, which no training step reads, left out of the
+        batches and the feature cache)."""
+        features = featurize_qa(tokenizer, examples, data_config.max_seq_length, data_config.max_query_length,
+                                data_config.doc_stride)
+        return {key: features[key] for key in (*MODEL_INPUTS, START, END)}
 
     @property
     def head_name(self):
