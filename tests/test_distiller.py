@@ -63,6 +63,20 @@ def test_logits_kd_total_is_weighted_sum_and_terms_are_logged():
     assert {"kd_loss", "weighted_kd_loss", "weighted_hard_loss", "temperature", "kd_weight"} <= set(terms)
 
 
+def test_evaluate_reports_the_losses_of_a_batch_without_training():
+    """Distiller is a Keras model: evaluate() (its test_step) gives compute_losses' loss and terms with
+    dropout off, and changes no weight."""
+    student, teacher = tiny_model(seed=0), tiny_model(seed=1, hidden=16, name="teacher")
+    distiller = compiled(Distiller(student, SQUAD, kd_config(kd_weight=0.3), teachers=[teacher]))
+    data = batch()
+    total, terms = distiller.compute_losses(data, training=False)
+    before = [w.numpy() for w in student.weights]
+    result = distiller.evaluate(tf.data.Dataset.from_tensors(data), return_dict=True, verbose=0)
+    np.testing.assert_allclose(result["loss"], float(tf.reduce_mean(total)), rtol=1e-5)
+    np.testing.assert_allclose(result["kd_loss"], float(terms["kd_loss"]), rtol=1e-5)
+    assert all(np.array_equal(a, w.numpy()) for a, w in zip(before, student.weights))
+
+
 def test_losses_are_the_same_on_a_batch_cut_after_its_longest_row():
     """train.trim_padding drops positions that are padding in every row: logits KD, hidden KD and the
     hard loss must not change."""
