@@ -19,7 +19,10 @@ from road_tf.errors import DECIMAL_NUMBER, ConfigError, decimal_integer, first_l
 from road_tf.files import entry_kind, read_config_bytes
 from road_tf.registry import KD_LOSSES, TASKS
 
-ENCODER_WEIGHTS = "encoder.weights.h5"
+ENCODER_WEIGHTS = "encoder.weights.h5"  # a stage's encoder weights, which `model.pretrained` reads
+STAGE_WEIGHTS = "model.weights.h5"  # a stage's task model weights
+STUDENT_STAGE = "student"  # the stage folder of the model a run exports
+RUN_CONFIG_FILE = "config.yaml"  # a run's whole resolved config, written when it starts
 RUN_METRICS_FILE = "metrics.json"  # a run's dev metrics, written when it has finished training
 
 CONFIG_DIR = pathlib.Path(__file__).resolve().parent.parent / "configs"
@@ -868,18 +871,18 @@ def config_from_dict(values):
 
 def run_weights(run_dir):
     """The weights file of a finished run's student (the model it exported)."""
-    return str(pathlib.Path(run_dir) / "student" / "model.weights.h5")
+    return str(pathlib.Path(run_dir) / STUDENT_STAGE / STAGE_WEIGHTS)
 
 
 def run_encoder_weights(run_dir):
     """The encoder weights (`ENCODER_WEIGHTS`) of a finished run's student, which `model.pretrained` reads."""
-    return str(pathlib.Path(run_dir) / "student" / ENCODER_WEIGHTS)
+    return str(pathlib.Path(run_dir) / STUDENT_STAGE / ENCODER_WEIGHTS)
 
 
 def is_run_directory(path):
     """Whether `path` is a road_tf run directory (it holds the `config.yaml` a run writes first)."""
     try:
-        return (pathlib.Path(path) / "config.yaml").is_file()
+        return (pathlib.Path(path) / RUN_CONFIG_FILE).is_file()
     except OSError:
         return False
 
@@ -907,7 +910,7 @@ def config_of_run(run):
     Raises:
         ConfigError: the file is not a valid recipe, or is empty (it would read as all defaults).
     """
-    path = pathlib.Path(run) / "config.yaml"
+    path = pathlib.Path(run) / RUN_CONFIG_FILE
     values = read_yaml(path)
     if not values:
         raise ConfigError(f"{path}: empty; not the config.yaml a road_tf run writes")

@@ -21,7 +21,7 @@ import typing
 import keras
 
 from road_tf import cluster, training
-from road_tf.config import ENCODER_WEIGHTS, RUN_METRICS_FILE, dump_yaml
+from road_tf.config import ENCODER_WEIGHTS, RUN_CONFIG_FILE, RUN_METRICS_FILE, STAGE_WEIGHTS, STUDENT_STAGE, dump_yaml
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
@@ -34,7 +34,6 @@ from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
 from road_tf.tasks import get_task, load_task_data
 
-WEIGHTS_FILE = "model.weights.h5"
 STAGE_FILE = "stage.json"
 MULTITASK_STAGE = "multitask"
 """The multi-task stage's name and folder in the run directory."""
@@ -79,7 +78,7 @@ def finished_stage(stage_dir, model):
     stage_dir = pathlib.Path(stage_dir)
     if not (stage_dir / STAGE_FILE).is_file():
         return None
-    model.load_weights(str(stage_dir / WEIGHTS_FILE))
+    model.load_weights(str(stage_dir / STAGE_WEIGHTS))
     logging.info("stage %s already finished; reusing its weights", stage_dir.name)
     return json.loads((stage_dir / STAGE_FILE).read_text())["metrics"]
 
@@ -128,7 +127,7 @@ def _train_stage(stage_dir, student, task_data, tokenizer, config, steps, learni
         best = training.best_eval(records)
         student.load_weights(str(records / training.BEST_WEIGHTS))
         step = best["step"]
-    save_weights(student, cluster.worker_path(stage_dir / WEIGHTS_FILE, config.train))
+    save_weights(student, cluster.worker_path(stage_dir / STAGE_WEIGHTS, config.train))
     save_weights(encoder_of(student), cluster.worker_path(stage_dir / ENCODER_WEIGHTS, config.train))
     return finish_stage(stage_dir, evaluate, config, step)
 
@@ -328,7 +327,7 @@ def run_training(config, output_dir, inputs):
                                                   steps, lr)
         student = stage_model(config, config.model, task, tokenizer, "student", encoder_weights)
         stages["student"] = train_stage(
-            output_dir / "student", student, task_data, tokenizer, config, steps, lr, teachers=teachers,
+            output_dir / STUDENT_STAGE, student, task_data, tokenizer, config, steps, lr, teachers=teachers,
             distillation=distillation, layer_matches=teacher_layer_matches(distillation, teachers, student),
             offline_features=offline_features,
         )
@@ -352,7 +351,7 @@ def run_and_record(config, output_dir, inputs=None):
     `environment` of this invocation) to `output_dir`."""
     output_dir = pathlib.Path(output_dir)
     inputs = inputs or prepare_run(config, output_dir)
-    write_atomic(cluster.worker_path(output_dir / "config.yaml", config.train), dump_yaml(config))
+    write_atomic(cluster.worker_path(output_dir / RUN_CONFIG_FILE, config.train), dump_yaml(config))
     metrics = {**run_training(config, output_dir, inputs), "environment": training.environment()}
     write_json(cluster.worker_path(output_dir / RUN_METRICS_FILE, config.train), metrics)
     return metrics

@@ -11,7 +11,7 @@ import dataclasses
 import pathlib
 import sys
 
-from road_tf.config import RUN_METRICS_FILE, ExportConfig, config_of_run
+from road_tf.config import RUN_CONFIG_FILE, RUN_METRICS_FILE, ExportConfig, config_of_run, run_weights
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_line, nonempty
 from road_tf.files import check_model_folder, check_writable_dir, entry_kind
@@ -21,8 +21,6 @@ from road_tf.saved_model import export_qa_model
 from road_tf.tasks import get_task
 from road_tf.train import read_finished_run
 
-STUDENT_WEIGHTS = pathlib.Path("student") / "model.weights.h5"
-
 
 def read_run_config(run_dir):
     """A finished run's (config, QA task), read without building its model.
@@ -31,8 +29,9 @@ def read_run_config(run_dir):
         RoadError: when `run_dir` lacks config.yaml or the student's weights, or its task is not QA.
     """
     run_dir = pathlib.Path(run_dir)
-    if entry_kind(run_dir / "config.yaml") != "a file" or entry_kind(run_dir / STUDENT_WEIGHTS) != "a file":
-        raise RoadError(f"{run_dir}: not a finished run (needs config.yaml and {STUDENT_WEIGHTS})")
+    weights = pathlib.Path(run_weights(run_dir))
+    if entry_kind(run_dir / RUN_CONFIG_FILE) != "a file" or entry_kind(weights) != "a file":
+        raise RoadError(f"{run_dir}: not a finished run (needs {RUN_CONFIG_FILE} and {weights.relative_to(run_dir)})")
     config = config_of_run(run_dir)
     task = get_task(config.task)
     if task.kind != SPAN:
@@ -42,7 +41,7 @@ def read_run_config(run_dir):
 
 def load_student(run_dir, config, task):
     """The run's (tokenizer, student model with its trained weights) for its `read_run_config`."""
-    weights = pathlib.Path(run_dir) / STUDENT_WEIGHTS
+    weights = run_weights(run_dir)
     tokenizer = load_tokenizer(config.data.vocab)
     model = build_model(config.model, [task], tokenizer.vocabulary_size, config.data.max_seq_length, "student")
     try:

@@ -33,7 +33,7 @@ from road_tf.registry import SPAN, task_spec
 EPILOG_HEADER = "recipes (configs/*.yaml, pass --config NAME or a path):"
 LOG_FILE = "train.log"
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
-RUN_START_FILES = frozenset({"config.yaml", LOG_FILE, TIME_FILE})
+RUN_START_FILES = frozenset({config_lib.RUN_CONFIG_FILE, LOG_FILE, TIME_FILE})
 """What a run writes into its folder before its first stage does (road_tf.experiments' clock: TIME_FILE)."""
 SUMMARY_FILE = "summary.md"
 VERBOSE_ENV = "ROAD_TF_VERBOSE"
@@ -139,7 +139,7 @@ def check_same_config(config, output_dir, folder=OUTPUT_DIR):
     """RoadError when `output_dir` holds the `config.yaml` of a run of another configuration (or a
     config.yaml no run wrote): resuming it would train one run under two configurations, and a
     finished one would be reported as this configuration's."""
-    if entry_kind(output_dir / "config.yaml") != "a file":
+    if entry_kind(output_dir / config_lib.RUN_CONFIG_FILE) != "a file":
         return
     try:
         changed = config_lib.changed_fields(config_lib.config_of_run(output_dir), config)
@@ -338,7 +338,7 @@ def checked_start(config, output_dir, folder=OUTPUT_DIR):
     run, or None; `experiment.prepare_run`'s inputs, or None for a finished run). An unexpected
     error while preparing starts `train.log`, which keeps its traceback."""
     preflight(config, output_dir, folder)
-    own_files = {config_lib.RUN_METRICS_FILE: "metrics", "config.yaml": "configuration", TIME_FILE: "training time",
+    own_files = {config_lib.RUN_METRICS_FILE: "metrics", config_lib.RUN_CONFIG_FILE: "configuration", TIME_FILE: "training time",
                  SUMMARY_FILE: "summary", log_file_name(config.train): "log"}
     for name, what in own_files.items():
         kind = non_file_kind(output_dir / name)
