@@ -17,7 +17,6 @@ ImportExampleGen fingerprints its input files (size and modification time), so a
 keeps the pipeline's cached components valid.
 """
 
-import json
 import pathlib
 
 import tensorflow as tf
@@ -25,10 +24,10 @@ from google.protobuf.message import DecodeError
 
 from road_tf.data.json_files import read_json
 from road_tf.data.records import to_tf_example, write_records
-from road_tf.data.sources import check_tfds_available, checked_questions
-from road_tf.data.squad import read_squad_json, split_for_training
+from road_tf.data.sources import check_tfds_available, checked_questions, write_split
+from road_tf.data.squad import read_squad_json
 from road_tf.errors import DataError
-from road_tf.files import atomic_target, non_file_kind, write_atomic
+from road_tf.files import atomic_target, non_file_kind
 from road_tf.registry import task_spec
 
 SPLITS = ("train", "eval")
@@ -82,12 +81,9 @@ def split_file(source, split_dir, min_dev_questions, data_config):
     Raises:
         DataError: naming `source`, when it is malformed or a half holds no questions.
     """
-    document = read_json(source)
-    checked_questions(document, source, data_config)
-    halves = split_for_training(document, min_dev_questions, source, "--min-dev-questions",
-                                "give the eval questions with --eval-data")
-    for split, half in zip(SPLITS, halves):
-        write_atomic(split_dir / f"{split}.json", json.dumps(half))
+    paths = [split_dir / f"{split}.json" for split in SPLITS]
+    halves = write_split(read_json(source), source, min_dev_questions, paths, data_config, "--min-dev-questions",
+                         "give the eval questions with --eval-data")
     return require_questions(tuple(checked_questions(half, source, data_config) for half in halves), (source, source))
 
 

@@ -81,13 +81,20 @@ def local_split_paths(data_config):
     folder = cache_root(data_config) / f"split-{digest}"
     paths = folder / "train.json", folder / "dev.json"
     if not all(path.is_file() for path in paths):
-        document = parse_json(text, source)
-        checked_questions(document, source, data_config)
-        halves = split_for_training(document, data_config.split_dev_questions, source,
-                                    "data.split_dev_questions", "give data.dev_path with data.split_dev_questions=0")
-        for path, document in zip(paths, halves):
-            write_atomic(path, json.dumps(document))
+        write_split(parse_json(text, source), source, data_config.split_dev_questions, paths, data_config,
+                    "data.split_dev_questions", "give data.dev_path with data.split_dev_questions=0")
     return tuple(str(path) for path in paths)
+
+
+def write_split(document, source, min_dev_questions, paths, data_config, setting, alternative):
+    """Checks every question of the SQuAD `document` read from `source` (`checked_questions`), splits it
+    by article (`split_for_training`, which names `setting` and the `alternative` when nothing is left
+    to train on) and writes the (train, dev) halves to the two `paths` as JSON; returns the halves."""
+    checked_questions(document, source, data_config)
+    halves = split_for_training(document, min_dev_questions, source, setting, alternative)
+    for path, half in zip(paths, halves):
+        write_atomic(path, json.dumps(half))
+    return halves
 
 
 def _read_local(task, path, data_config):
