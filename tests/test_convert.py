@@ -319,3 +319,17 @@ def test_real_minilm_matches_numpy_reference():
     assert np.abs(sequence - exact).max() < 1e-4
     assert np.abs(sequence - approximate).max() > 1e-3
     assert np.abs(pooled - exact_pooled).max() < 1e-4
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("[" * 100_000, "invalid JSON: arrays or objects nested too deeply"),
+    ('{"a": 1', "invalid JSON at line 1 column 8"),
+    ('{"a": 1, "a": 2}', "gives the key 'a' 2 times"),
+])
+def test_a_malformed_config_json_is_one_error_naming_it(tmp_path, text, problem):
+    """config.json is read like every JSON file road_tf reads (one DataError naming it): JSON nested too
+    deeply was a RecursionError traceback in road_tf.export."""
+    (tmp_path / "config.json").write_text(text)
+    with pytest.raises(RoadError) as raised:
+        convert.read_config(tmp_path)
+    assert str(raised.value).startswith(f"{tmp_path / 'config.json'}: ") and problem in str(raised.value)

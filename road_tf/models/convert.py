@@ -35,7 +35,6 @@ Other known differences from the Hugging Face models:
   backbone's `pooled_dense` then keeps its random initialisation (QA heads do not use it).
 """
 
-import json
 import pathlib
 
 import keras
@@ -43,6 +42,7 @@ import keras_hub
 import numpy as np
 from safetensors import safe_open
 
+from road_tf.data.json_files import read_json
 from road_tf.errors import ConfigError, RoadError
 from road_tf.files import require_folder
 from road_tf.minilm import WEIGHTS_FILE
@@ -61,10 +61,7 @@ def read_config(folder):
     if not path.is_file():
         raise RoadError(f"{path}: missing; a Hugging Face checkpoint folder needs {CONFIG_FILE} and {WEIGHTS_FILE} "
                         "(a road_tf run directory, config.yaml)")
-    try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise RoadError(f"{path}: not valid JSON ({error})") from None
+    config = read_json(path)
     if not isinstance(config, dict):
         raise RoadError(f"{path}: expected a JSON object")
     return config
