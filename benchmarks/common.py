@@ -28,6 +28,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # as road_tf sets it: no CUDA-plugin noise on CPUs
 
+from road_tf.cluster import usable_cores  # noqa: E402
 from road_tf.errors import RoadError, whole_number  # noqa: E402
 
 BASELINE_PYTHON = REPO / ".venv-baseline" / "bin" / "python"
@@ -40,11 +41,6 @@ MAX_REPEATS = 1000
 """The most rounds, passes, steps or warm-up calls a benchmark flag takes: more would run for hours or days."""
 THREADS = "threads"
 """A `bounds` entry (see `parse_flags`): at least 1 and at most the CPU cores this process may use."""
-
-
-def usable_cores():
-    """The number of CPU cores this process may run on (its affinity mask)."""
-    return len(os.sched_getaffinity(0))
 
 
 def check_bounds(args, bounds):

@@ -1,4 +1,5 @@
-"""Which task of a multi-worker cluster this process is (TF_CONFIG), and where it writes.
+"""Which task of a multi-worker cluster this process is (TF_CONFIG), where it writes, and the cores
+it may use.
 
 No TensorFlow here: commands decide where their files go before they load it.
 """
@@ -12,6 +13,11 @@ import shutil
 import tempfile
 
 from road_tf.errors import ConfigError, shown
+
+
+def usable_cores():
+    """The number of CPU cores this process may run on (its affinity mask where the OS has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cluster_task():

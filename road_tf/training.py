@@ -22,7 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from road_tf.cluster import cluster_task, is_chief, worker_path
+from road_tf.cluster import cluster_task, is_chief, usable_cores, worker_path
 from road_tf.data.features import PADDING_MASK
 from road_tf.errors import ConfigError, RoadError, decimal_integer, first_line
 from road_tf.files import save_weights, write_atomic
@@ -123,7 +123,7 @@ def environment():
     intra-op threads each, but not across thread counts (README, "Reproducing the numbers"), so a
     run records them beside its metrics.
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    cores = usable_cores()
     threading_config = tf.config.threading
     return {"python": platform.python_version(), "tensorflow": tf.__version__, "keras": keras.__version__,
             "cpu": _cpu_model(), "cores": cores,

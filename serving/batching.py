@@ -37,7 +37,6 @@ scheduler defaults):
 
 import collections
 import dataclasses
-import os
 import threading
 import time
 from concurrent import futures
@@ -45,6 +44,7 @@ from concurrent import futures
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, wrappers_pb2
 
+from road_tf.cluster import usable_cores
 from road_tf.errors import ConfigError
 from serving.errors import ServingError, invalid, unavailable
 from serving.limits import MAX_SECONDS
@@ -95,11 +95,6 @@ BatchingParameters = _batching_parameters_class()
 """TF Serving's BatchingParameters message (the fields in _PROTO_FIELDS)."""
 
 
-def _usable_cores():
-    """The number of CPU cores this process may run on (TF Serving's default num_batch_threads)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 @dataclasses.dataclass(frozen=True)
 class BatchingOptions:
     """The batching parameters in force; the defaults are TF Serving's (see the module docstring)."""
@@ -107,7 +102,7 @@ class BatchingOptions:
     max_batch_size: int = 1000
     batch_timeout_micros: int = 0
     max_enqueued_batches: int = 10
-    num_batch_threads: int = dataclasses.field(default_factory=_usable_cores)
+    num_batch_threads: int = dataclasses.field(default_factory=usable_cores)  # TF Serving's default
     pad_variable_length_inputs: bool = False
 
     def describe(self):
