@@ -784,7 +784,7 @@ def read_yaml(path):
     try:
         data = yaml.load(text, Loader=RecipeLoader)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML ({first_line(error)})") from None
     except RecursionError:
         raise ConfigError(f"{path}: not valid YAML (nested too deeply)") from None
     if data is None:

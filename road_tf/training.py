@@ -78,7 +78,7 @@ def tpu_strategy(address):
             tf.tpu.experimental.initialize_tpu_system(resolver)
             result["strategy"] = tf.distribute.TPUStrategy(resolver)
         except Exception as error:  # noqa: BLE001  (any failure of the TPU client is reported as one line)
-            result["error"] = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            result["error"] = first_line(error) or type(error).__name__
 
     thread = threading.Thread(target=connect, daemon=True)
     thread.start()

@@ -22,7 +22,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import error_codes_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from road_tf.errors import tf_error_summary
+from road_tf.errors import first_line, tf_error_summary
 from road_tf.files import MAX_VERSION, SAVED_MODEL_FILE, holds_saved_model, version_names, version_number
 from serving.batching import batchable
 from serving.codec import VALUE_FIELDS
@@ -481,7 +481,7 @@ class ModelManager:
             LOG.error(
                 "failed to load model %s version %d from %s (attempt %d%s): %s",
                 self.name, version, path, self._failures[version],
-                ", giving up" if given_up else "", (str(error) or type(error).__name__).splitlines()[0],
+                ", giving up" if given_up else "", first_line(error) or type(error).__name__,
             )
             return
         with self._lock:
