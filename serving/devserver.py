@@ -58,11 +58,11 @@ PRINTABLE_NAME = "a model name must be printable (a line break or control charac
 
 
 def parse_bool(text):
-    """A TF Serving style boolean flag value ("true"/"false"/"1"/"0") -> bool."""
+    """A TF Serving boolean flag value ("true"/"false"/"1"/"0", in any case) -> bool."""
     lowered = text.lower()
-    if lowered in ("true", "1", "yes"):
+    if lowered in ("true", "1"):
         return True
-    if lowered in ("false", "0", "no"):
+    if lowered in ("false", "0"):
         return False
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 

@@ -990,6 +990,18 @@ def test_devserver_refuses_an_empty_model_name():
     assert devserver.parse_args(["--model_config_file=/x", "--model_name="]).model_name == ""  # ignored there
 
 
+@pytest.mark.parametrize("value, expected", [("true", True), ("1", True), ("FALSE", False), ("0", False)])
+def test_boolean_flags_take_tf_servings_spellings(value, expected):
+    assert devserver.parse_args(["--model_base_path=/x", f"--enable_batching={value}"]).enable_batching is expected
+
+
+@pytest.mark.parametrize("value", ["yes", "no", "2", ""])
+def test_other_boolean_flag_values_are_refused(value):
+    """tensorflow_model_server takes true/false/1/0 only; a command line the devserver took would fail there."""
+    with pytest.raises(RoadError, match="expected true or false"):
+        devserver.parse_args(["--model_base_path=/x", f"--enable_batching={value}"])
+
+
 def _ipv6_loopback():
     """True when this machine can listen on ::1."""
     try:
