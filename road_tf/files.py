@@ -1,7 +1,7 @@
 """Atomic file writes (readers see the old file or the whole new one, never half of one),
 up-front checks that a folder exists or can be written and that a Keras weights file is one, opening a
-data file for reading, and the version folders of a model folder (no TensorFlow here: the CLIs check
-their flags before importing it)."""
+data file for reading, and the version folders of a model folder. No TensorFlow here, so that a
+command can check its paths before it loads TensorFlow."""
 
 import contextlib
 import errno

@@ -131,7 +131,8 @@ class MultiTaskTrainer(keras.Model):
     def __init__(self, task_model, tasks, k, global_batch_size, **kwargs):
         super().__init__(**kwargs)
         if global_batch_size % k:
-            raise ConfigError(f"train.batch_size: {global_batch_size} does not split into multitask.k={k} equal passes")
+            raise ConfigError(f"multitask.batch_size: {global_batch_size} rows a step do not split into multitask.k={k} "
+                              "equal passes")
         self.task_model = task_model
         self.tasks = tuple(tasks)
         self.task_names = tuple(task.name for task in self.tasks)
