@@ -67,7 +67,7 @@ def argv_bytes(text):
         return text.encode("utf-8", "backslashreplace")
 
 
-def check_utf8(args):
+def check_flags_utf8(args):
     """RoadError naming the flag for any string value (or string in a list) of `args` that is not
     UTF-8: Python passes such argv bytes on as surrogate escapes, which TFX's protos, the compiled
     pipeline spec (JSON) and MLMD cannot hold."""
@@ -123,7 +123,7 @@ def check_beam_args(beam_args):
 def check_pipeline_flags(args):
     """RoadError unless every string flag is UTF-8 text and every --beam-arg passes `check_beam_args`
     (the gate's --margin and --tolerance are finite numbers by their argparse type)."""
-    check_utf8(args)
+    check_flags_utf8(args)
     check_beam_args(args.beam_args)
 
 
