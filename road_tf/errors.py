@@ -160,6 +160,17 @@ def text_problem(text):
     return ONLY_WHITESPACE if not text.strip() else utf8_problem(text)
 
 
+def is_finite_number(value):
+    """Whether `value` (from parsed JSON or YAML) is an int or float, not a bool, that converts to a
+    finite float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond float's range
+        return False
+
+
 def first_few(items, limit=3):
     """The first `limit` of the strings `items`, comma-separated, with ", ..." when there are more."""
     return ", ".join(items[:limit]) + (", ..." if len(items) > limit else "")

@@ -26,7 +26,8 @@ from road_tf.data.tokenizer import load_tokenizer
 from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.distillation.offline import load_offline_features
-from road_tf.errors import ConfigError, RoadError, first_line
+from road_tf.data.json_files import read_json
+from road_tf.errors import ConfigError, DataError, RoadError, first_line
 from road_tf.files import check_weights_file, save_weights, write_atomic
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
 from road_tf.multitask.trainer import check_replicas, prepare_multitask, run_multitask_stage
@@ -73,14 +74,29 @@ def score_stage(stage_dir, evaluate, config):
     return evaluation.metrics
 
 
+def stage_metrics(record):
+    """The dev metrics a finished stage recorded in `record` (its STAGE_FILE).
+
+    Raises:
+        DataError: naming the file, when it is not the JSON object a stage writes.
+    """
+    written = read_json(record)
+    metrics = written.get("metrics") if isinstance(written, dict) else None
+    if not isinstance(metrics, dict):
+        raise DataError(record, "not the record a finished stage writes (a JSON object with its metrics); delete "
+                                "the stage's folder to train the stage again")
+    return metrics
+
+
 def finished_stage(stage_dir, model):
     """A finished stage's recorded metrics, with its kept weights loaded into `model`; None if unfinished."""
     stage_dir = pathlib.Path(stage_dir)
     if not (stage_dir / STAGE_FILE).is_file():
         return None
+    metrics = stage_metrics(stage_dir / STAGE_FILE)
     model.load_weights(str(stage_dir / STAGE_WEIGHTS))
     logging.info("stage %s already finished; reusing its weights", stage_dir.name)
-    return json.loads((stage_dir / STAGE_FILE).read_text())["metrics"]
+    return metrics
 
 
 def train_stage(stage_dir, student, task_data, tokenizer, config, steps, learning_rate, teachers=(),
@@ -161,7 +177,7 @@ def multitask_stage(config, tokenizer, data, stage_dir):
     """
     record = stage_dir / STAGE_FILE
     if record.is_file():
-        return stage_dir / ENCODER_WEIGHTS, json.loads(record.read_text())["metrics"]
+        return stage_dir / ENCODER_WEIGHTS, stage_metrics(record)
     with running(MULTITASK_STAGE):
         path, metrics = run_multitask_stage(config, tokenizer, data, stage_dir)
     data.clear()

@@ -64,7 +64,7 @@ def newest_is_from(model_dir, run_dir):
         return False
     try:
         return json.loads((newest / SOURCE_FILE).read_text())["run"] == str(pathlib.Path(run_dir).resolve())
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return False
 
 

@@ -13,7 +13,6 @@ import dataclasses
 import datetime
 import json
 import logging
-import math
 import os
 import pathlib
 import signal
@@ -24,7 +23,7 @@ from road_tf import cluster
 from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, nonempty
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, is_finite_number, nonempty
 from road_tf.files import (check_model_folder, check_weights_file, check_writable_dir, entry_kind, non_file_kind,
                            require_folder, visible_entries, write_atomic)
 from road_tf.run_clock import TIME_FILE
@@ -303,16 +302,6 @@ def closing_lines(metrics, output_dir):
     return lines
 
 
-def _is_finite_number(value):
-    """Whether `value` is an int or float (not a bool) that converts to a finite float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    try:
-        return math.isfinite(value)
-    except OverflowError:  # an int beyond float's range
-        return False
-
-
 def read_finished_run(metrics_path, folder=OUTPUT_DIR):
     """The metrics.json dict of a finished run; RoadError when the file is not what a run writes: a
     JSON object whose `stages` map names to metric objects, whose `final` names its `task` and holds
@@ -323,7 +312,7 @@ def read_finished_run(metrics_path, folder=OUTPUT_DIR):
         metrics = None
     final = metrics.get("final") if isinstance(metrics, dict) else None
     finished = (isinstance(final, dict) and isinstance(final.get("task"), str)
-                and all(_is_finite_number(value) for key, value in final.items() if key not in ("task", "split"))
+                and all(is_finite_number(value) for key, value in final.items() if key not in ("task", "split"))
                 and isinstance(metrics.get("stages"), dict)
                 and all(isinstance(stage, dict) for stage in metrics["stages"].values())
                 and isinstance(metrics.get("export"), (str, type(None))))

@@ -24,7 +24,8 @@ import tensorflow as tf
 
 from road_tf.cluster import cluster_task, is_chief, usable_cores, worker_path
 from road_tf.data.features import PADDING_MASK
-from road_tf.errors import ConfigError, RoadError, decimal_integer, first_line
+from road_tf.data.json_files import read_json
+from road_tf.errors import ConfigError, DataError, RoadError, decimal_integer, first_line, is_finite_number
 from road_tf.files import save_weights, write_atomic
 
 EVALS_FILE = "evals.json"
@@ -407,9 +408,21 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
 
 def read_evals(stage_dir):
-    """The evaluations a stage logged so far (`evals.json`), oldest first; [] when none."""
+    """The evaluations a stage logged so far (`evals.json`), oldest first; [] when none.
+
+    Raises:
+        DataError: naming the file, when it is not the list of {step, value, ...} a stage writes.
+    """
     path = pathlib.Path(stage_dir) / EVALS_FILE
-    return json.loads(path.read_text()) if path.is_file() else []
+    if not path.is_file():
+        return []
+    history = read_json(path)
+    if not (isinstance(history, list) and all(
+            isinstance(entry, dict) and is_finite_number(entry.get("step")) and is_finite_number(entry.get("value"))
+            for entry in history)):
+        raise DataError(path, "not the evaluations a stage writes (a JSON list of {step, value, metrics}); delete "
+                              "the stage's folder to train the stage again")
+    return history
 
 
 def best_eval(stage_dir):

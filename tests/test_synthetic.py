@@ -67,9 +67,10 @@ def test_existing_corpus_is_kept_and_changed_settings_regenerate(tmp_path):
     synthetic.generate(tmp_path, seed=4, train_size=30, dev_size=12)
     assert _read_bytes(paths)["squad/train"] != after["squad/train"]
 
-    (tmp_path / synthetic.MARKER_NAME).write_text("{not json")
-    synthetic.generate(tmp_path, seed=4, train_size=30, dev_size=12)
-    assert json.loads((tmp_path / synthetic.MARKER_NAME).read_text())["train_size"] == 30
+    for damaged in ("{not json", "[" * 50_000):  # JSON nested too deeply was a RecursionError traceback
+        (tmp_path / synthetic.MARKER_NAME).write_text(damaged)
+        synthetic.generate(tmp_path, seed=4, train_size=30, dev_size=12)
+        assert json.loads((tmp_path / synthetic.MARKER_NAME).read_text())["train_size"] == 30
     assert not [p.name for p in tmp_path.rglob(".*")], "temporary files were left behind"
 
 

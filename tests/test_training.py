@@ -5,6 +5,7 @@ import pytest
 import keras
 
 from road_tf import training
+from road_tf.errors import DataError
 from road_tf.distillation.distiller import Distiller
 from road_tf.models.task_model import layer_lr_scales
 from road_tf.tasks import get_task
@@ -105,3 +106,27 @@ def test_environment_records_the_thread_pool_tensorflow_uses(monkeypatch, value,
     environment = training.environment()
     assert environment["intra_op_threads"] == (expected or environment["cores"])
     assert environment["cpu"] and environment["dtype_policy"] == keras.mixed_precision.global_policy().name
+
+
+@pytest.mark.parametrize("text", ['{"metrics": [1]}', "[]", '{"metrics": {"f1": 1.0}', "[" * 50_000])
+def test_a_damaged_stage_record_is_one_error_naming_it(tmp_path, text):
+    """A finished stage's stage.json that is not what a stage writes stops a resumed run with one line
+    naming the file (it was a KeyError or JSONDecodeError traceback)."""
+    from road_tf.experiment import STAGE_FILE, stage_metrics
+
+    (tmp_path / STAGE_FILE).write_text(text)
+    with pytest.raises(DataError, match=f"^{tmp_path / STAGE_FILE}: "):
+        stage_metrics(tmp_path / STAGE_FILE)
+    (tmp_path / STAGE_FILE).write_text('{"metrics": {"f1": 61.5}}')
+    assert stage_metrics(tmp_path / STAGE_FILE) == {"f1": 61.5}
+
+
+@pytest.mark.parametrize("text", ['{"step": 1}', '[{"step": 10, "value": "high"}]', '[{"value": 1.0}]', "[true]",
+                                  '[{"step": 10, "value": NaN}]', "[" * 50_000])
+def test_damaged_evaluations_are_one_error_naming_them(tmp_path, text):
+    """A stage's evals.json that is not the list a stage writes stops keep=best with one line naming it."""
+    (tmp_path / training.EVALS_FILE).write_text(text)
+    with pytest.raises(DataError, match=f"^{tmp_path / training.EVALS_FILE}: "):
+        training.best_eval(tmp_path)
+    (tmp_path / training.EVALS_FILE).write_text('[{"step": 10, "value": 50.0}, {"step": 20, "value": 52.5}]')
+    assert training.best_eval(tmp_path)["step"] == 20

@@ -792,6 +792,6 @@ def _is_current(marker, settings, paths):
     """True when `marker` holds `settings` and every file in `paths` exists."""
     try:
         recorded = json.loads(marker.read_text())
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):  # a damaged marker: the corpus is written again
         return False
     return recorded == settings and all(path.is_file() for splits in paths.values() for path in splits.values())
