@@ -27,7 +27,7 @@ from road_tf.data.records import to_tf_example, write_records
 from road_tf.data.sources import check_tfds_available, checked_questions, write_split
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import DataError
-from road_tf.files import atomic_target, non_file_kind
+from road_tf.files import atomic_target, fixed_temp, non_file_kind
 from road_tf.registry import task_spec
 
 SPLITS = ("train", "eval")
@@ -114,9 +114,10 @@ def write_examples(examples_dir, train, evaluation):
         kind = non_file_kind(target)
         if kind:
             raise DataError(target, f"{kind}, not an examples file; remove it or use a fresh --root")
+        fixed_temp(target).unlink(missing_ok=True)  # a killed write's: ImportExampleGen reads every file of Split-*
         if target.exists() and holds_examples(target, examples):
             continue
-        with atomic_target(target) as tmp:
+        with atomic_target(target, fixed=True) as tmp:
             write_records(tmp, examples)
     return examples_dir
 

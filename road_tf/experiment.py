@@ -352,7 +352,7 @@ def run_training(config, output_dir, inputs):
     if serves_tuned_threshold(task, config):
         threshold = final["tuned_null_score_diff_threshold"]
         served = task_data.task.evaluator(student, task_data, tokenizer, config, threshold)
-        final = {**score_stage(output_dir / "student" / "served", served, config),
+        final = {**score_stage(output_dir / STUDENT_STAGE / "served", served, config),
                  "step": final["step"]}
     metrics = {"final": {"task": task.name, "split": "dev", **final}, "stages": stages, "export": None}
     if config.export.enabled and task.kind == SPAN and cluster.is_chief(config.train):

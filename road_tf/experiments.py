@@ -50,7 +50,8 @@ from road_tf import cache_teacher, export, train
 from road_tf.config import (MODEL_SIZE_FIELDS, RUN_METRICS_FILE, config_digest, config_from_dict, dump_yaml,
                             merge_overrides, resolve_teacher_runs)
 from road_tf.data.features import InvalidCache, verify_feature_cache
-from road_tf.errors import ArgumentParser, RoadError, bounded, cli_main, first_few, first_line, nonempty, whole_number
+from road_tf.errors import (ArgumentParser, RoadError, bounded, cli_main, first_few, first_line, is_finite_number,
+                            nonempty, whole_number)
 from road_tf.files import (check_folder, check_utf8, check_writable_dir, entry_kind, read_config_bytes,
                            visible_entries, write_atomic)
 from road_tf.run_clock import RunClock, recorded_minutes
@@ -459,7 +460,7 @@ def _final_metrics(run_dir, metrics):
     `total` > 0 questions, `NoAns_total` of them unanswerable); RoadError naming its metrics.json."""
     final = metrics.get("final") if isinstance(metrics, dict) else None
     counts = [final.get(key) for key in ("total", "NoAns_total")] if isinstance(final, dict) else [None, None]
-    if not all(isinstance(n, (int, float)) and not isinstance(n, bool) and math.isfinite(n) for n in counts) or \
+    if not all(is_finite_number(n) for n in counts) or \
             not 0 <= counts[1] <= counts[0] or counts[0] <= 0:
         raise RoadError(f"{pathlib.Path(run_dir) / RUN_METRICS_FILE}: its final metrics lack a SQuAD 2.0 dev split "
                         f"(total {counts[0]!r}, NoAns_total {counts[1]!r}: need 0 <= NoAns_total <= total, total > 0); "

@@ -162,15 +162,22 @@ def write_atomic(path, payload):
 
 
 @contextlib.contextmanager
-def atomic_target(path, suffix=""):
+def atomic_target(path, suffix="", fixed=False):
     """Yields a temporary file's path (pathlib.Path) beside `path`, ending in `suffix`, for the caller to
     write; when the block ends without an exception the file is made mode 644 and renamed over `path`,
-    else removed. Its folder is made first (`make_folder`)."""
+    else removed. Its folder is made first (`make_folder`).
+
+    fixed=True names the temporary file after `path` alone (no random part), for a file only one
+    process writes: what a killed writer leaves is overwritten by the next write instead of piling up.
+    """
     path = pathlib.Path(path)
     make_folder(path.parent)
-    handle, tmp = tempfile.mkstemp(prefix=temp_prefix(path.name, suffix), suffix=suffix, dir=path.parent)
-    os.close(handle)
-    tmp = pathlib.Path(tmp)
+    if fixed:
+        tmp = fixed_temp(path, suffix)
+    else:
+        handle, name = tempfile.mkstemp(prefix=temp_prefix(path.name, suffix), suffix=suffix, dir=path.parent)
+        os.close(handle)
+        tmp = pathlib.Path(name)
     try:
         yield tmp
         os.chmod(tmp, 0o644)
@@ -180,10 +187,17 @@ def atomic_target(path, suffix=""):
         raise
 
 
+def fixed_temp(path, suffix=""):
+    """The temporary file `atomic_target(path, suffix, fixed=True)` writes (pathlib.Path)."""
+    path = pathlib.Path(path)
+    return path.with_name(f"{temp_prefix(path.name, 'tmp' + suffix)}tmp{suffix}")
+
+
 def save_weights(model, path):
-    """`model.save_weights` to `path` (a `.weights.h5` file) through `atomic_target`: a killed save
-    leaves the previous file, or none, never half of one."""
-    with atomic_target(path, suffix=".weights.h5") as tmp:
+    """`model.save_weights` to `path` (a `.weights.h5` file; through a symbolic link, the file it names)
+    through `atomic_target` (fixed temporary name): a killed save leaves the previous file, or none,
+    never half of one, and at most one temporary file of the weights' size."""
+    with atomic_target(os.path.realpath(path), suffix=".weights.h5", fixed=True) as tmp:
         model.save_weights(str(tmp))
 
 

@@ -23,7 +23,8 @@ class TaskSpec:
         kind: SPAN (SQuAD-style QA) or CLASSIFICATION.
         num_classes: classes of a classification task (0 for span tasks).
         reader: "module:function" reading a local file into examples.
-        tfds_loader: "module:function" called as loader(name=tfds_name, split=...) -> examples.
+        tfds_loader: "module:function" called as loader(name=tfds_name, split=..., skip_bad_records=...)
+            -> examples.
         tfds_name: the TFDS dataset, or None when the task has no TFDS source.
         tfds_splits: TFDS split names for (train, dev).
         synthetic: key of the task's files in the synthetic corpus, or None.

@@ -14,7 +14,7 @@ from road_tf.data import glue
 from road_tf import evaluate
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import DataError, RoadError
-from road_tf.files import check_writable_dir, check_writable_file, save_weights, versions, write_atomic
+from road_tf.files import check_writable_dir, check_writable_file, fixed_temp, save_weights, versions, write_atomic
 
 SQUAD = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Ada wrote it.", "qas": [
     {"id": "q1", "question": "Who wrote it?", "answers": [{"text": "Ada", "answer_start": 0}],
@@ -93,8 +93,12 @@ class _FailingSave:
 
 
 class _Save:
+    def __init__(self):
+        self.written = []
+
     def save_weights(self, filepath):
         assert filepath.endswith(".weights.h5")  # Keras refuses other names
+        self.written.append(filepath)
         with open(filepath, "wb") as stream:
             stream.write(b"new weights")
 
@@ -109,9 +113,21 @@ def test_weights_are_saved_through_a_temporary_file(tmp_path, length):
     with pytest.raises(OSError, match="No space left"):
         save_weights(_FailingSave(), path)
     assert [p.name for p in tmp_path.iterdir()] == [path.name] and path.read_bytes() == b"old weights"
-    save_weights(_Save(), path)
+    model = _Save()
+    save_weights(model, path)
     assert [p.name for p in tmp_path.iterdir()] == [path.name] and path.read_bytes() == b"new weights"
     assert path.stat().st_mode & 0o777 == 0o644
+    assert model.written == [str(fixed_temp(path, ".weights.h5"))]  # one name: killed saves cannot pile up
+
+
+def test_weights_are_saved_through_a_symbolic_link_into_the_file_it_names(tmp_path):
+    (tmp_path / "kept").mkdir()
+    target = tmp_path / "kept" / "model.weights.h5"
+    target.write_bytes(b"old weights")
+    link = tmp_path / "model.weights.h5"
+    link.symlink_to(target)
+    save_weights(_Save(), link)
+    assert link.is_symlink() and target.read_bytes() == b"new weights"
 
 
 def test_pipes_and_devices_are_never_replaced_by_a_write(tmp_path):

@@ -163,6 +163,8 @@ def _damage(path, how):
         meta.write_text("{garbage")
     elif how == "sidecar a list":
         meta.write_text("[1, 2]")
+    elif how == "sidecar nested too deeply":  # a RecursionError traceback before
+        meta.write_text("[" * 50_000)
     elif how == "rows disagree":
         meta.write_text(meta.read_text().replace('"rows": 100', '"rows": 99'))
     elif how == "a shape of 2**32 values":  # TensorFlow's parser crashed the process (SIGSEGV)
@@ -171,7 +173,8 @@ def _damage(path, how):
         meta.write_text(meta.read_text().replace('"shape": [4]', f'"shape": {[1] * 40 + [4]}'))
 
 
-@pytest.mark.parametrize("how", ["truncated", "garbage records", "garbage sidecar", "sidecar a list", "rows disagree",
+@pytest.mark.parametrize("how", ["truncated", "garbage records", "garbage sidecar", "sidecar a list",
+                                 "sidecar nested too deeply", "rows disagree",
                                  "a shape of 2**32 values", "a shape of 41 axes"])
 def test_a_damaged_cache_names_its_file_and_is_rebuilt(tmp_path, how, caplog):
     path = tmp_path / "f.tfrecord"
@@ -258,3 +261,14 @@ def test_a_vocabulary_larger_than_the_limit_is_refused_unread(tmp_path):
     with pytest.raises(ConfigError) as error:
         read_vocab(path)
     assert str(error.value) == f"data.vocab: {path}: larger than {MAX_VOCAB_BYTES:,} bytes, too large for a vocabulary"
+
+
+def test_span_tasks_train_on_model_inputs_and_labels_only():
+    """A span task's training arrays (batched every step and cached) are the model inputs and span
+    labels; featurize_qa's char_offsets and example_index stay out."""
+    from road_tf.config import DataConfig
+    from road_tf.tasks import get_task
+
+    examples = [QAExample("q1", "Who?", "Ada wrote it.", (Answer("Ada", 0),))]
+    features = get_task("squad2").featurize(load_tokenizer(), examples, DataConfig(max_seq_length=32))
+    assert set(features) == {*feats.MODEL_INPUTS, feats.START, feats.END}

@@ -18,6 +18,7 @@ from road_tf.data.examples import Answer, QAExample
 from road_tf.data.records import read_records
 from road_tf.data.squad import read_squad_json, write_squad_json
 from road_tf.errors import RoadError
+from road_tf.files import fixed_temp
 from test_train_cli import BAD_SQUAD, TINY
 
 
@@ -172,6 +173,10 @@ def test_a_corrupt_examples_file_under_root_is_rewritten_and_an_intact_one_kept(
     written = records.stat().st_mtime_ns
     os.utime(records, ns=(written - 10**9, written - 10**9))
     assert local_runner.main(args) == 0 and records.stat().st_mtime_ns == written - 10**9, "an intact file is kept"
+    leftover = fixed_temp(records)  # a write killed before its rename: ImportExampleGen would read it too
+    leftover.write_bytes(os.urandom(64))
+    assert local_runner.main(args) == 0
+    assert sorted(p.name for p in records.parent.iterdir()) == ["data.tfrecord"]
 
 
 def test_a_folder_in_place_of_an_examples_file_is_refused_with_one_line(tmp_path, capsys):

@@ -620,3 +620,26 @@ def test_the_resume_hint_of_a_run_started_with_new_names_its_folder(tmp_path):
     assert train.resume_hint(tmp_path, new=False) == f"the same command resumes {tmp_path} from its last checkpoint"
     assert train.resume_hint(tmp_path, new=True) == (f"rerun with --output-dir {tmp_path} and without --new to resume "
                                                      "it from its last checkpoint")
+
+
+def test_every_weights_file_of_a_run_is_saved_through_files_save_weights(tmp_path, monkeypatch):
+    """The multi-task stage's encoder, the best weights kept while training and each stage's model and
+    encoder are written through a temporary file and a rename (they were saved in place: a kill left
+    half a file for a resumed run or model.pretrained=runs/X)."""
+    from road_tf import training
+    from road_tf.multitask import trainer
+
+    saved = []
+
+    def recording(model, path):
+        saved.append(pathlib.Path(path).relative_to(out).as_posix())
+        files.save_weights(model, path)
+
+    for module in (experiment, training, trainer):
+        monkeypatch.setattr(module, "save_weights", recording)
+    out = tmp_path / "run"
+    train.main(tiny_argv(out, tmp_path, "multitask.steps=2", "multitask.tasks=[squad2, synthetic_nli]",
+                         "multitask.k=2", "train.eval_every=6", "train.keep=best"))
+    assert sorted(set(saved)) == ["multitask/encoder.weights.h5", "student/best.weights.h5",
+                                  "student/encoder.weights.h5", "student/model.weights.h5"]
+    assert not [path for path in out.rglob(".*weights.h5*")], "a temporary weights file was left behind"

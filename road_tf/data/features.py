@@ -22,7 +22,7 @@ from road_tf.files import atomic_target, make_folder, non_file_kind, write_atomi
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
 MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
 START, END, LABEL = "start_positions", "end_positions", "label"
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: span tasks cache model inputs and labels only
 
 
 def _ragged_fill(like_rows, value):
@@ -313,7 +313,7 @@ def _read_sidecar(path, meta):
     """
     try:
         info = json.loads(meta.read_text())
-    except (OSError, ValueError) as error:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+    except (OSError, ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError: ValueErrors
         raise InvalidCache(path, f"{meta.name}: {type(error).__name__}: {first_line(error)}") from None
     if isinstance(info, dict) and isinstance(info.get("format"), int) and info["format"] != CACHE_FORMAT:
         return None  # an older format: rebuilt, as a missing cache is
