@@ -50,6 +50,7 @@ from helpers_serving import (
     write_warmup,
 )
 from serving import client, devserver
+from serving import servables as servables_module
 from serving.batching import BatchingParameters, InFlight
 from road_tf.errors import RoadError
 from road_tf.files import MAX_CONFIG_BYTES, versions
@@ -758,6 +759,23 @@ def test_manager_keeps_old_version_when_new_one_is_broken(staged, tmp_path, capl
     assert manager.get().version == 1
     failures = [r.getMessage() for r in caplog.records if "failed to load model m version 2" in r.getMessage()]
     assert len(failures) == retries + 1 and f"attempt {retries + 1}, giving up" in failures[-1]
+
+
+def test_a_load_failure_is_logged_with_its_first_line_of_text(staged, tmp_path, caplog, monkeypatch):
+    """A load error whose message starts with a line break was logged with an empty reason."""
+    base_path = str(tmp_path / "m")
+    install_version(staged[1], base_path, 1)
+    policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
+    policy.latest.num_versions = 1
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("\n  the graph needs an op this server lacks\n  (stack)")
+
+    monkeypatch.setattr(servables_module, "Servable", failing)
+    with caplog.at_level(logging.INFO, logger="serving.devserver"):
+        ModelManager("m", base_path, policy, max_load_retries=0).poll()
+    assert [r.getMessage().rsplit(": ", 1)[1] for r in caplog.records if "failed to load" in r.getMessage()] == [
+        "the graph needs an op this server lacks"]
 
 
 def test_a_version_folder_named_with_leading_zeros_is_served_from_that_folder(staged, tmp_path, caplog):
