@@ -11,6 +11,7 @@ import pathlib
 import socket
 
 from road_tf.data import synthetic
+from road_tf.data.examples import parse_all
 from road_tf.data.json_files import parse_json, read_text
 from road_tf.data.squad import document_questions, split_for_training
 from road_tf.errors import ConfigError, DataError, first_line
@@ -201,17 +202,15 @@ def checked_questions(document, path, data_config):
 def within_length_limit(examples, path, data_config):
     """`examples` whose texts fit in `data.max_context_bytes`; a longer one raises DataError, or is
     logged and dropped with `data.skip_bad_records`."""
-    limit, kept = data_config.max_context_bytes, []
-    for example in examples:
+    limit = data_config.max_context_bytes
+
+    def within(example):
         record, size = _text_bytes(example)
         if size > limit:
-            error = DataError(path, f"text of {size} bytes is longer than data.max_context_bytes ({limit})", record)
-            if not data_config.skip_bad_records:
-                raise error
-            logging.warning("skipping bad record: %s", error)
-            continue
-        kept.append(example)
-    return kept
+            raise DataError(path, f"text of {size} bytes is longer than data.max_context_bytes ({limit})", record)
+        return example
+
+    return parse_all(examples, within, path, data_config.skip_bad_records)
 
 
 def cached_features(task_name, split, examples, tokenizer, data_config, build):
