@@ -114,7 +114,11 @@ def write_examples(examples_dir, train, evaluation):
         kind = non_file_kind(target)
         if kind:
             raise DataError(target, f"{kind}, not an examples file; remove it or use a fresh --root")
-        fixed_temp(target).unlink(missing_ok=True)  # a killed write's: ImportExampleGen reads every file of Split-*
+        leftover = fixed_temp(target)  # a killed write's: ImportExampleGen reads every file of Split-*
+        kind = non_file_kind(leftover)
+        if kind:
+            raise DataError(leftover, f"{kind} where the examples are written first; remove it or use a fresh --root")
+        leftover.unlink(missing_ok=True)
         if target.exists() and holds_examples(target, examples):
             continue
         with atomic_target(target, fixed=True) as tmp:

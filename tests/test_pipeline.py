@@ -162,7 +162,7 @@ def test_a_file_without_questions_is_refused_naming_its_split(tmp_path, capsys):
         assert error == f"error: {empty}: holds no usable questions for the {split} split"
 
 
-def test_a_corrupt_examples_file_under_root_is_rewritten_and_an_intact_one_kept(tmp_path):
+def test_a_corrupt_examples_file_under_root_is_rewritten_and_an_intact_one_kept(tmp_path, capsys):
     good, dev = squad_file(tmp_path / "good.json", ["Velden"]), squad_file(tmp_path / "dev.json", ["Marrow"])
     args = runner_args(tmp_path, "--data", str(good), "--eval-data", str(dev), "--prepare-only")
     records = tmp_path / "tfx" / "data" / "examples" / "Split-train" / "data.tfrecord"
@@ -177,6 +177,9 @@ def test_a_corrupt_examples_file_under_root_is_rewritten_and_an_intact_one_kept(
     leftover.write_bytes(os.urandom(64))
     assert local_runner.main(args) == 0
     assert sorted(p.name for p in records.parent.iterdir()) == ["data.tfrecord"]
+    leftover.mkdir()
+    assert refusal(args, capsys) == (f"error: {leftover}: a folder where the examples are written first; remove it "
+                                     "or use a fresh --root")
 
 
 def test_a_folder_in_place_of_an_examples_file_is_refused_with_one_line(tmp_path, capsys):
