@@ -327,8 +327,8 @@ def checked_start(config, output_dir, folder=OUTPUT_DIR):
     run, or None; `experiment.prepare_run`'s inputs, or None for a finished run). An unexpected
     error while preparing starts `train.log`, which keeps its traceback."""
     preflight(config, output_dir, folder)
-    own_files = {config_lib.RUN_METRICS_FILE: "metrics", config_lib.RUN_CONFIG_FILE: "configuration", TIME_FILE: "training time",
-                 SUMMARY_FILE: "summary", log_file_name(config.train): "log"}
+    own_files = {config_lib.RUN_METRICS_FILE: "metrics", config_lib.RUN_CONFIG_FILE: "configuration",
+                 TIME_FILE: "training time", SUMMARY_FILE: "summary", log_file_name(config.train): "log"}
     for name, what in own_files.items():
         kind = non_file_kind(output_dir / name)
         if kind:

@@ -252,7 +252,7 @@ def write_feature_cache(path, features):
         RoadError: naming the folder, when anything but a folder (a file, a broken link) stands where it goes.
     """
     path, meta = _cache_paths(path)
-    make_folder(path.parent)
+    make_folder(path.parent)  # as named: a file or a broken link there is refused, not followed
     path = pathlib.Path(os.path.realpath(path))  # a symbolic link keeps naming the cache, as with write_atomic
     rows = len(next(iter(features.values())))
     descriptor = {key: {"shape": list(value.shape[1:]),

@@ -161,13 +161,13 @@ def _collect(path, questions, skip_bad_records):
 def _parse_question(path, where, qa, context, title):
     """Checks one raw question dict and returns its QAExample; raises DataError naming its id."""
     qid = qa.get("id") if isinstance(qa, dict) else None
-    record = qid if isinstance(qid, str) and qid.strip() and not first_control_character(qid) else where
+    control = first_control_character(qid) if isinstance(qid, str) else None
+    record = qid if isinstance(qid, str) and qid.strip() and not control else where
     if isinstance(context, DataError):
         raise DataError(path, context.problem, record)
     _check_text(path, record, "the paragraph's context", context)
     qid = _field(path, record, qa, "id", "a string", "question")
     _check_text(path, record, "question.id", qid)
-    control = first_control_character(qid)
     if control:  # ids are printed in logs and reports, where a line break or an escape would forge lines
         raise DataError(path, f"question.id holds the control character {control!r}", record)
     question = _field(path, record, qa, "question", "a string", "question")
