@@ -333,6 +333,9 @@ class DistillationConfig:
         _check(self.hidden_loss in ("none", "mse"), f"{prefix}.hidden_loss", f"must be none or mse, got {self.hidden_loss!r}")
         _check(self.kd_loss in KD_LOSSES, f"{prefix}.kd_loss",
                f"unknown loss {self.kd_loss!r}; known: {', '.join(KD_LOSSES)}")
+        _check(not (self.kd_loss == "mse" and self.ensemble == "probs" and len(self.teachers) > 1), f"{prefix}.ensemble",
+               "probs averages the teachers' probabilities, but kd_loss mse compares logits: set ensemble: logits "
+               "(the teachers' weighted mean logits) or kd_loss: kl or ce")
         _check(self.hard_loss == "ce", f"{prefix}.hard_loss", f"unknown loss {self.hard_loss!r}; known: ce")
 
 
@@ -382,6 +385,7 @@ class MultitaskConfig:
         return next((files for files in self.task_files if files.task == task), None)
 
     def validate(self, prefix="multitask"):
+        _check(self.tasks, f"{prefix}.tasks", "must list at least one task")
         for task in self.tasks:
             _check(task in TASKS, f"{prefix}.tasks", f"unknown task {task!r}; known: {', '.join(TASKS)}")
         _check(0 <= self.steps <= MAX_STEPS, f"{prefix}.steps", f"must be in [0, {MAX_STEPS}], got {self.steps}")
@@ -475,7 +479,8 @@ class DecodeConfig:
     def validate(self, prefix="decode"):
         _check(0 < self.n_best_size <= MAX_N_BEST, f"{prefix}.n_best_size",
                f"must be in [1, {MAX_N_BEST}], got {self.n_best_size}")
-        _check(self.max_answer_length > 0, f"{prefix}.max_answer_length", "must be positive")
+        _check(0 < self.max_answer_length <= MAX_SEQ_LENGTH, f"{prefix}.max_answer_length",
+               f"must be in [1, {MAX_SEQ_LENGTH}] tokens, got {self.max_answer_length}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -531,7 +536,8 @@ class ExportConfig:
                f"must be one of {', '.join(SERVING_PRECISIONS)}, got {self.precision!r}")
         _check(0 < self.window_group_size <= MAX_WINDOW_GROUP, f"{prefix}.window_group_size",
                f"must be in [1, {MAX_WINDOW_GROUP}], got {self.window_group_size}")
-        _check(self.length_bucket > 0, f"{prefix}.length_bucket", "must be positive")
+        _check(0 < self.length_bucket <= MAX_SEQ_LENGTH, f"{prefix}.length_bucket",
+               f"must be in [1, {MAX_SEQ_LENGTH}] tokens, got {self.length_bucket}")
         _check(0 <= self.max_constant_mib <= 1024, f"{prefix}.max_constant_mib",
                f"must be in [0, 1024] (a SavedModel graph must stay under 2 GiB), got {self.max_constant_mib}")
 

@@ -90,33 +90,43 @@ def kd_kl_logits(student_logits, teacher_logits, temperature):
     return kd_kl(student_logits, soften(teacher_logits, temperature), temperature)
 
 
-def kd_ce(student_logits, teacher_logits, temperature):
-    """Soft cross-entropy T^2 * -sum_c softmax(t/T)_c * log softmax(s/T)_c.
+def kd_soft_ce(student_logits, teacher_probs, temperature):
+    """Soft cross-entropy T^2 * -sum_c teacher_probs_c * log softmax(s/T)_c.
 
     Args:
-        student_logits, teacher_logits: [B, ..., C]; gradients to the teacher are stopped.
+        student_logits: [B, ..., C] student scores.
+        teacher_probs: [B, ..., C] teacher distribution over the last axis (already softened at
+            temperature T, e.g. from `ensemble_teacher_probs`); gradients are stopped.
         temperature: T > 0, float or scalar tensor.
 
     Returns:
-        [B], averaged over any middle axes. It equals `kd_kl_logits` plus the teacher's entropy
-        (times T^2), so its gradient w.r.t. the student is the same.
+        [B], averaged over any middle axes. It equals `kd_kl` plus the teacher's entropy (times
+        T^2), so its gradient w.r.t. the student is the same.
     """
     temperature = _float(temperature)
-    probs = soften(teacher_logits, temperature)
+    probs = tf.stop_gradient(_float(teacher_probs))
     log_q = tf.nn.log_softmax(_float(student_logits) / temperature, axis=-1)
     ce = -tf.reduce_sum(tf.math.multiply_no_nan(log_q, probs), axis=-1)
     return temperature ** 2 * _mean_per_example(ce)
 
 
-def kd_mse(student_logits, teacher_logits, temperature=None):
-    """Mean squared error between student and teacher logits [B, ..., C] -> [B].
+def kd_ce(student_logits, teacher_logits, temperature):
+    """`kd_soft_ce` with the teacher given as logits [B, ..., C]: probs = softmax(t / T). -> [B]."""
+    return kd_soft_ce(student_logits, soften(teacher_logits, temperature), temperature)
 
-    `temperature` is accepted for a uniform signature and ignored (MSE on raw logits). The mean
-    runs over every non-batch axis; gradients to the teacher are stopped.
+
+def kd_mse(student_logits, teacher_logits, temperature=None):
+    """Squared error between student and teacher logits [B, ..., C] -> [B]: summed over the
+    classes C (the last axis), averaged over any middle axes.
+
+    Summed rather than averaged over C so that positions where both models write the same padding
+    logit add nothing: the loss of a span batch does not change when `train.trim_padding` cuts its
+    padding. `temperature` is accepted for a uniform signature and ignored (MSE on raw logits);
+    gradients to the teacher are stopped.
     """
     del temperature
     diff = _float(student_logits) - tf.stop_gradient(_float(teacher_logits))
-    return _mean_per_example(tf.square(diff))
+    return _mean_per_example(tf.reduce_sum(tf.square(diff), axis=-1))
 
 
 def hidden_mse(student_hidden, teacher_hidden, mask):
@@ -176,7 +186,7 @@ def ensemble_teacher_logits(teacher_logits, weights):
 
 
 def ensemble_teacher_probs(teacher_logits, weights, temperature, mode):
-    """Softened distribution of a teacher ensemble, for `kd_kl`.
+    """Softened distribution of a teacher ensemble, for `kd_kl` and `kd_soft_ce`.
 
     Args:
         teacher_logits: list of [B, ..., C] logits, one per teacher.
@@ -208,6 +218,10 @@ def _normalized(teacher_logits, weights):
 
 
 LOSSES = {"kl": kd_kl_logits, "ce": kd_ce, "mse": kd_mse}
+
+PROBABILITY_LOSSES = {"kl": kd_kl, "ce": kd_soft_ce}
+"""The KD losses that compare distributions, each taking (student_logits, teacher_probs, T): with
+several teachers they read `ensemble_teacher_probs`, so `distillation.ensemble` applies to them."""
 
 
 def get_loss(name):

@@ -51,6 +51,13 @@ def test_set_overrides_are_typed():
     ("export.n_best_size=5", "export.n_best_size"),
     ("decode.n_best_size=0", "decode.n_best_size"),
     ("decode.max_answer_length=0", "decode.max_answer_length"),
+    # Once unbounded: 2**63 - 1 trained a whole stage, then failed casting it into the int32 decoder.
+    ("decode.max_answer_length=9223372036854775807", "decode.max_answer_length"),
+    ("export.length_bucket=16385", "export.length_bucket"),
+    # With replacement the k-versus-tasks check is skipped; no task failed only after the run folder was made.
+    ("multitask.tasks=[]", "multitask.tasks"),
+    # mse compares logits, so it cannot read the averaged probabilities ensemble=probs (the default) names.
+    ("distillation={teachers: [{}, {}], kd_loss: mse}", "distillation.ensemble"),
 ])
 def test_bad_values_name_the_field(pair, field):
     with pytest.raises(ConfigError) as error:

@@ -184,6 +184,25 @@ def test_ensemble_weights_matter():
     assert not np.allclose(totals[0], totals[1])
 
 
+@pytest.mark.parametrize("ensemble", ["probs", "logits"])
+def test_soft_ce_distills_from_the_ensemble_distillation_ensemble_names(ensemble):
+    """kd_loss ce reads the teachers' averaged probabilities under ensemble=probs (it averaged their
+    logits whatever ensemble said), and their averaged logits under ensemble=logits."""
+    student = tiny_model(seed=0)
+    teachers = [tiny_model(seed=s, hidden=16, name=f"t{s}") for s in (1, 2)]
+    config = kd_config(teachers=(TeacherConfig(weight=1.0), TeacherConfig(weight=3.0)), kd_weight=1.0, kd_loss="ce",
+                       ensemble=ensemble)
+    data = batch()
+    total, _ = compiled(Distiller(student, SQUAD, config, teachers=teachers)).compute_losses(data, False)
+    s = student(inputs(data))
+    outputs = [teacher(inputs(data)) for teacher in teachers]
+    expected = 0.0
+    for key in ("squad2/start_logits", "squad2/end_logits"):
+        probs = losses.ensemble_teacher_probs([t[key] for t in outputs], [1.0, 3.0], 2.0, ensemble)
+        expected += 0.5 * losses.kd_soft_ce(s[key], probs, 2.0)
+    np.testing.assert_allclose(total.numpy(), expected.numpy(), rtol=1e-5)
+
+
 def test_two_replicas_match_one_device(two_replicas):
     """MirroredStrategy over 2 logical CPUs gives the same weights as one device (global-batch scaling)."""
     data = random_span_features(8, seed=3)

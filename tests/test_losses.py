@@ -56,7 +56,8 @@ def test_kd_logit_losses_by_hand():
     close(losses.kd_ce(student, teacher, 2.0), [4 * math.log(2)])
     close(losses.kd_ce(student, teacher, 2.0) - losses.kd_kl_logits(student, teacher, 2.0), [4 * entropy])
     mse = losses.kd_mse(tf.constant([[1.0, 2.0], [3.0, 4.0]]), tf.constant([[1.0, 0.0], [0.0, 0.0]]), 2.0)
-    close(mse, [2.0, 12.5])
+    close(mse, [4.0, 25.0])
+    close(losses.kd_mse(tf.ones([1, 2, 3]), tf.zeros([1, 2, 3])), [3.0])  # summed over classes, averaged over the rest
 
 
 def test_padding_logits_add_nothing_and_stay_finite():
@@ -70,6 +71,21 @@ def test_padding_logits_add_nothing_and_stay_finite():
     close(loss, trimmed)
     assert np.all(np.isfinite(grad.numpy()))
     close(losses.kd_ce(padded_student, padded_teacher, 2.0), losses.kd_ce(padded_student[:, :2], padded_teacher[:, :2], 2.0))
+    # mse compares logits: a padding position holds the same finite logit in both models. Averaged over the
+    # positions, trimming half the padding (train.trim_padding) doubled the loss.
+    student, teacher = tf.constant([[1.0, 2.0, -1e4, -1e4]]), tf.constant([[0.0, 0.0, -1e4, -1e4]])
+    close(losses.kd_mse(student, teacher), losses.kd_mse(student[:, :2], teacher[:, :2]))
+
+
+def test_soft_ce_of_an_ensembles_probabilities_is_kl_plus_its_entropy():
+    """kd_loss ce with several teachers reads their averaged probabilities (distillation.ensemble),
+    as kl does; it once averaged their logits whatever ensemble said."""
+    student = tf.constant([[0.3, -1.0, 2.0]])
+    probs = losses.ensemble_teacher_probs([tf.constant([[4.0, 0.0, -8.0]]), tf.constant([[-8.0, 0.0, 4.0]])],
+                                          [1.0, 1.0], 1.0, "probs")
+    entropy = -tf.reduce_sum(probs * tf.math.log(probs), axis=-1)
+    close(losses.kd_soft_ce(student, probs, 1.0), losses.kd_kl(student, probs, 1.0) + entropy)
+    assert set(losses.PROBABILITY_LOSSES) == {"kl", "ce"}
 
 
 def test_kd_kl_gradient_is_t_times_q_minus_p():

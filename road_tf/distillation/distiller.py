@@ -124,9 +124,9 @@ class Distiller(keras.Model):
         kd_heads = []
         for head, student_head_logits in enumerate(logits):
             per_teacher = [teacher[head] for teacher in teacher_logits]
-            if config.kd_loss == "kl":
+            if config.kd_loss in losses.PROBABILITY_LOSSES:
                 probs = losses.ensemble_teacher_probs(per_teacher, weights, temperature, config.ensemble)
-                kd_heads.append(losses.kd_kl(student_head_logits, probs, temperature))
+                kd_heads.append(losses.PROBABILITY_LOSSES[config.kd_loss](student_head_logits, probs, temperature))
             else:
                 ensembled = losses.ensemble_teacher_logits(per_teacher, weights)
                 kd_heads.append(losses.get_loss(config.kd_loss)(student_head_logits, ensembled, temperature))
