@@ -143,14 +143,35 @@ def make_optimizer(learning_rate, total_steps, warmup_fraction, weight_decay, lr
     `lr_scales` ({variable path: factor}, `task_model.layer_lr_scales`) scales the rate of the
     variables it names (layer-wise decay); empty or None trains every variable at one rate.
     No gradient clipping: Keras clips each replica's partial gradient before the cross-replica
-    sum, which would make results depend on the number of replicas.
+    sum, which would make results depend on the number of replicas. Under the mixed_float16
+    policy it comes loss-scaled (`CountingLossScaleOptimizer`).
     """
     warmup = int(total_steps * warmup_fraction)
     decay = keras.optimizers.schedules.PolynomialDecay(learning_rate, max(total_steps - warmup, 1), 0.0)
     schedule = WarmupThen(learning_rate, warmup, decay) if warmup else decay
     if lr_scales:
-        return LayerwiseAdamW(lr_scales, learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6)
-    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6)
+        optimizer = LayerwiseAdamW(lr_scales, learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6)
+    else:
+        optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, epsilon=1e-6)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        return CountingLossScaleOptimizer(optimizer)
+    return optimizer
+
+
+@keras.saving.register_keras_serializable(package="road_tf")
+class CountingLossScaleOptimizer(keras.optimizers.LossScaleOptimizer):
+    """Keras' dynamic loss scaling, except that a step it skips (scaled gradients not finite) still
+    advances `iterations`.
+
+    Keras' own leaves `iterations` where it was, though the step's batch was used up: a stage runs,
+    checkpoints and resumes by `iterations` (the position in its data), so it ended short of
+    `train.steps`, its learning rate never reached 0, and a resumed run re-read batches. Skipped
+    steps now count as steps that changed no weight.
+    """
+
+    def _stateful_handle_non_finite_grads(self):
+        super()._stateful_handle_non_finite_grads()
+        self.inner_optimizer.iterations.assign_add(1)
 
 
 @keras.saving.register_keras_serializable(package="road_tf")

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import keras
+import tensorflow as tf
 
 from road_tf import training
 from road_tf.errors import DataError
@@ -48,6 +49,51 @@ def test_kill_and_resume_gives_the_same_weights(tmp_path, dropout, trim_padding,
     for a, b in zip(straight.weights, resumed.weights):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
     assert (tmp_path / "killed" / "logs").is_dir()
+
+
+class Overflowing(keras.Model):
+    """One Dense unit whose float16 gradient overflows at the first loss scales (2^15, 2^14, ...)."""
+
+    def __init__(self):
+        super().__init__()
+        self.dense = keras.layers.Dense(1, kernel_initializer="ones")
+
+    def call(self, x):
+        return self.dense(x)
+
+    def train_step(self, data):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(tf.square(tf.cast(self.dense(data["x"]), tf.float32)))
+            scaled = self.optimizer.scale_loss(loss)
+        self.optimizer.apply(tape.gradient(scaled, self.trainable_variables), self.trainable_variables)
+        return {"loss": loss}
+
+
+class CountBatches(keras.callbacks.Callback):
+    batches = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches += 1
+
+
+def test_steps_the_loss_scale_skips_still_count_as_steps(tmp_path):
+    """Under mixed_float16 a step whose scaled gradients overflow changes no weight but uses up its
+    batch: Keras' LossScaleOptimizer did not count it, so the stage (which stops, checkpoints and
+    resumes by `iterations`) ran 8 batches for 2 counted steps and recorded ckpt-2 as step 8's."""
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = Overflowing()
+        model.build((None, 2))
+        model.compile(optimizer=training.make_optimizer(1e-4, 8, 0.0, 0.0))
+        counter = CountBatches()
+        training.fit(model, {"x": np.full((64, 2), 5.0, np.float32)}, train_config(steps=8, checkpoint_every=4), 8,
+                     tmp_path, [counter])
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert isinstance(model.optimizer, training.CountingLossScaleOptimizer)
+    assert float(model.optimizer.dynamic_scale.numpy()) < 2.0 ** 15, "the loss scale dropped: steps were skipped"
+    assert counter.batches == 8 and int(model.optimizer.iterations.numpy()) == 8
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-8")
 
 
 def test_finished_stage_is_not_trained_again(tmp_path):
