@@ -96,6 +96,14 @@ def test_good_file_reads_answers_and_ignores_extra_fields(tmp_path):
     assert examples[2] == QAExample("q3", "Who led them?", CONTEXT, (Answer("Rollo", 50),), "Normans")
 
 
+def test_white_space_around_an_answer_is_left_out_of_its_span(tmp_path):
+    """An answer " in France" (a space first) fits no window's tokens: it was trained as "no answer"."""
+    doc = copy.deepcopy(GOOD)
+    _qa(doc, 0)["answers"] = [{"text": " in France", "answer_start": 38}, {"text": "Rollo led ", "answer_start": 50}]
+    examples = read_squad_json(_write(tmp_path, doc))
+    assert examples[0].answers == (Answer("in France", 39), Answer("Rollo led", 50))
+
+
 def _set(path_in_doc, value):
     """A mutation that sets doc[...path...] = value."""
     def mutate(doc):
@@ -117,6 +125,8 @@ FUZZ = {
     "offset_past_context": (_set(QA0 + ("answers", 0, "answer_start"), len(CONTEXT) - 2), "q1", "outside the context"),
     "negative_offset": (_set(QA0 + ("answers", 0, "answer_start"), -1), "q1", "outside the context"),
     "answer_text_mismatch": (_set(QA0 + ("answers", 0, "text"), "Francia"), "q1", "does not match the context"),
+    "answer_only_white_space": (_set(QA0 + ("answers", 0), {"text": " ", "answer_start": 41}), "q1",
+                                "answers[0].text is empty or only whitespace"),
     "empty_context": (_set(P0 + ("context",), ""), "q1", "context is empty"),
     "context_not_string": (_set(P0 + ("context",), ["x"]), "q1", "paragraph.context must be a string, got a list"),
     "missing_question": (lambda doc: _qa(doc, 2).pop("question"), "q3", "has no 'question' field"),

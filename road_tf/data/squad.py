@@ -194,7 +194,9 @@ def _check_text(path, record, label, text, allow_blank=False):
 
 
 def _parse_answer(path, record, index, raw, context):
-    """Checks one raw answer dict against the context and returns an Answer."""
+    """Checks one raw answer dict against the context and returns an Answer without the white space
+    at either end of its text (a span that starts or ends in white space fits no window's tokens,
+    so it was trained as "no answer")."""
     where = f"answers[{index}]"
     text = _field(path, record, raw, "text", "a string", where)
     start = _field(path, record, raw, "answer_start", "an integer", where)
@@ -207,7 +209,8 @@ def _parse_answer(path, record, index, raw, context):
     if context[start:end] != text:
         raise DataError(path, f"{where}.text {text!r} does not match the context at answer_start {start} "
                               f"({context[start:end]!r})", record)
-    return Answer(text=text, start=start)
+    _check_text(path, record, f"{where}.text", text)
+    return Answer(text=text.strip(), start=start + len(text) - len(text.lstrip()))
 
 
 def _tfds_record_to_json(record, index):
