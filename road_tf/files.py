@@ -5,6 +5,7 @@ command can check its paths before it loads TensorFlow."""
 
 import contextlib
 import errno
+import gzip
 import logging
 import os
 import pathlib
@@ -159,6 +160,13 @@ def write_atomic(path, payload):
         raise RoadError(f"{path}: is {kind}, not a file to write")
     with atomic_target(path) as tmp:
         tmp.write_bytes(payload.encode("utf-8") if isinstance(payload, str) else payload)
+
+
+def write_data_file(path, text):
+    """`write_atomic` of `text` (str, as UTF-8), gzipped when `path`'s name ends in `.gz`: the readers
+    (`is_gzipped`) take such a name for gzip."""
+    payload = text.encode("utf-8")
+    write_atomic(path, gzip.compress(payload, mtime=0) if pathlib.Path(path).name.endswith(".gz") else payload)
 
 
 @contextlib.contextmanager

@@ -28,7 +28,7 @@ from road_tf.evaluation.answerer import ANSWER_INPUTS
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
 from road_tf.files import (SAVED_MODEL_FILE, check_distinct, check_writable_file, entry_kind, holds_saved_model,
-                           lies_within, require_folder, versions, write_atomic)
+                           lies_within, require_folder, versions, write_data_file)
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 DEFAULT_BATCH_SIZE = 32
@@ -47,9 +47,9 @@ def parse_args(argv):
                         help="SavedModel version folder, model folder (newest version) or finished run directory")
     parser.add_argument("--data", type=nonempty, required=True, help="SQuAD 2.0 JSON file (.json or .json.gz)")
     parser.add_argument("--output", type=nonempty, required=True,
-                        help="predictions JSON to write: {question id: answer}")
+                        help="predictions JSON to write: {question id: answer} (gzipped when it ends in .gz)")
     parser.add_argument("--na-probs", type=nonempty,
-                        help="no-answer probabilities JSON to write: {question id: probability}")
+                        help="no-answer probabilities JSON to write: {question id: probability} (gzipped when it ends in .gz)")
     parser.add_argument("--batch-size", type=positive_integer, default=DEFAULT_BATCH_SIZE,
                         help=f"questions per model call (default {DEFAULT_BATCH_SIZE})")
     return parser.parse_args(argv)
@@ -206,9 +206,9 @@ def main(argv=None):
     answer_fn, _ = load_answer_fn(folder)
     outputs = answer_all(answer_fn, folder, args.data, examples, args.batch_size)
     predictions, na_probs = squad_outputs(examples, outputs)
-    write_atomic(args.output, json.dumps(predictions, indent=2) + "\n")
+    write_data_file(args.output, json.dumps(predictions, indent=2) + "\n")
     if args.na_probs:
-        write_atomic(args.na_probs, json.dumps(na_probs, indent=2) + "\n")
+        write_data_file(args.na_probs, json.dumps(na_probs, indent=2) + "\n")
     recorded = folder / METRICS_FILE
     print(f"answered {len(examples)} questions with {folder}"
           + (f" (its recorded dev metrics: {recorded})" if recorded.is_file() else ""), file=sys.stderr)

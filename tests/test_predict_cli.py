@@ -53,6 +53,18 @@ def test_predict_reproduces_the_runs_answers_and_metrics(run, tmp_path, capsys, 
     assert metrics["final"]["null_score_diff_threshold"] == -1.0
 
 
+def test_outputs_named_gz_are_gzipped_and_evaluate_reads_them(run, tmp_path, capsys):
+    """predict wrote plain JSON under a .gz name, which evaluate (and every reader) took for corrupt gzip."""
+    out, dev, _ = run
+    preds, na = tmp_path / "preds.json.gz", tmp_path / "na.json.gz"
+    assert predict.main(["--model", str(out), "--data", str(dev), "--output", str(preds), "--na-probs", str(na)]) == 0
+    assert json.loads(gzip.decompress(preds.read_bytes())) == json.loads((out / "student" / "predictions.json").read_text())
+    capsys.readouterr()
+    assert evaluate.main(["squad2", str(dev), str(preds), "--na-probs", str(na)]) == 0
+    final = json.loads((out / "metrics.json").read_text())["final"]
+    assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(final["f1"], abs=1e-9)
+
+
 def test_a_question_the_model_refuses_is_named(run, tmp_path, capsys):
     """A context above the exported data.max_context_bytes (100,000 bytes), not first in a later
     batch: the model's "error" for its row, and predict names the question; nothing is written."""

@@ -9,15 +9,13 @@ the read; problems with one question stop it too unless `skip_bad_records` is se
 question is logged, skipped and counted.
 """
 
-import gzip
 import hashlib
 import json
-import pathlib
 
 from road_tf.data.examples import Answer, QAExample, parse_all
 from road_tf.data.json_files import read_json
 from road_tf.errors import DataError, first_control_character, text_problem, utf8_problem
-from road_tf.files import write_atomic
+from road_tf.files import write_data_file
 
 
 _KINDS = {
@@ -66,11 +64,7 @@ def write_squad_json(path, examples):
     context one paragraph, so reading the file back gives `examples` in order. The file (mode 0644)
     is written to a temporary name beside `path` and then renamed, so readers never see half a file.
     """
-    path = pathlib.Path(path)
-    payload = json.dumps({"version": "v2.0", "data": _articles(examples)}).encode("utf-8")
-    if path.name.endswith(".gz"):
-        payload = gzip.compress(payload, mtime=0)
-    write_atomic(path, payload)
+    write_data_file(path, json.dumps({"version": "v2.0", "data": _articles(examples)}))
 
 
 def _field(path, record, obj, name, kind, where):
