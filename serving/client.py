@@ -55,6 +55,7 @@ of endless text (`<(cat /dev/zero)`) is refused instead of read into memory with
 SHOWN_CHARS = 200
 """Characters of a user's or server's text (URL, model name, error message) an error message keeps."""
 _HOST_BYTES = re.compile(r"[\x00-\x20\x7f]")
+_PATH_CHARACTERS = "/%:@!$&'()*+,;=~"  # kept as they are in a URL's path (RFC 3986's pchar, with % escapes)
 """Characters http.client refuses in a URL's host or path (controls and spaces)."""
 _GRPC_PORT = re.compile(r":([-+]?[0-9]+)\Z")
 """The port that ends a gRPC address (":8500"), signed or not, so that "-1" is caught too."""
@@ -243,6 +244,9 @@ class RestPredictor:
             raise ServerError(
                 f"bad REST URL {_shorten(repr(url))}: it holds spaces, control characters or non-UTF-8 bytes"
             )
+        if "?" in url or "#" in url:
+            raise ServerError(f"bad REST URL {_shorten(repr(url))}: a query or fragment (? or #) is not part of the "
+                              "server's address")
         try:
             too_long = len(host.encode("idna")) > 253
         except UnicodeError:
@@ -252,7 +256,9 @@ class RestPredictor:
                 f"bad REST URL {_shorten(repr(url))}: {_shorten(host, 80)!r} is not a host name "
                 "(dot-separated labels of 1 to 63 characters, 253 in all)"
             )
-        self.url = f"{parts.scheme}://{bracketed(host)}{'' if port is None else f':{port}'}{parts.path}".rstrip("/")
+        # http.client sends the path as ASCII: other characters are percent-encoded (escapes kept).
+        self._path = urllib.parse.quote(parts.path, safe=_PATH_CHARACTERS).rstrip("/")
+        self.url = f"{parts.scheme}://{bracketed(host)}{'' if port is None else f':{port}'}{self._path}"
         self._shown_url = _shorten(self.url)
         self._parts = parts
         self._timeout = timeout
@@ -269,13 +275,14 @@ class RestPredictor:
             ServerError: unreachable server, an error answer (its "error" text), or a bad response.
         """
         _check_batch(model, questions, contexts, version)
-        path = f"{self._parts.path.rstrip('/')}{_model_path(model, version)}:predict"
+        path = f"{self._path}{_model_path(model, version)}:predict"
         endpoint = _shorten(f"{self.url}{_model_path(model, version)}:predict")
         body = json.dumps(
             {
                 "signature_name": SIGNATURE,
                 "instances": [{"question": q, "context": c} for q, c in zip(questions, contexts)],
-            }
+            },
+            ensure_ascii=False,  # UTF-8 (checked above): "\uXXXX" escapes made a CJK body twice as long
         ).encode("utf-8")
         status, raw = self._post(path, body)
         if status != 200:
@@ -643,10 +650,11 @@ def _answer_lines(predict, records, batch_size, path=None):
     """Yields one JSON line per record, asking the server batch_size records at a time.
 
     When the server rejects a request of several batch-file records (ServerError.rejected, e.g. a
-    text above the devserver's --max_string_bytes), they are sent again one at a time, so that the
-    error names the record the server refuses (its line and id), or, when each passes alone, the
-    lines of the whole request. A record the model answers with an "error" (it refuses the
-    question) stops the answers with a RoadError naming the record and the model's reason.
+    text above the devserver's --max_string_bytes, a body above its --max_request_bytes, more rows
+    than its max_batch_size), they are sent again one at a time: the error names the record the
+    server refuses (its line and id), and when each passes alone their answers are kept. A record
+    the model answers with an "error" (it refuses the question) stops the answers with a RoadError
+    naming the record and the model's reason.
     """
     for start in range(0, len(records), batch_size):
         chunk = records[start : start + batch_size]
@@ -655,14 +663,10 @@ def _answer_lines(predict, records, batch_size, path=None):
         except ServerError as error:
             if path is None:
                 raise
-            if error.rejected and len(chunk) > 1:
-                for record in chunk:
-                    try:
-                        predict([record["question"]], [record["context"]])
-                    except ServerError as alone:
-                        raise ServerError(f"{path}: {_record_name(record)}: {alone}") from None
-            where = _record_name(chunk[0]) if len(chunk) == 1 else f"lines {chunk[0]['line']} to {chunk[-1]['line']}"
-            raise ServerError(f"{path}: {where}: {error}") from None
+            if not (error.rejected and len(chunk) > 1):
+                where = _record_name(chunk[0]) if len(chunk) == 1 else f"lines {chunk[0]['line']} to {chunk[-1]['line']}"
+                raise ServerError(f"{path}: {where}: {error}") from None
+            answers = [_answer_alone(predict, record, path) for record in chunk]
         for record, answer in zip(chunk, answers):
             if answer.get("error"):
                 where = "" if path is None else f"{path}: {_record_name(record)}: "
@@ -670,6 +674,14 @@ def _answer_lines(predict, records, batch_size, path=None):
             row = {"id": record["id"], **answer} if "id" in record else answer
             line = json.dumps(row, ensure_ascii=False)
             yield line if utf8_problem(line) is None else json.dumps(row)  # a lone surrogate stays escaped
+
+
+def _answer_alone(predict, record, path):
+    """One batch-file record asked on its own -> its answer; ServerError naming `path` and the record."""
+    try:
+        return predict([record["question"]], [record["context"]])[0]
+    except ServerError as error:
+        raise ServerError(f"{path}: {_record_name(record)}: {error}") from None
 
 
 def write_lines(lines, output):
