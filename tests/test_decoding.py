@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from road_tf.evaluation.answerer import VERY_NEGATIVE, decode_answers, null_threshold_from_probability
+from road_tf.evaluation.answerer import VERY_NEGATIVE, decode_answers
 
 QUESTION_TOKENS = 3
 SEQ_LEN = 16
@@ -76,15 +76,14 @@ def test_null_wins_or_loses_against_the_threshold(threshold, expected):
     assert (out["start_char"][0] >= 0) == bool(expected)
 
 
-def test_no_answer_probability_is_sigmoid_of_null_minus_best_and_converts_to_a_threshold():
+def test_no_answer_probability_is_sigmoid_of_null_minus_best():
     offsets, pos = _window(0, 11)
     start, end = _logits(null=(0.5, 0.25))
     start[pos[2]], end[pos[4]] = 1.0, 0.5
     out = _decode([start], [end], [offsets], [0], [CONTEXT])
     diff = 0.75 - 1.5
     assert out["no_answer_probability"][0] == pytest.approx(1 / (1 + np.exp(-diff)), rel=1e-6)
-    p = float(out["no_answer_probability"][0])
-    assert null_threshold_from_probability(p) == pytest.approx(diff, abs=1e-5)
+    assert out["null_score"][0] - out["score"][0] == pytest.approx(diff)
 
 
 def test_start_after_end_and_overlong_spans_are_rejected():

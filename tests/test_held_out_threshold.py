@@ -1,10 +1,12 @@
-"""The held-out tuned F1: a no-answer threshold tuned on some articles, scored on the others."""
+"""The tuned no-answer threshold, and the held-out tuned F1: a threshold tuned on some articles, scored on the others."""
 
 import numpy as np
 import pytest
 
 from road_tf.data.examples import Answer, QAExample
+from road_tf.evaluation.answerer import VERY_NEGATIVE
 from road_tf.evaluation.qa_eval import article_fold, held_out_tuned_f1, tuned_null_threshold
+from road_tf.evaluation.squad_metric import squad_v2_metrics
 
 
 def titled(fold):
@@ -13,16 +15,55 @@ def titled(fold):
                 if article_fold(QAExample("q", "q", "c", title=title), 2) == fold)
 
 
-def question(qid, title, gold, best, na_prob):
+def question(qid, title, gold, best, margin):
+    """(QAExample, its best span's text, its null - best span score)."""
     answers = (Answer(gold, 0),) if gold else ()
-    return QAExample(qid, "what?", f"{gold or 'none'} context", answers, title), best, na_prob
+    return QAExample(qid, "what?", f"{gold or 'none'} context", answers, title), best, margin
+
+
+def outputs_of(rows):
+    """The answer function's arrays that tuning reads: each row's best span with score 0 and null score = margin."""
+    return {"best_text": np.array([row[1] for row in rows], dtype=object),
+            "null_score": np.array([row[2] for row in rows], np.float32),
+            "score": np.zeros(len(rows), np.float32), "nbest_score": np.zeros((len(rows), 1), np.float32)}
 
 
 def score(rows):
-    examples = [row[0] for row in rows]
-    outputs = {"best_text": np.array([row[1] for row in rows], dtype=object),
-               "no_answer_probability": np.array([row[2] for row in rows])}
+    examples, outputs = [row[0] for row in rows], outputs_of(rows)
     return held_out_tuned_f1(examples, outputs), tuned_null_threshold(examples, outputs)[0]
+
+
+def served_f1(rows, cut):
+    """The F1 of answering each row's best span when its margin is <= cut, as the served graph does."""
+    predictions = {row[0].qid: row[1] if row[2] <= cut else "" for row in rows}
+    return squad_v2_metrics([row[0] for row in rows], predictions)["f1"]
+
+
+def test_the_tuned_f1_is_what_its_threshold_gives_and_no_threshold_gives_more():
+    """Random margins with ties: the official sweep can stop inside a group of equal scores, which no
+    threshold reproduces; tuning cuts between distinct margins only."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        rows = [question(f"q{i}", "T", ["x", None][int(rng.integers(2))], ["x", "y"][int(rng.integers(2))],
+                         float(rng.integers(-3, 4))) for i in range(int(rng.integers(1, 12)))]
+        tuned, cut = tuned_null_threshold([row[0] for row in rows], outputs_of(rows))
+        assert tuned == pytest.approx(served_f1(rows, cut)), trial
+        assert all(tuned >= served_f1(rows, other) - 1e-9 for other in [VERY_NEGATIVE] + [row[2] for row in rows])
+
+
+def test_margins_beyond_where_float32_sigmoid_saturates_are_told_apart():
+    """null - best of 0, 20 and 30: float32 no-answer probabilities 0.5, 1.0, 1.0. Tuned on those, the
+    cut was logit(1 - 1e-12) = 27.6, so tuned_f1 counted the third question answered and the served
+    threshold did not answer it."""
+    rows = [question(f"q{i}", "T", "x", "x", margin) for i, margin in enumerate((0.0, 20.0, 30.0))]
+    tuned, cut = tuned_null_threshold([row[0] for row in rows], outputs_of(rows))
+    assert (tuned, cut) == (100.0, 30.0)
+
+
+def test_when_answering_never_helps_the_threshold_answers_nothing():
+    rows = [question("a", "T", None, "x", -1.0), question("b", "T", "x", "wrong", 2.0)]
+    tuned, cut = tuned_null_threshold([row[0] for row in rows], outputs_of(rows))
+    assert (tuned, cut) == (50.0, VERY_NEGATIVE)
 
 
 def test_each_fold_is_answered_at_the_threshold_tuned_on_the_other():
@@ -30,10 +71,10 @@ def test_each_fold_is_answered_at_the_threshold_tuned_on_the_other():
     rows = [question("a1", a, "x", "x", 0.2), question("a2", a, None, "y", 0.4), question("a3", a, "z", "z", 0.6),
             question("b1", b, "x", "x", 0.2), question("b2", b, "w", "w", 0.5), question("b3", b, None, "q", 0.7)]
     held_out, tuned = score(rows)
-    # Tuned on b: answer at na <= 0.5, so a1 right, a2 wrongly answered, a3 wrongly left out: 1 of 3.
-    # Tuned on a: answer at na <= 0.2, so b1 right, b2 left out, b3 rightly left out: 2 of 3.
+    # Tuned on b: answer at margin <= 0.5, so a1 right, a2 wrongly answered, a3 wrongly left out: 1 of 3.
+    # Tuned on a: answer at margin <= 0.2, so b1 right, b2 left out, b3 rightly left out: 2 of 3.
     assert held_out == pytest.approx(100 * 3 / 6)
-    # One threshold tuned on all six questions (answer at na <= 0.6) gets 5 of 6 right.
+    # One threshold tuned on all six questions (answer at margin <= 0.6) gets 5 of 6 right.
     assert tuned == pytest.approx(100 * 5 / 6)
 
 

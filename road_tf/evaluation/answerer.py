@@ -12,15 +12,13 @@ Decoding rules, per question (its windows share one context):
 - null score: the smallest start_logit[0] + end_logit[0] ([CLS]) over the question's windows;
 - answer: the best span's text, or "" when null - best > `null_score_diff_threshold` or no span is
   valid;
-- no-answer probability: sigmoid(null - best) (1.0 when no span is valid), so "no answer" at
-  probability p is "no answer" at threshold logit(p): a dev-tuned na-prob threshold of the
-  official metric converts to a null-score threshold exactly;
+- no-answer probability: sigmoid(null - best) (1.0 when no span is valid), what the official
+  metric's na_probs file holds; the dev-tuned threshold is tuned on null - best itself
+  (`qa_eval.tuned_null_threshold`), since float32 probabilities tie where sigmoid saturates;
 - refused: a question or context above data.max_context_bytes, not valid UTF-8, or empty or only
   white space is not read; its row says why in "error" ("" for every other row) and is answered as
   an empty question about an empty context (no answer).
 """
-
-import math
 
 import tensorflow as tf
 
@@ -213,12 +211,6 @@ def input_errors(question, context, max_bytes):
     context_error = text_errors("context", context, max_bytes)
     both = tf.logical_and(question_error != "", context_error != "")
     return tf.strings.join([question_error, tf.where(both, "; ", ""), context_error])
-
-
-def null_threshold_from_probability(threshold):
-    """The null-score threshold equivalent to answering when no_answer_probability <= `threshold`."""
-    clipped = min(max(float(threshold), 1e-12), 1.0 - 1e-12)
-    return math.log(clipped / (1.0 - clipped))
 
 
 class QAAnswerer(tf.Module):

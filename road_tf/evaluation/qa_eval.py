@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 
-from road_tf.evaluation.answerer import VERY_NEGATIVE, null_threshold_from_probability
-from road_tf.evaluation.squad_metric import squad_v2_metrics
+from road_tf.evaluation.answerer import VERY_NEGATIVE
+from road_tf.evaluation.squad_metric import raw_scores, squad_v2_metrics
 
 
 def _progress(done, total, stream):
@@ -80,27 +80,52 @@ def nbest_lists(examples, outputs):
     return lists
 
 
+def no_answer_margins(outputs):
+    """Each question's null score minus its best span score, float64 [N] (+inf where no span is
+    valid): "no answer" exactly when it exceeds the null-score threshold, as the served graph decides.
+
+    Args:
+        outputs: the answer function's arrays `null_score`, `score` and `nbest_score` ([N], [N], [N, n]).
+    """
+    has_span = np.asarray(outputs["nbest_score"])[:, 0] > VERY_NEGATIVE / 2
+    margin = np.asarray(outputs["null_score"], np.float64) - np.asarray(outputs["score"], np.float64)
+    return np.where(has_span, margin, np.inf)
+
+
 def tuned_null_threshold(examples, outputs):
     """(best dev F1, the null-score threshold reaching it) over every threshold.
 
-    Every question is given its best span (whatever the current threshold) and the official
-    `best_f1` sweep over its no-answer probability picks the cut; the probability cut p becomes the
-    null-score threshold logit(p) (see `road_tf.evaluation.answerer`).
+    Every question is given its best span (whatever the current threshold), and the threshold is
+    the no-answer margin (`no_answer_margins`) up to which answering scores best: the official
+    `best_f1` sweep, run on the float64 margins instead of the float32 probability sigmoid(margin),
+    which ties and rounds to 1.0 above a margin of about 17, and cut only between distinct margins,
+    so that the F1 returned is the F1 the threshold gives.
     """
-    best_f1, cut = _tuned_probability_cut(examples, outputs["best_text"], outputs["no_answer_probability"])
-    return best_f1, null_threshold_from_probability(cut)
+    return _tuned_cut(examples, outputs["best_text"], no_answer_margins(outputs))
 
 
-def _tuned_probability_cut(examples, best_text, no_answer_probability):
-    """(best F1, no-answer probability at or below which a question is answered) of the official sweep.
+def _tuned_cut(examples, best_text, margins):
+    """(best F1, margin cut): answering the questions whose margin is <= cut scores best.
 
     Args:
-        examples: N QAExample; best_text: [N] each question's best span; no_answer_probability: [N].
+        examples: N QAExample; best_text: [N] each question's best span; margins: float64 [N].
+    Returns:
+        F1 in [0, 100] and the cut: a question's margin, or VERY_NEGATIVE (answer none) when no
+        cut beats answering nothing. A tie keeps the lower cut, as the official sweep does.
     """
-    always = {e.qid: str(text) for e, text in zip(examples, best_text)}
-    na_probs = {e.qid: float(p) for e, p in zip(examples, no_answer_probability)}
-    metrics = squad_v2_metrics(examples, always, na_probs)
-    return metrics["best_f1"], metrics["best_f1_thresh"]
+    answered = {e.qid: str(text) for e, text in zip(examples, best_text)}
+    _, answered_f1 = raw_scores(examples, answered)
+    _, silent_f1 = raw_scores(examples, {e.qid: "" for e in examples})
+    gain = np.array([answered_f1[e.qid] - silent_f1[e.qid] for e in examples])
+    order = np.argsort(margins, kind="stable")
+    sorted_margins, totals = margins[order], np.cumsum(gain[order])
+    ends = np.flatnonzero((sorted_margins[:-1] != sorted_margins[1:]).tolist() + [True])
+    ends = ends[np.isfinite(sorted_margins[ends])]
+    best, cut = 0.0, VERY_NEGATIVE
+    if ends.size and totals[ends].max() > 0:
+        end = ends[np.argmax(totals[ends])]
+        best, cut = totals[end], float(sorted_margins[end])
+    return 100.0 * (sum(silent_f1.values()) + best) / len(examples), cut
 
 
 def article_fold(example, folds):
@@ -118,8 +143,8 @@ def held_out_tuned_f1(examples, outputs, folds=2):
     that chose it, this estimates what the served threshold gives on unseen questions.
 
     Args:
-        examples: N QAExample; outputs: the answer function's arrays (`best_text`,
-            `no_answer_probability`, each [N]).
+        examples: N QAExample; outputs: the answer function's arrays (`best_text` and those of
+            `no_answer_margins`).
     Returns:
         F1 in [0, 100], or None when the questions come from fewer than `folds` groups.
     """
@@ -127,11 +152,11 @@ def held_out_tuned_f1(examples, outputs, folds=2):
     if len(set(group.tolist())) < folds:
         return None
     best_text = np.asarray(outputs["best_text"], dtype=object)
-    na = np.asarray(outputs["no_answer_probability"], dtype=np.float64)
+    margins = no_answer_margins(outputs)
     total = 0.0
     for fold in range(folds):
         tune, held = np.flatnonzero(group != fold), np.flatnonzero(group == fold)
-        _, cut = _tuned_probability_cut([examples[i] for i in tune], best_text[tune], na[tune])
-        predictions = {examples[i].qid: str(best_text[i]) if na[i] <= cut else "" for i in held}
+        _, cut = _tuned_cut([examples[i] for i in tune], best_text[tune], margins[tune])
+        predictions = {examples[i].qid: str(best_text[i]) if margins[i] <= cut else "" for i in held}
         total += squad_v2_metrics([examples[i] for i in held], predictions)["f1"] * len(held)
     return total / len(examples)
