@@ -160,6 +160,11 @@ def text_problem(text):
     return ONLY_WHITESPACE if not text.strip() else utf8_problem(text)
 
 
+def is_integer(value):
+    """Whether `value` (from parsed JSON or YAML) is an int, not a bool (which Python counts as one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def is_finite_number(value):
     """Whether `value` (from parsed JSON or YAML) is an int or float, not a bool, that converts to a
     finite float."""

@@ -28,7 +28,7 @@ from road_tf.data.json_files import parse_json_noting_repeats, read_text
 from road_tf.data.squad import read_squad_json
 from road_tf.data.tsv import read_table
 from road_tf.errors import (ArgumentParser, DataError, RoadError, bounded, cli_main, decimal_integer,
-                            finite_float, nonempty, shown, whole_number)
+                            finite_float, is_finite_number, is_integer, nonempty, shown, whole_number)
 from road_tf.evaluation.classification import classification_metrics
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 
@@ -70,12 +70,8 @@ def _read_mapping(path, describe, is_value):
     return mapping
 
 
-def _is_integer(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_probability(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+    return is_finite_number(value) and 0.0 <= value <= 1.0
 
 
 def _score_squad(args):
@@ -132,7 +128,7 @@ def _read_tsv_labels(path, describe, is_label):
 def _label_check(num_classes):
     """(description, test) of a class label: an integer in [0, num_classes)."""
     return (f"an integer label in [0, {num_classes}) (see --num-classes)",
-            lambda value: _is_integer(value) and 0 <= value < num_classes)
+            lambda value: is_integer(value) and 0 <= value < num_classes)
 
 
 def _score_classification(args):

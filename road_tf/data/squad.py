@@ -14,14 +14,14 @@ import json
 
 from road_tf.data.examples import Answer, QAExample, parse_all
 from road_tf.data.json_files import read_json
-from road_tf.errors import DataError, first_control_character, text_problem, utf8_problem
+from road_tf.errors import DataError, first_control_character, is_integer, text_problem, utf8_problem
 from road_tf.files import write_data_file
 
 
 _KINDS = {
     "a string": lambda value: isinstance(value, str),
     "a list": lambda value: isinstance(value, list),
-    "an integer": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "an integer": is_integer,
 }
 
 

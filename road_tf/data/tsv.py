@@ -136,7 +136,7 @@ def read_table(path, parse, required, skip_bad_records=False, optional_header=Fa
 
 
 def _non_blank(lines):
-    """Filters (number, raw) pairs, dropping blank lines (empty, or only spaces and tabs)."""
+    """Filters (number, raw) pairs, dropping blank lines (empty, or only ASCII white space)."""
     return ((number, raw) for number, raw in lines if raw.strip())
 
 
