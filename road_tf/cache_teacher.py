@@ -16,7 +16,7 @@ from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.features import write_feature_cache
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.distillation.offline import teacher_logits
+from road_tf.distillation.offline import teacher_logits, teacher_notes
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
 from road_tf.experiment import load_teacher_weights
 from road_tf.files import check_distinct, check_weights_file, check_writable_dir, check_writable_file
@@ -39,8 +39,9 @@ def cache_teacher_logits(config, output):
     """Runs every teacher of `config` (each with a `checkpoint`) over the training split; writes `output`.
 
     The cache holds the training features and `teacher_logits/<teacher>/<head>` per window, written
-    atomically (TFRecords plus a JSON sidecar). Each checkpoint must be a readable Keras weights file,
-    checked before the data loads.
+    atomically (TFRecords plus a JSON sidecar that records each checkpoint's sha256, which training
+    checks against its teachers). Each checkpoint must be a readable Keras weights file, checked
+    before the data loads.
     """
     teachers_config = config.distillation.teachers
     if not teachers_config:
@@ -61,7 +62,7 @@ def cache_teacher_logits(config, output):
         teachers.append(teacher)
     features = dict(task_data.train_features)
     features.update(teacher_logits(teachers, task, features))
-    write_feature_cache(output, features)
+    write_feature_cache(output, features, teacher_notes(teachers_config))
 
 
 def check_outputs(output, config, recipe):

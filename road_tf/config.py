@@ -327,6 +327,9 @@ class DistillationConfig:
             _check(bool(self.teachers), f"{prefix}.teachers", "offline mode needs the teachers whose logits are cached")
         _check(not (self.mode == "offline" and self.hidden_loss != "none"), f"{prefix}.hidden_loss",
                "hidden-state KD needs an online teacher (offline caches hold logits only)")
+        for i, teacher in enumerate(self.teachers):
+            _check(self.mode != "offline" or teacher.checkpoint or teacher.run, f"{prefix}.teachers[{i}].checkpoint",
+                   "is required in offline mode: the cache is checked to hold this teacher's logits (or name its run)")
         _check(self.hidden_weight >= 0, f"{prefix}.hidden_weight", "must be non-negative")
         _check(self.projection_init in PROJECTION_INITS, f"{prefix}.projection_init",
                f"must be {' or '.join(PROJECTION_INITS)}, got {self.projection_init!r}")

@@ -251,7 +251,7 @@ def offline_teacher_features(distillation, task_data):
     """Training features with cached teacher logits in offline mode, else None."""
     if distillation.mode != "offline":
         return None
-    return load_offline_features(distillation.cache_path, task_data.train_features, len(distillation.teachers))
+    return load_offline_features(distillation.cache_path, task_data.train_features, distillation.teachers)
 
 
 def layer_matches(distillation, teacher_layers, student_layers):

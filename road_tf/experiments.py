@@ -50,6 +50,7 @@ from road_tf import cache_teacher, export, train
 from road_tf.config import (MODEL_SIZE_FIELDS, RUN_METRICS_FILE, config_digest, config_from_dict, dump_yaml,
                             merge_overrides, resolve_teacher_runs)
 from road_tf.data.features import InvalidCache, verify_feature_cache
+from road_tf.distillation.offline import teachers_problem
 from road_tf.errors import (ArgumentParser, RoadError, bounded, cli_main, first_few, first_line, is_finite_number,
                             nonempty, whole_number)
 from road_tf.files import (check_folder, check_utf8, check_writable_dir, entry_kind, read_config_bytes,
@@ -323,6 +324,8 @@ class Experiments:
             logging.warning("teacher-logits cache %s is damaged (%s); caching the teachers' logits again",
                             error.path, error.reason)
             complete = False
+        if complete and teachers_problem(path, config.distillation.teachers):
+            complete = False  # written before caches recorded their teachers
         if not complete:
             cache_teacher.cache_teacher_logits(config, str(path))
         return path

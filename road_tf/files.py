@@ -6,6 +6,7 @@ command can check its paths before it loads TensorFlow."""
 import contextlib
 import errno
 import gzip
+import hashlib
 import logging
 import os
 import pathlib
@@ -160,6 +161,15 @@ def write_atomic(path, payload):
         raise RoadError(f"{path}: is {kind}, not a file to write")
     with atomic_target(path) as tmp:
         tmp.write_bytes(payload.encode("utf-8") if isinstance(payload, str) else payload)
+
+
+def file_sha256(path):
+    """The sha256 hex digest of the bytes of the file at `path` (read a MiB at a time)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def write_data_file(path, text):
@@ -466,6 +476,16 @@ def holds_saved_model(path):
     return os.path.isfile(os.path.join(path, SAVED_MODEL_FILE))
 
 
+def next_version(model_dir, remedy="export under another model name", found=None):
+    """1 + the highest version number in `model_dir` (1 when there is none); RoadError when that is
+    above MAX_VERSION, which TF Serving would not take for a version. `found`: `versions(model_dir)`
+    when the caller has it."""
+    number = max(versions(model_dir) if found is None else found, default=0) + 1
+    if number > MAX_VERSION:
+        raise RoadError(f"{model_dir}: holds version {MAX_VERSION}, the highest TF Serving takes; {remedy}")
+    return number
+
+
 def check_model_folder(model_dir, what, remedy="choose another export.base_dir or export.model_name"):
     """Raises RoadError unless a version can be exported into `model_dir`: a writable folder, or one
     that can be created (`check_writable_dir`), that holds numbered versions or nothing visible. An
@@ -478,6 +498,8 @@ def check_model_folder(model_dir, what, remedy="choose another export.base_dir o
     """
     check_writable_dir(model_dir, what)
     entries = visible_entries(model_dir, what)
-    if entries and not versions(model_dir):
+    found = versions(model_dir) if entries else {}
+    if entries and not found:
         raise RoadError(f"{what} {model_dir}: a folder holding other files ({first_few(sorted(entries))}) and no "
                         f"numbered versions, not a model folder; {remedy}")
+    next_version(model_dir, remedy, found)

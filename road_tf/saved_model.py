@@ -22,7 +22,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the signature u
 
 from road_tf.data.features import MODEL_INPUTS, qa_windows
 from road_tf.errors import RoadError
-from road_tf.files import MAX_VERSION, versions
+from road_tf.files import next_version, versions
 from road_tf.training import check_finite_weights
 
 # TF Text ops that TF Serving 2.16 links in (it bundles TF Text 2.12.1 kernels).
@@ -38,16 +38,6 @@ WARMUP_EXAMPLES = (
 )
 METRICS_FILE = "road_tf_metrics.json"
 SOURCE_FILE = "road_tf_source.json"
-
-
-def next_version(model_dir):
-    """1 + the highest version number in `model_dir` (1 when there is none); RoadError when that is
-    above MAX_VERSION, which TF Serving would not take for a version."""
-    number = max(versions(model_dir), default=0) + 1
-    if number > MAX_VERSION:
-        raise RoadError(f"{model_dir}: holds version {MAX_VERSION}, the highest TF Serving takes; "
-                        "export under another model name")
-    return number
 
 
 def newest_version(model_dir):

@@ -102,13 +102,12 @@ def resolve_run(args):
 
 
 def check_teacher_files(distillation):
-    """Fails unless every teacher's checkpoint (online) or the teacher-logits cache (offline) is there."""
+    """Fails unless every teacher's checkpoint, and (offline) the teacher-logits cache, is there."""
     if distillation.mode == "offline":
         cache = pathlib.Path(distillation.cache_path)
         if not all(entry_kind(path) == "a file" for path in (cache, cache.with_suffix(".json"))):
             raise ConfigError(f"distillation.cache_path: {cache}: no complete teacher-logits cache "
                               "(write it with python -m road_tf.cache_teacher)")
-        return
     for i, teacher in enumerate(distillation.teachers):
         if teacher.checkpoint:
             check_weights_file(teacher.checkpoint, f"distillation.teachers[{i}].checkpoint")

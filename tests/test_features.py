@@ -196,7 +196,7 @@ def test_a_damaged_teacher_logits_cache_stops_a_run_naming_the_command_that_rebu
     _damage(path, "truncated")
     with pytest.raises(DataError, match=f"^{path}: a damaged teacher-logits cache \\(.+\\); build it again with "
                                         "python -m road_tf.cache_teacher$"):
-        load_offline_features(path, {feats.TOKEN_IDS: CACHE["a"]}, 1)
+        load_offline_features(path, {feats.TOKEN_IDS: CACHE["a"]}, ())
 
 
 def test_a_folder_where_a_cache_goes_is_named_and_nothing_is_left_behind(tmp_path):

@@ -426,7 +426,8 @@ def test_evaluate_refuses_an_id_given_twice(name, tmp_path, capsys):
 def test_folders_numbered_above_int64_are_not_versions(tmp_path, caplog):
     """TF Serving (and the devserver) ignore them, but an export numbered its version past such a
     stray folder (100000000000000000000), which was then never served."""
-    from road_tf.saved_model import next_version, newest_version
+    from road_tf.files import next_version
+    from road_tf.saved_model import newest_version
 
     INT64_MAX = 2**63 - 1  # noqa: N806
 
@@ -438,6 +439,9 @@ def test_folders_numbered_above_int64_are_not_versions(tmp_path, caplog):
     fake_saved_model(tmp_path / "m" / str(INT64_MAX))
     with pytest.raises(RoadError, match=f"holds version {INT64_MAX}, the highest TF Serving takes"):
         next_version(tmp_path / "m")
+    # Up front too: the export once found it only after tracing and writing the whole SavedModel.
+    with pytest.raises(RoadError, match=f"holds version {INT64_MAX}, the highest TF Serving takes; choose another"):
+        files.check_model_folder(tmp_path / "m", "--base")
 
 
 def test_predict_refuses_a_model_whose_variables_are_cut_short(tmp_path, capsys):

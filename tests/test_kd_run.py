@@ -1,10 +1,15 @@
 """Distillation runs through the entry points: online teachers, cached (offline) teachers, bad configs."""
 
 import json
+import shutil
 
+import h5py
+import numpy as np
 import pytest
 
 from road_tf import cache_teacher, train
+from road_tf.data.features import write_feature_cache
+from road_tf.files import file_sha256
 from conftest import one_error_line
 from test_train_cli import TINY
 
@@ -18,7 +23,17 @@ def args_for(tmp_path, out, *pairs):
     return args
 
 
-def test_multitask_then_online_then_offline_distillation(tmp_path):
+def changed_copy(weights, path):
+    """A copy of the Keras weights file `weights` at `path` with its first weight array doubled."""
+    shutil.copyfile(weights, path)
+    with h5py.File(path, "r+") as handle:
+        arrays = []
+        handle.visititems(lambda name, item: arrays.append(item) if isinstance(item, h5py.Dataset) else None)
+        arrays[0][...] = 2 * arrays[0][...] + 1
+    return path
+
+
+def test_multitask_then_online_then_offline_distillation(tmp_path, capsys):
     online = tmp_path / "online"
     assert train.main(args_for(tmp_path, online, f"distillation.teachers=[{TEACHER}]", "export.enabled=false",
                                "multitask.steps=4", "multitask.k=2")) == 0
@@ -46,22 +61,27 @@ def test_multitask_then_online_then_offline_distillation(tmp_path):
                                "export.enabled=false")) == 0
     metrics = json.loads((offline / "metrics.json").read_text())
     assert set(metrics["stages"]) == {"student"} and "f1" in metrics["final"]
-
-
-def test_offline_cache_from_other_features_is_rejected(tmp_path, capsys):
-    from road_tf.data.features import write_feature_cache
-    import numpy as np
-
-    cache = tmp_path / "stale.tfrecord"
-    write_feature_cache(cache, {"token_ids": np.zeros((3, 64), np.int32),
-                                "teacher_logits/0/0": np.zeros((3, 64), np.float32)})
-    args = args_for(tmp_path, tmp_path / "r", f"distillation.teachers=[{TEACHER}]", "distillation.mode=offline",
-                    f"distillation.cache_path={cache}")
+    # The cache records its teachers: others (other weights, another count) were trained on silently.
+    other = TEACHER.replace("train_steps: 12", f"checkpoint: {changed_copy(weights, tmp_path / 'other.weights.h5')}")
+    for teachers, problem in ((f"[{other}]", "its teacher 0's logits come from other weights than "
+                                              "distillation.teachers[0].checkpoint"),
+                              (f"[{teacher}, {teacher}]", "it holds the logits of 1 teacher(s) and distillation.teachers "
+                                                          "lists 2")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            train.main(args_for(tmp_path, tmp_path / "wrong", f"distillation.teachers={teachers}",
+                                "distillation.mode=offline", f"distillation.cache_path={cache}"))
+        assert exit_info.value.code == 2 and not (tmp_path / "wrong").exists()
+        assert f"{cache}: {problem}" in one_error_line(capsys, exit_info)
+    # A cache of this teacher over other training features.
+    stale = tmp_path / "stale.tfrecord"
+    write_feature_cache(stale, {"token_ids": np.zeros((3, 64), np.int32), "teacher_logits/0/0": np.zeros((3, 64), np.float32)},
+                        {"teachers": [file_sha256(weights)]})
     with pytest.raises(SystemExit) as exit_info:
-        train.main(args)
-    assert exit_info.value.code == 2
-    assert "different training features" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists(), "the run folder was made before the cache was checked"
+        train.main(args_for(tmp_path, tmp_path / "wrong", f"distillation.teachers=[{teacher}]", "distillation.mode=offline",
+                            f"distillation.cache_path={stale}"))
+    assert "different training features" in one_error_line(capsys, exit_info)
+    assert not (tmp_path / "wrong").exists(), "the run folder was made before the cache was checked"
 
 
 @pytest.mark.parametrize("pairs, message", [
@@ -71,6 +91,8 @@ def test_offline_cache_from_other_features_is_rejected(tmp_path, capsys):
     ([f"distillation.teachers=[{TEACHER}]", "distillation.mode=offline"], "distillation.cache_path"),
     ([f"distillation.teachers=[{TEACHER}]", "distillation.mode=offline", "distillation.cache_path=x",
       "distillation.hidden_loss=mse"], "needs an online teacher"),
+    ([f"distillation.teachers=[{TEACHER}]", "distillation.mode=offline", "distillation.cache_path=x"],
+     "distillation.teachers[0].checkpoint: is required in offline mode"),
 ])
 def test_bad_distillation_configs_fail_with_one_line(tmp_path, capsys, pairs, message):
     with pytest.raises(SystemExit) as exit_info:

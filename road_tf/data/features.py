@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from road_tf.errors import DataError, first_line
-from road_tf.files import atomic_target, make_folder, non_file_kind, write_atomic
+from road_tf.files import atomic_target, file_sha256, make_folder, non_file_kind, write_atomic
 
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
 MODEL_INPUTS = (TOKEN_IDS, SEGMENT_IDS, PADDING_MASK)
@@ -221,8 +221,7 @@ def cache_key(examples, tokenizer, **settings):
     generator that returns other examples from the same file (an upgrade, a patch) makes a new key.
     """
     digest = hashlib.sha256(json.dumps({"format": CACHE_FORMAT, **settings}, sort_keys=True).encode())
-    with open(tokenizer.vocab_file, "rb") as handle:
-        digest.update(hashlib.sha256(handle.read()).digest())
+    digest.update(bytes.fromhex(file_sha256(tokenizer.vocab_file)))
     for example in examples:  # A dataclass's repr shows every field (1 s for SQuAD's 130,000 questions).
         digest.update(repr(example).encode("utf-8") + b"\n")
     return digest.hexdigest()[:16]
@@ -240,8 +239,9 @@ def _example_proto(row):
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def write_feature_cache(path, features):
-    """Writes a dict of int or float arrays (first axis = rows) as TFRecords, atomically.
+def write_feature_cache(path, features, notes=None):
+    """Writes a dict of int or float arrays (first axis = rows) as TFRecords, atomically; `notes` (JSON
+    values, e.g. which teachers made cached logits) go into the sidecar, for `read_cache_notes`.
 
     The records go to a temporary file renamed into place (removed if the write fails); a stale
     `.json` sidecar is removed first and the new one written last, so a killed build never looks
@@ -263,7 +263,15 @@ def write_feature_cache(path, features):
             for i in range(rows):
                 writer.write(_example_proto({key: value[i] for key, value in features.items()}))
         meta.unlink(missing_ok=True)
-    write_atomic(meta, json.dumps({"format": CACHE_FORMAT, "rows": rows, "shapes": descriptor}))
+    write_atomic(meta, json.dumps({"format": CACHE_FORMAT, "rows": rows, "shapes": descriptor,
+                                   **({"notes": notes} if notes is not None else {})}))
+
+
+def read_cache_notes(path):
+    """The `notes` a cache's sidecar holds (`write_feature_cache`), or None when it holds none or the
+    cache is absent or of an older format. InvalidCache: a damaged sidecar."""
+    info = _sidecar_of(path)
+    return info.get("notes") if info else None
 
 
 class InvalidCache(DataError):
