@@ -142,6 +142,8 @@ def _check_args(args):
             raise ConfigError(f"--{flag} must be at most {MAX_SECONDS:,} seconds (a day), got {getattr(args, flag)}")
     for flag in ("model_name", "model_base_path", "host"):
         check_utf8(getattr(args, flag), f"--{flag}")
+    if not args.host:
+        raise ConfigError("--host: must not be empty (127.0.0.1: this machine only; 0.0.0.0: every interface)")
     if not args.model_name.isprintable():
         raise ConfigError(f"--model_name {args.model_name!r}: {PRINTABLE_NAME}")
     if not args.model_config_file and not args.model_base_path:
@@ -243,12 +245,11 @@ class DevServer:
         self._rest_thread = None
 
     def start(self):
-        """Loads the models, then listens on both ports.
+        """Binds both ports, loads the models, then serves on both ports.
 
         Raises:
-            RoadError: a port cannot be bound.
+            RoadError: a port cannot be bound (found before any model loads, which can take minutes).
         """
-        self.registry.start()
         self._grpc = build_server(self.registry, self._max_request_bytes, self._grpc_max_threads, self._limits,
                                   self._in_flight)
         address = f"{bracketed(self._host)}:{self._grpc_port}"
@@ -258,8 +259,6 @@ class DevServer:
             raise RoadError(f"cannot listen for gRPC on {address}: {error}") from None
         if not bound:
             raise RoadError(f"cannot listen for gRPC on {address}")
-        self._grpc.start()
-        LOG.info("gRPC API at %s:%d", bracketed(self._host), bound)
         if self._rest_port:
             try:
                 self._rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes,
@@ -268,6 +267,10 @@ class DevServer:
             except OSError as error:
                 raise RoadError(f"cannot listen for REST on {bracketed(self._host)}:{self._rest_port}: "
                                 f"{error.strerror}") from None
+        self.registry.start()
+        self._grpc.start()
+        LOG.info("gRPC API at %s:%d", bracketed(self._host), bound)
+        if self._rest is not None:
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
             self._rest_thread.start()
             LOG.info("REST API at http://%s:%d", bracketed(self._host), self._rest.server_address[1])
@@ -276,7 +279,8 @@ class DevServer:
         """Stops accepting requests, lets gRPC calls in flight finish, unloads the models, then
         runs the batches still queued and ends the batch threads."""
         if self._rest is not None:
-            self._rest.shutdown()
+            if self._rest_thread is not None:  # shutdown() waits for a serve_forever that has started
+                self._rest.shutdown()
             self._rest.server_close()
         if self._grpc is not None:
             self._grpc.stop(grace_seconds).wait()

@@ -389,6 +389,7 @@ class ModelManager:
         self._failures = {}
         self._last_problem = None
         self._ignored = set()
+        self._missing = set()
 
     def available_versions(self):
         """{version: its directory's name} of the version directories under base_path that hold a
@@ -431,6 +432,18 @@ class ModelManager:
             LOG.warning("model %s: %s", self.name, problem)
             self._last_problem = problem
 
+    def _report_missing(self, available):
+        """Logs once (and again when the set changes) the versions a `specific` policy names that are
+        not among `available`: such a policy serves nothing until they appear."""
+        missing = set()
+        if self._policy.WhichOneof("policy_choice") == "specific":
+            missing = set(self._policy.specific.versions) - set(available)
+        if missing and missing != self._missing:
+            LOG.warning("model %s: model_version_policy names version(s) %s, not (or not completely) under base "
+                        "path %s: not served until they appear", self.name,
+                        ", ".join(str(version) for version in sorted(missing)), self.base_path)
+        self._missing = missing
+
     def wanted_versions(self, available):
         """The versions the policy wants among `available` (version ints, or a dict keyed by them)."""
         kind = self._policy.WhichOneof("policy_choice")
@@ -457,6 +470,7 @@ class ModelManager:
             self._last_problem = None
         self._failures = {version: count for version, count in self._failures.items() if version in available}
         wanted = self.wanted_versions(available)
+        self._report_missing(available)
         for version in sorted(wanted - set(self._servables)):
             self._load(version, available[version])
         with self._lock:

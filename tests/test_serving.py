@@ -602,10 +602,11 @@ def test_devserver_flags_log_lines_and_sigint(staged, tmp_path):
         (["--model_base_path=/x", "--max_num_load_retries=-5"], "--max_num_load_retries must not be negative, got -5"),
         (["--model_base_path=/x", "--file_system_poll_wait_seconds=1e-9"],
          "--file_system_poll_wait_seconds must be 0 (load once) or at least 0.1 seconds, got 1e-09"),
+        (["--model_base_path=/x", "--host="], "--host: must not be empty"),
     ],
     ids=["no_model", "same_ports", "missing_config", "bad_port", "zero_limit", "nan_timeout", "inf_timeout",
          "huge_request_bytes", "int64_request_bytes", "huge_timeout", "huge_poll_wait", "nan_poll_wait",
-         "negative_retries", "busy_poll_wait"],
+         "negative_retries", "busy_poll_wait", "empty_host"],
 )
 def test_devserver_bad_flags_are_one_line_exit_2(capsys, argv, fragment):
     """Bad devserver flags: exit 2 and one line on stderr, before anything is served."""
@@ -629,16 +630,29 @@ def test_devserver_accepts_the_largest_flag_values():
         build_server(ModelRegistry([], 0), devserver.MAX_GRPC_BYTES + 1, 1, RequestLimits(), InFlight())
 
 
-def test_devserver_refuses_busy_ports(served):
-    """A gRPC or REST port already in use is a RoadError naming the address, not a silent share."""
+class LoadWatch(ModelRegistry):
+    """A registry of no models that records whether loading began."""
+
+    loaded = False
+
+    def start(self):
+        self.loaded = True
+        super().start()
+
+
+def test_devserver_refuses_busy_ports_before_loading_models(served):
+    """A gRPC or REST port already in use is a RoadError naming the address, not a silent share, and
+    comes before the models load (which can take minutes)."""
     grpc_port, rest_port = (int(served.grpc_target.rsplit(":", 1)[1]), int(served.rest_url.rsplit(":", 1)[1]))
     for ports, fragment in (((grpc_port, 0), "cannot listen for gRPC"), ((free_port(), rest_port), "for REST")):
-        server = devserver.DevServer(ModelRegistry([], 0), "127.0.0.1", *ports, MAX_REQUEST_BYTES, 2)
+        registry = LoadWatch([], 0)
+        server = devserver.DevServer(registry, "127.0.0.1", *ports, MAX_REQUEST_BYTES, 2)
         try:
             with pytest.raises(RoadError, match=fragment):
                 server.start()
         finally:
             server.stop()
+        assert not registry.loaded
 
 
 def test_shipped_configs_parse_as_tf_serving_protos():
@@ -854,6 +868,20 @@ def test_version_policies_choose_versions():
     }
     chosen = {key: ModelManager("m", "/x", policy).wanted_versions(available) for key, policy in choices.items()}
     assert chosen == {"unset": {10}, "latest": {3, 10}, "specific": {2}, "all": {1, 2, 3, 10}}
+
+
+def test_a_specific_policy_naming_absent_versions_says_so_once(tmp_path, caplog):
+    """model_version_policy { specific { versions: 7 } } over a base path without 7 served nothing and logged nothing."""
+    policy = file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig.ServableVersionPolicy()
+    policy.specific.versions.extend([1, 7])
+    (tmp_path / "1").mkdir()
+    manager = ModelManager("m", str(tmp_path), policy)
+    with caplog.at_level(logging.INFO, logger="serving.devserver"):
+        manager.poll()
+        manager.poll()
+    warnings = [r.getMessage() for r in caplog.records if "model_version_policy names" in r.getMessage()]
+    assert warnings == [f"model m: model_version_policy names version(s) 1, 7, not (or not completely) under base "
+                        f"path {tmp_path}: not served until they appear"]
 
 
 class OddOutputs(tf.Module):
