@@ -500,6 +500,8 @@ def _grpc_target_problem(target):
     """None for a usable gRPC target string; otherwise what is wrong with it, in words."""
     if not target:
         return "it is empty; expected HOST:PORT"
+    if ":" not in target.rsplit("]", 1)[-1]:  # a bare host or [IPv6 address]: gRPC would take port 443
+        return "it names no port; expected HOST:PORT (TF Serving's gRPC port is 8500 by default)"
     return utf8_problem(target) or _grpc_port_problem(target)
 
 

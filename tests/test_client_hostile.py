@@ -90,6 +90,8 @@ def refused(capsys, argv):
     (["--rest", ""], "--rest: must not be empty"),
     (["--grpc", ""], "--grpc: must not be empty"),
     (["--grpc", "\udcff:1"], "--grpc: not UTF-8 text"),
+    (["--grpc", "localhost"], "bad gRPC target 'localhost': it names no port; expected HOST:PORT"),
+    (["--grpc", "[::1]"], "bad gRPC target '[::1]': it names no port"),
     (["--grpc", "h:1", "--model", "m\udcff"], "--model: not UTF-8 text"),
     (["--timeout", "1e10"], "--timeout: must be a number of seconds above 0, at most 86400, got '1e10'"),
     (["--timeout", "0"], "--timeout"),
@@ -97,6 +99,7 @@ def refused(capsys, argv):
     (["--version", "9" * 5000], "got '9999999999999999999999999999999999999...9999"),
     (["--batch-size", "9" * 5000], "--batch-size: must be a positive integer"),
 ], ids=["ipv6", "empty_label", "long_label", "space", "query", "rest_bytes", "rest_empty", "grpc_empty", "grpc_bytes",
+        "grpc_no_port", "grpc_ipv6_no_port",
         "model_bytes", "timeout_huge", "timeout_zero", "version_int64", "version_5000_digits", "batch_size_digits"])
 def test_bad_flags_are_one_line(capsys, flags, fragment):
     """Flags that crashed the client (IDNA, IPv6, overflow, non-UTF-8 argv) or fell back to REST
@@ -119,10 +122,9 @@ def test_grpc_port_out_of_range_is_refused(capsys, target, port):
 
 
 @pytest.mark.parametrize("target", ["127.0.0.1:8500", "127.0.0.1:008500", "h:" + "0" * 5000, "[::1]:65535",
-                                    "dns:///localhost:0", "localhost",
-                                    "ipv4:127.0.0.1:1,127.0.0.2:2", "unix:/tmp/s:99999"])
+                                    "dns:///localhost:0", "ipv4:127.0.0.1:1,127.0.0.2:2", "unix:/tmp/s:99999"])
 def test_grpc_targets_in_range_pass(target):
-    """Ports 0-65535, a target without a port and socket targets pass the check."""
+    """Ports 0-65535 and socket targets pass the check (a bare host is refused: gRPC would take port 443)."""
     assert client._grpc_target_problem(target) is None
 
 
