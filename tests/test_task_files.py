@@ -85,6 +85,19 @@ def test_questions_split_by_question_and_context(tmp_path):
     assert sorted(e.qid for e in dev) == sorted(q[0] for q in expected)
 
 
+def test_copies_of_one_text_never_straddle_the_split(tmp_path):
+    """The last dev text given three times: its other copies were trained on, and scored again on dev."""
+    by_hash = sorted(SENTENCES, key=lambda s: hashlib.sha256(s.encode("utf-8")).digest())
+    path = write_sentiment_tsv(tmp_path / "copies.tsv", SENTENCES + [by_hash[3]] * 2)
+    config = config_with(tmp_path, f"{{task: sentiment, train_path: {path}, split_dev: 4}}")
+    assert sorted(e.text_a for e in read_split(config, "dev")) == sorted(by_hash[:4] + [by_hash[3]] * 2)
+    assert sorted(e.text_a for e in read_split(config, "train")) == sorted(by_hash[4:])
+    only_copies = write_sentiment_tsv(tmp_path / "same.tsv", [SENTENCES[0]] * 3)
+    config = config_with(tmp_path, f"{{task: sentiment, train_path: {only_copies}, split_dev: 1}}")
+    with pytest.raises(DataError, match="all copies of the dev split's texts; none is left to train on"):
+        read_split(config, "train")
+
+
 def test_split_dev_must_leave_examples_to_train_on(tmp_path):
     path = write_sentiment_tsv(tmp_path / "few.tsv", SENTENCES[:3])
     config = config_with(tmp_path, f"{{task: sentiment, train_path: {path}, split_dev: 3}}")

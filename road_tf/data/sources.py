@@ -110,16 +110,23 @@ def _identifying_text(example):
 
 
 def split_by_text_hash(examples, dev_size, path):
-    """(train, dev): the `dev_size` examples first in order of sha256(identifying text) are dev.
+    """(train, dev): the `dev_size` examples first in order of sha256(identifying text) are dev, and
+    so are the other copies of the last one's text (copies of one text never straddle the split).
 
     Each split keeps the file order. Raises DataError (naming `path`) unless at least one example is
     left to train on.
     """
     if dev_size >= len(examples):
         raise DataError(path, f"holds {len(examples)} examples; taking {dev_size} for dev leaves none to train on")
-    order = sorted(range(len(examples)),
-                   key=lambda i: hashlib.sha256(_identifying_text(examples[i]).encode("utf-8")).digest())
-    dev = set(order[:dev_size])
+    keys = [hashlib.sha256(_identifying_text(example).encode("utf-8")).digest() for example in examples]
+    order = sorted(range(len(examples)), key=keys.__getitem__)
+    cut = dev_size
+    while cut < len(order) and keys[order[cut]] == keys[order[cut - 1]]:
+        cut += 1
+    if cut == len(order):
+        raise DataError(path, f"holds {len(examples)} examples, all copies of the dev split's texts; none is left to "
+                              "train on")
+    dev = set(order[:cut])
     return ([example for i, example in enumerate(examples) if i not in dev],
             [example for i, example in enumerate(examples) if i in dev])
 
