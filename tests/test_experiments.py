@@ -17,6 +17,7 @@ from conftest import one_error_line
 from road_tf import experiments, run_clock, train
 from road_tf.config import config_digest, config_from_dict, dump_yaml, load_config, resolve_recipe, to_dict
 from road_tf.data import features
+from road_tf.distillation.offline import teacher_notes
 from road_tf.errors import RoadError
 from road_tf.experiments import KD_FORMS, SCALES, TABLES, TEACHER_SETS, Experiments
 
@@ -274,30 +275,39 @@ def test_every_spelling_of_an_output_folder_names_the_same_runs(tmp_path, monkey
 
 
 @pytest.fixture
-def fake_cache(monkeypatch):
-    """cached_logits without teacher runs: their configs taken as given, the cache written from a
-    small array by hand (the number of builds counted)."""
+def fake_cache(monkeypatch, tmp_path):
+    """cached_logits without teacher runs: each teacher's checkpoint is tmp_path/teacher.weights.h5,
+    the cache written from a small array by hand with that teacher's record (the number of builds
+    counted)."""
     builds = []
+    weights = tmp_path / "teacher.weights.h5"
+    weights.write_bytes(b"teacher weights")
+
+    def resolve(config):
+        teachers = tuple(dataclasses.replace(t, checkpoint=str(weights), run="") for t in config.distillation.teachers)
+        return dataclasses.replace(config, distillation=dataclasses.replace(config.distillation, teachers=teachers))
 
     def build(config, path):
         builds.append(path)
-        features.write_feature_cache(path, {"a": np.arange(50)})
+        features.write_feature_cache(path, {"a": np.arange(50)}, teacher_notes(config.distillation.teachers))
 
-    monkeypatch.setattr(experiments, "resolve_teacher_runs", lambda config: config)
+    monkeypatch.setattr(experiments, "resolve_teacher_runs", resolve)
     monkeypatch.setattr(experiments.cache_teacher, "cache_teacher_logits", build)
     return builds
 
 
-def test_a_damaged_teacher_logits_cache_is_written_again(tmp_path, fake_cache):
+def test_a_damaged_or_outdated_teacher_logits_cache_is_written_again(tmp_path, fake_cache):
     built = Experiments(SCALES["tiny"], tmp_path)
     section = {"teachers": [{"run": str(tmp_path / "teacher")}]}
     path = built.cached_logits(section)
     assert built.cached_logits(section) == path and len(fake_cache) == 1, "a sound cache is reused"
+    (tmp_path / "teacher.weights.h5").write_bytes(b"the teacher trained again")
+    assert built.cached_logits(section) == path and len(fake_cache) == 2, "a cache of other weights is written again"
     path.write_bytes(path.read_bytes()[:-5])
-    assert built.cached_logits(section) == path and len(fake_cache) == 2
+    assert built.cached_logits(section) == path and len(fake_cache) == 3
     path.with_suffix(".json").write_text("{")
     built.cached_logits(section)
-    assert len(fake_cache) == 3 and features.verify_feature_cache(path)
+    assert len(fake_cache) == 4 and features.verify_feature_cache(path)
     path.unlink()
     path.mkdir()
     with pytest.raises(features.DataError, match=f"^{path}: is a folder, where a feature cache file goes"):
