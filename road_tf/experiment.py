@@ -32,7 +32,7 @@ from road_tf.files import check_weights_file, save_weights, write_atomic
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
 from road_tf.multitask.trainer import check_replicas, prepare_multitask, run_multitask_stage
 from road_tf.registry import SPAN
-from road_tf.saved_model import export_qa_model
+from road_tf.saved_model import export_qa_model, newest_is_from, newest_version
 from road_tf.tasks import get_task, load_task_data
 
 STAGE_FILE = "stage.json"
@@ -356,9 +356,17 @@ def run_training(config, output_dir, inputs):
                  "step": final["step"]}
     metrics = {"final": {"task": task.name, "split": "dev", **final}, "stages": stages, "export": None}
     if config.export.enabled and task.kind == SPAN and cluster.is_chief(config.train):
-        exported = export_qa_model(student, task, tokenizer, config, threshold, metrics["final"])
+        exported = exported_before(config, output_dir) or export_qa_model(
+            student, task, tokenizer, config, threshold, metrics["final"], source=output_dir)
         metrics["export"] = str(pathlib.Path(exported).absolute())  # export.base_dir is relative to this cwd
     return metrics
+
+
+def exported_before(config, output_dir):
+    """The version an attempt of this run killed after its export (before metrics.json) wrote: the
+    newest version of its model when that records `output_dir` as its run; None otherwise."""
+    model_dir = config.export.model_folder()
+    return newest_version(model_dir) if newest_is_from(model_dir, output_dir) else None
 
 
 def run_and_record(config, output_dir, inputs=None):

@@ -87,6 +87,11 @@ def test_end_to_end_slice(tmp_path, capsys, monkeypatch):
     assert train.main(args) == 0
     assert "already finished" in capsys.readouterr().out
     assert sorted(p.name for p in (base / "road_default").iterdir()) == ["1"]
+    # Nor does a run killed after its export, before metrics.json: the version it wrote records the run.
+    (out / "metrics.json").unlink()
+    assert train.main(args) == 0
+    assert sorted(p.name for p in (base / "road_default").iterdir()) == ["1"]
+    assert json.loads((out / "metrics.json").read_text())["export"] == str(base / "road_default" / "1")
     # The export command re-exports a finished run under another name.
     assert export.main(["--run-dir", str(out), "--model-name", "again", "--base", str(base)]) == 0
     assert (base / "again" / "1" / "saved_model.pb").is_file()
