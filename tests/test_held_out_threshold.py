@@ -60,6 +60,20 @@ def test_margins_beyond_where_float32_sigmoid_saturates_are_told_apart():
     assert (tuned, cut) == (100.0, 30.0)
 
 
+def test_margins_that_float32_rounds_together_are_one_margin():
+    """null 8 + 1 ulp minus best spans 2^-30 and 0: two float64 margins, one float32 margin (the served
+    graph subtracts in float32). Cut between the float64 ones, tuned_f1 said 100 where the served
+    threshold answered both questions (50)."""
+    examples = [question("a", "T", "x", "x", 0.0)[0], question("b", "T", None, "y", 0.0)[0]]
+    null = np.float32(8.0) + np.spacing(np.float32(8.0))
+    outputs = {"best_text": np.array(["x", "y"], dtype=object), "null_score": np.array([null, null], np.float32),
+               "score": np.array([2.0 ** -30, 0.0], np.float32), "nbest_score": np.zeros((2, 1), np.float32)}
+    tuned, cut = tuned_null_threshold(examples, outputs)
+    served = outputs["null_score"] - outputs["score"] <= np.float32(cut)  # the graph's rule, in float32
+    predictions = {e.qid: text if answer else "" for e, text, answer in zip(examples, outputs["best_text"], served)}
+    assert tuned == pytest.approx(squad_v2_metrics(examples, predictions)["f1"]) == 50.0
+
+
 def test_when_answering_never_helps_the_threshold_answers_nothing():
     rows = [question("a", "T", None, "x", -1.0), question("b", "T", "x", "wrong", 2.0)]
     tuned, cut = tuned_null_threshold([row[0] for row in rows], outputs_of(rows))

@@ -81,15 +81,16 @@ def nbest_lists(examples, outputs):
 
 
 def no_answer_margins(outputs):
-    """Each question's null score minus its best span score, float64 [N] (+inf where no span is
-    valid): "no answer" exactly when it exceeds the null-score threshold, as the served graph decides.
+    """Each question's null score minus its best span score, [N] (+inf where no span is valid),
+    subtracted in float32 as the served graph does and returned as float64: "no answer" exactly
+    when it exceeds the null-score threshold (a float32 margin is a threshold the graph keeps exactly).
 
     Args:
         outputs: the answer function's arrays `null_score`, `score` and `nbest_score` ([N], [N], [N, n]).
     """
     has_span = np.asarray(outputs["nbest_score"])[:, 0] > VERY_NEGATIVE / 2
-    margin = np.asarray(outputs["null_score"], np.float64) - np.asarray(outputs["score"], np.float64)
-    return np.where(has_span, margin, np.inf)
+    margin = np.asarray(outputs["null_score"], np.float32) - np.asarray(outputs["score"], np.float32)
+    return np.where(has_span, margin.astype(np.float64), np.inf)
 
 
 def tuned_null_threshold(examples, outputs):
@@ -97,9 +98,9 @@ def tuned_null_threshold(examples, outputs):
 
     Every question is given its best span (whatever the current threshold), and the threshold is
     the no-answer margin (`no_answer_margins`) up to which answering scores best: the official
-    `best_f1` sweep, run on the float64 margins instead of the float32 probability sigmoid(margin),
-    which ties and rounds to 1.0 above a margin of about 17, and cut only between distinct margins,
-    so that the F1 returned is the F1 the threshold gives.
+    `best_f1` sweep, run on the margins instead of the probability sigmoid(margin), which ties and
+    rounds to 1.0 above a margin of about 17 in float32, and cut only between distinct margins, so
+    that the F1 returned is the F1 the threshold gives.
     """
     return _tuned_cut(examples, outputs["best_text"], no_answer_margins(outputs))
 
