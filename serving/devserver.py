@@ -241,6 +241,7 @@ class DevServer:
         self._rest_timeout_seconds = rest_timeout_seconds
         self._in_flight = getattr(scheduler, "in_flight", None) or InFlight()
         self._grpc = None
+        self._grpc_started = False
         self._rest = None
         self._rest_thread = None
 
@@ -269,6 +270,7 @@ class DevServer:
                                 f"{error.strerror}") from None
         self.registry.start()
         self._grpc.start()
+        self._grpc_started = True
         LOG.info("gRPC API at %s:%d", bracketed(self._host), bound)
         if self._rest is not None:
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
@@ -283,6 +285,8 @@ class DevServer:
                 self._rest.shutdown()
             self._rest.server_close()
         if self._grpc is not None:
+            if not self._grpc_started:  # a bound port is released only by stopping a started server
+                self._grpc.start()
             self._grpc.stop(grace_seconds).wait()
         self.registry.stop()
         if self.scheduler is not None:

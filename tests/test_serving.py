@@ -653,6 +653,8 @@ def test_devserver_refuses_busy_ports_before_loading_models(served):
         finally:
             server.stop()
         assert not registry.loaded
+        if ports[0] != grpc_port:  # the gRPC port it bound is free again: gRPC keeps a port until a started server stops
+            socket.create_server(("127.0.0.1", ports[0])).close()
 
 
 def test_shipped_configs_parse_as_tf_serving_protos():
