@@ -51,6 +51,7 @@ def cache_teacher_logits(config, output):
         if not teacher.checkpoint:
             raise ConfigError(f"{field}: required to cache a teacher's logits")
         check_weights_file(teacher.checkpoint, field)
+    notes = teacher_notes(teachers_config)  # before the weights load: what the logits come from
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)
     task_data = load_task_data(task, config, tokenizer)
@@ -62,7 +63,7 @@ def cache_teacher_logits(config, output):
         teachers.append(teacher)
     features = dict(task_data.train_features)
     features.update(teacher_logits(teachers, task, features))
-    write_feature_cache(output, features, teacher_notes(teachers_config))
+    write_feature_cache(output, features, notes)
 
 
 def check_outputs(output, config, recipe):

@@ -55,8 +55,9 @@ of endless text (`<(cat /dev/zero)`) is refused instead of read into memory with
 SHOWN_CHARS = 200
 """Characters of a user's or server's text (URL, model name, error message) an error message keeps."""
 _HOST_BYTES = re.compile(r"[\x00-\x20\x7f]")
-_PATH_CHARACTERS = "/%:@!$&'()*+,;=~"  # kept as they are in a URL's path (RFC 3986's pchar, with % escapes)
 """Characters http.client refuses in a URL's host or path (controls and spaces)."""
+_PATH_CHARACTERS = "/%:@!$&'()*+,;=~"
+"""Characters a URL's path keeps as they are (RFC 3986's pchar, and % of escapes); others are percent-encoded."""
 _GRPC_PORT = re.compile(r":([-+]?[0-9]+)\Z")
 """The port that ends a gRPC address (":8500"), signed or not, so that "-1" is caught too."""
 SOCKET_TARGETS = ("unix:", "unix-abstract:", "vsock:")

@@ -38,7 +38,8 @@ def teacher_notes(teachers):
 def teachers_problem(path, teachers):
     """Why the cache at `path` does not hold the logits of `teachers` (TeacherConfig, each with its
     `checkpoint`), in words; None when it holds theirs, in their order."""
-    cached = (read_cache_notes(path) or {}).get("teachers")
+    notes = read_cache_notes(path)
+    cached = notes.get("teachers") if isinstance(notes, dict) else None
     if not isinstance(cached, list):
         return "it does not record which teachers' logits it holds (an older road_tf wrote it)"
     if len(cached) != len(teachers):
