@@ -13,7 +13,7 @@ import pathlib
 import stat
 import tempfile
 
-from road_tf.errors import ConfigError, DataError, RoadError, first_few, utf8_problem
+from road_tf.errors import ConfigError, DataError, RoadError, first_few, shown, utf8_problem
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_CONFIG_BYTES = 1 << 20
@@ -50,8 +50,17 @@ def open_data_file(path):
     return handle
 
 
-def is_gzipped(path, head):
-    """Whether a data file is gzip: its name ends in `.gz` or its first bytes `head` are gzip's magic."""
+def is_gzipped(path, handle):
+    """Whether a data file is gzip: its name ends in `.gz` or its first bytes (peeked from `handle`, a
+    buffered reader of it, as `open_data_file` opens) are gzip's magic.
+
+    Raises:
+        DataError: naming the file, when its first bytes cannot be read (an I/O error).
+    """
+    try:
+        head = handle.peek(2)
+    except OSError as error:
+        raise DataError(path, f"cannot read file: {error.strerror or error}") from None
     return pathlib.Path(path).name.endswith(".gz") or head[:2] == GZIP_MAGIC
 
 
@@ -290,7 +299,8 @@ def check_path_length(path, what):
     if "\x00" in str(path):
         raise RoadError(f"{what} {str(path)!r}: a path cannot hold a NUL character")
     if any(len(os.fsencode(name)) > NAME_MAX for name in pathlib.Path(path).parts):
-        raise RoadError(f"{what} {path}: holds a name longer than {NAME_MAX} bytes, which no file system here allows")
+        raise RoadError(f"{what} {shown(str(path))}: holds a name longer than {NAME_MAX} bytes, which no file system "
+                        "here allows")
     if len(os.fsencode(os.path.abspath(path))) >= PATH_MAX:
         raise RoadError(f"{what} {str(path)[:80]}...: longer than {PATH_MAX - 1} bytes, which no path here may be")
 

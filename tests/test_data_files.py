@@ -46,6 +46,22 @@ def test_devices_and_folders_are_refused_naming_the_path(tmp_path, read):
     assert str(caught.value) == f"{tmp_path}: a folder, not a file"
 
 
+@pytest.mark.parametrize("read", [read_squad_json, glue.read_qqp_tsv], ids=["json", "tsv"])
+def test_a_file_whose_first_bytes_cannot_be_read_is_named(read):
+    """/proc/self/mem opens but fails on read (EIO, as a failing disk or network file system would):
+    the first read, which tells gzip from plain text, escaped as an OSError traceback."""
+    with pytest.raises(DataError) as caught:
+        read("/proc/self/mem")
+    assert str(caught.value) == "/proc/self/mem: cannot read file: Input/output error"
+
+
+def test_a_name_too_long_is_shown_cut_short(tmp_path):
+    """A 10,000-character name was echoed whole in the one-line error."""
+    with pytest.raises(RoadError) as caught:
+        check_writable_file(tmp_path / ("a" * 10_000), "--output")
+    assert "holds a name longer than 255 bytes" in str(caught.value) and len(str(caught.value)) < 300
+
+
 @pytest.mark.parametrize("compress", [False, True], ids=["plain", "gzip"])
 def test_squad_json_is_read_from_a_pipe(tmp_path, compress):
     payload = json.dumps(SQUAD).encode("utf-8")

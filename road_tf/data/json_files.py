@@ -26,7 +26,7 @@ def read_text(path):
     """
     path = pathlib.Path(path)
     with open_data_file(path) as handle:
-        gzipped = is_gzipped(path, handle.peek(2))
+        gzipped = is_gzipped(path, handle)
         try:
             raw = (gzip.GzipFile(fileobj=handle, mode="rb") if gzipped else handle).read(MAX_JSON_BYTES + 1)
         except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError

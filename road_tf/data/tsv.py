@@ -37,7 +37,7 @@ def iter_lines(path):
     """
     path = pathlib.Path(path)
     with open_data_file(path) as handle:
-        is_gzip = is_gzipped(path, handle.peek(2))
+        is_gzip = is_gzipped(path, handle)
         stream = gzip.GzipFile(fileobj=handle, mode="rb") if is_gzip else handle
         number = 0
         while True:
