@@ -8,13 +8,14 @@ Trainer's distribution strategy comes from the recipe (`train.strategy`). Needs 
 """
 
 import pathlib
+import posixpath
 import re
 import sys
 import tempfile
 
 from pipelines import configs
-from pipelines.local_runner import (add_pipeline_arguments, check_pipeline_flags, flag_name, pipeline_settings,
-                                    resolve_config)
+from pipelines.local_runner import (add_pipeline_arguments, check_apart, check_pipeline_flags, flag_name,
+                                    pipeline_settings, resolve_config)
 from road_tf import config as config_lib
 from road_tf.errors import ArgumentParser, RoadError, cli_main, first_control_character, nonempty
 from road_tf.files import check_distinct, check_writable_file, write_atomic
@@ -62,17 +63,15 @@ def check_cluster_path(path, flag):
 
 def recipe_paths(config):
     """{setting: path} of the files and folders a resolved recipe makes the Trainer read from outside
-    the image (data.train_path and dev_path aside: the Trainer reads the pipeline's examples; the
-    teachers' models and checkpoints only online: offline, the cache holds their logits)."""
+    the image (data.train_path and dev_path aside: the Trainer reads the pipeline's examples). Offline
+    too it reads the teachers' checkpoints: it checks that they fit their models and made the cache."""
     data, distillation = config.data, config.distillation
-    offline = distillation.mode == "offline"
-    models = {"model": config.model} if offline else config_lib.model_sections(config)
     paths = {
         "data.vocab": "" if data.vocab == "minilm" else data.vocab,
-        "distillation.cache_path": distillation.cache_path if offline else "",
+        "distillation.cache_path": distillation.cache_path if distillation.mode == "offline" else "",
         **{f"{field}.pretrained": "" if model.pretrained in config_lib.PRETRAINED_KEYWORDS else model.pretrained
-           for field, model in models.items()},
-        **{f"distillation.teachers[{i}].checkpoint": "" if offline else teacher.checkpoint
+           for field, model in config_lib.model_sections(config).items()},
+        **{f"distillation.teachers[{i}].checkpoint": teacher.checkpoint
            for i, teacher in enumerate(distillation.teachers)},
         **{f"multitask.task_files[{i}].{name}": getattr(files, name)
            for i, files in enumerate(config.multitask.task_files) for name in ("train_path", "dev_path")},
@@ -97,9 +96,17 @@ def parse_args(argv):
     check_image(args.image)
     for dest in CLUSTER_PATHS:
         check_cluster_path(getattr(args, dest), flag_name(dest))
+    check_apart(args.pipeline_root, args.serving_model_dir, "--pipeline-root", lies_within_uri)
     check_writable_file(args.output, "--output")
     check_distinct({"--output": args.output}, {"--config": config_lib.resolve_recipe(args.config)})
     return args
+
+
+def lies_within_uri(path, folder):
+    """Whether the cluster path `path` (gs://..., /...) is `folder` or lies in it, compared by name:
+    the cluster's storage cannot be looked at from here."""
+    path, folder = (posixpath.normpath(name).rstrip("/") for name in (path, folder))
+    return path == folder or path.startswith(folder + "/")
 
 
 def kubeflow_v2_runner():

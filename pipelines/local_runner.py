@@ -213,13 +213,14 @@ def check_root(root):
                         "away or choose another --root")
 
 
-def check_apart(root, serving_model_dir):
-    """RoadError when --serving-model-dir is --root, lies in it or holds it: the model folder would
-    hold the run's data, pipeline and metadata.db beside its versions, and the next run refuse it
-    as a folder of other files (a run whose model the gate did not bless left only those)."""
-    if lies_within(serving_model_dir, root) or lies_within(root, serving_model_dir):
-        raise RoadError(f"--serving-model-dir {serving_model_dir}: is, holds or lies in --root {root}, where the run "
-                        "keeps its data, pipeline and metadata; give them separate folders")
+def check_apart(root, serving_model_dir, root_flag="--root", within=lies_within):
+    """RoadError when --serving-model-dir is the pipeline's root folder (`root_flag`), lies in it or
+    holds it: the model folder would hold the run's data, pipeline and metadata beside its versions,
+    and the next run refuse it as a folder of other files (a run whose model the gate did not bless
+    left only those). `within(path, folder)`: whether path is or lies in folder."""
+    if within(serving_model_dir, root) or within(root, serving_model_dir):
+        raise RoadError(f"--serving-model-dir {serving_model_dir}: is, holds or lies in {root_flag} {root}, where the "
+                        "run keeps its data, pipeline and metadata; give them separate folders")
 
 
 def prepare_examples(args, config, root):

@@ -74,6 +74,9 @@ BAD_FLAGS = [
     (["--data-root=gs:///folder"], "--data-root gs:///folder: names no bucket or host after gs://"),
     (["--serving-model-dir=gs://b/a\nb"], "--serving-model-dir 'gs://b/a\\nb': holds a control character ('\\n')"),
     (["--serving-model-dir=/models/a\tb"], "holds a control character ('\\t')"),
+    (["--pipeline-root=gs://b/t", "--serving-model-dir=gs://b/t/"],
+     "--serving-model-dir gs://b/t/: is, holds or lies in --pipeline-root gs://b/t, where the run keeps"),
+    (["--pipeline-root=gs://b/t/p", "--serving-model-dir=gs://b/t"], "is, holds or lies in --pipeline-root"),
 ]
 
 
@@ -118,11 +121,13 @@ def test_absolute_recipe_paths_and_bundled_names_pass():
     assert kubeflow_runner.recipe_paths(config) == {"distillation.teachers[0].checkpoint": "/models/t.weights.h5"}
 
 
-def test_an_offline_recipe_s_teacher_checkpoints_are_not_read():
-    """Offline, the Trainer reads the teachers' cached logits, not their weights."""
+def test_an_offline_recipe_s_teacher_checkpoints_are_read_too():
+    """Offline, the Trainer reads the teachers' cached logits, and their checkpoints to check that they
+    made the cache (and fit their models)."""
     config = config_lib.load_config(None, ["distillation.teachers=[{checkpoint: t.weights.h5}]",
                                            "distillation.mode=offline", "distillation.cache_path=/cache/t.tfrecord"])
-    assert kubeflow_runner.recipe_paths(config) == {"distillation.cache_path": "/cache/t.tfrecord"}
+    assert kubeflow_runner.recipe_paths(config) == {"distillation.cache_path": "/cache/t.tfrecord",
+                                                    "distillation.teachers[0].checkpoint": "t.weights.h5"}
 
 
 @pytest.mark.parametrize("recipe", ["file", "name"])
