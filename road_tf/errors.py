@@ -43,10 +43,24 @@ class DataError(RoadError):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """An ArgumentParser whose usage errors are RoadErrors, so `cli_main` prints them on one line."""
+    """An ArgumentParser whose usage errors are RoadErrors, so `cli_main` prints them on one line, and
+    that refuses a flag given twice unless it collects its values (`--set`): argparse keeps the last
+    silently (`--config demo --config no_kd` ran no_kd)."""
 
     def error(self, message):
         raise RoadError(f"{message} (see --help)")
+
+    def parse_known_args(self, args=None, namespace=None):
+        argv = sys.argv[1:] if args is None else list(args)
+        flags = argv[:argv.index("--")] if "--" in argv else argv
+        for action in self._actions:
+            if not action.option_strings or isinstance(action, (argparse._AppendAction, argparse._CountAction)):
+                continue
+            given = [flag for flag in flags if isinstance(flag, str)
+                     and any(flag == option or flag.startswith(f"{option}=") for option in action.option_strings)]
+            if len(given) > 1:
+                self.error(f"argument {'/'.join(action.option_strings)}: given {len(given)} times; give it once")
+        return super().parse_known_args(args, namespace)
 
 
 def nonempty(value):

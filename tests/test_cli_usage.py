@@ -94,6 +94,29 @@ def test_an_unknown_flag_is_one_line(module, capsys):
     assert "--no-such-flag" in line or "arguments are required" in line, line
 
 
+# (module, the arguments before the repeated flag, a flag that takes one value and that value).
+REPEATED = [("road_tf.train", [], "--config", "demo"), ("road_tf.predict", [], "--model", "m"),
+            ("road_tf.evaluate", ["squad2", "d.json", "p.json"], "--na-probs", "n.json"),
+            ("road_tf.export", [], "--run-dir", "r"), ("road_tf.experiments", ["final"], "--output", "o"),
+            ("road_tf.cache_teacher", [], "--output", "t.tfrecord"), ("serving.devserver", [], "--port", "8500"),
+            ("serving.client", ["q", "--context", "c"], "--rest", "http://h:1"),
+            ("pipelines.local_runner", [], "--root", "r"), ("pipelines.kubeflow_runner", [], "--image", "i")]
+
+
+@pytest.mark.parametrize("module, argv, flag, value", REPEATED, ids=lambda value: str(value))
+def test_a_flag_given_twice_is_one_line(module, argv, flag, value, capsys):
+    """argparse keeps the last of a repeated flag silently: `--config demo --config no_kd` ran no_kd."""
+    line = refusal(importlib.import_module(module).main, [*argv, flag, value, f"{flag}={value}"], capsys)
+    assert f"argument {flag}: given 2 times; give it once" in line, line
+
+
+def test_flags_that_collect_values_may_repeat():
+    """--set (and the runners' --beam-arg) append: giving them twice is how they are used."""
+    from road_tf import train
+    args = train.parse_args(["--set", "train.steps=1", "--set", "train.seed=2"])
+    assert args.overrides == ["train.steps=1", "train.seed=2"]
+
+
 @pytest.mark.parametrize("module", ["road_tf.predict", "road_tf.cache_teacher", "road_tf.export"])
 def test_a_missing_required_flag_is_one_line(module, capsys):
     line = refusal(importlib.import_module(module).main, [], capsys)
@@ -132,6 +155,8 @@ EMPTY_CASES = [("road_tf.train", [], "--config"), ("road_tf.train", [], "--outpu
 @pytest.mark.parametrize("module, argv, flag", EMPTY_CASES, ids=lambda value: str(value))
 def test_an_empty_path_or_name_is_refused_before_any_work(module, argv, flag, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    if flag in argv:  # given once, empty (a flag given twice is refused as such)
+        argv = argv[:argv.index(flag)] + argv[argv.index(flag) + 2:]
     argv = argv + [flag, ""] if flag.startswith("--") else argv
     line = refusal(importlib.import_module(module).main, argv, capsys)
     assert f"argument {flag}: must not be empty" in line, line
