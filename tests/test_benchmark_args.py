@@ -158,8 +158,8 @@ def test_parse_flags_refuses_to_run_with_an_integer_flag_without_bounds(monkeypa
 WORKER_CASES = [
     ("hf_qa_baseline.py", ["--model-dir", "m", "--questions", "q", "--threads", "0"], "--threads must be at least 1"),
     ("hf_qa_baseline.py", ["--model-dir", "m", "--questions", "q", "--threads", str(CORES + 1)], "more than the"),
-    *(("hf_train_baseline.py", ["--model-dir", "m", "--features", "f", "--batch-size", "8", "--total-steps", "9",
-                                flag, value], message)
+    *(("hf_train_baseline.py", [arg for pair in {"--model-dir": "m", "--features": "f", "--batch-size": "8",
+                                                 "--total-steps": "9", flag: value}.items() for arg in pair], message)
       for flag, value, message in [("--batch-size", "0", "--batch-size must be at least 1"),
                                    ("--total-steps", "0", "--total-steps must be at least 1"),
                                    ("--threads", str(CORES + 1), "more than the"),

@@ -125,7 +125,7 @@ def check_export_refuses_damaged_runs(out, tmp_path, capsys, monkeypatch):
     ]
     for run, extra, message in cases:
         with pytest.raises(SystemExit) as exit_info:
-            export.main(["--run-dir", str(run), "--model-name", "damaged", "--base", str(tmp_path / "sm"), *extra])
+            export.main(["--run-dir", str(run), "--model-name", "damaged", *(extra or ["--base", str(tmp_path / "sm")])])
         assert message in one_error_line(capsys, exit_info), run
         assert len(built) == (extra == [] and run.name == "random_bytes"), run
         built.clear()
