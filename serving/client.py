@@ -501,9 +501,23 @@ def _grpc_target_problem(target):
     """None for a usable gRPC target string; otherwise what is wrong with it, in words."""
     if not target:
         return "it is empty; expected HOST:PORT"
-    if ":" not in target.rsplit("]", 1)[-1]:  # a bare host or [IPv6 address]: gRPC would take port 443
+    if _grpc_names_no_port(target):
         return "it names no port; expected HOST:PORT (TF Serving's gRPC port is 8500 by default)"
     return utf8_problem(target) or _grpc_port_problem(target)
+
+
+def _grpc_names_no_port(target):
+    """Whether an address of the gRPC `target` (HOST, [IPv6], dns:[//AUTHORITY/]HOST, or an ipv4:/ipv6:
+    list) names no port, which gRPC takes for 443. Socket targets name no port and pass."""
+    if target.startswith(SOCKET_TARGETS):
+        return False
+    if target.startswith("dns:"):
+        addresses = [target[len("dns:"):].rsplit("/", 1)[-1]]
+    elif target.startswith(("ipv4:", "ipv6:")):
+        addresses = target[len("ipv4:"):].split(",")
+    else:
+        addresses = [target]
+    return any(":" not in address.rsplit("]", 1)[-1] for address in addresses)
 
 
 def _grpc_port_problem(target):

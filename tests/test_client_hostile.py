@@ -92,6 +92,8 @@ def refused(capsys, argv):
     (["--grpc", "\udcff:1"], "--grpc: not UTF-8 text"),
     (["--grpc", "localhost"], "bad gRPC target 'localhost': it names no port; expected HOST:PORT"),
     (["--grpc", "[::1]"], "bad gRPC target '[::1]': it names no port"),
+    (["--grpc", "dns:///localhost"], "bad gRPC target 'dns:///localhost': it names no port"),
+    (["--grpc", "ipv4:127.0.0.1:1,127.0.0.2"], "it names no port"),
     (["--grpc", "h:1", "--model", "m\udcff"], "--model: not UTF-8 text"),
     (["--timeout", "1e10"], "--timeout: must be a number of seconds above 0, at most 86400, got '1e10'"),
     (["--timeout", "0"], "--timeout"),
@@ -99,7 +101,7 @@ def refused(capsys, argv):
     (["--version", "9" * 5000], "got '9999999999999999999999999999999999999...9999"),
     (["--batch-size", "9" * 5000], "--batch-size: must be a positive integer"),
 ], ids=["ipv6", "empty_label", "long_label", "space", "query", "rest_bytes", "rest_empty", "grpc_empty", "grpc_bytes",
-        "grpc_no_port", "grpc_ipv6_no_port",
+        "grpc_no_port", "grpc_ipv6_no_port", "grpc_dns_no_port", "grpc_ipv4_list_no_port",
         "model_bytes", "timeout_huge", "timeout_zero", "version_int64", "version_5000_digits", "batch_size_digits"])
 def test_bad_flags_are_one_line(capsys, flags, fragment):
     """Flags that crashed the client (IDNA, IPv6, overflow, non-UTF-8 argv) or fell back to REST
