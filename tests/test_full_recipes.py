@@ -3,6 +3,7 @@ k=4, logits KD from road_large's run), checked as configs and as a chained dry r
 stage is built and trained for two steps at tiny stand-in sizes (slow: about 3 minutes)."""
 
 import json
+import shutil
 
 import pytest
 
@@ -50,6 +51,7 @@ def test_road_base_names_road_large_s_run_and_needs_it_finished(tmp_path, monkey
         train.main(_args("road_base"))
     assert "the run runs/road_large has not finished" in capsys.readouterr().err
     assert not (tmp_path / "runs" / "road_base").exists()
+    shutil.rmtree(tmp_path / "runs/road_large")  # a stand-in, which road_large would refuse to resume
 
     assert train.main(_args("road_large")) == 0
     large = json.loads((tmp_path / "runs/road_large/metrics.json").read_text())
