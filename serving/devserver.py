@@ -25,7 +25,7 @@ from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_bat
 from serving.grpc_api import build_server
 from serving.limits import (
     DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_INSTANCES, DEFAULT_MAX_STRING_BYTES, MAX_PORT, MAX_SECONDS, RequestLimits,
-    bracketed,
+    host_port,
 )
 from serving.rest import RestServer
 from serving.servables import LOG, ModelManager, ModelRegistry
@@ -253,7 +253,7 @@ class DevServer:
         """
         self._grpc = build_server(self.registry, self._max_request_bytes, self._grpc_max_threads, self._limits,
                                   self._in_flight)
-        address = f"{bracketed(self._host)}:{self._grpc_port}"
+        address = host_port(self._host, self._grpc_port)
         try:
             bound = self._grpc.add_insecure_port(address)
         except RuntimeError as error:
@@ -266,16 +266,16 @@ class DevServer:
                                         self._limits, self._rest_max_connections, self._rest_timeout_seconds,
                                         self._in_flight)
             except OSError as error:
-                raise RoadError(f"cannot listen for REST on {bracketed(self._host)}:{self._rest_port}: "
+                raise RoadError(f"cannot listen for REST on {host_port(self._host, self._rest_port)}: "
                                 f"{error.strerror}") from None
         self.registry.start()
         self._grpc.start()
         self._grpc_started = True
-        LOG.info("gRPC API at %s:%d", bracketed(self._host), bound)
+        LOG.info("gRPC API at %s", host_port(self._host, bound))
         if self._rest is not None:
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
             self._rest_thread.start()
-            LOG.info("REST API at http://%s:%d", bracketed(self._host), self._rest.server_address[1])
+            LOG.info("REST API at http://%s", host_port(self._host, self._rest.server_address[1]))
 
     def stop(self, grace_seconds=5.0):
         """Stops accepting requests, lets gRPC calls in flight finish, unloads the models, then

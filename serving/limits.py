@@ -28,6 +28,11 @@ def bracketed(host):
     return f"[{host}]" if ":" in host else host
 
 
+def host_port(host, port):
+    """"HOST:PORT" for logs and messages, an IPv6 literal host in brackets ("[::1]:8500")."""
+    return f"{bracketed(host)}:{port}"
+
+
 MAX_RANK = 32
 """More dims than any served signature has (TensorFlow's own limit is 254)."""
 

@@ -37,7 +37,7 @@ from road_tf.data.json_files import repeated_json_key
 from serving.apis import metadata_json, status_json
 from serving.codec import array_to_json, columns_to_rows, json_to_array, rows_to_columns
 from serving.errors import ServingError, invalid, not_found, printable, reason_phrase
-from serving.limits import bracketed
+from serving.limits import host_port
 from serving.servables import check_names
 
 LOG = logging.getLogger("serving.devserver")
@@ -185,7 +185,7 @@ class _Connection(socketserver.BaseRequestHandler):
     def setup(self):
         self._input = _DeadlineReader(self.request)
         self._rfile = io.BufferedReader(self._input, READ_CHUNK)
-        self._client = "%s:%s" % (bracketed(self.client_address[0]), self.client_address[1])
+        self._client = host_port(*self.client_address[:2])
 
     def handle(self):
         """Serves requests until the client closes, stays idle too long, or an answer closes."""
@@ -430,8 +430,7 @@ class RestServer(socketserver.TCPServer):
     def _refuse(self, request, client_address):
         """Answers 503 without reading anything (never blocking the accept loop), then closes."""
         message = f"the server already serves --rest_max_connections={self.max_connections} connections; retry later"
-        LOG.info("rejected REST connection from %s:%s: HTTP 503: %s", bracketed(client_address[0]), client_address[1],
-                 message)
+        LOG.info("rejected REST connection from %s: HTTP 503: %s", host_port(*client_address[:2]), message)
         body = json.dumps({"error": message}).encode("ascii")
         head = f"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n" \
                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
