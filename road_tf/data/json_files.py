@@ -23,6 +23,7 @@ def read_text(path):
     Raises:
         DataError: naming the file, when it cannot be read, is a folder or a device, is corrupt
             gzip, holds more than MAX_JSON_BYTES (gunzipped) or is not UTF-8.
+        ConfigError: `path` is a `package:NAME` that names no file installed here.
     """
     path = pathlib.Path(path)
     with open_data_file(path) as handle:

@@ -34,6 +34,7 @@ def iter_lines(path):
         DataError: the file cannot be opened, is a folder or a device, its gzip stream is corrupt
             or truncated, or a line is longer than MAX_LINE_BYTES (the record named is the line
             that could not be read).
+        ConfigError: `path` is a `package:NAME` that names no file installed here.
     """
     path = pathlib.Path(path)
     with open_data_file(path) as handle:
