@@ -311,6 +311,17 @@ def test_the_trainer_trains_a_recipe_that_splits_its_own_dev_file(tmp_path):
     assert (trained.data.split_dev_questions, trained.data.dev_path) == (0, str(tmp_path / "dev.json"))
 
 
+def test_a_missing_chained_run_stops_the_pipeline_before_any_component_runs(tmp_path, capsys, monkeypatch):
+    """squad2_minilm starts from runs/squad1_minilm, which only the Trainer read: the data components
+    ran first and the Trainer failed without saying how to make the run."""
+    monkeypatch.chdir(tmp_path)
+    error = refusal(["--config", "squad2_minilm", "--root", str(tmp_path / "tfx"), "--serving-model-dir",
+                     str(tmp_path / "serving")], capsys)
+    assert error == ("error: model.pretrained runs/squad1_minilm: no such checkpoint folder or run directory; train "
+                     "it first: python -m road_tf.train --config squad1_minilm --output-dir runs/squad1_minilm")
+    assert not (tmp_path / "tfx" / "data").exists()
+
+
 def test_a_recipe_the_trainer_cannot_load_stops_before_anything_is_written(tmp_path, capsys, monkeypatch):
     """The runner loads the recipe with the Trainer's settings up front: a conflict is one line before any
     component runs or any example is written."""
