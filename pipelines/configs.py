@@ -1,8 +1,13 @@
 """Constants of the pipeline runs (the runners hold the paths, pipeline.py holds none), and the
 settings the Trainer lays over the recipe."""
 
-from road_tf.config import load_config
+import hashlib
+import os
+import pathlib
+
+from road_tf import config as config_lib
 from road_tf.files import write_atomic
+from road_tf.packaged import compared_path
 
 # Kubeflow V2 accepts [a-z0-9][a-z0-9-]* only.
 PIPELINE_NAME = "road-tfx"
@@ -33,4 +38,51 @@ def trainer_config(config_yaml, scratch):
     """
     path = scratch / "config.yaml"
     write_atomic(path, config_yaml)
-    return load_config(path, trainer_overrides(scratch))
+    return config_lib.load_config(path, trainer_overrides(scratch))
+
+
+def recipe_paths(config):
+    """{setting: path} of the files and folders a resolved recipe makes the Trainer read from outside
+    the image (data.train_path and dev_path aside: the Trainer reads the pipeline's examples). Offline
+    too it reads the teachers' checkpoints: it checks that they fit their models and made the cache."""
+    data, distillation = config.data, config.distillation
+    paths = {
+        "data.vocab": "" if data.vocab == "minilm" else data.vocab,
+        "distillation.cache_path": distillation.cache_path if distillation.mode == "offline" else "",
+        **{f"{field}.pretrained": "" if model.pretrained in config_lib.PRETRAINED_KEYWORDS else model.pretrained
+           for field, model in config_lib.model_sections(config).items()},
+        **{f"distillation.teachers[{i}].checkpoint": teacher.checkpoint
+           for i, teacher in enumerate(distillation.teachers)},
+        **{f"multitask.task_files[{i}].{name}": getattr(files, name)
+           for i, files in enumerate(config.multitask.task_files) for name in ("train_path", "dev_path")},
+    }
+    return {setting: path for setting, path in paths.items() if path}
+
+
+def _files_read(path):
+    """[(file, NAME)] that the Trainer may read at `path`: the file itself (NAME ""); of a road_tf run
+    folder its config.yaml, metrics.json and student stage (not its log, which another run in the
+    same process may append to); of any other folder every file. NAMEs are relative to `path`."""
+    path = pathlib.Path(compared_path(path))
+    if path.is_file():
+        return [(path, "")]
+    if config_lib.is_run_directory(path):
+        found = [path / config_lib.RUN_CONFIG_FILE, path / config_lib.RUN_METRICS_FILE,
+                 *(path / config_lib.STUDENT_STAGE).rglob("*")]
+    else:
+        found = path.rglob("*") if path.is_dir() else []
+    return sorted((file, str(file.relative_to(path))) for file in found if file.is_file())
+
+
+def inputs_stamp(config):
+    """A sha256 hex digest of the name, size and modification time of every file the Trainer reads
+    besides the pipeline's examples (`recipe_paths`: pretrained run folders, teacher checkpoints,
+    logit caches, multi-task files). The Trainer's cache key holds only their paths, so without it
+    a cached model would outlive a retrained `runs/squad1_minilm`; with it, a changed file reruns
+    the Trainer."""
+    digest = hashlib.sha256()
+    for setting, path in sorted(recipe_paths(config).items()):
+        stats = [f"{name} {stat.st_size} {stat.st_mtime_ns}"
+                 for file, name in _files_read(path) for stat in [os.stat(file)]]
+        digest.update("\n".join([setting, path, *(stats or ["missing"]), ""]).encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()

@@ -61,24 +61,6 @@ def check_cluster_path(path, flag):
         raise RoadError(f"{flag} {path!r}: holds a control character ({control!r})")
 
 
-def recipe_paths(config):
-    """{setting: path} of the files and folders a resolved recipe makes the Trainer read from outside
-    the image (data.train_path and dev_path aside: the Trainer reads the pipeline's examples). Offline
-    too it reads the teachers' checkpoints: it checks that they fit their models and made the cache."""
-    data, distillation = config.data, config.distillation
-    paths = {
-        "data.vocab": "" if data.vocab == "minilm" else data.vocab,
-        "distillation.cache_path": distillation.cache_path if distillation.mode == "offline" else "",
-        **{f"{field}.pretrained": "" if model.pretrained in config_lib.PRETRAINED_KEYWORDS else model.pretrained
-           for field, model in config_lib.model_sections(config).items()},
-        **{f"distillation.teachers[{i}].checkpoint": teacher.checkpoint
-           for i, teacher in enumerate(distillation.teachers)},
-        **{f"multitask.task_files[{i}].{name}": getattr(files, name)
-           for i, files in enumerate(config.multitask.task_files) for name in ("train_path", "dev_path")},
-    }
-    return {setting: path for setting, path in paths.items() if path}
-
-
 def parse_args(argv):
     parser = ArgumentParser(prog="python -m pipelines.kubeflow_runner", description=__doc__.splitlines()[0])
     add_pipeline_arguments(parser)
@@ -141,7 +123,7 @@ def compile_pipeline(args, config):
 def main(argv=None):
     args = parse_args(argv)
     config = resolve_config(args)
-    for setting, path in recipe_paths(config).items():
+    for setting, path in configs.recipe_paths(config).items():
         check_cluster_path(path, setting)
     print(f"compiled: {compile_pipeline(args, config)}")
     return 0

@@ -254,7 +254,7 @@ def run(args, config):
         serving_model_dir=str(serving),
         metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(
             str(root / "metadata.db")),
-        **pipeline_settings(args, config))
+        inputs_stamp=configs.inputs_stamp(config), **pipeline_settings(args, config))
     tfx.orchestration.LocalDagRunner().run(pipeline)
     pushed = [path for number, path in sorted(versions(serving).items()) if number not in before]
     return pushed, latest_gate_reason(root / "pipeline")

@@ -16,7 +16,8 @@ RESOLVER_ID = "latest_blessed_model_resolver"
 
 
 def create_pipeline(pipeline_name, pipeline_root, data_root, serving_model_dir, config_yaml, margin, tolerance,
-                    metadata_connection_config=None, beam_pipeline_args=(), enable_cache=True, run_fn=TRAINER_RUN_FN):
+                    metadata_connection_config=None, beam_pipeline_args=(), enable_cache=True, run_fn=TRAINER_RUN_FN,
+                    inputs_stamp=""):
     """Returns the tfx.dsl.Pipeline.
 
     Args:
@@ -31,6 +32,9 @@ def create_pipeline(pipeline_name, pipeline_root, data_root, serving_model_dir, 
         enable_cache: reuse a component's outputs when its inputs and properties are unchanged.
         run_fn: dotted path of the Trainer's `run_fn` (an importable module, so TFX does not
             package and pip-install a copy of a module file).
+        inputs_stamp: a digest of the files the Trainer reads besides the examples
+            (`configs.inputs_stamp`), kept in its custom_config so that a changed file is a changed
+            input to the cache; "" where they cannot be looked at (a cluster's storage).
     """
     example_gen = tfx.components.ImportExampleGen(
         input_base=data_root,
@@ -49,7 +53,7 @@ def create_pipeline(pipeline_name, pipeline_root, data_root, serving_model_dir, 
         schema=schema_gen.outputs["schema"],
         train_args=tfx.proto.TrainArgs(splits=["train"]),
         eval_args=tfx.proto.EvalArgs(splits=["eval"]),
-        custom_config={"config_yaml": config_yaml},
+        custom_config={"config_yaml": config_yaml, "inputs_stamp": inputs_stamp},
     )
     trainer.add_upstream_node(example_validator)
     baseline = tfx.dsl.Resolver(

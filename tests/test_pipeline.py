@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 
 from conftest import one_error_line
+from ml_metadata.proto import metadata_store_pb2
 from pipelines import configs, local_runner
 from pipelines.data import SPLITS
+from road_tf import train
 from road_tf.config import dump_yaml
 from road_tf.data import sources
 from road_tf.data.examples import Answer, QAExample
@@ -330,3 +332,48 @@ def test_a_recipe_the_trainer_cannot_load_stops_before_anything_is_written(tmp_p
     error = refusal(runner_args(tmp_path, "--prepare-only"), capsys)
     assert error.startswith("error: data.dev_path: is not read when data.split_dev_questions > 0")
     assert not (tmp_path / "tfx" / "data").exists()
+
+
+def test_the_inputs_stamp_follows_the_files_of_a_pretrained_run_folder(tmp_path):
+    """A cached Trainer holds only the path of a run folder it read: the stamp must change with the
+    files it reads there (size, time, a new file) and stay put while they and other folders' files do not."""
+    run = tmp_path / "run"
+    (run / "student").mkdir(parents=True)
+    (run / "config.yaml").write_text("task: squad2\n")
+    weights = run / "student" / "encoder.weights.h5"
+    weights.write_bytes(b"one")
+    config = local_runner.resolve_config(local_runner.parse_args(["--set", f"model.pretrained={run}"]))
+    first = configs.inputs_stamp(config)
+    (run / "train.log").write_text("a line another run appended\n")
+    assert configs.inputs_stamp(config) == first
+    os.utime(weights, ns=(1, 1))
+    touched = configs.inputs_stamp(config)
+    (run / "metrics.json").write_text("{}")
+    assert len({first, touched, configs.inputs_stamp(config)}) == 3
+    (run / "config.yaml").unlink()  # now a plain folder: every file in it counts
+    plain_folder = configs.inputs_stamp(config)
+    (run / "train.log").write_text("changed\n")
+    assert configs.inputs_stamp(config) != plain_folder
+    shutil.rmtree(run)
+    assert configs.inputs_stamp(config) not in {first, touched, plain_folder}
+    plain = local_runner.resolve_config(local_runner.parse_args([]))
+    assert configs.recipe_paths(plain) == {} and configs.inputs_stamp(plain) != first
+
+
+def test_a_retrained_pretrained_run_reruns_a_cached_trainer(tmp_path, capsys):
+    """The Trainer reruns when the run folder its recipe starts from changes, and only then."""
+    base = tmp_path / "base"
+    flags = [item for pair in [*TINY, "export.enabled=false"] for item in ("--set", pair)]
+    assert train.main(["--output-dir", str(base), *flags]) == 0
+    sizes_of_base = [pair for pair in TINY if not pair.startswith("model.")]
+    args = ["--root", str(tmp_path / "tfx"), "--serving-model-dir", str(tmp_path / "serving"), "--margin=-100",
+            *[item for pair in [*sizes_of_base, f"model.pretrained={base}"] for item in ("--set", pair)]]
+    run_main(args, capsys)
+    run_main(args, capsys)
+    weights = base / "student" / "encoder.weights.h5"
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    run_main(args, capsys)
+    cached, complete = metadata_store_pb2.Execution.CACHED, metadata_store_pb2.Execution.COMPLETE
+    states = executions(tmp_path)
+    assert states["Trainer"] == [complete, cached, complete]
+    assert states["ImportExampleGen"] == [complete, cached, cached]

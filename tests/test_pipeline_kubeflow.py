@@ -6,7 +6,7 @@ import sys
 import pytest
 
 from conftest import one_error_line
-from pipelines import kubeflow_runner
+from pipelines import configs, kubeflow_runner
 from road_tf import config as config_lib
 
 COMPONENTS = {"ImportExampleGen", "StatisticsGen", "SchemaGen", "ExampleValidator", "Trainer", "SquadGate", "Pusher"}
@@ -118,7 +118,7 @@ def test_a_recipe_path_the_containers_cannot_resolve_is_refused(override, settin
 def test_absolute_recipe_paths_and_bundled_names_pass():
     config = config_lib.load_config(None, ["distillation.teachers=[{checkpoint: /models/t.weights.h5}]",
                                            "model.pretrained=minilm"])
-    assert kubeflow_runner.recipe_paths(config) == {"distillation.teachers[0].checkpoint": "/models/t.weights.h5"}
+    assert configs.recipe_paths(config) == {"distillation.teachers[0].checkpoint": "/models/t.weights.h5"}
 
 
 def test_an_offline_recipe_s_teacher_checkpoints_are_read_too():
@@ -126,7 +126,7 @@ def test_an_offline_recipe_s_teacher_checkpoints_are_read_too():
     made the cache (and fit their models)."""
     config = config_lib.load_config(None, ["distillation.teachers=[{checkpoint: t.weights.h5}]",
                                            "distillation.mode=offline", "distillation.cache_path=/cache/t.tfrecord"])
-    assert kubeflow_runner.recipe_paths(config) == {"distillation.cache_path": "/cache/t.tfrecord",
+    assert configs.recipe_paths(config) == {"distillation.cache_path": "/cache/t.tfrecord",
                                                     "distillation.teachers[0].checkpoint": "t.weights.h5"}
 
 

@@ -20,9 +20,10 @@ from road_tf.saved_model import save_qa_model
 def run_fn(fn_args):
     """Trains on the train split, scores on the eval split, saves to `serving_model_dir`.
 
-    custom_config: {"config_yaml": the resolved run configuration}; its data source is replaced
-    by the two splits (written as SQuAD JSON in a private temporary folder, with the feature cache),
-    and the whole eval split is scored (the gate compares with the no-answer F1 of all of it).
+    custom_config: {"config_yaml": the resolved run configuration, "inputs_stamp": for the cache
+    only}; the configuration's data source is replaced by the two splits (written as SQuAD JSON in a
+    private temporary folder, with the feature cache), and the whole eval split is scored (the gate
+    compares with the no-answer F1 of all of it).
     """
     run_dir = pathlib.Path(fn_args.model_run_dir)
     with tempfile.TemporaryDirectory(prefix="road_tfx-") as scratch:
