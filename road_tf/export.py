@@ -14,7 +14,7 @@ import sys
 from road_tf.config import RUN_CONFIG_FILE, RUN_METRICS_FILE, ExportConfig, config_of_run, run_weights
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_line, nonempty
-from road_tf.files import check_model_folder, check_writable_dir, entry_kind
+from road_tf.files import check_model_folder, check_writable_dir, entry_kind, require_folder
 from road_tf.models.task_model import build_model
 from road_tf.registry import SPAN
 from road_tf.saved_model import export_qa_model
@@ -29,6 +29,7 @@ def read_run_config(run_dir):
         RoadError: when `run_dir` lacks config.yaml or the student's weights, or its task is not QA.
     """
     run_dir = pathlib.Path(run_dir)
+    require_folder(run_dir, str(run_dir), "run folder")
     weights = pathlib.Path(run_weights(run_dir))
     if entry_kind(run_dir / RUN_CONFIG_FILE) != "a file" or entry_kind(weights) != "a file":
         raise RoadError(f"{run_dir}: not a finished run (needs {RUN_CONFIG_FILE} and {weights.relative_to(run_dir)})")

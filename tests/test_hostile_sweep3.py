@@ -141,7 +141,7 @@ def test_paths_too_long_to_create_are_refused_up_front(tmp_path):
     ("predict", ["--model", "{dir}/model", "--output", "{dir}/" + LONG], "longer than 255 bytes"),
     ("predict", ["--model", "{dir}/model", "--output", "{dir}/missing/" + LONG], "longer than 255 bytes"),
     ("predict", ["--model", "{dir}/" + LONG, "--output", "{dir}/p.json"], f"--model {{dir}}/{LONG}: no such folder"),
-    ("export", ["--run-dir", "{dir}/" + LONG], "not a finished run"),
+    ("export", ["--run-dir", "{dir}/" + LONG], f"{{dir}}/{LONG}: no such run folder"),
     ("export", ["--run-dir", "{dir}/run", "--base", "{dir}/missing/" + LONG], "longer than 255 bytes"),
     ("cache_teacher", ["--output", "{dir}/missing/" + LONG], "longer than 255 bytes"),
 ], ids=["predict-output", "predict-output-in-new-folder", "predict-model", "export-run-dir", "export-base",

@@ -146,6 +146,15 @@ def test_export_of_a_folder_that_is_not_a_run_fails_with_one_line(tmp_path, caps
     assert "not a finished run" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("entry,message", [("file", "a file, not a run folder"), ("missing", "no such run folder")])
+def test_export_of_a_file_or_of_nothing_says_so_in_one_line(tmp_path, capsys, entry, message):
+    (tmp_path / "file").write_text("not a run")
+    with pytest.raises(SystemExit) as exit_info:
+        export.main(["--run-dir", str(tmp_path / entry), "--base", str(tmp_path / "sm")])
+    assert one_error_line(capsys, exit_info) == f"error: {tmp_path / entry}: {message}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["file"]
+
+
 @pytest.mark.parametrize("record", ["{bad", "{}", '{"stages": {}, "final": {"task": "squad2", "f1": "x"}}',
                                     '{"stages": {}, "final": {"task": "squad2"}, "export": 5}',
                                     '{"stages": {}, "final": {"task": "squad2", "f1": 1%s}}' % ("0" * 400),
