@@ -377,8 +377,11 @@ def test_the_encoder_function_is_not_inlined(exported):
 def test_bfloat16_export_answers_like_float32(exported, tmp_path):
     tokenizer, config, model = exported["tokenizer"], exported["config"], exported["model"]
     bf16 = dataclasses.replace(config, export=dataclasses.replace(config.export, precision="bfloat16"))
-    path = export.export_qa_model(model, SQUAD, tokenizer, bf16, base_dir=tmp_path, model_name="m")
+    path = export.export_qa_model(model, SQUAD, tokenizer, bf16, base_dir=tmp_path, model_name="m",
+                                  metrics={"f1": 12.5})
     export.check_serving_ops(path)
+    assert json.loads((path / export.METRICS_FILE).read_text()) == {
+        "f1": 12.5, "measured_precision": "float32", "exported_precision": "bfloat16"}
     weights = dict(graph_weight_dtypes(path))
     assert len(weights) == len(SpanLogits(model, SQUAD.head_name).weights()) - 3
     assert {dtype for name, dtype in weights.items() if "norm_" not in name} == {tf.bfloat16}
