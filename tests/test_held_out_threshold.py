@@ -1,11 +1,13 @@
-"""The tuned no-answer threshold, and the held-out tuned F1: a threshold tuned on some articles, scored on the others."""
+"""The tuned no-answer threshold, the held-out tuned F1 (a threshold tuned on some articles, scored on the
+others), and the two diagnostics beside them: best-span F1 and no-answer AUC."""
 
 import numpy as np
 import pytest
 
 from road_tf.data.examples import Answer, QAExample
 from road_tf.evaluation.answerer import VERY_NEGATIVE
-from road_tf.evaluation.qa_eval import article_fold, held_out_tuned_f1, tuned_null_threshold
+from road_tf.evaluation.qa_eval import (article_fold, best_span_f1, held_out_tuned_f1, no_answer_auc,
+                                        tuned_null_threshold)
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 
 
@@ -102,3 +104,33 @@ def test_a_questions_fold_depends_on_its_article_only():
         article_fold(QAExample("2", "when?", "another context", title="T"), 2)
     untitled = [article_fold(QAExample(str(i), "q", f"context {i}"), 2) for i in range(20)]
     assert set(untitled) == {0, 1}, "untitled questions fall back to their context"
+
+
+def test_no_answer_auc_counts_ordered_pairs_and_half_the_ties():
+    # unanswerable margins 2 and 3, answerable 1 and 3: pairs won 1 + 0 + 1 + half a tie, of 4
+    rows = [question("a", "T", "x", "x", 1.0), question("b", "T", None, "x", 2.0),
+            question("c", "T", None, "x", 3.0), question("d", "T", "x", "x", 3.0)]
+    assert no_answer_auc([row[0] for row in rows], outputs_of(rows)) == pytest.approx(2.5 / 4)
+    rng = np.random.default_rng(1)
+    for trial in range(50):
+        rows = [question(f"q{i}", "T", ["x", None][i % 2], "x", float(rng.integers(-3, 4))) for i in range(2, 30)]
+        margins = {row[0].qid: row[2] for row in rows}
+        pos = [margins[row[0].qid] for row in rows if not row[0].answers]
+        neg = [margins[row[0].qid] for row in rows if row[0].answers]
+        pairs = sum(1.0 if p > n else 0.5 if p == n else 0.0 for p in pos for n in neg) / (len(pos) * len(neg))
+        assert no_answer_auc([row[0] for row in rows], outputs_of(rows)) == pytest.approx(pairs), trial
+
+
+def test_no_answer_auc_ranks_a_question_without_a_valid_span_as_most_unanswerable():
+    rows = [question("a", "T", "x", "x", 5.0), question("b", "T", None, "", 0.0)]
+    outputs = outputs_of(rows)
+    outputs["nbest_score"][1, 0] = VERY_NEGATIVE  # no valid span: margin +inf
+    assert no_answer_auc([row[0] for row in rows], outputs) == 1.0
+    assert no_answer_auc([rows[0][0]], outputs_of(rows[:1])) is None
+
+
+def test_best_span_f1_scores_answerable_questions_whatever_their_margin():
+    rows = [question("a", "T", "x", "x", 100.0), question("b", "T", "x y", "x", -1.0),
+            question("c", "T", None, "x", -5.0)]
+    assert best_span_f1([row[0] for row in rows], [row[1] for row in rows]) == pytest.approx(100 * (1 + 2 / 3) / 2)
+    assert best_span_f1([rows[2][0]], [rows[2][1]]) is None

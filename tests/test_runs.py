@@ -118,6 +118,7 @@ def test_eval_during_training_keeps_the_best_step_and_writes_usable_outputs(tmp_
     assert metrics["final"]["step"] == best["step"]
     assert metrics["final"]["f1"] == pytest.approx(best["metrics"][kept], abs=1e-9)
     assert 0 <= metrics["final"]["held_out_tuned_f1"] <= 100, "the 20 dev questions span several articles"
+    assert 0 <= metrics["final"]["HasAns_span_f1"] <= 100 and 0 <= metrics["final"]["no_answer_auc"] <= 1
     kept, chosen = weights(stage / "model.weights.h5"), weights(stage / training.BEST_WEIGHTS)
     assert all(np.array_equal(kept[key], chosen[key]) for key in chosen)
     assert list((stage / "logs" / "eval").glob("events.out.tfevents.*")), "dev F1 logged to TensorBoard"

@@ -129,6 +129,43 @@ def _tuned_cut(examples, best_text, margins):
     return 100.0 * (sum(silent_f1.values()) + best) / len(examples), cut
 
 
+def best_span_f1(examples, best_text):
+    """The F1 of the answerable questions when each is answered with its best span, whatever its
+    null score: how well the model finds answers, apart from when it abstains.
+
+    Args:
+        examples: N QAExample; best_text: [N] each question's best span ("" where none is valid).
+    Returns:
+        F1 in [0, 100], or None when no question is answerable.
+    """
+    answerable = [(example, str(text)) for example, text in zip(examples, best_text) if example.answers]
+    if not answerable:
+        return None
+    _, f1 = raw_scores([example for example, _ in answerable], {example.qid: text for example, text in answerable})
+    return 100.0 * sum(f1.values()) / len(answerable)
+
+
+def no_answer_auc(examples, outputs):
+    """The ROC AUC of the no-answer margin (`no_answer_margins`) as a score of "unanswerable": the
+    chance that an unanswerable question has a larger margin than an answerable one (ties count
+    half), 0.5 for a margin that tells them apart no better than chance. The threshold picks one
+    point of this curve; the AUC measures the margin itself.
+
+    Args:
+        examples: N QAExample; outputs: the answer function's arrays (those of `no_answer_margins`).
+    Returns:
+        AUC in [0, 1], or None unless both kinds of question occur.
+    """
+    unanswerable = np.array([not example.answers for example in examples])
+    positives, negatives = int(unanswerable.sum()), int((~unanswerable).sum())
+    if not positives or not negatives:
+        return None
+    values, inverse, counts = np.unique(no_answer_margins(outputs), return_inverse=True, return_counts=True)
+    mean_rank = np.cumsum(counts) - (counts - 1) / 2.0  # 1-based rank of each distinct margin, ties averaged
+    rank_sum = mean_rank[inverse][unanswerable].sum()
+    return float((rank_sum - positives * (positives + 1) / 2.0) / (positives * negatives))
+
+
 def article_fold(example, folds):
     """The fold (0..folds-1) of `example`'s article: sha256 of its title (of its context if untitled)."""
     key = (example.title or example.context).encode("utf-8")

@@ -3,8 +3,8 @@
 from road_tf import losses
 from road_tf.data.features import END, MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, START, featurize_qa
 from road_tf.evaluation.answerer import QAAnswerer
-from road_tf.evaluation.qa_eval import (answer_questions, held_out_tuned_f1, nbest_lists, squad_outputs,
-                                        tuned_null_threshold)
+from road_tf.evaluation.qa_eval import (answer_questions, best_span_f1, held_out_tuned_f1, nbest_lists,
+                                        no_answer_auc, squad_outputs, tuned_null_threshold)
 from road_tf.evaluation.squad_metric import squad_v2_metrics
 from road_tf.models.convert import has_span_head, load_span_head
 from road_tf.models.heads import SpanHead
@@ -79,7 +79,11 @@ class SpanTask(Task):
         Besides the official keys, `metrics` holds `tuned_null_score_diff_threshold` and
         `tuned_f1`: the null-score threshold that maximises dev F1 and that F1; and
         `held_out_tuned_f1`: the F1 when each half of the dev articles is answered at the threshold
-        tuned on the other half (`qa_eval.held_out_tuned_f1`), absent with a single article.
+        tuned on the other half (`qa_eval.held_out_tuned_f1`), absent with a single article;
+        `HasAns_span_f1`: the answerable questions' F1 when each gets its best span, whatever the
+        null score (`qa_eval.best_span_f1`); `no_answer_auc`: how well the no-answer margin ranks
+        unanswerable above answerable questions (`qa_eval.no_answer_auc`). The last two are
+        absent when the dev questions lack a kind they need.
         """
         return self.evaluator(model, data, tokenizer, config, null_score_diff_threshold)()
 
@@ -95,9 +99,10 @@ class SpanTask(Task):
             metrics = squad_v2_metrics(data.dev_examples, predictions, na_probs)
             metrics["tuned_f1"], metrics["tuned_null_score_diff_threshold"] = tuned_null_threshold(
                 data.dev_examples, outputs)
-            held_out = held_out_tuned_f1(data.dev_examples, outputs)
-            if held_out is not None:
-                metrics["held_out_tuned_f1"] = held_out
+            diagnostics = {"held_out_tuned_f1": held_out_tuned_f1(data.dev_examples, outputs),
+                           "HasAns_span_f1": best_span_f1(data.dev_examples, outputs["best_text"]),
+                           "no_answer_auc": no_answer_auc(data.dev_examples, outputs)}
+            metrics.update({key: value for key, value in diagnostics.items() if value is not None})
             metrics["null_score_diff_threshold"] = answerer.null_score_diff_threshold
             files = {"predictions.json": predictions, "na_probs.json": na_probs,
                      "nbest.json": nbest_lists(data.dev_examples, outputs)}
