@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -278,8 +279,10 @@ class DevServer:
             LOG.info("REST API at http://%s", host_port(self._host, self._rest.server_address[1]))
 
     def stop(self, grace_seconds=5.0):
-        """Stops accepting requests, lets gRPC calls in flight finish, unloads the models, then
-        runs the batches still queued and ends the batch threads."""
+        """Stops accepting connections, lets gRPC calls and REST requests in flight finish (within
+        `grace_seconds` in all), unloads the models, then runs the batches still queued and ends the
+        batch threads."""
+        deadline = time.monotonic() + grace_seconds
         if self._rest is not None:
             if self._rest_thread is not None:  # shutdown() waits for a serve_forever that has started
                 self._rest.shutdown()
@@ -288,6 +291,11 @@ class DevServer:
             if not self._grpc_started:  # a bound port is released only by stopping a started server
                 self._grpc.start()
             self._grpc.stop(grace_seconds).wait()
+        if self._rest is not None:
+            unanswered = self._rest.finish_answers(deadline - time.monotonic())
+            if unanswered:
+                LOG.warning("stopping with %d REST request(s) unanswered after the %gs grace period",
+                            unanswered, grace_seconds)
         self.registry.stop()
         if self.scheduler is not None:
             self.scheduler.stop()

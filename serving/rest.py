@@ -35,6 +35,7 @@ import urllib.parse
 
 from road_tf.data.json_files import repeated_json_key
 from serving.apis import metadata_json, status_json
+from serving.batching import InFlight
 from serving.codec import array_to_json, columns_to_rows, json_to_array, rows_to_columns
 from serving.errors import ServingError, invalid, not_found, printable, reason_phrase
 from serving.limits import host_port
@@ -191,7 +192,9 @@ class _Connection(socketserver.BaseRequestHandler):
         """Serves requests until the client closes, stays idle too long, or an answer closes."""
         try:
             while self._request_arrives():
-                if not self._serve_one():
+                with self.server.answering:
+                    keep_open = self._serve_one()
+                if not keep_open:
                     self._linger()
                     return
         except OSError as error:  # the client went away (reset, broken pipe) or stopped reading
@@ -390,6 +393,9 @@ class RestServer(socketserver.TCPServer):
         timeout_seconds: the time a request may take to arrive, and a connection to idle.
         in_flight: the serving.batching.InFlight that counts each request from its first byte
             until its answer is ready to send.
+
+    `answering` counts each request from its first byte until its answer is sent, which
+    `finish_answers` waits for when the server stops.
     """
 
     allow_reuse_address = True
@@ -402,9 +408,19 @@ class RestServer(socketserver.TCPServer):
         self.timeout_seconds = timeout_seconds
         self.max_connections = max_connections
         self.in_flight = in_flight
+        self.answering = InFlight()
+        self._answered = threading.Condition()
+        self.answering.notify_on_leave(self._answered)
         self._slots = threading.BoundedSemaphore(max_connections)
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         super().__init__(address, _Connection)
+
+    def finish_answers(self, timeout):
+        """Waits up to `timeout` seconds until no request is being answered -> the number still being
+        answered then (0 when all were sent). Connections stay open: a client may send one more."""
+        with self._answered:
+            self._answered.wait_for(lambda: self.answering.count == 0, max(timeout, 0.0))
+            return self.answering.count
 
     def process_request(self, request, client_address):
         """Serves a new connection in its own thread, or refuses it when no slot is free."""

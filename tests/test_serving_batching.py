@@ -7,8 +7,11 @@ plain Python function where the queue's timing must be exact. Out of process: th
 """
 
 import collections
+import json
 import os
+import re
 import signal
+import socket
 import threading
 import time
 from concurrent import futures
@@ -522,3 +525,51 @@ def test_a_model_that_compiles_with_xla_needs_the_xla_flag(tmp_path):
     served = ModelManager("xla", str(tmp_path / "xla"), policy, xla_enabled=True)
     served.poll()
     assert served.loaded_versions() == [1]
+
+
+def test_sigterm_lets_a_rest_request_in_flight_finish(staged, tmp_path):
+    """A REST request whose body is still arriving when SIGTERM comes is answered before the models
+    unload (as gRPC calls are, within the grace period); its connection threads used to die with
+    the process."""
+    base_path = tmp_path / "toy"
+    install_version(staged[1], str(base_path), 1)
+    rest_port = free_port()
+    process = start_devserver([f"--port={free_port()}", f"--rest_api_port={rest_port}", "--model_name=toy",
+                               f"--model_base_path={base_path}"], f"http://127.0.0.1:{rest_port}/v1/models/toy")
+    body = json.dumps({"inputs": {"question": [QA_EXAMPLES[0]["question"]],
+                                  "context": [QA_EXAMPLES[0]["context"]]}}).encode("utf-8")
+    with socket.create_connection(("127.0.0.1", rest_port), timeout=30) as connection:
+        connection.sendall(b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           + f"Content-Length: {len(body)}\r\n\r\n".encode("ascii") + body[:10])
+        time.sleep(0.5)  # the request is in flight
+        process.send_signal(signal.SIGTERM)
+        time.sleep(1.0)
+        connection.sendall(body[10:])
+        answer = b""
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < int(
+                re.search(rb"Content-Length: (\d+)", answer).group(1)):
+            chunk = connection.recv(65536)
+            assert chunk, f"the connection closed after {answer!r}"
+            answer += chunk
+    returncode, stderr = stop_devserver(process, signal.SIGTERM)
+    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["outputs"]["answer"] == [EXPECTED_ANSWERS[1][0]]
+    assert returncode == 0, stderr
+
+
+def test_sigterm_waits_for_an_unfinished_rest_request_only_the_grace_period(staged, tmp_path):
+    """A body that never arrives holds the stop for the 5 s grace period, which the log names, not
+    for --rest_timeout_seconds (10 s), after which the request would have ended as a 408."""
+    base_path = tmp_path / "toy"
+    install_version(staged[1], str(base_path), 1)
+    rest_port = free_port()
+    process = start_devserver([f"--port={free_port()}", f"--rest_api_port={rest_port}", "--model_name=toy",
+                               f"--model_base_path={base_path}"], f"http://127.0.0.1:{rest_port}/v1/models/toy")
+    with socket.create_connection(("127.0.0.1", rest_port), timeout=30) as connection:
+        connection.sendall(b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        time.sleep(0.5)
+        started = time.monotonic()
+        returncode, stderr = stop_devserver(process, signal.SIGTERM)
+    assert returncode == 0, stderr
+    assert time.monotonic() - started < 20
+    assert "stopping with 1 REST request(s) unanswered after the 5s grace period" in stderr
