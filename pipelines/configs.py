@@ -75,14 +75,23 @@ def _files_read(path):
 
 
 def inputs_stamp(config):
-    """A sha256 hex digest of the name, size and modification time of every file the Trainer reads
+    """A sha256 hex digest of the name, size, modification time and inode of every file the Trainer reads
     besides the pipeline's examples (`recipe_paths`: pretrained run folders, teacher checkpoints,
     logit caches, multi-task files). The Trainer's cache key holds only their paths, so without it
     a cached model would outlive a retrained `runs/squad1_minilm`; with it, a changed file reruns
     the Trainer."""
     digest = hashlib.sha256()
     for setting, path in sorted(recipe_paths(config).items()):
-        stats = [f"{name} {stat.st_size} {stat.st_mtime_ns}"
-                 for file, name in _files_read(path) for stat in [os.stat(file)]]
-        digest.update("\n".join([setting, path, *(stats or ["missing"]), ""]).encode("utf-8", "surrogateescape"))
+        digest.update("\n".join([setting, path, *_stat_lines(path), ""]).encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
+
+
+def _stat_lines(path):
+    """"NAME SIZE MTIME_NS INODE" of each file `_files_read` finds at `path` (the inode tells a file
+    replaced by a rename apart, even with its time copied); ["missing"] for none; ["unreadable:
+    WHY"] when a folder cannot be searched or a file vanishes meanwhile (the Trainer reports it)."""
+    try:
+        return [f"{name} {stat.st_size} {stat.st_mtime_ns} {stat.st_ino}"
+                for file, name in _files_read(path) for stat in [os.stat(file)]] or ["missing"]
+    except OSError as error:
+        return [f"unreadable: {error.strerror}"]

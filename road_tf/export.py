@@ -26,7 +26,8 @@ def read_run_config(run_dir):
     """A finished run's (config, QA task), read without building its model.
 
     Raises:
-        RoadError: when `run_dir` lacks config.yaml or the student's weights, or its task is not QA.
+        RoadError: when `run_dir` is no folder, lacks config.yaml or the student's weights, or its
+            task is not QA.
     """
     run_dir = pathlib.Path(run_dir)
     require_folder(run_dir, str(run_dir), "run folder")

@@ -23,6 +23,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the signature u
 from road_tf.data.features import MODEL_INPUTS, qa_windows
 from road_tf.errors import RoadError
 from road_tf.files import next_version, versions
+from road_tf.models.span_logits import EVAL_DTYPE
 from road_tf.training import check_finite_weights
 
 # TF Text ops that TF Serving 2.16 links in (it bundles TF Text 2.12.1 kernels).
@@ -165,10 +166,10 @@ def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_thr
     Args:
         model: the trained task model; task: its span task (`road_tf.tasks.SpanTask`).
         null_score_diff_threshold: the served threshold (default `decode.null_score_diff_threshold`).
-        metrics: dev metrics to record in METRICS_FILE (None: none recorded). They were measured
-            on the run's model, in `train.mixed_precision`; when the export runs in another
-            precision (`export.precision`), the file records both ("measured_precision",
-            "exported_precision"), since this model's answers may differ in a few questions.
+        metrics: dev metrics to record in METRICS_FILE (None: none recorded). Run evaluation
+            measures them in float32 (`EVAL_DTYPE`, whatever `train.mixed_precision`); when the
+            export runs in another precision (`export.precision`), the file records both
+            ("measured_precision", "exported_precision"): its answers may differ in a few questions.
         source: the run directory the model comes from, recorded (absolute) in SOURCE_FILE (None: none).
     """
     answerer = task.answerer(model, tokenizer, config, null_score_diff_threshold, export=True)
@@ -178,9 +179,8 @@ def save_qa_model(model, task, tokenizer, config, directory, null_score_diff_thr
         "serving_default": answerer.answer, "serve_token_ids": answerer.token_logits})
     write_warmup(pathlib.Path(directory), config, tokenizer)
     if metrics is not None:
-        measured, exported = config.train.mixed_precision, config.export.precision
-        if measured != exported:
-            metrics = {**metrics, "measured_precision": measured, "exported_precision": exported}
+        if config.export.precision != EVAL_DTYPE:
+            metrics = {**metrics, "measured_precision": EVAL_DTYPE, "exported_precision": config.export.precision}
         (pathlib.Path(directory) / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     if source is not None:
         (pathlib.Path(directory) / SOURCE_FILE).write_text(json.dumps({"run": str(pathlib.Path(source).resolve())}) + "\n")

@@ -284,6 +284,7 @@ class DevServer:
         batch threads."""
         deadline = time.monotonic() + grace_seconds
         if self._rest is not None:
+            self._rest.stopping.set()
             if self._rest_thread is not None:  # shutdown() waits for a serve_forever that has started
                 self._rest.shutdown()
             self._rest.server_close()

@@ -193,10 +193,9 @@ class _Connection(socketserver.BaseRequestHandler):
         try:
             while self._request_arrives():
                 with self.server.answering:
-                    keep_open = self._serve_one()
-                if not keep_open:
-                    self._linger()
-                    return
+                    if not self._serve_one():
+                        self._linger()
+                        return
         except OSError as error:  # the client went away (reset, broken pipe) or stopped reading
             LOG.debug("REST connection from %s closed: %s", self._client, printable(error))
 
@@ -245,6 +244,8 @@ class _Connection(socketserver.BaseRequestHandler):
         if status != 200:
             LOG.info("rejected REST %s %s from %s: HTTP %d: %s", printable(request.method),
                      printable(request.target), self._client, status, printable(payload["error"]))
+        if self.server.stopping.is_set():  # the connection would outlive the server
+            request.keep_alive = False
         self._send(status, payload, request.keep_alive)
         return request.keep_alive
 
@@ -394,8 +395,9 @@ class RestServer(socketserver.TCPServer):
         in_flight: the serving.batching.InFlight that counts each request from its first byte
             until its answer is ready to send.
 
-    `answering` counts each request from its first byte until its answer is sent, which
-    `finish_answers` waits for when the server stops.
+    `answering` counts each request from its first byte until its answer is sent (and, after an
+    answer that closes the connection, its unread input drained), which `finish_answers` waits
+    for when the server stops; once `stopping` is set, every answer closes its connection.
     """
 
     allow_reuse_address = True
@@ -409,6 +411,7 @@ class RestServer(socketserver.TCPServer):
         self.max_connections = max_connections
         self.in_flight = in_flight
         self.answering = InFlight()
+        self.stopping = threading.Event()
         self._answered = threading.Condition()
         self.answering.notify_on_leave(self._answered)
         self._slots = threading.BoundedSemaphore(max_connections)
@@ -417,7 +420,7 @@ class RestServer(socketserver.TCPServer):
 
     def finish_answers(self, timeout):
         """Waits up to `timeout` seconds until no request is being answered -> the number still being
-        answered then (0 when all were sent). Connections stay open: a client may send one more."""
+        answered then (0 when all were sent)."""
         with self._answered:
             self._answered.wait_for(lambda: self.answering.count == 0, max(timeout, 0.0))
             return self.answering.count

@@ -374,6 +374,15 @@ def test_the_encoder_function_is_not_inlined(exported):
     assert len(holders) == 1 and holders[0].attr["_noinline"].b
 
 
+def test_a_float32_export_of_a_mixed_precision_run_records_its_metrics_as_they_are(exported, tmp_path):
+    """Run evaluation measures in float32 whatever train.mixed_precision: such an export answers as measured."""
+    config = exported["config"]
+    mixed = dataclasses.replace(config, train=dataclasses.replace(config.train, mixed_precision="mixed_bfloat16"))
+    path = export.export_qa_model(exported["model"], SQUAD, exported["tokenizer"], mixed, base_dir=tmp_path,
+                                  model_name="m", metrics={"f1": 12.5})
+    assert json.loads((path / export.METRICS_FILE).read_text()) == {"f1": 12.5}
+
+
 def test_bfloat16_export_answers_like_float32(exported, tmp_path):
     tokenizer, config, model = exported["tokenizer"], exported["config"], exported["model"]
     bf16 = dataclasses.replace(config, export=dataclasses.replace(config.export, precision="bfloat16"))

@@ -14,7 +14,7 @@ from ml_metadata.proto import metadata_store_pb2
 from pipelines import configs, local_runner
 from pipelines.data import SPLITS
 from road_tf import train
-from road_tf.config import dump_yaml
+from road_tf.config import dump_yaml, load_config
 from road_tf.data import sources
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.records import read_records
@@ -342,7 +342,7 @@ def test_the_inputs_stamp_follows_the_files_of_a_pretrained_run_folder(tmp_path)
     (run / "config.yaml").write_text("task: squad2\n")
     weights = run / "student" / "encoder.weights.h5"
     weights.write_bytes(b"one")
-    config = local_runner.resolve_config(local_runner.parse_args(["--set", f"model.pretrained={run}"]))
+    config = load_config(None, [f"model.pretrained={run}"])
     first = configs.inputs_stamp(config)
     (run / "train.log").write_text("a line another run appended\n")
     assert configs.inputs_stamp(config) == first
@@ -356,8 +356,19 @@ def test_the_inputs_stamp_follows_the_files_of_a_pretrained_run_folder(tmp_path)
     assert configs.inputs_stamp(config) != plain_folder
     shutil.rmtree(run)
     assert configs.inputs_stamp(config) not in {first, touched, plain_folder}
-    plain = local_runner.resolve_config(local_runner.parse_args([]))
-    assert configs.recipe_paths(plain) == {} and configs.inputs_stamp(plain) != first
+    assert configs.recipe_paths(load_config(None, [])) == {}
+
+
+def test_the_inputs_stamp_of_a_folder_it_cannot_read_is_a_token_not_a_traceback(tmp_path, monkeypatch):
+    config = load_config(None, [f"model.pretrained={tmp_path}"])
+    (tmp_path / "model.safetensors").write_bytes(b"x")
+
+    def vanished(path, *args, **kwargs):
+        raise FileNotFoundError(2, "No such file or directory", str(path))
+
+    monkeypatch.setattr(configs.os, "stat", vanished)
+    assert configs._stat_lines(tmp_path) == ["unreadable: No such file or directory"]
+    assert len(configs.inputs_stamp(config)) == 64
 
 
 def test_a_retrained_pretrained_run_reruns_a_cached_trainer(tmp_path, capsys):

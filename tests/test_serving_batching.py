@@ -552,7 +552,7 @@ def test_sigterm_lets_a_rest_request_in_flight_finish(staged, tmp_path):
             assert chunk, f"the connection closed after {answer!r}"
             answer += chunk
     returncode, stderr = stop_devserver(process, signal.SIGTERM)
-    assert answer.startswith(b"HTTP/1.1 200 "), answer
+    assert answer.startswith(b"HTTP/1.1 200 ") and b"\r\nConnection: close\r\n" in answer, answer
     assert json.loads(answer.split(b"\r\n\r\n", 1)[1])["outputs"]["answer"] == [EXPECTED_ANSWERS[1][0]]
     assert returncode == 0, stderr
 

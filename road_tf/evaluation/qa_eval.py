@@ -156,7 +156,7 @@ def no_answer_auc(examples, outputs):
     Returns:
         AUC in [0, 1], or None unless both kinds of question occur.
     """
-    unanswerable = np.array([not example.answers for example in examples])
+    unanswerable = np.array([not example.answers for example in examples], dtype=bool)
     positives, negatives = int(unanswerable.sum()), int((~unanswerable).sum())
     if not positives or not negatives:
         return None

@@ -23,6 +23,7 @@ from road_tf.models.heads import NEG_INF
 from road_tf.models.task_model import encoder_of
 
 MASKED_SCORE = -1e9
+EVAL_DTYPE = "float32"  # run evaluation's SpanLogits: the dtype a run's dev metrics are measured in
 MODEL_SPEC = [tf.TensorSpec([None, None], tf.int32)] * 3
 # The embedding tables are only gathered from, so a frozen copy keeps them in variables, named as
 # keras-hub names them: the devserver reads their rows to check token inputs (serving/servables.py).
@@ -130,7 +131,7 @@ class SpanLogits(tf.Module):
     question, float32: 26.3 against 24.8 ms; bfloat16 20.2 against 17.3 ms).
     """
 
-    def __init__(self, model, head_name, dtype="float32", jit_compile=False, length_multiple=1, frozen=True,
+    def __init__(self, model, head_name, dtype=EVAL_DTYPE, jit_compile=False, length_multiple=1, frozen=True,
                  max_constant_bytes=0):
         super().__init__(name="span_logits")
         layers, blocks = _encoder_layers(encoder_of(model))
