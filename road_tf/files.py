@@ -305,7 +305,7 @@ def check_path_length(path, what):
         raise RoadError(f"{what} {shown(str(path))}: holds a name longer than {NAME_MAX} bytes, which no file system "
                         "here allows")
     if len(os.fsencode(os.path.abspath(path))) >= PATH_MAX:
-        raise RoadError(f"{what} {str(path)[:80]}...: longer than {PATH_MAX - 1} bytes, which no path here may be")
+        raise RoadError(f"{what} {shown(str(path))}: longer than {PATH_MAX - 1} bytes, which no path here may be")
 
 
 def check_climbs(path, what):
