@@ -333,8 +333,17 @@ def seed_states(model):
     return [variable for variable in model.non_trainable_variables if variable.path.endswith("seed_generator_state")]
 
 
+def time_left(seconds):
+    """`seconds` (>= 0) as the progress line shows a stage's remaining time: "<1 min", "38 min", "1 h 05 min"."""
+    minutes = round(seconds / 60)
+    if minutes < 1:
+        return "<1 min"
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
 class StageProgress(keras.callbacks.Callback):
-    """One console line per stretch of steps: `[stage] step 120/400  loss 2.31  1.2 s/step`.
+    """One console line per stretch of steps: `[stage] step 120/400  loss 2.31  1.20 s/step  6 min left`
+    (the time left at the mean rate of this process's steps so far; none on the last line).
 
     Args:
         stage: the stage's name; steps: its total steps; lines: about how many lines a stage prints.
@@ -356,7 +365,9 @@ class StageProgress(keras.callbacks.Callback):
         rate = (time.monotonic() - self.started) / max(step - self.first_step, 1)
         loss = (logs or {}).get("loss")
         loss_text = f"  loss {float(loss):.4f}" if loss is not None else ""
-        print(f"  [{self.stage}] step {step}/{self.steps}{loss_text}  {rate:.2f} s/step", file=self.stream, flush=True)
+        left = f"  {time_left(rate * (self.steps - step))} left" if step < self.steps else ""
+        print(f"  [{self.stage}] step {step}/{self.steps}{loss_text}  {rate:.2f} s/step{left}", file=self.stream,
+              flush=True)
 
 
 def evaluation_dir(stage_dir, train_config):

@@ -1,5 +1,7 @@
 """Checkpointed training: a killed run resumes to the same weights as an uninterrupted one."""
 
+import io
+
 import numpy as np
 import pytest
 import keras
@@ -176,3 +178,33 @@ def test_damaged_evaluations_are_one_error_naming_them(tmp_path, text):
         training.best_eval(tmp_path)
     (tmp_path / training.EVALS_FILE).write_text('[{"step": 10, "value": 50.0}, {"step": 20, "value": 52.5}]')
     assert training.best_eval(tmp_path)["step"] == 20
+
+
+@pytest.mark.parametrize("seconds,shown", [(0, "<1 min"), (29, "<1 min"), (31, "1 min"), (38 * 60, "38 min"),
+                                           (3599, "1 h 00 min"), (3600 + 5 * 60, "1 h 05 min"),
+                                           (26 * 3600, "26 h 00 min")])
+def test_time_left_reads_as_minutes_and_hours(seconds, shown):
+    assert training.time_left(seconds) == shown
+
+
+class _FakeIterations:
+    def __init__(self):
+        self.value = 0
+
+    def numpy(self):
+        return self.value
+
+
+def test_progress_lines_say_the_time_left_at_the_mean_step_time(monkeypatch):
+    """A stage of 400 steps at 3 s a step: at step 200, 10 min left; the last line says none."""
+    clock = iter([100.0, 100.0 + 3 * 199, 100.0 + 3 * 399])
+    monkeypatch.setattr(training.time, "monotonic", lambda: next(clock))
+    stream = io.StringIO()
+    progress = training.StageProgress("student", 400, lines=2, stream=stream)
+    iterations = _FakeIterations()
+    progress.set_model(type("Model", (), {"optimizer": type("Optimizer", (), {"iterations": iterations})()})())
+    for step in (1, 200, 400):
+        iterations.value = step
+        progress.on_train_batch_end(step, {"loss": 1.5})
+    assert stream.getvalue().splitlines() == ["  [student] step 200/400  loss 1.5000  3.00 s/step  10 min left",
+                                              "  [student] step 400/400  loss 1.5000  3.00 s/step"]
