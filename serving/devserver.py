@@ -11,9 +11,11 @@ dropping requests. With --enable_batching it batches concurrent requests as TF S
 """
 
 import argparse
+import errno
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -247,11 +249,20 @@ class DevServer:
         self._rest_thread = None
 
     def start(self):
-        """Binds both ports, loads the models, then serves on both ports.
+        """Reserves both ports, loads the models, then listens and serves on both ports: as with TF
+        Serving, a connection made while the models load is refused, not left waiting.
 
         Raises:
             RoadError: a port cannot be bound (found before any model loads, which can take minutes).
         """
+        probes = reserve_port(self._host, self._grpc_port, "gRPC")
+        try:
+            if self._rest_port:
+                self._rest = self._bound_rest_server()
+            self.registry.start()
+        finally:
+            for probe in probes:
+                probe.close()
         self._grpc = build_server(self.registry, self._max_request_bytes, self._grpc_max_threads, self._limits,
                                   self._in_flight)
         address = host_port(self._host, self._grpc_port)
@@ -261,22 +272,30 @@ class DevServer:
             raise RoadError(f"cannot listen for gRPC on {address}: {error}") from None
         if not bound:
             raise RoadError(f"cannot listen for gRPC on {address}")
-        if self._rest_port:
-            try:
-                self._rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes,
-                                        self._limits, self._rest_max_connections, self._rest_timeout_seconds,
-                                        self._in_flight)
-            except OSError as error:
-                raise RoadError(f"cannot listen for REST on {host_port(self._host, self._rest_port)}: "
-                                f"{error.strerror}") from None
-        self.registry.start()
         self._grpc.start()
         self._grpc_started = True
         LOG.info("gRPC API at %s", host_port(self._host, bound))
         if self._rest is not None:
+            try:
+                self._rest.server_activate()
+            except OSError as error:  # another server bound the port meanwhile and listens first
+                raise RoadError(f"cannot listen for REST on {host_port(self._host, self._rest_port)}: "
+                                f"{error.strerror}") from None
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
             self._rest_thread.start()
             LOG.info("REST API at http://%s", host_port(self._host, self._rest.server_address[1]))
+
+    def _bound_rest_server(self):
+        """The RestServer, its port bound but not yet listening (`server_activate`)."""
+        rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes, self._limits,
+                          self._rest_max_connections, self._rest_timeout_seconds, self._in_flight)
+        try:
+            rest.server_bind()
+        except OSError as error:
+            rest.server_close()
+            raise RoadError(f"cannot listen for REST on {host_port(self._host, self._rest_port)}: "
+                            f"{error.strerror}") from None
+        return rest
 
     def stop(self, grace_seconds=5.0):
         """Stops accepting connections, lets gRPC calls and REST requests in flight finish (within
@@ -320,6 +339,38 @@ class _SignalWatch:
         while not self._event.wait(0.5):
             pass
         return self.received
+
+
+def reserve_port(host, port, what):
+    """Sockets bound (not listening) to `port` on each address `host` resolves to, which the caller
+    closes just before the real server binds: a port in use is found before the models load, and a
+    client that connects meanwhile is refused. [] for port 0 (any free port).
+
+    Raises:
+        RoadError: an address is in use or not allowed (EADDRINUSE, EACCES). Other failures (e.g. an
+            IPv6 address on a machine without IPv6) are left for the server's own bind to report.
+    """
+    if not port:
+        return []
+    try:
+        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return []
+    probes = []
+    for family, kind, protocol, _, address in addresses:
+        probe = socket.socket(family, kind, protocol)
+        probes.append(probe)
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:  # the IPv4 address of a dual-stack host has a probe of its own
+            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                for each in probes:
+                    each.close()
+                raise RoadError(f"cannot listen for {what} on {host_port(host, port)}: {error.strerror}") from None
+    return probes
 
 
 @cli_main

@@ -387,6 +387,8 @@ class RestServer(socketserver.TCPServer):
 
     Args:
         address: (host, port) to listen on; a host with a colon is an IPv6 address ("::1", "::").
+            The owner binds it (`server_bind`) and later listens (`server_activate`), so that it
+            can hold the port while it is not ready to answer.
         registry: the ModelRegistry to serve.
         max_request_bytes: larger request bodies are answered 413 without being parsed.
         limits: the serving.limits.RequestLimits of predict requests.
@@ -416,7 +418,7 @@ class RestServer(socketserver.TCPServer):
         self.answering.notify_on_leave(self._answered)
         self._slots = threading.BoundedSemaphore(max_connections)
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        super().__init__(address, _Connection)
+        super().__init__(address, _Connection, bind_and_activate=False)  # the owner binds and listens
 
     def finish_answers(self, timeout):
         """Waits up to `timeout` seconds until no request is being answered -> the number still being

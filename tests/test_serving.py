@@ -1079,3 +1079,40 @@ def test_devserver_listens_on_ipv6():
         assert raised.value.code() == grpc.StatusCode.NOT_FOUND
     finally:
         server.stop()
+
+
+class GatedLoad(ModelRegistry):
+    """A registry of no models whose loading waits until `go` is set."""
+
+    def __init__(self):
+        super().__init__([], 0)
+        self.loading, self.go = threading.Event(), threading.Event()
+
+    def start(self):
+        self.loading.set()
+        assert self.go.wait(60)
+        super().start()
+
+
+def test_devserver_refuses_connections_while_the_models_load():
+    """Both ports are held from the start but listen only once the models are loaded: a readiness
+    probe that merely connects must not pass while loading (TF Serving opens its ports then too)."""
+    registry = GatedLoad()
+    grpc_port, rest_port = free_port(), free_port()
+    server = devserver.DevServer(registry, "127.0.0.1", grpc_port, rest_port, MAX_REQUEST_BYTES, 2)
+    starting = threading.Thread(target=server.start)
+    starting.start()
+    try:
+        assert registry.loading.wait(60)
+        for port in (grpc_port, rest_port):
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        registry.go.set()
+        starting.join(60)
+        status, body = http_json("GET", f"http://127.0.0.1:{rest_port}/v1/models/absent")
+        assert status == 404 and "absent" in body["error"]
+        socket.create_connection(("127.0.0.1", grpc_port), timeout=5).close()
+    finally:
+        registry.go.set()
+        starting.join(60)
+        server.stop()
