@@ -343,7 +343,8 @@ def time_left(seconds):
 
 class StageProgress(keras.callbacks.Callback):
     """One console line per stretch of steps: `[stage] step 120/400  loss 2.31  1.20 s/step  6 min left`
-    (the time left at the mean rate of this process's steps so far; none on the last line).
+    (the time left at the mean rate of this process's steps so far; no time on the line of its
+    first step, which has none yet, and none left on the last line).
 
     Args:
         stage: the stage's name; steps: its total steps; lines: about how many lines a stage prints.
@@ -362,12 +363,14 @@ class StageProgress(keras.callbacks.Callback):
             self.started, self.first_step = time.monotonic(), step
         if step % self.every and step < self.steps:
             return
-        rate = (time.monotonic() - self.started) / max(step - self.first_step, 1)
         loss = (logs or {}).get("loss")
         loss_text = f"  loss {float(loss):.4f}" if loss is not None else ""
-        left = f"  {time_left(rate * (self.steps - step))} left" if step < self.steps else ""
-        print(f"  [{self.stage}] step {step}/{self.steps}{loss_text}  {rate:.2f} s/step{left}", file=self.stream,
-              flush=True)
+        timing = ""
+        if step > self.first_step:  # the first step this process took has no step time yet
+            rate = (time.monotonic() - self.started) / (step - self.first_step)
+            left = f"  {time_left(rate * (self.steps - step))} left" if step < self.steps else ""
+            timing = f"  {rate:.2f} s/step{left}"
+        print(f"  [{self.stage}] step {step}/{self.steps}{loss_text}{timing}", file=self.stream, flush=True)
 
 
 def evaluation_dir(stage_dir, train_config):

@@ -57,6 +57,8 @@ MAXIMA = {"port": MAX_PORT, "rest_api_port": MAX_PORT, "max_request_bytes": MAX_
 SECONDS_FLAGS = ("rest_timeout_seconds", "file_system_poll_wait_seconds")
 MIN_POLL_SECONDS = 0.1
 """The shortest wait between polls of the model folders: a shorter one would list them in a busy loop."""
+WILDCARD_HOSTS = ("0.0.0.0", "::")
+"""Hosts that mean every address; gRPC listens on both IPv4 and IPv6 for either."""
 PRINTABLE_NAME = "a model name must be printable (a line break or control character would split the log lines)"
 
 
@@ -249,11 +251,12 @@ class DevServer:
         self._rest_thread = None
 
     def start(self):
-        """Reserves both ports, loads the models, then listens and serves on both ports: as with TF
+        """Checks both ports, loads the models, then listens and serves on both ports: as with TF
         Serving, a connection made while the models load is refused, not left waiting.
 
         Raises:
-            RoadError: a port cannot be bound (found before any model loads, which can take minutes).
+            RoadError: a port is in use (found before any model loads, which can take minutes), or
+                was taken by another server while they loaded.
         """
         probes = reserve_port(self._host, self._grpc_port, "gRPC")
         try:
@@ -272,30 +275,36 @@ class DevServer:
             raise RoadError(f"cannot listen for gRPC on {address}: {error}") from None
         if not bound:
             raise RoadError(f"cannot listen for gRPC on {address}")
+        if self._rest is not None:
+            self._rest_call(self._rest.server_activate)
         self._grpc.start()
         self._grpc_started = True
         LOG.info("gRPC API at %s", host_port(self._host, bound))
         if self._rest is not None:
-            try:
-                self._rest.server_activate()
-            except OSError as error:  # another server bound the port meanwhile and listens first
-                raise RoadError(f"cannot listen for REST on {host_port(self._host, self._rest_port)}: "
-                                f"{error.strerror}") from None
             self._rest_thread = threading.Thread(target=self._rest.serve_forever, name="rest", daemon=True)
             self._rest_thread.start()
             LOG.info("REST API at http://%s", host_port(self._host, self._rest.server_address[1]))
 
     def _bound_rest_server(self):
         """The RestServer, its port bound but not yet listening (`server_activate`)."""
-        rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes, self._limits,
-                          self._rest_max_connections, self._rest_timeout_seconds, self._in_flight)
+        rest = self._rest_call(lambda: RestServer((self._host, self._rest_port), self.registry,
+                                                  self._max_request_bytes, self._limits, self._rest_max_connections,
+                                                  self._rest_timeout_seconds, self._in_flight))
         try:
-            rest.server_bind()
-        except OSError as error:
+            self._rest_call(rest.server_bind)
+        except RoadError:
             rest.server_close()
-            raise RoadError(f"cannot listen for REST on {host_port(self._host, self._rest_port)}: "
-                            f"{error.strerror}") from None
+            raise
         return rest
+
+    def _rest_call(self, call):
+        """call() -> its result; an OSError (the REST socket cannot be made, bound or listen, e.g. a
+        port another server took while the models loaded) as a RoadError naming the address."""
+        try:
+            return call()
+        except OSError as error:
+            raise RoadError(f"cannot listen for REST on {host_port(self._host, self._rest_port)}: "
+                            f"{error.strerror or error}") from None
 
     def stop(self, grace_seconds=5.0):
         """Stops accepting connections, lets gRPC calls and REST requests in flight finish (within
@@ -342,34 +351,44 @@ class _SignalWatch:
 
 
 def reserve_port(host, port, what):
-    """Sockets bound (not listening) to `port` on each address `host` resolves to, which the caller
-    closes just before the real server binds: a port in use is found before the models load, and a
-    client that connects meanwhile is refused. [] for port 0 (any free port).
+    """Sockets bound (not listening) to `port` on each address `host` resolves to (both IPv4 and
+    IPv6 for a wildcard host, as gRPC listens on both), which the caller closes just before the
+    real server binds: a port another server listens on is found before the models load, and a
+    client that connects meanwhile is refused. They check the port rather than hold it: another
+    server may still take it while the models load (reported when the real server binds).
+    [] for port 0 (any free port).
 
     Raises:
-        RoadError: an address is in use or not allowed (EADDRINUSE, EACCES). Other failures (e.g. an
-            IPv6 address on a machine without IPv6) are left for the server's own bind to report.
+        RoadError: the host does not resolve, or an address is in use or not allowed (EADDRINUSE,
+            EACCES). Other failures (e.g. IPv6 on a machine without it) are the real bind's to report.
     """
     if not port:
         return []
     try:
-        addresses = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror:
-        return []
+        addresses = socket.getaddrinfo(None if host in WILDCARD_HOSTS else host, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+    except socket.gaierror as error:
+        raise RoadError(f"cannot listen for {what} on {host_port(host, port)}: {error.strerror}") from None
     probes = []
-    for family, kind, protocol, _, address in addresses:
-        probe = socket.socket(family, kind, protocol)
-        probes.append(probe)
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if family == socket.AF_INET6:  # the IPv4 address of a dual-stack host has a probe of its own
-            probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        try:
-            probe.bind(address)
-        except OSError as error:
-            if error.errno in (errno.EADDRINUSE, errno.EACCES):
-                for each in probes:
-                    each.close()
-                raise RoadError(f"cannot listen for {what} on {host_port(host, port)}: {error.strerror}") from None
+    try:
+        for family, kind, protocol, _, address in addresses:
+            try:
+                probe = socket.socket(family, kind, protocol)
+            except OSError:  # no such address family here
+                continue
+            probes.append(probe)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # the IPv4 address of a dual-stack host has a probe of its own
+                probe.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            try:
+                probe.bind(address)
+            except OSError as error:
+                if error.errno in (errno.EADDRINUSE, errno.EACCES):
+                    raise RoadError(f"cannot listen for {what} on {host_port(host, port)}: {error.strerror}") from None
+    except BaseException:
+        for probe in probes:
+            probe.close()
+        raise
     return probes
 
 

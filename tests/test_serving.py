@@ -1100,7 +1100,15 @@ def test_devserver_refuses_connections_while_the_models_load():
     registry = GatedLoad()
     grpc_port, rest_port = free_port(), free_port()
     server = devserver.DevServer(registry, "127.0.0.1", grpc_port, rest_port, MAX_REQUEST_BYTES, 2)
-    starting = threading.Thread(target=server.start)
+    failures = []
+
+    def start():
+        try:
+            server.start()
+        except BaseException as error:
+            failures.append(error)
+
+    starting = threading.Thread(target=start)
     starting.start()
     try:
         assert registry.loading.wait(60)
@@ -1109,6 +1117,7 @@ def test_devserver_refuses_connections_while_the_models_load():
                 socket.create_connection(("127.0.0.1", port), timeout=5).close()
         registry.go.set()
         starting.join(60)
+        assert not failures and not starting.is_alive()
         status, body = http_json("GET", f"http://127.0.0.1:{rest_port}/v1/models/absent")
         assert status == 404 and "absent" in body["error"]
         socket.create_connection(("127.0.0.1", grpc_port), timeout=5).close()
@@ -1116,3 +1125,20 @@ def test_devserver_refuses_connections_while_the_models_load():
         registry.go.set()
         starting.join(60)
         server.stop()
+
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_a_wildcard_host_finds_a_port_in_use_on_either_address_family(host):
+    """gRPC listens on IPv4 and IPv6 for either wildcard: an IPv4 listener must stop `--host ::` too."""
+    with socket.create_server(("0.0.0.0", 0)) as listener:
+        port = listener.getsockname()[1]
+        with pytest.raises(RoadError, match=f"cannot listen for gRPC on .*:{port}: Address already in use"):
+            devserver.reserve_port(host, port, "gRPC")
+    for probe in devserver.reserve_port(host, port, "gRPC"):
+        probe.close()
+
+
+def test_a_host_that_does_not_resolve_is_one_error_before_loading():
+    with pytest.raises(RoadError, match="cannot listen for gRPC on no-such-host.invalid:8500: "):
+        devserver.reserve_port("no-such-host.invalid", 8500, "gRPC")

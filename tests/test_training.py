@@ -208,3 +208,14 @@ def test_progress_lines_say_the_time_left_at_the_mean_step_time(monkeypatch):
         progress.on_train_batch_end(step, {"loss": 1.5})
     assert stream.getvalue().splitlines() == ["  [student] step 200/400  loss 1.5000  3.00 s/step  10 min left",
                                               "  [student] step 400/400  loss 1.5000  3.00 s/step"]
+
+
+def test_the_first_step_a_process_prints_has_no_step_time_yet(monkeypatch):
+    monkeypatch.setattr(training.time, "monotonic", lambda: 5.0)
+    stream = io.StringIO()
+    progress = training.StageProgress("student", 30, stream=stream)
+    iterations = _FakeIterations()
+    progress.set_model(type("Model", (), {"optimizer": type("Optimizer", (), {"iterations": iterations})()})())
+    iterations.value = 7  # a resumed stage's first step, on a line of its own (every step prints)
+    progress.on_train_batch_end(0, {"loss": 2.0})
+    assert stream.getvalue() == "  [student] step 7/30  loss 2.0000\n"
