@@ -167,12 +167,22 @@ def write_atomic(path, payload):
     or a missing folder's nearest existing ancestor goes (`check_folder`), is left alone: RoadError
     names it.
     """
-    path = pathlib.Path(os.path.realpath(path))
-    kind = non_file_kind(path)
-    if kind:
-        raise RoadError(f"{path}: is {kind}, not a file to write")
-    with atomic_target(path) as tmp:
-        tmp.write_bytes(payload.encode("utf-8") if isinstance(payload, str) else payload)
+    write_all_atomic({path: payload})
+
+
+def write_all_atomic(payloads):
+    """`write_atomic` of each {path: payload}, renamed only once every temporary file is written: a
+    failure (a full disk, a folder in the way) leaves every one of the files as it was."""
+    targets = []
+    for path, payload in payloads.items():
+        path = pathlib.Path(os.path.realpath(path))
+        kind = non_file_kind(path)
+        if kind:
+            raise RoadError(f"{path}: is {kind}, not a file to write")
+        targets.append((path, payload.encode("utf-8") if isinstance(payload, str) else payload))
+    with contextlib.ExitStack() as renames:
+        for path, payload in targets:
+            renames.enter_context(atomic_target(path)).write_bytes(payload)
 
 
 def file_sha256(path):
@@ -187,8 +197,13 @@ def file_sha256(path):
 def write_data_file(path, text):
     """`write_atomic` of `text` (str, as UTF-8), gzipped when `path`'s name ends in `.gz`: the readers
     (`is_gzipped`) take such a name for gzip."""
-    payload = text.encode("utf-8")
-    write_atomic(path, gzip.compress(payload, mtime=0) if pathlib.Path(path).name.endswith(".gz") else payload)
+    write_data_files({path: text})
+
+
+def write_data_files(texts):
+    """`write_data_file` of each {path: text}, all renamed only once all are written (`write_all_atomic`)."""
+    write_all_atomic({path: gzip.compress(text.encode("utf-8"), mtime=0) if pathlib.Path(path).name.endswith(".gz")
+                      else text.encode("utf-8") for path, text in texts.items()})
 
 
 @contextlib.contextmanager

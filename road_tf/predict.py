@@ -28,7 +28,7 @@ from road_tf.evaluation.answerer import ANSWER_INPUTS
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
 from road_tf.files import (SAVED_MODEL_FILE, check_distinct, check_writable_file, entry_kind, holds_saved_model,
-                           lies_within, require_folder, versions, write_data_file)
+                           lies_within, require_folder, versions, write_data_files)
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 DEFAULT_BATCH_SIZE = 32
@@ -206,9 +206,10 @@ def main(argv=None):
     answer_fn, _ = load_answer_fn(folder)
     outputs = answer_all(answer_fn, folder, args.data, examples, args.batch_size)
     predictions, na_probs = squad_outputs(examples, outputs)
-    write_data_file(args.output, json.dumps(predictions, indent=2) + "\n")
+    texts = {args.output: json.dumps(predictions, indent=2) + "\n"}
     if args.na_probs:
-        write_data_file(args.na_probs, json.dumps(na_probs, indent=2) + "\n")
+        texts[args.na_probs] = json.dumps(na_probs, indent=2) + "\n"
+    write_data_files(texts)  # both or neither: a failure must not leave new answers beside old probabilities
     recorded = folder / METRICS_FILE
     print(f"answered {len(examples)} questions with {folder}"
           + (f" (its recorded dev metrics: {recorded})" if recorded.is_file() else ""), file=sys.stderr)

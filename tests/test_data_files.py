@@ -6,6 +6,7 @@ import gzip
 import json
 import logging
 import os
+import pathlib
 import threading
 
 import pytest
@@ -14,7 +15,8 @@ from road_tf.data import glue
 from road_tf import evaluate
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import DataError, RoadError
-from road_tf.files import check_writable_dir, check_writable_file, fixed_temp, save_weights, versions, write_atomic
+from road_tf.files import (check_writable_dir, check_writable_file, fixed_temp, save_weights, versions, write_atomic,
+                           write_data_files)
 
 SQUAD = {"version": "v2.0", "data": [{"title": "T", "paragraphs": [{"context": "Ada wrote it.", "qas": [
     {"id": "q1", "question": "Who wrote it?", "answers": [{"text": "Ada", "answer_start": 0}],
@@ -253,3 +255,26 @@ def test_gold_tsv_skips_blank_lines_and_reads_a_header_with_blanks_around_its_na
     path = tmp_path / "gold.tsv"
     path.write_bytes(lines)
     assert evaluate._read_gold_labels(str(path), 2) == expected
+
+
+def test_files_written_together_are_all_kept_as_they_were_when_one_write_fails(tmp_path, monkeypatch):
+    """predict writes its answers and their no-answer probabilities together: a failure writing the
+    second (a full disk) must not leave new answers beside old probabilities."""
+    answers, probabilities = tmp_path / "preds.json", tmp_path / "na.json.gz"
+    write_data_files({answers: "old answers", probabilities: "old probabilities"})
+    writes = []
+    real_write = pathlib.Path.write_bytes
+
+    def write_then_fail(path, data):
+        writes.append(path)
+        if len(writes) == 2:
+            raise OSError(28, "No space left on device")
+        return real_write(path, data)
+
+    monkeypatch.setattr(pathlib.Path, "write_bytes", write_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_data_files({answers: "new answers", probabilities: "new probabilities"})
+    monkeypatch.undo()
+    assert answers.read_text() == "old answers"
+    assert gzip.decompress(probabilities.read_bytes()).decode() == "old probabilities"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["na.json.gz", "preds.json"]
