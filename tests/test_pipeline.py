@@ -371,6 +371,7 @@ def test_the_inputs_stamp_of_a_folder_it_cannot_read_is_a_token_not_a_traceback(
     assert len(configs.inputs_stamp(config)) == 64
 
 
+@pytest.mark.slow
 def test_a_retrained_pretrained_run_reruns_a_cached_trainer(tmp_path, capsys):
     """The Trainer reruns when the run folder its recipe starts from changes, and only then."""
     base = tmp_path / "base"
