@@ -272,11 +272,14 @@ class DevServer:
         try:
             bound = self._grpc.add_insecure_port(address)
         except RuntimeError as error:
-            raise RoadError(f"cannot listen for gRPC on {address}: {error}") from None
+            raise listen_error("gRPC", self._host, self._grpc_port, error) from None
         if not bound:
-            raise RoadError(f"cannot listen for gRPC on {address}")
+            raise listen_error("gRPC", self._host, self._grpc_port)
         if self._rest is not None:
-            self._rest_call(self._rest.server_activate)
+            try:
+                self._rest.server_activate()
+            except OSError as error:  # another server took the port while the models loaded
+                raise listen_error("REST", self._host, self._rest_port, error.strerror or error) from None
         self._grpc.start()
         self._grpc_started = True
         LOG.info("gRPC API at %s", host_port(self._host, bound))
@@ -287,24 +290,16 @@ class DevServer:
 
     def _bound_rest_server(self):
         """The RestServer, its port bound but not yet listening (`server_activate`)."""
-        rest = self._rest_call(lambda: RestServer((self._host, self._rest_port), self.registry,
-                                                  self._max_request_bytes, self._limits, self._rest_max_connections,
-                                                  self._rest_timeout_seconds, self._in_flight))
+        rest = None
         try:
-            self._rest_call(rest.server_bind)
-        except RoadError:
-            rest.server_close()
-            raise
+            rest = RestServer((self._host, self._rest_port), self.registry, self._max_request_bytes, self._limits,
+                              self._rest_max_connections, self._rest_timeout_seconds, self._in_flight)
+            rest.server_bind()
+        except OSError as error:  # the socket cannot be made (no IPv6 here) or bound
+            if rest is not None:
+                rest.server_close()
+            raise listen_error("REST", self._host, self._rest_port, error.strerror or error) from None
         return rest
-
-    def _rest_call(self, call):
-        """call() -> its result; an OSError (the REST socket cannot be made, bound or listen, e.g. a
-        port another server took while the models loaded) as a RoadError naming the address."""
-        try:
-            return call()
-        except OSError as error:
-            raise RoadError(f"cannot listen for REST on {host_port(self._host, self._rest_port)}: "
-                            f"{error.strerror or error}") from None
 
     def stop(self, grace_seconds=5.0):
         """Stops accepting connections, lets gRPC calls and REST requests in flight finish (within
@@ -350,6 +345,11 @@ class _SignalWatch:
         return self.received
 
 
+def listen_error(what, host, port, reason=None):
+    """The RoadError "cannot listen for WHAT on HOST:PORT[: REASON]"."""
+    return RoadError(f"cannot listen for {what} on {host_port(host, port)}" + (f": {reason}" if reason else ""))
+
+
 def reserve_port(host, port, what):
     """Sockets bound (not listening) to `port` on each address `host` resolves to (both IPv4 and
     IPv6 for a wildcard host, as gRPC listens on both), which the caller closes just before the
@@ -368,7 +368,7 @@ def reserve_port(host, port, what):
         addresses = socket.getaddrinfo(None if host in WILDCARD_HOSTS else host, port, type=socket.SOCK_STREAM,
                                        flags=socket.AI_PASSIVE)
     except socket.gaierror as error:
-        raise RoadError(f"cannot listen for {what} on {host_port(host, port)}: {error.strerror}") from None
+        raise listen_error(what, host, port, error.strerror) from None
     probes = []
     try:
         for family, kind, protocol, _, address in addresses:
@@ -384,7 +384,7 @@ def reserve_port(host, port, what):
                 probe.bind(address)
             except OSError as error:
                 if error.errno in (errno.EADDRINUSE, errno.EACCES):
-                    raise RoadError(f"cannot listen for {what} on {host_port(host, port)}: {error.strerror}") from None
+                    raise listen_error(what, host, port, error.strerror) from None
     except BaseException:
         for probe in probes:
             probe.close()

@@ -527,15 +527,21 @@ def test_a_model_that_compiles_with_xla_needs_the_xla_flag(tmp_path):
     assert served.loaded_versions() == [1]
 
 
-def test_sigterm_lets_a_rest_request_in_flight_finish(staged, tmp_path):
-    """A REST request whose body is still arriving when SIGTERM comes is answered before the models
-    unload (as gRPC calls are, within the grace period); its connection threads used to die with
-    the process."""
+def toy_devserver(staged, tmp_path):
+    """(a devserver subprocess serving the toy's version 1 as "toy", its REST port), once it answers."""
     base_path = tmp_path / "toy"
     install_version(staged[1], str(base_path), 1)
     rest_port = free_port()
     process = start_devserver([f"--port={free_port()}", f"--rest_api_port={rest_port}", "--model_name=toy",
                                f"--model_base_path={base_path}"], f"http://127.0.0.1:{rest_port}/v1/models/toy")
+    return process, rest_port
+
+
+def test_sigterm_lets_a_rest_request_in_flight_finish(staged, tmp_path):
+    """A REST request whose body is still arriving when SIGTERM comes is answered before the models
+    unload (as gRPC calls are, within the grace period); its connection threads used to die with
+    the process."""
+    process, rest_port = toy_devserver(staged, tmp_path)
     body = json.dumps({"inputs": {"question": [QA_EXAMPLES[0]["question"]],
                                   "context": [QA_EXAMPLES[0]["context"]]}}).encode("utf-8")
     with socket.create_connection(("127.0.0.1", rest_port), timeout=30) as connection:
@@ -560,11 +566,7 @@ def test_sigterm_lets_a_rest_request_in_flight_finish(staged, tmp_path):
 def test_sigterm_waits_for_an_unfinished_rest_request_only_the_grace_period(staged, tmp_path):
     """A body that never arrives holds the stop for the 5 s grace period, which the log names, not
     for --rest_timeout_seconds (10 s), after which the request would have ended as a 408."""
-    base_path = tmp_path / "toy"
-    install_version(staged[1], str(base_path), 1)
-    rest_port = free_port()
-    process = start_devserver([f"--port={free_port()}", f"--rest_api_port={rest_port}", "--model_name=toy",
-                               f"--model_base_path={base_path}"], f"http://127.0.0.1:{rest_port}/v1/models/toy")
+    process, rest_port = toy_devserver(staged, tmp_path)
     with socket.create_connection(("127.0.0.1", rest_port), timeout=30) as connection:
         connection.sendall(b"POST /v1/models/toy:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
         time.sleep(0.5)

@@ -195,14 +195,20 @@ class _FakeIterations:
         return self.value
 
 
+def progress_of(steps, **kwargs):
+    """(StageProgress of a stage of `steps` steps printing to a StringIO, that stream, the optimizer's
+    iterations it reads: set `.value` before each on_train_batch_end)."""
+    stream, iterations = io.StringIO(), _FakeIterations()
+    progress = training.StageProgress("student", steps, stream=stream, **kwargs)
+    progress.set_model(type("Model", (), {"optimizer": type("Optimizer", (), {"iterations": iterations})()})())
+    return progress, stream, iterations
+
+
 def test_progress_lines_say_the_time_left_at_the_mean_step_time(monkeypatch):
     """A stage of 400 steps at 3 s a step: at step 200, 10 min left; the last line says none."""
     clock = iter([100.0, 100.0 + 3 * 199, 100.0 + 3 * 399])
     monkeypatch.setattr(training.time, "monotonic", lambda: next(clock))
-    stream = io.StringIO()
-    progress = training.StageProgress("student", 400, lines=2, stream=stream)
-    iterations = _FakeIterations()
-    progress.set_model(type("Model", (), {"optimizer": type("Optimizer", (), {"iterations": iterations})()})())
+    progress, stream, iterations = progress_of(400, lines=2)
     for step in (1, 200, 400):
         iterations.value = step
         progress.on_train_batch_end(step, {"loss": 1.5})
@@ -212,10 +218,7 @@ def test_progress_lines_say_the_time_left_at_the_mean_step_time(monkeypatch):
 
 def test_the_first_step_a_process_prints_has_no_step_time_yet(monkeypatch):
     monkeypatch.setattr(training.time, "monotonic", lambda: 5.0)
-    stream = io.StringIO()
-    progress = training.StageProgress("student", 30, stream=stream)
-    iterations = _FakeIterations()
-    progress.set_model(type("Model", (), {"optimizer": type("Optimizer", (), {"iterations": iterations})()})())
+    progress, stream, iterations = progress_of(30)
     iterations.value = 7  # a resumed stage's first step, on a line of its own (every step prints)
     progress.on_train_batch_end(0, {"loss": 2.0})
     assert stream.getvalue() == "  [student] step 7/30  loss 2.0000\n"
