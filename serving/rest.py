@@ -387,8 +387,8 @@ class RestServer(socketserver.TCPServer):
 
     Args:
         address: (host, port) to listen on; a host with a colon is an IPv6 address ("::1", "::").
-            The owner binds it (`server_bind`) and later listens (`server_activate`), so that it
-            can hold the port while it is not ready to answer.
+            The owner binds it (`server_bind`) and listens (`server_activate`) only once it is
+            ready to answer: until then a connection is refused.
         registry: the ModelRegistry to serve.
         max_request_bytes: larger request bodies are answered 413 without being parsed.
         limits: the serving.limits.RequestLimits of predict requests.
