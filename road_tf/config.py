@@ -210,6 +210,9 @@ class DataConfig:
     # records are errors (skipped with skip_bad_records). SQuAD's longest paragraphs are a few KB.
     # An exported QA model refuses a longer question or context too (QAAnswerer).
     max_context_bytes: int = 100_000
+    # > 0: for this share of the main span task's answerable training questions, also the question
+    # asked of its context without its answers' sentences, unanswerable (road_tf/data/unanswerable.py).
+    unanswerable_share: float = 0.0
 
     def validate(self, prefix="data"):
         _check(self.source in ("synthetic", "json", "tfds"), f"{prefix}.source",
@@ -235,6 +238,8 @@ class DataConfig:
                f"must be in [1, {MAX_TEXT_BYTES}] (1 GiB, the largest data file read), got {self.max_context_bytes}")
         for name in ("max_train_examples", "max_eval_examples"):
             _check(getattr(self, name) >= 0, f"{prefix}.{name}", "must be 0 (all) or positive")
+        _check(0.0 <= self.unanswerable_share <= 1.0, f"{prefix}.unanswerable_share",
+               f"must be in [0, 1], got {self.unanswerable_share}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,12 +10,13 @@ import logging
 import pathlib
 import socket
 
-from road_tf.data import synthetic
+from road_tf.data import synthetic, unanswerable
 from road_tf.data.examples import parse_all
 from road_tf.data.json_files import parse_json, read_text
 from road_tf.data.squad import document_questions, split_for_training
 from road_tf.errors import ConfigError, DataError, first_line
 from road_tf.files import write_atomic
+from road_tf.registry import SPAN
 
 CACHE_ROOT = pathlib.Path("runs") / "cache"
 # Where TFDS downloads from; one short connection attempt tells whether it can.
@@ -185,6 +186,8 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
     if limit:
         examples = examples[:limit]
     examples = within_length_limit(examples, path, data_config)
+    if split == "train" and is_main_task and task.kind == SPAN and data_config.unanswerable_share:
+        examples = unanswerable.with_unanswerable(examples, data_config.unanswerable_share)
     if not examples:
         raise DataError(path, f"holds no usable {split} examples for task {task.name!r}")
     logging.info("%s/%s: %d examples from %s", task.name, split, len(examples), source)
