@@ -268,6 +268,7 @@ def main(argv=None):
         print(f"examples: {prepare_examples(args, config, pathlib.Path(args.root).absolute())}")
         return 0
     config_lib.check_pretrained_folders(config)  # the Trainer reads them; stop before any component runs
+    config_lib.check_run_vocabularies(config)
     pushed, reason = run(args, config)
     print(f"gate: {reason}")
     print(f"pushed: {pushed[0]}" if pushed else "pushed: nothing")

@@ -8,6 +8,7 @@ field is reported by its dotted name.
 import collections
 import dataclasses
 import hashlib
+import logging
 import math
 import pathlib
 import shlex
@@ -16,6 +17,7 @@ from typing import Optional, Tuple
 
 import yaml
 
+from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import DECIMAL_NUMBER, ConfigError, decimal_integer, first_line, shown, utf8_problem
 from road_tf.files import entry_kind, read_config_bytes, require_folder
 from road_tf.registry import KD_LOSSES, TASKS
@@ -939,6 +941,46 @@ def check_pretrained_folders(config):
         if model.pretrained not in PRETRAINED_KEYWORDS:
             require_folder(model.pretrained, f"{field}.pretrained {model.pretrained}",
                            "checkpoint folder or run directory", train_first(model.pretrained))
+
+
+def check_run_vocabularies(config):
+    """Fails when a folder this run's encoders come from holds token ids of another vocabulary than
+    `data.vocab`: a run folder (`model.pretrained`, a teacher's `pretrained` or `run`) trained with a
+    `data.vocab` of other pieces, or a checkpoint folder whose vocab.txt has other pieces. Sizes are
+    checked when the encoders load; this finds vocabularies of one size that differ (ids would be read
+    as other pieces). A run's vocabulary file that can no longer be read is not compared (a warning says so).
+
+    Raises:
+        ConfigError: naming the setting, the folder, both vocabularies and the first id they differ at.
+    """
+    folders = {f"{field}.pretrained": model.pretrained for field, model in model_sections(config).items()
+               if model.pretrained not in PRETRAINED_KEYWORDS}
+    folders.update({f"distillation.teachers[{i}].run": teacher.run
+                    for i, teacher in enumerate(config.distillation.teachers) if teacher.run})
+    pieces = None
+    for field, folder in folders.items():
+        if is_run_directory(folder):
+            theirs = config_of_run(folder).data.vocab
+            try:
+                their_pieces = read_vocab(vocab_path(theirs))
+            except ConfigError as error:
+                logging.warning("%s: not comparing the run's vocabulary with data.vocab: %s", field, error)
+                continue
+            described = f"the run {folder} was trained with data.vocab {theirs}"
+        elif entry_kind(pathlib.Path(folder) / "vocab.txt") == "a file":
+            their_pieces = read_vocab(pathlib.Path(folder) / "vocab.txt")
+            described = f"the checkpoint's {pathlib.Path(folder) / 'vocab.txt'}"
+        else:
+            continue
+        pieces = read_vocab(vocab_path(config.data.vocab)) if pieces is None else pieces
+        if their_pieces != pieces:
+            differ = next((i for i, (a, b) in enumerate(zip(their_pieces, pieces)) if a != b),
+                          min(len(their_pieces), len(pieces)))
+            theirs_at = repr(their_pieces[differ]) if differ < len(their_pieces) else "nothing"
+            ours_at = repr(pieces[differ]) if differ < len(pieces) else "nothing"
+            raise ConfigError(f"{field}: {described} ({len(their_pieces)} pieces), other pieces than this run's "
+                              f"data.vocab {config.data.vocab} ({len(pieces)}): id {differ} is {theirs_at} there, "
+                              f"{ours_at} here; set data.vocab to the vocabulary the encoder was trained with")
 
 
 def config_of_run(run):

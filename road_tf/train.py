@@ -168,6 +168,7 @@ def preflight(config, output_dir, folder=OUTPUT_DIR):
         check_model_folder(config.export.model_folder(), "export.base_dir")
     check_teacher_files(config.distillation)
     config_lib.check_pretrained_folders(config)
+    config_lib.check_run_vocabularies(config)
     if config.data.vocab != "minilm":
         read_vocab(vocab_path(config.data.vocab))
     if config.data.source == "json":

@@ -1,0 +1,88 @@
+"""An encoder from a run folder or checkpoint folder must have been trained with data.vocab's pieces,
+not only with as many pieces (`config.check_run_vocabularies`)."""
+
+import json
+
+import pytest
+
+from road_tf import train
+from road_tf.config import check_run_vocabularies, dump_yaml, load_config
+from road_tf.data.vocab import read_vocab, vocab_path
+from road_tf.errors import ConfigError
+from test_runs import tiny_args
+
+PIECES = read_vocab(vocab_path("minilm"))
+
+
+def vocab_file(path, pieces):
+    path.write_text("\n".join(pieces) + "\n", encoding="utf-8")
+    return path
+
+
+def swapped(first, second):
+    """The MiniLM pieces with ids `first` and `second` exchanged: same size, other ids."""
+    pieces = list(PIECES)
+    pieces[first], pieces[second] = pieces[second], pieces[first]
+    return pieces
+
+
+def finished_run(folder, *pairs):
+    """A folder that reads as a finished run of the config `pairs` give (config.yaml, metrics.json)."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text(dump_yaml(load_config(None, pairs)))
+    (folder / "metrics.json").write_text(json.dumps({"final": {}}))
+    return folder
+
+
+def test_a_run_trained_with_other_pieces_of_the_same_count_is_refused(tmp_path):
+    other = vocab_file(tmp_path / "other.txt", swapped(2000, 2001))
+    run = finished_run(tmp_path / "run", f"data.vocab={other}")
+    with pytest.raises(ConfigError) as raised:
+        check_run_vocabularies(load_config(None, [f"model.pretrained={run}"]))
+    assert str(raised.value) == (
+        f"model.pretrained: the run {run} was trained with data.vocab {other} (30522 pieces), other pieces than this "
+        f"run's data.vocab minilm (30522): id 2000 is {PIECES[2001]!r} there, {PIECES[2000]!r} here; set data.vocab "
+        "to the vocabulary the encoder was trained with")
+    check_run_vocabularies(load_config(None, [f"model.pretrained={run}", f"data.vocab={other}"]))
+
+
+def test_a_same_vocabulary_in_another_file_and_the_bundled_one_pass(tmp_path):
+    copy = vocab_file(tmp_path / "copy.txt", PIECES)
+    run = finished_run(tmp_path / "run", f"data.vocab={copy}")
+    check_run_vocabularies(load_config(None, [f"model.pretrained={run}"]))
+    check_run_vocabularies(load_config(None, [f"model.pretrained={finished_run(tmp_path / 'bundled')}"]))
+
+
+def test_teacher_runs_and_checkpoint_folders_are_compared_too(tmp_path):
+    longer = vocab_file(tmp_path / "longer.txt", PIECES + ["[extra]"])
+    run = finished_run(tmp_path / "run", f"data.vocab={longer}")
+    with pytest.raises(ConfigError, match=r"^distillation.teachers\[0\].run: the run .* \(30523 pieces\), .* "
+                                          r"\(30522\): id 30522 is '\[extra\]' there, nothing here;"):
+        check_run_vocabularies(load_config(None, [f"distillation.teachers=[{{run: {run}}}]"]))
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    vocab_file(checkpoint / "vocab.txt", swapped(5, 7))
+    with pytest.raises(ConfigError, match=rf"^model.pretrained: the checkpoint's {checkpoint / 'vocab.txt'} \(30522 "
+                                          r"pieces\), .*: id 5 is"):
+        check_run_vocabularies(load_config(None, [f"model.pretrained={checkpoint}"]))
+    (checkpoint / "vocab.txt").unlink()
+    check_run_vocabularies(load_config(None, [f"model.pretrained={checkpoint}"]))
+
+
+def test_a_run_whose_vocabulary_file_is_gone_is_not_compared(tmp_path, caplog):
+    gone = vocab_file(tmp_path / "gone.txt", swapped(2000, 2001))
+    run = finished_run(tmp_path / "run", f"data.vocab={gone}")
+    gone.unlink()
+    check_run_vocabularies(load_config(None, [f"model.pretrained={run}"]))
+    assert "model.pretrained: not comparing the run's vocabulary with data.vocab: data.vocab: no vocabulary file" in caplog.text
+
+
+def test_train_stops_on_it_with_one_line_before_writing(tmp_path, capsys):
+    other = vocab_file(tmp_path / "other.txt", swapped(2000, 2001))
+    run = finished_run(tmp_path / "run", f"data.vocab={other}")
+    with pytest.raises(SystemExit) as exited:
+        train.main(tiny_args(tmp_path, f"model.pretrained={run}", "export.enabled=false", output_dir=tmp_path / "out"))
+    assert exited.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "id 2000 is" in err[0]
+    assert not (tmp_path / "out").exists()
