@@ -51,6 +51,7 @@ def cache_teacher_logits(config, output):
         if not teacher.checkpoint:
             raise ConfigError(f"{field}: required to cache a teacher's logits")
         check_weights_file(teacher.checkpoint, field)
+    config_lib.check_run_vocabularies(config)
     notes = teacher_notes(teachers_config)  # before the weights load: what the logits come from
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)

@@ -20,7 +20,7 @@ import yaml
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import DECIMAL_NUMBER, ConfigError, decimal_integer, first_line, shown, utf8_problem
 from road_tf.files import entry_kind, read_config_bytes, require_folder
-from road_tf.registry import KD_LOSSES, TASKS
+from road_tf.registry import KD_LOSSES, SPAN, TASKS
 
 ENCODER_WEIGHTS = "encoder.weights.h5"  # a stage's encoder weights, which `model.pretrained` reads
 STAGE_WEIGHTS = "model.weights.h5"  # a stage's task model weights
@@ -40,7 +40,8 @@ PROJECTION_INITS = {"random": "glorot_uniform", "identity": "identity"}
 # Fields added after runs were named by a hash of their config's dump (train's runs/<recipe>-<hash>,
 # the experiment tables' runs): left out of the dump at these defaults, which behave as the runs
 # made before the field did, so those runs keep their names. These defaults must never change.
-OMITTED_AT_DEFAULT = {("distillation", "projection_init"): "random"}
+OMITTED_AT_DEFAULT = {("distillation", "projection_init"): "random", ("data", "unanswerable_share"): 0.0}
+ENCODER_VOCABULARY = "the encoder's vocabulary"  # names it in what check_run_vocabularies says
 MAX_STEPS = 2**31 - 1  # the most steps (or steps per checkpoint) a run may ask for
 MAX_YAML_DEPTH = 100  # the deepest bracket nesting a recipe or --set value may have
 MAX_TEXT_BYTES = 1 << 30  # the largest data.max_context_bytes: a text cannot outgrow the 1 GiB a data file may hold
@@ -213,7 +214,8 @@ class DataConfig:
     # An exported QA model refuses a longer question or context too (QAAnswerer).
     max_context_bytes: int = 100_000
     # > 0: for this share of the main span task's answerable training questions, also the question
-    # asked of its context without its answers' sentences, unanswerable (road_tf/data/unanswerable.py).
+    # asked of its context without its answers' sentences, unanswerable (road_tf/data/unanswerable.py);
+    # max_train_examples counts these copies.
     unanswerable_share: float = 0.0
 
     def validate(self, prefix="data"):
@@ -570,6 +572,8 @@ class Config:
         _check(self.task in TASKS, "task", f"unknown task {self.task!r}; known: {', '.join(TASKS)}")
         self.model.validate()
         self.data.validate()
+        _check(not self.data.unanswerable_share or TASKS[self.task].kind == SPAN, "data.unanswerable_share",
+               f"makes unanswerable questions for a span task; task {self.task!r} is not one")
         self.distillation.validate()
         self.multitask.validate()
         for i, files in enumerate(self.multitask.task_files):
@@ -944,43 +948,65 @@ def check_pretrained_folders(config):
 
 
 def check_run_vocabularies(config):
-    """Fails when a folder this run's encoders come from holds token ids of another vocabulary than
-    `data.vocab`: a run folder (`model.pretrained`, a teacher's `pretrained` or `run`) trained with a
-    `data.vocab` of other pieces, or a checkpoint folder whose vocab.txt has other pieces. Sizes are
+    """Fails when an encoder this run starts from or learns from holds token ids of another vocabulary
+    than `data.vocab`: `model.pretrained` or a teacher's `pretrained` (the MiniLM, a run folder, a
+    checkpoint folder with a vocab.txt) or a teacher's `run`, trained with other pieces. Sizes are
     checked when the encoders load; this finds vocabularies of one size that differ (ids would be read
-    as other pieces). A run's vocabulary file that can no longer be read is not compared (a warning says so).
+    as other pieces). A vocabulary that cannot be read is not compared (a warning says so).
 
     Raises:
-        ConfigError: naming the setting, the folder, both vocabularies and the first id they differ at.
+        ConfigError: naming the setting, the encoder's vocabulary and this run's, and the first id
+            whose piece differs; or an unfinished or broken run folder, or a folder not searchable.
     """
     folders = {f"{field}.pretrained": model.pretrained for field, model in model_sections(config).items()
-               if model.pretrained not in PRETRAINED_KEYWORDS}
-    folders.update({f"distillation.teachers[{i}].run": teacher.run
-                    for i, teacher in enumerate(config.distillation.teachers) if teacher.run})
+               if model.pretrained not in ("none", "preset")}
+    for i, teacher in enumerate(config.distillation.teachers):
+        if teacher.run:  # its model section is the run's: the run's data.vocab is what it read
+            folders.pop(f"distillation.teachers[{i}].model.pretrained", None)
+            folders[f"distillation.teachers[{i}].run"] = teacher.run
     pieces = None
     for field, folder in folders.items():
-        if is_run_directory(folder):
-            theirs = config_of_run(folder).data.vocab
-            try:
-                their_pieces = read_vocab(vocab_path(theirs))
-            except ConfigError as error:
-                logging.warning("%s: not comparing the run's vocabulary with data.vocab: %s", field, error)
-                continue
-            described = f"the run {folder} was trained with data.vocab {theirs}"
-        elif entry_kind(pathlib.Path(folder) / "vocab.txt") == "a file":
-            their_pieces = read_vocab(pathlib.Path(folder) / "vocab.txt")
-            described = f"the checkpoint's {pathlib.Path(folder) / 'vocab.txt'}"
-        else:
+        found = _encoder_vocabulary(field, folder, config.data.vocab)
+        if found is None:
             continue
+        described, theirs = found
         pieces = read_vocab(vocab_path(config.data.vocab)) if pieces is None else pieces
-        if their_pieces != pieces:
-            differ = next((i for i, (a, b) in enumerate(zip(their_pieces, pieces)) if a != b),
-                          min(len(their_pieces), len(pieces)))
-            theirs_at = repr(their_pieces[differ]) if differ < len(their_pieces) else "nothing"
+        if theirs != pieces:
+            differ = next((i for i, (a, b) in enumerate(zip(theirs, pieces)) if a != b), min(len(theirs), len(pieces)))
+            theirs_at = repr(theirs[differ]) if differ < len(theirs) else "nothing"
             ours_at = repr(pieces[differ]) if differ < len(pieces) else "nothing"
-            raise ConfigError(f"{field}: {described} ({len(their_pieces)} pieces), other pieces than this run's "
-                              f"data.vocab {config.data.vocab} ({len(pieces)}): id {differ} is {theirs_at} there, "
-                              f"{ours_at} here; set data.vocab to the vocabulary the encoder was trained with")
+            raise ConfigError(f"{field}: {described} ({len(theirs)} pieces), other pieces than this run's data.vocab "
+                              f"{config.data.vocab} ({len(pieces)}): id {differ} is {theirs_at} there, {ours_at} "
+                              "here; set data.vocab to the vocabulary the encoder was trained with")
+
+
+def _encoder_vocabulary(field, folder, vocab):
+    """(words naming it, its pieces) of the vocabulary of the encoder that setting `field` names by
+    `folder` ("minilm", a run folder or a checkpoint folder); None when there is nothing to compare
+    with `vocab` (data.vocab): the same setting, a checkpoint without vocab.txt, or a vocabulary
+    that cannot be read (logged).
+
+    Raises:
+        ConfigError: a run folder that is unfinished or broken, a folder that cannot be searched.
+    """
+    try:
+        if folder == "minilm":
+            path, described = "minilm", "the MiniLM's vocab.txt"
+        elif is_run_directory(folder):
+            path = load_run_config(folder, field).data.vocab
+            described = f"the run {folder} was trained with data.vocab {path}"
+        else:
+            candidate = pathlib.Path(folder) / "vocab.txt"
+            path, described = (candidate if entry_kind(candidate) == "a file" else None), f"the checkpoint's {candidate}"
+    except OSError as error:
+        raise ConfigError(f"{field}: {folder}: cannot look inside: {error.strerror or error}") from None
+    if path is None or str(path) == vocab:
+        return None
+    try:
+        return described, read_vocab(vocab_path(path, ENCODER_VOCABULARY), ENCODER_VOCABULARY)
+    except ConfigError as error:
+        logging.warning("%s: vocabulary not compared with data.vocab: %s", field, error)
+        return None
 
 
 def config_of_run(run):
@@ -1074,9 +1100,14 @@ def config_digest(config, length):
 
 def dump_yaml(config):
     """A resolved config (or one of its sections) as YAML text (what `config.yaml` in a run
-    directory holds), without the fields of `OMITTED_AT_DEFAULT` that hold their defaults."""
+    directory holds), without the fields of `OMITTED_AT_DEFAULT` that hold their defaults (a
+    section's own dump too: the experiment tables key teacher-logit caches on `data`'s)."""
     values = to_dict(config)
     for (section, field), default in OMITTED_AT_DEFAULT.items():
-        if section in values and values[section][field] == default:
-            del values[section][field]
+        if isinstance(config, Config):
+            holder = values[section]
+        else:
+            holder = values if isinstance(config, type(getattr(Config(), section))) else {}
+        if field in holder and holder[field] == default:
+            del holder[field]
     return yaml.safe_dump(values, sort_keys=False)

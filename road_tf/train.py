@@ -156,8 +156,9 @@ def preflight(config, output_dir, folder=OUTPUT_DIR):
     """Fails before anything is written or trained on what would otherwise stop the run later.
 
     Checks that the run, cache and export folders can be written, that teacher checkpoints (or the
-    offline cache) exist, that a vocabulary file given as a path reads (the bundled MiniLM one is
-    checked when it loads), and that local data files (the main task's and, with a multi-task
+    offline cache) exist, that the encoders started from or learnt from were trained with
+    `data.vocab`'s pieces (`config.check_run_vocabularies`), that a vocabulary file given as a path
+    reads, and that local data files (the main task's and, with a multi-task
     stage, `multitask.task_files`) read and hold examples (TFDS and synthetic data are read by the
     run itself). None of it loads TensorFlow, so it takes about a second.
     """

@@ -452,7 +452,13 @@ def test_fields_added_later_stay_out_of_the_dump_at_their_defaults(tmp_path):
         dumped = tmp_path / "config.yaml"
         dumped.write_text(config_lib.dump_yaml(config))
         assert config_lib.load_config(str(dumped)) == config
-    assert yaml.safe_load(config_lib.dump_yaml(default.data)) == config_lib.to_dict(default.data)
+    data = config_lib.to_dict(default.data)
+    assert yaml.safe_load(config_lib.dump_yaml(default.data)) == {k: v for k, v in data.items() if k != "unanswerable_share"}
+    assert "unanswerable_share" not in yaml.safe_load(config_lib.dump_yaml(default))["data"]
+    shared = config_lib.load_config(overrides=["data.unanswerable_share=0.5"])
+    assert yaml.safe_load(config_lib.dump_yaml(shared.data))["unanswerable_share"] == 0.5
+    dumped.write_text(config_lib.dump_yaml(shared))
+    assert config_lib.load_config(str(dumped)) == shared
 
 
 @pytest.mark.parametrize("pairs, field", [

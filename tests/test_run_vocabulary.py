@@ -3,10 +3,11 @@ not only with as many pieces (`config.check_run_vocabularies`)."""
 
 import json
 
+import h5py
 import pytest
 
-from road_tf import train
-from road_tf.config import check_run_vocabularies, dump_yaml, load_config
+from road_tf import cache_teacher, train
+from road_tf.config import check_run_vocabularies, dump_yaml, load_config, resolve_teacher_runs
 from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import ConfigError
 from test_runs import tiny_args
@@ -56,9 +57,10 @@ def test_a_same_vocabulary_in_another_file_and_the_bundled_one_pass(tmp_path):
 def test_teacher_runs_and_checkpoint_folders_are_compared_too(tmp_path):
     longer = vocab_file(tmp_path / "longer.txt", PIECES + ["[extra]"])
     run = finished_run(tmp_path / "run", f"data.vocab={longer}")
+    teacher = resolve_teacher_runs(load_config(None, [f"distillation.teachers=[{{run: {run}}}]"]))
     with pytest.raises(ConfigError, match=r"^distillation.teachers\[0\].run: the run .* \(30523 pieces\), .* "
                                           r"\(30522\): id 30522 is '\[extra\]' there, nothing here;"):
-        check_run_vocabularies(load_config(None, [f"distillation.teachers=[{{run: {run}}}]"]))
+        check_run_vocabularies(teacher)
     checkpoint = tmp_path / "checkpoint"
     checkpoint.mkdir()
     vocab_file(checkpoint / "vocab.txt", swapped(5, 7))
@@ -69,12 +71,59 @@ def test_teacher_runs_and_checkpoint_folders_are_compared_too(tmp_path):
     check_run_vocabularies(load_config(None, [f"model.pretrained={checkpoint}"]))
 
 
-def test_a_run_whose_vocabulary_file_is_gone_is_not_compared(tmp_path, caplog):
+def test_a_teacher_run_that_started_from_a_checkpoint_is_named_by_its_run(tmp_path):
+    """Resolving a teacher's run copies the run's model section (its pretrained checkpoint folder) into
+    the teacher: the run's data.vocab is what that teacher read, and the error names the run."""
+    other = vocab_file(tmp_path / "other.txt", swapped(2000, 2001))
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    vocab_file(checkpoint / "vocab.txt", swapped(2000, 2001))
+    run = finished_run(tmp_path / "run", f"data.vocab={other}", f"model.pretrained={checkpoint}")
+    teacher = resolve_teacher_runs(load_config(None, [f"distillation.teachers=[{{run: {run}}}]"]))
+    assert teacher.distillation.teachers[0].model.pretrained == str(checkpoint)
+    with pytest.raises(ConfigError, match=r"^distillation.teachers\[0\].run: the run "):
+        check_run_vocabularies(teacher)
+    check_run_vocabularies(resolve_teacher_runs(load_config(None, [f"distillation.teachers=[{{run: {run}}}]",
+                                                                   f"data.vocab={other}"])))
+
+
+def test_the_minilm_under_another_vocabulary_of_its_size_is_refused(tmp_path):
+    other = vocab_file(tmp_path / "other.txt", swapped(100, 101))
+    with pytest.raises(ConfigError, match=r"^model.pretrained: the MiniLM's vocab.txt \(30522 pieces\), .*: id 100 is"):
+        check_run_vocabularies(load_config(None, ["model.pretrained=minilm", f"data.vocab={other}"]))
+    check_run_vocabularies(load_config(None, ["model.pretrained=minilm"]))
+
+
+def test_unreadable_vocabularies_are_not_compared_and_broken_runs_are_named(tmp_path, caplog):
     gone = vocab_file(tmp_path / "gone.txt", swapped(2000, 2001))
     run = finished_run(tmp_path / "run", f"data.vocab={gone}")
     gone.unlink()
     check_run_vocabularies(load_config(None, [f"model.pretrained={run}"]))
-    assert "model.pretrained: not comparing the run's vocabulary with data.vocab: data.vocab: no vocabulary file" in caplog.text
+    assert ("model.pretrained: vocabulary not compared with data.vocab: the encoder's vocabulary: no vocabulary "
+            f"file at {gone}") in caplog.text
+    checkpoint = tmp_path / "checkpoint"
+    checkpoint.mkdir()
+    (checkpoint / "vocab.txt").write_text("[PAD]\n[PAD]\n")
+    check_run_vocabularies(load_config(None, [f"model.pretrained={checkpoint}"]))
+    assert f"the encoder's vocabulary: {checkpoint / 'vocab.txt'}: line 2 repeats the piece '[PAD]'" in caplog.text
+    (run / "metrics.json").unlink()
+    with pytest.raises(ConfigError, match=r"^model.pretrained: the run .* has not finished"):
+        check_run_vocabularies(load_config(None, [f"model.pretrained={run}"]))
+    (run / "metrics.json").write_text("{}")
+    (run / "config.yaml").write_text("task: [")
+    with pytest.raises(ConfigError, match=r"^model.pretrained: .*config.yaml"):
+        check_run_vocabularies(load_config(None, [f"model.pretrained={run}"]))
+
+
+def test_caching_teacher_logits_checks_too(tmp_path):
+    other = vocab_file(tmp_path / "other.txt", swapped(2000, 2001))
+    run = finished_run(tmp_path / "run", f"data.vocab={other}")
+    (run / "student").mkdir()
+    with h5py.File(run / "student" / "model.weights.h5", "w"):
+        pass
+    config = resolve_teacher_runs(load_config(None, [f"distillation.teachers=[{{run: {run}}}]"]))
+    with pytest.raises(ConfigError, match=r"^distillation.teachers\[0\].run: .* id 2000 is"):
+        cache_teacher.cache_teacher_logits(config, str(tmp_path / "cache.tfrecord"))
 
 
 def test_train_stops_on_it_with_one_line_before_writing(tmp_path, capsys):

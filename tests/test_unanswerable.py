@@ -71,6 +71,8 @@ def test_only_the_main_span_tasks_training_split_gets_copies(tmp_path):
     with_copies = sources.load_split(spec, shared, "train")
     assert with_copies[0::2] == train and len(with_copies) == 2 * len(train)
     assert sources.load_split(spec, shared, "dev") == sources.load_split(spec, plain, "dev")
+    capped = load_config(None, base + ["data.unanswerable_share=1", "data.max_train_examples=5"]).data
+    assert sources.load_split(spec, capped, "train") == with_copies[:5]
     cloze = task_spec("squad2_cloze")
     assert (sources.load_split(cloze, shared, "train", is_main_task=False)
             == sources.load_split(cloze, plain, "train", is_main_task=False))
@@ -80,3 +82,9 @@ def test_only_the_main_span_tasks_training_split_gets_copies(tmp_path):
 def test_a_share_outside_zero_to_one_is_refused(value):
     with pytest.raises(ConfigError, match=r"data.unanswerable_share: must be in \[0, 1\], got "):
         load_config(None, [f"data.unanswerable_share={value}"])
+
+
+def test_a_task_without_spans_is_refused_a_share():
+    with pytest.raises(ConfigError, match="data.unanswerable_share: makes unanswerable questions for a span task; "
+                                          "task 'mnli' is not one"):
+        load_config(None, ["task=mnli", "data.unanswerable_share=0.5"])

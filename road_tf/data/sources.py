@@ -182,12 +182,12 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
         tfds_split = task.tfds_splits[0 if split == "train" else 1]
         examples = resolve(task.tfds_loader)(name=name, split=tfds_split, skip_bad_records=data_config.skip_bad_records)
         path = f"tfds:{name}/{tfds_split}"
+    if split == "train" and is_main_task and task.kind == SPAN and data_config.unanswerable_share:
+        examples = unanswerable.with_unanswerable(examples, data_config.unanswerable_share)
     limit = data_config.max_train_examples if split == "train" else data_config.max_eval_examples
     if limit:
         examples = examples[:limit]
     examples = within_length_limit(examples, path, data_config)
-    if split == "train" and is_main_task and task.kind == SPAN and data_config.unanswerable_share:
-        examples = unanswerable.with_unanswerable(examples, data_config.unanswerable_share)
     if not examples:
         raise DataError(path, f"holds no usable {split} examples for task {task.name!r}")
     logging.info("%s/%s: %d examples from %s", task.name, split, len(examples), source)

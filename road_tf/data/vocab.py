@@ -10,19 +10,20 @@ MAX_VOCAB_BYTES = 64 << 20
 (a bigger "file", such as /proc/kcore, would be read into memory whole)."""
 
 
-def vocab_path(name):
-    """Resolves a vocab setting: 'minilm' (BERT uncased, 30,522 pieces) or a vocab.txt path."""
+def vocab_path(name, setting="data.vocab"):
+    """Resolves a vocab setting: 'minilm' (BERT uncased, 30,522 pieces) or a vocab.txt path.
+    ConfigError, naming `setting`, when no file is there."""
     path = minilm_path() / "vocab.txt" if name == "minilm" else pathlib.Path(name)
     try:
         found = path.is_file()
     except OSError:
         found = False
     if not found:
-        raise ConfigError(f"data.vocab: no vocabulary file at {path}")
+        raise ConfigError(f"{setting}: no vocabulary file at {path}")
     return path
 
 
-def read_vocab(vocab_file):
+def read_vocab(vocab_file, setting="data.vocab"):
     """The pieces of a BERT `vocab.txt` (one per line, in id order), checked.
 
     Lines end at "\n" (a "\r" before it is dropped), as Hugging Face's and TensorFlow's readers split
@@ -30,12 +31,12 @@ def read_vocab(vocab_file):
     `str.splitlines` would split, shifting the ids of every later piece.
 
     Raises:
-        ConfigError: naming `data.vocab` and the file, when it cannot be read, is larger than
+        ConfigError: naming `setting` and the file, when it cannot be read, is larger than
             MAX_VOCAB_BYTES, is not UTF-8, holds a NUL character or a piece twice, or lacks one of
             [PAD], [UNK], [CLS], [SEP].
     """
     def fail(problem):
-        return ConfigError(f"data.vocab: {vocab_file}: {problem}")
+        return ConfigError(f"{setting}: {vocab_file}: {problem}")
 
     try:
         with open(vocab_file, "rb") as stream:
