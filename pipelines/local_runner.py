@@ -16,6 +16,7 @@ import warnings
 
 from pipelines import configs
 from road_tf import config as config_lib
+from road_tf.data.vocab import check_encoder_vocabularies
 from road_tf.errors import (ArgumentParser, RoadError, cli_main, finite_float, first_control_character, nonempty,
                             positive_integer, utf8_problem)
 from road_tf.files import (check_distinct, check_folder, check_model_folder, check_writable_dir, file_head, lies_within,
@@ -268,7 +269,7 @@ def main(argv=None):
         print(f"examples: {prepare_examples(args, config, pathlib.Path(args.root).absolute())}")
         return 0
     config_lib.check_pretrained_folders(config)  # the Trainer reads them; stop before any component runs
-    config_lib.check_run_vocabularies(config)
+    check_encoder_vocabularies(config)
     pushed, reason = run(args, config)
     print(f"gate: {reason}")
     print(f"pushed: {pushed[0]}" if pushed else "pushed: nothing")

@@ -16,6 +16,7 @@ from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.features import write_feature_cache
 from road_tf.data.tokenizer import load_tokenizer
+from road_tf.data.vocab import check_encoder_vocabularies
 from road_tf.distillation.offline import teacher_logits, teacher_notes
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
 from road_tf.experiment import load_teacher_weights
@@ -51,7 +52,7 @@ def cache_teacher_logits(config, output):
         if not teacher.checkpoint:
             raise ConfigError(f"{field}: required to cache a teacher's logits")
         check_weights_file(teacher.checkpoint, field)
-    config_lib.check_run_vocabularies(config)
+    check_encoder_vocabularies(config)
     notes = teacher_notes(teachers_config)  # before the weights load: what the logits come from
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)

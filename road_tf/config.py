@@ -8,7 +8,6 @@ field is reported by its dotted name.
 import collections
 import dataclasses
 import hashlib
-import logging
 import math
 import pathlib
 import shlex
@@ -17,7 +16,6 @@ from typing import Optional, Tuple
 
 import yaml
 
-from road_tf.data.vocab import read_vocab, vocab_path
 from road_tf.errors import DECIMAL_NUMBER, ConfigError, decimal_integer, first_line, shown, utf8_problem
 from road_tf.files import entry_kind, read_config_bytes, require_folder
 from road_tf.registry import KD_LOSSES, SPAN, TASKS
@@ -41,7 +39,6 @@ PROJECTION_INITS = {"random": "glorot_uniform", "identity": "identity"}
 # the experiment tables' runs): left out of the dump at these defaults, which behave as the runs
 # made before the field did, so those runs keep their names. These defaults must never change.
 OMITTED_AT_DEFAULT = {("distillation", "projection_init"): "random", ("data", "unanswerable_share"): 0.0}
-ENCODER_VOCABULARY = "the encoder's vocabulary"  # names it in what check_run_vocabularies says
 MAX_STEPS = 2**31 - 1  # the most steps (or steps per checkpoint) a run may ask for
 MAX_YAML_DEPTH = 100  # the deepest bracket nesting a recipe or --set value may have
 MAX_TEXT_BYTES = 1 << 30  # the largest data.max_context_bytes: a text cannot outgrow the 1 GiB a data file may hold
@@ -945,68 +942,6 @@ def check_pretrained_folders(config):
         if model.pretrained not in PRETRAINED_KEYWORDS:
             require_folder(model.pretrained, f"{field}.pretrained {model.pretrained}",
                            "checkpoint folder or run directory", train_first(model.pretrained))
-
-
-def check_run_vocabularies(config):
-    """Fails when an encoder this run starts from or learns from holds token ids of another vocabulary
-    than `data.vocab`: `model.pretrained` or a teacher's `pretrained` (the MiniLM, a run folder, a
-    checkpoint folder with a vocab.txt) or a teacher's `run`, trained with other pieces. Sizes are
-    checked when the encoders load; this finds vocabularies of one size that differ (ids would be read
-    as other pieces). A vocabulary that cannot be read is not compared (a warning says so).
-
-    Raises:
-        ConfigError: naming the setting, the encoder's vocabulary and this run's, and the first id
-            whose piece differs; or an unfinished or broken run folder, or a folder not searchable.
-    """
-    folders = {f"{field}.pretrained": model.pretrained for field, model in model_sections(config).items()
-               if model.pretrained not in ("none", "preset")}
-    for i, teacher in enumerate(config.distillation.teachers):
-        if teacher.run:  # its model section is the run's: the run's data.vocab is what it read
-            folders.pop(f"distillation.teachers[{i}].model.pretrained", None)
-            folders[f"distillation.teachers[{i}].run"] = teacher.run
-    pieces = None
-    for field, folder in folders.items():
-        found = _encoder_vocabulary(field, folder, config.data.vocab)
-        if found is None:
-            continue
-        described, theirs = found
-        pieces = read_vocab(vocab_path(config.data.vocab)) if pieces is None else pieces
-        if theirs != pieces:
-            differ = next((i for i, (a, b) in enumerate(zip(theirs, pieces)) if a != b), min(len(theirs), len(pieces)))
-            theirs_at = repr(theirs[differ]) if differ < len(theirs) else "nothing"
-            ours_at = repr(pieces[differ]) if differ < len(pieces) else "nothing"
-            raise ConfigError(f"{field}: {described} ({len(theirs)} pieces), other pieces than this run's data.vocab "
-                              f"{config.data.vocab} ({len(pieces)}): id {differ} is {theirs_at} there, {ours_at} "
-                              "here; set data.vocab to the vocabulary the encoder was trained with")
-
-
-def _encoder_vocabulary(field, folder, vocab):
-    """(words naming it, its pieces) of the vocabulary of the encoder that setting `field` names by
-    `folder` ("minilm", a run folder or a checkpoint folder); None when there is nothing to compare
-    with `vocab` (data.vocab): the same setting, a checkpoint without vocab.txt, or a vocabulary
-    that cannot be read (logged).
-
-    Raises:
-        ConfigError: a run folder that is unfinished or broken, a folder that cannot be searched.
-    """
-    try:
-        if folder == "minilm":
-            path, described = "minilm", "the MiniLM's vocab.txt"
-        elif is_run_directory(folder):
-            path = load_run_config(folder, field).data.vocab
-            described = f"the run {folder} was trained with data.vocab {path}"
-        else:
-            candidate = pathlib.Path(folder) / "vocab.txt"
-            path, described = (candidate if entry_kind(candidate) == "a file" else None), f"the checkpoint's {candidate}"
-    except OSError as error:
-        raise ConfigError(f"{field}: {folder}: cannot look inside: {error.strerror or error}") from None
-    if path is None or str(path) == vocab:
-        return None
-    try:
-        return described, read_vocab(vocab_path(path, ENCODER_VOCABULARY), ENCODER_VOCABULARY)
-    except ConfigError as error:
-        logging.warning("%s: vocabulary not compared with data.vocab: %s", field, error)
-        return None
 
 
 def config_of_run(run):

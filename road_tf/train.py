@@ -22,7 +22,7 @@ from argparse import RawDescriptionHelpFormatter
 from road_tf import cluster
 from road_tf import config as config_lib
 from road_tf.data import sources
-from road_tf.data.vocab import read_vocab, vocab_path
+from road_tf.data.vocab import check_encoder_vocabularies, read_vocab, vocab_path
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, is_finite_number, nonempty
 from road_tf.files import (check_model_folder, check_weights_file, check_writable_dir, entry_kind, non_file_kind,
                            visible_entries, write_atomic)
@@ -157,8 +157,8 @@ def preflight(config, output_dir, folder=OUTPUT_DIR):
 
     Checks that the run, cache and export folders can be written, that teacher checkpoints (or the
     offline cache) exist, that the encoders started from or learnt from were trained with
-    `data.vocab`'s pieces (`config.check_run_vocabularies`), that a vocabulary file given as a path
-    reads, and that local data files (the main task's and, with a multi-task
+    `data.vocab`'s pieces (`road_tf.data.vocab.check_encoder_vocabularies`), that a vocabulary file
+    given as a path reads, and that local data files (the main task's and, with a multi-task
     stage, `multitask.task_files`) read and hold examples (TFDS and synthetic data are read by the
     run itself). None of it loads TensorFlow, so it takes about a second.
     """
@@ -169,7 +169,7 @@ def preflight(config, output_dir, folder=OUTPUT_DIR):
         check_model_folder(config.export.model_folder(), "export.base_dir")
     check_teacher_files(config.distillation)
     config_lib.check_pretrained_folders(config)
-    config_lib.check_run_vocabularies(config)
+    check_encoder_vocabularies(config)
     if config.data.vocab != "minilm":
         read_vocab(vocab_path(config.data.vocab))
     if config.data.source == "json":
