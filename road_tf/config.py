@@ -1041,8 +1041,8 @@ def dump_yaml(config):
     for (section, field), default in OMITTED_AT_DEFAULT.items():
         if isinstance(config, Config):
             holder = values[section]
-        else:
-            holder = values if isinstance(config, type(getattr(Config(), section))) else {}
+        else:  # a section: Config's class attribute of that name is the section's default
+            holder = values if isinstance(config, type(getattr(Config, section))) else {}
         if field in holder and holder[field] == default:
             del holder[field]
     return yaml.safe_dump(values, sort_keys=False)

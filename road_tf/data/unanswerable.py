@@ -34,7 +34,8 @@ def without_answer_sentences(example):
     kept = [example.context[start:end] for start, end in sentence_spans(example.context)
             if not any(a_start < end and start < a_end for a_start, a_end in answers)]
     rest = " ".join(kept)
-    if len(kept) < MIN_SENTENCES_LEFT or any(answer.text.lower() in rest.lower() for answer in example.answers):
+    lowered = rest.lower()
+    if len(kept) < MIN_SENTENCES_LEFT or any(answer.text.lower() in lowered for answer in example.answers):
         return None
     return QAExample(qid=example.qid + ID_SUFFIX, question=example.question, context=rest, title=example.title)
 
