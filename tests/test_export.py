@@ -17,7 +17,7 @@ from road_tf.data.features import featurize_qa, qa_windows
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import RoadError
 from road_tf.evaluation import answerer
-from road_tf.evaluation.answerer import grouped_logits
+from road_tf.evaluation.answerer import NO_TOKEN, grouped_logits
 from road_tf.models.backbones import build_backbone
 from road_tf.models.inference import predict_outputs
 from road_tf.models.span_logits import SpanLogits
@@ -152,6 +152,9 @@ BAD_ROWS = [  # (question, context, error): rows serving_default refuses (the li
     (b"", b"Ada wrote it.", "question is empty or only whitespace"),  # the data readers refuse it too
     (b"Who?", " \u3000\n\u2028".encode(), "context is empty or only whitespace"),  # str.isspace()'s white space
     (b" \t", b"\xff", "question is empty or only whitespace; context is not valid UTF-8"),
+    ("\u200b\u2060 ".encode(), b"Ada wrote it.", f"question {NO_TOKEN}"),  # zero-width: not white space
+    (b"Who?", "\u0301\u00ad\x07\u00a8".encode(), f"context {NO_TOKEN}"),  # a lone accent, soft hyphen, BEL, diaeresis
+    ("\ufeff".encode(), b"\xff", f"question {NO_TOKEN}; context is not valid UTF-8"),
 ]
 
 

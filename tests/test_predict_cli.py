@@ -15,6 +15,7 @@ import pytest
 
 from conftest import REPO, one_error_line
 from road_tf import evaluate, predict, train
+from road_tf.evaluation.answerer import NO_TOKEN
 from test_train_cli import TINY
 
 METRIC_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_f1", "best_exact")
@@ -65,13 +66,18 @@ def test_outputs_named_gz_are_gzipped_and_evaluate_reads_them(run, tmp_path, cap
     assert json.loads(capsys.readouterr().out)["f1"] == pytest.approx(final["f1"], abs=1e-9)
 
 
-def test_a_question_the_model_refuses_is_named(run, tmp_path, capsys):
-    """A context above the exported data.max_context_bytes (100,000 bytes), not first in a later
-    batch: the model's "error" for its row, and predict names the question; nothing is written."""
+@pytest.mark.parametrize("context, question, reason", [
+    ("word " * 20_001, "Which word?", "context is 100005 bytes, above the limit of 100000 bytes (data.max_context_bytes)"),
+    ("Ann met Bob.", "\u200b\u2060", f"question {NO_TOKEN}"),  # the data reader lets it through
+])
+def test_a_question_the_model_refuses_is_named(run, tmp_path, capsys, context, question, reason):
+    """A context above the exported data.max_context_bytes (100,000 bytes) or a question of
+    zero-width characters only, not first in a later batch: the model's "error" for its row, and
+    predict names the question; nothing is written."""
     out, dev, _ = run
     document = json.loads(dev.read_text())
-    document["data"][1]["paragraphs"].append({"context": "word " * 20_001, "qas": [
-        {"id": "long one", "question": "Which word?", "answers": [], "is_impossible": True}]})
+    document["data"][1]["paragraphs"].append({"context": context, "qas": [
+        {"id": "odd one", "question": question, "answers": [], "is_impossible": True}]})
     before = sum(len(paragraph["qas"]) for article in document["data"][:2] for paragraph in article["paragraphs"]) - 1
     assert before > 4 and before % 4
     data = tmp_path / "dev.json"
@@ -83,8 +89,8 @@ def test_a_question_the_model_refuses_is_named(run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err and not (tmp_path / "p.json").exists()
     assert err.splitlines()[-1] == (
-        f"error: {data}: record long one: --model {json.loads((out / 'metrics.json').read_text())['export']} "
-        "refuses it: context is 100005 bytes, above the limit of 100000 bytes (data.max_context_bytes)")
+        f"error: {data}: record odd one: --model {json.loads((out / 'metrics.json').read_text())['export']} "
+        f"refuses it: {reason}")
 
 
 def test_help_names_every_flag():

@@ -15,9 +15,10 @@ Decoding rules, per question (its windows share one context):
 - no-answer probability: sigmoid(null - best) (1.0 when no span is valid), what the official
   metric's na_probs file holds; the dev-tuned threshold is tuned on null - best itself
   (`qa_eval.tuned_null_threshold`), since float32 probabilities tie where sigmoid saturates;
-- refused: a question or context above data.max_context_bytes, not valid UTF-8, or empty or only
-  white space is not read; its row says why in "error" ("" for every other row) and is answered as
-  an empty question about an empty context (no answer).
+- refused: a question or context above data.max_context_bytes, not valid UTF-8, empty or only
+  white space, or of characters the tokenizer drops only (U+200B, control characters, lone
+  combining marks) is not read; its row says why in "error" ("" for every other row) and is
+  answered as an empty question about an empty context (no answer).
 """
 
 import tensorflow as tf
@@ -29,6 +30,7 @@ VERY_NEGATIVE = -1e9
 BLANK = r"[\s\p{Z}\x{0B}\x{1C}-\x{1F}\x{85}]*"
 """RE2 for a text of only white space: exactly the characters of Python's str.isspace(), which the data
 readers' "is empty or only whitespace" check uses (checked over every code point)."""
+NO_TOKEN = "has no token: the tokenizer drops all of its characters (invisible, control or combining ones)"
 SERVING_KEYS = ("answer", "score", "no_answer_probability", "start_char", "end_char", "error")
 ANSWER_INPUTS = [tf.TensorSpec([None], tf.string, name="question"), tf.TensorSpec([None], tf.string, name="context")]
 
@@ -182,33 +184,37 @@ def grouped_logits(logits_model, windows, group_size):
     return tf.gather(starts.concat(), unsort), tf.gather(ends.concat(), unsort)
 
 
-def text_errors(name, texts, max_bytes):
+def text_errors(name, texts, max_bytes, tokenizer):
     """Why each of `texts` (tf.string [B]) is refused -> tf.string [B].
 
     "" for a text of at most `max_bytes` bytes of valid UTF-8 that is not only white space (as the
-    data readers require); else "`name` is N bytes, above the limit of `max_bytes` bytes
-    (data.max_context_bytes)", "`name` is not valid UTF-8" or "`name` is empty or only whitespace".
-    Sizes are checked first: a text above the limit is blanked before the UTF-8 check reads it.
-    Transcoding UTF-8 to UTF-8 with replacement changes exactly the texts that are not valid UTF-8
-    (a U+FFFD in the text stays as it is).
+    data readers require) and gives the tokenizer at least one token; else "`name` is N bytes, above
+    the limit of `max_bytes` bytes (data.max_context_bytes)", "`name` is not valid UTF-8", "`name`
+    is empty or only whitespace" or "`name` NO_TOKEN" (the data readers let such a text through; the
+    model would answer an empty question). A text above the limit is blanked before the UTF-8 check
+    and the tokenizer read it, and one that is not valid UTF-8 before the tokenizer does. Transcoding UTF-8 to UTF-8 with replacement changes
+    exactly the texts that are not valid UTF-8 (a U+FFFD in the text stays as it is).
     """
     sizes = tf.strings.length(texts)
     too_long = sizes > max_bytes
     within = tf.where(too_long, "", texts)
     invalid = tf.not_equal(tf.strings.unicode_transcode(within, "UTF-8", "UTF-8", errors="replace"), within)
-    blank = tf.strings.regex_full_match(tf.where(invalid, "", within), BLANK)
+    valid = tf.where(invalid, "", within)
+    blank = tf.strings.regex_full_match(valid, BLANK)
+    no_token = tokenizer.tokenize(valid).row_lengths() == 0
     size_error = tf.strings.join([f"{name} is ", tf.strings.as_string(sizes),
                                   f" bytes, above the limit of {max_bytes} bytes (data.max_context_bytes)"])
     return tf.where(too_long, size_error, tf.where(invalid, f"{name} is not valid UTF-8",
-                                                   tf.where(blank, f"{name} is {ONLY_WHITESPACE}", "")))
+                                                   tf.where(blank, f"{name} is {ONLY_WHITESPACE}",
+                                                            tf.where(no_token, f"{name} {NO_TOKEN}", ""))))
 
 
-def input_errors(question, context, max_bytes):
+def input_errors(question, context, max_bytes, tokenizer):
     """Why each question/context pair (tf.string [B] each) is refused -> tf.string [B]: "" for a
-    pair whose texts both pass `text_errors`, else the question's fault, the context's or both
-    ("; "-separated)."""
-    question_error = text_errors("question", question, max_bytes)
-    context_error = text_errors("context", context, max_bytes)
+    pair whose texts both pass `text_errors` (with `tokenizer`, a `WordPieceTokenizer`), else the
+    question's fault, the context's or both ("; "-separated)."""
+    question_error = text_errors("question", question, max_bytes, tokenizer)
+    context_error = text_errors("context", context, max_bytes, tokenizer)
     both = tf.logical_and(question_error != "", context_error != "")
     return tf.strings.join([question_error, tf.where(both, "; ", ""), context_error])
 
@@ -245,11 +251,12 @@ class QAAnswerer(tf.Module):
         """tf.string [B] questions and contexts -> every output of `decode_answers` (n-best included)
         and "error", tf.string [B] (`input_errors`: "" for an answered row).
 
-        A row whose question or context is above `max_text_bytes`, not valid UTF-8 or blank is answered
-        as a question with an empty context ("no answer", no_answer_probability 1.0): its texts are
-        replaced by "" before tokenizing, so a huge text costs nothing, and the other rows of the
-        batch (under TF Serving's batching, other clients' questions) are answered as alone."""
-        error = input_errors(question, context, self.max_text_bytes)
+        A row whose question or context is above `max_text_bytes`, not valid UTF-8, blank or without a
+        token is answered as a question with an empty context ("no answer", no_answer_probability
+        1.0): its texts are replaced by "" before windowing, so a huge text costs nothing, and the
+        other rows of the batch (under TF Serving's batching, other clients' questions) are answered
+        as alone."""
+        error = input_errors(question, context, self.max_text_bytes, self.tokenizer)
         refused = error != ""
         question, context = tf.where(refused, "", question), tf.where(refused, "", context)
         windows = qa_windows(self.tokenizer, question, context, self.max_seq_length, self.max_query_length,
