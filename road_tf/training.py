@@ -400,6 +400,9 @@ class PeriodicEvaluation(keras.callbacks.Callback):
     Each evaluation is logged to TensorBoard (`logs/eval`), to the console and to `evals.json` in
     `stage_dir` (`evaluation_dir`); with `keep="best"` the weights of the best score so far are
     written to `best.weights.h5`. Both files survive a kill, so a resumed stage still knows its best step.
+    Under MultiWorkerMirroredStrategy every worker evaluates, but each ranks the evaluations by the
+    chief's score (`chief_value`): workers on different CPUs may round a score differently, and
+    one that kept other best weights would train on from other weights than its peers.
 
     Args:
         kept: the model whose weights are evaluated and kept (the student, not its trainer).
@@ -425,7 +428,7 @@ class PeriodicEvaluation(keras.callbacks.Callback):
 
     def _evaluate(self, step):
         metrics = self.evaluate()
-        value = float(metrics[self.metric])
+        value = chief_value(self.model.distribute_strategy, float(metrics[self.metric]))
         best = max((entry["value"] for entry in self.history), default=None)
         self.history.append({"step": step, "value": value, "metrics": metrics})
         if self.keep == "best" and (best is None or value > best):
@@ -440,6 +443,20 @@ class PeriodicEvaluation(keras.callbacks.Callback):
         self.writer.flush()
         shown = "  ".join(f"{key} {metrics[key]:.2f}" for key in ("exact", "f1", "accuracy") if key in metrics)
         print(f"  [{self.stage_dir.name}] dev at step {step}: {shown}", flush=True)
+
+
+def chief_value(strategy, value):
+    """The float `value` as the chief computed it, on every worker of a MultiWorkerMirroredStrategy
+    (an all-reduce in which only the first replica counts); `value` itself under other strategies.
+    Every worker must call it at the same point, as with any collective."""
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        return value
+
+    def replica_share():
+        first = tf.distribute.get_replica_context().replica_id_in_sync_group == 0
+        return tf.where(first, tf.constant(value, tf.float64), tf.constant(0.0, tf.float64))
+
+    return float(strategy.reduce(tf.distribute.ReduceOp.SUM, strategy.run(replica_share), axis=None))
 
 
 def read_evals(stage_dir):
