@@ -14,7 +14,7 @@ from road_tf import saved_model as export
 from road_tf.config import Config, DataConfig, DecodeConfig, ModelConfig
 from road_tf.data.examples import QAExample
 from road_tf.data.features import featurize_qa, qa_windows
-from road_tf.data.tokenizer import load_tokenizer
+from road_tf.data.tokenizer import WordPieceTokenizer, load_tokenizer
 from road_tf.errors import RoadError
 from road_tf.evaluation import answerer
 from road_tf.evaluation.answerer import NO_TOKEN, grouped_logits
@@ -190,9 +190,13 @@ def test_texts_at_max_context_bytes_are_answered(loaded):
 
 
 def test_refused_texts_are_not_tokenized(exported, monkeypatch):
-    """A refused row reaches the tokenizer as an empty question and context, so a 50 MB context
-    makes one window of three tokens, not a million windows."""
-    seen = []
+    """A refused row is cut into windows as an empty question and context, so a 50 MB context
+    makes one window of three tokens, not a million windows; a text above the limit or not valid
+    UTF-8 does not reach the tokenizer at all."""
+    seen, tokenized = [], []
+    tokenize = WordPieceTokenizer.tokenize
+    monkeypatch.setattr(WordPieceTokenizer, "tokenize",
+                        lambda self, texts: tokenized.extend(texts.numpy().tolist()) or tokenize(self, texts))
 
     def recorded(tokenizer, question, context, *args):
         windows = qa_windows(tokenizer, question, context, *args)
@@ -204,6 +208,8 @@ def test_refused_texts_are_not_tokenized(exported, monkeypatch):
     out = qa.decode(tf.constant([b"Who?", QUESTIONS[0].encode(), b"\xff"]),
                     tf.constant([b"word " * 10_000_000, CONTEXTS[0].encode(), b"Ada"]))
     assert seen == [([b"", QUESTIONS[0].encode(), b""], [b"", CONTEXTS[0].encode(), b""], [0, 1, 2])]
+    assert QUESTIONS[0].encode() in tokenized and CONTEXTS[0].encode() in tokenized
+    assert not [text for text in tokenized if text.startswith(b"word") or b"\xff" in text]
     assert out["error"].numpy().tolist() == [f"context is 50000000 {OVER}".encode(), b"",
                                             b"question is not valid UTF-8"]
 

@@ -191,7 +191,7 @@ def text_errors(name, texts, max_bytes, tokenizer):
     data readers require) and gives the tokenizer at least one token; else "`name` is N bytes, above
     the limit of `max_bytes` bytes (data.max_context_bytes)", "`name` is not valid UTF-8", "`name`
     is empty or only whitespace" or "`name` NO_TOKEN" (the data readers let such a text through; the
-    model would answer an empty question). A text above the limit is blanked before the UTF-8 check
+    model would read it as empty). A text above the limit is blanked before the UTF-8 check
     and the tokenizer read it, and one that is not valid UTF-8 before the tokenizer does. Transcoding UTF-8 to UTF-8 with replacement changes
     exactly the texts that are not valid UTF-8 (a U+FFFD in the text stays as it is).
     """
@@ -204,9 +204,8 @@ def text_errors(name, texts, max_bytes, tokenizer):
     no_token = tokenizer.tokenize(valid).row_lengths() == 0
     size_error = tf.strings.join([f"{name} is ", tf.strings.as_string(sizes),
                                   f" bytes, above the limit of {max_bytes} bytes (data.max_context_bytes)"])
-    return tf.where(too_long, size_error, tf.where(invalid, f"{name} is not valid UTF-8",
-                                                   tf.where(blank, f"{name} is {ONLY_WHITESPACE}",
-                                                            tf.where(no_token, f"{name} {NO_TOKEN}", ""))))
+    reason = tf.where(blank, f"{name} is {ONLY_WHITESPACE}", tf.where(no_token, f"{name} {NO_TOKEN}", ""))
+    return tf.where(too_long, size_error, tf.where(invalid, f"{name} is not valid UTF-8", reason))
 
 
 def input_errors(question, context, max_bytes, tokenizer):
