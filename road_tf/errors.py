@@ -166,6 +166,9 @@ def utf8_problem(text):
 ONLY_WHITESPACE = "empty or only whitespace"
 """What a text with no character outside str.isspace() is, in the words of every check that refuses
 one (data readers, the client, the exported model's "error" output)."""
+NO_TOKEN = "has no token: the tokenizer drops all of its characters (invisible, control or combining ones)"
+"""Why a question or context that the WordPiece tokenizer reads as empty (only U+200B, control
+characters, lone combining marks, ...) is refused, by a run's data check and the exported model."""
 
 
 def text_problem(text):

@@ -15,9 +15,9 @@ from road_tf.config import Config, DataConfig, DecodeConfig, ModelConfig
 from road_tf.data.examples import QAExample
 from road_tf.data.features import featurize_qa, qa_windows
 from road_tf.data.tokenizer import WordPieceTokenizer, load_tokenizer
-from road_tf.errors import RoadError
+from road_tf.errors import NO_TOKEN, RoadError
 from road_tf.evaluation import answerer
-from road_tf.evaluation.answerer import NO_TOKEN, grouped_logits
+from road_tf.evaluation.answerer import grouped_logits
 from road_tf.models.backbones import build_backbone
 from road_tf.models.inference import predict_outputs
 from road_tf.models.span_logits import SpanLogits

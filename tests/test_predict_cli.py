@@ -15,7 +15,7 @@ import pytest
 
 from conftest import REPO, one_error_line
 from road_tf import evaluate, predict, train
-from road_tf.evaluation.answerer import NO_TOKEN
+from road_tf.errors import NO_TOKEN
 from test_train_cli import TINY
 
 METRIC_KEYS = ("exact", "f1", "HasAns_exact", "HasAns_f1", "NoAns_exact", "NoAns_f1", "best_f1", "best_exact")

@@ -13,8 +13,11 @@ from road_tf.config import load_config
 from road_tf.data import json_files, sources
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.squad import load_squad_tfds, read_squad_json, write_squad_json
-from road_tf.errors import DataError
+from road_tf.data.tokenizer import load_tokenizer
+from road_tf.errors import NO_TOKEN, DataError
 from road_tf.registry import task_spec
+from road_tf.tasks import get_task
+from road_tf.tasks.task import load_task_data
 from helpers_tfds import squad_tfds_dataset
 
 SQUAD_DEV = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data" / "squad2-dev" / "squad2-dev-public.json.gz"
@@ -307,3 +310,26 @@ def test_an_object_that_gives_a_key_twice_is_refused(tmp_path):
                     '"is_impossible": false}]}]}]}')
     with pytest.raises(DataError, match=r"twice\.json: an object gives the key 'answers' 2 times; give each key once$"):
         read_squad_json(path)
+
+
+def test_a_run_refuses_a_question_or_context_the_tokenizer_reads_as_empty(tmp_path, caplog):
+    """The exported model refuses a question or context made only of characters the tokenizer drops;
+    a run trained on such a question and scored it as "no answer" where `predict` stops. Now the
+    run's data check names the file and question, or leaves it out under data.skip_bad_records."""
+    doc = copy.deepcopy(GOOD)
+    _qa(doc, 1)["question"] = "\u200b\u2060 "
+    doc["data"].append({"title": "Marks", "paragraphs": [{"context": "\u0301\x07", "qas": [
+        {"id": "m1", "question": "Which?", "answers": [], "is_impossible": True}]}]})
+    paths = [_write(tmp_path, doc, name) for name in ("train.json", "dev.json")]
+    config = load_config(None, ["data.source=json", f"data.train_path={paths[0]}", f"data.dev_path={paths[1]}",
+                                "data.split_dev_questions=0"])
+    tokenizer = load_tokenizer()
+    with pytest.raises(DataError) as caught:
+        load_task_data(get_task("squad2"), config, tokenizer)
+    assert str(caught.value) == f"{paths[0]}: record q2: question {NO_TOKEN}"
+    skipping = dataclasses.replace(config.data, skip_bad_records=True)
+    with caplog.at_level(logging.WARNING, logger="road_tf.data.examples"):
+        kept = sources.load_split(task_spec("squad2"), skipping, "dev", tokenizer=tokenizer)
+    assert [example.qid for example in kept] == ["q1", "q3"]
+    assert any(f"{paths[1]}: record m1: context {NO_TOKEN}" in record.getMessage() for record in caplog.records)
+    assert len(sources.load_split(task_spec("squad2"), config.data, "dev")) == 4, "the readers alone let them through"

@@ -14,7 +14,7 @@ from road_tf.data import synthetic, unanswerable
 from road_tf.data.examples import parse_all
 from road_tf.data.json_files import parse_json, read_text
 from road_tf.data.squad import document_questions, split_for_training
-from road_tf.errors import ConfigError, DataError, first_line
+from road_tf.errors import NO_TOKEN, ConfigError, DataError, first_line
 from road_tf.files import write_atomic
 from road_tf.registry import SPAN
 
@@ -22,6 +22,8 @@ CACHE_ROOT = pathlib.Path("runs") / "cache"
 # Where TFDS downloads from; one short connection attempt tells whether it can.
 TFDS_HOST = ("storage.googleapis.com", 443)
 TFDS_TIMEOUT_SECONDS = 5.0
+TOKEN_CHECK_BATCH = 1024
+"""Texts a time that `with_tokens` tokenizes."""
 
 
 def cache_root(data_config):
@@ -142,7 +144,7 @@ def read_task_files(task, task_files, data_config, split):
     return (train if split == "train" else dev), path
 
 
-def load_split(task, data_config, split, is_main_task=True, task_files=None):
+def load_split(task, data_config, split, is_main_task=True, task_files=None, tokenizer=None):
     """Examples of one split ("train" or "dev") of a task.
 
     Args:
@@ -153,6 +155,9 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
             documents (`TaskSpec.reads_main_files`), which read the main task's files or data set.
         task_files: the task's `road_tf.config.TaskFiles` (`multitask.task_files`), or None; when
             given, the split is read from those files whatever `data.source` says.
+        tokenizer: a `WordPieceTokenizer`, or None; given, the questions of a span task read as
+            they are (not made from other documents, like cloze questions) are checked with it
+            (`with_tokens`).
 
     Returns:
         The split's examples (QAExample or ClassificationExample).
@@ -188,6 +193,8 @@ def load_split(task, data_config, split, is_main_task=True, task_files=None):
     if limit:
         examples = examples[:limit]
     examples = within_length_limit(examples, path, data_config)
+    if tokenizer is not None and task.kind == SPAN and not task.reads_main_files:
+        examples = with_tokens(examples, path, tokenizer, data_config.skip_bad_records)
     if not examples:
         raise DataError(path, f"holds no usable {split} examples for task {task.name!r}")
     logging.info("%s/%s: %d examples from %s", task.name, split, len(examples), source)
@@ -221,6 +228,27 @@ def within_length_limit(examples, path, data_config):
         return example
 
     return parse_all(examples, within, path, data_config.skip_bad_records)
+
+
+def with_tokens(examples, path, tokenizer, skip_bad_records):
+    """The QAExamples of `examples` (read from `path`) whose question and context each give
+    `tokenizer` a token; another raises DataError naming `path` and the question (with
+    `skip_bad_records`, it is logged and left out). The exported model refuses such a text
+    (NO_TOKEN), so a run neither trains on it nor scores it as "no answer". Each distinct text is
+    tokenized once, TOKEN_CHECK_BATCH at a time."""
+    texts = list(dict.fromkeys(text for example in examples for text in (example.question, example.context)))
+    tokens = {}
+    for begin in range(0, len(texts), TOKEN_CHECK_BATCH):
+        batch = texts[begin:begin + TOKEN_CHECK_BATCH]
+        tokens.update(zip(batch, tokenizer.tokenize(batch).row_lengths().numpy().tolist()))
+
+    def readable(example):
+        for name, text in (("question", example.question), ("context", example.context)):
+            if not tokens[text]:
+                raise DataError(path, f"{name} {NO_TOKEN}", example.qid)
+        return example
+
+    return parse_all(examples, readable, path, skip_bad_records, what="question")
 
 
 def cached_features(task_name, split, examples, tokenizer, data_config, build):

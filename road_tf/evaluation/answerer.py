@@ -24,13 +24,12 @@ Decoding rules, per question (its windows share one context):
 import tensorflow as tf
 
 from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, TOKEN_IDS, qa_windows
-from road_tf.errors import ONLY_WHITESPACE
+from road_tf.errors import NO_TOKEN, ONLY_WHITESPACE
 
 VERY_NEGATIVE = -1e9
 BLANK = r"[\s\p{Z}\x{0B}\x{1C}-\x{1F}\x{85}]*"
 """RE2 for a text of only white space: exactly the characters of Python's str.isspace(), which the data
 readers' "is empty or only whitespace" check uses (checked over every code point)."""
-NO_TOKEN = "has no token: the tokenizer drops all of its characters (invisible, control or combining ones)"
 SERVING_KEYS = ("answer", "score", "no_answer_probability", "start_char", "end_char", "error")
 ANSWER_INPUTS = [tf.TensorSpec([None], tf.string, name="question"), tf.TensorSpec([None], tf.string, name="context")]
 
@@ -190,8 +189,8 @@ def text_errors(name, texts, max_bytes, tokenizer):
     "" for a text of at most `max_bytes` bytes of valid UTF-8 that is not only white space (as the
     data readers require) and gives the tokenizer at least one token; else "`name` is N bytes, above
     the limit of `max_bytes` bytes (data.max_context_bytes)", "`name` is not valid UTF-8", "`name`
-    is empty or only whitespace" or "`name` NO_TOKEN" (the data readers let such a text through; the
-    model would read it as empty). A text above the limit is blanked before the UTF-8 check
+    is empty or only whitespace" or "`name` NO_TOKEN" (the model would read it as empty; a run's
+    data check, `sources.with_tokens`, refuses it too). A text above the limit is blanked before the UTF-8 check
     and the tokenizer read it, and one that is not valid UTF-8 before the tokenizer does. Transcoding UTF-8 to UTF-8 with replacement changes
     exactly the texts that are not valid UTF-8 (a U+FFFD in the text stays as it is).
     """

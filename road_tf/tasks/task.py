@@ -44,9 +44,9 @@ class Task:
         are at the call (evaluations during training call it again and again)."""
         return lambda: self.evaluate(model, data, tokenizer, config, null_score_diff_threshold)
 
-    def load_examples(self, data_config, split, is_main_task=True, task_files=None):
+    def load_examples(self, data_config, split, is_main_task=True, task_files=None, tokenizer=None):
         """The examples of one split; see `road_tf.data.sources.load_split`."""
-        return sources.load_split(self.spec, data_config, split, is_main_task, task_files)
+        return sources.load_split(self.spec, data_config, split, is_main_task, task_files, tokenizer)
 
     def features(self, tokenizer, examples, data_config, split):
         """`featurize`'s output for one split, cached under the run's cache folder."""
@@ -70,8 +70,8 @@ def load_task_data(task, config, tokenizer, is_main_task=True):
     from its `multitask.task_files` entry when it has one."""
     data = config.data
     files = config.multitask.files_of(task.name)
-    train_examples = task.load_examples(data, "train", is_main_task, files)
-    dev_examples = task.load_examples(data, "dev", is_main_task, files)
+    train_examples = task.load_examples(data, "train", is_main_task, files, tokenizer)
+    dev_examples = task.load_examples(data, "dev", is_main_task, files, tokenizer)
     dev_features = task.features(tokenizer, dev_examples, data, "dev") if task.needs_dev_features else None
     return TaskData(task, train_examples, dev_examples, task.features(tokenizer, train_examples, data, "train"),
                     dev_features)
