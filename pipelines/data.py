@@ -7,9 +7,10 @@ Sources (`--data`):
   FILE.json[.gz]         one local SQuAD 2.0 file, split by article (`split_for_training`), or,
                          with `--eval-data EVAL.json[.gz]`, the training file and the eval file.
 
-Every question is checked while it is read (`road_tf.data.squad`): a malformed file stops here
-with a DataError naming the file, the question and the problem, before any component runs; so does
-a file whose split holds no questions. Each file is read once, so it may be a pipe.
+Every question is checked while it is read (`road_tf.data.squad`), and then with the recipe's
+tokenizer (a question or context it reads as empty, which the exported model refuses): a malformed
+file stops here with a DataError naming the file, the question and the problem, before any
+component runs; so does a file whose split holds no questions. Each file is read once, so it may be a pipe.
 
 The records go to `<examples>/Split-train/data.tfrecord` and `Split-eval/data.tfrecord`, the
 layout ImportExampleGen reads. A file is replaced only when its examples change (or it is corrupt):
@@ -24,8 +25,9 @@ from google.protobuf.message import DecodeError
 
 from road_tf.data.json_files import read_json
 from road_tf.data.records import to_tf_example, write_records
-from road_tf.data.sources import check_tfds_available, checked_questions, write_split
+from road_tf.data.sources import check_tfds_available, checked_questions, with_tokens, write_split
 from road_tf.data.squad import read_squad_json
+from road_tf.data.tokenizer import load_tokenizer
 from road_tf.errors import DataError
 from road_tf.files import atomic_target, fixed_temp, non_file_kind
 from road_tf.registry import task_spec
@@ -34,36 +36,45 @@ SPLITS = ("train", "eval")
 
 
 def load_questions(source, eval_path, data_config, work_dir, min_dev_questions):
-    """(train examples, eval examples) of `source` (see the module docstring).
+    """(train examples, eval examples) of `source` (see the module docstring), each question and
+    context giving the recipe's tokenizer a token, as a run requires (`sources.with_tokens`).
 
     Args:
         data_config: the recipe's `DataConfig` (synthetic sizes and seed, tfds name, skip_bad_records,
-            max_context_bytes).
+            max_context_bytes, vocab).
         work_dir: folder for the synthetic corpus and the two halves of a split file.
         min_dev_questions: questions the eval half of a split file must reach.
     Raises:
         DataError: a malformed file or question, or a file whose split holds no questions (named).
         ConfigError: TFDS cannot open or download the data set (`check_tfds_available`).
     """
-    work_dir = pathlib.Path(work_dir)
+    splits, paths = read_splits(source, eval_path, data_config, pathlib.Path(work_dir), min_dev_questions)
+    tokenizer = load_tokenizer(data_config.vocab)
+    return require_questions(tuple(with_tokens(examples, path, tokenizer, data_config.skip_bad_records)
+                                   for examples, path in zip(splits, paths)), paths)
+
+
+def read_splits(source, eval_path, data_config, work_dir, min_dev_questions):
+    """((train examples, eval examples), (the file or data set each was read from)) of `source`."""
     skip = data_config.skip_bad_records
     if source == "synthetic":
         from road_tf.data import synthetic
 
         paths = synthetic.generate(work_dir / "synthetic", seed=data_config.synthetic_seed,
                                    train_size=data_config.synthetic_train_size, dev_size=data_config.synthetic_dev_size)
-        return read_squad_json(paths["squad"]["train"]), read_squad_json(paths["squad"]["dev"])
+        names = (paths["squad"]["train"], paths["squad"]["dev"])
+        return tuple(read_squad_json(path) for path in names), names
     if source == "tfds":
         from road_tf.data.squad import load_squad_tfds
 
         spec = task_spec("squad2")
         name = data_config.tfds_name or spec.tfds_name
         check_tfds_available(name, "--data tfds", "--data FILE.json with a local SQuAD 2.0 file")
-        return tuple(load_squad_tfds(split, name=name, skip_bad_records=skip) for split in spec.tfds_splits)
+        return (tuple(load_squad_tfds(split, name=name, skip_bad_records=skip) for split in spec.tfds_splits),
+                tuple(f"tfds:{name}/{split}" for split in spec.tfds_splits))
     if eval_path:
-        return require_questions((read_questions(source, data_config), read_questions(eval_path, data_config)),
-                                 (source, eval_path))
-    return split_file(source, work_dir / "split", min_dev_questions, data_config)
+        return (read_questions(source, data_config), read_questions(eval_path, data_config)), (source, eval_path)
+    return split_file(source, work_dir / "split", min_dev_questions, data_config), (source, source)
 
 
 def read_questions(path, data_config):
@@ -79,12 +90,12 @@ def split_file(source, split_dir, min_dev_questions, data_config):
     the halves in memory.
 
     Raises:
-        DataError: naming `source`, when it is malformed or a half holds no questions.
+        DataError: naming `source`, when it is malformed.
     """
     paths = [split_dir / f"{split}.json" for split in SPLITS]
     halves = write_split(read_json(source), source, min_dev_questions, paths, data_config, "--min-dev-questions",
                          "give the eval questions with --eval-data")
-    return require_questions(tuple(checked_questions(half, source, data_config) for half in halves), (source, source))
+    return tuple(checked_questions(half, source, data_config) for half in halves)
 
 
 def require_questions(splits, paths):

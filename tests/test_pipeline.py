@@ -1,5 +1,6 @@
 """The TFX pipeline end to end on tiny synthetic data, and malformed input (caching: test_pipeline_gate)."""
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from road_tf.data import sources
 from road_tf.data.examples import Answer, QAExample
 from road_tf.data.records import read_records
 from road_tf.data.squad import read_squad_json, write_squad_json
-from road_tf.errors import RoadError
+from road_tf.errors import NO_TOKEN, RoadError
 from road_tf.files import fixed_temp
 from test_train_cli import BAD_SQUAD, TINY
 
@@ -114,6 +115,19 @@ def test_a_context_above_max_context_bytes_is_refused_naming_the_users_file(tmp_
                                 overrides=["data.max_context_bytes=20"]), capsys)
     assert error.startswith(f"error: {good}: record Velden-where: text of ")
     assert error.endswith("bytes is longer than data.max_context_bytes (20)")
+    assert not (tmp_path / "tfx" / "data" / "examples").exists()
+
+
+@pytest.mark.parametrize("eval_data", [False, True], ids=["split", "eval file"])
+def test_a_question_the_tokenizer_reads_as_empty_is_refused_naming_the_users_file(tmp_path, capsys, eval_data):
+    """The exported model refuses it, so the run would (naming its own copy, inside a component)."""
+    squad_file(tmp_path / "good.json", ["Velden", "Marrow"])
+    bad = squad_file(tmp_path / "dev.json", ["Marrow"]) if eval_data else tmp_path / "good.json"
+    examples = read_squad_json(bad)
+    write_squad_json(bad, [*examples[:-1], dataclasses.replace(examples[-1], question="\u200b\u2060")])
+    extra = ["--eval-data", str(bad)] if eval_data else ["--min-dev-questions=2"]
+    error = refusal(runner_args(tmp_path, "--data", str(tmp_path / "good.json"), *extra, "--prepare-only"), capsys)
+    assert error == f"error: {bad}: record {examples[-1].qid}: question {NO_TOKEN}"
     assert not (tmp_path / "tfx" / "data" / "examples").exists()
 
 
