@@ -10,7 +10,8 @@ Sources (`--data`):
 Every question is checked while it is read (`road_tf.data.squad`), and then with the recipe's
 tokenizer (a question or context it reads as empty, which the exported model refuses): a malformed
 file stops here with a DataError naming the file, the question and the problem, before any
-component runs; so does a file whose split holds no questions. Each file is read once, so it may be a pipe.
+component runs; so does a file whose split holds no questions. Each file is read once, so it may
+be a pipe.
 
 The records go to `<examples>/Split-train/data.tfrecord` and `Split-eval/data.tfrecord`, the
 layout ImportExampleGen reads. A file is replaced only when its examples change (or it is corrupt):

@@ -190,9 +190,10 @@ def text_errors(name, texts, max_bytes, tokenizer):
     data readers require) and gives the tokenizer at least one token; else "`name` is N bytes, above
     the limit of `max_bytes` bytes (data.max_context_bytes)", "`name` is not valid UTF-8", "`name`
     is empty or only whitespace" or "`name` NO_TOKEN" (the model would read it as empty; a run's
-    data check, `sources.with_tokens`, refuses it too). A text above the limit is blanked before the UTF-8 check
-    and the tokenizer read it, and one that is not valid UTF-8 before the tokenizer does. Transcoding UTF-8 to UTF-8 with replacement changes
-    exactly the texts that are not valid UTF-8 (a U+FFFD in the text stays as it is).
+    data check, `sources.with_tokens`, refuses it too). A text above the limit is blanked before
+    the UTF-8 check and the tokenizer read it, and one that is not valid UTF-8 before the tokenizer
+    does. Transcoding UTF-8 to UTF-8 with replacement changes exactly the texts that are not valid
+    UTF-8 (a U+FFFD in the text stays as it is).
     """
     sizes = tf.strings.length(texts)
     too_long = sizes > max_bytes
