@@ -7,9 +7,11 @@ server that forgot `import tensorflow_text` cannot load it (as with the real exp
 """
 
 import contextlib
+import errno
 import json
 import os
 import pathlib
+import random
 import shutil
 import socket
 import subprocess
@@ -162,10 +164,32 @@ def install_version(staged_path, base_path, version):
 
 
 def free_port():
-    """Returns a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A TCP port that was free a moment ago on 127.0.0.1 and on ::1 (where this machine has IPv6),
+    below the kernel's range of ephemeral ports: a port that bind(0) picks is one the kernel also
+    gives outgoing connections, and under the parallel test run another test's connection took the
+    devserver's port between its bind and its listen."""
+    port_range = pathlib.Path("/proc/sys/net/ipv4/ip_local_port_range")
+    lowest_ephemeral = int(port_range.read_text().split()[0]) if port_range.is_file() else 32768
+    loopbacks = ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1"))
+    for _ in range(1000):
+        port = random.randrange(10_000, lowest_ephemeral)
+        if all(_bindable(family, host, port) for family, host in loopbacks):
+            return port
+    raise AssertionError(f"no free port found between 10000 and {lowest_ephemeral}")
+
+
+def _bindable(family, host, port):
+    """Whether a TCP socket can bind `host`:`port` now (True when `family` does not exist here)."""
+    try:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+    except OSError:
+        return True
+    with sock:
+        try:
+            sock.bind((host, port))
+        except OSError as error:
+            return error.errno not in (errno.EADDRINUSE, errno.EACCES)
+        return True
 
 
 def http_json(method, url, body=None, timeout=30.0):
