@@ -6,7 +6,6 @@ import os
 import pathlib
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import keras
 import numpy as np
 import pytest
 
+from helpers_serving import free_port
 from road_tf import cluster, training
 from road_tf.config import TrainConfig
 from road_tf.errors import ConfigError
@@ -71,13 +71,11 @@ PEER_LOSS_LIMIT = 180
 
 
 def free_ports(count):
-    """`count` distinct free TCP ports on localhost."""
-    sockets = [socket.socket() for _ in range(count)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
+    """`count` distinct free TCP ports on localhost (`free_port`, which avoids the ephemeral range)."""
+    ports = []
+    while len(ports) < count:
+        port = free_port()
+        ports += [] if port in ports else [port]
     return ports
 
 
