@@ -13,7 +13,7 @@ from tensorflow_serving.apis import prediction_log_pb2
 from road_tf import saved_model as export
 from road_tf.config import Config, DataConfig, DecodeConfig, ModelConfig
 from road_tf.data.examples import QAExample
-from road_tf.data.features import featurize_qa, qa_windows
+from road_tf.data.features import featurize_qa, pair_windows, qa_windows
 from road_tf.data.tokenizer import WordPieceTokenizer, load_tokenizer
 from road_tf.errors import NO_TOKEN, RoadError
 from road_tf.evaluation import answerer
@@ -189,29 +189,38 @@ def test_texts_at_max_context_bytes_are_answered(loaded):
     assert out["answer"][0].startswith(b"word") and out["error"][0] == b""
 
 
-def test_refused_texts_are_not_tokenized(exported, monkeypatch):
-    """A refused row is cut into windows as an empty question and context, so a 50 MB context
-    makes one window of three tokens, not a million windows; a text above the limit or not valid
-    UTF-8 does not reach the tokenizer at all."""
-    seen, tokenized = [], []
-    tokenize = WordPieceTokenizer.tokenize
-    monkeypatch.setattr(WordPieceTokenizer, "tokenize",
-                        lambda self, texts: tokenized.extend(texts.numpy().tolist()) or tokenize(self, texts))
+def test_each_text_is_tokenized_once_and_refused_rows_make_one_empty_window(exported, monkeypatch):
+    """The input check and the windows share one tokenization of each text. A refused row is cut
+    into windows as an empty question and context, so a 50 MB context makes one window of three
+    tokens, not a million windows; a text above the limit or not valid UTF-8 does not reach the
+    tokenizer at all (it reads "" in its place)."""
+    tokenized, seen = [], []
+    for method in ("tokenize", "tokenize_with_offsets"):
+        original = getattr(WordPieceTokenizer, method)
+        monkeypatch.setattr(WordPieceTokenizer, method, lambda self, texts, original=original:
+                            tokenized.extend(texts.numpy().tolist()) or original(self, texts))
 
-    def recorded(tokenizer, question, context, *args):
-        windows = qa_windows(tokenizer, question, context, *args)
-        seen.append((question.numpy().tolist(), context.numpy().tolist(), windows["example_index"].numpy().tolist()))
+    def recorded(tokenizer, tokens, *args):
+        windows = pair_windows(tokenizer, tokens, *args)
+        seen.append(([int(n) for n in tokens["question_ids"].row_lengths()],
+                     [int(n) for n in tokens["context_ids"].row_lengths()], windows["example_index"].numpy().tolist()))
         return windows
 
-    monkeypatch.setattr(answerer, "qa_windows", recorded)
+    monkeypatch.setattr(answerer, "pair_windows", recorded)
     qa = SQUAD.answerer(exported["model"], exported["tokenizer"], exported["config"])
-    out = qa.decode(tf.constant([b"Who?", QUESTIONS[0].encode(), b"\xff"]),
-                    tf.constant([b"word " * 10_000_000, CONTEXTS[0].encode(), b"Ada"]))
-    assert seen == [([b"", QUESTIONS[0].encode(), b""], [b"", CONTEXTS[0].encode(), b""], [0, 1, 2])]
-    assert QUESTIONS[0].encode() in tokenized and CONTEXTS[0].encode() in tokenized
-    assert not [text for text in tokenized if text.startswith(b"word") or b"\xff" in text]
+    zero_width = "\u200b".encode()
+    questions = [b"Who?", QUESTIONS[0].encode(), b"\xff", zero_width]
+    contexts = [b"word " * 10_000_000, CONTEXTS[0].encode(), b"Ada", b"Ada wrote it."]
+    out = qa.decode(tf.constant(questions), tf.constant(contexts))
+    assert sorted(tokenized) == sorted([b"Who?", QUESTIONS[0].encode(), b"", zero_width,
+                                        b"", CONTEXTS[0].encode(), b"Ada", b"Ada wrote it."])
+    question_len = len(exported["tokenizer"].tokenize(tf.constant([QUESTIONS[0]]))[0])
+    context_len = len(exported["tokenizer"].tokenize(tf.constant([CONTEXTS[0]]))[0])
+    assert seen == [([0, question_len, 0, 0], [0, context_len, 0, 0], [0, 1, 2, 3])]
     assert out["error"].numpy().tolist() == [f"context is 50000000 {OVER}".encode(), b"",
-                                            b"question is not valid UTF-8"]
+                                            b"question is not valid UTF-8", f"question {NO_TOKEN}".encode()]
+    assert out["answer"].numpy().tolist()[::2] == [b"", b""] and out["answer"][3] == b""
+    assert out["no_answer_probability"].numpy().tolist()[2:] == [1.0, 1.0]
 
 
 def test_valid_utf8_with_a_replacement_character_bom_and_nul_is_answered(loaded):

@@ -36,6 +36,19 @@ def test_windows_layout(tokenizer):
     assert offsets[4].tolist() == [0, 3] and offsets[6].tolist() == [8, 11]
 
 
+def test_keep_pairs_empties_the_dropped_rows_and_leaves_the_others_as_tokenized(tokenizer):
+    questions, contexts = tf.constant(["who?", "what did Ann do?", "when?"]), tf.constant(["Ann met Bob.", "x", "Ann left at noon."])
+    tokens = feats.tokenize_pairs(tokenizer, questions, contexts)
+    kept = feats.keep_pairs(tokens, tf.constant([True, False, True]))
+    for key, value in kept.items():
+        rows = value.to_list()
+        assert rows[1] == [] and [rows[0], rows[2]] == [tokens[key].to_list()[0], tokens[key].to_list()[2]], key
+    windows = feats.pair_windows(tokenizer, kept, 16, 8, 4)
+    assert windows["padding_mask"].numpy().sum(axis=1).tolist()[1] == 3
+    alone = feats.qa_windows(tokenizer, questions[2:], contexts[2:], 16, 8, 4)
+    assert np.array_equal(windows["token_ids"].numpy()[-1], alone["token_ids"].numpy()[0])
+
+
 def test_long_context_is_split_with_stride_and_answer_labelled_once_per_covering_window(tokenizer):
     context = " ".join(f"w{i}" for i in range(60)) + " the answer is Quixotic ."
     ex = example("q", "what is it?", context, "Quixotic")

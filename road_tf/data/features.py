@@ -30,12 +30,36 @@ def _ragged_fill(like_rows, value):
     return tf.RaggedTensor.from_tensor(tf.fill(tf.stack([like_rows, 1]), value))
 
 
-def qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length, doc_stride):
-    """Cuts question/context pairs into `[CLS] q [SEP] ctx-window [SEP]` windows, in TF ops.
+def tokenize_pairs(tokenizer, questions, contexts):
+    """Tokenizes question/context pairs once, for `pair_windows` and the serving graph's input check.
 
     Args:
         tokenizer: a `WordPieceTokenizer`.
         questions, contexts: tf.string [B].
+    Returns:
+        dict of int32 ragged [B, None]: question_ids (not yet cut to max_query_length), context_ids,
+        and starts / ends, the byte offsets of each context token in its context.
+    """
+    context_ids, starts, ends = tokenizer.tokenize_with_offsets(contexts)
+    return {"question_ids": tokenizer.tokenize(questions), "context_ids": context_ids,
+            "starts": tf.cast(starts, tf.int32), "ends": tf.cast(ends, tf.int32)}
+
+
+def keep_pairs(tokens, keep):
+    """`tokenize_pairs`' output with the tokens of the rows where `keep` (bool [B]) is False removed:
+    such a row reads as an empty question about an empty context."""
+    def masked(ragged):
+        mask = tf.RaggedTensor.from_row_splits(tf.repeat(keep, ragged.row_lengths()), ragged.row_splits)
+        return tf.ragged.boolean_mask(ragged, mask)
+    return {key: masked(value) for key, value in tokens.items()}
+
+
+def pair_windows(tokenizer, tokens, max_seq_length, max_query_length, doc_stride):
+    """Cuts tokenized question/context pairs into `[CLS] q [SEP] ctx-window [SEP]` windows, in TF ops.
+
+    Args:
+        tokenizer: the `WordPieceTokenizer` that made `tokens` (for its special ids).
+        tokens: `tokenize_pairs`' output for B pairs.
     Returns:
         dict of tensors, W = total windows over the batch, S = max_seq_length:
         token_ids, segment_ids, padding_mask: int32 [W, S];
@@ -43,9 +67,8 @@ def qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length,
         byte_offsets: int32 [W, S, 2], (start, end) byte offsets of each context token in its
         context, (-1, -1) for [CLS], question, [SEP] and padding positions.
     """
-    question_ids = tokenizer.tokenize(questions)[:, :max_query_length]
-    context_ids, starts, ends = tokenizer.tokenize_with_offsets(contexts)
-    starts, ends = tf.cast(starts, tf.int32), tf.cast(ends, tf.int32)
+    question_ids, context_ids = tokens["question_ids"][:, :max_query_length], tokens["context_ids"]
+    starts, ends = tokens["starts"], tokens["ends"]
     question_len = tf.cast(question_ids.row_lengths(), tf.int32)
     context_len = tf.cast(context_ids.row_lengths(), tf.int32)
     room = max_seq_length - 3 - question_len
@@ -78,6 +101,12 @@ def qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length,
             axis=-1,
         ),
     }
+
+
+def qa_windows(tokenizer, questions, contexts, max_seq_length, max_query_length, doc_stride):
+    """`pair_windows` of `tokenize_pairs`: raw question/context strings (tf.string [B]) -> windows."""
+    return pair_windows(tokenizer, tokenize_pairs(tokenizer, questions, contexts), max_seq_length, max_query_length,
+                        doc_stride)
 
 
 def char_index_at_byte(text):

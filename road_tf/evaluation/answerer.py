@@ -23,7 +23,8 @@ Decoding rules, per question (its windows share one context):
 
 import tensorflow as tf
 
-from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, TOKEN_IDS, qa_windows
+from road_tf.data.features import (MODEL_INPUTS, PADDING_MASK, SEGMENT_IDS, TOKEN_IDS, keep_pairs, pair_windows,
+                                   tokenize_pairs)
 from road_tf.errors import NO_TOKEN, ONLY_WHITESPACE
 
 VERY_NEGATIVE = -1e9
@@ -149,13 +150,13 @@ def decode_answers(start_logits, end_logits, byte_offsets, example_index, contex
 def grouped_logits(logits_model, windows, group_size):
     """Span logits of every window, computed `group_size` windows at a time in order of length.
 
-    `qa_windows` pads every window to max_seq_length. Sorted by length, the windows run through
+    `pair_windows` pads every window to max_seq_length. Sorted by length, the windows run through
     the encoder in groups, each cut to its own longest window, so a request spends little time on
     padding. Masked positions change no logit, so the answers equal the padded batch's.
 
     Args:
         logits_model: {token_ids, segment_ids, padding_mask} int32 [G, L] -> (start, end) [G, L].
-        windows: `qa_windows`' output (its MODEL_INPUTS are int32 [W, S], S static; W may be 0).
+        windows: `pair_windows`' output (its MODEL_INPUTS are int32 [W, S], S static; W may be 0).
         group_size: windows per encoder call.
     Returns:
         (start_logits, end_logits), float32 [W, S]; 0 beyond each group's longest window.
@@ -183,17 +184,16 @@ def grouped_logits(logits_model, windows, group_size):
     return tf.gather(starts.concat(), unsort), tf.gather(ends.concat(), unsort)
 
 
-def text_errors(name, texts, max_bytes, tokenizer):
-    """Why each of `texts` (tf.string [B]) is refused -> tf.string [B].
+def text_errors(name, texts, max_bytes):
+    """Why each of `texts` (tf.string [B]) is refused before tokenizing -> (errors, kept), tf.string [B] each.
 
-    "" for a text of at most `max_bytes` bytes of valid UTF-8 that is not only white space (as the
-    data readers require) and gives the tokenizer at least one token; else "`name` is N bytes, above
-    the limit of `max_bytes` bytes (data.max_context_bytes)", "`name` is not valid UTF-8", "`name`
-    is empty or only whitespace" or "`name` NO_TOKEN" (the model would read it as empty; a run's
-    data check, `sources.with_tokens`, refuses it too). A text above the limit is blanked before
-    the UTF-8 check and the tokenizer read it, and one that is not valid UTF-8 before the tokenizer
-    does. Transcoding UTF-8 to UTF-8 with replacement changes exactly the texts that are not valid
-    UTF-8 (a U+FFFD in the text stays as it is).
+    errors: "" for a text of at most `max_bytes` bytes of valid UTF-8 that is not only white space
+    (as the data readers require); else "`name` is N bytes, above the limit of `max_bytes` bytes
+    (data.max_context_bytes)", "`name` is not valid UTF-8" or "`name` is empty or only whitespace".
+    kept: the texts with the refused ones replaced by "", so that a text above the limit is not read
+    by the UTF-8 check and neither it nor one that is not valid UTF-8 reaches the tokenizer.
+    Transcoding UTF-8 to UTF-8 with replacement changes exactly the texts that are not valid UTF-8
+    (a U+FFFD in the text stays as it is).
     """
     sizes = tf.strings.length(texts)
     too_long = sizes > max_bytes
@@ -201,21 +201,42 @@ def text_errors(name, texts, max_bytes, tokenizer):
     invalid = tf.not_equal(tf.strings.unicode_transcode(within, "UTF-8", "UTF-8", errors="replace"), within)
     valid = tf.where(invalid, "", within)
     blank = tf.strings.regex_full_match(valid, BLANK)
-    no_token = tokenizer.tokenize(valid).row_lengths() == 0
     size_error = tf.strings.join([f"{name} is ", tf.strings.as_string(sizes),
                                   f" bytes, above the limit of {max_bytes} bytes (data.max_context_bytes)"])
-    reason = tf.where(blank, f"{name} is {ONLY_WHITESPACE}", tf.where(no_token, f"{name} {NO_TOKEN}", ""))
-    return tf.where(too_long, size_error, tf.where(invalid, f"{name} is not valid UTF-8", reason))
+    errors = tf.where(too_long, size_error, tf.where(invalid, f"{name} is not valid UTF-8",
+                                                     tf.where(blank, f"{name} is {ONLY_WHITESPACE}", "")))
+    return errors, tf.where(blank, "", valid)
 
 
-def input_errors(question, context, max_bytes, tokenizer):
-    """Why each question/context pair (tf.string [B] each) is refused -> tf.string [B]: "" for a
-    pair whose texts both pass `text_errors` (with `tokenizer`, a `WordPieceTokenizer`), else the
-    question's fault, the context's or both ("; "-separated)."""
-    question_error = text_errors("question", question, max_bytes, tokenizer)
-    context_error = text_errors("context", context, max_bytes, tokenizer)
+def token_errors(name, errors, tokens):
+    """`errors` (tf.string [B], `text_errors`') with "`name` NO_TOKEN" where a text that passed them
+    gave the tokenizer no token (`tokens`: ragged [B, None]); the model would read it as empty, and a
+    run's data check, `sources.with_tokens`, refuses it too."""
+    return tf.where(tf.logical_and(errors == "", tokens.row_lengths() == 0), f"{name} {NO_TOKEN}", errors)
+
+
+def join_errors(question_error, context_error):
+    """A pair's error, tf.string [B]: the question's, the context's or both ("; "-separated)."""
     both = tf.logical_and(question_error != "", context_error != "")
     return tf.strings.join([question_error, tf.where(both, "; ", ""), context_error])
+
+
+def checked_tokens(tokenizer, question, context, max_bytes):
+    """Checks and tokenizes question/context pairs (tf.string [B] each), each text once.
+
+    Returns:
+        (errors, tokens, context): errors, tf.string [B], "" for a pair whose texts pass
+        `text_errors` and `token_errors`, else why not (`join_errors`); tokens, `tokenize_pairs`'
+        output with the refused pairs' tokens removed, so they read as an empty question about an
+        empty context; context, tf.string [B], with the refused pairs' contexts replaced by "".
+    """
+    question_error, question = text_errors("question", question, max_bytes)
+    context_error, context = text_errors("context", context, max_bytes)
+    tokens = tokenize_pairs(tokenizer, question, context)
+    errors = join_errors(token_errors("question", question_error, tokens["question_ids"]),
+                         token_errors("context", context_error, tokens["context_ids"]))
+    refused = errors != ""
+    return errors, keep_pairs(tokens, tf.logical_not(refused)), tf.where(refused, "", context)
 
 
 class QAAnswerer(tf.Module):
@@ -248,18 +269,16 @@ class QAAnswerer(tf.Module):
 
     def decode(self, question, context):
         """tf.string [B] questions and contexts -> every output of `decode_answers` (n-best included)
-        and "error", tf.string [B] (`input_errors`: "" for an answered row).
+        and "error", tf.string [B] (`checked_tokens`: "" for an answered row).
 
         A row whose question or context is above `max_text_bytes`, not valid UTF-8, blank or without a
-        token is answered as a question with an empty context ("no answer", no_answer_probability
-        1.0): its texts are replaced by "" before windowing, so a huge text costs nothing, and the
-        other rows of the batch (under TF Serving's batching, other clients' questions) are answered
-        as alone."""
-        error = input_errors(question, context, self.max_text_bytes, self.tokenizer)
-        refused = error != ""
-        question, context = tf.where(refused, "", question), tf.where(refused, "", context)
-        windows = qa_windows(self.tokenizer, question, context, self.max_seq_length, self.max_query_length,
-                             self.doc_stride)
+        token is answered as an empty question about an empty context ("no answer",
+        no_answer_probability 1.0): a text above the limit or not valid UTF-8 is replaced by "" before
+        the tokenizer reads it, so a huge text costs nothing, the refused row's tokens are removed
+        before windowing, and the other rows of the batch (under TF Serving's batching, other
+        clients' questions) are answered as alone."""
+        error, tokens, context = checked_tokens(self.tokenizer, question, context, self.max_text_bytes)
+        windows = pair_windows(self.tokenizer, tokens, self.max_seq_length, self.max_query_length, self.doc_stride)
         start, end = grouped_logits(self.logits_model, windows, self.window_group_size)
         return {**decode_answers(start, end, windows["byte_offsets"], windows["example_index"], context,
                                  self.n_best_size, self.max_answer_length, self.null_score_diff_threshold),
