@@ -17,7 +17,7 @@ from road_tf.data.features import featurize_qa, pair_windows, qa_windows
 from road_tf.data.tokenizer import WordPieceTokenizer, load_tokenizer
 from road_tf.errors import NO_TOKEN, RoadError
 from road_tf.evaluation import answerer
-from road_tf.evaluation.answerer import grouped_logits
+from road_tf.evaluation.answerer import decode_answers, grouped_logits
 from road_tf.models.backbones import build_backbone
 from road_tf.models.inference import predict_outputs
 from road_tf.models.span_logits import SpanLogits
@@ -192,8 +192,8 @@ def test_texts_at_max_context_bytes_are_answered(loaded):
 def test_each_text_is_tokenized_once_and_refused_rows_make_one_empty_window(exported, monkeypatch):
     """The input check and the windows share one tokenization of each text. A refused row is cut
     into windows as an empty question and context, so a 50 MB context makes one window of three
-    tokens, not a million windows; a text above the limit or not valid UTF-8 does not reach the
-    tokenizer at all (it reads "" in its place)."""
+    tokens, not a million windows, and its context is decoded as "" (the n-best copies it); a text
+    above the limit or not valid UTF-8 does not reach the tokenizer at all (it reads "" in its place)."""
     tokenized, seen = [], []
     for method in ("tokenize", "tokenize_with_offsets"):
         original = getattr(WordPieceTokenizer, method)
@@ -206,7 +206,12 @@ def test_each_text_is_tokenized_once_and_refused_rows_make_one_empty_window(expo
                      [int(n) for n in tokens["context_ids"].row_lengths()], windows["example_index"].numpy().tolist()))
         return windows
 
+    def decoded(start, end, offsets, example_index, contexts, *args):
+        seen.append(contexts.numpy().tolist())
+        return decode_answers(start, end, offsets, example_index, contexts, *args)
+
     monkeypatch.setattr(answerer, "pair_windows", recorded)
+    monkeypatch.setattr(answerer, "decode_answers", decoded)
     qa = SQUAD.answerer(exported["model"], exported["tokenizer"], exported["config"])
     zero_width = "\u200b".encode()
     questions = [b"Who?", QUESTIONS[0].encode(), b"\xff", zero_width]
@@ -216,7 +221,7 @@ def test_each_text_is_tokenized_once_and_refused_rows_make_one_empty_window(expo
                                         b"", CONTEXTS[0].encode(), b"Ada", b"Ada wrote it."])
     question_len = len(exported["tokenizer"].tokenize(tf.constant([QUESTIONS[0]]))[0])
     context_len = len(exported["tokenizer"].tokenize(tf.constant([CONTEXTS[0]]))[0])
-    assert seen == [([0, question_len, 0, 0], [0, context_len, 0, 0], [0, 1, 2, 3])]
+    assert seen == [([0, question_len, 0, 0], [0, context_len, 0, 0], [0, 1, 2, 3]), [b"", CONTEXTS[0].encode(), b"", b""]]
     assert out["error"].numpy().tolist() == [f"context is 50000000 {OVER}".encode(), b"",
                                             b"question is not valid UTF-8", f"question {NO_TOKEN}".encode()]
     assert out["answer"].numpy().tolist()[::2] == [b"", b""] and out["answer"][3] == b""

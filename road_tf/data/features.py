@@ -1,6 +1,7 @@
 """Featurization: examples -> fixed-length model inputs, shared by training, evaluation and serving.
 
-`qa_windows` is a pure-TF function of raw strings; the exported serving signature calls it too.
+`tokenize_pairs` and `pair_windows` (together `qa_windows`) are pure-TF functions of raw strings; the
+exported serving signature calls them too.
 Feature keys are defined once here and used by models, export and the TFX pipeline.
 """
 
