@@ -215,7 +215,7 @@ def count_windows(tokenizer, pairs):
 def single_question_breakdown(version_dirs, tokenizer, pairs):
     """Where one question's time goes in each exported model, called in this process (no server).
 
-    Stages: the whole serving_default call; tokenizing into windows (qa_windows, traced); the
+    Stages: the whole serving_default call; tokenizing into windows (`window_function`); the
     encoder (the serve_token_ids signature on the windows cut to their longest, as one window
     group); the rest (window grouping, span decoding, answer text) is whole minus both. Each of
     the first BREAKDOWN_QUESTIONS pairs counts at its fastest of BREAKDOWN_REPEATS calls (other
@@ -231,10 +231,10 @@ def single_question_breakdown(version_dirs, tokenizer, pairs):
     import tensorflow as tf
 
     from road_tf.config import DataConfig
-    from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, qa_windows
+    from road_tf.data.features import MODEL_INPUTS, PADDING_MASK, window_function
     from road_tf.saved_model import context_of_length
 
-    tokenize = tf.function(lambda q, c: qa_windows(tokenizer, q, c, MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE))
+    tokenize = window_function(tokenizer, MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE)
     full = (tf.constant(["Who?"]), tf.constant([context_of_length(MAX_SEQ_LENGTH, DataConfig().max_context_bytes)]))
     breakdown = {}
     for tag, directory in version_dirs.items():

@@ -72,11 +72,10 @@ PEER_LOSS_LIMIT = 180
 
 def free_ports(count):
     """`count` distinct free TCP ports on localhost (`free_port`, which avoids the ephemeral range)."""
-    ports = []
+    ports = set()
     while len(ports) < count:
-        port = free_port()
-        ports += [] if port in ports else [port]
-    return ports
+        ports.add(free_port())
+    return sorted(ports)
 
 
 def cli_args(output_dir, overrides):
