@@ -58,6 +58,17 @@ def test_each_long_sentence_with_a_candidate_becomes_one_question():
     assert len({q.qid for q in questions}) == 3
 
 
+def test_a_one_sentence_context_is_always_asked_whole():
+    sentences = [f"The bridge over the river was opened in {1800 + i} by the city." for i in range(20)]
+    questions = [q for sentence in sentences for q in cloze.context_questions(sentence)]
+    assert len(questions) == 20
+    assert all(q.answers and q.context in sentences for q in questions)
+    # Two sentences: about half are asked of the other sentence alone, without an answer.
+    pairs = [sentence + " It still carries trains." for sentence in sentences]
+    unanswerable = [q for pair in pairs for q in cloze.context_questions(pair) if not q.answers]
+    assert 4 <= len(unanswerable) <= 16 and all(q.context == "It still carries trains." for q in unanswerable)
+
+
 def test_labels_are_never_read_and_each_context_is_used_once():
     examples = articles(30)
     questions = cloze.cloze_questions(examples + examples[:5])

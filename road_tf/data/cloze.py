@@ -6,7 +6,7 @@ answer (a year, a number, or a capitalised name that does not open the sentence)
 question by putting a question word in that span's place ("The tower was finished in 1889." ->
 "The tower was finished in when?"). Half of the questions, chosen by hash, are asked of the whole
 context (answer: the span); the other half of the context without that sentence, and have no
-answer. Lewis et al. (2019, "Unsupervised Question Answering by Cloze Translation") trained QA
+answer. A context of one sentence has nothing left without it, so its question is asked whole. Lewis et al. (2019, "Unsupervised Question Answering by Cloze Translation") trained QA
 models on such cloze questions without labelled data.
 """
 
@@ -52,7 +52,8 @@ def _digest(*parts):
 def context_questions(context, title=""):
     """One cloze question (QAExample) per sentence of `context` that has MIN_SENTENCE_WORDS words
     and an answer candidate; the candidate and whether the question is answerable are chosen by
-    sha256 of the context and the sentence's index."""
+    sha256 of the context and the sentence's index (answerable when nothing is left without the
+    sentence)."""
     questions = []
     for index, (start, end) in enumerate(sentence_spans(context)):
         sentence = context[start:end]
@@ -63,11 +64,11 @@ def context_questions(context, title=""):
         span_start, span_end, word = candidates[digest[0] % len(candidates)]
         question = (sentence[:span_start] + word + sentence[span_end:]).rstrip(" .!?;:,") + "?"
         qid = f"cloze-{digest.hex()[:16]}"
-        if digest[1] % 2:
+        without = (context[:start] + context[end:].lstrip()).strip()
+        if digest[1] % 2 or not without:
             answer = Answer(text=sentence[span_start:span_end], start=start + span_start)
             questions.append(QAExample(qid=qid, question=question, context=context, answers=(answer,), title=title))
         else:
-            without = (context[:start] + context[end:].lstrip()).strip()
             questions.append(QAExample(qid=qid, question=question, context=without, title=title))
     return questions
 
