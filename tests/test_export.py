@@ -139,6 +139,17 @@ def test_zero_questions_get_zero_rows_of_every_output(loaded):
                                                                              "end_logits": [0, 48]}
 
 
+def test_zero_questions_are_decoded_eagerly_too(exported):
+    """Eagerly (a user's own call of `decode`), the concat of zero window groups failed too."""
+    qa = SQUAD.answerer(exported["model"], exported["tokenizer"], exported["config"])
+    none = tf.constant([], tf.string)
+    out = qa.decode(none, none)
+    assert {key: value.shape.as_list() for key, value in out.items()} == {
+        **{key: [0] for key in ("answer", "score", "no_answer_probability", "start_char", "end_char", "null_score",
+                                "best_text", "error")},
+        **{key: [0, 20] for key in ("nbest_text", "nbest_score", "nbest_start_char", "nbest_end_char")}}
+
+
 OVER = "bytes, above the limit of 100000 bytes (data.max_context_bytes)"
 BAD_ROWS = [  # (question, context, error): rows serving_default refuses (the limit is DataConfig's 100,000 bytes)
     (b"Who?", b"Ada \xff\xfe wrote it.", "context is not valid UTF-8"),

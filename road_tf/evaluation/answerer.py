@@ -176,9 +176,10 @@ def grouped_logits(logits_model, windows, group_size):
         return (index + 1, starts.write(index, tf.pad(tf.cast(start, tf.float32), padding)),
                 ends.write(index, tf.pad(tf.cast(end, tf.float32), padding)))
 
-    # The static width lets concat() of zero groups (no windows, no questions) give [0, S].
-    arrays = [tf.TensorArray(tf.float32, size=num_groups, infer_shape=False, element_shape=[None, width])
-              for _ in range(2)]
+    # Each array ends with an empty [0, S] element, so concat() has an element to join with no windows
+    # (eagerly, a concat of zero elements fails).
+    arrays = [tf.TensorArray(tf.float32, size=num_groups + 1, infer_shape=False, element_shape=[None, width])
+              .write(num_groups, tf.zeros([0, width])) for _ in range(2)]
     _, starts, ends = tf.while_loop(lambda index, *_: index < num_groups, run_group, [0, *arrays])
     unsort = tf.argsort(order)
     return tf.gather(starts.concat(), unsort), tf.gather(ends.concat(), unsort)
