@@ -18,7 +18,7 @@ from road_tf.data.features import write_feature_cache
 from road_tf.data.tokenizer import load_tokenizer
 from road_tf.data.vocab import check_encoder_vocabularies
 from road_tf.distillation.offline import teacher_logits, teacher_notes
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty, one_line_when_stopped
 from road_tf.experiment import load_teacher_weights
 from road_tf.files import check_distinct, check_weights_file, check_writable_dir, check_writable_file
 from road_tf.models.task_model import build_model
@@ -88,6 +88,13 @@ def check_outputs(output, config, recipe):
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
+    with one_line_when_stopped(lambda: "the teacher logits were not cached; rerun the command to cache them"):
+        return cache_to(args)
+
+
+def cache_to(args):
+    """Checks the parsed flags `args`, then caches the logits of the teachers of their config to
+    `args.output` (`cache_teacher_logits`) and prints its path -> 0."""
     check_writable_file(args.output, "--output")
     path, config = config_lib.load_recipe(args.config, args.overrides)
     check_outputs(args.output, config, path)

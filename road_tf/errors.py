@@ -1,11 +1,13 @@
-"""Errors that reach a user, the one way command-line tools report them, and the argparse types
-that read their flags."""
+"""Errors that reach a user, the one way command-line tools report them (and a stop by Ctrl-C or
+SIGTERM), and the argparse types that read their flags."""
 
 import argparse
+import contextlib
 import functools
 import math
 import re
 import reprlib
+import signal
 import sys
 
 DECIMAL_INTEGER = re.compile(r"[+-]?[0-9]+")
@@ -15,6 +17,8 @@ DECIMAL_NUMBER = re.compile(r"[+-]?(([0-9]+(\.[0-9]*)?|\.[0-9]+)(e[+-]?[0-9]+)?|
 """The text of a number, in a flag or a setting: ASCII decimal digits with an optional sign, point
 and exponent (or inf and nan, which every reader refuses as not finite). Python's float() would also
 take "1_0.5" or "٣"."""
+INTERRUPTED_EXIT = 128 + signal.SIGINT  # what shells report for a command stopped by Ctrl-C (130)
+TERMINATED_EXIT = 128 + signal.SIGTERM  # and by `kill` or a job scheduler's SIGTERM (143)
 
 
 class RoadError(Exception):
@@ -38,8 +42,19 @@ class DataError(RoadError):
         self.path = str(path)
         self.problem = problem
         self.record = record
-        where = self.path if record is None else f"{self.path}: record {record}"
+        where = self.path if record is None else f"{self.path}: record {shown_id(record)}"
         super().__init__(f"{where}: {problem}")
+
+
+MAX_SHOWN_ID = 100
+"""The most characters of a record id a message shows (a file may hold ids of any length)."""
+
+
+def shown_id(record):
+    """`record` (an id or line number) as a message shows it: an id above MAX_SHOWN_ID characters is
+    cut to its start and its length ("abc... (200000 characters)")."""
+    text = str(record)
+    return text if len(text) <= MAX_SHOWN_ID else f"{text[:MAX_SHOWN_ID // 2]}... ({len(text)} characters)"
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -230,3 +245,34 @@ def cli_main(main):
             sys.exit(2)
 
     return wrapper
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a job scheduler's stop), raised in the main thread as Ctrl-C raises
+    KeyboardInterrupt, so that a command stops the same way: files being written are cleaned up."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+@contextlib.contextmanager
+def one_line_when_stopped(outcome):
+    """Ends a command stopped by Ctrl-C or SIGTERM in its body with one line on stderr,
+    `interrupted: <outcome()>` or `terminated: <outcome()>`, and the shell's exit code for the
+    signal (INTERRUPTED_EXIT, TERMINATED_EXIT), instead of a traceback (Ctrl-C) or no word at all
+    (SIGTERM, which raises `Terminated` in the body). Call it from the main thread.
+
+    Args:
+        outcome: called once the command stopped -> what became of its work, in words (how to
+            resume it, or that nothing was written).
+    """
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        print(f"{'terminated' if terminated else 'interrupted'}: {outcome()}", file=sys.stderr)
+        sys.exit(TERMINATED_EXIT if terminated else INTERRUPTED_EXIT)
+    finally:
+        signal.signal(signal.SIGTERM, previous)

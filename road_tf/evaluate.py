@@ -8,7 +8,7 @@ NA is {question id: probability of no answer, in [0, 1]}. The output has the off
 (exact, f1, total, HasAns_*, NoAns_*, and best_* with --na-probs); missing predictions are warned
 about on stderr and left out, as the official script does.
 
-classification: GOLD is JSON {guid: integer label} when its name ends in .json or .json.gz, else a
+classification: GOLD is JSON {guid: integer label} when its name ends in .json or .json.gz (any case), else a
 TSV of `guid<TAB>integer label` lines (a first line naming the columns guid and label is a
 header; blank lines are skipped); PREDICTIONS is
 {guid: integer label} and must cover every gold guid; every label lies in [0, N) (N = --num-classes,
@@ -46,8 +46,9 @@ def _parser():
     squad.add_argument("data", type=nonempty, help="SQuAD 2.0 JSON file (.json or .json.gz)")
     squad.add_argument("predictions", type=nonempty, help="JSON {question id: answer text}")
     squad.add_argument("--na-probs", type=nonempty, help="JSON {question id: probability of no answer}")
-    squad.add_argument("--na-prob-thresh", type=THRESHOLD, default=1.0, metavar="P",
-                       help='predict "" where the no-answer probability exceeds P, in [0, 1] (default 1.0)')
+    squad.add_argument("--na-prob-thresh", type=THRESHOLD, metavar="P",
+                       help='with --na-probs: predict "" where the no-answer probability exceeds P, in [0, 1] '
+                            '(default 1.0)')
     classify = commands.add_parser("classification", help="accuracy, macro-F1 and binary F1")
     classify.add_argument("gold", type=nonempty, help="JSON {guid: label} (.json/.json.gz) or TSV `guid<TAB>label`")
     classify.add_argument("predictions", type=nonempty, help="JSON {guid: integer label}")
@@ -76,6 +77,8 @@ def _is_probability(value):
 
 def _score_squad(args):
     """Returns the SQuAD 2.0 metric dict for the squad2 subcommand."""
+    if args.na_prob_thresh is not None and not args.na_probs:
+        raise RoadError("--na-prob-thresh: thresholds the no-answer probabilities of --na-probs; give both or neither")
     examples = read_squad_json(args.data)
     if not examples:
         raise DataError(args.data, "holds no questions")
@@ -90,14 +93,15 @@ def _score_squad(args):
         if unprobed:
             raise DataError(args.na_probs, f"has no no-answer probability for this predicted question "
                                            f"({len(unprobed)} missing in all)", record=unprobed[0])
-    return squad_v2_metrics(examples, predictions, na_probs, args.na_prob_thresh)
+    threshold = 1.0 if args.na_prob_thresh is None else args.na_prob_thresh
+    return squad_v2_metrics(examples, predictions, na_probs, threshold)
 
 
 def _read_gold_labels(path, num_classes):
     """{guid: int label in [0, num_classes)} from a JSON object or a `guid<TAB>label` TSV (optional
     header line); DataError when it holds no labels."""
     describe, is_label = _label_check(num_classes)
-    if path.endswith((".json", ".json.gz")):
+    if path.lower().endswith((".json", ".json.gz")):
         labels = _read_mapping(path, describe, is_label)
     else:
         labels = _read_tsv_labels(path, describe, is_label)

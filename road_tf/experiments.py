@@ -52,7 +52,7 @@ from road_tf.config import (MODEL_SIZE_FIELDS, RUN_METRICS_FILE, config_digest, 
 from road_tf.data.features import InvalidCache, verify_feature_cache
 from road_tf.distillation.offline import teachers_problem
 from road_tf.errors import (ArgumentParser, RoadError, bounded, cli_main, first_few, first_line, is_finite_number,
-                            nonempty, whole_number)
+                            nonempty, one_line_when_stopped, whole_number)
 from road_tf.files import (check_folder, check_utf8, check_writable_dir, entry_kind, read_config_bytes,
                            visible_entries, write_atomic)
 from road_tf.run_clock import RunClock, recorded_minutes
@@ -600,10 +600,26 @@ def parse_rows(parser, table, rows):
     return names
 
 
+def resume_hint(given):
+    """How to resume the tables stopped in --output `given` (as given), in words: runs are found by
+    their configs' hashes, so the same command reuses the finished ones and resumes the stopped one."""
+    if not given.exists():
+        return "the tables had not started"
+    return (f"the same command resumes the tables in {given} (finished runs are reused, a stopped run goes on "
+            "from its last checkpoint)")
+
+
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
     given = pathlib.Path(args.output or f"results/{args.scale}")
+    with one_line_when_stopped(lambda: resume_hint(given)):
+        return run_tables(args, given)
+
+
+def run_tables(args, given):
+    """Checks --output `given` (as given), then runs and writes the tables the parsed flags `args` ask
+    for, each printed once written -> 0."""
     check_writable_dir(given, "--output")
     scale = SCALES[args.scale]
     experiments = Experiments(scale, given)

@@ -278,7 +278,7 @@ def check_folder(path, prefix="", remedy="move it away"):
         raise RoadError(f"{prefix}{path} is {kind}, not a folder; {remedy}")
 
 
-def check_writable_dir(path, what):
+def check_writable_dir(path, what, named=None):
     """Raises RoadError unless `path` is a writable folder or one that can be created; creates nothing.
 
     The probe makes and removes a temporary folder in `path`, or in its nearest existing ancestor
@@ -289,22 +289,25 @@ def check_writable_dir(path, what):
     Args:
         path: the folder a run will write into.
         what: how the user set it, for the message ("--output-dir", "data.cache_dir", ...).
+        named: how the probe's messages name it, "<what> <path>" by default; a file's check names
+            the file as given, whose folder `path` is (`check_writable_file`).
     """
     check_path_length(path, what)
     check_utf8(path, what)
     check_climbs(path, what)
     path = pathlib.Path(path)
+    named = named or f"{what} {path}"
     try:
         existing = nearest_existing(path)
         kind = entry_kind(existing)
         if kind is None and existing.is_symlink():
-            raise RoadError(f"{what} {path}: {existing} is a symbolic link to nothing (a missing target or a loop)")
+            raise RoadError(f"{named}: {existing} is a symbolic link to nothing (a missing target or a loop)")
         if kind != "a folder":
-            raise RoadError(f"{what} {path}: {existing} is {kind}, not a folder")
+            raise RoadError(f"{named}: {existing} is {kind}, not a folder")
         os.rmdir(tempfile.mkdtemp(prefix=".road-probe-", dir=existing))
     except OSError as error:
         reason = error.strerror or str(error)
-        raise RoadError(f"{what} {path}: cannot write there ({reason})") from None
+        raise RoadError(f"{named}: cannot write there ({reason})") from None
 
 
 def check_path_length(path, what):
@@ -402,7 +405,7 @@ def check_writable_file(path, what):
         raise RoadError(f"{what} {path}: is {kind}, not a file name")
     if os.path.basename(given) in ("", "."):
         raise RoadError(f"{what} {given}: ends in '/' or '/.', so it names a folder, not a file; give a file name")
-    check_writable_dir(pathlib.Path(os.path.realpath(path)).parent, what)
+    check_writable_dir(pathlib.Path(os.path.realpath(path)).parent, what, f"{what} {given}")
 
 
 def check_distinct(written, read):

@@ -22,13 +22,13 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
 
 from road_tf.config import is_run_directory
 from road_tf.data.squad import read_squad_json
-from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, positive_integer,
-                            tf_error_summary)
+from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, one_line_when_stopped,
+                            positive_integer, tf_error_summary)
 from road_tf.evaluation.answerer import ANSWER_INPUTS
 from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
 from road_tf.files import (SAVED_MODEL_FILE, check_distinct, check_writable_file, entry_kind, holds_saved_model,
-                           lies_within, require_folder, versions, write_data_files)
+                           lies_within, require_folder, version_number, versions, write_data_files)
 from road_tf.saved_model import METRICS_FILE, newest_version
 
 DEFAULT_BATCH_SIZE = 32
@@ -98,13 +98,37 @@ def check_run_files_kept(written, run):
             raise RoadError(f"{flag} {path}: is the --model run's {name} file, which it would overwrite")
 
 
+def model_folder_of(folder):
+    """The model folder of the SavedModel folder `folder`, symbolic links resolved: its parent when
+    its name is a version number (`version_number`), else None (a SavedModel folder on its own)."""
+    real = pathlib.Path(os.path.realpath(folder))
+    return real.parent if version_number(real.name) is not None else None
+
+
+def among_versions(path, model_dir):
+    """Whether `path` lies directly in the model folder `model_dir` (beside its versions) or in one
+    of its entries named by a version number, symbolic links resolved; not in its other subfolders."""
+    real = pathlib.Path(os.path.realpath(path))
+    if not lies_within(real, model_dir):
+        return False
+    parts = real.relative_to(os.path.realpath(model_dir)).parts
+    return len(parts) <= 1 or version_number(parts[0]) is not None
+
+
 def check_outside_model(written, folder):
     """RoadError when a file to write ({flag: path}) lies in the SavedModel folder `folder`, whose
-    files (saved_model.pb, variables/, ...) it would replace or whose served version it would change."""
+    files (saved_model.pb, variables/, ...) it would replace or whose served version it would change,
+    or elsewhere among the versions of its model folder (`model_folder_of`, `among_versions`), which a
+    server reads: it would replace another version's file, or take a version number for its name (a
+    file `2` beside version 1, and the next export skipped to 3)."""
+    model_dir = model_folder_of(folder)
     for flag, path in written.items():
         if lies_within(path, folder):
             raise RoadError(f"{flag} {path}: lies in the SavedModel folder {folder} that --model reads; "
                             "write it elsewhere")
+        if model_dir and among_versions(path, model_dir):
+            raise RoadError(f"{flag} {path}: lies in the model folder {model_dir} that holds the SavedModel --model "
+                            "reads, whose versions a server serves; write it elsewhere")
 
 
 def load_answer_fn(folder):
@@ -192,6 +216,13 @@ def answer_all(answer_fn, folder, data, examples, batch_size):
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
+    with one_line_when_stopped(lambda: "nothing was written"):
+        return answer_file(args)
+
+
+def answer_file(args):
+    """Answers the questions of `args.data` with the model `args.model` (the parsed flags) and writes
+    the answers (and no-answer probabilities) once all are answered -> 0."""
     written = {"--output": args.output, **({"--na-probs": args.na_probs} if args.na_probs else {})}
     check_distinct(written, {"--data": args.data})
     if is_run_directory(args.model):

@@ -15,7 +15,6 @@ import json
 import logging
 import os
 import pathlib
-import signal
 import sys
 from argparse import RawDescriptionHelpFormatter
 
@@ -23,9 +22,10 @@ from road_tf import cluster
 from road_tf import config as config_lib
 from road_tf.data import sources
 from road_tf.data.vocab import check_encoder_vocabularies, read_vocab, vocab_path
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_few, is_finite_number, nonempty
-from road_tf.files import (check_model_folder, check_weights_file, check_writable_dir, entry_kind, non_file_kind,
-                           visible_entries, write_atomic)
+from road_tf.errors import (ArgumentParser, ConfigError, RoadError, cli_main, first_few, is_finite_number, nonempty,
+                            one_line_when_stopped)
+from road_tf.files import (check_model_folder, check_weights_file, check_writable_dir, entry_kind, lies_within,
+                           non_file_kind, visible_entries, write_atomic)
 from road_tf.run_clock import TIME_FILE
 from road_tf.registry import SPAN, task_spec
 
@@ -36,8 +36,6 @@ RUN_START_FILES = frozenset({config_lib.RUN_CONFIG_FILE, LOG_FILE, TIME_FILE})
 """What a run writes into its folder before its first stage does (road_tf.experiments' clock: TIME_FILE)."""
 SUMMARY_FILE = "summary.md"
 VERBOSE_ENV = "ROAD_TF_VERBOSE"
-INTERRUPTED_EXIT = 128 + signal.SIGINT  # what shells report for a command stopped by Ctrl-C (130)
-TERMINATED_EXIT = 128 + signal.SIGTERM  # and by `kill` or a job scheduler's SIGTERM (143)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,6 +77,8 @@ def parse_args(argv):
                         help="warn about and skip malformed data records instead of stopping (data.skip_bad_records)")
     args = parser.parse_args(argv)
     if args.skip_bad_records:
+        if any("skip_bad_records" in (config_lib.parse_set(pair).get("data") or {}) for pair in args.overrides):
+            raise RoadError("--skip-bad-records: sets data.skip_bad_records, which --set sets too; give one of them")
         args.overrides.append("data.skip_bad_records=true")
     return args
 
@@ -150,6 +150,20 @@ def check_data_paths(paths):
         if kind:
             why = "" if kind == "a folder" else " (a run reads its data more than once)"
             raise ConfigError(f"{field}: {path}: {kind}, not a file{why}")
+
+
+def check_separate_outputs(config, output_dir, folder=OUTPUT_DIR):
+    """RoadError when one of the folders the run writes (its run folder, `data.cache_dir` and, when it
+    exports, the model folder of `export.base_dir`) is another or lies inside it: a run folder inside
+    a model folder would sit among its versions, a model folder or feature cache inside a run folder
+    would be deleted with the run."""
+    outputs = [(folder.flag, output_dir), ("data.cache_dir", sources.cache_root(config.data))]
+    if config.export.enabled and task_spec(config.task).kind == SPAN:
+        outputs.append(("export.base_dir's model folder", config.export.model_folder()))
+    for i, (name, path) in enumerate(outputs):
+        for other, other_path in outputs[i + 1:]:
+            if lies_within(path, other_path) or lies_within(other_path, path):
+                raise RoadError(f"{name} {path}: lies in or holds {other} {other_path}; give them separate folders")
 
 
 def preflight(config, output_dir, folder=OUTPUT_DIR):
@@ -330,6 +344,7 @@ def checked_start(config, output_dir, folder=OUTPUT_DIR):
     if entry_kind(metrics_path) == "a file":
         return read_finished_run(metrics_path, folder), None
     check_run_folder(output_dir, folder)
+    check_separate_outputs(config, output_dir, folder)
     from road_tf.experiment import prepare_run, running  # TensorFlow loads here, once the quick checks passed
 
     try:
@@ -374,15 +389,6 @@ def train_run(config, output_dir, folder=OUTPUT_DIR):
     return metrics, True
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM (`kill`, a job scheduler's stop), raised in the main thread as Ctrl-C raises
-    KeyboardInterrupt, so that a run stops the same way: files being written are cleaned up."""
-
-
-def _terminate(signum, frame):
-    raise Terminated()
-
-
 def resume_hint(output_dir, new):
     """How to resume the stopped run in `output_dir`, in words; `new`: it was started with --new,
     which a rerun would give a fresh folder (or refuse, with --output-dir)."""
@@ -395,17 +401,9 @@ def resume_hint(output_dir, new):
 
 def train_until_stopped(config, output_dir, new=False):
     """`train_run`, ended by Ctrl-C or SIGTERM with one line on stderr saying how to resume it
-    (`resume_hint`) and the shell's exit code for the signal (130 or 143) instead of a traceback."""
-    previous = signal.signal(signal.SIGTERM, _terminate)
-    try:
+    (`resume_hint`) and the shell's exit code for the signal (`one_line_when_stopped`)."""
+    with one_line_when_stopped(lambda: resume_hint(output_dir, new)):
         return train_run(config, output_dir)
-    except KeyboardInterrupt as stop:
-        resume = resume_hint(output_dir, new)
-        terminated = isinstance(stop, Terminated)
-        print(f"{'terminated' if terminated else 'interrupted'}: {resume}", file=sys.stderr)
-        sys.exit(TERMINATED_EXIT if terminated else INTERRUPTED_EXIT)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @cli_main

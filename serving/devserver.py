@@ -205,10 +205,20 @@ def read_model_config(path):
 
 
 def model_configs(args):
-    """The models to serve, from --model_config_file or --model_name/--model_base_path."""
+    """The models to serve, from --model_config_file or --model_name/--model_base_path.
+
+    Raises:
+        ConfigError: a base path that is there but is not a folder (it can never hold versions; a
+        path not made yet may be, later, as with TF Serving).
+    """
     if args.model_config_file:
-        return read_model_config(args.model_config_file)
-    return [model_server_config_pb2.ModelConfig(name=args.model_name, base_path=args.model_base_path)]
+        configs = read_model_config(args.model_config_file)
+    else:
+        configs = [model_server_config_pb2.ModelConfig(name=args.model_name, base_path=args.model_base_path)]
+    for model in configs:
+        if os.path.exists(model.base_path) and not os.path.isdir(model.base_path):
+            raise ConfigError(f"model {model.name}: base path {model.base_path}: is not a folder, so it can hold no versions")
+    return configs
 
 
 def request_limits(args):

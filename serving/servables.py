@@ -22,7 +22,7 @@ from tensorflow.core.framework import types_pb2
 from tensorflow.core.protobuf import error_codes_pb2, saved_model_pb2
 from tensorflow_serving.apis import prediction_log_pb2
 
-from road_tf.errors import first_line, tf_error_summary
+from road_tf.errors import RoadError, first_line, tf_error_summary
 from road_tf.files import MAX_VERSION, SAVED_MODEL_FILE, holds_saved_model, version_names, version_number
 from serving.batching import batchable
 from serving.codec import VALUE_FIELDS
@@ -554,8 +554,17 @@ class ModelRegistry:
         self._thread = None
 
     def start(self):
-        """Loads every model's wanted versions (blocking), then starts polling if enabled."""
+        """Loads every model's wanted versions (blocking), then starts polling if enabled.
+
+        Raises:
+            RoadError: polling is off and a model has no version loaded: it would never serve.
+        """
         self.poll_all()
+        if self._poll_wait_seconds == 0:
+            for manager in self._managers.values():
+                if not manager.loaded_versions():
+                    raise RoadError(f"model {manager.name}: no version loaded from {manager.base_path} (the log above "
+                                    "says why), and --file_system_poll_wait_seconds 0 never looks again")
         if self._poll_wait_seconds > 0:
             self._thread = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
             self._thread.start()

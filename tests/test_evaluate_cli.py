@@ -151,6 +151,25 @@ def test_a_full_stdout_is_one_line_and_exit_2(small):
     assert completed.stderr.splitlines() == ["error: standard output: cannot write the metrics (No space left on device)"]
 
 
+def test_a_threshold_without_no_answer_probabilities_is_refused(small):
+    """--na-prob-thresh alone was ignored: the metrics came back as if it had not been given."""
+    data, preds, _ = small
+    _assert_one_line_error(_run("squad2", data, preds, "--na-prob-thresh", "0.5"), "--na-prob-thresh", "--na-probs")
+
+
+def test_a_huge_record_id_is_cut_in_the_message(tmp_path):
+    """A 200,000-character question id was echoed whole: an error line of 200 kB."""
+    qid = "x" * 200_000
+    data = tmp_path / "dev.json"
+    write_squad_json(data, [QAExample("q1", "Who?", "Rollo led.", (Answer("Rollo", 0),), "T")])
+    doc = json.loads(data.read_text())
+    doc["data"][0]["paragraphs"][0]["qas"][0].update(id=qid, answers=[{"text": "Rollo", "answer_start": -5}])
+    _write_json(data, doc)
+    completed = _run("squad2", data, _write_json(tmp_path / "p.json", {qid: ""}))
+    _assert_one_line_error(completed, f"record {qid[:50]}... (200000 characters): ", "answers[0]")
+    assert len(completed.stderr) < 400
+
+
 def test_usage_errors_exit_2(small):
     data, preds, _ = small
     assert _run("squad2", data).returncode == 2
@@ -205,11 +224,11 @@ def test_classification_matches_sklearn_on_random_labels():
             assert result["f1"] == pytest.approx(metrics.f1_score(labels, preds))
 
 
-@pytest.mark.parametrize("gold_name", ["gold.json", "gold.tsv", "gold.tsv.gz"])
+@pytest.mark.parametrize("gold_name", ["gold.json", "GOLD.JSON", "gold.tsv", "gold.tsv.gz"])
 def test_classification_cli(tmp_path, gold_name):
     guids = [f"dev-{i}" for i in range(5)]
     gold = tmp_path / gold_name
-    if gold_name.endswith(".json"):
+    if gold_name.lower().endswith(".json"):
         _write_json(gold, dict(zip(guids, [0, 1, 1, 0, 1])))
     else:
         text = "guid\tlabel\n" + "".join(f"{g}\t{l}\n" for g, l in zip(guids, [0, 1, 1, 0, 1]))

@@ -8,6 +8,7 @@ must give the answers of `student/predictions.json`, no-answer probabilities wit
 import gzip
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -189,3 +190,55 @@ def test_a_model_folder_whose_newest_version_is_unfinished_is_named(tmp_path, ca
         f"error: --model {model}: its newest version, 2, holds no saved_model.pb (a copy or export not finished, "
         f"or a damaged one){hint}")
     assert not (tmp_path / "p.json").exists()
+
+
+def model_files(folder):
+    """{path relative to `folder`: its bytes} of every file under `folder`."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in folder.rglob("*") if path.is_file()}
+
+
+@pytest.mark.parametrize("model_arg, output", [
+    ("1", "2/variables/variables.index"), ("model folder", "1/saved_model.pb"), ("model folder", "3"),
+    ("link to 1", "2/variables/variables.index"), ("1", "preds.json"),
+], ids=["version-other-version", "model-folder-older-version", "model-folder-next-version-number",
+        "link-to-version-other-version", "version-beside-versions"])
+def test_predict_writes_nothing_into_the_model_folder_of_the_model_it_reads(run, tmp_path, capsys, model_arg, output):
+    """Only outputs inside the version folder read were refused: an --output in another version
+    replaced its files (version 2's variables.index, and a server then served a broken model), and
+    one named `3` beside the versions took the next export's version number."""
+    out, dev, _ = run
+    models = tmp_path / "models" / "road_default"
+    for version in ("1", "2"):
+        shutil.copytree(json.loads((out / "metrics.json").read_text())["export"], models / version)
+    (tmp_path / "current").symlink_to(models / "1")
+    model = {"1": models / "1", "model folder": models, "link to 1": tmp_path / "current"}[model_arg]
+    before, target = model_files(models), models / output
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model", str(model), "--data", str(dev), "--output", str(target)])
+    assert one_error_line(capsys, exit_info) == (
+        f"error: --output {target}: lies in the model folder {models.resolve()} that holds the SavedModel --model "
+        "reads, whose versions a server serves; write it elsewhere")
+    assert model_files(models) == before
+
+
+@pytest.mark.parametrize("flag", ["--output", "--na-probs"])
+def test_an_output_below_a_file_is_named_as_given(tmp_path, capsys, flag):
+    """The message named the file in the way (the output's folder) as if it were the value given."""
+    data = tmp_path / "good.json"
+    data.write_text("{}")
+    outputs = {"--output": str(tmp_path / "p.json"), flag: str(data / "x")}
+    with pytest.raises(SystemExit) as exit_info:
+        predict.main(["--model", str(tmp_path / "model"), "--data", str(data), *sum(outputs.items(), ())])
+    assert one_error_line(capsys, exit_info) == f"error: {flag} {data / 'x'}: {data} is a file, not a folder"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["good.json"]
+
+
+def test_an_output_in_another_subfolder_of_the_model_folder_is_written(run, tmp_path):
+    """Only the versions and their folder itself are guarded: a subfolder not named by a version
+    number (answers/) is no version a server reads."""
+    out, dev, _ = run
+    models = tmp_path / "models" / "road_default"
+    shutil.copytree(json.loads((out / "metrics.json").read_text())["export"], models / "1")
+    (models / "answers").mkdir()
+    assert predict.main(["--model", str(models / "1"), "--data", str(dev), "--output", str(models / "answers" / "p.json")]) == 0
+    assert json.loads((models / "answers" / "p.json").read_text())

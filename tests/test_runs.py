@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from road_tf import predict, train, training
+from road_tf.errors import INTERRUPTED_EXIT
 from test_train_cli import tiny_pairs
 
 
@@ -53,7 +54,7 @@ def test_rerunning_a_killed_command_resumes_to_the_uninterrupted_weights(tmp_pat
     monkeypatch.setattr(training._Checkpointer, "on_epoch_end", killed_after_first_checkpoint)
     with pytest.raises(SystemExit) as exit_info:  # what Ctrl-C ends the command with
         train.main(args)
-    assert exit_info.value.code == train.INTERRUPTED_EXIT
+    assert exit_info.value.code == INTERRUPTED_EXIT
     monkeypatch.setattr(training._Checkpointer, "on_epoch_end", original)
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("default-") and not (runs[0] / "metrics.json").exists()
@@ -86,7 +87,7 @@ def test_a_run_killed_between_stages_resumes_to_the_uninterrupted_weights(tmp_pa
     monkeypatch.setattr(training, "fit", killed_when_the_student_starts)
     with pytest.raises(SystemExit) as exit_info:
         train.main(args + ["--output-dir", str(resumed)])
-    assert exit_info.value.code == train.INTERRUPTED_EXIT
+    assert exit_info.value.code == INTERRUPTED_EXIT
     monkeypatch.setattr(training, "fit", original)
     assert (resumed / "multitask" / "stage.json").is_file() and not (resumed / "student" / "checkpoints").exists()
     assert train.main(args + ["--output-dir", str(resumed)]) == 0

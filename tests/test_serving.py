@@ -617,6 +617,39 @@ def test_devserver_bad_flags_are_one_line_exit_2(capsys, argv, fragment):
     assert err.count("\n") == 1 and fragment in err
 
 
+@pytest.mark.parametrize("layout, poll, fragment", [
+    ("file", "1", "is not a folder, so it can hold no versions"),
+    ("empty", "0", "no version loaded from {base} (the log above says why), and --file_system_poll_wait_seconds 0"),
+    ("missing", "0", "no version loaded from {base}"),
+])
+def test_a_base_path_that_can_never_serve_is_one_line_exit_2(tmp_path, capsys, layout, poll, fragment):
+    """A file as base path, or nothing to load with polling off: the devserver listened for ever and
+    answered every request NOT_FOUND, with one warning in its log."""
+    base = tmp_path / "m"
+    if layout == "file":
+        base.write_text("x")
+    elif layout == "empty":
+        base.mkdir()
+    with pytest.raises(SystemExit) as raised:
+        devserver.main(["--model_name=m", f"--model_base_path={base}", f"--port={free_port()}", "--rest_api_port=0",
+                        f"--file_system_poll_wait_seconds={poll}"])
+    assert raised.value.code == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len([line for line in err if line.startswith("error: ")]) == 1
+    assert err[-1].startswith("error: model m: ") and fragment.format(base=base) in err[-1]
+
+
+def test_a_base_path_not_made_yet_is_waited_for_while_polling(tmp_path):
+    """As with TF Serving, a model folder the pipeline's first push will make is polled until it appears."""
+    manager = servables_module.ModelManager(
+        "m", str(tmp_path / "later"), file_system_storage_path_source_pb2.FileSystemStoragePathSourceConfig
+        .ServableVersionPolicy())
+    registry = servables_module.ModelRegistry([manager], 60)
+    registry.start()
+    registry.stop()
+    assert manager.loaded_versions() == []
+
+
 def test_devserver_accepts_the_largest_flag_values():
     """The largest --max_request_bytes is the largest gRPC takes (one more overflows its C int), and
     timeouts of a day and no load retries are accepted."""

@@ -7,18 +7,17 @@ import os
 import pathlib
 import re
 import shutil
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import tensorflow as tf
 import yaml
 
 from conftest import REPO, one_error_line
+from helpers_signals import STOP_IDS, STOPS, started, stop_command, wait_until
 from road_tf import experiment, export, files, train
-from road_tf.errors import ConfigError, RoadError
+from road_tf.errors import INTERRUPTED_EXIT, ConfigError, RoadError
 from road_tf.config import dump_yaml, load_config
 from road_tf.data import sources
 from road_tf.models.task_model import build_model
@@ -176,13 +175,15 @@ def test_an_output_dir_whose_metrics_json_no_run_wrote_fails_with_one_line(tmp_p
 def test_a_non_file_named_as_a_run_file_stops_the_run_before_it_trains(tmp_path, capsys, name, what, kind):
     """A folder or a pipe where the run writes one of its files: one line before anything is loaded
     or written (a pipe named train.log made the run wait for a reader for ever)."""
-    (tmp_path / name).mkdir() if kind == "a folder" else os.mkfifo(tmp_path / name)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / name).mkdir() if kind == "a folder" else os.mkfifo(run / name)
     with pytest.raises(SystemExit) as exit_info:
-        train.main(["--output-dir", str(tmp_path), *sum((["--set", pair] for pair in TINY), []),
+        train.main(["--output-dir", str(run), *sum((["--set", pair] for pair in TINY), []),
                     "--set", f"export.base_dir={tmp_path / 'sm'}"])
-    assert one_error_line(capsys, exit_info) == (f"error: {tmp_path / name}: is {kind}, where the run would write its "
+    assert one_error_line(capsys, exit_info) == (f"error: {run / name}: is {kind}, where the run would write its "
                                                  f"{what}; move it away or choose another --output-dir")
-    assert sorted(path.name for path in tmp_path.iterdir()) == [name]
+    assert sorted(path.name for path in run.iterdir()) == [name]
 
 
 BAD_SQUAD = {
@@ -413,6 +414,36 @@ def test_a_model_folder_of_versions_an_empty_or_a_new_one_takes_an_export(tmp_pa
         files.check_model_folder(tmp_path / name, "export.base_dir")
 
 
+@pytest.mark.parametrize("run, cache, base, named", [
+    ("models/road_default", "cache", "models", ("--output-dir", "export.base_dir's model folder")),
+    ("run", "cache", "run/exports", ("--output-dir", "export.base_dir's model folder")),
+    ("run", "run", "models", ("--output-dir", "data.cache_dir")),
+    ("run", "models/road_default/cache", "models", ("data.cache_dir", "export.base_dir's model folder")),
+], ids=["run-is-model-folder", "exports-in-run", "cache-is-run", "cache-in-model-folder"])
+def test_a_run_whose_folders_overlap_is_refused_before_it_starts(tmp_path, capsys, monkeypatch, run, cache, base,
+                                                                 named):
+    """A run folder among a model folder's versions, or a model folder or feature cache inside a run
+    folder (deleted with it): each ran, its files mixed with the other's."""
+    monkeypatch.setattr(experiment, "prepare_run", lambda *args: pytest.fail("the run started"))
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--output-dir", str(tmp_path / run), *sum((["--set", pair] for pair in TINY), []),
+                    "--set", f"data.cache_dir={tmp_path / cache}", "--set", f"export.base_dir={tmp_path / base}"])
+    line = one_error_line(capsys, exit_info)
+    first, second = named
+    assert line.startswith(f"error: {first} ") and f": lies in or holds {second} " in line
+    assert line.endswith("; give them separate folders")
+
+
+@pytest.mark.parametrize("value", ["data.skip_bad_records=false", "data.skip_bad_records=true",
+                                   "data={skip_bad_records: false}"])
+def test_skip_bad_records_given_twice_is_refused(capsys, value):
+    """--skip-bad-records beside --set data.skip_bad_records=false: the flag won silently."""
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--skip-bad-records", "--set", value])
+    assert one_error_line(capsys, exit_info) == (
+        "error: --skip-bad-records: sets data.skip_bad_records, which --set sets too; give one of them")
+
+
 def test_the_repository_root_as_output_dir_is_refused(capsys, monkeypatch):
     def refuse(config, output_dir):
         raise AssertionError("the run started in the repository's root")
@@ -436,29 +467,15 @@ def test_an_output_dir_of_bytes_that_are_not_utf8_is_refused_before_training(tmp
     assert os.listdir(tmp_path) == []
 
 
-@pytest.mark.parametrize("stop, word, code", [(signal.SIGINT, "interrupted", train.INTERRUPTED_EXIT),
-                                              (signal.SIGTERM, "terminated", train.TERMINATED_EXIT)],
-                         ids=["ctrl-c", "sigterm"])
+@pytest.mark.parametrize("stop, word, code", STOPS, ids=STOP_IDS)
 def test_a_stopped_run_ends_with_one_line_saying_how_to_resume(tmp_path, stop, word, code):
     """Ctrl-C and SIGTERM (a scheduler's stop) each end a run with one line and the shell's exit code."""
     out = tmp_path / "run"
-    # The run starts as from a terminal, with Ctrl-C's default action and unblocked, whatever the test
-    # worker inherited: a suite started in the background of a script (`make test &`) runs with SIGINT
-    # ignored, as POSIX shells start background jobs, Python then keeps ignoring it, and the run went on.
-    program = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
-               "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
-               "os.execv(sys.executable, [sys.executable, '-m', 'road_tf.train', *sys.argv[1:]])")
-    process = subprocess.Popen([sys.executable, "-c", program, *tiny_argv(out, tmp_path, "train.steps=400",
-                                                                          "train.checkpoint_every=1")],
-                               cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    # The first checkpoint's state file, not its folder: the run is then past its setup.
-    while not (out / "student" / "checkpoints" / "checkpoint").is_file() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(stop)
-    _, stderr = process.communicate(timeout=60)
-    assert process.returncode == code
-    assert stderr.splitlines() == [f"{word}: the same command resumes {out} from its last checkpoint"]
+    with started("road_tf.train", *tiny_argv(out, tmp_path, "train.steps=400", "train.checkpoint_every=1")) as process:
+        # The first checkpoint's state file, not its folder: the run is then past its setup.
+        wait_until(process, (out / "student" / "checkpoints" / "checkpoint").is_file)
+        assert stop_command(process, stop) == (code, [f"{word}: the same command resumes {out} from its last "
+                                                      "checkpoint"])
 
 
 def test_a_pretrained_encoder_that_does_not_load_stops_the_run_before_its_folder_is_made(tmp_path, capsys):
@@ -538,7 +555,7 @@ def test_ctrl_c_before_the_run_started_says_so(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(experiment, "prepare_run", interrupted)
     with pytest.raises(SystemExit) as exit_info:
         train.main(tiny_argv(tmp_path / "run", tmp_path))
-    assert exit_info.value.code == train.INTERRUPTED_EXIT
+    assert exit_info.value.code == INTERRUPTED_EXIT
     assert capsys.readouterr().err == "interrupted: the run had not started\n"
 
 
