@@ -1,6 +1,7 @@
 """Encoders and heads with tiny configs: shapes, hidden states from one forward, masking, configs."""
 
 import keras
+import keras_hub
 import numpy as np
 import pytest
 
@@ -64,3 +65,16 @@ def test_keras_hub_preset_loads_from_a_local_directory(family, tmp_path):
         np.testing.assert_array_equal(got, expected)
     with pytest.raises(ConfigError, match=f"vocabulary has {VOCAB} tokens"):
         build_backbone(preset, VOCAB + 1, SEQ)
+
+
+def test_a_preset_that_cannot_be_downloaded_is_one_clear_error(monkeypatch):
+    """Offline, `--config road_large` ended in "stage setup failed: ConnectionError ..." and left a run
+    folder holding only train.log."""
+    def offline(*args, **kwargs):  # keras-hub raises requests' ConnectionError, an OSError too
+        raise ConnectionError("HTTPSConnectionPool(host='api.kaggle.com', port=443): Max retries")
+
+    monkeypatch.setattr(keras_hub.models.Backbone, "from_preset", offline)
+    with pytest.raises(ConfigError, match=r"^model.preset electra_small_discriminator_uncased_en: cannot be fetched "
+                                          r"\(ConnectionError: .*api.kaggle.com.*\); keras-hub downloads a preset on "
+                                          r"first use: without the internet, start from a local encoder"):
+        build_backbone(ModelConfig(pretrained="preset", preset="electra_small_discriminator_uncased_en"), VOCAB, SEQ)

@@ -14,6 +14,17 @@ from road_tf.models.convert import load_hf_backbone, load_hf_bert
 TRANSFORMER_LAYER = "transformer_layer_"
 
 
+def preset_backbone(preset, dropout):
+    """The keras-hub backbone of `preset` with `dropout`; ConfigError when it cannot be fetched (keras-hub
+    downloads a preset on first use, then reads its cache)."""
+    try:
+        return keras_hub.models.Backbone.from_preset(preset, dropout=dropout)
+    except OSError as error:  # requests' ConnectionError is one: no network, or the host is down
+        raise ConfigError(f"model.preset {preset}: cannot be fetched ({type(error).__name__}: {first_line(error, 160)}); "
+                          "keras-hub downloads a preset on first use: without the internet, start from a local "
+                          "encoder (model.pretrained=minilm, or a folder)") from None
+
+
 def build_backbone(model_config, vocabulary_size, max_sequence_length):
     """Builds (or loads) the encoder a `ModelConfig` describes.
 
@@ -29,7 +40,7 @@ def build_backbone(model_config, vocabulary_size, max_sequence_length):
     if model_config.pretrained == "minilm":
         backbone = load_hf_bert(minilm_path(), dropout=model_config.dropout, layers=model_config.pretrained_layers)
     elif model_config.pretrained == "preset":
-        backbone = keras_hub.models.Backbone.from_preset(model_config.preset, dropout=model_config.dropout)
+        backbone = preset_backbone(model_config.preset, model_config.dropout)
     elif is_run_directory(model_config.pretrained):
         backbone = backbone_from_run(model_config.pretrained, model_config.pretrained_layers, model_config.dropout,
                                      vocabulary_size, max_sequence_length)
