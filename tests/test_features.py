@@ -9,7 +9,7 @@ import tensorflow as tf
 from road_tf.data import features as feats
 from road_tf.data.examples import Answer, ClassificationExample, QAExample
 from road_tf.data.tokenizer import load_tokenizer
-from road_tf.data.vocab import MAX_VOCAB_BYTES, read_vocab
+from road_tf.data.vocab import MAX_VOCAB_BYTES, read_vocab, vocab_path
 from road_tf.distillation.offline import load_offline_features
 from road_tf.errors import ConfigError, DataError, RoadError
 
@@ -274,6 +274,20 @@ def test_a_vocabulary_larger_than_the_limit_is_refused_unread(tmp_path):
     with pytest.raises(ConfigError) as error:
         read_vocab(path)
     assert str(error.value) == f"data.vocab: {path}: larger than {MAX_VOCAB_BYTES:,} bytes, too large for a vocabulary"
+
+
+@pytest.mark.parametrize("layout, message", [
+    ("folder", "data.vocab: {path} is a folder, not a vocabulary file (one WordPiece per line)"),
+    ("missing", "data.vocab: no vocabulary file at {path}"),
+])
+def test_a_vocabulary_path_that_is_no_file_is_named_for_what_it_is(tmp_path, layout, message):
+    """A folder given as data.vocab was reported as "no vocabulary file at" it."""
+    path = tmp_path / "vocab"
+    if layout == "folder":
+        path.mkdir()
+    with pytest.raises(ConfigError) as error:
+        vocab_path(str(path))
+    assert str(error.value) == message.format(path=path)
 
 
 def test_span_tasks_train_on_model_inputs_and_labels_only():

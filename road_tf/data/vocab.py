@@ -20,11 +20,13 @@ def vocab_path(name, setting="data.vocab"):
     ConfigError, naming `setting`, when no file is there."""
     path = minilm_path() / "vocab.txt" if name == "minilm" else pathlib.Path(name)
     try:
-        found = path.is_file()
-    except OSError:
-        found = False
-    if not found:
+        kind = entry_kind(path)
+    except OSError as error:
+        raise ConfigError(f"{setting}: cannot read {path} ({error.strerror})") from None
+    if kind is None:
         raise ConfigError(f"{setting}: no vocabulary file at {path}")
+    if kind != "a file":
+        raise ConfigError(f"{setting}: {path} is {kind}, not a vocabulary file (one WordPiece per line)")
     return path
 
 
