@@ -218,6 +218,13 @@ def first_line(error, limit=200):
     return (str(error).strip().splitlines() or [""])[0][:limit]
 
 
+def error_reason(error):
+    """An error in a few words: its class and first line (at most 200 characters), without the
+    graph-function prefix of a TensorFlow error (`{{function_node __wrapped__IteratorGetNext...}}`)."""
+    message = re.sub(r"^[{][{]function_node [^}]*[}][}] *", "", first_line(getattr(error, "message", str(error)), 1000))
+    return f"{type(error).__name__}: {message[:200]}"
+
+
 def tf_error_summary(message):
     """A TF runtime error message -> its explanatory line(s), without headers and stack traces."""
     kept = [

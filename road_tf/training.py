@@ -3,7 +3,8 @@
 A stage is killed-and-restarted safe: it checkpoints model and optimizer (whose step counter is
 the data position: the dataset is a seeded, repeated shuffle that is fast-forwarded by the
 number of finished steps) every `checkpoint_every` steps, and a rerun of the same command
-restores the newest checkpoint and continues to the same final weights.
+restores the newest checkpoint (an older one, with a warning, when the newest is damaged) and
+continues to the same final weights.
 """
 
 import hashlib
@@ -13,6 +14,7 @@ import math
 import os
 import pathlib
 import platform
+import re
 import shutil
 import sys
 import threading
@@ -25,13 +27,22 @@ import tensorflow as tf
 from road_tf.cluster import cluster_task, is_chief, usable_cores, worker_path
 from road_tf.data.features import PADDING_MASK
 from road_tf.data.json_files import read_json
-from road_tf.errors import ConfigError, DataError, RoadError, decimal_integer, first_line, is_finite_number
+from road_tf.errors import (ConfigError, DataError, RoadError, decimal_integer, error_reason, first_line,
+                            is_finite_number)
 from road_tf.files import save_weights, write_atomic
 
 EVALS_FILE = "evals.json"
 # With train.trim_padding, rows are grouped by length within runs of this many batches.
 LENGTH_POOL_BATCHES = 50
 BEST_WEIGHTS = "best.weights.h5"
+CHECKPOINT_STATE = "checkpoint"
+"""The file in which `tf.train.CheckpointManager` records a stage's checkpoints, the newest first."""
+CHECKPOINT_FILE = re.compile(r"ckpt-([0-9]+)\.(index|data-[0-9]{5}-of-[0-9]{5})")
+"""The name of a file of checkpoint n (the manager saves them as `ckpt-<n>.index` and data shards)."""
+RESTORE_ERRORS = (tf.errors.OpError, IndexError)
+"""What restoring a damaged checkpoint raises: TensorFlow's errors (a truncated or garbage index, a
+checksum that does not match, a missing file), or IndexError from its reader for a truncated data
+shard ("Read less bytes than requested")."""
 
 _STRATEGY = {}
 # A TPU address that does not answer within this many seconds fails the run instead of hanging it.
@@ -488,6 +499,79 @@ def drop_checkpoints(stage_dir):
     shutil.rmtree(pathlib.Path(stage_dir) / "checkpoints", ignore_errors=True)
 
 
+def checkpoint_state(directory):
+    """The state `tf.train.CheckpointManager` recorded in `directory` (CHECKPOINT_STATE), or None when
+    there is none or TensorFlow cannot read it (garbage, empty, not UTF-8, no newest checkpoint named)."""
+    try:
+        return tf.train.get_checkpoint_state(str(directory))
+    except ValueError:  # UnicodeDecodeError too
+        return None
+
+
+def checkpoints_to_try(directory):
+    """The checkpoints (path prefixes) to resume from, in order: the one `directory`'s state file names,
+    then every other `ckpt-<n>` with a file there, the highest n first.
+
+    Logs a warning when the state file cannot be read or names a checkpoint that is not there.
+    """
+    numbers = set()
+    if directory.is_dir():
+        numbers = {int(match.group(1)) for match in map(CHECKPOINT_FILE.fullmatch, os.listdir(directory)) if match}
+    found = [str(directory / f"ckpt-{number}") for number in sorted(numbers, reverse=True)]
+    state = checkpoint_state(directory)
+    if state is None:
+        if (directory / CHECKPOINT_STATE).exists():
+            logging.warning("%s is not a checkpoint state TensorFlow can read; looking for the newest checkpoint "
+                            "among the ckpt-* files beside it", directory / CHECKPOINT_STATE)
+        return found
+    named = state.model_checkpoint_path
+    if named not in found:
+        logging.warning("%s names checkpoint %s, which is not there; looking for the newest checkpoint among the "
+                        "ckpt-* files beside it", directory / CHECKPOINT_STATE, named)
+        return found
+    return [named] + [prefix for prefix in found if prefix != named]
+
+
+def restore_newest(checkpoint, directory):
+    """Restores `checkpoint` from the newest checkpoint in `directory` that restores -> its path
+    prefix, or None when the folder holds no checkpoint.
+
+    A checkpoint that fails to restore (a truncated, garbage or missing index or data file) is
+    skipped with a warning naming its files, for the next of `checkpoints_to_try`.
+
+    Raises:
+        DataError: naming `directory`, when it holds checkpoint files but none of them restores.
+    """
+    failed = []
+    for prefix in checkpoints_to_try(directory):
+        try:
+            checkpoint.restore(prefix).expect_partial()
+            return prefix
+        except RESTORE_ERRORS as error:
+            reason = error_reason(error)
+            name = pathlib.Path(prefix).name
+            files = ", ".join(str(path) for path in sorted(directory.glob(f"{name}.*")))
+            logging.warning("skipping checkpoint %s, which cannot be restored (%s): one of its files is damaged or "
+                            "missing: %s", name, reason, files)
+            failed.append(f"{name} ({reason})")
+    if failed:
+        raise DataError(directory, f"no checkpoint here can be restored: {'; '.join(failed)}; delete this folder to "
+                                   "train the stage again from step 0 (or start a new run with --new)")
+    return None
+
+
+def checkpoint_manager(checkpoint, directory, max_to_keep):
+    """A `tf.train.CheckpointManager` saving `checkpoint` into `directory`, keeping `max_to_keep`.
+
+    A state file there that TensorFlow cannot read (`checkpoint_state`) is deleted first: the
+    manager would fail on it or ignore it, and its first save writes a new one.
+    """
+    state = pathlib.Path(directory) / CHECKPOINT_STATE
+    if state.is_file() and checkpoint_state(directory) is None:
+        state.unlink()
+    return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep)
+
+
 def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), make_dataset=None):
     """Trains `model` (already built and compiled in the strategy scope) for `steps` steps.
 
@@ -495,21 +579,22 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
     `make_dataset(finished_steps)`: a dataset whose first element is the batch of step
     `finished_steps` (e.g. the multi-task stage's per-step task slots).
 
-    Resumes from the newest checkpoint in `stage_dir/checkpoints` (weights, optimizer and the
-    dropout seed states, so a resumed run equals an uninterrupted one). Logs to TensorBoard under
-    `stage_dir/logs`. Under multi_worker every worker resumes from the chief's checkpoints, and
-    only the chief writes checkpoints and logs into `stage_dir`. Returns the Keras History (None
-    when the stage had already finished).
+    Resumes from the newest checkpoint in `stage_dir/checkpoints` that restores (`restore_newest`:
+    weights, optimizer and the dropout seed states, so a resumed run equals an uninterrupted one).
+    Logs to TensorBoard under `stage_dir/logs`. Under multi_worker every worker resumes from the
+    chief's checkpoints, and only the chief writes checkpoints and logs into `stage_dir`. Returns
+    the Keras History (None when the stage had already finished).
 
     Raises:
+        DataError: `stage_dir/checkpoints` holds checkpoints but none of them restores.
         RoadError: under multi_worker, when a peer worker stops answering.
     """
     stage_dir = pathlib.Path(stage_dir)
+    checkpoints = stage_dir / "checkpoints"
     checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer, seed_states=seed_states(model))
-    manager = tf.train.CheckpointManager(checkpoint, str(stage_dir / "checkpoints"), max_to_keep=2)
-    if manager.latest_checkpoint:
-        checkpoint.restore(manager.latest_checkpoint).expect_partial()
-        logging.info("resumed %s from %s", stage_dir.name, manager.latest_checkpoint)
+    restored = restore_newest(checkpoint, checkpoints)
+    if restored:
+        logging.info("resumed %s from %s", stage_dir.name, restored)
     done = int(model.optimizer.iterations.numpy())
     if done >= steps:
         return None
@@ -520,9 +605,8 @@ def fit(model, features, train_config, steps, stage_dir, extra_callbacks=(), mak
     chief = is_chief(train_config)
     if train_config.strategy == "multi_worker":
         _fit_across_workers(model, dataset.element_spec)
-    if not chief:
-        manager = tf.train.CheckpointManager(checkpoint, str(worker_path(stage_dir / "checkpoints", train_config)),
-                                             max_to_keep=1)
+    manager = (checkpoint_manager(checkpoint, checkpoints, max_to_keep=2) if chief
+               else checkpoint_manager(checkpoint, worker_path(checkpoints, train_config), max_to_keep=1))
     callbacks = [_Checkpointer(manager, steps), StopOnNonFinite(stage_dir.name), StageProgress(stage_dir.name, steps),
                  *extra_callbacks]
     if chief:

@@ -1,6 +1,9 @@
 """Checkpointed training: a killed run resumes to the same weights as an uninterrupted one."""
 
 import io
+import logging
+import re
+import shutil
 
 import numpy as np
 import pytest
@@ -104,6 +107,131 @@ def test_finished_stage_is_not_trained_again(tmp_path):
     again = run(tmp_path / "s", config, seed=3)
     for a, b in zip(first.weights, again.weights):
         np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+class FirstStep(keras.callbacks.Callback):
+    """Records the step a stage's training starts from (the step it resumed at)."""
+
+    step = None
+
+    def on_train_begin(self, logs=None):
+        self.step = int(self.model.optimizer.iterations.numpy())
+
+
+RESUMED = train_config(steps=7, checkpoint_every=2)
+
+
+@pytest.fixture(scope="module")
+def killed_run(tmp_path_factory):
+    """(the weights of an uninterrupted 7-step run with dropout, the checkpoints folder of the same run
+    killed at step 5: ckpt-2 and ckpt-4, the state file naming ckpt-4)."""
+    root = tmp_path_factory.mktemp("killed_run")
+    straight = run(root / "straight", RESUMED, seed=0, dropout=0.3)
+    with pytest.raises(KeyboardInterrupt):
+        run(root / "killed", RESUMED, seed=0, callbacks=[Kill(5)], dropout=0.3)
+    return [weight.numpy() for weight in straight.weights], root / "killed" / "checkpoints"
+
+
+def resume_damaged(tmp_path, killed_checkpoints, damage):
+    """Resumes a copy of `killed_checkpoints` after `damage(folder)` -> (the step it resumed at, the student)."""
+    shutil.copytree(killed_checkpoints, tmp_path / "checkpoints")
+    damage(tmp_path / "checkpoints")
+    first = FirstStep()
+    student = run(tmp_path, RESUMED, seed=9, callbacks=[first], dropout=0.3)
+    return first.step, student
+
+
+def warnings_of(caplog):
+    """road_tf's warnings (TensorFlow's own logger warns of retracing)."""
+    return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING
+            and record.name == "root"]
+
+
+def emptied(name):
+    """Damage that empties the file `name` of the checkpoints folder."""
+    return lambda folder: (folder / name).write_bytes(b"")
+
+
+def garbled(name):
+    """Damage that keeps the file's size: its middle byte inverted."""
+    def damage(folder):
+        data = bytearray((folder / name).read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (folder / name).write_bytes(bytes(data))
+    return damage
+
+
+def removed(prefix):
+    """Damage that deletes the files of checkpoint `prefix`, which the state file still names."""
+    def damage(folder):
+        for path in folder.glob(f"{prefix}.*"):
+            path.unlink()
+    return damage
+
+
+DATA_4 = "ckpt-4.data-00000-of-00001"
+
+
+@pytest.mark.parametrize("state", [b"model_checkpoint_path: garbage ###\n", b"", b"\xff\xfe\x00 binary"],
+                         ids=["text", "empty", "binary"])
+def test_an_unreadable_checkpoint_state_resumes_from_the_newest_checkpoint(tmp_path, killed_run, caplog, state):
+    """Garbage in TF's `checkpoint` state file restarted the stage from step 0 without a word (text)
+    or failed it (ValueError, UnicodeDecodeError): the ckpt-* files beside it are read instead."""
+    caplog.set_level(logging.WARNING)
+    straight, killed = killed_run
+    step, student = resume_damaged(tmp_path, killed, lambda folder: (folder / "checkpoint").write_bytes(state))
+    assert step == 4
+    state_file = tmp_path / "checkpoints" / "checkpoint"
+    assert [message for message in warnings_of(caplog) if message.startswith(f"{state_file} is not a checkpoint state")]
+    for a, b in zip(straight, student.weights):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+    assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-7"), "the state is written anew"
+
+
+@pytest.mark.parametrize("damage, warned", [(emptied("ckpt-4.index"), "{folder}/ckpt-4.index"),
+                                            (garbled("ckpt-4.index"), "{folder}/ckpt-4.index"),
+                                            (emptied(DATA_4), "{folder}/" + DATA_4),
+                                            (garbled(DATA_4), "{folder}/" + DATA_4),
+                                            (removed("ckpt-4"), "{folder}/checkpoint names checkpoint {folder}/ckpt-4, "
+                                                                "which is not there")],
+                         ids=["index_emptied", "index_garbled", "data_emptied", "data_garbled", "files_removed"])
+def test_a_damaged_newest_checkpoint_falls_back_to_the_one_before(tmp_path, killed_run, caplog, damage, warned):
+    """A newest checkpoint that does not restore failed every rerun with one TF line naming no file
+    ("OpError: file is too short to be an sstable"): it is skipped with a warning naming its files,
+    and the stage resumes from the checkpoint before it to the uninterrupted run's weights."""
+    caplog.set_level(logging.WARNING)
+    straight, killed = killed_run
+    step, student = resume_damaged(tmp_path, killed, damage)
+    assert step == 2
+    warnings = warnings_of(caplog)
+    assert len(warnings) == 1 and warned.format(folder=tmp_path / "checkpoints") in warnings[0], warnings
+    for a, b in zip(straight, student.weights):
+        np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_checkpoints_none_of_which_restores_are_one_error_naming_their_folder(tmp_path, killed_run):
+    """A folder of checkpoints none of which restores stops the stage (it must not start over from
+    step 0 without a word) with one error naming the folder and what to do."""
+    def damage(folder):
+        emptied("ckpt-2.index")(folder)
+        emptied("ckpt-4.index")(folder)
+
+    folder = re.escape(str(tmp_path / "checkpoints"))
+    with pytest.raises(DataError, match=f"^{folder}: no checkpoint here can be restored: ckpt-4 .*; ckpt-2 .*; "
+                                        "delete this folder to train the stage again from step 0"):
+        resume_damaged(tmp_path, killed_run[1], damage)
+
+
+def test_checkpoint_data_without_an_index_is_not_ignored(tmp_path, killed_run):
+    """Only data shards left beside an unreadable state file: an error, not a silent start from step 0."""
+    def damage(folder):
+        (folder / "checkpoint").write_text("garbage")
+        for name in ("ckpt-2.index", "ckpt-4.index"):
+            (folder / name).unlink()
+
+    folder = re.escape(str(tmp_path / "checkpoints"))
+    with pytest.raises(DataError, match=f"^{folder}: no checkpoint here can be restored"):
+        resume_damaged(tmp_path, killed_run[1], damage)
 
 
 def test_batch_larger_than_data_is_a_config_error():

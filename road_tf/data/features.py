@@ -12,12 +12,11 @@ import logging
 import math
 import os
 import pathlib
-import re
 
 import numpy as np
 import tensorflow as tf
 
-from road_tf.errors import DataError, first_line
+from road_tf.errors import DataError, error_reason, first_line
 from road_tf.files import atomic_target, file_sha256, make_folder, non_file_kind, write_atomic
 
 TOKEN_IDS, SEGMENT_IDS, PADDING_MASK = "token_ids", "segment_ids", "padding_mask"
@@ -314,13 +313,6 @@ class InvalidCache(DataError):
                                "build it again")
 
 
-def _tf_reason(error):
-    """A TensorFlow read error in a few words: its class and first line, without the graph-function
-    prefix (`{{function_node __wrapped__IteratorGetNext...}}`)."""
-    message = re.sub(r"^[{][{]function_node [^}]*[}][}] *", "", first_line(error.message, 1000))
-    return f"{type(error).__name__}: {message[:200]}"
-
-
 def _cache_paths(path):
     """(tfrecord path, sidecar path) of the cache at `path`.
 
@@ -396,7 +388,7 @@ def verify_feature_cache(path):
     try:
         count = int(tf.data.TFRecordDataset(str(path)).reduce(np.int64(0), lambda n, _: n + 1))
     except tf.errors.OpError as error:
-        raise InvalidCache(path, _tf_reason(error)) from None
+        raise InvalidCache(path, error_reason(error)) from None
     if count != info["rows"]:
         raise InvalidCache(path, f"{count} records where its sidecar says {info['rows']}")
     return True
@@ -424,7 +416,7 @@ def read_feature_cache(path):
             for key in spec:
                 columns[key].append(record[key].numpy())
     except tf.errors.OpError as error:
-        raise InvalidCache(path, _tf_reason(error)) from None
+        raise InvalidCache(path, error_reason(error)) from None
     features = {
         key: np.concatenate(columns[key]).astype(dtypes[key]).reshape([-1, *shapes[key]])
         if columns[key] else np.zeros([0, *shapes[key]], dtypes[key])
