@@ -77,7 +77,8 @@ def parse_args(argv):
                         help="warn about and skip malformed data records instead of stopping (data.skip_bad_records)")
     args = parser.parse_args(argv)
     if args.skip_bad_records:
-        if any("skip_bad_records" in (config_lib.parse_set(pair).get("data") or {}) for pair in args.overrides):
+        sections = (config_lib.parse_set(pair).get("data") for pair in args.overrides)
+        if any(isinstance(data, dict) and "skip_bad_records" in data for data in sections):
             raise RoadError("--skip-bad-records: sets data.skip_bad_records, which --set sets too; give one of them")
         args.overrides.append("data.skip_bad_records=true")
     return args

@@ -23,7 +23,7 @@ import time
 from tensorflow_serving.config import model_server_config_pb2
 
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, finite_float, whole_number
-from road_tf.files import check_utf8
+from road_tf.files import check_utf8, entry_kind
 from serving.batching import BatchingOptions, BatchScheduler, InFlight, read_batching_parameters
 from serving.grpc_api import build_server
 from serving.limits import (
@@ -216,8 +216,10 @@ def model_configs(args):
     else:
         configs = [model_server_config_pb2.ModelConfig(name=args.model_name, base_path=args.model_base_path)]
     for model in configs:
-        if os.path.exists(model.base_path) and not os.path.isdir(model.base_path):
-            raise ConfigError(f"model {model.name}: base path {model.base_path}: is not a folder, so it can hold no versions")
+        kind = entry_kind(model.base_path)
+        if kind not in (None, "a folder"):
+            raise ConfigError(f"model {model.name}: base path {model.base_path}: is {kind}, not a folder, so it can "
+                              "hold no versions")
     return configs
 
 

@@ -560,14 +560,14 @@ class ModelRegistry:
             RoadError: polling is off and a model has no version loaded: it would never serve.
         """
         self.poll_all()
-        if self._poll_wait_seconds == 0:
-            for manager in self._managers.values():
-                if not manager.loaded_versions():
-                    raise RoadError(f"model {manager.name}: no version loaded from {manager.base_path} (the log above "
-                                    "says why), and --file_system_poll_wait_seconds 0 never looks again")
         if self._poll_wait_seconds > 0:
             self._thread = threading.Thread(target=self._poll_loop, name="version-poller", daemon=True)
             self._thread.start()
+            return
+        for manager in self._managers.values():
+            if not manager.loaded_versions():
+                raise RoadError(f"model {manager.name}: no version loaded from {manager.base_path} (the log above "
+                                "says why), and --file_system_poll_wait_seconds 0 never looks again")
 
     def poll_all(self):
         """Polls every model once."""

@@ -618,7 +618,7 @@ def test_devserver_bad_flags_are_one_line_exit_2(capsys, argv, fragment):
 
 
 @pytest.mark.parametrize("layout, poll, fragment", [
-    ("file", "1", "is not a folder, so it can hold no versions"),
+    ("file", "1", "base path {base}: is a file, not a folder, so it can hold no versions"),
     ("empty", "0", "no version loaded from {base} (the log above says why), and --file_system_poll_wait_seconds 0"),
     ("missing", "0", "no version loaded from {base}"),
 ])

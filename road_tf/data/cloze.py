@@ -6,8 +6,9 @@ answer (a year, a number, or a capitalised name that does not open the sentence)
 question by putting a question word in that span's place ("The tower was finished in 1889." ->
 "The tower was finished in when?"). Half of the questions, chosen by hash, are asked of the whole
 context (answer: the span); the other half of the context without that sentence, and have no
-answer. A context of one sentence has nothing left without it, so its question is asked whole. Lewis et al. (2019, "Unsupervised Question Answering by Cloze Translation") trained QA
-models on such cloze questions without labelled data.
+answer. A context of one sentence has nothing left without it, so its question is asked whole.
+Lewis et al. (2019, "Unsupervised Question Answering by Cloze Translation") trained QA models on
+such cloze questions without labelled data.
 """
 
 import hashlib

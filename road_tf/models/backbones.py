@@ -7,7 +7,7 @@ import keras
 import keras_hub
 
 from road_tf.config import is_run_directory, load_run_config, run_encoder_weights
-from road_tf.errors import ConfigError, first_line
+from road_tf.errors import ConfigError, error_reason, first_line
 from road_tf.minilm import minilm_path
 from road_tf.models.convert import load_hf_backbone, load_hf_bert
 
@@ -20,7 +20,7 @@ def preset_backbone(preset, dropout):
     try:
         return keras_hub.models.Backbone.from_preset(preset, dropout=dropout)
     except OSError as error:  # requests' ConnectionError is one: no network, or the host is down
-        raise ConfigError(f"model.preset {preset}: cannot be fetched ({type(error).__name__}: {first_line(error, 160)}); "
+        raise ConfigError(f"model.preset {preset}: cannot be fetched ({error_reason(error)}); "
                           "keras-hub downloads a preset on first use: without the internet, start from a local "
                           "encoder (model.pretrained=minilm, or a folder)") from None
 
