@@ -508,16 +508,22 @@ def checkpoint_state(directory):
         return None
 
 
+def checkpoint_prefixes(directory):
+    """The path prefixes of the checkpoints with a file in `directory` (`ckpt-<n>`), the lowest n first
+    (none when `directory` is not a folder)."""
+    numbers = set()
+    if directory.is_dir():
+        numbers = {int(match.group(1)) for match in map(CHECKPOINT_FILE.fullmatch, os.listdir(directory)) if match}
+    return [str(directory / f"ckpt-{number}") for number in sorted(numbers)]
+
+
 def checkpoints_to_try(directory):
     """The checkpoints (path prefixes) to resume from, in order: the one `directory`'s state file names,
     then every other `ckpt-<n>` with a file there, the highest n first.
 
     Logs a warning when the state file cannot be read or names a checkpoint that is not there.
     """
-    numbers = set()
-    if directory.is_dir():
-        numbers = {int(match.group(1)) for match in map(CHECKPOINT_FILE.fullmatch, os.listdir(directory)) if match}
-    found = [str(directory / f"ckpt-{number}") for number in sorted(numbers, reverse=True)]
+    found = checkpoint_prefixes(directory)[::-1]
     state = checkpoint_state(directory)
     if state is None:
         if (directory / CHECKPOINT_STATE).exists():
@@ -563,12 +569,20 @@ def restore_newest(checkpoint, directory):
 def checkpoint_manager(checkpoint, directory, max_to_keep):
     """A `tf.train.CheckpointManager` saving `checkpoint` into `directory`, keeping `max_to_keep`.
 
-    A state file there that TensorFlow cannot read (`checkpoint_state`) is deleted first: the
-    manager would fail on it or ignore it, and its first save writes a new one.
+    A state file there that TensorFlow cannot read (`checkpoint_state`) is written anew first, naming
+    the checkpoints beside it (`checkpoint_prefixes`), or deleted when there are none: the manager
+    would fail on it or ignore it, and then never delete those older checkpoints as it saves.
     """
-    state = pathlib.Path(directory) / CHECKPOINT_STATE
+    directory = pathlib.Path(directory)
+    state = directory / CHECKPOINT_STATE
     if state.is_file() and checkpoint_state(directory) is None:
-        state.unlink()
+        found = checkpoint_prefixes(directory)
+        if found:
+            now = time.time()  # the manager deletes only checkpoints stamped after the last preserved time
+            tf.compat.v1.train.update_checkpoint_state(str(directory), found[-1], found, all_model_checkpoint_timestamps=
+                                                       [now] * len(found), last_preserved_timestamp=now - 1)
+        else:
+            state.unlink()
     return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep)
 
 

@@ -186,6 +186,8 @@ def test_an_unreadable_checkpoint_state_resumes_from_the_newest_checkpoint(tmp_p
     for a, b in zip(straight, student.weights):
         np.testing.assert_allclose(a, b.numpy(), rtol=1e-5, atol=1e-6)
     assert tf.train.latest_checkpoint(str(tmp_path / "checkpoints")).endswith("ckpt-7"), "the state is written anew"
+    kept = sorted(path.name for path in (tmp_path / "checkpoints").glob("ckpt-*.index"))
+    assert kept == ["ckpt-6.index", "ckpt-7.index"], "ckpt-2 and ckpt-4 are deleted as in an undamaged resume"
 
 
 @pytest.mark.parametrize("damage, warned", [(emptied("ckpt-4.index"), "{folder}/ckpt-4.index"),
