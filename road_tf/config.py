@@ -735,12 +735,23 @@ def changed_fields(before, after):
     return changed
 
 
-def merge_overrides(base, overrides):
-    """`base` (a dict of overrides) updated by `overrides`, nested mappings merged key by key."""
+def merge_overrides(base, overrides, prefix=""):
+    """`base` (a dict of overrides) updated by `overrides`, nested mappings merged key by key; a later
+    value replaces an earlier one.
+
+    Raises:
+        ConfigError: `overrides` sets fields under a key to which `base` gives a value that is not a
+            mapping or null (e.g. `--set data=5 --set data.skip_bad_records=true`): merged, one of
+            the two settings would be dropped without a word.
+    """
     merged = dict(base)
     for key, value in overrides.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = merge_overrides(merged[key], value)
+        earlier = merged.get(key)
+        if isinstance(value, dict) and isinstance(earlier, dict):
+            merged[key] = merge_overrides(earlier, value, f"{prefix}{key}.")
+        elif isinstance(value, dict) and earlier is not None:
+            raise ConfigError(f"{prefix}{key}: set to {shown(earlier)} and, by a later setting, fields under it "
+                              f"{shown(sorted(map(str, value)))}: set it one way")
         else:
             merged[key] = value
     return merged

@@ -565,3 +565,20 @@ def test_a_text_setting_refuses_a_tagged_value_that_is_no_text(value, shown):
     with pytest.raises(ConfigError, match=f"^export.model_name: expected a string, got {re.escape(shown)}$"):
         config_lib.load_config(None, [f"export.model_name={value}"])
     assert config_lib.load_config(None, ["export.model_name=!!int 5"]).export.model_name == "5"
+
+
+@pytest.mark.parametrize("pairs, shown", [(["data=5", "data.skip_bad_records=true"],
+                                           "data: set to '5' and, by a later setting, fields under it ['skip_bad_records']"),
+                                          (["train.steps=5", "train.steps.x=1"],
+                                           "train.steps: set to '5' and, by a later setting, fields under it ['x']")])
+def test_fields_set_under_a_value_are_refused_not_merged_over_it(pairs, shown):
+    """The later mapping replaced the value without a word, so the first setting was dropped."""
+    with pytest.raises(ConfigError, match=f"^{re.escape(shown)}: set it one way$"):
+        config_lib.load_config(None, pairs)
+
+
+def test_fields_set_under_an_empty_recipe_section_are_merged(tmp_path):
+    """`data:` with nothing under it is YAML's null: no value, so --set fills the section."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text("data:\n")
+    assert config_lib.load_config(recipe, ["data.skip_bad_records=true"]).data.skip_bad_records is True
