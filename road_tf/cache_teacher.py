@@ -14,15 +14,9 @@ import sys
 
 from road_tf import config as config_lib
 from road_tf.data import sources
-from road_tf.data.features import write_feature_cache
-from road_tf.data.tokenizer import load_tokenizer
 from road_tf.data.vocab import check_encoder_vocabularies
-from road_tf.distillation.offline import teacher_logits, teacher_notes
 from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty, one_line_when_stopped
-from road_tf.experiment import load_teacher_weights
 from road_tf.files import check_distinct, check_weights_file, check_writable_dir, check_writable_file
-from road_tf.models.task_model import build_model
-from road_tf.tasks import get_task, load_task_data
 
 
 def parse_args(argv):
@@ -53,6 +47,13 @@ def cache_teacher_logits(config, output):
             raise ConfigError(f"{field}: required to cache a teacher's logits")
         check_weights_file(teacher.checkpoint, field)
     check_encoder_vocabularies(config)
+    from road_tf.data.features import write_feature_cache  # TensorFlow loads here, once the checks passed
+    from road_tf.data.tokenizer import load_tokenizer
+    from road_tf.distillation.offline import teacher_logits, teacher_notes
+    from road_tf.experiment import load_teacher_weights
+    from road_tf.models.task_model import build_model
+    from road_tf.tasks import get_task, load_task_data
+
     notes = teacher_notes(teachers_config)  # before the weights load: what the logits come from
     tokenizer = load_tokenizer(config.data.vocab)
     task = get_task(config.task)

@@ -28,11 +28,11 @@ from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.distillation.offline import load_offline_features
 from road_tf.data.json_files import read_json
 from road_tf.errors import ConfigError, DataError, RoadError, first_line
-from road_tf.files import check_weights_file, save_weights, write_atomic
+from road_tf.files import check_weights_file, newest_version, save_weights, write_atomic
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
 from road_tf.multitask.trainer import check_replicas, prepare_multitask, run_multitask_stage
 from road_tf.registry import SPAN
-from road_tf.saved_model import export_qa_model, newest_is_from, newest_version
+from road_tf.saved_model import export_qa_model, newest_is_from
 from road_tf.tasks import get_task, load_task_data
 
 STAGE_FILE = "stage.json"

@@ -43,20 +43,16 @@ import pathlib
 import statistics
 import sys
 
-import keras
 import yaml
 
 from road_tf import cache_teacher, export, train
 from road_tf.config import (MODEL_SIZE_FIELDS, RUN_METRICS_FILE, config_digest, config_from_dict, dump_yaml,
                             merge_overrides, resolve_teacher_runs)
-from road_tf.data.features import InvalidCache, verify_feature_cache
-from road_tf.distillation.offline import teachers_problem
 from road_tf.errors import (ArgumentParser, RoadError, bounded, cli_main, first_few, first_line, is_finite_number,
                             nonempty, one_line_when_stopped, whole_number)
 from road_tf.files import (check_folder, check_utf8, check_writable_dir, entry_kind, read_config_bytes,
                            visible_entries, write_atomic)
 from road_tf.run_clock import RunClock, recorded_minutes
-from road_tf.saved_model import newest_is_from
 
 SHARED = "../shared/data"
 RUN_FOLDER = train.RunFolder("run folder", "delete the run folder to train that run again")
@@ -263,6 +259,8 @@ class Experiments:
         with RunClock(run_dir):
             metrics, trained = train.train_run(config, run_dir, RUN_FOLDER)
         if trained:
+            import keras  # loaded with TensorFlow by the run
+
             keras.backend.clear_session()
         print(f"{'trained' if trained else 'reused'} {role} run {run_dir}", flush=True)
         return run_dir, metrics
@@ -313,6 +311,9 @@ class Experiments:
         written again when it is damaged (its sidecar unreadable, or records that fail their
         checksums or disagree with the sidecar's count: checked by a read of the file, see
         `verify_feature_cache`)."""
+        from road_tf.data.features import InvalidCache, verify_feature_cache  # TensorFlow loads here, if no run did
+        from road_tf.distillation.offline import teachers_problem
+
         config = resolve_teacher_runs(config_from_dict(merge_overrides(self.common, {"distillation": section})))
         checkpoints = [teacher.checkpoint for teacher in config.distillation.teachers]
         key = yaml.safe_dump(checkpoints + [dump_yaml(config.data)])
@@ -429,6 +430,8 @@ def export_rows(table, results, output):
     new runs, whose models then replace the old ones as the served version)."""
     if table != "final":
         return
+    from road_tf.saved_model import newest_is_from  # loads TensorFlow, if no run did
+
     for row, runs in results:
         for seed, (run_dir, _) in enumerate(runs):
             name = f"{row.name}_seed{seed}"

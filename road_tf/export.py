@@ -4,6 +4,8 @@
 
 The SavedModel is the one a training run exports at its end (`road_tf.saved_model`), with the
 run's recorded dev metrics beside it and the no-answer threshold `export.null_threshold` names.
+A Ctrl-C or SIGTERM before the version is complete leaves none: it is written to a temporary
+folder, then renamed.
 """
 
 import argparse
@@ -12,18 +14,14 @@ import pathlib
 import sys
 
 from road_tf.config import RUN_CONFIG_FILE, RUN_METRICS_FILE, ExportConfig, config_of_run, run_weights
-from road_tf.data.tokenizer import load_tokenizer
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_line, nonempty
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, first_line, nonempty, one_line_when_stopped
 from road_tf.files import check_model_folder, check_writable_dir, entry_kind, require_folder
-from road_tf.models.task_model import build_model
-from road_tf.registry import SPAN
-from road_tf.saved_model import export_qa_model
-from road_tf.tasks import get_task
+from road_tf.registry import SPAN, task_spec
 from road_tf.train import read_finished_run
 
 
 def read_run_config(run_dir):
-    """A finished run's (config, QA task), read without building its model.
+    """A finished run's config, checked to be a QA run's, read without building its model.
 
     Raises:
         RoadError: when `run_dir` is no folder, lacks config.yaml or the student's weights, or its
@@ -35,14 +33,18 @@ def read_run_config(run_dir):
     if entry_kind(run_dir / RUN_CONFIG_FILE) != "a file" or entry_kind(weights) != "a file":
         raise RoadError(f"{run_dir}: not a finished run (needs {RUN_CONFIG_FILE} and {weights.relative_to(run_dir)})")
     config = config_of_run(run_dir)
+    if task_spec(config.task).kind != SPAN:
+        raise RoadError(f"{run_dir}: task {config.task!r} is not a QA task; only QA students are exported")
+    return config
+
+
+def load_student(run_dir, config):
+    """The run's (QA task, tokenizer, student model with its trained weights) for its `read_run_config`."""
+    from road_tf.data.tokenizer import load_tokenizer  # TensorFlow loads here
+    from road_tf.models.task_model import build_model
+    from road_tf.tasks import get_task
+
     task = get_task(config.task)
-    if task.kind != SPAN:
-        raise RoadError(f"{run_dir}: task {task.name!r} is not a QA task; only QA students are exported")
-    return config, task
-
-
-def load_student(run_dir, config, task):
-    """The run's (tokenizer, student model with its trained weights) for its `read_run_config`."""
     weights = run_weights(run_dir)
     tokenizer = load_tokenizer(config.data.vocab)
     model = build_model(config.model, [task], tokenizer.vocabulary_size, config.data.max_seq_length, "student")
@@ -50,13 +52,13 @@ def load_student(run_dir, config, task):
         model.load_weights(str(weights))
     except (ValueError, OSError) as error:
         raise RoadError(f"{weights}: does not load into the model of the run's config.yaml ({first_line(error)})") from None
-    return tokenizer, model
+    return task, tokenizer, model
 
 
 def load_run_student(run_dir):
     """Rebuilds a finished run's student: (config, task, tokenizer, model with trained weights)."""
-    config, task = read_run_config(run_dir)
-    return (config, task, *load_student(run_dir, config, task))
+    config = read_run_config(run_dir)
+    return (config, *load_student(run_dir, config))
 
 
 def finished_run_metrics(run_dir, flag=None):
@@ -115,15 +117,17 @@ def parse_args(argv):
 def export_run(run_dir, model_name=None, base_dir=None):
     """Exports a finished run's student as the next version of `<base_dir>/<model_name>` (by default the
     run's own export settings) with its recorded dev metrics and the run's absolute path (SOURCE_FILE);
-    returns the version folder."""
-    config, task = read_run_config(run_dir)
+    returns the version folder. TensorFlow loads once the run and the destination passed their checks."""
+    config = read_run_config(run_dir)
     export = dataclasses.replace(config.export, model_name=model_name or config.export.model_name,
                                  base_dir=base_dir or config.export.base_dir)
     what = "--base" if base_dir else "export.base_dir"
     check_writable_dir(export.base_dir, what)
     final = run_final_metrics(run_dir)
     check_model_folder(export.model_folder(), what, "choose another --base or --model-name")
-    tokenizer, model = load_student(run_dir, config, task)
+    task, tokenizer, model = load_student(run_dir, config)
+    from road_tf.saved_model import export_qa_model
+
     return export_qa_model(model, task, tokenizer, dataclasses.replace(config, export=export),
                            final.get("null_score_diff_threshold"), final, source=run_dir)
 
@@ -131,7 +135,8 @@ def export_run(run_dir, model_name=None, base_dir=None):
 @cli_main
 def main(argv=None):
     args = parse_args(argv)
-    print(export_run(args.run_dir, args.model_name, args.base))
+    with one_line_when_stopped(lambda: "no version was written; rerun the command to export the run"):
+        print(export_run(args.run_dir, args.model_name, args.base))
     return 0
 
 

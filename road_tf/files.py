@@ -484,6 +484,12 @@ def versions(model_dir):
     return {number: model_dir / name for number, name in chosen.items()}
 
 
+def newest_version(model_dir):
+    """The folder of the highest version in `model_dir`, or None when it has none."""
+    folders = {number: path for number, path in versions(model_dir).items() if path.is_dir()}
+    return folders[max(folders)] if folders else None
+
+
 def version_names(names, finished):
     """The version folders among the entry `names` of a model folder -> ({version: name}, [the
     names of a version not taken]).

@@ -17,23 +17,18 @@ import os
 import pathlib
 import sys
 
-import tensorflow as tf
-import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
-
 from road_tf.config import is_run_directory
 from road_tf.data.squad import read_squad_json
 from road_tf.errors import (ArgumentParser, DataError, RoadError, cli_main, first_line, nonempty, one_line_when_stopped,
                             positive_integer, tf_error_summary)
-from road_tf.evaluation.answerer import ANSWER_INPUTS
-from road_tf.evaluation.qa_eval import answer_questions, squad_outputs
 from road_tf.export import finished_run_metrics
 from road_tf.files import (SAVED_MODEL_FILE, check_distinct, check_writable_file, entry_kind, holds_saved_model,
-                           lies_within, require_folder, version_number, versions, write_data_files)
-from road_tf.saved_model import METRICS_FILE, newest_version
+                           lies_within, newest_version, require_folder, version_number, versions, write_data_files)
 
 DEFAULT_BATCH_SIZE = 32
-OUTPUTS = {"answer": tf.string, "no_answer_probability": tf.float32}
-"""The serving_default outputs predict writes, each one value per question."""
+OUTPUTS = {"answer": "string", "no_answer_probability": "float32"}
+"""The serving_default outputs predict writes, each one value per question, with the name of its
+dtype (`tf.DType.name`)."""
 ERROR = "error"
 """The serving_default output (one string per question) that says why the model refuses a question,
 "" for a question it answers. predict reads it when the model has it (exports made before it existed
@@ -133,6 +128,11 @@ def check_outside_model(written, folder):
 
 def load_answer_fn(folder):
     """The `serving_default` signature of a SavedModel as (question [B], context [B]) -> outputs."""
+    import tensorflow as tf  # TensorFlow loads here, once the checks passed
+    import tensorflow_text  # noqa: F401  (registers the TF Text ops the graph uses)
+
+    from road_tf.evaluation.answerer import ANSWER_INPUTS
+
     try:
         loaded = tf.saved_model.load(str(folder))
         signature = loaded.signatures.get("serving_default")
@@ -148,11 +148,11 @@ def load_answer_fn(folder):
         taken = ", ".join(f"{name}: {dtype.name} of shape {shape}" for name, (dtype, shape) in sorted(inputs.items()))
         raise RoadError(f"--model {folder}: serving_default takes {taken or 'nothing'}, not question and context "
                         "strings, one per question; not a road_tf QA model")
-    outputs = {name: (spec.dtype, spec.shape.rank) for name, spec in signature.structured_outputs.items()}
-    read = {**OUTPUTS, **({ERROR: tf.string} if ERROR in outputs else {})}
+    outputs = {name: (spec.dtype.name, spec.shape.rank) for name, spec in signature.structured_outputs.items()}
+    read = {**OUTPUTS, **({ERROR: "string"} if ERROR in outputs else {})}
     for name, dtype in read.items():
         if outputs.get(name) != (dtype, 1):
-            raise RoadError(f"--model {folder}: serving_default has no output {name!r} of one {dtype.name} per "
+            raise RoadError(f"--model {folder}: serving_default has no output {name!r} of one {dtype} per "
                             "question; not a road_tf QA model")
 
     def answer_fn(question, context):
@@ -189,6 +189,10 @@ def answer_all(answer_fn, folder, data, examples, batch_size):
         DataError: the model refuses a question (a non-empty ERROR, e.g. a context above its
             data.max_context_bytes); it names the first one, found as its batch arrives.
     """
+    import tensorflow as tf
+
+    from road_tf.evaluation.qa_eval import answer_questions
+
     asked = 0
 
     def answer_batch(question, context):
@@ -236,6 +240,9 @@ def answer_file(args):
         raise RoadError(f"{args.data}: no questions to answer")
     answer_fn, _ = load_answer_fn(folder)
     outputs = answer_all(answer_fn, folder, args.data, examples, args.batch_size)
+    from road_tf.evaluation.qa_eval import squad_outputs
+    from road_tf.saved_model import METRICS_FILE
+
     predictions, na_probs = squad_outputs(examples, outputs)
     texts = {args.output: json.dumps(predictions, indent=2) + "\n"}
     if args.na_probs:

@@ -22,7 +22,7 @@ import tensorflow_text  # noqa: F401  (registers the TF Text ops the signature u
 
 from road_tf.data.features import MODEL_INPUTS, qa_windows
 from road_tf.errors import RoadError
-from road_tf.files import next_version, versions
+from road_tf.files import newest_version, next_version
 from road_tf.models.span_logits import EVAL_DTYPE
 from road_tf.training import check_finite_weights
 
@@ -39,12 +39,6 @@ WARMUP_EXAMPLES = (
 )
 METRICS_FILE = "road_tf_metrics.json"
 SOURCE_FILE = "road_tf_source.json"
-
-
-def newest_version(model_dir):
-    """The folder of the highest version in `model_dir`, or None when it has none."""
-    folders = {number: path for number, path in versions(model_dir).items() if path.is_dir()}
-    return folders[max(folders)] if folders else None
 
 
 def newest_is_from(model_dir, run_dir):

@@ -1,5 +1,6 @@
-"""Commands started as from a terminal and stopped by Ctrl-C (SIGINT) or SIGTERM once at work, for the
-tests that each such stop ends a command with one line on stderr and the shell's exit code."""
+"""Commands started as from a terminal and stopped by Ctrl-C (SIGINT) or SIGTERM once at work, or
+while TensorFlow loads, for the tests that each such stop ends a command with one line on stderr and
+the shell's exit code."""
 
 import contextlib
 import errno
@@ -22,13 +23,36 @@ STOP_IDS = ["ctrl-c", "sigterm"]
 FROM_A_TERMINAL = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
                    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
                    "os.execv(sys.executable, [sys.executable, '-m', *sys.argv[1:]])")
+# As FROM_A_TERMINAL, but the command runs in this process as `python -m` runs it (runpy), and its first
+# import of tensorflow, wherever the command makes it, first waits to read the named pipe sys.argv[1]:
+# a stop sent once `pipe_writer` sees the pipe opened lands while TensorFlow loads.
+HOLDING_TENSORFLOW = """\
+import runpy, signal, sys, types
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+pipe, module, sys.argv = sys.argv[1], sys.argv[2], sys.argv[2:]
+
+def hold(name, path=None, target=None):
+    if name == "tensorflow":
+        with open(pipe) as held:
+            held.read()
+
+sys.meta_path.insert(0, types.SimpleNamespace(find_spec=hold))
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
 
 
 @contextlib.contextmanager
-def started(module, *argv):
+def started(module, *argv, held_at=None):
     """Yields the process of `python -m module argv...` in the repository, started as from a terminal,
-    its stderr piped and its stdout discarded; kills it at the end if it still runs (a failed test)."""
-    process = subprocess.Popen([sys.executable, "-c", FROM_A_TERMINAL, module, *map(str, argv)], cwd=REPO,
+    its stderr piped and its stdout discarded; kills it at the end if it still runs (a failed test).
+
+    Args:
+        held_at: a named pipe whose read holds the command's first import of tensorflow
+            (HOLDING_TENSORFLOW), or None.
+    """
+    launch = [FROM_A_TERMINAL] if held_at is None else [HOLDING_TENSORFLOW, held_at]
+    process = subprocess.Popen([sys.executable, "-c", *launch, module, *map(str, argv)], cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         yield process

@@ -18,6 +18,7 @@ from road_tf.data.tokenizer import WordPieceTokenizer, load_tokenizer
 from road_tf.errors import NO_TOKEN, RoadError
 from road_tf.evaluation import answerer
 from road_tf.evaluation.answerer import decode_answers, grouped_logits
+from road_tf.files import versions
 from road_tf.models.backbones import build_backbone
 from road_tf.models.inference import predict_outputs
 from road_tf.models.span_logits import SpanLogits
@@ -318,12 +319,12 @@ def test_versions_warns_once_for_all_odd_entries_of_a_model_folder(tmp_path, cap
     for name in ["3", "notes", "²", "a", "b", ".tmp-4"]:
         (tmp_path / name).mkdir()
     with caplog.at_level(logging.WARNING):
-        assert sorted(export.versions(tmp_path)) == [3]
+        assert sorted(versions(tmp_path)) == [3]
     assert [record.getMessage() for record in caplog.records] == [
         f"{tmp_path}: ignoring 4 entries that are not version folders (base-10 integers): 'a', 'b', 'notes', ..."]
     caplog.clear()
     (tmp_path / "3").rmdir()
-    assert export.versions(tmp_path) == {}
+    assert versions(tmp_path) == {}
     assert not caplog.records
 
 

@@ -22,7 +22,7 @@ import pytest
 
 import helpers_fuzz
 from conftest import REPO
-from road_tf import evaluate, experiment, saved_model, train, training
+from road_tf import evaluate, experiment, files, saved_model, train, training
 from road_tf.config import load_config
 from road_tf.data import sources
 from road_tf.errors import RoadError
@@ -185,14 +185,14 @@ def test_only_ascii_integer_folders_are_versions(tmp_path, caplog):
     for name in ("1", "3", "\u00b2", "\u0663", "10a", ".tmp-abc"):
         (tmp_path / name).mkdir()
     with caplog.at_level(logging.WARNING):
-        assert saved_model.next_version(tmp_path) == 4
+        assert files.next_version(tmp_path) == 4
     warned = " ".join(record.getMessage() for record in caplog.records)
     assert "'\u00b2'" in warned and "'\u0663'" in warned and "'10a'" in warned and ".tmp-abc" not in warned
-    assert saved_model.next_version(tmp_path / "absent") == 1
+    assert files.next_version(tmp_path / "absent") == 1
     (tmp_path / "7").write_text("not a folder")
-    assert saved_model.next_version(tmp_path) == 8  # a file still takes its number
-    assert saved_model.newest_version(tmp_path) == tmp_path / "3"  # but is not a version to load
-    assert saved_model.newest_version(tmp_path / "absent") is None
+    assert files.next_version(tmp_path) == 8  # a file still takes its number
+    assert files.newest_version(tmp_path) == tmp_path / "3"  # but is not a version to load
+    assert files.newest_version(tmp_path / "absent") is None
 
 
 def test_stale_temporary_exports_are_removed(tmp_path):

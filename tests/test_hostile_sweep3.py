@@ -427,7 +427,7 @@ def test_folders_numbered_above_int64_are_not_versions(tmp_path, caplog):
     """TF Serving (and the devserver) ignore them, but an export numbered its version past such a
     stray folder (100000000000000000000), which was then never served."""
     from road_tf.files import next_version
-    from road_tf.saved_model import newest_version
+    from road_tf.files import newest_version
 
     INT64_MAX = 2**63 - 1  # noqa: N806
 

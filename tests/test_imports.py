@@ -3,10 +3,16 @@ multitask, evaluation -> the stage runner -> CLIs, export, pipelines, serving.
 
 Every `import` counts, including those inside functions, so no import can hide a cycle or an
 upward dependency.
+
+The command-line modules import without TensorFlow or Keras: a command loads them (seconds) in the
+body that ends a Ctrl-C or SIGTERM with one line (`errors.one_line_when_stopped`), after its quick
+checks.
 """
 
 import ast
 import pathlib
+import subprocess
+import sys
 
 import pytest
 
@@ -75,6 +81,8 @@ def layer_of(name):
 
 
 GRAPH = {name: imported_modules(path, name, project_modules()) for name, path in project_modules().items()}
+COMMANDS = sorted(name for name in LAYERS[-1] if name.startswith("road_tf."))
+"""The `python -m` commands of road_tf: its modules in the last layer."""
 
 
 def test_every_module_has_a_layer():
@@ -122,3 +130,10 @@ def test_the_checker_sees_imports_inside_functions(tmp_path):
     found = imported_modules(source, "road_tf.data.probe", known)
     assert found == known
     assert [layer_of(target) > layer_of("road_tf.data.probe") for target in sorted(found)] == [True, True, True]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_a_command_imports_without_tensorflow_or_keras(command):
+    probe = f"import sys, {command}; print(sorted({{'tensorflow', 'keras'}} & set(sys.modules)))"
+    completed = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert (completed.returncode, completed.stdout) == (0, "[]\n"), completed.stderr

@@ -141,8 +141,8 @@ def test_cache_teacher_checks_teacher_checkpoints_before_it_loads_the_data(tmp_p
     def loaded(*args, **kwargs):
         raise AssertionError("the data loaded before the teacher checkpoints were checked")
 
-    monkeypatch.setattr(cache_teacher, "load_tokenizer", loaded)
-    monkeypatch.setattr(cache_teacher, "load_task_data", loaded)
+    monkeypatch.setattr("road_tf.data.tokenizer.load_tokenizer", loaded)
+    monkeypatch.setattr("road_tf.tasks.load_task_data", loaded)
     checkpoint = tmp_path / name
     if content is not None:
         checkpoint.write_bytes(content)

@@ -102,7 +102,7 @@ def check_export_refuses_damaged_runs(out, tmp_path, capsys, monkeypatch):
     """`export` on copies of the finished run `out` with one part damaged: one line, exit 2, no version;
     only damaged weights cost a model build (metrics.json and --base are checked first)."""
     built = []
-    monkeypatch.setattr(export, "build_model", lambda *args: built.append(args) or build_model(*args))
+    monkeypatch.setattr("road_tf.models.task_model.build_model", lambda *args: built.append(args) or build_model(*args))
     def damaged(name, change):
         copy = tmp_path / name
         shutil.copytree(out, copy)
