@@ -225,6 +225,28 @@ def error_reason(error):
     return f"{type(error).__name__}: {message[:200]}"
 
 
+KERAS_SHAPE_MISMATCH = re.compile(r"variable\.shape=(\([^)]*\)), Received: value\.shape=(\([^)]*\))\. "
+                                  r"Target variable: <Variable path=([^,>]+)")
+"""How Keras' load_weights says that a saved variable's shape differs from the model's: (the model's
+shape, the file's shape, the variable's path)."""
+KERAS_UNLOADED = re.compile(r"A total of ([0-9]+) objects could not be loaded")
+
+
+def weights_mismatch(error):
+    """Why Keras' `load_weights` refused a weights file, in one line: the first variable whose
+    shape differs ("token_embedding/embeddings is (500, 128) in the model, (500, 96) in the file;
+    37 layers do not load"), else the error's first line. Keras' own message spans many lines,
+    holds the variable's values and ends its first line in a colon."""
+    text = str(error)
+    shapes = KERAS_SHAPE_MISMATCH.search(text)
+    if not shapes:
+        return first_line(error)
+    model_shape, file_shape, path = shapes.groups()
+    unloaded = KERAS_UNLOADED.search(text)
+    count = f"; {unloaded.group(1)} layers do not load" if unloaded and unloaded.group(1) != "1" else ""
+    return f"{path} is {model_shape} in the model, {file_shape} in the file{count}"
+
+
 def tf_error_summary(message):
     """A TF runtime error message -> its explanatory line(s), without headers and stack traces."""
     kept = [

@@ -27,7 +27,7 @@ from road_tf.distillation.distiller import Distiller
 from road_tf.distillation.layer_maps import build_layer_map
 from road_tf.distillation.offline import load_offline_features
 from road_tf.data.json_files import read_json
-from road_tf.errors import ConfigError, DataError, RoadError, first_line
+from road_tf.errors import ConfigError, DataError, RoadError, first_line, weights_mismatch
 from road_tf.files import check_weights_file, newest_version, save_weights, write_atomic
 from road_tf.models.task_model import build_model, encoder_of, layer_lr_scales, num_layers
 from road_tf.multitask.trainer import check_replicas, prepare_multitask, run_multitask_stage
@@ -217,7 +217,8 @@ def load_teacher_weights(teacher, checkpoint, index):
     try:
         teacher.load_weights(str(checkpoint))
     except (ValueError, OSError) as error:
-        raise ConfigError(f"{field}: {checkpoint} does not fit the teacher's model config ({first_line(error)})") from None
+        raise ConfigError(f"{field}: {checkpoint} does not fit the teacher's model config ({weights_mismatch(error)}); "
+                          "its model sizes and data.max_seq_length must be those of the run that saved it") from None
 
 
 def check_models(config, task, tokenizer):

@@ -398,8 +398,12 @@ def test_run_multitask_stage_end_to_end_then_load_the_encoder(tmp_path):
         np.testing.assert_array_equal(saved[key], loaded[key], err_msg=key)
 
     bigger = dataclasses.replace(config.model, hidden_dim=64)
-    with pytest.raises(ConfigError, match="do not fit"):
+    with pytest.raises(ConfigError, match="do not fit") as refused:
         build_model(bigger, squad, tokenizer.vocabulary_size, 64, "other", encoder_weights=path)
+    vocab, width = tokenizer.vocabulary_size, config.model.hidden_dim
+    message = str(refused.value)
+    assert f": token_embedding/embeddings is ({vocab}, 64) in the model, ({vocab}, {width}) in the file; " in message
+    assert message.endswith(" layers do not load") and "\n" not in message, "one line, not the variables' values"
     with pytest.raises(ConfigError, match="no multi-task encoder weights"):
         load_encoder_weights(student, tmp_path / "missing.weights.h5")
 

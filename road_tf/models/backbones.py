@@ -7,7 +7,7 @@ import keras
 import keras_hub
 
 from road_tf.config import is_run_directory, load_run_config, run_encoder_weights
-from road_tf.errors import ConfigError, error_reason, first_line
+from road_tf.errors import ConfigError, error_reason, weights_mismatch
 from road_tf.minilm import minilm_path
 from road_tf.models.convert import load_hf_backbone, load_hf_bert
 
@@ -97,7 +97,7 @@ def backbone_from_run(run, layers, dropout, vocabulary_size, max_sequence_length
         hidden_states_encoder(source).load_weights(path)
     except ValueError as error:
         raise ConfigError(f"model.pretrained: {path} does not fit the encoder of the run's config.yaml: "
-                          f"{first_line(error)}") from None
+                          f"{weights_mismatch(error)}") from None
     if max_sequence_length > source.max_sequence_length:
         raise ConfigError(f"data.max_seq_length: {max_sequence_length} is more than the {source.max_sequence_length} "
                           f"positions of the encoder of the run {run} (model.pretrained)")

@@ -9,7 +9,7 @@ import pathlib
 import keras
 
 from road_tf.data.features import MODEL_INPUTS
-from road_tf.errors import ConfigError
+from road_tf.errors import ConfigError, weights_mismatch
 from road_tf.models.backbones import build_backbone, hidden_states_encoder
 
 HIDDEN_STATES = "hidden_states"
@@ -73,7 +73,7 @@ def load_encoder_weights(model, path):
         encoder_of(model).load_weights(str(path))
     except ValueError as error:
         raise ConfigError(f"{path}: these encoder weights do not fit this model's encoder "
-                          f"(model and multitask encoders must share one configuration): {error}") from None
+                          f"(model and multitask encoders must share one configuration): {weights_mismatch(error)}") from None
 
 
 def layer_lr_scales(model, decay):
