@@ -15,7 +15,6 @@ interleaved timed rounds after one warm-up round each. `hf_tokenizer_call_second
 baseline's tokenizer calls alone (no labels, no arrays): the floor of this recipe.
 """
 
-import argparse
 import os
 import tempfile
 
@@ -31,7 +30,7 @@ from road_tf.data.features import featurize_qa  # noqa: E402
 from road_tf.data.squad import read_squad_json  # noqa: E402
 from road_tf.data.synthetic import generate  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
-from road_tf.errors import cli_main, whole_number  # noqa: E402
+from road_tf.errors import ArgumentParser, cli_main, whole_number  # noqa: E402
 from road_tf.minilm import minilm_path  # noqa: E402
 
 MAX_SEQ_LENGTH, DOC_STRIDE, MAX_QUERY_LENGTH = 384, 128, 64
@@ -143,7 +142,7 @@ def agreement(road, hf):
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
+    parser = ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--rounds", type=whole_number, default=5,
                         help=f"timed rounds of each featurizer (default 5, at most {common.MAX_REPEATS})")
     parser.add_argument("--limit", type=whole_number, default=0, help="use only the first N questions (0: all)")

@@ -10,7 +10,6 @@ about 1.0, quadratic cost 16), medians of interleaved timed rounds. `rss_growth_
 process's peak resident memory rose during the first 1 MB call.
 """
 
-import argparse
 import random
 import resource
 
@@ -19,7 +18,7 @@ import common
 from road_tf.data.examples import Answer, QAExample  # noqa: E402
 from road_tf.data.features import featurize_qa  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
-from road_tf.errors import cli_main, whole_number  # noqa: E402
+from road_tf.errors import ArgumentParser, cli_main, whole_number  # noqa: E402
 
 SMALL, LARGE = 64_000, 1_000_000
 MAX_SEQ_LENGTH, MAX_QUERY_LENGTH, DOC_STRIDE = 128, 32, 64
@@ -46,7 +45,7 @@ def peak_rss_mb():
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
+    parser = ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--rounds", type=whole_number, default=3,
                         help=f"timed rounds of each size (default 3, at most {common.MAX_REPEATS})")
     args = common.parse_flags(parser, argv, bounds={"rounds": (1, common.MAX_REPEATS)})

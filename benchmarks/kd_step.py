@@ -13,7 +13,6 @@ Ratios of medians: offline / plain (goal <= 1.05) and online / (plain + teacher)
 value = the worse (larger) of the two.
 """
 
-import argparse
 
 import common
 
@@ -25,7 +24,7 @@ from road_tf.config import DistillationConfig, ModelConfig, TeacherConfig  # noq
 from road_tf.data.features import MODEL_INPUTS  # noqa: E402
 from road_tf.distillation.distiller import Distiller  # noqa: E402
 from road_tf.distillation.offline import offline_teacher_key  # noqa: E402
-from road_tf.errors import cli_main, whole_number  # noqa: E402
+from road_tf.errors import ArgumentParser, cli_main, whole_number  # noqa: E402
 from road_tf.models.backbones import build_backbone  # noqa: E402
 from road_tf.models.task_model import build_task_model  # noqa: E402
 from road_tf.tasks import get_task  # noqa: E402
@@ -101,7 +100,7 @@ def step_functions(batch):
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
+    parser = ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--rounds", type=whole_number, default=30,
                         help=f"timed calls of each function (default 30, {MIN_ROUNDS} to {common.MAX_REPEATS})")
     parser.add_argument("--warmup", type=whole_number, default=3,

@@ -10,7 +10,6 @@ Run from the repo root: `.venv/bin/python benchmarks/multitask_step.py`. The las
 one JSON object; "value" is the worst ratio of a k > 1 step time to the k = 1 step time.
 """
 
-import argparse
 import time
 
 import common
@@ -20,7 +19,7 @@ import numpy as np  # noqa: E402
 
 from road_tf import training  # noqa: E402
 from road_tf.data.features import END, LABEL, START  # noqa: E402
-from road_tf.errors import RoadError, cli_main, whole_number  # noqa: E402
+from road_tf.errors import ArgumentParser, RoadError, cli_main, whole_number  # noqa: E402
 from road_tf.models.task_model import build_task_model  # noqa: E402
 from road_tf.multitask.samplers import TaskSampler  # noqa: E402
 from road_tf.multitask.trainer import MultiTaskTrainer, step_dataset  # noqa: E402
@@ -88,7 +87,7 @@ def build_trainers(args):
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
+    parser = ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--batch-size", type=whole_number, default=32,
                         help=f"global batch B (rows per step; default 32, at most {MAX_BATCH})")
     parser.add_argument("--seq-length", type=whole_number, default=128,

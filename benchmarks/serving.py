@@ -50,7 +50,6 @@ baseline's fastest mode, how many answers the two precisions share, whether this
 bfloat16 instructions, and per mode QA/s, p50/p99 latency and the median round's QA/s.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -71,7 +70,7 @@ sys.path.insert(1, str(common.REPO / "tests"))
 
 import numpy as np  # noqa: E402
 
-from road_tf.errors import ConfigError, RoadError, cli_main, whole_number  # noqa: E402
+from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, whole_number  # noqa: E402
 from serving import client  # noqa: E402
 from serving.batching import read_batching_parameters  # noqa: E402
 
@@ -96,7 +95,7 @@ BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_qa_baseline.py"
 
 def parse_args(argv):
     """Command-line flags -> argparse.Namespace; RoadError for values out of range."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
+    parser = ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--questions", type=whole_number, default=192,
                         help=f"questions asked by every mode (default 192, at most {MAX_QUESTIONS:,})")
     parser.add_argument("--chunk", type=whole_number, default=32,

@@ -35,7 +35,6 @@ run, where a step's FLOPs are 3 × the forward pass's matmul FLOPs (`train_flops
 goal ≥ 0.5, reported in the JSON as `peak_share_goal` / `peak_share_met`.
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -52,7 +51,7 @@ from road_tf import training  # noqa: E402
 from road_tf.config import load_config  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
 from road_tf.distillation.distiller import Distiller  # noqa: E402
-from road_tf.errors import RoadError, cli_main, whole_number  # noqa: E402
+from road_tf.errors import ArgumentParser, RoadError, cli_main, whole_number  # noqa: E402
 from road_tf.minilm import minilm_path  # noqa: E402
 from road_tf.models.convert import read_config  # noqa: E402
 from road_tf.models.task_model import build_model  # noqa: E402
@@ -69,7 +68,7 @@ BASELINE_SCRIPT = common.REPO / "benchmarks" / "hf_train_baseline.py"
 
 def parse_args(argv):
     """Command-line flags -> argparse.Namespace; RoadError for values out of range."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
+    parser = ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--batch-size", type=whole_number, default=8,
                         help=f"windows per step, both sides (default 8, at most {MAX_BATCH})")
     parser.add_argument("--rounds", type=whole_number, default=5,

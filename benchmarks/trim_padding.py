@@ -17,7 +17,6 @@ trimmed seconds over the same number of steps (goal >= 1.2; higher is better). T
 gives the timed batches' mean width and that of a whole epoch of the trimmed stream.
 """
 
-import argparse
 import dataclasses
 
 import common
@@ -30,7 +29,7 @@ from road_tf.config import load_config, resolve_recipe  # noqa: E402
 from road_tf.data.features import PADDING_MASK  # noqa: E402
 from road_tf.data.tokenizer import load_tokenizer  # noqa: E402
 from road_tf.distillation.distiller import Distiller  # noqa: E402
-from road_tf.errors import cli_main, nonempty, whole_number  # noqa: E402
+from road_tf.errors import ArgumentParser, cli_main, nonempty, whole_number  # noqa: E402
 from road_tf.files import check_writable_dir  # noqa: E402
 from road_tf.models.task_model import build_model  # noqa: E402
 from road_tf.tasks import get_task, load_task_data  # noqa: E402
@@ -67,7 +66,7 @@ def train_step(config, element_spec):
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
+    parser = ArgumentParser(description=__doc__.splitlines()[0], exit_on_error=False)
     parser.add_argument("--rounds", type=whole_number, default=12,
                         help=f"timed steps of each stream (default 12, at most {common.MAX_REPEATS})")
     parser.add_argument("--warmup", type=whole_number, default=2,

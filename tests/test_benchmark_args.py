@@ -94,6 +94,16 @@ def test_a_benchmark_refuses_an_integer_flag_out_of_range(name, argv, message, m
     assert message in line, line
 
 
+@pytest.mark.parametrize("name, flag", [("featurize.py", "--rounds"), ("featurize_long.py", "--rounds"),
+                                        ("kd_step.py", "--rounds"), ("multitask_step.py", "--rounds"),
+                                        ("serving.py", "--passes"), ("train_throughput.py", "--rounds"),
+                                        ("trim_padding.py", "--rounds")])
+def test_a_benchmark_refuses_a_flag_given_twice(name, flag, monkeypatch, capsys):
+    """argparse kept the last value without a word (`--rounds 1 --rounds 2` ran 2 rounds)."""
+    line = refusal(load_benchmark(name, monkeypatch).main, [flag, "1", f"{flag}=2"], capsys)
+    assert line == f"error: argument {flag}: given 2 times; give it once (see --help)", line
+
+
 @pytest.mark.parametrize("name, threads", [("serving.py", "999"), ("train_throughput.py", "64"),
                                            ("serving.py", str(CORES + 1)), ("train_throughput.py", str(CORES + 1))])
 def test_more_threads_than_cores_are_refused_naming_both(name, threads, monkeypatch, capsys):
