@@ -579,8 +579,9 @@ def checkpoint_manager(checkpoint, directory, max_to_keep):
         found = checkpoint_prefixes(directory)
         if found:
             now = time.time()  # the manager deletes only checkpoints stamped after the last preserved time
-            tf.compat.v1.train.update_checkpoint_state(str(directory), found[-1], found, all_model_checkpoint_timestamps=
-                                                       [now] * len(found), last_preserved_timestamp=now - 1)
+            tf.compat.v1.train.update_checkpoint_state(
+                str(directory), found[-1], found, all_model_checkpoint_timestamps=[now] * len(found),
+                last_preserved_timestamp=now - 1)
         else:
             state.unlink()
     return tf.train.CheckpointManager(checkpoint, str(directory), max_to_keep=max_to_keep)
