@@ -2,7 +2,9 @@
 
 A case holds the files to write into an empty folder, the CLI arguments (with `{dir}` standing for
 that folder) and a fragment the one-line error must contain (the bad file's name or the field).
-Every case is invalid by construction, so the CLI must refuse it.
+Every case is invalid by construction, so the CLI must refuse it. Also stand-ins that pass a
+command's checks but are never loaded: a finished run (`fake_run`) and a SavedModel version
+(`fake_saved_model`).
 """
 
 import copy
@@ -455,3 +457,30 @@ def setting_cases():
     """Every malformed-settings case for `road_tf.train`: generated per field, plus the named ones."""
     named = [Case(f"setting-{name}", files, TRAIN_ARGS + argv, expect) for name, files, argv, expect in SPECIFIC_SETTINGS]
     return generated_setting_cases() + named
+
+
+FINISHED = {"stages": {}, "final": {"task": "squad2", "f1": 50.0}}
+"""A metrics.json of a finished run."""
+
+
+def fake_run(folder, metrics):
+    """A run directory whose metrics.json is made by `metrics(path)`, with a config.yaml and a
+    student weights file (never loaded: the metrics are checked first)."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text("task: squad2\n")
+    (folder / "student").mkdir()
+    (folder / "student" / "model.weights.h5").write_bytes(b"")
+    metrics(folder / "metrics.json")
+    return folder
+
+
+def write_json(value):
+    """A `fake_run` metrics maker that writes `value`: text as it is, anything else as JSON."""
+    return lambda path: path.write_text(value if isinstance(value, str) else json.dumps(value))
+
+
+def fake_saved_model(folder):
+    """A version folder that predict takes for a SavedModel (it is refused before being loaded)."""
+    (folder / "variables").mkdir(parents=True)
+    (folder / "saved_model.pb").write_bytes(b"the model")
+    return folder

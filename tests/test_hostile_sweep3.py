@@ -15,13 +15,12 @@ import pytest
 import tensorflow as tf
 
 from conftest import one_error_line
-from helpers_fuzz import GOOD_SQUAD
+from helpers_fuzz import FINISHED, GOOD_SQUAD, fake_run, fake_saved_model, write_json
 from road_tf import cache_teacher, evaluate, export, files, predict
 from road_tf.errors import ConfigError, RoadError
 from road_tf.evaluation.qa_eval import answer_questions
 from road_tf.experiment import load_teacher_weights
 
-FINISHED = {"stages": {}, "final": {"task": "squad2", "f1": 50.0}}
 DEEP = "[" * 100_000
 
 
@@ -45,21 +44,6 @@ def refused(main, argv, capsys):
     with deadline(20), pytest.raises(SystemExit) as exit_info:
         main(argv)
     return one_error_line(capsys, exit_info)
-
-
-def fake_run(folder, metrics):
-    """A run directory whose metrics.json is made by `metrics(path)`, with a config.yaml and a
-    student weights file (never loaded: the metrics are checked first)."""
-    folder.mkdir()
-    (folder / "config.yaml").write_text("task: squad2\n")
-    (folder / "student").mkdir()
-    (folder / "student" / "model.weights.h5").write_bytes(b"")
-    metrics(folder / "metrics.json")
-    return folder
-
-
-def write_json(value):
-    return lambda path: path.write_text(value if isinstance(value, str) else json.dumps(value))
 
 
 METRICS_CASES = {
@@ -98,13 +82,6 @@ def test_export_refuses_a_damaged_metrics_json_without_a_traceback(case, tmp_pat
     assert line.startswith(f"error: {run}: ") and message in line, line
     assert "--output-dir" not in line
     assert not base.exists()
-
-
-def fake_saved_model(folder):
-    """A version folder that predict takes for a SavedModel (it is refused before being loaded)."""
-    (folder / "variables").mkdir(parents=True)
-    (folder / "saved_model.pb").write_bytes(b"the model")
-    return folder
 
 
 @pytest.mark.parametrize("flag,inside", [("--output", "saved_model.pb"), ("--na-probs", "variables/na.json"),

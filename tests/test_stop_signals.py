@@ -9,27 +9,17 @@ experiments is stopped in the run of a tiny table's row. Each is also stopped wh
 finished run passes export's).
 """
 
-import json
 import os
 
 import pytest
 
-from helpers_fuzz import GOOD_SQUAD
+from helpers_fuzz import FINISHED, GOOD_SQUAD, fake_run, fake_saved_model, write_json
 from helpers_signals import STOP_IDS, STOPS, pipe_writer, started, stop_command, wait_until
 
 
 def files_under(folder):
     """The paths of everything under `folder`, relative to it, sorted."""
     return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
-
-
-def fake_saved_model(tmp_path):
-    """The version folder `models/m/1` under `tmp_path` of a SavedModel that passes predict's checks
-    but does not load."""
-    version = tmp_path / "models" / "m" / "1"
-    (version / "variables").mkdir(parents=True)
-    (version / "saved_model.pb").write_bytes(b"never loaded: predict reads its data first")
-    return version
 
 
 def teacher_overrides(tmp_path, train):
@@ -44,21 +34,9 @@ def teacher_overrides(tmp_path, train):
     return [arg for pair in overrides for arg in ("--set", pair)]
 
 
-def fake_finished_run(tmp_path):
-    """A run folder under `tmp_path` that passes export's checks: a config.yaml, a student weights file
-    that never loads, a metrics.json of a finished run."""
-    run = tmp_path / "run"
-    (run / "student").mkdir(parents=True)
-    (run / "student" / "model.weights.h5").write_bytes(b"never loaded: stopped first")
-    (run / "config.yaml").write_text("task: squad2\n")
-    (run / "metrics.json").write_text(json.dumps({"final": {"task": "squad2", "f1": 50.0}, "stages": {},
-                                                  "export": None}))
-    return run
-
-
 @pytest.mark.parametrize("stop, word, code", STOPS, ids=STOP_IDS)
 def test_predict_stopped_says_nothing_was_written(tmp_path, stop, word, code):
-    version = fake_saved_model(tmp_path)
+    version = fake_saved_model(tmp_path / "models" / "m" / "1")
     data = tmp_path / "dev.json"
     os.mkfifo(data)
     before = files_under(tmp_path)
@@ -100,13 +78,15 @@ def commands_past_their_checks(tmp_path):
     nothing before TensorFlow loads, with files under `tmp_path` that pass their quick checks."""
     data = tmp_path / "dev.json"
     data.write_bytes(GOOD_SQUAD)
+    version = fake_saved_model(tmp_path / "models" / "m" / "1")
+    run = fake_run(tmp_path / "run", write_json(FINISHED))
     return {
-        "road_tf.predict": (["--model", fake_saved_model(tmp_path), "--data", data, "--output", tmp_path / "p.json"],
+        "road_tf.predict": (["--model", version, "--data", data, "--output", tmp_path / "p.json"],
                             "nothing was written"),
         "road_tf.cache_teacher": ([*teacher_overrides(tmp_path, data), "--output", tmp_path / "logits.tfrecord"],
                                   "the teacher logits were not cached; rerun the command to cache them"),
-        "road_tf.export": (["--run-dir", fake_finished_run(tmp_path), "--base", tmp_path / "models",
-                            "--model-name", "m"], "no version was written; rerun the command to export the run"),
+        "road_tf.export": (["--run-dir", run, "--base", tmp_path / "models", "--model-name", "m"],
+                           "no version was written; rerun the command to export the run"),
     }
 
 
