@@ -10,8 +10,9 @@ about on stderr and left out, as the official script does.
 
 classification: GOLD is JSON {guid: integer label} when its name ends in .json or .json.gz (any
 case), else a TSV of `guid<TAB>integer label` lines (a first line naming the columns guid and
-label is a header; blank lines are skipped); PREDICTIONS is {guid: integer label} and must cover every gold guid; every label lies in [0, N) (N = --num-classes,
-default 2; pass 3 for MNLI; at most 1,000,000). The output holds accuracy, macro_f1, f1 (of
+label is a header; blank lines are skipped); PREDICTIONS is {guid: integer label} and must cover
+every gold guid; every label lies in [0, N) (N = --num-classes, default 2; pass 3 for MNLI; at
+most 1,000,000). The output holds accuracy, macro_f1, f1 (of
 class 1, for 0/1 labels) and total; the scores are fractions in [0, 1].
 
 Bad files, among them a JSON object that gives one id twice, exit with status 2 and one line on stderr

@@ -14,7 +14,8 @@ import pathlib
 import sys
 
 from road_tf.config import RUN_CONFIG_FILE, RUN_METRICS_FILE, ExportConfig, config_of_run, run_weights
-from road_tf.errors import ArgumentParser, ConfigError, RoadError, cli_main, nonempty, one_line_when_stopped, weights_mismatch
+from road_tf.errors import (ArgumentParser, ConfigError, RoadError, cli_main, nonempty, one_line_when_stopped,
+                            weights_mismatch)
 from road_tf.files import check_model_folder, check_writable_dir, entry_kind, require_folder
 from road_tf.registry import SPAN, task_spec
 from road_tf.train import read_finished_run
@@ -51,7 +52,8 @@ def load_student(run_dir, config):
     try:
         model.load_weights(str(weights))
     except (ValueError, OSError) as error:
-        raise RoadError(f"{weights}: does not load into the model of the run's config.yaml ({weights_mismatch(error)})") from None
+        raise RoadError(f"{weights}: does not load into the model of the run's config.yaml "
+                        f"({weights_mismatch(error)})") from None
     return task, tokenizer, model
 
 

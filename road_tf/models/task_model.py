@@ -72,8 +72,8 @@ def load_encoder_weights(model, path):
     try:
         encoder_of(model).load_weights(str(path))
     except ValueError as error:
-        raise ConfigError(f"{path}: these encoder weights do not fit this model's encoder "
-                          f"(model and multitask encoders must share one configuration): {weights_mismatch(error)}") from None
+        raise ConfigError(f"{path}: these encoder weights do not fit this model's encoder (model and multitask "
+                          f"encoders must share one configuration): {weights_mismatch(error)}") from None
 
 
 def layer_lr_scales(model, decay):
