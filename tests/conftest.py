@@ -23,7 +23,7 @@ def one_error_line(capsys, exit_info):
     return err[0]
 
 
-# The files whose tests train whole runs, heaviest first (measured: 90-250 s each of a 14-minute suite).
+# The files whose tests train whole runs, heaviest first (measured: 70-250 s each of a 14-minute suite).
 # `make test` runs the suite on two workers a file at a time (`--dist loadfile`), and xdist would hand
 # out files with many tests first: these few-test files came last, and one worker ran them alone for
 # minutes while the other idled.

@@ -68,7 +68,7 @@ def test_rerunning_a_killed_command_resumes_to_the_uninterrupted_weights(tmp_pat
     assert "already finished" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "sm" / "road_default").iterdir()) == versions, "no retraining, no export"
     fresh = train.resolve_run(train.parse_args(args + ["--new"]))[1]
-    assert fresh.parent == runs[0].parent.relative_to(tmp_path) and fresh.name.startswith(runs[0].name + "-")
+    assert fresh.parent == pathlib.Path("runs") and fresh.name.startswith(runs[0].name + "-") and not fresh.exists()
 
 
 def test_a_run_killed_between_stages_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
